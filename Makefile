@@ -1,0 +1,61 @@
+# bitsearch — the commands a fresh machine needs. `make demo` and `make test` do everything.
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+
+ROOT := $(abspath .)
+LOCAL := $(ROOT)/.local
+PY ?= python3
+ORT_VERSION := 1.31.1
+GPU ?= 0
+# The GPU wheel ships its own libonnxruntime.so beside the CUDA provider.
+ORT_PACKAGE := $(if $(filter 1,$(GPU)),onnxruntime-gpu,onnxruntime)
+ORT_DIR := $(LOCAL)/onnxruntime
+export ORT_DYLIB_PATH := $(ORT_DIR)/lib/libonnxruntime.so
+export CARGO_PROFILE_DEV_DEBUG := 0
+
+TERRAIN_DIR := models/terrain
+TERRAIN := $(TERRAIN_DIR)/terrain_consistency_unet_difficulty100.onnx
+TERRAIN_SHA256 := 95be54b4a39d58320e187a7ec533351c957f16a00be58773c86074828ee67887
+export BITSEARCH_TERRAIN_MODEL := $(ROOT)/$(TERRAIN)
+
+BIN := target/release/bitsearch
+DEMO_OUT := out/demo
+
+.PHONY: setup models build demo test bench lint proto clean-local
+
+## setup: ONNX Runtime from its PyPI wheel into .local/ (GPU=1 for onnxruntime-gpu)
+setup: $(ORT_DIR)/.installed-$(ORT_PACKAGE)
+
+$(ORT_DIR)/.installed-$(ORT_PACKAGE):
+	scripts/install-onnxruntime.sh "$(PY)" "$(ORT_PACKAGE)" "$(ORT_VERSION)" "$(ORT_DIR)"
+	touch $@
+
+## models: the terrain consistency UNet from PyPI (adaptive-terrain-diffusion 0.4.2), sha256-checked
+models: $(TERRAIN)
+
+$(TERRAIN):
+	scripts/fetch-terrain-model.sh "$(PY)" "$(TERRAIN_DIR)" "$(TERRAIN_SHA256)"
+
+build: setup
+	cargo build --release
+
+## demo: setup, fetch, build, then run the main job on the terrain model
+demo: build models
+	$(BIN) inspect $(TERRAIN) | tail -n 12
+	$(BIN) sample $(TERRAIN) --steps 1 --seed 0 --num 4 --condition difficulty=0.5 --out $(DEMO_OUT)/samples
+	@echo "demo samples: $(ROOT)/$(DEMO_OUT)/samples"
+
+## test: unit tests on graphs the tests build, integration tests on the real terrain model
+test: setup models
+	cargo test --workspace --no-fail-fast
+
+bench: build models
+	cargo bench --workspace
+
+lint:
+	cargo fmt --all --check
+	cargo clippy --workspace --all-targets -- -D warnings
+
+## proto: regenerate crates/onnx/src/pb.rs from crates/onnx/proto/onnx.proto (no protoc needed)
+proto:
+	cd tools/protogen && cargo run --release

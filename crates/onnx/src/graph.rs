@@ -1,0 +1,159 @@
+//! A read-only view of a graph with the indexes analyses need: who produces and who consumes
+//! each value, which values are constant, and typed attribute access.
+
+use crate::pb::{GraphProto, NodeProto, TensorProto, ValueInfoProto, attribute_proto::AttributeType, type_proto};
+use std::collections::{HashMap, HashSet};
+
+/// Indexes over one graph. Nodes are addressed by their position in `graph.node`, which the
+/// ONNX spec requires to be a topological order.
+#[derive(Debug)]
+pub struct GraphView<'g> {
+    pub graph: &'g GraphProto,
+    producer: HashMap<&'g str, usize>,
+    consumers: HashMap<&'g str, Vec<(usize, usize)>>,
+    initializers: HashMap<&'g str, &'g TensorProto>,
+    static_values: HashSet<&'g str>,
+    names: Vec<String>,
+}
+
+/// Ops whose output is known before the network runs once their inputs are (shape arithmetic).
+const SHAPE_SOURCES: [&str; 2] = ["Shape", "Size"];
+
+impl<'g> GraphView<'g> {
+    pub fn new(graph: &'g GraphProto) -> Self {
+        let mut producer = HashMap::new();
+        let mut consumers: HashMap<&str, Vec<(usize, usize)>> = HashMap::new();
+        for (i, node) in graph.node.iter().enumerate() {
+            for out in node.output.iter().filter(|o| !o.is_empty()) {
+                producer.insert(out.as_str(), i);
+            }
+            for (slot, input) in node.input.iter().enumerate().filter(|(_, n)| !n.is_empty()) {
+                consumers.entry(input.as_str()).or_default().push((i, slot));
+            }
+        }
+        let initializers: HashMap<&str, &TensorProto> =
+            graph.initializer.iter().map(|t| (t.name(), t)).collect();
+        let fed: HashSet<&str> = graph.input.iter().map(|v| v.name()).collect();
+        // An initializer that is also a graph input can be overridden at run time: not constant.
+        let mut static_values: HashSet<&str> =
+            initializers.keys().copied().filter(|name| !fed.contains(name)).collect();
+        for node in &graph.node {
+            let inputs_static = node.input.iter().all(|i| i.is_empty() || static_values.contains(i.as_str()));
+            if SHAPE_SOURCES.contains(&node.op_type()) || inputs_static {
+                static_values.extend(node.output.iter().map(String::as_str));
+            }
+        }
+        Self { graph, producer, consumers, initializers, static_values, names: unique_names(graph) }
+    }
+
+    pub fn nodes(&self) -> &'g [NodeProto] {
+        &self.graph.node
+    }
+
+    pub fn node(&self, i: usize) -> &'g NodeProto {
+        &self.graph.node[i]
+    }
+
+    /// A name for node `i` that is unique in the graph even where the file left names empty.
+    pub fn node_name(&self, i: usize) -> &str {
+        &self.names[i]
+    }
+
+    pub fn producer(&self, value: &str) -> Option<usize> {
+        self.producer.get(value).copied()
+    }
+
+    /// Every (node, input slot) reading `value`.
+    pub fn consumers(&self, value: &str) -> &[(usize, usize)] {
+        self.consumers.get(value).map_or(&[], Vec::as_slice)
+    }
+
+    pub fn initializer(&self, name: &str) -> Option<&'g TensorProto> {
+        self.initializers.get(name).copied()
+    }
+
+    /// True for values fixed before the network runs: weights, constants, and shape arithmetic.
+    pub fn is_static(&self, value: &str) -> bool {
+        value.is_empty() || self.static_values.contains(value)
+    }
+
+    /// Graph inputs that the caller feeds (initializers listed as inputs are left out).
+    pub fn fed_inputs(&self) -> impl Iterator<Item = &'g ValueInfoProto> + '_ {
+        self.graph.input.iter().filter(|v| !self.initializers.contains_key(v.name()))
+    }
+}
+
+/// Rank and dimensions of a value declared in the graph (None for symbolic dimensions).
+pub fn declared_shape(value: &ValueInfoProto) -> Option<Vec<Option<usize>>> {
+    let type_proto::Value::TensorType(tensor) = value.r#type.as_ref()?.value.as_ref()? else { return None };
+    let shape = tensor.shape.as_ref()?;
+    Some(
+        shape
+            .dim
+            .iter()
+            .map(|d| match d.value {
+                Some(crate::pb::tensor_shape_proto::dimension::Value::DimValue(v)) => usize::try_from(v).ok(),
+                _ => None,
+            })
+            .collect(),
+    )
+}
+
+/// The names of a value's symbolic dimensions ("batch"), None for fixed or unnamed ones.
+pub fn declared_symbols(value: &ValueInfoProto) -> Vec<Option<String>> {
+    let Some(type_proto::Value::TensorType(tensor)) = value.r#type.as_ref().and_then(|t| t.value.as_ref()) else {
+        return Vec::new();
+    };
+    tensor.shape.as_ref().map_or_else(Vec::new, |shape| {
+        shape
+            .dim
+            .iter()
+            .map(|d| match &d.value {
+                Some(crate::pb::tensor_shape_proto::dimension::Value::DimParam(s)) => Some(s.clone()),
+                _ => None,
+            })
+            .collect()
+    })
+}
+
+/// The element type code declared for a value (ONNX `elem_type`).
+pub fn declared_elem_type(value: &ValueInfoProto) -> Option<i32> {
+    match value.r#type.as_ref()?.value.as_ref()? {
+        type_proto::Value::TensorType(tensor) => tensor.elem_type,
+        _ => None,
+    }
+}
+
+/// Typed attribute access.
+pub trait NodeAttrs {
+    fn attr_int(&self, name: &str) -> Option<i64>;
+    fn attr_str(&self, name: &str) -> Option<&str>;
+}
+
+impl NodeAttrs for NodeProto {
+    fn attr_int(&self, name: &str) -> Option<i64> {
+        self.attribute.iter().find(|a| a.name() == name && a.r#type() == AttributeType::Int).map(|a| a.i())
+    }
+
+    fn attr_str(&self, name: &str) -> Option<&str> {
+        self.attribute
+            .iter()
+            .find(|a| a.name() == name && a.r#type() == AttributeType::String)
+            .and_then(|a| std::str::from_utf8(a.s()).ok())
+    }
+}
+
+fn unique_names(graph: &GraphProto) -> Vec<String> {
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    graph
+        .node
+        .iter()
+        .enumerate()
+        .map(|(i, node)| {
+            let base = if node.name().is_empty() { format!("{}_{i}", node.op_type()) } else { node.name().to_string() };
+            let count = seen.entry(base.clone()).or_insert(0);
+            *count += 1;
+            if *count == 1 { base } else { format!("{base}#{}", *count) }
+        })
+        .collect()
+}

@@ -1,0 +1,220 @@
+//! Reading and writing whole ONNX models. Weights kept in external data files (the only way
+//! past protobuf's 2 GiB limit, as SDXL-size UNets need) are pulled into memory on load, and
+//! written out again on save when the model is large or the caller asks.
+
+use crate::error::{OnnxError, Result};
+use crate::pb::tensor_proto::DataLocation;
+use crate::pb::{GraphProto, ModelProto, StringStringEntryProto, TensorProto};
+use prost::Message;
+use std::collections::HashMap;
+use std::fs::File;
+use bitsearch_types::write_atomically;
+use std::io::{Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+
+/// A loaded model: the protobuf with every tensor's data in memory.
+#[derive(Debug, Clone)]
+pub struct Model {
+    pub proto: ModelProto,
+    path: Option<PathBuf>,
+}
+
+/// Where `save` puts tensor data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExternalData {
+    /// Everything inside the .onnx file (fails past protobuf's 2 GiB limit).
+    Inline,
+    /// External only when the inline file would come near the 2 GiB limit.
+    Auto,
+    /// Tensors of at least `min_bytes` bytes go to `<file>.data` beside the model.
+    Always { min_bytes: usize },
+}
+
+/// Inline protobuf files must stay under 2 GiB; keep a margin for the graph itself.
+const INLINE_LIMIT_BYTES: usize = 1 << 30;
+/// Below this size a tensor stays inline even when writing external data (shapes, scalars).
+const AUTO_MIN_EXTERNAL_BYTES: usize = 1024;
+
+impl Model {
+    pub fn new(proto: ModelProto) -> Self {
+        Self { proto, path: None }
+    }
+
+    /// Reads an .onnx file and any external data files it references.
+    pub fn load(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref();
+        let bytes = std::fs::read(path).map_err(|source| OnnxError::Read { path: path.to_path_buf(), source })?;
+        let dir = path.parent().unwrap_or(Path::new("."));
+        let mut model = Self::from_bytes(&bytes, path)?;
+        resolve_external(&mut model.proto, dir, path)?;
+        model.path = Some(path.to_path_buf());
+        Ok(model)
+    }
+
+    /// Decodes and checks a model held in memory; `label` names it in error messages.
+    pub fn from_bytes(bytes: &[u8], label: &Path) -> Result<Self> {
+        let not_onnx = |reason: String| OnnxError::NotOnnx { path: label.to_path_buf(), reason };
+        if bytes.is_empty() {
+            return Err(not_onnx("the file is empty".into()));
+        }
+        let proto = ModelProto::decode(bytes)
+            .map_err(|e| not_onnx(format!("protobuf decoding failed ({e}); the file is truncated or not ONNX")))?;
+        let graph = proto.graph.as_ref().ok_or_else(|| not_onnx("it has no graph".into()))?;
+        if proto.ir_version() <= 0 {
+            return Err(not_onnx("it has no IR version".into()));
+        }
+        if graph.node.is_empty() || graph.output.is_empty() {
+            return Err(not_onnx("its graph has no nodes or no outputs".into()));
+        }
+        Ok(Self { proto, path: None })
+    }
+
+    /// The file this model was loaded from, if any.
+    pub fn path(&self) -> Option<&Path> {
+        self.path.as_deref()
+    }
+
+    pub fn graph(&self) -> &GraphProto {
+        // `from_bytes` and `GraphBuilder` guarantee a graph; an empty one stands in otherwise.
+        static EMPTY: std::sync::OnceLock<GraphProto> = std::sync::OnceLock::new();
+        self.proto.graph.as_ref().unwrap_or_else(|| EMPTY.get_or_init(GraphProto::default))
+    }
+
+    pub fn graph_mut(&mut self) -> &mut GraphProto {
+        self.proto.graph.get_or_insert_with(GraphProto::default)
+    }
+
+    /// The model as protobuf bytes with every tensor inline.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        self.proto.encode_to_vec()
+    }
+
+    /// Total bytes of tensor data, the quantity that decides inline vs external storage.
+    pub fn tensor_bytes(&self) -> usize {
+        let mut total = 0;
+        visit_graph_tensors(self.graph(), &mut |t| total += t.raw_data.as_ref().map_or(0, |r| r.len()));
+        total
+    }
+
+    /// Writes the model to `path` atomically: data goes to temporary files that are renamed
+    /// into place only once complete, so an interrupted save leaves the old files intact.
+    pub fn save(&self, path: impl AsRef<Path>, external: ExternalData) -> Result<()> {
+        let path = path.as_ref();
+        let min_bytes = match external {
+            ExternalData::Inline => None,
+            ExternalData::Auto => (self.tensor_bytes() > INLINE_LIMIT_BYTES).then_some(AUTO_MIN_EXTERNAL_BYTES),
+            ExternalData::Always { min_bytes } => Some(min_bytes),
+        };
+        let write_err = |p: &Path| {
+            let p = p.to_path_buf();
+            move |source| OnnxError::Write { path: p, source }
+        };
+        let Some(min_bytes) = min_bytes else {
+            return write_atomically(path, &self.to_bytes()).map_err(write_err(path));
+        };
+        let file_name = path
+            .file_name()
+            .ok_or_else(|| OnnxError::Graph(format!("{} is not a file path", path.display())))?
+            .to_string_lossy();
+        let data_name = format!("{file_name}.data");
+        let data_path = path.with_file_name(&data_name);
+        let mut proto = self.proto.clone();
+        let mut blob = Vec::new();
+        if let Some(graph) = proto.graph.as_mut() {
+            visit_graph_tensors_mut(graph, &mut |t| externalize(t, &data_name, min_bytes, &mut blob));
+        }
+        write_atomically(&data_path, &blob).map_err(write_err(&data_path))?;
+        write_atomically(path, &proto.encode_to_vec()).map_err(write_err(path))
+    }
+}
+
+/// Moves one tensor's bytes into `blob` and points the tensor at them.
+fn externalize(t: &mut TensorProto, location: &str, min_bytes: usize, blob: &mut Vec<u8>) {
+    let Some(raw) = t.raw_data.take_if(|r| r.len() >= min_bytes.max(1)) else { return };
+    let entry = |key: &str, value: String| StringStringEntryProto { key: Some(key.into()), value: Some(value) };
+    t.external_data = vec![
+        entry("location", location.to_string()),
+        entry("offset", blob.len().to_string()),
+        entry("length", raw.len().to_string()),
+    ];
+    t.set_data_location(DataLocation::External);
+    blob.extend_from_slice(&raw);
+}
+
+/// Replaces every external reference with the bytes it points to.
+fn resolve_external(proto: &mut ModelProto, dir: &Path, model_path: &Path) -> Result<()> {
+    let mut files: HashMap<String, File> = HashMap::new();
+    let mut failure = None;
+    if let Some(graph) = proto.graph.as_mut() {
+        visit_graph_tensors_mut(graph, &mut |t| {
+            if failure.is_none() && t.data_location() == DataLocation::External {
+                if let Err(e) = load_external(t, dir, &mut files) {
+                    failure = Some(OnnxError::ExternalData {
+                        path: model_path.to_path_buf(),
+                        tensor: t.name().to_string(),
+                        reason: e,
+                    });
+                }
+            }
+        });
+    }
+    failure.map_or(Ok(()), Err)
+}
+
+fn load_external(t: &mut TensorProto, dir: &Path, files: &mut HashMap<String, File>) -> Result<(), String> {
+    let get = |key: &str| t.external_data.iter().find(|e| e.key() == key).map(|e| e.value().to_string());
+    let location = get("location").ok_or("no 'location' entry")?;
+    if Path::new(&location).is_absolute() || location.split(['/', '\\']).any(|part| part == "..") {
+        return Err(format!("location '{location}' must be a relative path inside the model folder"));
+    }
+    let number = |key: &str| -> Result<Option<u64>, String> {
+        get(key).map(|v| v.parse::<u64>().map_err(|_| format!("'{key}' is not a number: {v}"))).transpose()
+    };
+    let offset = number("offset")?.unwrap_or(0);
+    let file = match files.entry(location.clone()) {
+        std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+        std::collections::hash_map::Entry::Vacant(e) => {
+            let path = dir.join(&location);
+            e.insert(File::open(&path).map_err(|err| format!("cannot open {}: {err}", path.display()))?)
+        }
+    };
+    let file_len = file.metadata().map_err(|e| e.to_string())?.len();
+    let length = match number("length")? {
+        Some(n) => n,
+        None => file_len.checked_sub(offset).ok_or("offset is past the end of the file")?,
+    };
+    if offset.checked_add(length).is_none_or(|end| end > file_len) {
+        return Err(format!("{location} holds {file_len} bytes, the tensor needs {length} at offset {offset}"));
+    }
+    let mut raw = vec![0u8; usize::try_from(length).map_err(|_| "tensor too large for this machine")?];
+    file.seek(SeekFrom::Start(offset)).and_then(|_| file.read_exact(&mut raw)).map_err(|e| e.to_string())?;
+    t.raw_data = Some(raw.into());
+    t.external_data.clear();
+    t.data_location = None;
+    Ok(())
+}
+
+/// Calls `f` on every tensor of the graph: initializers, Constant-like attributes, subgraphs.
+fn visit_graph_tensors(graph: &GraphProto, f: &mut dyn FnMut(&TensorProto)) {
+    graph.initializer.iter().for_each(&mut *f);
+    for node in &graph.node {
+        for attr in &node.attribute {
+            attr.t.iter().chain(&attr.tensors).for_each(&mut *f);
+            for g in attr.g.iter().chain(&attr.graphs) {
+                visit_graph_tensors(g, f);
+            }
+        }
+    }
+}
+
+fn visit_graph_tensors_mut(graph: &mut GraphProto, f: &mut dyn FnMut(&mut TensorProto)) {
+    graph.initializer.iter_mut().for_each(&mut *f);
+    for node in &mut graph.node {
+        for attr in &mut node.attribute {
+            attr.t.iter_mut().chain(attr.tensors.iter_mut()).for_each(&mut *f);
+            for g in attr.g.iter_mut().chain(attr.graphs.iter_mut()) {
+                visit_graph_tensors_mut(g, f);
+            }
+        }
+    }
+}

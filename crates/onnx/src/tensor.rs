@@ -1,0 +1,189 @@
+//! Conversion between ONNX tensors and `f32` arrays. Weights are analysed and quantized in
+//! f32 whatever their stored type; writing back keeps the tensor's own type.
+
+use crate::error::{OnnxError, Result};
+use crate::pb::TensorProto;
+use crate::pb::tensor_proto::DataType as PbType;
+use half::{bf16, f16};
+use ndarray::{ArrayD, IxDyn};
+
+/// The element types bitsearch reads and writes as numbers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DataType {
+    F32,
+    F16,
+    Bf16,
+    F64,
+    I64,
+    I32,
+}
+
+impl DataType {
+    /// The type of an ONNX `elem_type` / `data_type` code, if it is numeric and supported.
+    pub fn from_onnx(code: i32) -> Option<Self> {
+        match PbType::try_from(code).ok()? {
+            PbType::Float => Some(Self::F32),
+            PbType::Float16 => Some(Self::F16),
+            PbType::Bfloat16 => Some(Self::Bf16),
+            PbType::Double => Some(Self::F64),
+            PbType::Int64 => Some(Self::I64),
+            PbType::Int32 => Some(Self::I32),
+            _ => None,
+        }
+    }
+
+    pub fn to_onnx(self) -> i32 {
+        let t = match self {
+            Self::F32 => PbType::Float,
+            Self::F16 => PbType::Float16,
+            Self::Bf16 => PbType::Bfloat16,
+            Self::F64 => PbType::Double,
+            Self::I64 => PbType::Int64,
+            Self::I32 => PbType::Int32,
+        };
+        t as i32
+    }
+
+    pub fn size_bytes(self) -> usize {
+        match self {
+            Self::F16 | Self::Bf16 => 2,
+            Self::F32 | Self::I32 => 4,
+            Self::F64 | Self::I64 => 8,
+        }
+    }
+
+    pub fn is_float(self) -> bool {
+        matches!(self, Self::F32 | Self::F16 | Self::Bf16 | Self::F64)
+    }
+}
+
+fn tensor_error(t: &TensorProto, reason: impl Into<String>) -> OnnxError {
+    OnnxError::Tensor { name: t.name().to_string(), reason: reason.into() }
+}
+
+/// The tensor's dimensions as `usize`, rejecting negative ones.
+pub(crate) fn dims(t: &TensorProto) -> Result<Vec<usize>> {
+    t.dims
+        .iter()
+        .map(|&d| usize::try_from(d).map_err(|_| tensor_error(t, format!("negative dimension {d}"))))
+        .collect()
+}
+
+/// Reads any supported numeric tensor as f32 (integers convert exactly up to 2^24).
+pub fn tensor_to_f32(t: &TensorProto) -> Result<ArrayD<f32>> {
+    let shape = dims(t)?;
+    let count: usize = shape.iter().product();
+    let dtype = DataType::from_onnx(t.data_type())
+        .ok_or_else(|| tensor_error(t, format!("unsupported data type code {}", t.data_type())))?;
+    if t.data_location() == crate::pb::tensor_proto::DataLocation::External {
+        return Err(tensor_error(t, "data still lives in an external file (load the model with Model::load)"));
+    }
+    let values: Vec<f32> = match t.raw_data.as_ref().filter(|raw| !raw.is_empty()) {
+        Some(raw) => {
+            if raw.len() != count * dtype.size_bytes() {
+                return Err(tensor_error(
+                    t,
+                    format!("raw data holds {} bytes, shape {:?} needs {}", raw.len(), shape, count * dtype.size_bytes()),
+                ));
+            }
+            decode_raw(raw, dtype)
+        }
+        None => match dtype {
+            DataType::F32 => t.float_data.clone(),
+            DataType::F64 => t.double_data.iter().map(|&v| v as f32).collect(),
+            DataType::I64 => t.int64_data.iter().map(|&v| v as f32).collect(),
+            DataType::I32 => t.int32_data.iter().map(|&v| v as f32).collect(),
+            // 16-bit floats are stored as their bit patterns in int32_data.
+            DataType::F16 => t.int32_data.iter().map(|&v| f16::from_bits(v as u16).to_f32()).collect(),
+            DataType::Bf16 => t.int32_data.iter().map(|&v| bf16::from_bits(v as u16).to_f32()).collect(),
+        },
+    };
+    ArrayD::from_shape_vec(IxDyn(&shape), values)
+        .map_err(|_| tensor_error(t, format!("holds a number of values that does not fit shape {shape:?}")))
+}
+
+fn decode_raw(raw: &[u8], dtype: DataType) -> Vec<f32> {
+    match dtype {
+        DataType::F32 => raw.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect(),
+        DataType::F16 => raw.chunks_exact(2).map(|c| f16::from_le_bytes([c[0], c[1]]).to_f32()).collect(),
+        DataType::Bf16 => raw.chunks_exact(2).map(|c| bf16::from_le_bytes([c[0], c[1]]).to_f32()).collect(),
+        DataType::F64 => raw
+            .chunks_exact(8)
+            .map(|c| f64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]) as f32)
+            .collect(),
+        DataType::I64 => raw
+            .chunks_exact(8)
+            .map(|c| i64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]) as f32)
+            .collect(),
+        DataType::I32 => raw.chunks_exact(4).map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]]) as f32).collect(),
+    }
+}
+
+/// Builds a tensor of type `dtype` from f32 values (rounded to the nearest representable value).
+pub fn tensor_from_f32(name: &str, values: &ArrayD<f32>, dtype: DataType) -> TensorProto {
+    let mut raw = Vec::with_capacity(values.len() * dtype.size_bytes());
+    for &v in values.iter() {
+        match dtype {
+            DataType::F32 => raw.extend_from_slice(&v.to_le_bytes()),
+            DataType::F16 => raw.extend_from_slice(&f16::from_f32(v).to_le_bytes()),
+            DataType::Bf16 => raw.extend_from_slice(&bf16::from_f32(v).to_le_bytes()),
+            DataType::F64 => raw.extend_from_slice(&f64::from(v).to_le_bytes()),
+            DataType::I64 => raw.extend_from_slice(&(v.round() as i64).to_le_bytes()),
+            DataType::I32 => raw.extend_from_slice(&(v.round() as i32).to_le_bytes()),
+        }
+    }
+    TensorProto {
+        name: Some(name.to_string()),
+        dims: values.shape().iter().map(|&d| d as i64).collect(),
+        data_type: Some(dtype.to_onnx()),
+        raw_data: Some(raw.into()),
+        ..Default::default()
+    }
+}
+
+/// An int64 tensor, as shape operands of Reshape and friends need.
+pub fn tensor_from_i64(name: &str, dims: &[usize], values: &[i64]) -> TensorProto {
+    TensorProto {
+        name: Some(name.to_string()),
+        dims: dims.iter().map(|&d| d as i64).collect(),
+        data_type: Some(DataType::I64.to_onnx()),
+        raw_data: Some(values.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>().into()),
+        ..Default::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_type_round_trips_through_raw_data() {
+        let values = ArrayD::from_shape_vec(IxDyn(&[2, 3]), vec![0.0, 1.0, -2.0, 0.5, 3.0, -0.25]).unwrap();
+        for dtype in [DataType::F32, DataType::F16, DataType::Bf16, DataType::F64, DataType::I64, DataType::I32] {
+            let t = tensor_from_f32("w", &values, dtype);
+            let back = tensor_to_f32(&t).unwrap();
+            let expected = if dtype.is_float() { values.clone() } else { values.mapv(f32::round) };
+            assert_eq!(back, expected, "{dtype:?}");
+        }
+    }
+
+    #[test]
+    fn typed_fields_are_read_when_raw_data_is_absent() {
+        let t = TensorProto {
+            name: Some("h".into()),
+            dims: vec![2],
+            data_type: Some(DataType::F16.to_onnx()),
+            int32_data: vec![f16::from_f32(1.5).to_bits() as i32, f16::from_f32(-2.0).to_bits() as i32],
+            ..Default::default()
+        };
+        assert_eq!(tensor_to_f32(&t).unwrap().as_slice().unwrap(), &[1.5, -2.0]);
+    }
+
+    #[test]
+    fn wrong_raw_length_is_an_error_naming_the_tensor() {
+        let mut t = tensor_from_f32("w", &ArrayD::zeros(IxDyn(&[4])), DataType::F32);
+        t.raw_data = Some(vec![0u8; 7].into());
+        let message = tensor_to_f32(&t).unwrap_err().to_string();
+        assert!(message.contains("'w'") && message.contains("7 bytes"), "{message}");
+    }
+}

@@ -1,0 +1,97 @@
+//! DDIM (Song et al. 2021) on a discrete schedule: from each timestep, jump to the next one
+//! along the predicted noise direction; `eta` > 0 swaps part of that direction for fresh noise
+//! (eta = 1 matches DDPM's posterior variance).
+
+use ndarray::ArrayD;
+
+use super::{Denoiser, Prediction, SampleError, eval, lin, vp_split};
+use crate::noise::NoiseSource;
+use crate::schedule::DiscreteSchedule;
+
+/// The schedule's timesteps rounded to whole training timesteps, as DDIM indexes ᾱ by them.
+pub(super) fn timesteps(schedule: &DiscreteSchedule, steps: usize) -> Result<Vec<f64>, SampleError> {
+    let mut ts = schedule.timesteps(steps)?;
+    // numpy's round (ties to even), which diffusers uses for linspace spacing.
+    ts.iter_mut().for_each(|t| *t = t.round_ties_even());
+    Ok(ts)
+}
+
+pub(super) fn run(
+    schedule: &DiscreteSchedule,
+    ts: &[f64],
+    eta: f64,
+    pred: Prediction,
+    denoiser: &mut dyn Denoiser,
+    mut x: ArrayD<f32>,
+    noise: &mut NoiseSource,
+) -> Result<ArrayD<f32>, SampleError> {
+    for (step, &t) in ts.iter().enumerate() {
+        let out = eval(denoiser, step, &x, t)?;
+        let a = schedule.alpha_cumprod_at(t);
+        // The next visited timestep; after the last one, the schedule's final ᾱ.
+        let a_prev = ts
+            .get(step + 1)
+            .map_or(schedule.final_alpha_cumprod(), |&next| schedule.alpha_cumprod_at(next));
+        let (x0, eps) = vp_split(pred, out, &x, a);
+        let variance = (1.0 - a_prev) / (1.0 - a) * (1.0 - a / a_prev);
+        let std = eta * variance.sqrt();
+        // At eta = 1 rounding can push this a hair below zero.
+        let direction = (1.0 - a_prev - std * std).max(0.0).sqrt();
+        x = lin(&x0, a_prev.sqrt(), &eps, direction);
+        if std > 0.0 {
+            x = lin(&x, 1.0, &noise.draw(x.shape())?, std);
+        }
+    }
+    Ok(x)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::test_support::*;
+    use super::super::{Prediction, SamplerKind, TimeDomain};
+    use crate::schedule::TimestepSpacing;
+
+    fn ddim(eta: f64, steps: usize) -> super::super::SamplerSettings {
+        let schedule = sd_schedule(TimestepSpacing::Leading, 1);
+        let mut s = settings(SamplerKind::Ddim, steps, Prediction::Epsilon, TimeDomain::Discrete(schedule));
+        s.eta = eta;
+        s
+    }
+
+    #[test]
+    fn deterministic_ddim_reaches_the_data_std() {
+        assert_converges_to_data_std(|steps| ddim(0.0, steps), 0.06, 0.015);
+        let settings = ddim(0.0, 50);
+        let calls = run_gaussian(&settings, [1, 2]).1;
+        assert_calls_match_timesteps(&settings, &calls);
+        assert_eq!(calls[0].1, 981.0);
+    }
+
+    #[test]
+    fn ddim_with_full_eta_reaches_the_data_std() {
+        // DDPM's posterior variance is only exact for infinitely many steps, so eta = 1 converges slower.
+        assert_converges_to_data_std(|steps| ddim(1.0, steps), 0.11, 0.035);
+        let settings = ddim(1.0, 50);
+        assert_calls_match_timesteps(&settings, &run_gaussian(&settings, [3, 4]).1);
+    }
+
+    #[test]
+    fn only_positive_eta_draws_fresh_noise() {
+        let deterministic = ddim(0.0, 10);
+        let reference = run_gaussian(&deterministic, [1, 2]).0;
+        assert_eq!(run_gaussian_with(&deterministic, [1, 2], [8, 9]).0, reference);
+        let stochastic = ddim(1.0, 10);
+        let reference = run_gaussian(&stochastic, [1, 2]).0;
+        assert_eq!(run_gaussian(&stochastic, [1, 2]).0, reference);
+        assert_ne!(run_gaussian_with(&stochastic, [1, 2], [8, 9]).0, reference);
+    }
+
+    #[test]
+    fn linspace_timesteps_are_rounded() {
+        let schedule = sd_schedule(TimestepSpacing::Linspace, 0);
+        let s = settings(SamplerKind::Ddim, 50, Prediction::Epsilon, TimeDomain::Discrete(schedule));
+        let ts = super::super::timesteps(&s).unwrap();
+        assert_eq!(&ts[..4], &[999.0, 979.0, 958.0, 938.0]);
+        assert_eq!(ts[49], 0.0);
+    }
+}

@@ -1,0 +1,282 @@
+//! Sessions over a [`Model`] held in memory. Weights named in
+//! [`SessionOptions::overridable`] become overridable initializers (graph inputs that keep
+//! their stored value as default), so one session serves every probe: a run may replace them,
+//! and the next run without a replacement uses the stored values again, bit for bit.
+
+use crate::device::{self, ActiveDevice, Device};
+use crate::error::{Result, RuntimeError};
+use bitsearch_onnx::{DataType, ExternalData, Model, declared_elem_type, declared_shape, declared_symbols, pb};
+use half::{bf16, f16};
+use ndarray::{ArrayD, ArrayViewD, IxDyn};
+use ort::value::{DynValue, Tensor, TensorElementType};
+use std::collections::HashMap;
+
+/// How to build a session.
+#[derive(Debug, Clone, Default)]
+pub struct SessionOptions {
+    pub device: Device,
+    /// Initializers that `run` may replace.
+    pub overridable: Vec<String>,
+    /// Values returned after the graph outputs (to measure shapes or capture activations).
+    pub extra_outputs: Vec<String>,
+    /// Intra-op threads; None leaves ONNX Runtime's default of one per core.
+    pub threads: Option<usize>,
+}
+
+/// A graph input as the model declares it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InputSpec {
+    pub name: String,
+    pub dtype: DataType,
+    /// Fixed dimensions, None where the model leaves them symbolic.
+    pub shape: Vec<Option<usize>>,
+    /// The name of each symbolic dimension ("batch", "height"), None for fixed ones.
+    pub symbols: Vec<Option<String>>,
+}
+
+/// Past this much weight data the model goes to ONNX Runtime through a file with external
+/// data: protobuf messages cannot exceed 2 GiB.
+const IN_MEMORY_LIMIT_BYTES: usize = 1 << 30;
+
+pub struct Session {
+    inner: ort::session::Session,
+    label: String,
+    inputs: Vec<InputSpec>,
+    outputs: Vec<String>,
+    overridable: HashMap<String, (DataType, Vec<usize>)>,
+    device: ActiveDevice,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session").field("model", &self.label).field("device", &self.device).finish_non_exhaustive()
+    }
+}
+
+impl Session {
+    pub fn new(model: &Model, options: &SessionOptions) -> Result<Self> {
+        let env = crate::library::init()?;
+        let label = model.path().map_or_else(|| model.graph().name().to_string(), |p| p.display().to_string());
+        let inputs = declared_inputs(model, &label)?;
+        let (prepared, overridable) = prepare(model, options, &label)?;
+        let session_error = |message: String| RuntimeError::Session { model: label.clone(), message };
+        let make_builder = || -> Result<ort::session::builder::SessionBuilder> {
+            let builder = ort::session::Session::builder(env).map_err(|e| session_error(e.to_string()))?;
+            match options.threads {
+                Some(n) => builder.with_intra_threads(n).map_err(|e| session_error(e.to_string())),
+                None => Ok(builder),
+            }
+        };
+        // Kept alive until the session is built: large models are read from it.
+        let spill = tempfile::tempdir().map_err(|e| session_error(format!("temporary folder: {e}")))?;
+        let spill_path = spill.path().join("model.onnx");
+        let large = prepared.tensor_bytes() > IN_MEMORY_LIMIT_BYTES;
+        if large {
+            prepared.save(&spill_path, ExternalData::Always { min_bytes: 1024 })?;
+        }
+        let bytes = if large { Vec::new() } else { prepared.to_bytes() };
+        let commit = |mut builder: ort::session::builder::SessionBuilder| {
+            let session = if large { builder.commit_from_file(&spill_path) } else { builder.commit_from_memory(&bytes) };
+            session.map_err(|e| session_error(e.to_string()))
+        };
+        let (inner, device) = device::build(options.device, make_builder, commit)?;
+        let outputs = inner.outputs().iter().map(|o| o.name().to_string()).collect();
+        Ok(Self { inner, label, inputs, outputs, overridable, device })
+    }
+
+    pub fn inputs(&self) -> &[InputSpec] {
+        &self.inputs
+    }
+
+    /// Graph outputs in order, then the requested extra outputs.
+    pub fn outputs(&self) -> &[String] {
+        &self.outputs
+    }
+
+    pub fn device(&self) -> ActiveDevice {
+        self.device
+    }
+
+    /// Runs the model. Inputs are f32 and converted to each input's declared type (token ids
+    /// included: they are exact in f32). `overrides` replace overridable weights for this run.
+    /// Returns every output as f32, in [`Session::outputs`] order.
+    pub fn run(
+        &mut self,
+        inputs: &[(&str, ArrayViewD<'_, f32>)],
+        overrides: &[(&str, ArrayViewD<'_, f32>)],
+    ) -> Result<Vec<ArrayD<f32>>> {
+        let feeds = self.feeds(inputs, overrides)?;
+        let label = &self.label;
+        let run_error = |e: ort::Error| RuntimeError::Run { model: label.clone(), message: e.to_string() };
+        let outputs = self.inner.run(feeds).map_err(run_error)?;
+        self.outputs
+            .iter()
+            .map(|name| to_f32(&outputs[name.as_str()]).map_err(|message| RuntimeError::Run { model: label.clone(), message: format!("output '{name}': {message}") }))
+            .collect()
+    }
+
+    /// Runs the model and returns only the shape of every output (any element type).
+    pub fn run_shapes(&mut self, inputs: &[(&str, ArrayViewD<'_, f32>)]) -> Result<Vec<Vec<usize>>> {
+        let feeds = self.feeds(inputs, &[])?;
+        let label = &self.label;
+        let outputs = self.inner.run(feeds).map_err(|e| RuntimeError::Run { model: label.clone(), message: e.to_string() })?;
+        Ok(self
+            .outputs
+            .iter()
+            .map(|name| match outputs[name.as_str()].dtype() {
+                ort::value::ValueType::Tensor { shape, .. } => shape.iter().map(|&d| d.max(0) as usize).collect(),
+                _ => Vec::new(),
+            })
+            .collect())
+    }
+
+    fn feeds(
+        &self,
+        inputs: &[(&str, ArrayViewD<'_, f32>)],
+        overrides: &[(&str, ArrayViewD<'_, f32>)],
+    ) -> Result<Vec<(String, DynValue)>> {
+        let input_error = |name: &str, message: String| RuntimeError::Input { name: name.to_string(), message };
+        let mut feeds = Vec::with_capacity(inputs.len() + overrides.len());
+        for (name, values) in inputs {
+            let spec = self.inputs.iter().find(|s| s.name == *name).ok_or_else(|| {
+                let expected: Vec<_> = self.inputs.iter().map(|s| s.name.as_str()).collect();
+                input_error(name, format!("the model has no such input (it expects: {})", expected.join(", ")))
+            })?;
+            check_shape(&spec.shape, values.shape()).map_err(|m| input_error(name, m))?;
+            feeds.push((name.to_string(), to_value(spec.dtype, values).map_err(|m| input_error(name, m))?));
+        }
+        if let Some(missing) = self.inputs.iter().find(|s| !inputs.iter().any(|(n, _)| *n == s.name)) {
+            return Err(input_error(&missing.name, "missing: the model needs a value for it".into()));
+        }
+        for (name, values) in overrides {
+            let (dtype, shape) = self.overridable.get(*name).ok_or_else(|| {
+                input_error(name, "is not an overridable weight of this session (list it in SessionOptions::overridable)".into())
+            })?;
+            if values.shape() != shape.as_slice() {
+                return Err(input_error(name, format!("override has shape {:?}, the weight has {:?}", values.shape(), shape)));
+            }
+            feeds.push((name.to_string(), to_value(*dtype, values).map_err(|m| input_error(name, m))?));
+        }
+        Ok(feeds)
+    }
+}
+
+fn declared_inputs(model: &Model, label: &str) -> Result<Vec<InputSpec>> {
+    let initializers: std::collections::HashSet<&str> = model.graph().initializer.iter().map(|t| t.name()).collect();
+    model
+        .graph()
+        .input
+        .iter()
+        .filter(|v| !initializers.contains(v.name()))
+        .map(|v| {
+            let dtype = declared_elem_type(v).and_then(DataType::from_onnx).ok_or_else(|| RuntimeError::Session {
+                model: label.to_string(),
+                message: format!("input '{}' has an element type bitsearch cannot feed", v.name()),
+            })?;
+            Ok(InputSpec {
+                name: v.name().to_string(),
+                dtype,
+                shape: declared_shape(v).unwrap_or_default(),
+                symbols: declared_symbols(v),
+            })
+        })
+        .collect()
+}
+
+/// Copies the model, exposes the overridable weights as inputs and the extra values as outputs.
+fn prepare(model: &Model, options: &SessionOptions, label: &str) -> Result<(Model, HashMap<String, (DataType, Vec<usize>)>)> {
+    let mut prepared = model.clone();
+    let graph = prepared.graph_mut();
+    let mut overridable = HashMap::new();
+    for name in &options.overridable {
+        let tensor = graph.initializer.iter().find(|t| t.name() == name).ok_or_else(|| RuntimeError::Session {
+            model: label.to_string(),
+            message: format!("'{name}' is not an initializer, so it cannot be made overridable"),
+        })?;
+        let dtype = DataType::from_onnx(tensor.data_type()).ok_or_else(|| RuntimeError::Session {
+            model: label.to_string(),
+            message: format!("initializer '{name}' has an element type bitsearch cannot feed"),
+        })?;
+        let shape: Vec<usize> = tensor.dims.iter().map(|&d| d.max(0) as usize).collect();
+        if !graph.input.iter().any(|v| v.name() == name) {
+            graph.input.push(tensor_value_info(name, Some(dtype), &shape));
+        }
+        overridable.insert(name.clone(), (dtype, shape));
+    }
+    for name in &options.extra_outputs {
+        if !graph.output.iter().any(|v| v.name() == name) {
+            // ONNX Runtime infers the type of an output declared by name only.
+            graph.output.push(pb::ValueInfoProto { name: Some(name.clone()), ..Default::default() });
+        }
+    }
+    // Overridable initializers need IR version 4 or later (initializers need not be inputs).
+    if prepared.proto.ir_version() < 4 {
+        prepared.proto.ir_version = Some(4);
+    }
+    Ok((prepared, overridable))
+}
+
+fn tensor_value_info(name: &str, dtype: Option<DataType>, shape: &[usize]) -> pb::ValueInfoProto {
+    let dim = shape
+        .iter()
+        .map(|&d| pb::tensor_shape_proto::Dimension {
+            value: Some(pb::tensor_shape_proto::dimension::Value::DimValue(d as i64)),
+            ..Default::default()
+        })
+        .collect();
+    pb::ValueInfoProto {
+        name: Some(name.to_string()),
+        r#type: Some(pb::TypeProto {
+            value: Some(pb::type_proto::Value::TensorType(pb::type_proto::Tensor {
+                elem_type: dtype.map(DataType::to_onnx),
+                shape: Some(pb::TensorShapeProto { dim }),
+            })),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+fn check_shape(declared: &[Option<usize>], given: &[usize]) -> std::result::Result<(), String> {
+    let fits = declared.is_empty()
+        || (declared.len() == given.len() && declared.iter().zip(given).all(|(d, g)| d.is_none_or(|d| d == *g)));
+    if fits {
+        return Ok(());
+    }
+    let dims: Vec<String> = declared.iter().map(|d| d.map_or("?".to_string(), |d| d.to_string())).collect();
+    Err(format!("shape {given:?} does not match the declared [{}]", dims.join(", ")))
+}
+
+fn to_value(dtype: DataType, values: &ArrayViewD<'_, f32>) -> std::result::Result<DynValue, String> {
+    let shape = values.shape().to_vec();
+    let value = match dtype {
+        DataType::F32 => Tensor::from_array((shape, values.iter().copied().collect::<Vec<f32>>())).map(Tensor::into_dyn),
+        DataType::F16 => Tensor::from_array((shape, values.iter().map(|&v| f16::from_f32(v)).collect::<Vec<_>>())).map(Tensor::into_dyn),
+        DataType::Bf16 => Tensor::from_array((shape, values.iter().map(|&v| bf16::from_f32(v)).collect::<Vec<_>>())).map(Tensor::into_dyn),
+        DataType::F64 => Tensor::from_array((shape, values.iter().map(|&v| f64::from(v)).collect::<Vec<_>>())).map(Tensor::into_dyn),
+        DataType::I64 => Tensor::from_array((shape, values.iter().map(|&v| v.round() as i64).collect::<Vec<_>>())).map(Tensor::into_dyn),
+        DataType::I32 => Tensor::from_array((shape, values.iter().map(|&v| v.round() as i32).collect::<Vec<_>>())).map(Tensor::into_dyn),
+    };
+    value.map_err(|e| e.to_string())
+}
+
+fn to_f32(value: &DynValue) -> std::result::Result<ArrayD<f32>, String> {
+    let ort::value::ValueType::Tensor { ty, .. } = value.dtype() else { return Err("is not a tensor".into()) };
+    fn convert<T: ort::value::PrimitiveTensorElementType + Copy>(
+        value: &DynValue,
+        f: impl Fn(T) -> f32,
+    ) -> std::result::Result<ArrayD<f32>, String> {
+        let (shape, data) = value.try_extract_tensor::<T>().map_err(|e| e.to_string())?;
+        let dims: Vec<usize> = shape.iter().map(|&d| d.max(0) as usize).collect();
+        ArrayD::from_shape_vec(IxDyn(&dims), data.iter().map(|&v| f(v)).collect()).map_err(|e| e.to_string())
+    }
+    match ty {
+        TensorElementType::Float32 => convert::<f32>(value, |v| v),
+        TensorElementType::Float16 => convert::<f16>(value, f16::to_f32),
+        TensorElementType::Bfloat16 => convert::<bf16>(value, bf16::to_f32),
+        TensorElementType::Float64 => convert::<f64>(value, |v| v as f32),
+        TensorElementType::Int64 => convert::<i64>(value, |v| v as f32),
+        TensorElementType::Int32 => convert::<i32>(value, |v| v as f32),
+        other => Err(format!("element type {other:?} is not numeric")),
+    }
+}

@@ -1,0 +1,9 @@
+//! Plain data that flows between bitsearch's stages: what a quantizable layer is, the role the
+//! graph analysis gave it, and what it costs. No heavy dependencies, so the solver and the
+//! reports can read these without linking ONNX Runtime or protobuf.
+
+mod atomic;
+mod layer;
+
+pub use atomic::write_atomically;
+pub use layer::{Layer, LayerKind, MetricGroup, Role};
