@@ -59,15 +59,11 @@ impl DiscreteSchedule {
     ) -> Result<Self, SampleError> {
         let n = num_train_timesteps;
         if n < 2 {
-            return Err(SampleError::Config(format!(
-                "num_train_timesteps must be at least 2, got {n}"
-            )));
+            return Err(SampleError::Config(format!("num_train_timesteps must be at least 2, got {n}")));
         }
         let ramp = |i: usize| i as f64 / (n - 1) as f64;
         let betas: Vec<f64> = match beta_schedule {
-            BetaSchedule::Linear => (0..n)
-                .map(|i| beta_start + (beta_end - beta_start) * ramp(i))
-                .collect(),
+            BetaSchedule::Linear => (0..n).map(|i| beta_start + (beta_end - beta_start) * ramp(i)).collect(),
             BetaSchedule::ScaledLinear => {
                 let (lo, hi) = (beta_start.sqrt(), beta_end.sqrt());
                 (0..n).map(|i| (lo + (hi - lo) * ramp(i)).powi(2)).collect()
@@ -96,12 +92,7 @@ impl DiscreteSchedule {
                 Some(*acc)
             })
             .collect();
-        Ok(Self {
-            alphas_cumprod,
-            spacing: TimestepSpacing::Leading,
-            steps_offset: 0,
-            set_alpha_to_one: true,
-        })
+        Ok(Self { alphas_cumprod, spacing: TimestepSpacing::Leading, steps_offset: 0, set_alpha_to_one: true })
     }
 
     /// Number of training timesteps `T`.
@@ -121,11 +112,7 @@ impl DiscreteSchedule {
 
     /// ᾱ that the step after the last timestep lands on.
     pub fn final_alpha_cumprod(&self) -> f64 {
-        if self.set_alpha_to_one {
-            1.0
-        } else {
-            self.alphas_cumprod[0]
-        }
+        if self.set_alpha_to_one { 1.0 } else { self.alphas_cumprod[0] }
     }
 
     /// Noise-to-signal ratio `σ = √((1 − ᾱ)/ᾱ)` at `t`, linearly interpolated between training
@@ -157,17 +144,12 @@ impl DiscreteSchedule {
         let times: Vec<f64> = match self.spacing {
             TimestepSpacing::Leading => {
                 let ratio = train / steps;
-                (0..steps)
-                    .rev()
-                    .map(|i| (i * ratio).saturating_add(self.steps_offset) as f64)
-                    .collect()
+                (0..steps).rev().map(|i| (i * ratio).saturating_add(self.steps_offset) as f64).collect()
             }
             TimestepSpacing::Trailing => {
                 let ratio = train as f64 / steps as f64;
                 // numpy rounds halves to even; matching it keeps the lists identical to diffusers'.
-                (0..steps)
-                    .map(|i| (train as f64 - i as f64 * ratio).round_ties_even() - 1.0)
-                    .collect()
+                (0..steps).map(|i| (train as f64 - i as f64 * ratio).round_ties_even() - 1.0).collect()
             }
             TimestepSpacing::Linspace => {
                 let last = (train - 1) as f64;
@@ -288,21 +270,15 @@ impl SchedulerConfig {
             ),
             other => (
                 SamplerKind::Ddim,
-                Some(format!(
-                    "scheduler {other:?} is not implemented; sampling with ddim on the same noise schedule"
-                )),
+                Some(format!("scheduler {other:?} is not implemented; sampling with ddim on the same noise schedule")),
             ),
         }
     }
 
     /// Settings for running `kind` for `steps` steps on this schedule (eta 0).
     pub fn settings(&self, kind: SamplerKind, steps: usize) -> Result<SamplerSettings, SampleError> {
-        let mut settings = SamplerSettings::new(
-            kind,
-            steps,
-            self.prediction_type,
-            TimeDomain::Discrete(self.schedule()?),
-        );
+        let mut settings =
+            SamplerSettings::new(kind, steps, self.prediction_type, TimeDomain::Discrete(self.schedule()?));
         settings.original_inference_steps = self.original_inference_steps;
         settings.timestep_scaling = self.timestep_scaling;
         Ok(settings)
@@ -310,6 +286,7 @@ impl SchedulerConfig {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -397,9 +374,9 @@ mod tests {
         let fifty = spaced(TimestepSpacing::Linspace, 0, 50);
         let rounded: Vec<f64> = fifty.iter().map(|t| t.round_ties_even()).collect();
         let ddim_list = [
-            999., 979., 958., 938., 917., 897., 877., 856., 836., 816., 795., 775., 754., 734., 714., 693., 673.,
-            652., 632., 612., 591., 571., 550., 530., 510., 489., 469., 449., 428., 408., 387., 367., 347., 326.,
-            306., 285., 265., 245., 224., 204., 183., 163., 143., 122., 102., 82., 61., 41., 20., 0.,
+            999., 979., 958., 938., 917., 897., 877., 856., 836., 816., 795., 775., 754., 734., 714., 693., 673., 652.,
+            632., 612., 591., 571., 550., 530., 510., 489., 469., 449., 428., 408., 387., 367., 347., 326., 306., 285.,
+            265., 245., 224., 204., 183., 163., 143., 122., 102., 82., 61., 41., 20., 0.,
         ];
         assert_eq!(rounded, ddim_list);
         close(fifty[1], 999.0 - 999.0 / 49.0, 1e-9);

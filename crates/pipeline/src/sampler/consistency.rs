@@ -31,14 +31,15 @@ pub(super) fn run(
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
-    use super::super::test_support::*;
-    use super::super::{Prediction, SamplerKind};
     use crate::noise::batch_noise;
+    use crate::sampler::test_support::*;
+    use crate::sampler::{Prediction, SamplerKind, SamplerSettings};
 
     #[test]
     fn one_step_is_a_single_denoise_at_sigma_max() {
-        let settings = settings(SamplerKind::Consistency, 1, Prediction::Sample, edm_domain());
+        let settings = SamplerSettings::new(SamplerKind::Consistency, 1, Prediction::Sample, edm_domain());
         let (out, calls) = run_gaussian(&settings, [1, 2]);
         assert_eq!(calls, [(0, 80.0)]);
         let k = 80.0 * DATA_STD * DATA_STD / (DATA_STD * DATA_STD + 6400.0);
@@ -49,7 +50,7 @@ mod tests {
 
     #[test]
     fn multistep_calls_each_karras_sigma_and_is_seeded() {
-        let settings = settings(SamplerKind::Consistency, 3, Prediction::Sample, edm_domain());
+        let settings = SamplerSettings::new(SamplerKind::Consistency, 3, Prediction::Sample, edm_domain());
         let (out, calls) = run_gaussian(&settings, [1, 2]);
         assert_calls_match_timesteps(&settings, &calls);
         assert_eq!(run_gaussian(&settings, [1, 2]).0, out);

@@ -28,10 +28,9 @@ pub(super) fn run(
     for (step, &t) in ts.iter().enumerate() {
         let out = eval(denoiser, step, &x, t)?;
         let a = schedule.alpha_cumprod_at(t);
-        // The next visited timestep; after the last one, the schedule's final ᾱ.
-        let a_prev = ts
-            .get(step + 1)
-            .map_or(schedule.final_alpha_cumprod(), |&next| schedule.alpha_cumprod_at(next));
+        // ᾱ of the next visited timestep, or the schedule's final ᾱ after the last. diffusers
+        // steps back by T/N instead, which lands on the same timesteps except under linspace spacing.
+        let a_prev = ts.get(step + 1).map_or(schedule.final_alpha_cumprod(), |&next| schedule.alpha_cumprod_at(next));
         let (x0, eps) = vp_split(pred, out, &x, a);
         let variance = (1.0 - a_prev) / (1.0 - a) * (1.0 - a / a_prev);
         let std = eta * variance.sqrt();
@@ -46,14 +45,16 @@ pub(super) fn run(
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
-    use super::super::test_support::*;
-    use super::super::{Prediction, SamplerKind, TimeDomain};
+    use crate::noise::batch_noise;
+    use crate::sampler::test_support::*;
+    use crate::sampler::{Prediction, SamplerKind, SamplerSettings, TimeDomain, timesteps};
     use crate::schedule::TimestepSpacing;
 
-    fn ddim(eta: f64, steps: usize) -> super::super::SamplerSettings {
+    fn ddim(eta: f64, steps: usize) -> SamplerSettings {
         let schedule = sd_schedule(TimestepSpacing::Leading, 1);
-        let mut s = settings(SamplerKind::Ddim, steps, Prediction::Epsilon, TimeDomain::Discrete(schedule));
+        let mut s = SamplerSettings::new(SamplerKind::Ddim, steps, Prediction::Epsilon, TimeDomain::Discrete(schedule));
         s.eta = eta;
         s
     }
@@ -87,10 +88,34 @@ mod tests {
     }
 
     #[test]
+    fn the_last_step_lands_on_the_final_alpha() {
+        // One trailing step from t = 999: with ᾱ_final = 1 DDIM returns its x0 estimate, otherwise
+        // that estimate re-noised to ᾱ of timestep 0.
+        let run = |set_alpha_to_one| {
+            let mut schedule = sd_schedule(TimestepSpacing::Trailing, 0);
+            schedule.set_alpha_to_one = set_alpha_to_one;
+            let settings =
+                SamplerSettings::new(SamplerKind::Ddim, 1, Prediction::Epsilon, TimeDomain::Discrete(schedule));
+            run_gaussian(&settings, [1, 2]).0
+        };
+        let schedule = sd_schedule(TimestepSpacing::Trailing, 0);
+        let (a, a0) = (schedule.alpha_cumprod_at(999.0), schedule.alphas_cumprod()[0]);
+        let s2 = DATA_STD * DATA_STD;
+        let x0_k = a.sqrt() * s2 / (a * s2 + 1.0 - a);
+        let eps_k = (1.0 - a.sqrt() * x0_k) / (1.0 - a).sqrt();
+        let z = batch_noise(&ITEM_SHAPE, &[1, 2]);
+        for (set_alpha_to_one, k) in [(true, x0_k), (false, a0.sqrt() * x0_k + (1.0 - a0).sqrt() * eps_k)] {
+            let expected = z.mapv(|v| (f64::from(v) * k) as f32);
+            let err = (&run(set_alpha_to_one) - &expected).mapv(f32::abs).fold(0.0_f32, |m, &e| m.max(e));
+            assert!(err < 2e-5, "set_alpha_to_one {set_alpha_to_one}: max error {err}");
+        }
+    }
+
+    #[test]
     fn linspace_timesteps_are_rounded() {
         let schedule = sd_schedule(TimestepSpacing::Linspace, 0);
-        let s = settings(SamplerKind::Ddim, 50, Prediction::Epsilon, TimeDomain::Discrete(schedule));
-        let ts = super::super::timesteps(&s).unwrap();
+        let s = SamplerSettings::new(SamplerKind::Ddim, 50, Prediction::Epsilon, TimeDomain::Discrete(schedule));
+        let ts = timesteps(&s).unwrap();
         assert_eq!(&ts[..4], &[999.0, 979.0, 958.0, 938.0]);
         assert_eq!(ts[49], 0.0);
     }

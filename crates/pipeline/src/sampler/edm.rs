@@ -27,13 +27,14 @@ pub(super) fn run(
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
-    use super::super::test_support::*;
-    use super::super::{Prediction, SamplerKind};
+    use crate::sampler::test_support::*;
+    use crate::sampler::{Prediction, SamplerKind, SamplerSettings};
 
     #[test]
     fn edm_euler_reaches_the_data_std() {
-        let make = |steps| settings(SamplerKind::EdmEuler, steps, Prediction::Sample, edm_domain());
+        let make = |steps| SamplerSettings::new(SamplerKind::EdmEuler, steps, Prediction::Sample, edm_domain());
         assert_converges_to_data_std(make, 0.07, 0.015);
         let settings = make(50);
         let calls = run_gaussian(&settings, [7, 8]).1;

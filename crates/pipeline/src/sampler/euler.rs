@@ -16,7 +16,7 @@ pub(super) fn run(
 ) -> Result<ArrayD<f32>, SampleError> {
     let sigmas: Vec<f64> = ts.iter().map(|&t| schedule.sigma_at(t)).collect();
     let sigma_max = sigmas.iter().copied().fold(0.0, f64::max);
-    // diffusers starts `leading` runs at the variance of x_t rescaled, √(σ²+1), not at σ.
+    // diffusers scales the noise of `leading` runs by √(σ_max² + 1) rather than σ_max; kept for parity.
     let init_sigma = match schedule.spacing {
         TimestepSpacing::Leading => (sigma_max * sigma_max + 1.0).sqrt(),
         TimestepSpacing::Trailing | TimestepSpacing::Linspace => sigma_max,
@@ -26,7 +26,7 @@ pub(super) fn run(
         let alpha_cumprod = 1.0 / (1.0 + sigma * sigma);
         let x_in = &x * alpha_cumprod.sqrt() as f32;
         let out = eval(denoiser, step, &x_in, t)?;
-        let x0 = vp_x0(pred, out, &x_in, alpha_cumprod);
+        let x0 = vp_x0(pred, &out, &x_in, alpha_cumprod);
         let next = sigmas.get(step + 1).copied().unwrap_or(0.0);
         // x + (x − x0)/σ · (next − σ), regrouped: a blend of x and x0 that lands on x0 at σ = 0.
         let keep = next / sigma;
@@ -36,21 +36,20 @@ pub(super) fn run(
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
-    use super::super::test_support::*;
-    use super::super::{Prediction, SamplerKind, TimeDomain, timesteps};
+    use crate::sampler::test_support::*;
+    use crate::sampler::{Prediction, SamplerKind, SamplerSettings, TimeDomain, timesteps};
     use crate::schedule::TimestepSpacing;
 
     #[test]
     fn euler_reaches_the_data_std_for_every_spacing() {
-        for (spacing, offset) in [
-            (TimestepSpacing::Leading, 1),
-            (TimestepSpacing::Trailing, 0),
-            (TimestepSpacing::Linspace, 0),
-        ] {
+        for (spacing, offset) in
+            [(TimestepSpacing::Leading, 1), (TimestepSpacing::Trailing, 0), (TimestepSpacing::Linspace, 0)]
+        {
             let make = |steps| {
                 let domain = TimeDomain::Discrete(sd_schedule(spacing, offset));
-                settings(SamplerKind::Euler, steps, Prediction::Epsilon, domain)
+                SamplerSettings::new(SamplerKind::Euler, steps, Prediction::Epsilon, domain)
             };
             assert_converges_to_data_std(make, 0.07, 0.02);
             assert_calls_match_timesteps(&make(50), &run_gaussian(&make(50), [5, 6]).1);
@@ -60,7 +59,7 @@ mod tests {
     #[test]
     fn linspace_feeds_fractional_timesteps() {
         let domain = TimeDomain::Discrete(sd_schedule(TimestepSpacing::Linspace, 0));
-        let ts = timesteps(&settings(SamplerKind::Euler, 50, Prediction::Epsilon, domain)).unwrap();
+        let ts = timesteps(&SamplerSettings::new(SamplerKind::Euler, 50, Prediction::Epsilon, domain)).unwrap();
         assert_eq!(ts[0], 999.0);
         assert!((ts[1] - (999.0 - 999.0 / 49.0) as f32).abs() < 1e-4, "{}", ts[1]);
         assert_eq!(ts[49], 0.0);

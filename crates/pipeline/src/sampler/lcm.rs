@@ -27,9 +27,7 @@ pub(super) fn timesteps(schedule: &DiscreteSchedule, steps: usize, original: usi
     }
     let skip = train / original;
     // Index i·original/steps into the ladder counted down from its top, floored.
-    Ok((0..steps)
-        .map(|i| ((original - i * original / steps) * skip - 1) as f64)
-        .collect())
+    Ok((0..steps).map(|i| ((original - i * original / steps) * skip - 1) as f64).collect())
 }
 
 /// The consistency parameterisation's skip and output weights at timestep `t`.
@@ -55,7 +53,7 @@ pub(super) fn run(
             x = lin(&x, a.sqrt(), &noise.draw(x.shape())?, (1.0 - a).sqrt());
         }
         let out = eval(denoiser, step, &x, t)?;
-        let x0 = vp_x0(pred, out, &x, a);
+        let x0 = vp_x0(pred, &out, &x, a);
         let (c_skip, c_out) = boundary(t, timestep_scaling);
         x = lin(&x0, c_out, &x, c_skip);
     }
@@ -63,15 +61,16 @@ pub(super) fn run(
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
-    use super::super::test_support::*;
-    use super::super::{Prediction, SamplerKind, TimeDomain, timesteps};
     use crate::noise::batch_noise;
+    use crate::sampler::test_support::*;
+    use crate::sampler::{Prediction, SamplerKind, SamplerSettings, TimeDomain, timesteps};
     use crate::schedule::TimestepSpacing;
 
-    fn lcm(steps: usize) -> super::super::SamplerSettings {
+    fn lcm(steps: usize) -> SamplerSettings {
         let domain = TimeDomain::Discrete(sd_schedule(TimestepSpacing::Leading, 0));
-        settings(SamplerKind::Lcm, steps, Prediction::Epsilon, domain)
+        SamplerSettings::new(SamplerKind::Lcm, steps, Prediction::Epsilon, domain)
     }
 
     #[test]

@@ -12,6 +12,7 @@ mod edm;
 mod euler;
 mod lcm;
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod test_support;
 
 use std::fmt;
@@ -78,9 +79,7 @@ impl FromStr for Prediction {
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         Self::ALL.into_iter().find(|p| p.name() == s).ok_or_else(|| {
-            SampleError::Config(format!(
-                "unknown prediction type {s:?}; expected epsilon, v_prediction or sample"
-            ))
+            SampleError::Config(format!("unknown prediction type {s:?}; expected epsilon, v_prediction or sample"))
         })
     }
 }
@@ -156,15 +155,7 @@ pub struct SamplerSettings {
 impl SamplerSettings {
     /// Settings with eta 0 and LCM's defaults (50 original steps, timestep scaling 10).
     pub fn new(kind: SamplerKind, steps: usize, prediction: Prediction, domain: TimeDomain) -> Self {
-        Self {
-            kind,
-            steps,
-            eta: 0.0,
-            prediction,
-            domain,
-            original_inference_steps: 50,
-            timestep_scaling: 10.0,
-        }
+        Self { kind, steps, eta: 0.0, prediction, domain, original_inference_steps: 50, timestep_scaling: 10.0 }
     }
 }
 
@@ -185,15 +176,9 @@ pub fn sample(
     match plan(settings)? {
         Plan::Ddim(schedule, ts) => ddim::run(schedule, &ts, settings.eta, pred, denoiser, initial_noise, noise),
         Plan::Euler(schedule, ts) => euler::run(schedule, &ts, pred, denoiser, initial_noise),
-        Plan::Lcm(schedule, ts) => lcm::run(
-            schedule,
-            &ts,
-            settings.timestep_scaling,
-            pred,
-            denoiser,
-            initial_noise,
-            noise,
-        ),
+        Plan::Lcm(schedule, ts) => {
+            lcm::run(schedule, &ts, settings.timestep_scaling, pred, denoiser, initial_noise, noise)
+        }
         Plan::Consistency { sigmas, sigma_min, sigma_data } => {
             consistency::run(&sigmas, sigma_min, sigma_data, pred, denoiser, initial_noise, noise)
         }
@@ -239,19 +224,12 @@ fn plan(settings: &SamplerSettings) -> Result<Plan<'_>, SampleError> {
             }
             Ok(Plan::Lcm(s, lcm::timesteps(s, steps, settings.original_inference_steps)?))
         }
-        (kind @ (SamplerKind::Consistency | SamplerKind::EdmEuler), &TimeDomain::Sigma { sigma_min, sigma_max, sigma_data }) => {
-            // `!(a < b)` rather than `a >= b` so NaN is rejected too.
-            if !(0.0 < sigma_min && sigma_min < sigma_max && sigma_max.is_finite() && sigma_data > 0.0) {
-                return Err(SampleError::Config(format!(
-                    "sigma domain needs 0 < sigma_min < sigma_max and sigma_data > 0, got sigma_min {sigma_min}, \
-                     sigma_max {sigma_max}, sigma_data {sigma_data}"
-                )));
-            }
-            let sigmas = karras_sigmas(steps, sigma_min, sigma_max, KARRAS_RHO);
-            Ok(match kind {
-                SamplerKind::Consistency => Plan::Consistency { sigmas, sigma_min, sigma_data },
-                _ => Plan::EdmEuler { sigmas, sigma_data },
-            })
+        (SamplerKind::Consistency, &TimeDomain::Sigma { sigma_min, sigma_max, sigma_data }) => {
+            let sigmas = sigma_ladder(steps, sigma_min, sigma_max, sigma_data)?;
+            Ok(Plan::Consistency { sigmas, sigma_min, sigma_data })
+        }
+        (SamplerKind::EdmEuler, &TimeDomain::Sigma { sigma_min, sigma_max, sigma_data }) => {
+            Ok(Plan::EdmEuler { sigmas: sigma_ladder(steps, sigma_min, sigma_max, sigma_data)?, sigma_data })
         }
         (kind, TimeDomain::Discrete(_)) => Err(SampleError::Config(format!(
             "the {kind} sampler needs a sigma-parameterised (EDM) model, but the model uses discrete timesteps; \
@@ -262,6 +240,18 @@ fn plan(settings: &SamplerSettings) -> Result<Plan<'_>, SampleError> {
              use consistency or edm-euler"
         ))),
     }
+}
+
+/// Karras sigmas for `steps` evaluations, after checking the sigma domain makes sense.
+fn sigma_ladder(steps: usize, sigma_min: f64, sigma_max: f64, sigma_data: f64) -> Result<Vec<f64>, SampleError> {
+    // Written as one positive test so that NaN anywhere fails it.
+    if !(0.0 < sigma_min && sigma_min < sigma_max && sigma_max.is_finite() && sigma_data > 0.0) {
+        return Err(SampleError::Config(format!(
+            "sigma domain needs 0 < sigma_min < sigma_max and sigma_data > 0, got sigma_min {sigma_min}, \
+             sigma_max {sigma_max}, sigma_data {sigma_data}"
+        )));
+    }
+    Ok(karras_sigmas(steps, sigma_min, sigma_max, KARRAS_RHO))
 }
 
 /// Calls the network and checks it returned a tensor shaped like its input.
@@ -283,22 +273,26 @@ fn lin(a: &ArrayD<f32>, ca: f64, b: &ArrayD<f32>, cb: f64) -> ArrayD<f32> {
     Zip::from(a).and(b).map_collect(|&a, &b| ca * a + cb * b)
 }
 
-/// Clean-sample and noise estimates from a network output on `x = √ᾱ·x0 + √(1−ᾱ)·ε`.
-fn vp_split(pred: Prediction, out: ArrayD<f32>, x: &ArrayD<f32>, alpha_cumprod: f64) -> (ArrayD<f32>, ArrayD<f32>) {
+/// Clean-sample estimate from a network output on `x = √ᾱ·x0 + √(1−ᾱ)·ε`.
+fn vp_x0(pred: Prediction, out: &ArrayD<f32>, x: &ArrayD<f32>, alpha_cumprod: f64) -> ArrayD<f32> {
     let (sa, sb) = (alpha_cumprod.sqrt(), (1.0 - alpha_cumprod).sqrt());
     match pred {
-        Prediction::Epsilon => (lin(x, 1.0 / sa, &out, -sb / sa), out),
-        Prediction::Sample => {
-            let eps = lin(x, 1.0 / sb, &out, -sa / sb);
-            (out, eps)
-        }
-        Prediction::VPrediction => (lin(x, sa, &out, -sb), lin(&out, sa, x, sb)),
+        Prediction::Epsilon => lin(x, 1.0 / sa, out, -sb / sa),
+        Prediction::Sample => out.clone(),
+        Prediction::VPrediction => lin(x, sa, out, -sb),
     }
 }
 
-/// Clean-sample estimate from a network output on `x = √ᾱ·x0 + √(1−ᾱ)·ε`.
-fn vp_x0(pred: Prediction, out: ArrayD<f32>, x: &ArrayD<f32>, alpha_cumprod: f64) -> ArrayD<f32> {
-    vp_split(pred, out, x, alpha_cumprod).0
+/// Clean-sample and noise estimates from a network output on `x = √ᾱ·x0 + √(1−ᾱ)·ε`.
+fn vp_split(pred: Prediction, out: ArrayD<f32>, x: &ArrayD<f32>, alpha_cumprod: f64) -> (ArrayD<f32>, ArrayD<f32>) {
+    let x0 = vp_x0(pred, &out, x, alpha_cumprod);
+    let (sa, sb) = (alpha_cumprod.sqrt(), (1.0 - alpha_cumprod).sqrt());
+    let eps = match pred {
+        Prediction::Epsilon => out,
+        Prediction::Sample => lin(x, 1.0 / sb, &x0, -sa / sb),
+        Prediction::VPrediction => lin(&out, sa, x, sb),
+    };
+    (x0, eps)
 }
 
 /// Clean-sample estimate `D(x, σ)` from a network output on `x = x0 + σ·ε`.
@@ -314,6 +308,7 @@ fn sigma_x0(pred: Prediction, out: ArrayD<f32>, x: &ArrayD<f32>, sigma: f64, sig
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use ndarray::{ArrayD, Axis};
 
@@ -351,7 +346,7 @@ mod tests {
                 SamplerKind::Consistency | SamplerKind::EdmEuler => edm_domain(),
                 _ => discrete(),
             };
-            let settings = settings(kind, 7, Prediction::Epsilon, domain);
+            let settings = SamplerSettings::new(kind, 7, Prediction::Epsilon, domain);
             let (out, calls) = run_gaussian(&settings, [1, 2]);
             assert_eq!(out.shape(), &[2, 4, 50, 50]);
             assert_calls_match_timesteps(&settings, &calls);
@@ -360,11 +355,12 @@ mod tests {
 
     #[test]
     fn all_prediction_types_give_the_same_trajectory() {
-        let cases = [(SamplerKind::Ddim, discrete()), (SamplerKind::Euler, discrete()), (SamplerKind::EdmEuler, edm_domain())];
+        let cases =
+            [(SamplerKind::Ddim, discrete()), (SamplerKind::Euler, discrete()), (SamplerKind::EdmEuler, edm_domain())];
         for (kind, domain) in cases {
             let outputs: Vec<ArrayD<f32>> = Prediction::ALL
                 .into_iter()
-                .map(|pred| run_gaussian(&settings(kind, 20, pred, domain.clone()), [1, 2]).0)
+                .map(|pred| run_gaussian(&SamplerSettings::new(kind, 20, pred, domain.clone()), [1, 2]).0)
                 .collect();
             for other in &outputs[1..] {
                 let diff = max_diff(&outputs[0], other);
@@ -375,7 +371,7 @@ mod tests {
 
     #[test]
     fn batch_items_do_not_depend_on_their_neighbours() {
-        let mut settings = settings(SamplerKind::Ddim, 10, Prediction::Epsilon, discrete());
+        let mut settings = SamplerSettings::new(SamplerKind::Ddim, 10, Prediction::Epsilon, discrete());
         settings.eta = 1.0;
         let pair = run_gaussian(&settings, [1, 2]).0;
         let alone = {
@@ -399,9 +395,9 @@ mod tests {
 
     #[test]
     fn bad_settings_are_config_errors() {
-        let base = |kind, domain| settings(kind, 4, Prediction::Epsilon, domain);
-        config_error(&settings(SamplerKind::Ddim, 0, Prediction::Epsilon, discrete()), "steps");
-        config_error(&settings(SamplerKind::Ddim, 1001, Prediction::Epsilon, discrete()), "steps");
+        let base = |kind, domain| SamplerSettings::new(kind, 4, Prediction::Epsilon, domain);
+        config_error(&SamplerSettings::new(SamplerKind::Ddim, 0, Prediction::Epsilon, discrete()), "steps");
+        config_error(&SamplerSettings::new(SamplerKind::Ddim, 1001, Prediction::Epsilon, discrete()), "steps");
         for eta in [-0.1, 1.5, f64::NAN] {
             let mut s = base(SamplerKind::Ddim, discrete());
             s.eta = eta;
@@ -412,7 +408,9 @@ mod tests {
         }
         for kind in [SamplerKind::Consistency, SamplerKind::EdmEuler] {
             config_error(&base(kind, discrete()), "sigma-parameterised");
-            for (sigma_min, sigma_max, sigma_data) in [(0.0, 80.0, 0.5), (1.0, 1.0, 0.5), (0.002, 80.0, 0.0), (0.002, f64::NAN, 0.5)] {
+            for (sigma_min, sigma_max, sigma_data) in
+                [(0.0, 80.0, 0.5), (1.0, 1.0, 0.5), (0.002, 80.0, 0.0), (0.002, f64::NAN, 0.5)]
+            {
                 config_error(&base(kind, TimeDomain::Sigma { sigma_min, sigma_max, sigma_data }), "sigma_min");
             }
         }
@@ -431,7 +429,7 @@ mod tests {
 
     #[test]
     fn noise_for_the_wrong_batch_is_a_config_error() {
-        let mut settings = settings(SamplerKind::Ddim, 4, Prediction::Epsilon, discrete());
+        let mut settings = SamplerSettings::new(SamplerKind::Ddim, 4, Prediction::Epsilon, discrete());
         settings.eta = 1.0;
         let mut denoiser = Gaussian::for_settings(&settings);
         let result = sample(&settings, &mut denoiser, batch_noise(&[3], &[1, 2]), &mut NoiseSource::new(&[1]));
@@ -449,7 +447,7 @@ mod tests {
 
     #[test]
     fn network_failures_and_wrong_shapes_are_denoiser_errors() {
-        let settings = settings(SamplerKind::Euler, 4, Prediction::Epsilon, discrete());
+        let settings = SamplerSettings::new(SamplerKind::Euler, 4, Prediction::Epsilon, discrete());
         let run = |mut net: Broken| sample(&settings, &mut net, batch_noise(&[3], &[1]), &mut NoiseSource::new(&[1]));
         match run(Broken(Err("session exploded".into()))) {
             Err(SampleError::Denoiser(msg)) => assert_eq!(msg, "session exploded"),

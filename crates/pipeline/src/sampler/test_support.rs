@@ -6,9 +6,9 @@
 
 use ndarray::ArrayD;
 
-use super::{Denoiser, Prediction, SampleError, SamplerKind, SamplerSettings, TimeDomain};
+use super::{Denoiser, Prediction, SampleError, SamplerSettings, TimeDomain};
 use crate::noise::{NoiseSource, batch_noise};
-use crate::schedule::{BetaSchedule, DiscreteSchedule};
+use crate::schedule::{BetaSchedule, DiscreteSchedule, TimestepSpacing};
 
 pub(super) const DATA_STD: f64 = 0.5;
 
@@ -62,7 +62,7 @@ impl Denoiser for Gaussian {
 }
 
 /// Stable Diffusion's schedule with the given spacing and offset.
-pub(super) fn sd_schedule(spacing: crate::schedule::TimestepSpacing, offset: usize) -> DiscreteSchedule {
+pub(super) fn sd_schedule(spacing: TimestepSpacing, offset: usize) -> DiscreteSchedule {
     let mut schedule = DiscreteSchedule::new(1000, 0.00085, 0.012, BetaSchedule::ScaledLinear).unwrap();
     schedule.spacing = spacing;
     schedule.steps_offset = offset;
@@ -72,10 +72,6 @@ pub(super) fn sd_schedule(spacing: crate::schedule::TimestepSpacing, offset: usi
 /// EDM's usual sigma range with `sigma_data` 0.5.
 pub(super) fn edm_domain() -> TimeDomain {
     TimeDomain::Sigma { sigma_min: 0.002, sigma_max: 80.0, sigma_data: 0.5 }
-}
-
-pub(super) fn settings(kind: SamplerKind, steps: usize, prediction: Prediction, domain: TimeDomain) -> SamplerSettings {
-    SamplerSettings::new(kind, steps, prediction, domain)
 }
 
 /// Samples a batch of 2 × 10000 elements with the exact denoiser; returns the result and the calls.

@@ -1,0 +1,102 @@
+//! Sessions on a tiny model the test builds: weight overrides without a rebuild, exact
+//! restoration, input checking, device choice, and models read back from external data.
+
+use bitsearch_onnx::{ExternalData, Model, discover_layers};
+use bitsearch_runtime::{ActiveDevice, Device, RuntimeError, Session, SessionOptions};
+use ndarray::{ArrayD, IxDyn};
+
+fn input(batch: usize) -> ArrayD<f32> {
+    ArrayD::from_shape_fn(IxDyn(&[batch, 3, 8, 8]), |i| ((i[1] * 64 + i[2] * 8 + i[3] + i[0]) as f32 * 0.37).sin())
+}
+
+fn weights(model: &Model) -> Vec<(String, ArrayD<f32>)> {
+    let view = bitsearch_onnx::GraphView::new(model.graph());
+    discover_layers(model)
+        .unwrap()
+        .into_iter()
+        .filter_map(|l| l.weight)
+        .map(|w| {
+            let values = bitsearch_onnx::tensor_to_f32(view.initializer(&w).unwrap()).unwrap();
+            (w, values)
+        })
+        .collect()
+}
+
+fn cpu_session(model: &Model, overridable: Vec<String>) -> Session {
+    Session::new(model, &SessionOptions { device: Device::Cpu, overridable, ..Default::default() }).unwrap()
+}
+
+#[test]
+fn overriding_a_weight_changes_the_output_and_dropping_it_restores_it_exactly() {
+    let model = bitsearch_fixtures::conv_net();
+    let weights = weights(&model);
+    let names: Vec<String> = weights.iter().map(|(n, _)| n.clone()).collect();
+    let mut session = cpu_session(&model, names);
+    let x = input(2);
+    let feeds = [("x", x.view())];
+    let reference = session.run(&feeds, &[]).unwrap();
+    for (name, original) in &weights {
+        let halved = original.mapv(|v| v * 0.5);
+        let changed = session.run(&feeds, &[(name, halved.view())]).unwrap();
+        assert_ne!(changed[0], reference[0], "overriding {name} must change the output");
+        // Same session: no override, then the stored values given explicitly.
+        assert_eq!(session.run(&feeds, &[]).unwrap(), reference, "{name}: restoring must be bit-exact");
+        assert_eq!(session.run(&feeds, &[(name, original.view())]).unwrap(), reference, "{name}");
+    }
+    // The overridable session computes what a plain session computes.
+    let plain = cpu_session(&model, vec![]).run(&feeds, &[]).unwrap();
+    let diff = (&plain[0] - &reference[0]).mapv(f32::abs).fold(0.0f32, |a, &b| a.max(b));
+    assert!(diff < 1e-5, "plain vs overridable session differ by {diff}");
+}
+
+#[test]
+fn bad_inputs_and_overrides_are_errors_naming_the_input() {
+    let model = bitsearch_fixtures::conv_net();
+    let (weight, values) = weights(&model).remove(0);
+    let mut session = cpu_session(&model, vec![weight.clone()]);
+    let x = input(1);
+    let wrong = ArrayD::<f32>::zeros(IxDyn(&[1, 3, 4, 4]));
+    let cases: Vec<(Vec<(&str, ndarray::ArrayViewD<f32>)>, Vec<(&str, ndarray::ArrayViewD<f32>)>, &str)> = vec![
+        (vec![], vec![], "'x': missing"),
+        (vec![("x", x.view()), ("y", x.view())], vec![], "'y': the model has no such input"),
+        (vec![("x", wrong.view())], vec![], "does not match the declared [?, 3, 8, 8]"),
+        (vec![("x", x.view())], vec![("head.bias", values.view())], "not an overridable weight"),
+        (vec![("x", x.view())], vec![(weight.as_str(), wrong.view())], "override has shape"),
+    ];
+    for (inputs, overrides, expected) in cases {
+        let err = session.run(&inputs, &overrides).unwrap_err();
+        assert!(matches!(err, RuntimeError::Input { .. }), "{err}");
+        assert!(err.to_string().contains(expected), "expected '{expected}' in: {err}");
+    }
+    let err = Session::new(&model, &SessionOptions { overridable: vec!["nope".into()], ..Default::default() })
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("'nope' is not an initializer"), "{err}");
+}
+
+#[test]
+fn a_model_written_with_external_data_runs_identically() {
+    let model = bitsearch_fixtures::conv_net();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("net.onnx");
+    model.save(&path, ExternalData::Always { min_bytes: 0 }).unwrap();
+    let reloaded = Model::load(&path).unwrap();
+    let x = input(3);
+    let a = cpu_session(&model, vec![]).run(&[("x", x.view())], &[]).unwrap();
+    let b = cpu_session(&reloaded, vec![]).run(&[("x", x.view())], &[]).unwrap();
+    assert_eq!(a, b);
+}
+
+#[test]
+fn device_auto_falls_back_to_cpu_and_cuda_is_strict() {
+    let model = bitsearch_fixtures::conv_net();
+    let auto = Session::new(&model, &SessionOptions::default()).unwrap();
+    match Session::new(&model, &SessionOptions { device: Device::Cuda, ..Default::default() }) {
+        // A machine with the GPU build: auto must have picked CUDA too.
+        Ok(cuda) => assert_eq!((cuda.device(), auto.device()), (ActiveDevice::Cuda, ActiveDevice::Cuda)),
+        Err(err) => {
+            assert_eq!(auto.device(), ActiveDevice::Cpu);
+            assert!(err.to_string().contains("CUDA provider"), "{err}");
+        }
+    }
+}

@@ -1,0 +1,47 @@
+//! Bad input never panics: a missing, truncated or non-ONNX file, or inputs the model does not
+//! have, end with a non-zero exit and one line naming the file and the problem.
+
+mod common;
+
+use common::{assert_clean_failure, bitsearch, terrain_model};
+
+#[test]
+fn unreadable_or_foreign_files_fail_with_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let terrain = std::fs::read(terrain_model()).unwrap();
+    let truncated = dir.path().join("truncated.onnx");
+    std::fs::write(&truncated, &terrain[..terrain.len() / 3]).unwrap();
+    let text = dir.path().join("notes.onnx");
+    std::fs::write(&text, "not a model at all\n").unwrap();
+    let missing = dir.path().join("missing.onnx");
+    let out = dir.path().join("out");
+    for (path, problem) in [(&missing, "cannot read"), (&truncated, "not an ONNX model"), (&text, "not an ONNX model")] {
+        let p = path.to_str().unwrap();
+        let name = path.file_name().unwrap().to_str().unwrap();
+        assert_clean_failure(&bitsearch(&["inspect", p]), &[name, problem]);
+        assert_clean_failure(&bitsearch(&["sample", p, "--out", out.to_str().unwrap()]), &[name, problem]);
+    }
+    assert!(!out.exists(), "nothing may be written for a bad model");
+}
+
+#[test]
+fn inputs_the_model_does_not_have_or_lacks_fail_with_one_line() {
+    let model = terrain_model();
+    let model = model.to_str().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let out = out.to_str().unwrap();
+    let cases: [(&[&str], &[&str]); 4] = [
+        (&["--condition", "difficulty=0.5", "--condition", "colour=1"], &["no input 'colour'", "difficulty"]),
+        (&[], &["input 'difficulty' needs a value", "--condition difficulty=VALUE"]),
+        (&["--condition", "difficulty=0.5", "--sampler", "ddim"], &["ddim"]),
+        (&["--condition", "difficulty=0.5", "--prediction", "noise"], &["noise"]),
+    ];
+    for (extra, expected) in cases {
+        let mut args = vec!["sample", model, "--out", out, "--quiet"];
+        args.extend_from_slice(extra);
+        assert_clean_failure(&bitsearch(&args), expected);
+    }
+    let steps = bitsearch(&["sample", model, "--out", out, "--steps", "0"]);
+    assert!(!steps.status.success() && String::from_utf8_lossy(&steps.stderr).contains("--steps"));
+}

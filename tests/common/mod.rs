@@ -1,0 +1,34 @@
+//! Helpers shared by the end-to-end tests: the real terrain model and running the binary.
+
+#![allow(dead_code)] // each test binary uses its own subset
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+/// The terrain consistency UNet fetched by `make models` (BITSEARCH_TERRAIN_MODEL overrides).
+/// Missing it is a failure, not a skip: `make test` always fetches it first.
+pub fn terrain_model() -> PathBuf {
+    let path = std::env::var_os("BITSEARCH_TERRAIN_MODEL").map(PathBuf::from).unwrap_or_else(|| {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models/terrain/terrain_consistency_unet_difficulty100.onnx")
+    });
+    assert!(path.is_file(), "{} is missing: run `make models` (or `make test`, which fetches it)", path.display());
+    path
+}
+
+/// Runs the bitsearch binary with `args`.
+pub fn bitsearch(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_bitsearch")).args(args).output().expect("the bitsearch binary runs")
+}
+
+/// Asserts a run failed cleanly: non-zero exit, no panic, exactly one error line that
+/// contains every string of `expected`.
+pub fn assert_clean_failure(output: &Output, expected: &[&str]) {
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "expected failure, stderr: {stderr}");
+    assert!(!stderr.contains("panicked"), "panic: {stderr}");
+    let errors: Vec<&str> = stderr.lines().filter(|l| l.contains("error")).collect();
+    assert_eq!(errors.len(), 1, "one error line expected: {stderr}");
+    for e in expected {
+        assert!(errors[0].contains(e), "'{e}' missing from: {}", errors[0]);
+    }
+}
