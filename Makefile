@@ -21,7 +21,7 @@ export BITSEARCH_TERRAIN_MODEL := $(ROOT)/$(TERRAIN)
 BIN := target/release/bitsearch
 DEMO_OUT := out/demo
 
-.PHONY: setup models build demo test bench lint proto clean-local
+.PHONY: setup models build demo test bench lint proto
 
 ## setup: ONNX Runtime from its PyPI wheel into .local/ (GPU=1 for onnxruntime-gpu)
 setup: $(ORT_DIR)/.installed-$(ORT_PACKAGE)
@@ -49,8 +49,9 @@ demo: build models
 test: setup models
 	cargo test --workspace --no-fail-fast
 
-bench: build models
-	cargo bench --workspace
+## bench: timing tables under out/bench/ (speed claims live here, not in tests)
+bench: setup models
+	cargo bench --bench runtime
 
 lint:
 	cargo fmt --all --check

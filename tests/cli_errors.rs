@@ -15,7 +15,8 @@ fn unreadable_or_foreign_files_fail_with_one_line() {
     std::fs::write(&text, "not a model at all\n").unwrap();
     let missing = dir.path().join("missing.onnx");
     let out = dir.path().join("out");
-    for (path, problem) in [(&missing, "cannot read"), (&truncated, "not an ONNX model"), (&text, "not an ONNX model")] {
+    for (path, problem) in [(&missing, "cannot read"), (&truncated, "not an ONNX model"), (&text, "not an ONNX model")]
+    {
         let p = path.to_str().unwrap();
         let name = path.file_name().unwrap().to_str().unwrap();
         assert_clean_failure(&bitsearch(&["inspect", p]), &[name, problem]);

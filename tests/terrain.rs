@@ -29,7 +29,11 @@ fn one_step_inputs(batch: usize) -> [(&'static str, ArrayD<f32>); 3] {
     ]
 }
 
-fn run(session: &mut Session, inputs: &[(&'static str, ArrayD<f32>)], overrides: &[(&str, ndarray::ArrayViewD<f32>)]) -> ArrayD<f32> {
+fn run(
+    session: &mut Session,
+    inputs: &[(&'static str, ArrayD<f32>)],
+    overrides: &[(&str, ndarray::ArrayViewD<f32>)],
+) -> ArrayD<f32> {
     let feeds: Vec<_> = inputs.iter().map(|(n, a)| (*n, a.view())).collect();
     session.run(&feeds, overrides).unwrap().remove(0)
 }
@@ -81,8 +85,20 @@ fn one_step_sample_equals_a_direct_onnx_runtime_run() {
     // The CLI writes the same height field (16-bit PNG: ±1 level of quantization).
     let dir = tempfile::tempdir().unwrap();
     let out = bitsearch(&[
-        "sample", terrain_model().to_str().unwrap(), "--steps", "1", "--seed", "0", "--num", "2",
-        "--condition", "difficulty=0.5", "--device", "cpu", "--out", dir.path().to_str().unwrap(),
+        "sample",
+        terrain_model().to_str().unwrap(),
+        "--steps",
+        "1",
+        "--seed",
+        "0",
+        "--num",
+        "2",
+        "--condition",
+        "difficulty=0.5",
+        "--device",
+        "cpu",
+        "--out",
+        dir.path().to_str().unwrap(),
     ]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     for i in 0..2 {
@@ -101,7 +117,9 @@ fn write_after_read_gives_identical_outputs() {
     let inputs = one_step_inputs(1);
     let reference = run(&mut cpu(&model, vec![]), &inputs, &[]);
     let dir = tempfile::tempdir().unwrap();
-    for (name, external) in [("inline.onnx", ExternalData::Inline), ("external.onnx", ExternalData::Always { min_bytes: 1024 })] {
+    for (name, external) in
+        [("inline.onnx", ExternalData::Inline), ("external.onnx", ExternalData::Always { min_bytes: 1024 })]
+    {
         let path = dir.path().join(name);
         model.save(&path, external).unwrap();
         let reread = Model::load(&path).unwrap();

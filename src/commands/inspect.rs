@@ -25,14 +25,24 @@ pub fn run(args: &InspectArgs) -> anyhow::Result<()> {
 
 fn write_table(out: &mut impl Write, model: &Model, layers: &[Layer]) -> anyhow::Result<()> {
     let width = layers.iter().map(|l| l.name.len()).max().unwrap_or(4).clamp(4, 60);
-    writeln!(out, "{:>4}  {:<width$}  {:<13}  {:<17}  {:<7}  {:<18}  {:>10}  {:>14}", "#", "name", "op", "role", "group", "weight", "params", "MACs")?;
+    writeln!(
+        out,
+        "{:>4}  {:<width$}  {:<13}  {:<17}  {:<7}  {:<18}  {:>10}  {:>14}",
+        "#", "name", "op", "role", "group", "weight", "params", "MACs"
+    )?;
     for (i, l) in layers.iter().enumerate() {
         let shape = if l.weight_shape.is_empty() { "-".to_string() } else { format!("{:?}", l.weight_shape) };
         let macs = l.macs.map_or("?".to_string(), |m| m.to_string());
         writeln!(
             out,
             "{i:>4}  {:<width$}  {:<13}  {:<17}  {:<7}  {:<18}  {:>10}  {:>14}",
-            l.name, l.op, l.role.as_str(), l.role.metric_group().to_string(), shape, l.params, macs
+            l.name,
+            l.op,
+            l.role.as_str(),
+            l.role.metric_group().to_string(),
+            shape,
+            l.params,
+            macs
         )?;
     }
     let count = |kind: LayerKind| {
@@ -46,7 +56,8 @@ fn write_table(out: &mut impl Write, model: &Model, layers: &[Layer]) -> anyhow:
     layers.iter().for_each(|l| *by_role.entry(l.role.as_str()).or_default() += 1);
     let roles: Vec<String> = by_role.iter().map(|(r, n)| format!("{r} {n}")).collect();
     let params: u64 = layers.iter().map(|l| l.params).sum();
-    let model_params: u64 = model.graph().initializer.iter().map(|t| t.dims.iter().product::<i64>().max(0) as u64).sum();
+    let model_params: u64 =
+        model.graph().initializer.iter().map(|t| t.dims.iter().product::<i64>().max(0) as u64).sum();
     let macs: u64 = layers.iter().filter_map(|l| l.macs).sum();
     writeln!(out)?;
     writeln!(out, "weight layers:        {}", count(LayerKind::Weight))?;

@@ -1,17 +1,43 @@
 //! `bitsearch sample`: generate with a denoiser file or a diffusers folder and write PNGs.
 
 use crate::cli::SampleArgs;
-use anyhow::Context;
+use anyhow::{Context, bail};
 use bitsearch_onnx::Model;
 use bitsearch_pipeline::denoiser::{DenoiserConfig, DenoiserPipeline};
+use bitsearch_pipeline::diffusers::{DiffusersPipeline, GenerateRequest, PipelineOptions};
 use bitsearch_pipeline::image::save_samples;
 use bitsearch_runtime::{Session, SessionOptions};
+use ndarray::ArrayD;
 
 /// Generated samples live in [-1, 1], the range diffusion models are trained on.
 const SAMPLE_RANGE: (f32, f32) = (-1.0, 1.0);
 
 pub fn run(args: &SampleArgs) -> anyhow::Result<()> {
     let seeds: Vec<u64> = (0..u64::from(args.num)).map(|i| args.seed + i).collect();
+    let batches = seeds.chunks(usize::from(args.batch));
+    if args.model.is_dir() {
+        let mut pipeline = Diffusers::open(args)?;
+        batches.enumerate().try_for_each(|(i, seeds)| write(args, i, pipeline.generate(args, seeds)?))
+    } else {
+        if args.prompt.is_some() {
+            bail!(
+                "{}: --prompt needs a diffusers folder with a text encoder, not a single denoiser file",
+                args.model.display()
+            );
+        }
+        let mut pipeline = denoiser(args)?;
+        let spec = pipeline.spec();
+        let kind = args.sampler.unwrap_or_else(|| spec.default_sampler());
+        let settings = spec.settings(kind, usize::from(args.steps), f64::from(args.eta));
+        log::info!("{}: {kind} sampler, {} steps, {} prediction", args.model.display(), args.steps, spec.prediction);
+        batches.enumerate().try_for_each(|(i, seeds)| {
+            let samples = pipeline.generate(&settings, seeds).with_context(|| args.model.display().to_string())?;
+            write(args, i, samples)
+        })
+    }
+}
+
+fn denoiser(args: &SampleArgs) -> anyhow::Result<DenoiserPipeline> {
     let model = Model::load(&args.model)?;
     let session = Session::new(&model, &SessionOptions { device: args.device, ..Default::default() })?;
     let config = DenoiserConfig {
@@ -22,18 +48,44 @@ pub fn run(args: &SampleArgs) -> anyhow::Result<()> {
         dims: args.dims.iter().cloned().collect(),
         ..Default::default()
     };
-    let label = args.model.display();
-    let mut pipeline = DenoiserPipeline::new(session, &config).with_context(|| format!("{label}"))?;
-    let spec = pipeline.spec();
-    let kind = args.sampler.unwrap_or_else(|| spec.default_sampler());
-    let settings = spec.settings(kind, usize::from(args.steps), f64::from(args.eta));
-    log::info!("{label}: {kind} sampler, {} steps, {} prediction", args.steps, spec.prediction);
-    for (chunk, batch_seeds) in seeds.chunks(usize::from(args.batch)).enumerate() {
-        let samples = pipeline.generate(&settings, batch_seeds).with_context(|| format!("{label}"))?;
-        let first = chunk * usize::from(args.batch);
-        for path in save_samples(samples.view(), SAMPLE_RANGE, &args.out, "sample_", first)? {
-            println!("{}", path.display());
+    DenoiserPipeline::new(session, &config).with_context(|| args.model.display().to_string())
+}
+
+/// A diffusers folder and the prompt it is asked to draw.
+struct Diffusers {
+    pipeline: DiffusersPipeline,
+    prompt: String,
+}
+
+impl Diffusers {
+    fn open(args: &SampleArgs) -> anyhow::Result<Self> {
+        let folder = args.model.display();
+        let Some(prompt) = args.prompt.clone() else { bail!("{folder}: a diffusers folder needs --prompt") };
+        if !args.conditions.is_empty() || args.prediction.is_some() {
+            bail!(
+                "{folder}: --condition and --prediction apply to single denoiser files; this folder's configs set them"
+            );
         }
+        let options = PipelineOptions { device: args.device, ..Default::default() };
+        Ok(Self { pipeline: DiffusersPipeline::open(&args.model, &options)?, prompt })
+    }
+
+    fn generate(&mut self, args: &SampleArgs, seeds: &[u64]) -> anyhow::Result<ArrayD<f32>> {
+        let mut request = GenerateRequest::new(vec![self.prompt.clone()], seeds.to_vec());
+        request.negative_prompt = Some(args.negative_prompt.clone()).filter(|p| !p.is_empty());
+        request.steps = usize::from(args.steps);
+        request.guidance = args.guidance;
+        request.sampler = args.sampler;
+        request.eta = f64::from(args.eta);
+        Ok(self.pipeline.generate(&request)?.images)
+    }
+}
+
+/// Writes batch `index` of the run and prints each file's path.
+fn write(args: &SampleArgs, index: usize, samples: ArrayD<f32>) -> anyhow::Result<()> {
+    let first = index * usize::from(args.batch);
+    for path in save_samples(samples.view(), SAMPLE_RANGE, &args.out, "sample_", first)? {
+        println!("{}", path.display());
     }
     Ok(())
 }

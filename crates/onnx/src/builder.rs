@@ -15,8 +15,8 @@
 
 use crate::model::Model;
 use crate::pb::{
-    AttributeProto, GraphProto, ModelProto, NodeProto, OperatorSetIdProto, TensorShapeProto, TypeProto,
-    ValueInfoProto, attribute_proto::AttributeType, tensor_shape_proto, type_proto,
+    AttributeProto, GraphProto, ModelProto, NodeProto, OperatorSetIdProto, TensorShapeProto, TypeProto, ValueInfoProto,
+    attribute_proto::AttributeType, tensor_shape_proto, type_proto,
 };
 use crate::tensor::{DataType, tensor_from_f32, tensor_from_i64};
 use ndarray::ArrayD;
@@ -149,7 +149,9 @@ fn value_info(name: &str, dtype: DataType, dims: &[Dim]) -> ValueInfoProto {
 
 fn attribute(attr: &Attr) -> AttributeProto {
     let (name, mut a) = match attr {
-        Attr::Int(n, v) => (n, AttributeProto { i: Some(*v), r#type: Some(AttributeType::Int as i32), ..Default::default() }),
+        Attr::Int(n, v) => {
+            (n, AttributeProto { i: Some(*v), r#type: Some(AttributeType::Int as i32), ..Default::default() })
+        }
         Attr::Ints(n, v) => {
             (n, AttributeProto { ints: v.clone(), r#type: Some(AttributeType::Ints as i32), ..Default::default() })
         }
@@ -158,7 +160,11 @@ fn attribute(attr: &Attr) -> AttributeProto {
         }
         Attr::Str(n, v) => (
             n,
-            AttributeProto { s: Some(v.clone().into_bytes()), r#type: Some(AttributeType::String as i32), ..Default::default() },
+            AttributeProto {
+                s: Some(v.clone().into_bytes()),
+                r#type: Some(AttributeType::String as i32),
+                ..Default::default()
+            },
         ),
     };
     a.name = Some(name.to_string());

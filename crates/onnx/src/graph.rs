@@ -31,8 +31,7 @@ impl<'g> GraphView<'g> {
                 consumers.entry(input.as_str()).or_default().push((i, slot));
             }
         }
-        let initializers: HashMap<&str, &TensorProto> =
-            graph.initializer.iter().map(|t| (t.name(), t)).collect();
+        let initializers: HashMap<&str, &TensorProto> = graph.initializer.iter().map(|t| (t.name(), t)).collect();
         let fed: HashSet<&str> = graph.input.iter().map(|v| v.name()).collect();
         // An initializer that is also a graph input can be overridden at run time: not constant.
         let mut static_values: HashSet<&str> =

@@ -12,6 +12,8 @@
 //! # Ok::<(), bitsearch_onnx::OnnxError>(())
 //! ```
 
+#![warn(clippy::unwrap_used, clippy::expect_used)]
+
 pub mod builder;
 mod error;
 mod graph;

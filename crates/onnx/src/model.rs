@@ -5,10 +5,10 @@
 use crate::error::{OnnxError, Result};
 use crate::pb::tensor_proto::DataLocation;
 use crate::pb::{GraphProto, ModelProto, StringStringEntryProto, TensorProto};
+use bitsearch_types::write_atomically;
 use prost::Message;
 use std::collections::HashMap;
 use std::fs::File;
-use bitsearch_types::write_atomically;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
@@ -147,14 +147,12 @@ fn resolve_external(proto: &mut ModelProto, dir: &Path, model_path: &Path) -> Re
     let mut failure = None;
     if let Some(graph) = proto.graph.as_mut() {
         visit_graph_tensors_mut(graph, &mut |t| {
-            if failure.is_none() && t.data_location() == DataLocation::External {
-                if let Err(e) = load_external(t, dir, &mut files) {
-                    failure = Some(OnnxError::ExternalData {
-                        path: model_path.to_path_buf(),
-                        tensor: t.name().to_string(),
-                        reason: e,
-                    });
-                }
+            if failure.is_none()
+                && t.data_location() == DataLocation::External
+                && let Err(reason) = load_external(t, dir, &mut files)
+            {
+                let tensor = t.name().to_string();
+                failure = Some(OnnxError::ExternalData { path: model_path.to_path_buf(), tensor, reason });
             }
         });
     }

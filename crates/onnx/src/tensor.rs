@@ -63,10 +63,7 @@ fn tensor_error(t: &TensorProto, reason: impl Into<String>) -> OnnxError {
 
 /// The tensor's dimensions as `usize`, rejecting negative ones.
 pub(crate) fn dims(t: &TensorProto) -> Result<Vec<usize>> {
-    t.dims
-        .iter()
-        .map(|&d| usize::try_from(d).map_err(|_| tensor_error(t, format!("negative dimension {d}"))))
-        .collect()
+    t.dims.iter().map(|&d| usize::try_from(d).map_err(|_| tensor_error(t, format!("negative dimension {d}")))).collect()
 }
 
 /// Reads any supported numeric tensor as f32 (integers convert exactly up to 2^24).
@@ -83,7 +80,12 @@ pub fn tensor_to_f32(t: &TensorProto) -> Result<ArrayD<f32>> {
             if raw.len() != count * dtype.size_bytes() {
                 return Err(tensor_error(
                     t,
-                    format!("raw data holds {} bytes, shape {:?} needs {}", raw.len(), shape, count * dtype.size_bytes()),
+                    format!(
+                        "raw data holds {} bytes, shape {:?} needs {}",
+                        raw.len(),
+                        shape,
+                        count * dtype.size_bytes()
+                    ),
                 ));
             }
             decode_raw(raw, dtype)

@@ -108,7 +108,11 @@ impl DenoiserSpec {
             .collect::<Result<Vec<_>, _>>()?;
         let is_sigma = SIGMA_NAMES.contains(&time.name.as_str());
         let domain = if is_sigma {
-            TimeDomain::Sigma { sigma_min: config.sigma_min, sigma_max: config.sigma_max, sigma_data: config.sigma_data }
+            TimeDomain::Sigma {
+                sigma_min: config.sigma_min,
+                sigma_max: config.sigma_max,
+                sigma_data: config.sigma_data,
+            }
         } else {
             // Stable Diffusion's schedule, the common one for bare epsilon UNets.
             let mut schedule = DiscreteSchedule::new(1000, 0.00085, 0.012, BetaSchedule::ScaledLinear)?;
@@ -116,8 +120,7 @@ impl DenoiserSpec {
             schedule.set_alpha_to_one = false;
             TimeDomain::Discrete(schedule)
         };
-        let prediction =
-            config.prediction.unwrap_or(if is_sigma { Prediction::Sample } else { Prediction::Epsilon });
+        let prediction = config.prediction.unwrap_or(if is_sigma { Prediction::Sample } else { Prediction::Epsilon });
         for (name, _) in &config.conditions {
             find(name)?;
         }

@@ -45,7 +45,11 @@ pub fn save_samples(
                 write_png(&path, &rgb(item, range))?;
                 written.push(path);
             }
-            c => return Err(PipelineError::Request(format!("cannot write a {c}-channel sample as PNG (1 or 3 expected)"))),
+            c => {
+                return Err(PipelineError::Request(format!(
+                    "cannot write a {c}-channel sample as PNG (1 or 3 expected)"
+                )));
+            }
         }
     }
     Ok(written)

@@ -1,7 +1,10 @@
 //! Diffusion sampling for bitsearch: noise schedules, reproducible seeded noise, and samplers
 //! that drive a denoising network from pure noise to a finished sample.
 
+#![warn(clippy::unwrap_used, clippy::expect_used)]
+
 pub mod denoiser;
+pub mod diffusers;
 mod error;
 pub mod image;
 pub mod noise;

@@ -74,7 +74,6 @@ fn per_item(shape: &[usize], rngs: &mut [ChaCha8Rng]) -> ArrayD<f32> {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use ndarray::Axis;

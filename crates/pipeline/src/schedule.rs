@@ -286,7 +286,6 @@ impl SchedulerConfig {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

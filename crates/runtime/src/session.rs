@@ -38,12 +38,15 @@ pub struct InputSpec {
 /// data: protobuf messages cannot exceed 2 GiB.
 const IN_MEMORY_LIMIT_BYTES: usize = 1 << 30;
 
+/// Overridable weights: name → stored element type and shape.
+type Overridable = HashMap<String, (DataType, Vec<usize>)>;
+
 pub struct Session {
     inner: ort::session::Session,
     label: String,
     inputs: Vec<InputSpec>,
     outputs: Vec<String>,
-    overridable: HashMap<String, (DataType, Vec<usize>)>,
+    overridable: Overridable,
     device: ActiveDevice,
 }
 
@@ -76,7 +79,8 @@ impl Session {
         }
         let bytes = if large { Vec::new() } else { prepared.to_bytes() };
         let commit = |mut builder: ort::session::builder::SessionBuilder| {
-            let session = if large { builder.commit_from_file(&spill_path) } else { builder.commit_from_memory(&bytes) };
+            let session =
+                if large { builder.commit_from_file(&spill_path) } else { builder.commit_from_memory(&bytes) };
             session.map_err(|e| session_error(e.to_string()))
         };
         let (inner, device) = device::build(options.device, make_builder, commit)?;
@@ -111,7 +115,12 @@ impl Session {
         let outputs = self.inner.run(feeds).map_err(run_error)?;
         self.outputs
             .iter()
-            .map(|name| to_f32(&outputs[name.as_str()]).map_err(|message| RuntimeError::Run { model: label.clone(), message: format!("output '{name}': {message}") }))
+            .map(|name| {
+                to_f32(&outputs[name.as_str()]).map_err(|message| RuntimeError::Run {
+                    model: label.clone(),
+                    message: format!("output '{name}': {message}"),
+                })
+            })
             .collect()
     }
 
@@ -119,7 +128,8 @@ impl Session {
     pub fn run_shapes(&mut self, inputs: &[(&str, ArrayViewD<'_, f32>)]) -> Result<Vec<Vec<usize>>> {
         let feeds = self.feeds(inputs, &[])?;
         let label = &self.label;
-        let outputs = self.inner.run(feeds).map_err(|e| RuntimeError::Run { model: label.clone(), message: e.to_string() })?;
+        let outputs =
+            self.inner.run(feeds).map_err(|e| RuntimeError::Run { model: label.clone(), message: e.to_string() })?;
         Ok(self
             .outputs
             .iter()
@@ -150,10 +160,16 @@ impl Session {
         }
         for (name, values) in overrides {
             let (dtype, shape) = self.overridable.get(*name).ok_or_else(|| {
-                input_error(name, "is not an overridable weight of this session (list it in SessionOptions::overridable)".into())
+                input_error(
+                    name,
+                    "is not an overridable weight of this session (list it in SessionOptions::overridable)".into(),
+                )
             })?;
             if values.shape() != shape.as_slice() {
-                return Err(input_error(name, format!("override has shape {:?}, the weight has {:?}", values.shape(), shape)));
+                return Err(input_error(
+                    name,
+                    format!("override has shape {:?}, the weight has {:?}", values.shape(), shape),
+                ));
             }
             feeds.push((name.to_string(), to_value(*dtype, values).map_err(|m| input_error(name, m))?));
         }
@@ -184,7 +200,7 @@ fn declared_inputs(model: &Model, label: &str) -> Result<Vec<InputSpec>> {
 }
 
 /// Copies the model, exposes the overridable weights as inputs and the extra values as outputs.
-fn prepare(model: &Model, options: &SessionOptions, label: &str) -> Result<(Model, HashMap<String, (DataType, Vec<usize>)>)> {
+fn prepare(model: &Model, options: &SessionOptions, label: &str) -> Result<(Model, Overridable)> {
     let mut prepared = model.clone();
     let graph = prepared.graph_mut();
     let mut overridable = HashMap::new();
@@ -250,12 +266,20 @@ fn check_shape(declared: &[Option<usize>], given: &[usize]) -> std::result::Resu
 fn to_value(dtype: DataType, values: &ArrayViewD<'_, f32>) -> std::result::Result<DynValue, String> {
     let shape = values.shape().to_vec();
     let value = match dtype {
-        DataType::F32 => Tensor::from_array((shape, values.iter().copied().collect::<Vec<f32>>())).map(Tensor::into_dyn),
-        DataType::F16 => Tensor::from_array((shape, values.iter().map(|&v| f16::from_f32(v)).collect::<Vec<_>>())).map(Tensor::into_dyn),
-        DataType::Bf16 => Tensor::from_array((shape, values.iter().map(|&v| bf16::from_f32(v)).collect::<Vec<_>>())).map(Tensor::into_dyn),
-        DataType::F64 => Tensor::from_array((shape, values.iter().map(|&v| f64::from(v)).collect::<Vec<_>>())).map(Tensor::into_dyn),
-        DataType::I64 => Tensor::from_array((shape, values.iter().map(|&v| v.round() as i64).collect::<Vec<_>>())).map(Tensor::into_dyn),
-        DataType::I32 => Tensor::from_array((shape, values.iter().map(|&v| v.round() as i32).collect::<Vec<_>>())).map(Tensor::into_dyn),
+        DataType::F32 => {
+            Tensor::from_array((shape, values.iter().copied().collect::<Vec<f32>>())).map(Tensor::into_dyn)
+        }
+        DataType::F16 => Tensor::from_array((shape, values.iter().map(|&v| f16::from_f32(v)).collect::<Vec<_>>()))
+            .map(Tensor::into_dyn),
+        DataType::Bf16 => Tensor::from_array((shape, values.iter().map(|&v| bf16::from_f32(v)).collect::<Vec<_>>()))
+            .map(Tensor::into_dyn),
+        DataType::F64 => {
+            Tensor::from_array((shape, values.iter().map(|&v| f64::from(v)).collect::<Vec<_>>())).map(Tensor::into_dyn)
+        }
+        DataType::I64 => Tensor::from_array((shape, values.iter().map(|&v| v.round() as i64).collect::<Vec<_>>()))
+            .map(Tensor::into_dyn),
+        DataType::I32 => Tensor::from_array((shape, values.iter().map(|&v| v.round() as i32).collect::<Vec<_>>()))
+            .map(Tensor::into_dyn),
     };
     value.map_err(|e| e.to_string())
 }

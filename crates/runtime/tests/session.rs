@@ -56,7 +56,8 @@ fn bad_inputs_and_overrides_are_errors_naming_the_input() {
     let mut session = cpu_session(&model, vec![weight.clone()]);
     let x = input(1);
     let wrong = ArrayD::<f32>::zeros(IxDyn(&[1, 3, 4, 4]));
-    let cases: Vec<(Vec<(&str, ndarray::ArrayViewD<f32>)>, Vec<(&str, ndarray::ArrayViewD<f32>)>, &str)> = vec![
+    type Feeds<'a> = Vec<(&'a str, ndarray::ArrayViewD<'a, f32>)>;
+    let cases: Vec<(Feeds, Feeds, &str)> = vec![
         (vec![], vec![], "'x': missing"),
         (vec![("x", x.view()), ("y", x.view())], vec![], "'y': the model has no such input"),
         (vec![("x", wrong.view())], vec![], "does not match the declared [?, 3, 8, 8]"),

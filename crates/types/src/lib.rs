@@ -2,6 +2,8 @@
 //! graph analysis gave it, and what it costs. No heavy dependencies, so the solver and the
 //! reports can read these without linking ONNX Runtime or protobuf.
 
+#![warn(clippy::unwrap_used, clippy::expect_used)]
+
 mod atomic;
 mod layer;
 

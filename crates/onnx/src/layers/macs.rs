@@ -12,9 +12,10 @@ pub fn fill_macs(model: &Model, layers: &mut [Layer], shapes: &HashMap<String, V
     let view = GraphView::new(model.graph());
     for layer in layers.iter_mut() {
         let shape = |value: &str| {
-            shapes.get(value).map(Vec::as_slice).ok_or_else(|| {
-                OnnxError::Graph(format!("layer {}: no measured shape for value '{value}'", layer.name))
-            })
+            shapes
+                .get(value)
+                .map(Vec::as_slice)
+                .ok_or_else(|| OnnxError::Graph(format!("layer {}: no measured shape for value '{value}'", layer.name)))
         };
         let out = shape(&layer.output)?;
         let elements = |s: &[usize]| s.iter().product::<usize>() as u64;
@@ -25,7 +26,9 @@ pub fn fill_macs(model: &Model, layers: &mut [Layer], shapes: &HashMap<String, V
             "ConvTranspose" => elements(shape(&layer.inputs[0])?) * elements(&layer.weight_shape[1..]),
             "Gemm" | "MatMul" => {
                 let k = match layer.channel_axis {
-                    Some(axis) => layer.weight_shape.iter().enumerate().filter(|&(a, _)| a != axis).map(|(_, &d)| d).product(),
+                    Some(axis) => {
+                        layer.weight_shape.iter().enumerate().filter(|&(a, _)| a != axis).map(|(_, &d)| d).product()
+                    }
                     None => shape(&layer.inputs[0])?.last().copied().unwrap_or(1),
                 };
                 elements(out) * k as u64

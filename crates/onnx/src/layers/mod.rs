@@ -21,7 +21,10 @@ pub fn discover_layers(model: &Model) -> Result<Vec<Layer>> {
     let mut layers = Vec::new();
     for (i, node) in view.nodes().iter().enumerate() {
         let Some(site) = site(&view, i)? else { continue };
-        let role = roles.get(&i).copied().ok_or_else(|| OnnxError::Graph(format!("no role for node {}", view.node_name(i))))?;
+        let role = roles
+            .get(&i)
+            .copied()
+            .ok_or_else(|| OnnxError::Graph(format!("no role for node {}", view.node_name(i))))?;
         layers.push(Layer {
             name: view.node_name(i).to_string(),
             op: node.op_type().to_string(),

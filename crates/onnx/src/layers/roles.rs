@@ -16,15 +16,48 @@ const VECTOR: Deps = 4;
 
 /// Ops that move or rescale data without mixing it with other activations.
 const TRANSPARENT: [&str; 15] = [
-    "Reshape", "Transpose", "Split", "Slice", "Squeeze", "Unsqueeze", "Flatten", "Identity", "Cast", "Gather",
-    "Expand", "Mul", "Div", "Add", "Sub",
+    "Reshape",
+    "Transpose",
+    "Split",
+    "Slice",
+    "Squeeze",
+    "Unsqueeze",
+    "Flatten",
+    "Identity",
+    "Cast",
+    "Gather",
+    "Expand",
+    "Mul",
+    "Div",
+    "Add",
+    "Sub",
 ];
 
 /// Element-wise ops that may sit between the two linears of a feed-forward block (GELU as Erf
 /// arithmetic, SiLU as Sigmoid·x, GEGLU as a split and a product).
 const ACTIVATION: [&str; 22] = [
-    "Gelu", "Erf", "Relu", "LeakyRelu", "Sigmoid", "Tanh", "HardSigmoid", "HardSwish", "Softplus", "Mish", "Elu",
-    "Selu", "Mul", "Add", "Div", "Sub", "Pow", "Sqrt", "Split", "Slice", "Identity", "Cast",
+    "Gelu",
+    "Erf",
+    "Relu",
+    "LeakyRelu",
+    "Sigmoid",
+    "Tanh",
+    "HardSigmoid",
+    "HardSwish",
+    "Softplus",
+    "Mish",
+    "Elu",
+    "Selu",
+    "Mul",
+    "Add",
+    "Div",
+    "Sub",
+    "Pow",
+    "Sqrt",
+    "Split",
+    "Slice",
+    "Identity",
+    "Cast",
 ];
 
 #[derive(Clone, Copy, PartialEq, Eq)]

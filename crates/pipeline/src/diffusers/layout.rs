@@ -101,17 +101,15 @@ pub(crate) fn vae_config(path: &Path) -> Result<VaeConfig, PipelineError> {
     let mut config = VaeConfig::default();
     let Some(value) = read_optional_json(path)? else { return Ok(config) };
     if let Some(v) = value.get("scaling_factor") {
-        config.scaling_factor = v
-            .as_f64()
-            .filter(|s| *s > 0.0)
-            .ok_or_else(|| PipelineError::file(path, format!("scaling_factor must be a positive number, got {v}")))?
-            as f32;
+        config.scaling_factor =
+            v.as_f64().filter(|s| *s > 0.0).ok_or_else(|| {
+                PipelineError::file(path, format!("scaling_factor must be a positive number, got {v}"))
+            })? as f32;
     }
     if let Some(v) = value.get("block_out_channels") {
-        let blocks = v
-            .as_array()
-            .filter(|b| !b.is_empty() && b.len() < 16)
-            .ok_or_else(|| PipelineError::file(path, format!("block_out_channels must be a non-empty list, got {v}")))?;
+        let blocks = v.as_array().filter(|b| !b.is_empty() && b.len() < 16).ok_or_else(|| {
+            PipelineError::file(path, format!("block_out_channels must be a non-empty list, got {v}"))
+        })?;
         config.scale_factor = 1 << (blocks.len() - 1);
     }
     Ok(config)

@@ -11,6 +11,7 @@ use crate::error::PipelineError;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use tokenizers::models::bpe::BPE;
+use tokenizers::normalizers::replace::ReplacePattern;
 use tokenizers::normalizers::{Lowercase, NFC, Replace, Sequence as NormalizerSequence, Strip};
 use tokenizers::pre_tokenizers::byte_level::ByteLevel;
 use tokenizers::pre_tokenizers::sequence::Sequence as PreTokenizerSequence;
@@ -57,7 +58,8 @@ impl PromptTokenizer {
         let json = dir.join("tokenizer.json");
         let (vocab, merges) = (dir.join("vocab.json"), dir.join("merges.txt"));
         let (mut inner, source) = if json.exists() {
-            let inner = Tokenizer::from_file(&json).map_err(|e| PipelineError::file(&json, format!("not a tokenizer: {e}")))?;
+            let inner =
+                Tokenizer::from_file(&json).map_err(|e| PipelineError::file(&json, format!("not a tokenizer: {e}")))?;
             (inner, json)
         } else if vocab.exists() && merges.exists() {
             (clip_bpe(&vocab, &merges, &config)?, vocab)
@@ -175,15 +177,14 @@ fn clip_bpe(vocab: &Path, merges: &Path, config: &TokenizerConfig) -> Result<Tok
         .build()
         .map_err(|e| PipelineError::file(vocab, format!("cannot build a BPE tokenizer with merges.txt: {e}")))?;
     let id = |token: &str| {
-        bpe.token_to_id(token).ok_or_else(|| PipelineError::file(vocab, format!("the token '{token}' is not in the vocabulary")))
+        bpe.token_to_id(token)
+            .ok_or_else(|| PipelineError::file(vocab, format!("the token '{token}' is not in the vocabulary")))
     };
     let (bos_id, eos_id) = (id(&bos)?, id(&eos)?);
     let regex_error = |e: tokenizers::Error| PipelineError::file(vocab, format!("tokenizer pattern: {e}"));
     let normalizer = NormalizerSequence::new(vec![
         NFC.into(),
-        Replace::new(tokenizers::normalizers::replace::ReplacePattern::Regex(r"\s+".into()), " ")
-            .map_err(regex_error)?
-            .into(),
+        Replace::new(ReplacePattern::Regex(r"\s+".into()), " ").map_err(regex_error)?.into(),
         Strip::new(true, true).into(),
         Lowercase.into(),
     ]);
@@ -192,7 +193,9 @@ fn clip_bpe(vocab: &Path, merges: &Path, config: &TokenizerConfig) -> Result<Tok
     let pre_tokenizer = PreTokenizerSequence::new(vec![words.into(), ByteLevel::new(false, true, false).into()]);
     let template = TemplateProcessing::builder()
         .try_single(format!("{bos} $A {eos}"))
-        .and_then(|b| b.special_tokens(vec![(bos.as_str(), bos_id), (eos.as_str(), eos_id)]).build().map_err(|e| e.to_string()))
+        .and_then(|b| {
+            b.special_tokens(vec![(bos.as_str(), bos_id), (eos.as_str(), eos_id)]).build().map_err(|e| e.to_string())
+        })
         .map_err(|e| PipelineError::file(vocab, format!("special-token template: {e}")))?;
     let mut tokenizer = Tokenizer::new(bpe);
     tokenizer
@@ -203,4 +206,3 @@ fn clip_bpe(vocab: &Path, merges: &Path, config: &TokenizerConfig) -> Result<Tok
     tokenizer.add_special_tokens(&[AddedToken::from(bos, true), AddedToken::from(eos, true)]);
     Ok(tokenizer)
 }
-

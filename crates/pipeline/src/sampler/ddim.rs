@@ -45,7 +45,6 @@ pub(super) fn run(
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
 mod tests {
     use crate::noise::batch_noise;
     use crate::sampler::test_support::*;
@@ -106,7 +105,7 @@ mod tests {
         let z = batch_noise(&ITEM_SHAPE, &[1, 2]);
         for (set_alpha_to_one, k) in [(true, x0_k), (false, a0.sqrt() * x0_k + (1.0 - a0).sqrt() * eps_k)] {
             let expected = z.mapv(|v| (f64::from(v) * k) as f32);
-            let err = (&run(set_alpha_to_one) - &expected).mapv(f32::abs).fold(0.0_f32, |m, &e| m.max(e));
+            let err = max_diff(&run(set_alpha_to_one), &expected);
             assert!(err < 2e-5, "set_alpha_to_one {set_alpha_to_one}: max error {err}");
         }
     }

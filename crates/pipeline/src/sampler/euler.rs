@@ -36,7 +36,6 @@ pub(super) fn run(
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
 mod tests {
     use crate::sampler::test_support::*;
     use crate::sampler::{Prediction, SamplerKind, SamplerSettings, TimeDomain, timesteps};

@@ -12,7 +12,6 @@ mod edm;
 mod euler;
 mod lcm;
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
 mod test_support;
 
 use std::fmt;
@@ -32,6 +31,7 @@ pub trait Denoiser {
     fn eval(&mut self, step: usize, x: &ArrayD<f32>, t: f32) -> Result<ArrayD<f32>, SampleError>;
 }
 
+/// Why sampling could not run.
 #[derive(Debug, thiserror::Error)]
 pub enum SampleError {
     /// The network evaluation failed; carries the underlying error's message.
@@ -84,6 +84,7 @@ impl FromStr for Prediction {
     }
 }
 
+/// The sampling algorithm; the first three need a discrete schedule, the last two a sigma domain.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum SamplerKind {
@@ -137,12 +138,14 @@ pub enum TimeDomain {
     Sigma { sigma_min: f64, sigma_max: f64, sigma_data: f64 },
 }
 
+/// Everything a sampling run needs besides the network and the noise.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SamplerSettings {
     pub kind: SamplerKind,
     /// Network evaluations per sample.
     pub steps: usize,
-    /// DDIM stochasticity in `[0, 1]`: 0 deterministic, 1 DDPM-like. Other samplers ignore it.
+    /// DDIM stochasticity in `[0, 1]`: 0 deterministic, 1 DDPM-like. Only DDIM uses it, but it is
+    /// validated for every sampler.
     pub eta: f64,
     pub prediction: Prediction,
     pub domain: TimeDomain,
@@ -225,7 +228,10 @@ fn plan(settings: &SamplerSettings) -> Result<Plan<'_>, SampleError> {
             Ok(Plan::Lcm(s, lcm::timesteps(s, steps, settings.original_inference_steps)?))
         }
         (SamplerKind::Consistency, &TimeDomain::Sigma { sigma_min, sigma_max, sigma_data }) => {
-            let sigmas = sigma_ladder(steps, sigma_min, sigma_max, sigma_data)?;
+            // The last rung (sigma_min) is left out: re-noising to the model's floor adds nothing,
+            // so every evaluation lands on a noise level that still corrects the estimate.
+            let mut sigmas = sigma_ladder(steps + 1, sigma_min, sigma_max, sigma_data)?;
+            sigmas.pop();
             Ok(Plan::Consistency { sigmas, sigma_min, sigma_data })
         }
         (SamplerKind::EdmEuler, &TimeDomain::Sigma { sigma_min, sigma_max, sigma_data }) => {
@@ -308,7 +314,6 @@ fn sigma_x0(pred: Prediction, out: ArrayD<f32>, x: &ArrayD<f32>, sigma: f64, sig
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
 mod tests {
     use ndarray::{ArrayD, Axis};
 
@@ -319,10 +324,6 @@ mod tests {
 
     fn discrete() -> TimeDomain {
         TimeDomain::Discrete(sd_schedule(TimestepSpacing::Leading, 1))
-    }
-
-    fn max_diff(a: &ArrayD<f32>, b: &ArrayD<f32>) -> f32 {
-        (a - b).mapv(f32::abs).fold(0.0, |m, &e| m.max(e))
     }
 
     #[test]

@@ -119,3 +119,8 @@ pub(super) fn assert_calls_match_timesteps(settings: &SamplerSettings, calls: &[
     let expected: Vec<(usize, f32)> = times.into_iter().enumerate().collect();
     assert_eq!(calls, expected.as_slice());
 }
+
+/// Largest elementwise difference between two same-shaped arrays.
+pub(super) fn max_diff(a: &ArrayD<f32>, b: &ArrayD<f32>) -> f32 {
+    (a - b).mapv(f32::abs).fold(0.0, |m, &e| m.max(e))
+}

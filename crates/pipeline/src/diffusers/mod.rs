@@ -1,0 +1,280 @@
+//! The diffusers/optimum ONNX folder pipeline: `model_index.json`, `scheduler/`, `tokenizer/`,
+//! `text_encoder/`, `unet/` and `vae_decoder/`, as `optimum-cli export onnx` and diffusers'
+//! ONNX export write them, run as text-to-image generation.
+//!
+//! Prompts are tokenized and encoded once; the sampler then calls the UNet once per step (both
+//! guidance halves in one batch), and the VAE decodes the final latents. Each image depends
+//! only on its own seed, whatever else shares the batch.
+
+mod layout;
+mod text;
+mod tokenizer;
+mod unet;
+mod vae;
+
+pub use layout::{ModelIndex, VaeConfig};
+pub use tokenizer::PromptTokenizer;
+pub use unet::{Conditioning, Unet, UnetDenoiser, guidance_embedding};
+
+use crate::error::PipelineError;
+use crate::noise::{NoiseSource, batch_noise};
+use crate::sampler::{self, Denoiser, SampleError, SamplerKind, SamplerSettings};
+use crate::schedule::SchedulerConfig;
+use bitsearch_runtime::{Device, SessionOptions};
+use ndarray::{ArrayD, Axis};
+use std::path::{Path, PathBuf};
+use text::TextEncoder;
+use vae::VaeDecoder;
+
+/// How the pipeline's sessions are built.
+#[derive(Debug, Clone, Default)]
+pub struct PipelineOptions {
+    pub device: Device,
+    /// Intra-op threads per session; None leaves ONNX Runtime's default.
+    pub threads: Option<usize>,
+    /// UNet weights that [`UnetDenoiser::set_overrides`] may replace.
+    pub unet_overridable: Vec<String>,
+    /// UNet values returned on every run, read with [`UnetDenoiser::extra_outputs`].
+    pub unet_extra_outputs: Vec<String>,
+}
+
+/// One text-to-image generation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GenerateRequest {
+    /// One prompt per seed, or a single prompt for every seed.
+    pub prompts: Vec<String>,
+    /// Replaces the empty prompt as the unconditional half of guidance.
+    pub negative_prompt: Option<String>,
+    pub steps: usize,
+    /// Classifier-free guidance scale; at most 1 runs the conditional half alone.
+    pub guidance: f32,
+    /// One image per seed.
+    pub seeds: Vec<u64>,
+    /// Overrides the sampler that the scheduler config's class maps to.
+    pub sampler: Option<SamplerKind>,
+    /// DDIM stochasticity in [0, 1].
+    pub eta: f64,
+    /// Image (height, width) in pixels; default: the UNet's declared sample size, else
+    /// `unet/config.json`'s `sample_size`, times the VAE scale factor.
+    pub size: Option<(usize, usize)>,
+}
+
+impl GenerateRequest {
+    /// A request with Stable Diffusion's usual settings: 25 steps, guidance 7.5, eta 0.
+    pub fn new(prompts: Vec<String>, seeds: Vec<u64>) -> Self {
+        Self { prompts, negative_prompt: None, steps: 25, guidance: 7.5, seeds, sampler: None, eta: 0.0, size: None }
+    }
+}
+
+/// The result of a generation.
+#[derive(Debug, Clone)]
+pub struct Generated {
+    /// Raw VAE output [batch, 3, height, width], nominally in [-1, 1].
+    pub images: ArrayD<f32>,
+    /// Final latents [batch, channels, h, w] before the VAE scaling.
+    pub latents: ArrayD<f32>,
+}
+
+/// A loaded diffusers/optimum ONNX folder.
+#[derive(Debug)]
+pub struct DiffusersPipeline {
+    dir: PathBuf,
+    index: ModelIndex,
+    scheduler: SchedulerConfig,
+    tokenizer: PromptTokenizer,
+    text_encoder: TextEncoder,
+    unet: Unet,
+    vae: VaeDecoder,
+    /// `sample_size` of `unet/config.json` (latent pixels), for UNets with symbolic sizes.
+    config_sample_size: Option<(usize, usize)>,
+}
+
+impl DiffusersPipeline {
+    /// Reads the folder's configs and tokenizer and builds the three sessions.
+    pub fn open(dir: impl AsRef<Path>, options: &PipelineOptions) -> Result<Self, PipelineError> {
+        let dir = dir.as_ref();
+        if !dir.is_dir() {
+            return Err(PipelineError::file(dir, "not a folder (expected a diffusers/optimum ONNX pipeline folder)"));
+        }
+        let index = layout::model_index(&dir.join("model_index.json"))?;
+        let scheduler = layout::scheduler_config(&dir.join("scheduler").join("scheduler_config.json"))?;
+        let tokenizer = PromptTokenizer::open(&dir.join("tokenizer"))?;
+        let vae_config = layout::vae_config(&dir.join("vae_decoder").join("config.json"))?;
+        let config_sample_size = layout::unet_sample_size(&dir.join("unet").join("config.json"))?;
+        let session = SessionOptions { device: options.device, threads: options.threads, ..Default::default() };
+        let unet_session = SessionOptions {
+            overridable: options.unet_overridable.clone(),
+            extra_outputs: options.unet_extra_outputs.clone(),
+            ..session.clone()
+        };
+        let unet = Unet::open(&dir.join("unet").join("model.onnx"), &unet_session)?;
+        let text_encoder = TextEncoder::open(&dir.join("text_encoder").join("model.onnx"), &session)?;
+        let vae = VaeDecoder::open(&dir.join("vae_decoder").join("model.onnx"), vae_config, &session)?;
+        log::info!("{}: {} with {}", dir.display(), index.class_name, scheduler.class_name);
+        Ok(Self { dir: dir.to_path_buf(), index, scheduler, tokenizer, text_encoder, unet, vae, config_sample_size })
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn model_index(&self) -> &ModelIndex {
+        &self.index
+    }
+
+    pub fn scheduler(&self) -> &SchedulerConfig {
+        &self.scheduler
+    }
+
+    pub fn tokenizer(&self) -> &PromptTokenizer {
+        &self.tokenizer
+    }
+
+    pub fn vae_config(&self) -> VaeConfig {
+        self.vae.config()
+    }
+
+    pub fn unet(&self) -> &Unet {
+        &self.unet
+    }
+
+    pub fn unet_mut(&mut self) -> &mut Unet {
+        &mut self.unet
+    }
+
+    /// Text-encoder hidden states [prompts, tokens, width] of `prompts`.
+    pub fn encode_prompts(&mut self, prompts: &[String]) -> Result<ArrayD<f32>, PipelineError> {
+        let ids = self.tokenizer.encode(prompts)?;
+        self.text_encoder.encode(&ids)
+    }
+
+    /// The sampler settings `request` runs with: its sampler, or the one the scheduler's class
+    /// maps to, on the scheduler's schedule.
+    pub fn sampler_settings(&self, request: &GenerateRequest) -> Result<SamplerSettings, PipelineError> {
+        let kind = request.sampler.unwrap_or_else(|| {
+            let (kind, note) = self.scheduler.default_sampler();
+            if let Some(note) = note {
+                log::warn!("{note}");
+            }
+            kind
+        });
+        let mut settings = self.scheduler.settings(kind, request.steps)?;
+        settings.eta = request.eta;
+        Ok(settings)
+    }
+
+    /// The UNet's conditioning for `request`. A UNet with `timestep_cond` gets diffusers' LCM
+    /// guidance embedding of `guidance − 1` and no guidance batch; otherwise guidance above 1
+    /// pairs every prompt with the negative (or empty) prompt.
+    pub fn conditioning(&mut self, request: &GenerateRequest) -> Result<Conditioning, PipelineError> {
+        let prompts = self.prompts_per_seed(request)?;
+        let cond = self.encode_prompts(&prompts)?;
+        if let Some(width) = self.unet.timestep_cond_width() {
+            let w = vec![request.guidance - 1.0; prompts.len()];
+            let embedding = guidance_embedding(&w, width).into_dyn();
+            return Ok(Conditioning { context: cond, guidance: None, timestep_cond: Some(embedding) });
+        }
+        if request.guidance <= 1.0 {
+            return Ok(Conditioning { context: cond, guidance: None, timestep_cond: None });
+        }
+        let negative = request.negative_prompt.clone().unwrap_or_default();
+        let uncond = self.encode_prompts(&vec![negative; prompts.len()])?;
+        let context = ndarray::concatenate(Axis(0), &[uncond.view(), cond.view()])
+            .map_err(|e| PipelineError::Request(format!("text hidden states of unequal shapes: {e}")))?;
+        Ok(Conditioning { context, guidance: Some(request.guidance), timestep_cond: None })
+    }
+
+    /// Generates one image per seed.
+    pub fn generate(&mut self, request: &GenerateRequest) -> Result<Generated, PipelineError> {
+        self.generate_with(request, |denoiser, step, x, t| denoiser.eval(step, x, t))
+    }
+
+    /// Generates one image per seed, with every UNet evaluation going through `hook`, which
+    /// gets the denoiser (to swap weights or read captured values) and the step's inputs, and
+    /// returns the step's prediction.
+    pub fn generate_with<F>(&mut self, request: &GenerateRequest, hook: F) -> Result<Generated, PipelineError>
+    where
+        F: FnMut(&mut UnetDenoiser<'_>, usize, &ArrayD<f32>, f32) -> Result<ArrayD<f32>, SampleError>,
+    {
+        let settings = self.sampler_settings(request)?;
+        let item_shape = self.latent_item_shape(request.size)?;
+        let conditioning = self.conditioning(request)?;
+        let initial = batch_noise(&item_shape, &request.seeds);
+        let mut noise = NoiseSource::new(&request.seeds);
+        let mut hooked = Hooked { denoiser: UnetDenoiser::new(&mut self.unet, conditioning), hook };
+        let latents = sampler::sample(&settings, &mut hooked, initial, &mut noise)?;
+        let images = self.vae.decode(&latents)?;
+        Ok(Generated { images, latents })
+    }
+
+    /// Decodes latents [batch, channels, h, w] into images.
+    pub fn decode(&mut self, latents: &ArrayD<f32>) -> Result<ArrayD<f32>, PipelineError> {
+        self.vae.decode(latents)
+    }
+
+    fn prompts_per_seed(&self, request: &GenerateRequest) -> Result<Vec<String>, PipelineError> {
+        match (request.prompts.len(), request.seeds.len()) {
+            (_, 0) => Err(PipelineError::Request("give at least one seed (one image is made per seed)".into())),
+            (1, n) => Ok(vec![request.prompts[0].clone(); n]),
+            (p, n) if p == n => Ok(request.prompts.clone()),
+            (p, n) => Err(PipelineError::Request(format!(
+                "{p} prompts for {n} seeds: give one prompt per seed, or a single prompt for all"
+            ))),
+        }
+    }
+
+    /// [channels, h, w] of one latent, from the UNet's declared shape, the requested image
+    /// size, or `unet/config.json`.
+    fn latent_item_shape(&self, size: Option<(usize, usize)>) -> Result<Vec<usize>, PipelineError> {
+        let declared = self.unet.sample_shape();
+        let unet_path = self.unet.path();
+        let channels = declared[1]
+            .ok_or_else(|| PipelineError::file(unet_path, "the UNet's sample input has a symbolic channel count"))?;
+        let factor = self.vae.config().scale_factor;
+        let requested = size
+            .map(|(h, w)| {
+                if h % factor != 0 || w % factor != 0 || h == 0 || w == 0 {
+                    return Err(PipelineError::Request(format!(
+                        "image size {h}×{w} must be a positive multiple of the VAE scale factor {factor}"
+                    )));
+                }
+                Ok((h / factor, w / factor))
+            })
+            .transpose()?;
+        let (h, w) = match (declared[2], declared[3], requested) {
+            (Some(h), Some(w), Some(r)) if r != (h, w) => {
+                return Err(PipelineError::Request(format!(
+                    "the UNet takes {h}×{w} latents ({}×{} images); {}×{} images were asked for",
+                    h * factor,
+                    w * factor,
+                    r.0 * factor,
+                    r.1 * factor
+                )));
+            }
+            (Some(h), Some(w), _) => (h, w),
+            (_, _, Some(r)) => r,
+            _ => self.config_sample_size.ok_or_else(|| {
+                PipelineError::Request(
+                    "the UNet's latent size is symbolic and unet/config.json gives no sample_size: give the image size"
+                        .into(),
+                )
+            })?,
+        };
+        Ok(vec![channels, h, w])
+    }
+}
+
+/// Routes every evaluation through the caller's hook.
+struct Hooked<'u, F> {
+    denoiser: UnetDenoiser<'u>,
+    hook: F,
+}
+
+impl<F> Denoiser for Hooked<'_, F>
+where
+    F: FnMut(&mut UnetDenoiser<'_>, usize, &ArrayD<f32>, f32) -> Result<ArrayD<f32>, SampleError>,
+{
+    fn eval(&mut self, step: usize, x: &ArrayD<f32>, t: f32) -> Result<ArrayD<f32>, SampleError> {
+        (self.hook)(&mut self.denoiser, step, x, t)
+    }
+}

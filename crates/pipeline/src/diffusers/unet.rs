@@ -1,0 +1,251 @@
+//! The UNet of a diffusers folder and the denoiser the samplers call: one UNet run per step,
+//! with classifier-free guidance done by batching the unconditional and conditional halves
+//! together, or with LCM's guidance embedding fed to `timestep_cond` instead.
+//!
+//! [`UnetDenoiser`] is public so that callers can change the UNet's weights from one step to
+//! the next ([`UnetDenoiser::set_overrides`]) and read values captured on each run
+//! ([`UnetDenoiser::extra_outputs`]).
+
+use crate::error::PipelineError;
+use crate::sampler::{Denoiser, SampleError};
+use bitsearch_onnx::Model;
+use bitsearch_runtime::{RuntimeError, Session, SessionOptions};
+use ndarray::{Array2, ArrayD, ArrayViewD, Axis, IxDyn, Slice, Zip};
+use std::path::{Path, PathBuf};
+
+const SAMPLE: &str = "sample";
+const TIMESTEP: &str = "timestep";
+const CONTEXT: &str = "encoder_hidden_states";
+const TIMESTEP_COND: &str = "timestep_cond";
+
+/// A loaded UNet and the layout of its inputs.
+#[derive(Debug)]
+pub struct Unet {
+    session: Session,
+    path: PathBuf,
+    /// Declared [batch, channels, height, width] of `sample`.
+    sample_shape: Vec<Option<usize>>,
+    timestep: TimestepLayout,
+    timestep_cond: Option<usize>,
+}
+
+/// How `timestep` is shaped: one value per batch item, one shared value, or a scalar.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TimestepLayout {
+    PerItem,
+    Single,
+    Scalar,
+}
+
+impl Unet {
+    /// Loads `path` and checks its inputs: `sample`, `timestep` and `encoder_hidden_states`,
+    /// and optionally `timestep_cond` (LCM-distilled UNets).
+    pub fn open(path: &Path, options: &SessionOptions) -> Result<Self, PipelineError> {
+        let session = Session::new(&Model::load(path)?, options)?;
+        let names = || session.inputs().iter().map(|s| s.name.as_str()).collect::<Vec<_>>().join(", ");
+        if let Some(other) =
+            session.inputs().iter().find(|s| ![SAMPLE, TIMESTEP, CONTEXT, TIMESTEP_COND].contains(&s.name.as_str()))
+        {
+            return Err(PipelineError::file(
+                path,
+                format!(
+                    "UNet input '{}' is not supported: only {SAMPLE}, {TIMESTEP}, {CONTEXT} and {TIMESTEP_COND} are \
+                     (SDXL-style pipelines, whose UNet also takes text_embeds and time_ids, are not supported yet)",
+                    other.name
+                ),
+            ));
+        }
+        let find = |name: &str| {
+            session.inputs().iter().find(|s| s.name == name).ok_or_else(|| {
+                PipelineError::file(path, format!("the UNet has no input '{name}' (its inputs: {})", names()))
+            })
+        };
+        let sample = find(SAMPLE)?;
+        if sample.shape.len() != 4 {
+            return Err(PipelineError::file(
+                path,
+                format!("UNet input '{SAMPLE}' must have rank 4, it has {}", sample.shape.len()),
+            ));
+        }
+        let timestep = match find(TIMESTEP)?.shape.as_slice() {
+            [] => TimestepLayout::Scalar,
+            [Some(1)] => TimestepLayout::Single,
+            _ => TimestepLayout::PerItem,
+        };
+        find(CONTEXT)?;
+        let timestep_cond = match session.inputs().iter().find(|s| s.name == TIMESTEP_COND) {
+            None => None,
+            Some(spec) => match spec.shape.as_slice() {
+                [_, Some(width)] => Some(*width),
+                _ => {
+                    return Err(PipelineError::file(
+                        path,
+                        format!("UNet input '{TIMESTEP_COND}' must have shape [batch, width] with a fixed width"),
+                    ));
+                }
+            },
+        };
+        let sample_shape = sample.shape.clone();
+        Ok(Self { session, path: path.to_path_buf(), sample_shape, timestep, timestep_cond })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Declared [batch, channels, height, width] of `sample` (None where symbolic).
+    pub fn sample_shape(&self) -> &[Option<usize>] {
+        &self.sample_shape
+    }
+
+    /// Width of `timestep_cond`, when the UNet takes LCM's guidance embedding.
+    pub fn timestep_cond_width(&self) -> Option<usize> {
+        self.timestep_cond
+    }
+
+    /// The session itself, to run the UNet with inputs laid out by hand.
+    pub fn session_mut(&mut self) -> &mut Session {
+        &mut self.session
+    }
+
+    /// One UNet run at time `t` for every item of `sample`. Returns the prediction, then the
+    /// extra outputs the session was built with.
+    pub fn run(
+        &mut self,
+        sample: ArrayViewD<'_, f32>,
+        t: f32,
+        context: ArrayViewD<'_, f32>,
+        timestep_cond: Option<ArrayViewD<'_, f32>>,
+        overrides: &[(&str, ArrayViewD<'_, f32>)],
+    ) -> Result<Vec<ArrayD<f32>>, RuntimeError> {
+        let shape: &[usize] = match self.timestep {
+            TimestepLayout::PerItem => &sample.shape()[..1],
+            TimestepLayout::Single => &[1],
+            TimestepLayout::Scalar => &[],
+        };
+        let time = ArrayD::from_elem(IxDyn(shape), t);
+        let mut feeds = vec![(SAMPLE, sample), (TIMESTEP, time.view()), (CONTEXT, context)];
+        feeds.extend(timestep_cond.map(|c| (TIMESTEP_COND, c)));
+        self.session.run(&feeds, overrides)
+    }
+}
+
+/// What the UNet is conditioned on for a whole generation.
+#[derive(Debug, Clone)]
+pub struct Conditioning {
+    /// Text hidden states [batch, tokens, width]; under classifier-free guidance
+    /// [2·batch, tokens, width] with the unconditional (negative-prompt) half first.
+    pub context: ArrayD<f32>,
+    /// The guidance scale when `context` holds both halves.
+    pub guidance: Option<f32>,
+    /// LCM's guidance embedding [batch, width] for UNets that take `timestep_cond`.
+    pub timestep_cond: Option<ArrayD<f32>>,
+}
+
+/// The UNet as a [`Denoiser`]: `eps = eps_u + g·(eps_c − eps_u)` under guidance, the plain
+/// prediction otherwise.
+#[derive(Debug)]
+pub struct UnetDenoiser<'u> {
+    unet: &'u mut Unet,
+    conditioning: Conditioning,
+    overrides: Vec<(String, ArrayD<f32>)>,
+    extras: Vec<ArrayD<f32>>,
+}
+
+impl<'u> UnetDenoiser<'u> {
+    pub fn new(unet: &'u mut Unet, conditioning: Conditioning) -> Self {
+        Self { unet, conditioning, overrides: Vec::new(), extras: Vec::new() }
+    }
+
+    pub fn conditioning(&self) -> &Conditioning {
+        &self.conditioning
+    }
+
+    /// Weights to substitute on the following runs, until replaced; the names must be listed
+    /// in `PipelineOptions::unet_overridable`.
+    pub fn set_overrides(&mut self, overrides: Vec<(String, ArrayD<f32>)>) {
+        self.overrides = overrides;
+    }
+
+    /// The extra outputs of the last run, in `PipelineOptions::unet_extra_outputs` order. Under
+    /// guidance they cover the doubled batch, unconditional half first.
+    pub fn extra_outputs(&self) -> &[ArrayD<f32>] {
+        &self.extras
+    }
+}
+
+impl Denoiser for UnetDenoiser<'_> {
+    fn eval(&mut self, step: usize, x: &ArrayD<f32>, t: f32) -> Result<ArrayD<f32>, SampleError> {
+        let batch = x.shape().first().copied().unwrap_or(0);
+        let halves = if self.conditioning.guidance.is_some() { 2 } else { 1 };
+        let context = &self.conditioning.context;
+        if context.shape().first() != Some(&(halves * batch)) {
+            return Err(SampleError::Denoiser(format!(
+                "step {step}: text context of shape {:?} does not fit a batch of {batch}{}",
+                context.shape(),
+                if halves == 2 { " under guidance (it needs both halves)" } else { "" }
+            )));
+        }
+        let doubled;
+        let sample = if halves == 2 {
+            doubled = ndarray::concatenate(Axis(0), &[x.view(), x.view()])
+                .map_err(|e| SampleError::Denoiser(format!("step {step}: {e}")))?;
+            doubled.view()
+        } else {
+            x.view()
+        };
+        let overrides: Vec<(&str, ArrayViewD<'_, f32>)> =
+            self.overrides.iter().map(|(name, values)| (name.as_str(), values.view())).collect();
+        let cond = self.conditioning.timestep_cond.as_ref().map(|c| c.view());
+        let mut outputs = self
+            .unet
+            .run(sample, t, context.view(), cond, &overrides)
+            .map_err(|e| SampleError::Denoiser(format!("step {step}: {e}")))?;
+        if outputs.is_empty() {
+            return Err(SampleError::Denoiser(format!("step {step}: the UNet returned no output")));
+        }
+        let out = outputs.remove(0);
+        self.extras = outputs;
+        let Some(g) = self.conditioning.guidance else { return Ok(out) };
+        if out.shape().first() != Some(&(2 * batch)) {
+            return Err(SampleError::Denoiser(format!("step {step}: UNet output has shape {:?}", out.shape())));
+        }
+        let uncond = out.slice_axis(Axis(0), Slice::from(..batch));
+        let cond = out.slice_axis(Axis(0), Slice::from(batch..));
+        Ok(Zip::from(&uncond).and(&cond).map_collect(|&u, &c| u + g * (c - u)))
+    }
+}
+
+/// diffusers' guidance-scale embedding of `w` (one per batch item) for `timestep_cond`:
+/// `w·1000` times geometric frequencies from 1 down to 1/10000, sines then cosines, a zero
+/// appended when `width` is odd. Shape [w.len(), width].
+pub fn guidance_embedding(w: &[f32], width: usize) -> Array2<f32> {
+    let half = width / 2;
+    // diffusers divides by half − 1; a width below 4 would divide by zero there.
+    let step = 10000f64.ln() / (half.max(2) - 1) as f64;
+    Array2::from_shape_fn((w.len(), width), |(i, k)| {
+        if k >= 2 * half {
+            return 0.0;
+        }
+        let angle = f64::from(w[i]) * 1000.0 * (-step * (k % half) as f64).exp();
+        (if k < half { angle.sin() } else { angle.cos() }) as f32
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::guidance_embedding;
+
+    #[test]
+    fn guidance_embedding_is_sines_then_cosines_of_scaled_w() {
+        let e = guidance_embedding(&[0.0, 0.5], 9);
+        assert_eq!(e.shape(), &[2, 9]);
+        // w = 0: all sines 0, all cosines 1, the odd tail 0.
+        assert_eq!(e.row(0).to_vec(), [0., 0., 0., 0., 1., 1., 1., 1., 0.]);
+        // w = 0.5 → 500 at frequency 1 and 500/10000 at the last of 4 frequencies.
+        assert!((e[[1, 0]] - 500f32.sin()).abs() < 1e-5);
+        assert!((e[[1, 3]] - 0.05f32.sin()).abs() < 1e-5);
+        assert!((e[[1, 7]] - 0.05f32.cos()).abs() < 1e-5);
+        assert_eq!(e[[1, 8]], 0.0);
+    }
+}
