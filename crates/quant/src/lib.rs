@@ -1,0 +1,30 @@
+//! The quantizers of bitsearch, shared by the sensitivity analysis (fake quantization inside
+//! probes) and the apply step (writing real low-bit models): symmetric per-channel or per-group
+//! weight quantization with optional MSE-searched clipping, asymmetric per-tensor activation
+//! quantization over calibrated (optionally per-step) ranges, and MPQ-DM's kurtosis-driven
+//! per-channel bit allocation. Pure arithmetic on `ndarray` arrays; no runtime involved.
+//!
+//! ```
+//! use bitsearch_quant::{Clipping, Granularity, WeightQuantizer};
+//! use ndarray::array;
+//!
+//! let w = array![[1.0f32, -0.5, 0.25], [0.0, 0.2, -0.4]].into_dyn();
+//! let q = WeightQuantizer { bits: 4, granularity: Granularity::PerChannel { axis: 0 }, clipping: Clipping::MinMax };
+//! let fq = q.fake_quantize(w.view())?;
+//! // Row 0: scale 1/7, so -0.5 is code -3.5, rounded away from zero to -4.
+//! assert!((fq[[0, 1]] + 4.0 / 7.0).abs() < 1e-6);
+//! assert_eq!(fq.shape(), w.shape());
+//! # Ok::<(), bitsearch_quant::QuantError>(())
+//! ```
+
+#![warn(clippy::unwrap_used, clippy::expect_used)]
+
+mod activation;
+mod error;
+mod kurtosis;
+mod weight;
+
+pub use activation::{ActQuantizer, ActRange, StepRanges};
+pub use error::QuantError;
+pub use kurtosis::{channel_bits, channel_kurtosis};
+pub use weight::{Clipping, Granularity, QuantizedWeight, WeightQuantizer};

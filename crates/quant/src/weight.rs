@@ -1,0 +1,504 @@
+//! Symmetric weight quantization: one scale per output channel or per group of consecutive
+//! values inside a channel, a grid of ±(2^(b−1)−1) codes (the −2^(b−1) code is left unused so
+//! the grid is symmetric), and either min-max or an MSE-searched clipping range.
+
+use crate::QuantError;
+use ndarray::{ArrayD, ArrayViewD, Axis, IxDyn};
+use serde::{Deserialize, Serialize};
+
+/// Bit-widths a weight channel may use; codes are stored as `i8`.
+const MIN_BITS: u8 = 2;
+const MAX_BITS: u8 = 8;
+/// Smallest clip ratio the MSE search tries, as a fraction of max|w|.
+const MIN_CLIP_RATIO: f32 = 0.5;
+
+/// Which values share one scale.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Granularity {
+    /// One scale per index of `axis`, the axis of the weight indexing output channels.
+    PerChannel { axis: usize },
+    /// Inside each output channel, the remaining axes are flattened in row-major order and cut
+    /// into groups of `group_size` values (the last group may be shorter), one scale each.
+    PerGroup { axis: usize, group_size: usize },
+}
+
+impl Granularity {
+    /// The output-channel axis.
+    pub fn axis(self) -> usize {
+        match self {
+            Granularity::PerChannel { axis } | Granularity::PerGroup { axis, .. } => axis,
+        }
+    }
+}
+
+/// How the clipping range of a channel or group is chosen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Clipping {
+    /// Clip at max|w|: no value saturates.
+    MinMax,
+    /// Try `grid` clip ratios evenly spaced from 0.5 to 1.0 (1.0 included) and keep the one with
+    /// the smallest squared reconstruction error; ties go to the larger ratio.
+    MseSearch { grid: usize },
+}
+
+/// A symmetric weight quantizer. Fields are checked on every call, so any value can be built.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WeightQuantizer {
+    /// Bits per weight, 2..=8.
+    pub bits: u8,
+    pub granularity: Granularity,
+    pub clipping: Clipping,
+}
+
+/// Integer codes and the scales that turn them back into weights.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QuantizedWeight {
+    /// Same shape as the weight; each within ±(2^(bits of its channel − 1) − 1).
+    pub codes: ArrayD<i8>,
+    /// `[C_out]` per channel, `[C_out, n_groups]` per group; 0 for an all-zero channel or group.
+    pub scales: ArrayD<f32>,
+    /// Bit-width of each output channel; all equal unless built by [`WeightQuantizer::quantize_mixed`].
+    pub bits: Vec<u8>,
+    pub granularity: Granularity,
+}
+
+impl QuantizedWeight {
+    /// codes × scale of their channel or group, in the weight's shape.
+    ///
+    /// # Panics
+    /// If `scales` was replaced by an array with fewer rows than there are output channels.
+    pub fn dequantize(&self) -> ArrayD<f32> {
+        let axis = Axis(self.granularity.axis());
+        let mut out = ArrayD::<f32>::zeros(self.codes.raw_dim());
+        for (c, (codes, mut dst)) in self.codes.axis_iter(axis).zip(out.axis_iter_mut(axis)).enumerate() {
+            // Per channel the row is a single scale, per group one scale per group.
+            let row: Vec<f32> = self.scales.index_axis(Axis(0), c).iter().copied().collect();
+            let group = group_len(self.granularity, codes.len());
+            for (i, (&q, d)) in codes.iter().zip(dst.iter_mut()).enumerate() {
+                *d = f32::from(q) * row.get(i / group).copied().unwrap_or(0.0);
+            }
+        }
+        out
+    }
+}
+
+impl WeightQuantizer {
+    /// Quantizes every output channel at `self.bits`.
+    pub fn quantize(&self, w: ArrayViewD<f32>) -> Result<QuantizedWeight, QuantError> {
+        check_bits(self.bits)?;
+        let axis = self.check_layout(w.ndim())?;
+        let bits = vec![self.bits; w.shape()[axis]];
+        self.quantize_mixed(w, &bits)
+    }
+
+    /// Quantizes output channel `c` at `channel_bits[c]` (MPQ-DM's outlier-driven mixed
+    /// precision); granularity and clipping are those of `self`, `self.bits` is not used.
+    pub fn quantize_mixed(&self, w: ArrayViewD<f32>, channel_bits: &[u8]) -> Result<QuantizedWeight, QuantError> {
+        let channels = check_weight(&w, self.check_layout(w.ndim())?)?;
+        if channel_bits.len() != channels {
+            return Err(QuantError::ChannelBitsLen { got: channel_bits.len(), expected: channels });
+        }
+        if let Some((channel, &bits)) = channel_bits.iter().enumerate().find(|(_, b)| check_bits(**b).is_err()) {
+            return Err(QuantError::ChannelBits { channel, bits });
+        }
+        let axis = Axis(self.granularity.axis());
+        let inner = w.len() / channels;
+        let group = group_len(self.granularity, inner);
+        let n_groups = inner.div_ceil(group);
+        let shape = match self.granularity {
+            Granularity::PerChannel { .. } => IxDyn(&[channels]),
+            Granularity::PerGroup { .. } => IxDyn(&[channels, n_groups]),
+        };
+        let mut scales = ArrayD::<f32>::zeros(shape);
+        let mut codes = ArrayD::<i8>::zeros(w.raw_dim());
+        let (mut values, mut chan_codes, mut chan_scales) = (Vec::new(), Vec::new(), Vec::new());
+        for (c, (src, mut dst)) in w.axis_iter(axis).zip(codes.axis_iter_mut(axis)).enumerate() {
+            let qmax = qmax(channel_bits[c]);
+            values.clear();
+            values.extend(src.iter().copied());
+            chan_codes.clear();
+            chan_scales.clear();
+            for chunk in values.chunks(group) {
+                let step = self.clipping.step(chunk, qmax);
+                chan_scales.push(step.scale);
+                chan_codes.extend(chunk.iter().map(|&x| step.code(x, qmax)));
+            }
+            dst.iter_mut().zip(&chan_codes).for_each(|(d, &q)| *d = q);
+            scales.index_axis_mut(Axis(0), c).iter_mut().zip(&chan_scales).for_each(|(d, &s)| *d = s);
+        }
+        Ok(QuantizedWeight { codes, scales, bits: channel_bits.to_vec(), granularity: self.granularity })
+    }
+
+    /// Quantize then dequantize in f32: the weight a probe feeds to ONNX Runtime.
+    pub fn fake_quantize(&self, w: ArrayViewD<f32>) -> Result<ArrayD<f32>, QuantError> {
+        Ok(self.quantize(w)?.dequantize())
+    }
+
+    /// [`Self::fake_quantize`] with one bit-width per output channel.
+    pub fn fake_quantize_mixed(&self, w: ArrayViewD<f32>, channel_bits: &[u8]) -> Result<ArrayD<f32>, QuantError> {
+        Ok(self.quantize_mixed(w, channel_bits)?.dequantize())
+    }
+
+    /// Bytes of scale metadata: one f32 per channel or group.
+    pub fn overhead_bytes(&self, weight_shape: &[usize]) -> Result<u64, QuantError> {
+        let axis = self.check_layout(weight_shape.len())?;
+        let channels = weight_shape[axis];
+        let inner: usize = weight_shape.iter().enumerate().filter(|&(i, _)| i != axis).map(|(_, &d)| d).product();
+        let n_groups = match self.granularity {
+            Granularity::PerChannel { .. } => 1,
+            Granularity::PerGroup { group_size, .. } => inner.div_ceil(group_size),
+        };
+        Ok((channels * n_groups * size_of::<f32>()) as u64)
+    }
+
+    /// Total storage in bits: every weight at `self.bits` plus the scale metadata.
+    pub fn storage_bits(&self, weight_shape: &[usize]) -> Result<u64, QuantError> {
+        check_bits(self.bits)?;
+        let params: usize = weight_shape.iter().product();
+        Ok(params as u64 * u64::from(self.bits) + self.overhead_bytes(weight_shape)? * 8)
+    }
+
+    /// Validates the layout and the clipping against an `ndim`-D weight; returns the channel axis.
+    fn check_layout(&self, ndim: usize) -> Result<usize, QuantError> {
+        let axis = self.granularity.axis();
+        if axis >= ndim {
+            return Err(QuantError::Axis { axis, ndim });
+        }
+        if let Granularity::PerGroup { group_size: 0, .. } = self.granularity {
+            return Err(QuantError::GroupSize);
+        }
+        if let Clipping::MseSearch { grid: 0 } = self.clipping {
+            return Err(QuantError::Grid);
+        }
+        Ok(axis)
+    }
+}
+
+/// Rejects empty and non-finite weights; returns the number of output channels along `axis`.
+pub(crate) fn check_weight(w: &ArrayViewD<f32>, axis: usize) -> Result<usize, QuantError> {
+    if axis >= w.ndim() {
+        return Err(QuantError::Axis { axis, ndim: w.ndim() });
+    }
+    if w.is_empty() {
+        return Err(QuantError::Empty);
+    }
+    if let Some((index, &value)) = w.iter().enumerate().find(|(_, v)| !v.is_finite()) {
+        return Err(QuantError::NonFinite { index, value });
+    }
+    Ok(w.shape()[axis])
+}
+
+fn check_bits(bits: u8) -> Result<(), QuantError> {
+    if (MIN_BITS..=MAX_BITS).contains(&bits) {
+        Ok(())
+    } else {
+        Err(QuantError::Bits { bits, min: MIN_BITS, max: MAX_BITS })
+    }
+}
+
+/// Largest code magnitude at `bits`, as f32 because all arithmetic happens there.
+fn qmax(bits: u8) -> f32 {
+    f32::from((1u8 << (bits - 1)) - 1)
+}
+
+/// Values per scale inside one channel of `inner` values (at least 1 so chunking is defined).
+fn group_len(granularity: Granularity, inner: usize) -> usize {
+    match granularity {
+        Granularity::PerChannel { .. } => inner.max(1),
+        Granularity::PerGroup { group_size, .. } => group_size.max(1),
+    }
+}
+
+/// One quantization grid: the stored scale and the factor that maps a value to code units.
+#[derive(Debug, Clone, Copy)]
+struct Step {
+    scale: f32,
+    /// qmax / clip rather than 1 / scale, so a value at the clip maps to exactly qmax.
+    inv: f32,
+}
+
+impl Step {
+    fn new(clip: f32, qmax: f32) -> Self {
+        // An all-zero channel or group gets scale 0 and codes 0, never 0/0.
+        if clip > 0.0 { Step { scale: clip / qmax, inv: qmax / clip } } else { Step { scale: 0.0, inv: 0.0 } }
+    }
+
+    /// Rounds half away from zero (`f32::round`) and saturates at ±qmax.
+    fn code(self, x: f32, qmax: f32) -> i8 {
+        (x * self.inv).round().clamp(-qmax, qmax) as i8
+    }
+
+    fn sq_error(self, values: &[f32], qmax: f32) -> f64 {
+        values.iter().map(|&x| f64::from(x - f32::from(self.code(x, qmax)) * self.scale).powi(2)).sum()
+    }
+}
+
+impl Clipping {
+    fn step(self, values: &[f32], qmax: f32) -> Step {
+        let amax = values.iter().fold(0.0f32, |m, x| m.max(x.abs()));
+        match self {
+            Clipping::MinMax => Step::new(amax, qmax),
+            Clipping::MseSearch { grid } => {
+                let full = Step::new(amax, qmax);
+                let mut best = (full.sq_error(values, qmax), full);
+                // From the largest ratio down, replacing only on a strict gain: ties keep the larger.
+                for i in (0..grid.saturating_sub(1)).rev() {
+                    let r = MIN_CLIP_RATIO + (1.0 - MIN_CLIP_RATIO) * i as f32 / (grid - 1) as f32;
+                    let step = Step::new(r * amax, qmax);
+                    let err = step.sq_error(values, qmax);
+                    if err < best.0 {
+                        best = (err, step);
+                    }
+                }
+                best.1
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::array;
+    use rand::SeedableRng;
+    use rand_chacha::ChaCha8Rng;
+    use rand_distr::{Distribution, StandardNormal, StudentT};
+
+    /// (shape, channel axis) of a Conv, a Gemm with transB=0 and a MatMul weight.
+    const LAYOUTS: [(&[usize], usize); 3] = [(&[8, 4, 3, 3], 0), (&[16, 32], 1), (&[32, 16], 1)];
+    const BITS: [u8; 5] = [2, 3, 4, 6, 8];
+    const CLIPPINGS: [Clipping; 2] = [Clipping::MinMax, Clipping::MseSearch { grid: 20 }];
+
+    fn wq(bits: u8, granularity: Granularity, clipping: Clipping) -> WeightQuantizer {
+        WeightQuantizer { bits, granularity, clipping }
+    }
+
+    /// Gaussian weights, or Student-t with 2 degrees of freedom for heavy tails.
+    fn random(shape: &[usize], heavy: bool, seed: u64) -> ArrayD<f32> {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let t = StudentT::new(2.0f32).unwrap();
+        ArrayD::from_shape_simple_fn(IxDyn(shape), || {
+            if heavy { t.sample(&mut rng) } else { StandardNormal.sample(&mut rng) }
+        })
+    }
+
+    fn sq_err(a: &ArrayD<f32>, b: &ArrayD<f32>) -> f64 {
+        a.iter().zip(b).map(|(&x, &y)| f64::from(x - y).powi(2)).sum()
+    }
+
+    /// Every random test input: each layout, Gaussian and heavy-tailed.
+    fn inputs() -> Vec<(ArrayD<f32>, usize)> {
+        let mut out = Vec::new();
+        for (i, &(shape, axis)) in LAYOUTS.iter().enumerate() {
+            for heavy in [false, true] {
+                out.push((random(shape, heavy, 10 * i as u64 + u64::from(heavy)), axis));
+            }
+        }
+        out
+    }
+
+    fn granularities(axis: usize) -> [Granularity; 2] {
+        [Granularity::PerChannel { axis }, Granularity::PerGroup { axis, group_size: 8 }]
+    }
+
+    #[test]
+    fn hand_computed_per_channel() {
+        let w = array![[1.0f32, -0.5, 0.25, 0.0], [0.0, 0.0, 0.0, 0.0]].into_dyn();
+        let q = wq(4, Granularity::PerChannel { axis: 0 }, Clipping::MinMax).quantize(w.view()).unwrap();
+        assert_eq!(q.scales, array![1.0f32 / 7.0, 0.0].into_dyn());
+        // -0.5 / (1/7) = -3.5 rounds away from zero.
+        assert_eq!(q.codes, array![[7i8, -4, 2, 0], [0, 0, 0, 0]].into_dyn());
+        assert_eq!(q.bits, vec![4, 4]);
+        let s = 1.0f32 / 7.0;
+        let expected = array![[1.0f32, -4.0 * s, 2.0 * s, 0.0], [0.0, 0.0, 0.0, 0.0]].into_dyn();
+        let dq = q.dequantize();
+        assert_eq!(dq, expected);
+        assert_eq!(dq[[0, 0]], 1.0);
+        assert!(dq.iter().all(|v| v.is_finite()));
+    }
+
+    #[test]
+    fn error_strictly_decreases_with_bits() {
+        for (w, axis) in inputs() {
+            for granularity in granularities(axis) {
+                for clipping in CLIPPINGS {
+                    let errs: Vec<f64> = BITS
+                        .iter()
+                        .map(|&b| sq_err(&w, &wq(b, granularity, clipping).fake_quantize(w.view()).unwrap()))
+                        .collect();
+                    assert!(errs.windows(2).all(|p| p[1] < p[0]), "{granularity:?} {clipping:?} {errs:?}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn mse_search_never_worse_than_min_max() {
+        for (w, axis) in inputs() {
+            for granularity in granularities(axis) {
+                for bits in BITS {
+                    let minmax = wq(bits, granularity, Clipping::MinMax).fake_quantize(w.view()).unwrap();
+                    let searched = wq(bits, granularity, CLIPPINGS[1]).fake_quantize(w.view()).unwrap();
+                    // Channel by channel, since the search is per channel (or group).
+                    for c in 0..w.shape()[axis] {
+                        let ch = |a: &ArrayD<f32>| a.index_axis(Axis(axis), c).to_owned();
+                        assert!(sq_err(&ch(&w), &ch(&searched)) <= sq_err(&ch(&w), &ch(&minmax)));
+                    }
+                    assert!(sq_err(&w, &searched) <= sq_err(&w, &minmax));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn mse_search_beats_min_max_on_heavy_tail() {
+        let w = random(&[1, 256], true, 7);
+        let g = Granularity::PerChannel { axis: 0 };
+        let minmax = sq_err(&w, &wq(3, g, Clipping::MinMax).fake_quantize(w.view()).unwrap());
+        let searched = sq_err(&w, &wq(3, g, Clipping::MseSearch { grid: 20 }).fake_quantize(w.view()).unwrap());
+        assert!(searched < minmax, "{searched} vs {minmax}");
+    }
+
+    #[test]
+    fn single_point_grid_is_min_max() {
+        for (w, axis) in inputs() {
+            let g = Granularity::PerChannel { axis };
+            let minmax = wq(3, g, Clipping::MinMax).quantize(w.view()).unwrap();
+            assert_eq!(wq(3, g, Clipping::MseSearch { grid: 1 }).quantize(w.view()).unwrap(), minmax);
+        }
+    }
+
+    #[test]
+    fn whole_channel_group_equals_per_channel() {
+        for (w, axis) in inputs() {
+            let inner = w.len() / w.shape()[axis];
+            for clipping in CLIPPINGS {
+                let pc = wq(4, Granularity::PerChannel { axis }, clipping).quantize(w.view()).unwrap();
+                let pg = wq(4, Granularity::PerGroup { axis, group_size: inner }, clipping).quantize(w.view()).unwrap();
+                assert_eq!(pg.codes, pc.codes);
+                assert_eq!(pg.scales.shape(), &[w.shape()[axis], 1]);
+                assert_eq!(pg.scales.iter().collect::<Vec<_>>(), pc.scales.iter().collect::<Vec<_>>());
+                assert_eq!(pg.dequantize(), pc.dequantize());
+            }
+        }
+    }
+
+    #[test]
+    fn smaller_groups_never_increase_error() {
+        for (w, axis) in inputs() {
+            let inner = w.len() / w.shape()[axis];
+            for clipping in CLIPPINGS {
+                for bits in BITS {
+                    let errs: Vec<f64> = [inner, inner / 2, inner / 4]
+                        .iter()
+                        .map(|&group_size| {
+                            let q = wq(bits, Granularity::PerGroup { axis, group_size }, clipping);
+                            sq_err(&w, &q.fake_quantize(w.view()).unwrap())
+                        })
+                        .collect();
+                    assert!(errs.windows(2).all(|p| p[1] <= p[0]), "{clipping:?} {bits} {errs:?}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn scale_shapes_and_storage_counts() {
+        let conv = random(&[8, 4, 3, 3], false, 1);
+        let pc = wq(4, Granularity::PerChannel { axis: 0 }, Clipping::MinMax);
+        assert_eq!(pc.quantize(conv.view()).unwrap().scales.shape(), &[8]);
+        assert_eq!(pc.overhead_bytes(&[8, 4, 3, 3]).unwrap(), 8 * 4);
+        assert_eq!(pc.storage_bits(&[8, 4, 3, 3]).unwrap(), 288 * 4 + 8 * 4 * 8);
+        // 36 values per channel in groups of 8: 8, 8, 8, 8, 4.
+        let pg = wq(3, Granularity::PerGroup { axis: 0, group_size: 8 }, Clipping::MinMax);
+        assert_eq!(pg.quantize(conv.view()).unwrap().scales.shape(), &[8, 5]);
+        assert_eq!(pg.overhead_bytes(&[8, 4, 3, 3]).unwrap(), 8 * 5 * 4);
+        assert_eq!(pg.storage_bits(&[8, 4, 3, 3]).unwrap(), 288 * 3 + 8 * 5 * 4 * 8);
+        // Gemm [K=16, N=32], channels on axis 1: 32 channels of 16 values, groups of 5 → 4.
+        let gemm = random(&[16, 32], false, 2);
+        let pg = wq(8, Granularity::PerGroup { axis: 1, group_size: 5 }, Clipping::MinMax);
+        assert_eq!(pg.quantize(gemm.view()).unwrap().scales.shape(), &[32, 4]);
+        assert_eq!(pg.overhead_bytes(&[16, 32]).unwrap(), 32 * 4 * 4);
+        assert_eq!(pg.storage_bits(&[16, 32]).unwrap(), 512 * 8 + 32 * 4 * 4 * 8);
+    }
+
+    #[test]
+    fn groups_follow_row_major_order_inside_a_channel() {
+        // One channel (axis 1) of a [4, 2] weight: column 0 holds [1, 2, 3, 40], column 1 zeros.
+        let w = array![[1.0f32, 0.0], [2.0, 0.0], [3.0, 0.0], [40.0, 0.0]].into_dyn();
+        let q = wq(4, Granularity::PerGroup { axis: 1, group_size: 3 }, Clipping::MinMax).quantize(w.view()).unwrap();
+        assert_eq!(q.scales, array![[3.0f32 / 7.0, 40.0 / 7.0], [0.0, 0.0]].into_dyn());
+        assert_eq!(q.codes.index_axis(Axis(1), 0), array![2i8, 5, 7, 7].into_dyn());
+    }
+
+    #[test]
+    fn codes_in_range_and_fake_quantize_is_dequantize_of_quantize() {
+        for (w, axis) in inputs() {
+            for granularity in granularities(axis) {
+                for clipping in CLIPPINGS {
+                    for bits in 2..=8 {
+                        let q = wq(bits, granularity, clipping);
+                        let qw = q.quantize(w.view()).unwrap();
+                        let lim = (1i8 << (bits - 1)).wrapping_sub(1);
+                        assert!(qw.codes.iter().all(|&c| (-lim..=lim).contains(&c)), "{bits}");
+                        assert_eq!(q.fake_quantize(w.view()).unwrap(), qw.dequantize());
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn mixed_bits_quantize_each_channel_at_its_width() {
+        let w = random(&[4, 2, 3, 3], true, 3);
+        let bits = [3u8, 5, 4, 4];
+        let g = Granularity::PerGroup { axis: 0, group_size: 4 };
+        let mixed = wq(4, g, CLIPPINGS[1]).fake_quantize_mixed(w.view(), &bits).unwrap();
+        for (c, &b) in bits.iter().enumerate() {
+            let uniform = wq(b, g, CLIPPINGS[1]).fake_quantize(w.view()).unwrap();
+            assert_eq!(mixed.index_axis(Axis(0), c), uniform.index_axis(Axis(0), c));
+        }
+        let q = wq(4, g, CLIPPINGS[1]).quantize_mixed(w.view(), &bits).unwrap();
+        assert_eq!(q.bits, bits);
+        for (codes, &b) in q.codes.axis_iter(Axis(0)).zip(&bits) {
+            let lim = (1i8 << (b - 1)) - 1;
+            assert!(codes.iter().all(|&c| (-lim..=lim).contains(&c)));
+        }
+    }
+
+    #[test]
+    fn every_error_path_returns_an_error() {
+        let w = random(&[4, 6], false, 4);
+        let pc = |axis| Granularity::PerChannel { axis };
+        for bits in [0, 1, 9, 16] {
+            let q = wq(bits, pc(0), Clipping::MinMax);
+            assert_eq!(q.quantize(w.view()), Err(QuantError::Bits { bits, min: 2, max: 8 }));
+            assert!(q.storage_bits(&[4, 6]).is_err());
+        }
+        let q = wq(4, pc(2), Clipping::MinMax);
+        assert_eq!(q.quantize(w.view()), Err(QuantError::Axis { axis: 2, ndim: 2 }));
+        assert_eq!(q.overhead_bytes(&[4, 6]), Err(QuantError::Axis { axis: 2, ndim: 2 }));
+        let q = wq(4, Granularity::PerGroup { axis: 0, group_size: 0 }, Clipping::MinMax);
+        assert_eq!(q.quantize(w.view()), Err(QuantError::GroupSize));
+        assert_eq!(q.overhead_bytes(&[4, 6]), Err(QuantError::GroupSize));
+        let q = wq(4, pc(0), Clipping::MseSearch { grid: 0 });
+        assert_eq!(q.fake_quantize(w.view()), Err(QuantError::Grid));
+        let q = wq(4, pc(0), Clipping::MinMax);
+        for bad in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY] {
+            let mut v = w.clone();
+            v[[1, 2]] = bad;
+            assert!(matches!(q.quantize(v.view()), Err(QuantError::NonFinite { index: 8, .. })));
+        }
+        assert_eq!(q.quantize(ArrayD::<f32>::zeros(IxDyn(&[0, 3])).view()), Err(QuantError::Empty));
+        assert_eq!(q.quantize_mixed(w.view(), &[4, 4]), Err(QuantError::ChannelBitsLen { got: 2, expected: 4 }));
+        assert_eq!(
+            q.fake_quantize_mixed(w.view(), &[4, 4, 1, 9]),
+            Err(QuantError::ChannelBits { channel: 2, bits: 1 })
+        );
+        // Messages say what was expected.
+        assert!(QuantError::Bits { bits: 9, min: 2, max: 8 }.to_string().contains("2..=8"));
+        assert!(QuantError::Axis { axis: 2, ndim: 2 }.to_string().contains("below 2"));
+    }
+}
