@@ -123,7 +123,8 @@ impl GraphBuilder {
     }
 }
 
-fn value_info(name: &str, dtype: DataType, dims: &[Dim]) -> ValueInfoProto {
+/// The declaration of a tensor value: name, element type and dimensions.
+pub fn value_info(name: &str, dtype: DataType, dims: &[Dim]) -> ValueInfoProto {
     let dim = dims
         .iter()
         .map(|d| tensor_shape_proto::Dimension {

@@ -82,13 +82,16 @@ impl<'g> GraphView<'g> {
     }
 }
 
+/// The declared dimensions of a tensor value, if it declares a shape.
+fn declared_dims(value: &ValueInfoProto) -> Option<&[crate::pb::tensor_shape_proto::Dimension]> {
+    let type_proto::Value::TensorType(tensor) = value.r#type.as_ref()?.value.as_ref()? else { return None };
+    Some(&tensor.shape.as_ref()?.dim)
+}
+
 /// Rank and dimensions of a value declared in the graph (None for symbolic dimensions).
 pub fn declared_shape(value: &ValueInfoProto) -> Option<Vec<Option<usize>>> {
-    let type_proto::Value::TensorType(tensor) = value.r#type.as_ref()?.value.as_ref()? else { return None };
-    let shape = tensor.shape.as_ref()?;
     Some(
-        shape
-            .dim
+        declared_dims(value)?
             .iter()
             .map(|d| match d.value {
                 Some(crate::pb::tensor_shape_proto::dimension::Value::DimValue(v)) => usize::try_from(v).ok(),
@@ -100,13 +103,8 @@ pub fn declared_shape(value: &ValueInfoProto) -> Option<Vec<Option<usize>>> {
 
 /// The names of a value's symbolic dimensions ("batch"), None for fixed or unnamed ones.
 pub fn declared_symbols(value: &ValueInfoProto) -> Vec<Option<String>> {
-    let Some(type_proto::Value::TensorType(tensor)) = value.r#type.as_ref().and_then(|t| t.value.as_ref()) else {
-        return Vec::new();
-    };
-    tensor.shape.as_ref().map_or_else(Vec::new, |shape| {
-        shape
-            .dim
-            .iter()
+    declared_dims(value).map_or_else(Vec::new, |dims| {
+        dims.iter()
             .map(|d| match &d.value {
                 Some(crate::pb::tensor_shape_proto::dimension::Value::DimParam(s)) => Some(s.clone()),
                 _ => None,

@@ -5,6 +5,7 @@
 
 use crate::device::{self, ActiveDevice, Device};
 use crate::error::{Result, RuntimeError};
+use bitsearch_onnx::builder::{Dim, value_info};
 use bitsearch_onnx::{DataType, ExternalData, Model, declared_elem_type, declared_shape, declared_symbols, pb};
 use half::{bf16, f16};
 use ndarray::{ArrayD, ArrayViewD, IxDyn};
@@ -215,7 +216,8 @@ fn prepare(model: &Model, options: &SessionOptions, label: &str) -> Result<(Mode
         })?;
         let shape: Vec<usize> = tensor.dims.iter().map(|&d| d.max(0) as usize).collect();
         if !graph.input.iter().any(|v| v.name() == name) {
-            graph.input.push(tensor_value_info(name, Some(dtype), &shape));
+            let dims: Vec<Dim> = shape.iter().map(|&d| Dim::Fixed(d)).collect();
+            graph.input.push(value_info(name, dtype, &dims));
         }
         overridable.insert(name.clone(), (dtype, shape));
     }
@@ -230,27 +232,6 @@ fn prepare(model: &Model, options: &SessionOptions, label: &str) -> Result<(Mode
         prepared.proto.ir_version = Some(4);
     }
     Ok((prepared, overridable))
-}
-
-fn tensor_value_info(name: &str, dtype: Option<DataType>, shape: &[usize]) -> pb::ValueInfoProto {
-    let dim = shape
-        .iter()
-        .map(|&d| pb::tensor_shape_proto::Dimension {
-            value: Some(pb::tensor_shape_proto::dimension::Value::DimValue(d as i64)),
-            ..Default::default()
-        })
-        .collect();
-    pb::ValueInfoProto {
-        name: Some(name.to_string()),
-        r#type: Some(pb::TypeProto {
-            value: Some(pb::type_proto::Value::TensorType(pb::type_proto::Tensor {
-                elem_type: dtype.map(DataType::to_onnx),
-                shape: Some(pb::TensorShapeProto { dim }),
-            })),
-            ..Default::default()
-        }),
-        ..Default::default()
-    }
 }
 
 fn check_shape(declared: &[Option<usize>], given: &[usize]) -> std::result::Result<(), String> {
