@@ -4,7 +4,7 @@ use crate::cli::SampleArgs;
 use anyhow::{Context, bail};
 use bitsearch_onnx::Model;
 use bitsearch_pipeline::denoiser::{DenoiserConfig, DenoiserPipeline};
-use bitsearch_pipeline::diffusers::{DiffusersPipeline, GenerateRequest, PipelineOptions};
+use bitsearch_pipeline::diffusers::{DiffusersPipeline, GenerateRequest};
 use bitsearch_pipeline::image::save_samples;
 use bitsearch_runtime::{Session, SessionOptions};
 use ndarray::ArrayD;
@@ -66,7 +66,7 @@ impl Diffusers {
                 "{folder}: --condition and --prediction apply to single denoiser files; this folder's configs set them"
             );
         }
-        let options = PipelineOptions { device: args.device, ..Default::default() };
+        let options = SessionOptions { device: args.device, ..Default::default() };
         Ok(Self { pipeline: DiffusersPipeline::open(&args.model, &options)?, prompt })
     }
 

@@ -3,12 +3,10 @@
 
 use bitsearch_fixtures::{BOS, EOS, PAD, UNK, UnetSpec, VOCABULARY, sd_unet, write_tiny_sd_pipeline};
 use bitsearch_onnx::DataType;
-use bitsearch_pipeline::diffusers::{
-    DiffusersPipeline, GenerateRequest, PipelineOptions, PromptTokenizer, UnetDenoiser,
-};
+use bitsearch_pipeline::diffusers::{DiffusersPipeline, GenerateRequest, PromptTokenizer, UnetDenoiser};
 use bitsearch_pipeline::noise::batch_noise;
 use bitsearch_pipeline::sampler::{Denoiser, SamplerKind};
-use bitsearch_runtime::Device;
+use bitsearch_runtime::{Device, SessionOptions};
 use ndarray::{ArrayD, Axis, IxDyn, Slice};
 use std::path::{Path, PathBuf};
 
@@ -20,8 +18,8 @@ fn tiny() -> (tempfile::TempDir, PathBuf) {
     (temp, dir)
 }
 
-fn options() -> PipelineOptions {
-    PipelineOptions { device: Device::Cpu, threads: Some(1), ..Default::default() }
+fn options() -> SessionOptions {
+    SessionOptions { device: Device::Cpu, threads: Some(1), ..Default::default() }
 }
 
 fn open(dir: &Path) -> DiffusersPipeline {
@@ -192,9 +190,9 @@ fn lcm_unet_gets_the_guidance_embedding_instead_of_a_guidance_batch() {
 #[test]
 fn hook_sees_every_step_and_can_swap_weights_and_capture_values() {
     let (_temp, dir) = tiny();
-    let options = PipelineOptions {
-        unet_overridable: vec!["conv_out.weight".into()],
-        unet_extra_outputs: vec!["attn2.softmax".into()],
+    let options = SessionOptions {
+        overridable: vec!["conv_out.weight".into()],
+        extra_outputs: vec!["attn2.softmax".into()],
         ..options()
     };
     let mut pipeline = DiffusersPipeline::open(&dir, &options).expect("opens");

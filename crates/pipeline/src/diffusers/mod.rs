@@ -20,23 +20,11 @@ use crate::error::PipelineError;
 use crate::noise::{NoiseSource, batch_noise};
 use crate::sampler::{self, Denoiser, SampleError, SamplerKind, SamplerSettings};
 use crate::schedule::SchedulerConfig;
-use bitsearch_runtime::{Device, SessionOptions};
+use bitsearch_runtime::SessionOptions;
 use ndarray::{ArrayD, Axis};
 use std::path::{Path, PathBuf};
 use text::TextEncoder;
 use vae::VaeDecoder;
-
-/// How the pipeline's sessions are built.
-#[derive(Debug, Clone, Default)]
-pub struct PipelineOptions {
-    pub device: Device,
-    /// Intra-op threads per session; None leaves ONNX Runtime's default.
-    pub threads: Option<usize>,
-    /// UNet weights that [`UnetDenoiser::set_overrides`] may replace.
-    pub unet_overridable: Vec<String>,
-    /// UNet values returned on every run, read with [`UnetDenoiser::extra_outputs`].
-    pub unet_extra_outputs: Vec<String>,
-}
 
 /// One text-to-image generation.
 #[derive(Debug, Clone, PartialEq)]
@@ -90,8 +78,10 @@ pub struct DiffusersPipeline {
 }
 
 impl DiffusersPipeline {
-    /// Reads the folder's configs and tokenizer and builds the three sessions.
-    pub fn open(dir: impl AsRef<Path>, options: &PipelineOptions) -> Result<Self, PipelineError> {
+    /// Reads the folder's configs and tokenizer and builds the three sessions. `unet` is how
+    /// the UNet's session is built (its overridable weights and extra outputs are read back
+    /// through [`UnetDenoiser`]); the text encoder and VAE take its device and threads.
+    pub fn open(dir: impl AsRef<Path>, unet: &SessionOptions) -> Result<Self, PipelineError> {
         let dir = dir.as_ref();
         if !dir.is_dir() {
             return Err(PipelineError::file(dir, "not a folder (expected a diffusers/optimum ONNX pipeline folder)"));
@@ -101,13 +91,8 @@ impl DiffusersPipeline {
         let tokenizer = PromptTokenizer::open(&dir.join("tokenizer"))?;
         let vae_config = layout::vae_config(&dir.join("vae_decoder").join("config.json"))?;
         let config_sample_size = layout::unet_sample_size(&dir.join("unet").join("config.json"))?;
-        let session = SessionOptions { device: options.device, threads: options.threads, ..Default::default() };
-        let unet_session = SessionOptions {
-            overridable: options.unet_overridable.clone(),
-            extra_outputs: options.unet_extra_outputs.clone(),
-            ..session.clone()
-        };
-        let unet = Unet::open(&dir.join("unet").join("model.onnx"), &unet_session)?;
+        let session = SessionOptions { device: unet.device, threads: unet.threads, ..Default::default() };
+        let unet = Unet::open(&dir.join("unet").join("model.onnx"), unet)?;
         let text_encoder = TextEncoder::open(&dir.join("text_encoder").join("model.onnx"), &session)?;
         let vae = VaeDecoder::open(&dir.join("vae_decoder").join("model.onnx"), vae_config, &session)?;
         log::info!("{}: {} with {}", dir.display(), index.class_name, scheduler.class_name);

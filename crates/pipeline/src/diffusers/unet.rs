@@ -162,12 +162,12 @@ impl<'u> UnetDenoiser<'u> {
     }
 
     /// Weights to substitute on the following runs, until replaced; the names must be listed
-    /// in `PipelineOptions::unet_overridable`.
+    /// in the UNet's `SessionOptions::overridable`.
     pub fn set_overrides(&mut self, overrides: Vec<(String, ArrayD<f32>)>) {
         self.overrides = overrides;
     }
 
-    /// The extra outputs of the last run, in `PipelineOptions::unet_extra_outputs` order. Under
+    /// The extra outputs of the last run, in the UNet's `SessionOptions::extra_outputs` order. Under
     /// guidance they cover the doubled batch, unconditional half first.
     pub fn extra_outputs(&self) -> &[ArrayD<f32>] {
         &self.extras
