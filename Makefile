@@ -52,6 +52,7 @@ test: setup models
 ## bench: timing tables under out/bench/ (speed claims live here, not in tests)
 bench: setup models
 	cargo bench --bench runtime
+	cargo bench --bench sensitivity
 
 lint:
 	cargo fmt --all --check

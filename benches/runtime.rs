@@ -2,6 +2,8 @@
 //! and what building a session costs — the numbers behind "probes reuse one session".
 //! Writes a Markdown table to out/bench/runtime.md and prints it.
 
+mod common;
+
 use bitsearch_onnx::{Model, discover_layers, tensor_to_f32};
 use bitsearch_runtime::{Device, Session, SessionOptions};
 use ndarray::{ArrayD, IxDyn};
@@ -10,9 +12,7 @@ use std::time::{Duration, Instant};
 const RUNS: usize = 10;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let path = std::env::var("BITSEARCH_TERRAIN_MODEL")
-        .unwrap_or_else(|_| "models/terrain/terrain_consistency_unet_difficulty100.onnx".into());
-    let model = Model::load(&path)?;
+    let model = Model::load(common::terrain_model())?;
     let layers = discover_layers(&model)?;
     let weights: Vec<String> = layers.iter().filter_map(|l| l.weight.clone()).collect();
     let cpu = |overridable: Vec<String>| {
@@ -48,10 +48,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let ratio = median.as_secs_f64() / base;
         table += &format!("| {what} | {:.1} | {:.1} | {ratio:.2} |\n", ms(*median), ms(*min));
     }
-    std::fs::create_dir_all("out/bench")?;
-    bitsearch_types::write_atomically("out/bench/runtime.md".as_ref(), table.as_bytes())?;
-    println!("{table}");
-    Ok(())
+    Ok(common::publish("runtime.md", &table)?)
 }
 
 fn ms(d: Duration) -> f64 {

@@ -34,6 +34,10 @@ pub enum Command {
     Inspect(InspectArgs),
     /// Generate images (or height fields) with a model and write them as PNG.
     Sample(SampleArgs),
+    /// Measure how much each layer suffers when it alone is quantized (a Parquet table).
+    Sensitivity(Box<SensitivityArgs>),
+    /// Join the tables of the shards of one sensitivity run.
+    Merge(MergeArgs),
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -41,6 +45,16 @@ pub enum Format {
     Table,
     Csv,
     Json,
+}
+
+/// `NAME=V1,V2,...`: a condition input and the values it takes.
+pub fn parse_values(s: &str) -> Result<(String, Vec<f32>), String> {
+    let (name, values) = s.split_once('=').ok_or_else(|| format!("'{s}' is not NAME=VALUE[,VALUE...]"))?;
+    let values = values
+        .split(',')
+        .map(|v| v.trim().parse::<f32>().map_err(|e| format!("'{s}': '{v}': {e}")))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok((name.to_string(), values))
 }
 
 /// `NAME=VALUE` pairs.
@@ -113,6 +127,101 @@ pub struct SampleArgs {
     #[arg(long, default_value = "auto")]
     pub device: bitsearch_runtime::Device,
     /// Output folder for the PNG files.
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+/// Every field of the YAML config has a flag; a flag given replaces the config's value.
+#[derive(Debug, clap::Args)]
+pub struct SensitivityArgs {
+    /// An .onnx denoiser, or a diffusers/optimum ONNX folder.
+    pub model: PathBuf,
+    /// The Parquet table to write; its journal goes beside it (`OUT.journal.jsonl`).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// YAML file with any of the settings below (field names in snake_case, as in the README).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Continue the run recorded beside --out, skipping finished probes.
+    #[arg(long, conflicts_with = "overwrite")]
+    pub resume: bool,
+    /// Start over even if --out or its journal exists.
+    #[arg(long)]
+    pub overwrite: bool,
+    /// Compute part i of N of the probe list (0-based), e.g. --shard 0/4; join with `merge`.
+    #[arg(long)]
+    pub shard: Option<bitsearch_sensitivity::Shard>,
+    /// Weight bit-widths to probe, e.g. 2,4,8 [default: 4,8].
+    #[arg(long, value_delimiter = ',')]
+    pub w_bits: Option<Vec<u8>>,
+    /// Activation bit-widths to probe with each weight bit-width, e.g. 8 [default: none].
+    #[arg(long, value_delimiter = ',')]
+    pub act_bits: Option<Vec<u8>>,
+    /// Quantize each layer during one of G consecutive groups of steps at a time [default: 1].
+    #[arg(long)]
+    pub step_groups: Option<usize>,
+    /// Denoising steps [default: 1 for sigma models, 10 otherwise].
+    #[arg(long)]
+    pub steps: Option<usize>,
+    /// Sampler: ddim, euler, lcm, consistency, edm-euler.
+    #[arg(long)]
+    pub sampler: Option<bitsearch_pipeline::sampler::SamplerKind>,
+    #[arg(long)]
+    pub eta: Option<f64>,
+    /// Seeds; every condition runs with every seed [default: 0].
+    #[arg(long, value_delimiter = ',')]
+    pub seeds: Option<Vec<u64>>,
+    /// Values of a condition input, e.g. --condition difficulty=0.2,0.8 (the product is taken).
+    #[arg(long = "condition", value_parser = parse_values)]
+    pub conditions: Vec<(String, Vec<f32>)>,
+    /// A prompt (diffusers folders); repeat for more.
+    #[arg(long = "prompt")]
+    pub prompts: Vec<String>,
+    #[arg(long)]
+    pub negative_prompt: Option<String>,
+    /// Classifier-free guidance scale (diffusers folders) [default: 7.5].
+    #[arg(long)]
+    pub guidance: Option<f32>,
+    #[arg(long)]
+    pub prediction: Option<bitsearch_pipeline::sampler::Prediction>,
+    #[arg(long)]
+    pub sigma_min: Option<f64>,
+    #[arg(long)]
+    pub sigma_max: Option<f64>,
+    /// Size of a symbolic input dimension, e.g. --dim height=64.
+    #[arg(long = "dim", value_parser = parse_pair::<usize>)]
+    pub dims: Vec<(String, usize)>,
+    /// Items (condition × seed) per network run [default: 8].
+    #[arg(long)]
+    pub batch: Option<usize>,
+    /// Weight clipping: minmax or mse [default: mse].
+    #[arg(long)]
+    pub clipping: Option<bitsearch_sensitivity::config::ClippingChoice>,
+    /// Clip ratios the MSE search tries [default: 20].
+    #[arg(long)]
+    pub clip_grid: Option<usize>,
+    /// Quantize weights per group of this many values instead of per output channel.
+    #[arg(long)]
+    pub group_size: Option<usize>,
+    /// Layers to probe, by name or role, comma-separated [default: all weight layers].
+    #[arg(long, value_delimiter = ',')]
+    pub layers: Option<Vec<String>>,
+    /// Layers per session [default: 16].
+    #[arg(long)]
+    pub window: Option<usize>,
+    #[arg(long)]
+    pub device: Option<bitsearch_runtime::Device>,
+    /// ONNX Runtime intra-op threads [default: one per core].
+    #[arg(long)]
+    pub threads: Option<usize>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct MergeArgs {
+    /// The shard tables.
+    #[arg(required = true)]
+    pub tables: Vec<PathBuf>,
+    /// The merged table.
     #[arg(long)]
     pub out: PathBuf,
 }

@@ -1,7 +1,9 @@
 //! One file per subcommand; each turns parsed arguments into library calls and output.
 
 mod inspect;
+mod merge;
 mod sample;
+mod sensitivity;
 
 use crate::cli::{Args, Command};
 
@@ -9,6 +11,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     match args.command {
         Command::Inspect(a) => inspect::run(&a),
         Command::Sample(a) => sample::run(&a),
+        Command::Sensitivity(a) => sensitivity::run(&a),
+        Command::Merge(a) => merge::run(&a),
     }
 }
 

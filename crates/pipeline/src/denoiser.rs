@@ -7,8 +7,8 @@ use crate::error::PipelineError;
 use crate::noise::{NoiseSource, batch_noise};
 use crate::sampler::{self, Denoiser, Prediction, SampleError, SamplerKind, SamplerSettings, TimeDomain};
 use crate::schedule::{BetaSchedule, DiscreteSchedule};
-use bitsearch_runtime::{InputSpec, Session};
-use ndarray::{ArrayD, IxDyn};
+use bitsearch_runtime::{InputSpec, RuntimeError, Session};
+use ndarray::{ArrayD, ArrayViewD, IxDyn};
 use std::collections::HashMap;
 
 /// What the caller tells the pipeline beyond what the model declares.
@@ -202,29 +202,56 @@ pub struct Network<'a> {
 }
 
 impl<'a> Network<'a> {
+    /// Every item of a `batch` gets the spec's condition values.
     pub fn new(session: &'a mut Session, spec: &'a DenoiserSpec, batch: usize) -> Self {
+        let values: Vec<f32> = spec.conditions.iter().map(|(_, v)| *v).collect();
+        Self::per_item(session, spec, &vec![values; batch])
+    }
+
+    /// Item `i` gets `values[i][j]` for condition `j` (in `spec.conditions` order), so items
+    /// with different conditions share one batch. A scalar condition input takes item 0's value.
+    pub fn per_item(session: &'a mut Session, spec: &'a DenoiserSpec, values: &[Vec<f32>]) -> Self {
         let conditions = spec
             .conditions
             .iter()
-            .map(|(input, value)| {
+            .enumerate()
+            .map(|(j, (input, default))| {
                 let mut shape: Vec<usize> = input.shape.iter().map(|d| d.unwrap_or(1)).collect();
                 if let Some(first) = shape.first_mut() {
-                    *first = batch;
+                    *first = values.len();
                 }
-                (input.name.clone(), ArrayD::from_elem(IxDyn(&shape), *value))
+                let first = values.first().and_then(|v| v.get(j)).copied().unwrap_or(*default);
+                let mut array = ArrayD::from_elem(IxDyn(&shape), first);
+                if !shape.is_empty() {
+                    for (i, mut row) in array.axis_iter_mut(ndarray::Axis(0)).enumerate() {
+                        row.fill(values[i].get(j).copied().unwrap_or(*default));
+                    }
+                }
+                (input.name.clone(), array)
             })
             .collect();
         Self { session, spec, conditions }
+    }
+
+    /// One run at time `t` with `overrides` replacing overridable weights: the prediction,
+    /// then the session's extra outputs.
+    pub fn run(
+        &mut self,
+        x: &ArrayD<f32>,
+        t: f32,
+        overrides: &[(&str, ArrayViewD<'_, f32>)],
+    ) -> Result<Vec<ArrayD<f32>>, RuntimeError> {
+        let time_shape: &[usize] = if self.spec.time_rank == 0 { &[] } else { &x.shape()[..1] };
+        let time = ArrayD::from_elem(IxDyn(time_shape), t);
+        let mut feeds = vec![(self.spec.sample_input.as_str(), x.view()), (self.spec.time_input.as_str(), time.view())];
+        feeds.extend(self.conditions.iter().map(|(n, v)| (n.as_str(), v.view())));
+        self.session.run(&feeds, overrides)
     }
 }
 
 impl Denoiser for Network<'_> {
     fn eval(&mut self, _step: usize, x: &ArrayD<f32>, t: f32) -> Result<ArrayD<f32>, SampleError> {
-        let time_shape: &[usize] = if self.spec.time_rank == 0 { &[] } else { &x.shape()[..1] };
-        let time = ArrayD::from_elem(IxDyn(time_shape), t);
-        let mut feeds = vec![(self.spec.sample_input.as_str(), x.view()), (self.spec.time_input.as_str(), time.view())];
-        feeds.extend(self.conditions.iter().map(|(n, v)| (n.as_str(), v.view())));
-        let mut outputs = self.session.run(&feeds, &[]).map_err(|e| SampleError::Denoiser(e.to_string()))?;
+        let mut outputs = self.run(x, t, &[]).map_err(|e| SampleError::Denoiser(e.to_string()))?;
         Ok(outputs.swap_remove(0))
     }
 }

@@ -8,7 +8,8 @@ use std::fmt;
 use std::str::FromStr;
 
 /// What the user asked for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Device {
     #[default]
     Auto,

@@ -181,9 +181,24 @@ impl DiffusersPipeline {
     where
         F: FnMut(&mut UnetDenoiser<'_>, usize, &ArrayD<f32>, f32) -> Result<ArrayD<f32>, SampleError>,
     {
+        let conditioning = self.conditioning(request)?;
+        self.generate_from(request, conditioning, hook)
+    }
+
+    /// [`DiffusersPipeline::generate_with`] from conditioning computed beforehand (by
+    /// [`DiffusersPipeline::conditioning`]), so that repeated generations of one request skip the
+    /// text encoder.
+    pub fn generate_from<F>(
+        &mut self,
+        request: &GenerateRequest,
+        conditioning: Conditioning,
+        hook: F,
+    ) -> Result<Generated, PipelineError>
+    where
+        F: FnMut(&mut UnetDenoiser<'_>, usize, &ArrayD<f32>, f32) -> Result<ArrayD<f32>, SampleError>,
+    {
         let settings = self.sampler_settings(request)?;
         let item_shape = self.latent_item_shape(request.size)?;
-        let conditioning = self.conditioning(request)?;
         let initial = batch_noise(&item_shape, &request.seeds);
         let mut noise = NoiseSource::new(&request.seeds);
         let mut hooked = Hooked { denoiser: UnetDenoiser::new(&mut self.unet, conditioning), hook };

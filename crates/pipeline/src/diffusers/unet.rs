@@ -41,7 +41,18 @@ impl Unet {
     /// Loads `path` and checks its inputs: `sample`, `timestep` and `encoder_hidden_states`,
     /// and optionally `timestep_cond` (LCM-distilled UNets).
     pub fn open(path: &Path, options: &SessionOptions) -> Result<Self, PipelineError> {
-        let session = Session::new(&Model::load(path)?, options)?;
+        Self::from_model(&Model::load(path)?, path, options)
+    }
+
+    /// Replaces the session with one built from `model` (the UNet itself, or a copy of it with
+    /// its graph edited), keeping the path it was loaded from.
+    pub fn reload(&mut self, model: &Model, options: &SessionOptions) -> Result<(), PipelineError> {
+        *self = Self::from_model(model, &self.path.clone(), options)?;
+        Ok(())
+    }
+
+    fn from_model(model: &Model, path: &Path, options: &SessionOptions) -> Result<Self, PipelineError> {
+        let session = Session::new(model, options)?;
         let names = || session.inputs().iter().map(|s| s.name.as_str()).collect::<Vec<_>>().join(", ");
         if let Some(other) =
             session.inputs().iter().find(|s| ![SAMPLE, TIMESTEP, CONTEXT, TIMESTEP_COND].contains(&s.name.as_str()))

@@ -1,0 +1,49 @@
+//! `make bench`: what a sensitivity probe costs next to a plain forward of the terrain UNet,
+//! for several window sizes (layers whose weights one session can replace). Writes
+//! out/bench/sensitivity.md and prints it.
+
+mod common;
+
+use bitsearch_runtime::Device;
+use bitsearch_sensitivity::{Existing, SensitivityConfig, SensitivityRun, Shard, Silent, run_to_table};
+
+/// Layers probed per configuration: three windows of 16.
+const LAYERS: usize = 48;
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let model = common::terrain_model();
+    let dir = tempfile::tempdir()?;
+    let base = SensitivityConfig {
+        conditions: [("difficulty".to_string(), vec![0.2, 0.8])].into(),
+        device: Device::Cpu,
+        ..Default::default()
+    };
+    let weight_layers: Vec<String> = SensitivityRun::open(&model, base.clone(), Shard::WHOLE)?
+        .layers()
+        .iter()
+        .filter(|l| l.weight.is_some())
+        .take(LAYERS)
+        .map(|l| l.name.clone())
+        .collect();
+    let mut table = format!(
+        "# Sensitivity benchmark\n\nterrain UNet, {LAYERS} weight layers × W4/W8, 2 conditions × 1 seed in one batch, 1 step, \
+         MSE clipping, CPU ({} threads available). A probe is one pipeline run with one layer quantized; the ratio \
+         divides the mean probe wall time (session builds, quantization and metrics included) by one warm \
+         full-precision pass.\n\n| window (layers per session) | probes | plain pass ms | probes/s | probe / plain |\n|---:|---:|---:|---:|---:|\n",
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    );
+    for window in [1, 16, LAYERS] {
+        let config = SensitivityConfig { layers: weight_layers.clone(), window, ..base.clone() };
+        let mut run = SensitivityRun::open(&model, config, Shard::WHOLE)?;
+        let out = dir.path().join(format!("window{window}.parquet"));
+        let (summary, _) = run_to_table(&mut run, &out, Existing::Overwrite, &mut Silent)?;
+        table += &format!(
+            "| {window} | {} | {:.1} | {:.2} | {:.3} |\n",
+            summary.computed,
+            summary.plain_pass.as_secs_f64() * 1e3,
+            summary.probes_per_second(),
+            summary.probe_to_plain_ratio()
+        );
+    }
+    Ok(common::publish("sensitivity.md", &table)?)
+}

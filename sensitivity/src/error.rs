@@ -1,0 +1,33 @@
+//! Errors of the sensitivity stage; each names the file, field or layer it is about.
+
+use std::path::PathBuf;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SensitivityError {
+    /// A configuration value is wrong: names the field and what was expected.
+    #[error("{field}: {message}")]
+    Config { field: String, message: String },
+    /// A results file (journal or Parquet table) cannot be read, written or used.
+    #[error("{}: {message}", path.display())]
+    Table { path: PathBuf, message: String },
+    #[error(transparent)]
+    Onnx(#[from] bitsearch_onnx::OnnxError),
+    #[error(transparent)]
+    Runtime(#[from] bitsearch_runtime::RuntimeError),
+    #[error(transparent)]
+    Pipeline(#[from] bitsearch_pipeline::PipelineError),
+    #[error("layer '{layer}': {source}")]
+    Quant { layer: String, source: bitsearch_quant::QuantError },
+}
+
+impl SensitivityError {
+    pub(crate) fn config(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self::Config { field: field.into(), message: message.into() }
+    }
+
+    pub(crate) fn table(path: impl Into<PathBuf>, message: impl Into<String>) -> Self {
+        Self::Table { path: path.into(), message: message.into() }
+    }
+}
+
+pub type Result<T, E = SensitivityError> = std::result::Result<T, E>;

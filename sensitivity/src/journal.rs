@@ -1,0 +1,133 @@
+//! The durable record of a run in progress: the run's description on the first line, then one
+//! JSON line per finished probe, each flushed and synced before the next probe starts. A killed
+//! run loses at most the probe in flight; `--resume` reads the journal back, cuts off a line
+//! torn by the kill, and skips every probe it holds.
+
+use crate::error::{Result, SensitivityError};
+use crate::table::{ProbeRow, RunMeta, first_difference};
+use std::fs::{File, OpenOptions};
+use std::io::{BufRead, BufReader, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+#[derive(Debug)]
+pub struct Journal {
+    path: PathBuf,
+    file: File,
+}
+
+/// The journal kept beside a table: `table.parquet` → `table.parquet.journal.jsonl`.
+pub fn journal_path(table: &Path) -> PathBuf {
+    let mut name = table.as_os_str().to_owned();
+    name.push(".journal.jsonl");
+    PathBuf::from(name)
+}
+
+impl Journal {
+    /// Starts a new journal at `path`, replacing any file there.
+    pub fn create(path: &Path, meta: &RunMeta) -> Result<Self> {
+        let error = |e: std::io::Error| SensitivityError::table(path, format!("cannot write: {e}"));
+        let mut header = serde_json::to_string(meta).map_err(|e| SensitivityError::table(path, e.to_string()))?;
+        header.push('\n');
+        // The header goes in whole or not at all, so a journal always starts with one.
+        bitsearch_types::write_atomically(path, header.as_bytes()).map_err(error)?;
+        let file = OpenOptions::new().append(true).open(path).map_err(error)?;
+        Ok(Self { path: path.to_path_buf(), file })
+    }
+
+    /// Opens the journal at `path` to continue the run `meta` describes; returns it with the
+    /// probes already finished. A journal of another run (other model, settings or shard) is
+    /// refused, naming the first field that differs.
+    pub fn resume(path: &Path, meta: &RunMeta) -> Result<(Self, Vec<ProbeRow>)> {
+        let (found, rows, valid_len) = read(path)?;
+        if let Some(field) = first_difference(&found, meta) {
+            return Err(SensitivityError::table(
+                path,
+                format!("was written by a different run (its '{field}' differs); start over with --overwrite"),
+            ));
+        }
+        let error = |e: std::io::Error| SensitivityError::table(path, format!("cannot write: {e}"));
+        let mut file = OpenOptions::new().read(true).write(true).open(path).map_err(error)?;
+        // Drop the tail a kill left half-written.
+        file.set_len(valid_len).map_err(error)?;
+        file.seek(SeekFrom::End(0)).map_err(error)?;
+        Ok((Self { path: path.to_path_buf(), file }, rows))
+    }
+
+    /// Appends one finished probe and waits until it is on disk.
+    pub fn append(&mut self, row: &ProbeRow) -> Result<()> {
+        let mut line = serde_json::to_string(row).map_err(|e| SensitivityError::table(&self.path, e.to_string()))?;
+        line.push('\n');
+        let error = |e: std::io::Error| SensitivityError::table(&self.path, format!("cannot write: {e}"));
+        self.file.write_all(line.as_bytes()).map_err(error)?;
+        self.file.sync_data().map_err(error)
+    }
+
+    /// Every probe recorded so far, with the run's description.
+    pub fn contents(path: &Path) -> Result<(RunMeta, Vec<ProbeRow>)> {
+        let (meta, rows, _) = read(path)?;
+        Ok((meta, rows))
+    }
+}
+
+/// The header, the complete rows, and the byte length they span (a torn last line excluded).
+fn read(path: &Path) -> Result<(RunMeta, Vec<ProbeRow>, u64)> {
+    let file = File::open(path).map_err(|e| SensitivityError::table(path, format!("cannot open: {e}")))?;
+    let mut reader = BufReader::new(file);
+    let mut line = String::new();
+    let mut offset = 0u64;
+    let mut meta = None;
+    let mut rows = Vec::new();
+    let mut number = 0;
+    loop {
+        line.clear();
+        let n = reader.read_line(&mut line).map_err(|e| SensitivityError::table(path, format!("cannot read: {e}")))?;
+        number += 1;
+        if n == 0 || !line.ends_with('\n') {
+            break;
+        }
+        let bad = |e: serde_json::Error| SensitivityError::table(path, format!("line {number} is not readable: {e}"));
+        match meta {
+            None => meta = Some(serde_json::from_str::<RunMeta>(&line).map_err(bad)?),
+            Some(_) => rows.push(serde_json::from_str::<ProbeRow>(&line).map_err(bad)?),
+        }
+        offset += n as u64;
+    }
+    let meta = meta.ok_or_else(|| SensitivityError::table(path, "is empty: no run description on its first line"))?;
+    Ok((meta, rows, offset))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Shard;
+    use crate::table::tests::{meta, row};
+
+    #[test]
+    fn resume_keeps_complete_lines_and_cuts_a_torn_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("run.journal.jsonl");
+        let mut journal = Journal::create(&path, &meta(Shard::WHOLE)).unwrap();
+        journal.append(&row(0, 10.0)).unwrap();
+        journal.append(&row(1, f64::INFINITY)).unwrap();
+        drop(journal);
+        // A kill in the middle of a write.
+        let mut file = OpenOptions::new().append(true).open(&path).unwrap();
+        file.write_all(b"{\"probe\":2,\"lay").unwrap();
+        drop(file);
+
+        let (mut journal, rows) = Journal::resume(&path, &meta(Shard::WHOLE)).unwrap();
+        assert_eq!(rows, vec![row(0, 10.0), row(1, f64::INFINITY)]);
+        journal.append(&row(2, 5.0)).unwrap();
+        let (_, rows) = Journal::contents(&path).unwrap();
+        assert_eq!(rows.iter().map(|r| r.probe).collect::<Vec<_>>(), vec![0, 1, 2]);
+    }
+
+    #[test]
+    fn resume_refuses_another_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("run.journal.jsonl");
+        Journal::create(&path, &meta(Shard::WHOLE)).unwrap();
+        let message = Journal::resume(&path, &meta(Shard { index: 1, count: 2 })).unwrap_err().to_string();
+        assert!(message.contains("'shard' differs"), "{message}");
+    }
+}

@@ -1,0 +1,139 @@
+//! The probe list: every (layer, weight bits, activation bits, step group) to measure, in a
+//! fixed order that shards, resumes and merges rely on, cut into windows of layers that share
+//! one session.
+
+use crate::config::{SensitivityConfig, Shard};
+use bitsearch_types::{Layer, LayerKind};
+use std::ops::Range;
+
+/// One measurement: layer `layer` (an index into the run's layers) quantized at `w_bits`
+/// weights and `a_bits` input activations (None: left in float) during the steps of
+/// `step_group`, every other layer in float.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Probe {
+    /// Position in the full probe list; the key of a table row.
+    pub index: usize,
+    pub layer: usize,
+    pub w_bits: Option<u8>,
+    pub a_bits: Option<u8>,
+    pub step_group: usize,
+}
+
+/// Consecutive layers whose probes run on one session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Window {
+    pub layers: Vec<usize>,
+    pub probes: Vec<Probe>,
+}
+
+/// The steps `0..steps` cut into `groups` consecutive ranges whose sizes differ by at most one
+/// (earlier groups take the extra steps).
+pub fn step_groups(steps: usize, groups: usize) -> Vec<Range<usize>> {
+    let (base, extra) = (steps / groups, steps % groups);
+    let mut start = 0;
+    (0..groups)
+        .map(|g| {
+            let len = base + usize::from(g < extra);
+            let range = start..start + len;
+            start += len;
+            range
+        })
+        .collect()
+}
+
+/// The probes of `selected` layers, windowed. Weight layers run at every `w_bits`; activation
+/// products only when activation bits are probed. Within a layer the order is weight bits,
+/// activation bits, step group.
+pub fn plan(layers: &[Layer], selected: &[usize], config: &SensitivityConfig) -> Vec<Window> {
+    let a_bits: Vec<Option<u8>> =
+        if config.a_bits.is_empty() { vec![None] } else { config.a_bits.iter().copied().map(Some).collect() };
+    let mut index = 0;
+    let mut windows = Vec::new();
+    for chunk in selected.chunks(config.window) {
+        let mut probes = Vec::new();
+        for &layer in chunk {
+            let w_bits: Vec<Option<u8>> = match layers[layer].kind {
+                LayerKind::Weight => config.w_bits.iter().copied().map(Some).collect(),
+                LayerKind::ActMatMul => vec![None],
+            };
+            for &w in &w_bits {
+                for &a in &a_bits {
+                    for step_group in 0..config.step_groups {
+                        probes.push(Probe { index, layer, w_bits: w, a_bits: a, step_group });
+                        index += 1;
+                    }
+                }
+            }
+        }
+        windows.push(Window { layers: chunk.to_vec(), probes });
+    }
+    windows
+}
+
+/// The windows a shard computes: whole windows, so that a probe runs on the same session
+/// whichever process computes it (and sharded results equal unsharded ones bit for bit).
+pub fn shard(windows: Vec<Window>, shard: Shard) -> Vec<Window> {
+    windows.into_iter().enumerate().filter(|(i, _)| i % shard.count == shard.index).map(|(_, w)| w).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bitsearch_types::Role;
+
+    fn layer(name: &str, kind: LayerKind) -> Layer {
+        Layer {
+            name: name.into(),
+            op: "Conv".into(),
+            kind,
+            role: Role::Conv,
+            weight: None,
+            weight_shape: Vec::new(),
+            channel_axis: None,
+            params: 0,
+            macs: None,
+            inputs: Vec::new(),
+            output: String::new(),
+        }
+    }
+
+    #[test]
+    fn step_groups_cover_every_step_once() {
+        assert_eq!(step_groups(10, 3), vec![0..4, 4..7, 7..10]);
+        assert_eq!(step_groups(1, 1), vec![0..1]);
+        assert_eq!(step_groups(4, 4), vec![0..1, 1..2, 2..3, 3..4]);
+    }
+
+    #[test]
+    fn plan_enumerates_the_product_in_a_fixed_order() {
+        let layers =
+            vec![layer("a", LayerKind::Weight), layer("s", LayerKind::ActMatMul), layer("b", LayerKind::Weight)];
+        let config = SensitivityConfig { w_bits: vec![4, 8], window: 2, step_groups: 2, ..Default::default() };
+        let windows = plan(&layers, &[0, 2], &config);
+        assert_eq!(windows.len(), 1);
+        let probes = &windows[0].probes;
+        assert_eq!(probes.len(), 8);
+        assert!(probes.iter().enumerate().all(|(i, p)| p.index == i));
+        assert_eq!((probes[1].w_bits, probes[1].step_group), (Some(4), 1));
+        assert_eq!((probes[4].layer, probes[4].w_bits), (2, Some(4)));
+
+        let with_acts = SensitivityConfig { a_bits: vec![8], window: 2, ..config };
+        let windows = plan(&layers, &[0, 1, 2], &with_acts);
+        assert_eq!(windows.iter().map(|w| w.layers.len()).collect::<Vec<_>>(), vec![2, 1]);
+        let act_only: Vec<_> = windows.iter().flat_map(|w| &w.probes).filter(|p| p.layer == 1).collect();
+        assert_eq!(act_only.len(), 2);
+        assert!(act_only.iter().all(|p| p.w_bits.is_none() && p.a_bits == Some(8)));
+    }
+
+    #[test]
+    fn shards_partition_the_windows() {
+        let layers: Vec<Layer> = (0..7).map(|i| layer(&format!("l{i}"), LayerKind::Weight)).collect();
+        let selected: Vec<usize> = (0..7).collect();
+        let config = SensitivityConfig { window: 2, ..Default::default() };
+        let all = plan(&layers, &selected, &config);
+        let mut joined: Vec<Probe> =
+            (0..3).flat_map(|i| shard(all.clone(), Shard { index: i, count: 3 })).flat_map(|w| w.probes).collect();
+        joined.sort_by_key(|p| p.index);
+        assert_eq!(joined, all.iter().flat_map(|w| w.probes.clone()).collect::<Vec<_>>());
+    }
+}

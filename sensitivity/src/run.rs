@@ -1,0 +1,541 @@
+//! The engine: one full-precision reference pass, then the probes window by window. A window's
+//! session makes only its own layers' weights (and fake quantizers) overridable, so a probe is
+//! one pipeline run with one override, no session build, and the FP outputs are reused.
+
+use crate::config::{FLOAT_BITS, SensitivityConfig, Shard};
+use crate::error::{Result, SensitivityError};
+use crate::fake_quant::{self, FakeQuantPoint};
+use crate::journal::{Journal, journal_path};
+use crate::metrics::{Mse, Sqnr, count_nonfinite, ssim_per_item};
+use crate::probes::{Probe, Window, plan, shard, step_groups};
+use crate::table::{ProbeRow, RunMeta, SensitivityTable};
+use crate::workload::{self, Evaluate, StepControl, Workload};
+use bitsearch_onnx::{GraphView, Model, tensor_to_f32};
+use bitsearch_pipeline::sampler::SampleError;
+use bitsearch_quant::{ActQuantizer, StepRanges};
+use bitsearch_runtime::{ActiveDevice, Device, SessionOptions, layers_with_costs};
+use bitsearch_types::{Layer, LayerKind, MetricGroup, Role};
+use ndarray::{ArrayD, ArrayViewD, IxDyn};
+use sha2::{Digest, Sha256};
+use std::collections::{HashMap, HashSet};
+use std::ops::Range;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+/// What a long run tells its user as it goes.
+pub trait Progress {
+    /// `total` probes in this run (this shard), `done` of them already in the journal.
+    fn start(&mut self, total: usize, done: usize);
+    fn stage(&mut self, message: &str);
+    fn finished(&mut self, row: &ProbeRow);
+}
+
+/// A [`Progress`] that reports nothing.
+#[derive(Debug, Default)]
+pub struct Silent;
+
+impl Progress for Silent {
+    fn start(&mut self, _: usize, _: usize) {}
+    fn stage(&mut self, _: &str) {}
+    fn finished(&mut self, _: &ProbeRow) {}
+}
+
+/// Speed of a run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Summary {
+    /// Probes computed by this process (those found in the journal excluded).
+    pub computed: usize,
+    pub skipped: usize,
+    /// Probes whose output held NaN or infinity.
+    pub nonfinite: usize,
+    /// One full-precision pass over every batch.
+    pub plain_pass: Duration,
+    /// Wall time of the probing phase: session builds, quantization, calibration, runs.
+    pub probing: Duration,
+}
+
+impl Summary {
+    pub fn probes_per_second(&self) -> f64 {
+        self.computed as f64 / self.probing.as_secs_f64().max(f64::MIN_POSITIVE)
+    }
+
+    /// Mean wall time of a probe over the time of a plain pass: 1 means probing costs nothing
+    /// beyond running the model.
+    pub fn probe_to_plain_ratio(&self) -> f64 {
+        if self.computed == 0 {
+            return f64::NAN;
+        }
+        self.probing.as_secs_f64() / self.computed as f64 / self.plain_pass.as_secs_f64().max(f64::MIN_POSITIVE)
+    }
+}
+
+/// A prepared sensitivity run over one model.
+#[derive(Debug)]
+pub struct SensitivityRun {
+    workload: Box<dyn Workload>,
+    /// The denoiser as loaded, kept to build every window's session from.
+    model: Model,
+    /// The device the first session settled on (`auto` resolved once, not per window).
+    device: Device,
+    config: SensitivityConfig,
+    layers: Vec<Layer>,
+    groups: Vec<MetricGroup>,
+    windows: Vec<Window>,
+    steps: Vec<Range<usize>>,
+    meta: RunMeta,
+}
+
+/// The full-precision run of one batch: the prediction of every step, and the final images.
+#[derive(Debug)]
+struct Reference {
+    outputs: Vec<ArrayD<f32>>,
+    images: ArrayD<f32>,
+}
+
+impl SensitivityRun {
+    /// Opens the model, finds its layers and plans the probes of `shard`.
+    pub fn open(model: &Path, config: SensitivityConfig, shard_of: Shard) -> Result<Self> {
+        config.validate()?;
+        let workload = workload::open(model, &config)?;
+        let dims = config.dims.clone().into_iter().collect();
+        let layers = layers_with_costs(workload.model(), &dims)?;
+        let selected = select(&layers, &config)?;
+        let groups = metric_groups(&layers, &config)?;
+        let steps = workload.steps();
+        if config.step_groups > steps {
+            return Err(SensitivityError::config(
+                "step_groups",
+                format!("{} groups cannot split the {steps} denoising steps", config.step_groups),
+            ));
+        }
+        let steps = step_groups(steps, config.step_groups);
+        let all = plan(&layers, &selected, &config);
+        let probes_total = all.iter().map(|w| w.probes.len()).sum();
+        let denoiser_file = if model.is_dir() { model.join("unet").join("model.onnx") } else { model.to_path_buf() };
+        let meta = RunMeta {
+            tool_version: env!("CARGO_PKG_VERSION").to_string(),
+            model: model.display().to_string(),
+            model_sha256: sha256(&denoiser_file)?,
+            pipeline: workload.kind().to_string(),
+            sampler: workload.sampler(),
+            steps: workload.steps(),
+            step_groups: steps.iter().map(|r| [r.start, r.end - 1]).collect(),
+            items: workload.items().to_vec(),
+            device: workload.device().to_string(),
+            metric_groups: describe_groups(&layers, &selected, &groups),
+            probes_total,
+            shard: shard_of,
+            config: config.clone(),
+        };
+        let windows = shard(all, shard_of);
+        let model = workload.model().clone();
+        let device = match workload.device() {
+            ActiveDevice::Cpu => Device::Cpu,
+            ActiveDevice::Cuda => Device::Cuda,
+        };
+        Ok(Self { workload, model, device, config, layers, groups, windows, steps, meta })
+    }
+
+    pub fn meta(&self) -> &RunMeta {
+        &self.meta
+    }
+
+    pub fn layers(&self) -> &[Layer] {
+        &self.layers
+    }
+
+    /// Probes of this shard.
+    pub fn probes(&self) -> usize {
+        self.windows.iter().map(|w| w.probes.len()).sum()
+    }
+
+    /// Runs every probe not in `done`, appending each row to `journal` as it finishes.
+    pub fn run(&mut self, journal: &mut Journal, done: &HashSet<u64>, progress: &mut dyn Progress) -> Result<Summary> {
+        let pending = |p: &&Probe| !done.contains(&(p.index as u64));
+        let total = self.probes();
+        let todo: usize = self.windows.iter().map(|w| w.probes.iter().filter(pending).count()).sum();
+        progress.start(total, total - todo);
+        let mut summary = Summary {
+            computed: 0,
+            skipped: total - todo,
+            nonfinite: 0,
+            plain_pass: Duration::ZERO,
+            probing: Duration::ZERO,
+        };
+        if todo == 0 {
+            return Ok(summary);
+        }
+        progress.stage("full-precision reference");
+        // ONNX Runtime's first run allocates and tunes; time a warm pass.
+        self.workload.run(0, &mut Record::default())?;
+        let started = Instant::now();
+        let reference = self.reference()?;
+        summary.plain_pass = started.elapsed();
+        let started = Instant::now();
+        let windows = self.windows.clone();
+        for (w, window) in windows.iter().enumerate() {
+            let probes: Vec<&Probe> = window.probes.iter().filter(pending).collect();
+            if probes.is_empty() {
+                continue;
+            }
+            progress.stage(&format!("window {}/{} ({} layers)", w + 1, windows.len(), window.layers.len()));
+            let (points, ranges) = self.load_window(window)?;
+            let mut weights: HashMap<(usize, u8), (ArrayD<f32>, u64)> = HashMap::new();
+            for probe in probes {
+                let weight_name = self.layers[probe.layer].weight.clone();
+                let weight = match (probe.w_bits, &weight_name) {
+                    (Some(bits), Some(name)) => {
+                        let key = (probe.layer, bits);
+                        if !weights.contains_key(&key) {
+                            weights.insert(key, self.quantized_weight(&self.layers[probe.layer], name, bits)?);
+                        }
+                        weights.get(&key).map(|(w, bytes)| (name.as_str(), w, *bytes))
+                    }
+                    _ => None,
+                };
+                let layer_points: Vec<&FakeQuantPoint> = points.iter().filter(|p| p.layer == probe.layer).collect();
+                let row = self.measure(probe, weight, &layer_points, &ranges, &reference)?;
+                summary.computed += 1;
+                summary.nonfinite += usize::from(row.nonfinite > 0);
+                journal.append(&row)?;
+                progress.finished(&row);
+            }
+        }
+        summary.probing = started.elapsed();
+        Ok(summary)
+    }
+
+    fn session_options(&self) -> SessionOptions {
+        SessionOptions { device: self.device, threads: self.config.threads, ..Default::default() }
+    }
+
+    /// The full-precision pass, on the session the workload opened with.
+    fn reference(&mut self) -> Result<Vec<Reference>> {
+        (0..self.workload.batches())
+            .map(|b| {
+                let mut record = Record::default();
+                let images = self.workload.run(b, &mut record)?;
+                Ok(Reference { outputs: record.outputs, images })
+            })
+            .collect()
+    }
+
+    /// Builds the window's session: its layers' weights overridable, and fake quantizers on
+    /// their inputs when activations are probed. Returns the quantizers with the per-step
+    /// ranges of the activations they quantize.
+    fn load_window(&mut self, window: &Window) -> Result<(Vec<FakeQuantPoint>, HashMap<String, StepRanges>)> {
+        let mut options = self.session_options();
+        options.overridable = window.layers.iter().filter_map(|&l| self.layers[l].weight.clone()).collect();
+        if self.config.a_bits.is_empty() {
+            self.workload.load(&self.model, &options)?;
+            return Ok((Vec::new(), HashMap::new()));
+        }
+        let chosen: Vec<(usize, &Layer)> = window.layers.iter().map(|&l| (l, &self.layers[l])).collect();
+        let (model, points) = fake_quant::insert(&self.model, &chosen)?;
+        let ranges = self.calibrate(&points)?;
+        options.overridable.extend(points.iter().flat_map(|p| p.parameters().map(str::to_string)));
+        self.workload.load(&model, &options)?;
+        Ok((points, ranges))
+    }
+
+    /// Per-step ranges of the activations `points` quantize, over a full-precision pass of
+    /// every batch, on a session of its own: returning them from the probes' session would
+    /// slow every probe down.
+    fn calibrate(&mut self, points: &[FakeQuantPoint]) -> Result<HashMap<String, StepRanges>> {
+        let mut tensors: Vec<String> = points.iter().map(|p| p.tensor.clone()).collect();
+        tensors.sort();
+        tensors.dedup();
+        let mut options = self.session_options();
+        options.extra_outputs = tensors.clone();
+        self.workload.load(&self.model, &options)?;
+        let mut observe = Observe { tensors, ranges: HashMap::new() };
+        for b in 0..self.workload.batches() {
+            self.workload.run(b, &mut observe)?;
+        }
+        Ok(observe.ranges)
+    }
+
+    fn quantized_weight(&self, layer: &Layer, name: &str, bits: u8) -> Result<(ArrayD<f32>, u64)> {
+        let quant_error = |source| SensitivityError::Quant { layer: layer.name.clone(), source };
+        let view = GraphView::new(self.model.graph());
+        let tensor = view.initializer(name).ok_or_else(|| {
+            SensitivityError::config("layers", format!("layer '{}': weight '{name}' is not an initializer", layer.name))
+        })?;
+        let values = tensor_to_f32(tensor)?;
+        let quantizer = self.config.weight_quantizer(bits, layer.channel_axis.unwrap_or(0));
+        let fq = quantizer.fake_quantize(values.view()).map_err(quant_error)?;
+        let bytes = quantizer.storage_bits(values.shape()).map_err(quant_error)?.div_ceil(8);
+        Ok((fq, bytes))
+    }
+
+    /// Runs one probe over every batch and compares it with the reference.
+    fn measure(
+        &mut self,
+        probe: &Probe,
+        weight: Option<(&str, &ArrayD<f32>, u64)>,
+        points: &[&FakeQuantPoint],
+        ranges: &HashMap<String, StepRanges>,
+        reference: &[Reference],
+    ) -> Result<ProbeRow> {
+        let layer = &self.layers[probe.layer];
+        let steps = self.steps[probe.step_group].clone();
+        // Activation parameters of every step the probe quantizes.
+        let mut act_params: HashMap<usize, Vec<(String, ArrayD<f32>)>> = HashMap::new();
+        if let Some(bits) = probe.a_bits {
+            for step in steps.clone() {
+                let mut params = Vec::new();
+                for point in points {
+                    let range = ranges.get(&point.tensor).and_then(|r| r.get(step).or(Some(r.merged())));
+                    let quantizer = ActQuantizer::new(bits, range.unwrap_or_default())
+                        .map_err(|source| SensitivityError::Quant { layer: layer.name.clone(), source })?;
+                    let (scale, zero) = quantizer.params();
+                    let scalar = |v: f32| ArrayD::from_elem(IxDyn(&[]), v);
+                    params.push((point.scale.clone(), scalar(scale)));
+                    params.push((point.zero_point.clone(), scalar(f32::from(zero))));
+                    params.push((point.qmax.clone(), scalar(((1u32 << bits) - 1) as f32)));
+                    params.push((point.on.clone(), scalar(1.0)));
+                }
+                act_params.insert(step, params);
+            }
+        }
+        let (mut sqnr, mut mse, mut ssim_sum, mut items, mut nonfinite) = (Sqnr::default(), Mse::default(), 0.0, 0, 0);
+        for (b, fp) in reference.iter().enumerate() {
+            let mut control = ProbeControl {
+                reference: &fp.outputs,
+                steps: steps.clone(),
+                weight: weight.map(|(name, w, _)| (name, w.view())),
+                act_params: &act_params,
+                sqnr: &mut sqnr,
+                nonfinite: &mut nonfinite,
+            };
+            let images = self.workload.run(b, &mut control)?;
+            nonfinite += count_nonfinite(images.view());
+            mse.add(fp.images.view(), images.view());
+            let per_item = ssim_per_item(fp.images.view(), images.view());
+            items += per_item.len();
+            ssim_sum += per_item.iter().sum::<f64>();
+        }
+        let finite = nonfinite == 0;
+        let group = self.groups[probe.layer];
+        Ok(ProbeRow {
+            probe: probe.index as u64,
+            layer: layer.name.clone(),
+            op: layer.op.clone(),
+            role: layer.role.as_str().to_string(),
+            group: group.to_string(),
+            params: layer.params,
+            macs: layer.macs,
+            w_bits: probe.w_bits.map_or(u32::from(FLOAT_BITS), u32::from),
+            a_bits: probe.a_bits.map_or(u32::from(FLOAT_BITS), u32::from),
+            step_group: probe.step_group as u32,
+            step_first: steps.start as u32,
+            step_last: (steps.end - 1) as u32,
+            weight_bytes: weight.map_or(0, |(_, _, bytes)| bytes),
+            // A non-finite output is the worst a probe can do on every metric.
+            sqnr_db: if finite { sqnr.db() } else { f64::NEG_INFINITY },
+            ssim: if finite { ssim_sum / items.max(1) as f64 } else { -1.0 },
+            mse: if finite { mse.value() } else { f64::INFINITY },
+            psnr_db: if finite { mse.psnr_db() } else { f64::NEG_INFINITY },
+            nonfinite,
+        })
+    }
+}
+
+/// Records the prediction of every step (the reference pass).
+#[derive(Debug, Default)]
+struct Record {
+    outputs: Vec<ArrayD<f32>>,
+}
+
+impl StepControl for Record {
+    fn step(&mut self, _: usize, step: usize, evaluate: &mut Evaluate<'_>) -> Result<ArrayD<f32>, SampleError> {
+        let output = first(evaluate(&[])?, step)?;
+        if self.outputs.len() != step {
+            return Err(SampleError::Denoiser(format!("step {step} came out of order")));
+        }
+        self.outputs.push(output.clone());
+        Ok(output)
+    }
+}
+
+/// Records the per-step range of every requested extra output (calibration).
+struct Observe {
+    tensors: Vec<String>,
+    ranges: HashMap<String, StepRanges>,
+}
+
+impl StepControl for Observe {
+    fn step(&mut self, _: usize, step: usize, evaluate: &mut Evaluate<'_>) -> Result<ArrayD<f32>, SampleError> {
+        let outputs = evaluate(&[])?;
+        for (tensor, values) in self.tensors.iter().zip(outputs.iter().skip(1)) {
+            self.ranges.entry(tensor.clone()).or_default().observe(step, values.view());
+        }
+        first(outputs, step)
+    }
+}
+
+/// One probe's run: before its step group the stored FP predictions stand in for the network
+/// (the inputs are the FP ones, so the outputs would be too); during the group the layer is
+/// quantized; after it the network runs in float on the drifted inputs.
+struct ProbeControl<'a> {
+    reference: &'a [ArrayD<f32>],
+    steps: Range<usize>,
+    weight: Option<(&'a str, ArrayViewD<'a, f32>)>,
+    act_params: &'a HashMap<usize, Vec<(String, ArrayD<f32>)>>,
+    sqnr: &'a mut Sqnr,
+    nonfinite: &'a mut u64,
+}
+
+impl StepControl for ProbeControl<'_> {
+    fn step(&mut self, _: usize, step: usize, evaluate: &mut Evaluate<'_>) -> Result<ArrayD<f32>, SampleError> {
+        let fp =
+            self.reference.get(step).ok_or_else(|| SampleError::Denoiser(format!("no reference for step {step}")))?;
+        if step < self.steps.start {
+            self.sqnr.add(fp.view(), fp.view());
+            return Ok(fp.clone());
+        }
+        let mut overrides: Vec<(&str, ArrayViewD<'_, f32>)> = Vec::new();
+        if self.steps.contains(&step) {
+            overrides.extend(self.weight.as_ref().map(|(name, w)| (*name, w.view())));
+            if let Some(params) = self.act_params.get(&step) {
+                overrides.extend(params.iter().map(|(name, v)| (name.as_str(), v.view())));
+            }
+        }
+        let output = first(evaluate(&overrides)?, step)?;
+        self.sqnr.add(fp.view(), output.view());
+        *self.nonfinite += count_nonfinite(output.view());
+        Ok(output)
+    }
+}
+
+fn first(mut outputs: Vec<ArrayD<f32>>, step: usize) -> Result<ArrayD<f32>, SampleError> {
+    if outputs.is_empty() {
+        return Err(SampleError::Denoiser(format!("step {step}: the denoiser returned nothing")));
+    }
+    Ok(outputs.swap_remove(0))
+}
+
+/// The layers to probe, in graph order: those the config names (by layer name or role), else
+/// every weight layer, and every activation product when activations are probed.
+fn select(layers: &[Layer], config: &SensitivityConfig) -> Result<Vec<usize>> {
+    let probes_acts = !config.a_bits.is_empty();
+    if config.layers.is_empty() {
+        return Ok((0..layers.len()).filter(|&i| layers[i].kind == LayerKind::Weight || probes_acts).collect());
+    }
+    let mut chosen = HashSet::new();
+    for entry in &config.layers {
+        let role = entry.parse::<Role>().ok();
+        let matched: Vec<usize> =
+            (0..layers.len()).filter(|&i| layers[i].name == *entry || Some(layers[i].role) == role).collect();
+        if matched.is_empty() && role.is_none() {
+            return Err(SensitivityError::config(
+                "layers",
+                format!("'{entry}' is neither a layer of the model nor a role (see `bitsearch inspect`)"),
+            ));
+        }
+        if let Some(&i) = matched.iter().find(|&&i| layers[i].kind == LayerKind::ActMatMul && !probes_acts) {
+            if layers[i].name == *entry {
+                return Err(SensitivityError::config(
+                    "layers",
+                    format!("'{entry}' has no weights: probing it needs activation bits (a_bits)"),
+                ));
+            }
+        }
+        chosen.extend(matched.into_iter().filter(|&i| layers[i].kind == LayerKind::Weight || probes_acts));
+    }
+    let mut chosen: Vec<usize> = chosen.into_iter().collect();
+    chosen.sort_unstable();
+    Ok(chosen)
+}
+
+/// MixDQ's grouping from the roles, with the config's overrides (layer names before roles).
+fn metric_groups(layers: &[Layer], config: &SensitivityConfig) -> Result<Vec<MetricGroup>> {
+    for key in config.groups.keys() {
+        if key.parse::<Role>().is_err() && !layers.iter().any(|l| l.name == *key) {
+            return Err(SensitivityError::config(
+                format!("groups.{key}"),
+                "is neither a layer of the model nor a role (see `bitsearch inspect`)",
+            ));
+        }
+    }
+    Ok(layers
+        .iter()
+        .map(|l| {
+            config
+                .groups
+                .get(&l.name)
+                .or_else(|| config.groups.get(l.role.as_str()))
+                .copied()
+                .unwrap_or_else(|| l.role.metric_group())
+        })
+        .collect())
+}
+
+/// Which metric drives which probed layers, for the table and the user.
+fn describe_groups(layers: &[Layer], selected: &[usize], groups: &[MetricGroup]) -> String {
+    let count = |g: MetricGroup| selected.iter().filter(|&&i| groups[i] == g).count();
+    let text = !layers.iter().any(|l| matches!(l.role, Role::CrossAttnK | Role::CrossAttnV));
+    let mut note = format!(
+        "content group (scored by SSIM of the final image): {} layers; quality group (scored by SQNR of the denoiser \
+         output): {} layers",
+        count(MetricGroup::Content),
+        count(MetricGroup::Quality)
+    );
+    if text {
+        note.push_str(
+            "; the model has no text conditioning, so it has no cross-attention layers and only feed-forward layers \
+             can be content layers",
+        );
+    }
+    note
+}
+
+fn sha256(path: &Path) -> Result<String> {
+    let bytes = std::fs::read(path).map_err(|e| SensitivityError::table(path, format!("cannot read: {e}")))?;
+    Ok(Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// What to do with the results of an earlier run at the same output path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Existing {
+    /// Stop with an error that suggests the other two.
+    Refuse,
+    /// Continue the run its journal records, skipping every finished probe.
+    Resume,
+    /// Start over.
+    Overwrite,
+}
+
+/// Runs `run` with its journal beside `out`, then writes the table of every probe the journal
+/// holds to `out`.
+pub fn run_to_table(
+    run: &mut SensitivityRun,
+    out: &Path,
+    existing: Existing,
+    progress: &mut dyn Progress,
+) -> Result<(Summary, SensitivityTable)> {
+    let path = journal_path(out);
+    let (mut journal, done) = match existing {
+        Existing::Refuse if path.exists() || out.exists() => {
+            return Err(SensitivityError::table(
+                out,
+                "already exists: pass --resume to continue that run, or --overwrite to start over",
+            ));
+        }
+        Existing::Resume if path.exists() => Journal::resume(&path, run.meta())?,
+        Existing::Resume if out.exists() => {
+            return Err(SensitivityError::table(
+                &path,
+                "is missing, so the run that wrote the table cannot be resumed; pass --overwrite to start over",
+            ));
+        }
+        _ => (Journal::create(&path, run.meta())?, Vec::new()),
+    };
+    let done: HashSet<u64> = done.iter().map(|r| r.probe).collect();
+    let summary = run.run(&mut journal, &done, progress)?;
+    let (meta, mut rows) = Journal::contents(&path)?;
+    rows.sort_by_key(|r| r.probe);
+    let table = SensitivityTable { meta, rows };
+    table.write(out)?;
+    Ok((summary, table))
+}

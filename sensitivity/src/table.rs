@@ -1,0 +1,398 @@
+//! The sensitivity table: one row per probe, written as Parquet with the run's description in
+//! the file's key-value metadata (key [`META_KEY`], JSON). The solver and the report read it
+//! back through [`SensitivityTable::read`].
+
+use crate::config::{SensitivityConfig, Shard};
+use crate::error::{Result, SensitivityError};
+use polars::prelude::*;
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+
+/// Parquet key-value metadata key holding the [`RunMeta`] JSON.
+pub const META_KEY: &str = "bitsearch.sensitivity";
+
+/// One probe's measurement against the full-precision run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProbeRow {
+    /// Position in the full probe list (stable across shards and resumes).
+    pub probe: u64,
+    pub layer: String,
+    pub op: String,
+    pub role: String,
+    /// `content` (driven by SSIM) or `quality` (driven by SQNR).
+    pub group: String,
+    pub params: u64,
+    /// Multiply-accumulates of one forward at the probed batch of 1; None where unknown.
+    pub macs: Option<u64>,
+    /// Weight bits; 32 for layers without weights.
+    pub w_bits: u32,
+    /// Input-activation bits; 32 when activations stay in float.
+    pub a_bits: u32,
+    pub step_group: u32,
+    /// First and last (inclusive) denoising step of the group.
+    pub step_first: u32,
+    pub step_last: u32,
+    /// Bytes of the quantized weight: codes plus the quantizer's scales.
+    pub weight_bytes: u64,
+    /// SQNR of the denoiser output over every step, dB (−∞ when non-finite).
+    #[serde(with = "float_text")]
+    pub sqnr_db: f64,
+    /// Mean SSIM of the final images (−1 when non-finite).
+    #[serde(with = "float_text")]
+    pub ssim: f64,
+    #[serde(with = "float_text")]
+    pub mse: f64,
+    #[serde(with = "float_text")]
+    pub psnr_db: f64,
+    /// NaN or infinite values in the denoiser outputs and final images.
+    pub nonfinite: u64,
+}
+
+/// What a table was measured on; equal for every shard of one run but for `shard`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunMeta {
+    pub tool_version: String,
+    pub model: String,
+    pub model_sha256: String,
+    /// `denoiser` (one ONNX file) or `diffusers` (a pipeline folder).
+    pub pipeline: String,
+    pub sampler: String,
+    pub steps: usize,
+    /// `[first, last]` step of each group.
+    pub step_groups: Vec<[usize; 2]>,
+    /// One per item: the condition or prompt, and the seed.
+    pub items: Vec<String>,
+    pub device: String,
+    /// Which metric drives which layers, in words.
+    pub metric_groups: String,
+    pub probes_total: usize,
+    pub shard: Shard,
+    pub config: SensitivityConfig,
+}
+
+/// A table read back: its rows and the run they came from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SensitivityTable {
+    pub meta: RunMeta,
+    pub rows: Vec<ProbeRow>,
+}
+
+impl SensitivityTable {
+    /// Writes the table as Parquet, atomically (a reader never sees half a file).
+    pub fn write(&self, path: &Path) -> Result<()> {
+        let error = |e: &dyn std::fmt::Display| SensitivityError::table(path, e.to_string());
+        let mut frame = self.frame().map_err(|e| error(&e))?;
+        let meta = serde_json::to_string(&self.meta).map_err(|e| error(&e))?;
+        let mut bytes = Vec::new();
+        ParquetWriter::new(&mut bytes)
+            .with_key_value_metadata(Some(KeyValueMetadata::from_static(vec![(META_KEY.to_string(), meta)])))
+            .finish(&mut frame)
+            .map_err(|e| error(&e))?;
+        bitsearch_types::write_atomically(path, &bytes).map_err(|e| error(&e))
+    }
+
+    /// Reads a table written by [`SensitivityTable::write`].
+    pub fn read(path: &Path) -> Result<Self> {
+        let error = |message: String| SensitivityError::table(path, message);
+        let file = std::fs::File::open(path).map_err(|e| error(format!("cannot open: {e}")))?;
+        let mut reader = ParquetReader::new(file);
+        let metadata = reader.get_metadata().map_err(|e| error(format!("not a Parquet file: {e}")))?;
+        let meta = metadata
+            .key_value_metadata
+            .iter()
+            .flatten()
+            .find(|kv| kv.key == META_KEY)
+            .and_then(|kv| kv.value.clone())
+            .ok_or_else(|| error("not a bitsearch sensitivity table (no run metadata)".into()))?;
+        let meta: RunMeta =
+            serde_json::from_str(&meta).map_err(|e| error(format!("run metadata is not readable: {e}")))?;
+        let frame = reader.finish().map_err(|e| error(format!("cannot read the rows: {e}")))?;
+        let rows = rows_of(&frame).map_err(|e| error(format!("unexpected columns: {e}")))?;
+        Ok(Self { meta, rows })
+    }
+
+    /// The rows as a polars frame, one column per [`ProbeRow`] field.
+    pub fn frame(&self) -> PolarsResult<DataFrame> {
+        let rows = &self.rows;
+        let text = |f: fn(&ProbeRow) -> &str| rows.iter().map(f).collect::<Vec<_>>();
+        let u64s = |f: fn(&ProbeRow) -> u64| rows.iter().map(f).collect::<Vec<_>>();
+        let u32s = |f: fn(&ProbeRow) -> u32| rows.iter().map(f).collect::<Vec<_>>();
+        let f64s = |f: fn(&ProbeRow) -> f64| rows.iter().map(f).collect::<Vec<_>>();
+        let columns = vec![
+            Column::new("probe".into(), u64s(|r| r.probe)),
+            Column::new("layer".into(), text(|r| &r.layer)),
+            Column::new("op".into(), text(|r| &r.op)),
+            Column::new("role".into(), text(|r| &r.role)),
+            Column::new("group".into(), text(|r| &r.group)),
+            Column::new("params".into(), u64s(|r| r.params)),
+            Column::new("macs".into(), rows.iter().map(|r| r.macs).collect::<Vec<_>>()),
+            Column::new("w_bits".into(), u32s(|r| r.w_bits)),
+            Column::new("a_bits".into(), u32s(|r| r.a_bits)),
+            Column::new("step_group".into(), u32s(|r| r.step_group)),
+            Column::new("step_first".into(), u32s(|r| r.step_first)),
+            Column::new("step_last".into(), u32s(|r| r.step_last)),
+            Column::new("weight_bytes".into(), u64s(|r| r.weight_bytes)),
+            Column::new("sqnr_db".into(), f64s(|r| r.sqnr_db)),
+            Column::new("ssim".into(), f64s(|r| r.ssim)),
+            Column::new("mse".into(), f64s(|r| r.mse)),
+            Column::new("psnr_db".into(), f64s(|r| r.psnr_db)),
+            Column::new("nonfinite".into(), u64s(|r| r.nonfinite)),
+        ];
+        DataFrame::new(rows.len(), columns)
+    }
+}
+
+fn rows_of(frame: &DataFrame) -> PolarsResult<Vec<ProbeRow>> {
+    let text = |name: &str| -> PolarsResult<Vec<String>> {
+        Ok(frame.column(name)?.str()?.iter().map(|v| v.unwrap_or_default().to_string()).collect())
+    };
+    let u64s = |name: &str| -> PolarsResult<Vec<Option<u64>>> { Ok(frame.column(name)?.u64()?.iter().collect()) };
+    let u32s = |name: &str| -> PolarsResult<Vec<u32>> {
+        Ok(frame.column(name)?.u32()?.iter().map(Option::unwrap_or_default).collect())
+    };
+    let f64s = |name: &str| -> PolarsResult<Vec<f64>> {
+        Ok(frame.column(name)?.f64()?.iter().map(|v| v.unwrap_or(f64::NAN)).collect())
+    };
+    let (probe, layer, op, role, group) = (u64s("probe")?, text("layer")?, text("op")?, text("role")?, text("group")?);
+    let (params, macs, weight_bytes, nonfinite) =
+        (u64s("params")?, u64s("macs")?, u64s("weight_bytes")?, u64s("nonfinite")?);
+    let (w_bits, a_bits) = (u32s("w_bits")?, u32s("a_bits")?);
+    let (step_group, step_first, step_last) = (u32s("step_group")?, u32s("step_first")?, u32s("step_last")?);
+    let (sqnr_db, ssim, mse, psnr_db) = (f64s("sqnr_db")?, f64s("ssim")?, f64s("mse")?, f64s("psnr_db")?);
+    Ok((0..frame.height())
+        .map(|i| ProbeRow {
+            probe: probe[i].unwrap_or_default(),
+            layer: layer[i].clone(),
+            op: op[i].clone(),
+            role: role[i].clone(),
+            group: group[i].clone(),
+            params: params[i].unwrap_or_default(),
+            macs: macs[i],
+            w_bits: w_bits[i],
+            a_bits: a_bits[i],
+            step_group: step_group[i],
+            step_first: step_first[i],
+            step_last: step_last[i],
+            weight_bytes: weight_bytes[i].unwrap_or_default(),
+            sqnr_db: sqnr_db[i],
+            ssim: ssim[i],
+            mse: mse[i],
+            psnr_db: psnr_db[i],
+            nonfinite: nonfinite[i].unwrap_or_default(),
+        })
+        .collect())
+}
+
+/// Joins the tables of the shards of one run into the table of the whole run, rows in probe
+/// order. The shards must describe the same run and not overlap.
+pub fn merge(tables: Vec<(std::path::PathBuf, SensitivityTable)>) -> Result<SensitivityTable> {
+    let Some((first_path, first)) = tables.first().cloned() else {
+        return Err(SensitivityError::config("merge", "needs at least one table"));
+    };
+    let mut meta = first.meta.clone();
+    meta.shard = Shard::WHOLE;
+    let mut rows = Vec::new();
+    for (path, table) in tables {
+        let mut other = table.meta.clone();
+        other.shard = Shard::WHOLE;
+        if let Some(field) = first_difference(&meta, &other) {
+            return Err(SensitivityError::table(
+                &path,
+                format!("comes from a different run than {}: its '{field}' differs", first_path.display()),
+            ));
+        }
+        rows.extend(table.rows);
+    }
+    rows.sort_by_key(|r| r.probe);
+    if let Some(pair) = rows.windows(2).find(|w| w[0].probe == w[1].probe) {
+        return Err(SensitivityError::config(
+            "merge",
+            format!("probe {} (layer '{}') is in more than one table", pair[0].probe, pair[0].layer),
+        ));
+    }
+    if rows.len() < meta.probes_total {
+        log::warn!(
+            "merged {} of the run's {} probes: some shards are missing or unfinished",
+            rows.len(),
+            meta.probes_total
+        );
+    }
+    Ok(SensitivityTable { meta, rows })
+}
+
+/// The first top-level field where two run descriptions differ.
+pub fn first_difference(a: &RunMeta, b: &RunMeta) -> Option<String> {
+    let (Ok(serde_json::Value::Object(a)), Ok(serde_json::Value::Object(b))) =
+        (serde_json::to_value(a), serde_json::to_value(b))
+    else {
+        return Some("metadata".into());
+    };
+    a.iter().find(|(k, v)| b.get(*k) != Some(v)).map(|(k, _)| k.clone())
+}
+
+/// Layers where fewer weight bits measured *better* than more: for each layer (and activation
+/// bits and step group), every pair of consecutive weight bit-widths is compared on one metric.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Monotonicity {
+    /// Layers with at least two weight bit-widths.
+    pub checked: usize,
+    /// Names of the layers where a lower bit-width beat a higher one on SQNR, and on SSIM.
+    pub sqnr_exceptions: Vec<String>,
+    pub ssim_exceptions: Vec<String>,
+}
+
+pub fn monotonicity(rows: &[ProbeRow]) -> Monotonicity {
+    let mut series: std::collections::BTreeMap<(&str, u32, u32), Vec<&ProbeRow>> = Default::default();
+    for row in rows.iter().filter(|r| r.w_bits != u32::from(crate::config::FLOAT_BITS)) {
+        series.entry((&row.layer, row.a_bits, row.step_group)).or_default().push(row);
+    }
+    let mut result = Monotonicity::default();
+    let mut checked = std::collections::BTreeSet::new();
+    for ((layer, _, _), mut probes) in series {
+        if probes.len() < 2 {
+            continue;
+        }
+        checked.insert(layer);
+        probes.sort_by_key(|r| r.w_bits);
+        let beaten = |metric: fn(&ProbeRow) -> f64| probes.windows(2).any(|p| metric(p[0]) > metric(p[1]));
+        if beaten(|r| r.sqnr_db) && !result.sqnr_exceptions.iter().any(|l| l == layer) {
+            result.sqnr_exceptions.push(layer.to_string());
+        }
+        if beaten(|r| r.ssim) && !result.ssim_exceptions.iter().any(|l| l == layer) {
+            result.ssim_exceptions.push(layer.to_string());
+        }
+    }
+    result.checked = checked.len();
+    result
+}
+
+/// JSON has no infinities: non-finite floats are written as the strings `inf`, `-inf`, `NaN`.
+mod float_text {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(value: &f64, serializer: S) -> Result<S::Ok, S::Error> {
+        if value.is_finite() { serializer.serialize_f64(*value) } else { serializer.serialize_str(&value.to_string()) }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<f64, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Repr {
+            Number(f64),
+            Text(String),
+        }
+        match Repr::deserialize(deserializer)? {
+            Repr::Number(v) => Ok(v),
+            Repr::Text(s) => s.parse().map_err(|_| serde::de::Error::custom(format!("'{s}' is not a number"))),
+        }
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    pub fn row(probe: u64, sqnr_db: f64) -> ProbeRow {
+        ProbeRow {
+            probe,
+            layer: format!("layer{probe}"),
+            op: "Conv".into(),
+            role: "conv".into(),
+            group: "quality".into(),
+            params: 100,
+            macs: if probe % 2 == 0 { Some(1000) } else { None },
+            w_bits: 4,
+            a_bits: 32,
+            step_group: 0,
+            step_first: 0,
+            step_last: 0,
+            weight_bytes: 58,
+            sqnr_db,
+            ssim: 0.5,
+            mse: 0.01,
+            psnr_db: 26.0,
+            nonfinite: 0,
+        }
+    }
+
+    pub fn meta(shard: Shard) -> RunMeta {
+        RunMeta {
+            tool_version: "test".into(),
+            model: "m.onnx".into(),
+            model_sha256: "00".into(),
+            pipeline: "denoiser".into(),
+            sampler: "consistency".into(),
+            steps: 1,
+            step_groups: vec![[0, 0]],
+            items: vec!["seed=0".into()],
+            device: "cpu".into(),
+            metric_groups: "all quality".into(),
+            probes_total: 3,
+            shard,
+            config: SensitivityConfig::default(),
+        }
+    }
+
+    #[test]
+    fn parquet_round_trip_keeps_rows_metadata_and_infinities() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.parquet");
+        let table = SensitivityTable {
+            meta: meta(Shard::WHOLE),
+            rows: vec![row(0, 12.5), row(1, f64::NEG_INFINITY), row(2, f64::INFINITY)],
+        };
+        table.write(&path).unwrap();
+        assert_eq!(SensitivityTable::read(&path).unwrap(), table);
+        let json = serde_json::to_string(&table.rows[1]).unwrap();
+        assert!(json.contains("\"-inf\""), "{json}");
+        assert_eq!(serde_json::from_str::<ProbeRow>(&json).unwrap(), table.rows[1]);
+    }
+
+    #[test]
+    fn merge_orders_rows_and_refuses_other_runs_and_overlaps() {
+        let a = SensitivityTable { meta: meta(Shard { index: 0, count: 2 }), rows: vec![row(2, 1.0), row(0, 3.0)] };
+        let b = SensitivityTable { meta: meta(Shard { index: 1, count: 2 }), rows: vec![row(1, 2.0)] };
+        let merged = merge(vec![("a".into(), a.clone()), ("b".into(), b.clone())]).unwrap();
+        assert_eq!(merged.meta, meta(Shard::WHOLE));
+        assert_eq!(merged.rows.iter().map(|r| r.probe).collect::<Vec<_>>(), vec![0, 1, 2]);
+
+        let mut other = b.clone();
+        other.meta.steps = 2;
+        let message = merge(vec![("a".into(), a.clone()), ("b".into(), other)]).unwrap_err().to_string();
+        assert!(message.contains("'steps' differs"), "{message}");
+        let message = merge(vec![("a".into(), a.clone()), ("a2".into(), a)]).unwrap_err().to_string();
+        assert!(message.contains("more than one table"), "{message}");
+    }
+
+    #[test]
+    fn monotonicity_names_the_layers_where_fewer_bits_won() {
+        let probe = |layer: &str, w_bits: u32, sqnr_db: f64, ssim: f64| ProbeRow {
+            layer: layer.into(),
+            w_bits,
+            ssim,
+            ..row(0, sqnr_db)
+        };
+        let rows = vec![
+            probe("a", 2, 5.0, 0.5),
+            probe("a", 4, 15.0, 0.9),
+            probe("a", 8, 30.0, 0.99),
+            probe("b", 4, 20.0, 0.95),
+            probe("b", 8, 18.0, 0.95),
+            probe("c", 8, 1.0, 0.1),
+        ];
+        let m = monotonicity(&rows);
+        assert_eq!(m.checked, 2);
+        assert_eq!(m.sqnr_exceptions, vec!["b".to_string()]);
+        assert!(m.ssim_exceptions.is_empty(), "a tie is not an exception");
+    }
+
+    #[test]
+    fn a_corrupt_file_is_a_clear_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bad.parquet");
+        std::fs::write(&path, b"PAR1 not really").unwrap();
+        let message = SensitivityTable::read(&path).unwrap_err().to_string();
+        assert!(message.starts_with(&path.display().to_string()), "{message}");
+        assert!(message.contains("not a Parquet file"), "{message}");
+    }
+}

@@ -1,0 +1,158 @@
+//! A single denoiser file (the terrain UNet, bare epsilon UNets): items are the product of the
+//! condition values times the seeds, batched together whatever their conditions.
+
+use super::{StepControl, Workload, batch_ranges};
+use crate::config::SensitivityConfig;
+use crate::error::{Result, SensitivityError};
+use bitsearch_onnx::Model;
+use bitsearch_pipeline::denoiser::{DenoiserConfig, DenoiserSpec, Network};
+use bitsearch_pipeline::noise::{NoiseSource, batch_noise};
+use bitsearch_pipeline::sampler::{self, Denoiser, SampleError, SamplerSettings, TimeDomain};
+use bitsearch_runtime::{ActiveDevice, Session, SessionOptions};
+use ndarray::ArrayD;
+use std::ops::Range;
+use std::path::Path;
+
+/// Steps when the config names none: one for sigma (consistency-distilled) models, ten for
+/// discrete-time ones.
+const DEFAULT_SIGMA_STEPS: usize = 1;
+const DEFAULT_DISCRETE_STEPS: usize = 10;
+
+#[derive(Debug)]
+pub struct DenoiserWorkload {
+    model: Model,
+    session: Session,
+    spec: DenoiserSpec,
+    settings: SamplerSettings,
+    items: Vec<String>,
+    /// Per item: its seed and the value of each condition input (in `spec.conditions` order).
+    seeds: Vec<u64>,
+    values: Vec<Vec<f32>>,
+    batches: Vec<Range<usize>>,
+}
+
+impl DenoiserWorkload {
+    pub fn open(path: &Path, config: &SensitivityConfig) -> Result<Self> {
+        if !config.prompts.is_empty() {
+            return Err(SensitivityError::config(
+                "prompts",
+                format!("{} is a single denoiser file: it takes conditions, not prompts", path.display()),
+            ));
+        }
+        let model = Model::load(path)?;
+        let session = Session::new(
+            &model,
+            &SessionOptions { device: config.device, threads: config.threads, ..Default::default() },
+        )?;
+        let names: Vec<&str> = session.inputs().iter().map(|s| s.name.as_str()).collect();
+        if let Some(name) = config.conditions.keys().find(|n| !names.contains(&n.as_str())) {
+            return Err(SensitivityError::config(
+                format!("conditions.{name}"),
+                format!("the model has no such input (its inputs: {})", names.join(", ")),
+            ));
+        }
+        let sets = config.condition_sets();
+        let resolve_config = DenoiserConfig {
+            prediction: config.prediction,
+            sigma_min: config.sigma_min,
+            sigma_max: config.sigma_max,
+            conditions: sets[0].clone(),
+            dims: config.dims.clone().into_iter().collect(),
+            ..Default::default()
+        };
+        let spec = DenoiserSpec::resolve(session.inputs(), &resolve_config)?;
+        if let Some((input, _)) = spec.conditions.iter().find(|(input, _)| input.shape.is_empty()) {
+            if config.conditions.get(&input.name).is_some_and(|v| v.len() > 1) {
+                return Err(SensitivityError::config(
+                    format!("conditions.{}", input.name),
+                    "the input is a scalar shared by the batch: give it one value",
+                ));
+            }
+        }
+        let kind = config.sampler.unwrap_or_else(|| spec.default_sampler());
+        let default_steps = match spec.domain {
+            TimeDomain::Sigma { .. } => DEFAULT_SIGMA_STEPS,
+            TimeDomain::Discrete(_) => DEFAULT_DISCRETE_STEPS,
+        };
+        let settings = spec.settings(kind, config.steps.unwrap_or(default_steps), config.eta);
+        sampler::timesteps(&settings).map_err(|e| SensitivityError::config("sampler", e.to_string()))?;
+        let (mut items, mut seeds, mut values) = (Vec::new(), Vec::new(), Vec::new());
+        for set in &sets {
+            for &seed in &config.seeds {
+                let described: Vec<String> = set.iter().map(|(n, v)| format!("{n}={v}")).collect();
+                items.push(format!("{} seed={seed}", described.join(" ")).trim_start().to_string());
+                seeds.push(seed);
+                values.push(
+                    spec.conditions
+                        .iter()
+                        .map(|(input, v)| set.iter().find(|(n, _)| *n == input.name).map_or(*v, |(_, v)| *v))
+                        .collect(),
+                );
+            }
+        }
+        let batches = batch_ranges(items.len(), config.batch);
+        Ok(Self { model, session, spec, settings, items, seeds, values, batches })
+    }
+}
+
+impl Workload for DenoiserWorkload {
+    fn model(&self) -> &Model {
+        &self.model
+    }
+
+    fn kind(&self) -> &'static str {
+        "denoiser"
+    }
+
+    fn items(&self) -> &[String] {
+        &self.items
+    }
+
+    fn batches(&self) -> usize {
+        self.batches.len()
+    }
+
+    fn steps(&self) -> usize {
+        self.settings.steps
+    }
+
+    fn sampler(&self) -> String {
+        self.settings.kind.to_string()
+    }
+
+    fn device(&self) -> ActiveDevice {
+        self.session.device()
+    }
+
+    fn load(&mut self, model: &Model, options: &SessionOptions) -> Result<()> {
+        self.session = Session::new(model, options)?;
+        Ok(())
+    }
+
+    fn run(&mut self, batch: usize, control: &mut dyn StepControl) -> Result<ArrayD<f32>> {
+        let range = self.batches[batch].clone();
+        let seeds = &self.seeds[range.clone()];
+        let initial = batch_noise(&self.spec.item_shape, seeds);
+        let mut noise = NoiseSource::new(seeds);
+        let network = Network::per_item(&mut self.session, &self.spec, &self.values[range]);
+        let mut controlled = Controlled { network, control, batch };
+        Ok(sampler::sample(&self.settings, &mut controlled, initial, &mut noise)
+            .map_err(bitsearch_pipeline::PipelineError::from)?)
+    }
+}
+
+/// The network with every evaluation routed through a [`StepControl`].
+struct Controlled<'n, 'c> {
+    network: Network<'n>,
+    control: &'c mut dyn StepControl,
+    batch: usize,
+}
+
+impl Denoiser for Controlled<'_, '_> {
+    fn eval(&mut self, step: usize, x: &ArrayD<f32>, t: f32) -> std::result::Result<ArrayD<f32>, SampleError> {
+        let network = &mut self.network;
+        self.control.step(self.batch, step, &mut |overrides| {
+            network.run(x, t, overrides).map_err(|e| SampleError::Denoiser(format!("step {step}: {e}")))
+        })
+    }
+}

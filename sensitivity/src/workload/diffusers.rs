@@ -1,0 +1,116 @@
+//! A diffusers/optimum folder: items are prompts times seeds. Prompts are encoded once; only
+//! the UNet's session is swapped, the text encoder and VAE stay in float.
+
+use super::{StepControl, Workload, batch_ranges};
+use crate::config::SensitivityConfig;
+use crate::error::{Result, SensitivityError};
+use bitsearch_onnx::Model;
+use bitsearch_pipeline::diffusers::{Conditioning, DiffusersPipeline, GenerateRequest};
+use bitsearch_pipeline::sampler::Denoiser;
+use bitsearch_runtime::{ActiveDevice, SessionOptions};
+use ndarray::ArrayD;
+use std::path::Path;
+
+#[derive(Debug)]
+pub struct DiffusersWorkload {
+    pipeline: DiffusersPipeline,
+    model: Model,
+    items: Vec<String>,
+    /// One request and its encoded prompts per batch.
+    requests: Vec<(GenerateRequest, Conditioning)>,
+    sampler: String,
+    steps: usize,
+    device: ActiveDevice,
+}
+
+/// Steps when the config names none.
+const DEFAULT_STEPS: usize = 10;
+
+impl DiffusersWorkload {
+    pub fn open(dir: &Path, config: &SensitivityConfig) -> Result<Self> {
+        if !config.conditions.is_empty() {
+            return Err(SensitivityError::config(
+                "conditions",
+                format!("{} is a diffusers folder: it takes prompts, not conditions", dir.display()),
+            ));
+        }
+        if config.prompts.is_empty() {
+            return Err(SensitivityError::config(
+                "prompts",
+                format!("{} is a diffusers folder: give at least one prompt", dir.display()),
+            ));
+        }
+        let options = SessionOptions { device: config.device, threads: config.threads, ..Default::default() };
+        let mut pipeline = DiffusersPipeline::open(dir, &options)?;
+        let model = Model::load(pipeline.unet().path())?;
+        let pairs: Vec<(&String, u64)> =
+            config.prompts.iter().flat_map(|p| config.seeds.iter().map(move |&s| (p, s))).collect();
+        let items = pairs.iter().map(|(p, s)| format!("{p:?} seed={s}")).collect();
+        let steps = config.steps.unwrap_or(DEFAULT_STEPS);
+        let mut requests = Vec::new();
+        for range in batch_ranges(pairs.len(), config.batch) {
+            let prompts = pairs[range.clone()].iter().map(|(p, _)| (*p).clone()).collect();
+            let seeds = pairs[range].iter().map(|(_, s)| *s).collect();
+            let mut request = GenerateRequest::new(prompts, seeds);
+            request.negative_prompt = config.negative_prompt.clone();
+            request.steps = steps;
+            request.guidance = config.guidance;
+            request.sampler = config.sampler;
+            request.eta = config.eta;
+            let conditioning = pipeline.conditioning(&request)?;
+            requests.push((request, conditioning));
+        }
+        let sampler = match requests.first() {
+            Some((request, _)) => pipeline.sampler_settings(request)?.kind.to_string(),
+            None => String::new(),
+        };
+        let device = pipeline.unet_mut().session_mut().device();
+        Ok(Self { pipeline, model, items, requests, sampler, steps, device })
+    }
+}
+
+impl Workload for DiffusersWorkload {
+    fn model(&self) -> &Model {
+        &self.model
+    }
+
+    fn kind(&self) -> &'static str {
+        "diffusers"
+    }
+
+    fn items(&self) -> &[String] {
+        &self.items
+    }
+
+    fn batches(&self) -> usize {
+        self.requests.len()
+    }
+
+    fn steps(&self) -> usize {
+        self.steps
+    }
+
+    fn sampler(&self) -> String {
+        self.sampler.clone()
+    }
+
+    fn device(&self) -> ActiveDevice {
+        self.device
+    }
+
+    fn load(&mut self, model: &Model, options: &SessionOptions) -> Result<()> {
+        Ok(self.pipeline.unet_mut().reload(model, options)?)
+    }
+
+    fn run(&mut self, batch: usize, control: &mut dyn StepControl) -> Result<ArrayD<f32>> {
+        let (request, conditioning) = &self.requests[batch];
+        let generated = self.pipeline.generate_from(request, conditioning.clone(), |denoiser, step, x, t| {
+            control.step(batch, step, &mut |overrides| {
+                denoiser.set_overrides(overrides.iter().map(|(n, v)| (n.to_string(), v.to_owned())).collect());
+                let prediction = denoiser.eval(step, x, t)?;
+                Ok(std::iter::once(prediction).chain(denoiser.extra_outputs().iter().cloned()).collect())
+            })
+        })?;
+        Ok(generated.images)
+    }
+}

@@ -1,0 +1,66 @@
+//! What a probe runs: the whole generation — sampler, denoiser and (for diffusers folders) text
+//! encoder and VAE — on a fixed list of items (condition or prompt × seed) cut into batches.
+//! The sensitivity engine only swaps the denoiser's session and decides, step by step, what
+//! each denoiser evaluation does.
+
+mod denoiser;
+mod diffusers;
+
+pub use denoiser::DenoiserWorkload;
+pub use diffusers::DiffusersWorkload;
+
+use crate::config::SensitivityConfig;
+use crate::error::Result;
+use bitsearch_onnx::Model;
+use bitsearch_pipeline::sampler::SampleError;
+use bitsearch_runtime::{ActiveDevice, SessionOptions};
+use ndarray::{ArrayD, ArrayViewD};
+use std::path::Path;
+
+/// Runs the denoiser once on the current step's inputs, with `overrides` replacing overridable
+/// initializers; returns the prediction, then the session's extra outputs.
+pub type Evaluate<'a> =
+    dyn FnMut(&[(&str, ArrayViewD<'_, f32>)]) -> std::result::Result<Vec<ArrayD<f32>>, SampleError> + 'a;
+
+/// Decides what each denoiser evaluation of a run does.
+pub trait StepControl {
+    /// Step `step` of batch `batch`: returns the prediction the sampler continues with, usually
+    /// by calling `evaluate` (it may instead return a stored one).
+    fn step(
+        &mut self,
+        batch: usize,
+        step: usize,
+        evaluate: &mut Evaluate<'_>,
+    ) -> std::result::Result<ArrayD<f32>, SampleError>;
+}
+
+pub trait Workload: std::fmt::Debug {
+    /// The denoiser graph whose layers are probed.
+    fn model(&self) -> &Model;
+    /// `denoiser` or `diffusers`.
+    fn kind(&self) -> &'static str;
+    /// One description per item, in batch order.
+    fn items(&self) -> &[String];
+    fn batches(&self) -> usize;
+    fn steps(&self) -> usize;
+    fn sampler(&self) -> String;
+    fn device(&self) -> ActiveDevice;
+    /// Rebuilds the denoiser's session from `model` (the denoiser or an edited copy of it).
+    fn load(&mut self, model: &Model, options: &SessionOptions) -> Result<()>;
+    /// Generates batch `batch`; returns the final images `[items, ...]`.
+    fn run(&mut self, batch: usize, control: &mut dyn StepControl) -> Result<ArrayD<f32>>;
+}
+
+/// Opens `path` as a diffusers/optimum folder or a single denoiser file.
+pub fn open(path: &Path, config: &SensitivityConfig) -> Result<Box<dyn Workload>> {
+    if path.is_dir() {
+        Ok(Box::new(DiffusersWorkload::open(path, config)?))
+    } else {
+        Ok(Box::new(DenoiserWorkload::open(path, config)?))
+    }
+}
+
+/// Items cut into batches of at most `batch`.
+fn batch_ranges(items: usize, batch: usize) -> Vec<std::ops::Range<usize>> {
+    (0..items).step_by(batch).map(|start| start..(start + batch).min(items)).collect()
+}

@@ -1,0 +1,131 @@
+//! `bitsearch sensitivity`: the config from YAML and flags, a progress bar, and the summary.
+
+use crate::cli::SensitivityArgs;
+use bitsearch_sensitivity::{
+    Existing, ProbeRow, Progress, SensitivityConfig, SensitivityRun, Shard, monotonicity, run_to_table,
+};
+use indicatif::{ProgressBar, ProgressStyle};
+
+pub fn run(args: &SensitivityArgs) -> anyhow::Result<()> {
+    let config = config(args)?;
+    let mut run = SensitivityRun::open(&args.model, config, args.shard.unwrap_or(Shard::WHOLE))?;
+    let meta = run.meta();
+    log::info!(
+        "{}: {} sampler, {} steps, {} items, {} probes{} on {}",
+        args.model.display(),
+        meta.sampler,
+        meta.steps,
+        meta.items.len(),
+        run.probes(),
+        args.shard.map_or(String::new(), |s| format!(" (shard {s} of {} in all)", meta.probes_total)),
+        meta.device
+    );
+    log::info!("{}", meta.metric_groups);
+    let existing = match (args.resume, args.overwrite) {
+        (true, _) => Existing::Resume,
+        (_, true) => Existing::Overwrite,
+        _ => Existing::Refuse,
+    };
+    let mut bar = Bar::default();
+    let (summary, table) = run_to_table(&mut run, &args.out, existing, &mut bar)?;
+    bar.0.finish_and_clear();
+    let m = monotonicity(&table.rows);
+    println!(
+        "{}: {} probes ({} computed now, {} from the journal)",
+        args.out.display(),
+        table.rows.len(),
+        summary.computed,
+        summary.skipped
+    );
+    if summary.computed > 0 {
+        println!(
+            "speed: {:.2} probes/s; probe / plain forward = {:.3} (plain pass {:.3} s)",
+            summary.probes_per_second(),
+            summary.probe_to_plain_ratio(),
+            summary.plain_pass.as_secs_f64()
+        );
+    }
+    if m.checked > 0 {
+        println!(
+            "monotonic in weight bits: {} layers checked; fewer bits scored better on SQNR for {}, on SSIM for {}",
+            m.checked,
+            m.sqnr_exceptions.len(),
+            m.ssim_exceptions.len()
+        );
+    }
+    if summary.nonfinite > 0 {
+        println!("{} probes produced NaN/Inf and were recorded as worst sensitivity", summary.nonfinite);
+    }
+    Ok(())
+}
+
+/// The YAML config (or the defaults) with every given flag applied on top, then validated.
+fn config(args: &SensitivityArgs) -> anyhow::Result<SensitivityConfig> {
+    let mut c = match &args.config {
+        Some(path) => SensitivityConfig::from_yaml_file(path)?,
+        None => SensitivityConfig::default(),
+    };
+    fn set<T: Clone>(field: &mut T, flag: &Option<T>) {
+        if let Some(value) = flag {
+            *field = value.clone();
+        }
+    }
+    set(&mut c.w_bits, &args.w_bits);
+    set(&mut c.a_bits, &args.act_bits);
+    set(&mut c.step_groups, &args.step_groups);
+    set(&mut c.eta, &args.eta);
+    set(&mut c.seeds, &args.seeds);
+    set(&mut c.guidance, &args.guidance);
+    set(&mut c.sigma_min, &args.sigma_min);
+    set(&mut c.sigma_max, &args.sigma_max);
+    set(&mut c.batch, &args.batch);
+    set(&mut c.clipping, &args.clipping);
+    set(&mut c.clip_grid, &args.clip_grid);
+    set(&mut c.layers, &args.layers);
+    set(&mut c.window, &args.window);
+    set(&mut c.device, &args.device);
+    c.steps = args.steps.or(c.steps);
+    c.sampler = args.sampler.or(c.sampler);
+    c.prediction = args.prediction.or(c.prediction);
+    c.group_size = args.group_size.or(c.group_size);
+    c.threads = args.threads.or(c.threads);
+    c.negative_prompt = args.negative_prompt.clone().or(c.negative_prompt);
+    c.conditions.extend(args.conditions.iter().cloned());
+    if !args.prompts.is_empty() {
+        c.prompts = args.prompts.clone();
+    }
+    c.dims.extend(args.dims.iter().cloned());
+    c.validate()?;
+    Ok(c)
+}
+
+/// A progress bar with ETA on a terminal; stage messages go to the log as well.
+struct Bar(ProgressBar);
+
+impl Default for Bar {
+    fn default() -> Self {
+        Self(ProgressBar::hidden())
+    }
+}
+
+impl Progress for Bar {
+    fn start(&mut self, total: usize, done: usize) {
+        self.0 = ProgressBar::new(total as u64).with_position(done as u64);
+        let style = ProgressStyle::with_template("{bar:30} {pos}/{len} probes  {per_sec}  ETA {eta}  {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar());
+        self.0.set_style(style);
+        self.0.reset_eta();
+        if done > 0 {
+            log::info!("resuming: {done} of {total} probes already in the journal");
+        }
+    }
+
+    fn stage(&mut self, message: &str) {
+        self.0.suspend(|| log::info!("{message}"));
+    }
+
+    fn finished(&mut self, row: &ProbeRow) {
+        self.0.set_message(format!("{} W{}A{}", row.layer, row.w_bits, row.a_bits));
+        self.0.inc(1);
+    }
+}
