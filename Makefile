@@ -44,6 +44,8 @@ demo: build models
 	$(BIN) inspect $(TERRAIN) | tail -n 12
 	$(BIN) sample $(TERRAIN) --steps 1 --seed 0 --num 4 --condition difficulty=0.5 --out $(DEMO_OUT)/samples
 	@echo "demo samples: $(ROOT)/$(DEMO_OUT)/samples"
+	$(BIN) sensitivity $(TERRAIN) --condition difficulty=0.5 --w-bits 4,8 --out $(DEMO_OUT)/sensitivity.parquet --resume
+	@echo "demo sensitivity table: $(ROOT)/$(DEMO_OUT)/sensitivity.parquet"
 
 ## test: unit tests on graphs the tests build, integration tests on the real terrain model
 test: setup models

@@ -22,6 +22,9 @@ use std::ops::Range;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+/// Timed full-precision passes whose median is the plain-pass time.
+const PLAIN_PASSES: usize = 3;
+
 /// What a long run tells its user as it goes.
 pub trait Progress {
     /// `total` probes in this run (this shard), `done` of them already in the journal.
@@ -166,11 +169,19 @@ impl SensitivityRun {
             return Ok(summary);
         }
         progress.stage("full-precision reference");
-        // ONNX Runtime's first run allocates and tunes; time a warm pass.
+        // ONNX Runtime's first runs allocate and tune: a warm-up, then the median of three
+        // timed passes (the reference itself and two more) is what a plain pass costs.
         self.workload.run(0, &mut Record::default())?;
         let started = Instant::now();
         let reference = self.reference()?;
-        summary.plain_pass = started.elapsed();
+        let mut passes = vec![started.elapsed()];
+        for _ in 0..PLAIN_PASSES - 1 {
+            let started = Instant::now();
+            self.reference()?;
+            passes.push(started.elapsed());
+        }
+        passes.sort();
+        summary.plain_pass = passes[PLAIN_PASSES / 2];
         let started = Instant::now();
         let windows = self.windows.clone();
         for (w, window) in windows.iter().enumerate() {

@@ -230,8 +230,15 @@ pub fn first_difference(a: &RunMeta, b: &RunMeta) -> Option<String> {
     a.iter().find(|(k, v)| b.get(*k) != Some(v)).map(|(k, _)| k.clone())
 }
 
+/// SQNR two runs in float reach when they differ only by kernel choice (a weight fed at run
+/// time instead of pre-packed): above it on both sides, a comparison measures rounding noise.
+pub const SQNR_FLOOR_DB: f64 = 120.0;
+/// SSIM differences below this are rounding noise too.
+pub const SSIM_TOLERANCE: f64 = 1e-9;
+
 /// Layers where fewer weight bits measured *better* than more: for each layer (and activation
 /// bits and step group), every pair of consecutive weight bit-widths is compared on one metric.
+/// Differences inside float rounding noise ([`SQNR_FLOOR_DB`], [`SSIM_TOLERANCE`]) are ties.
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct Monotonicity {
     /// Layers with at least two weight bit-widths.
@@ -254,11 +261,12 @@ pub fn monotonicity(rows: &[ProbeRow]) -> Monotonicity {
         }
         checked.insert(layer);
         probes.sort_by_key(|r| r.w_bits);
-        let beaten = |metric: fn(&ProbeRow) -> f64| probes.windows(2).any(|p| metric(p[0]) > metric(p[1]));
-        if beaten(|r| r.sqnr_db) && !result.sqnr_exceptions.iter().any(|l| l == layer) {
+        let sqnr_beaten = probes.windows(2).any(|p| p[0].sqnr_db > p[1].sqnr_db && p[1].sqnr_db < SQNR_FLOOR_DB);
+        let ssim_beaten = probes.windows(2).any(|p| p[0].ssim > p[1].ssim + SSIM_TOLERANCE);
+        if sqnr_beaten && !result.sqnr_exceptions.iter().any(|l| l == layer) {
             result.sqnr_exceptions.push(layer.to_string());
         }
-        if beaten(|r| r.ssim) && !result.ssim_exceptions.iter().any(|l| l == layer) {
+        if ssim_beaten && !result.ssim_exceptions.iter().any(|l| l == layer) {
             result.ssim_exceptions.push(layer.to_string());
         }
     }
@@ -379,9 +387,12 @@ pub(crate) mod tests {
             probe("b", 4, 20.0, 0.95),
             probe("b", 8, 18.0, 0.95),
             probe("c", 8, 1.0, 0.1),
+            // Both beyond the float floor: rounding noise, not an exception.
+            probe("d", 4, 131.0, 1.0),
+            probe("d", 8, 129.0, 1.0 - 1e-12),
         ];
         let m = monotonicity(&rows);
-        assert_eq!(m.checked, 2);
+        assert_eq!(m.checked, 3);
         assert_eq!(m.sqnr_exceptions, vec!["b".to_string()]);
         assert!(m.ssim_exceptions.is_empty(), "a tie is not an exception");
     }
