@@ -17,6 +17,7 @@ use bitsearch_runtime::{ActiveDevice, Device, SessionOptions, layers_with_costs}
 use bitsearch_types::{Layer, LayerKind, MetricGroup, Role};
 use ndarray::{ArrayD, ArrayViewD, IxDyn};
 use sha2::{Digest, Sha256};
+use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet};
 use std::ops::Range;
 use std::path::Path;
@@ -197,8 +198,8 @@ impl SensitivityRun {
                 let weight = match (probe.w_bits, &weight_name) {
                     (Some(bits), Some(name)) => {
                         let key = (probe.layer, bits);
-                        if !weights.contains_key(&key) {
-                            weights.insert(key, self.quantized_weight(&self.layers[probe.layer], name, bits)?);
+                        if let Entry::Vacant(slot) = weights.entry(key) {
+                            slot.insert(self.quantized_weight(&self.layers[probe.layer], name, bits)?);
                         }
                         weights.get(&key).map(|(w, bytes)| (name.as_str(), w, *bytes))
                     }
@@ -444,13 +445,11 @@ fn select(layers: &[Layer], config: &SensitivityConfig) -> Result<Vec<usize>> {
                 format!("'{entry}' is neither a layer of the model nor a role (see `bitsearch inspect`)"),
             ));
         }
-        if let Some(&i) = matched.iter().find(|&&i| layers[i].kind == LayerKind::ActMatMul && !probes_acts) {
-            if layers[i].name == *entry {
-                return Err(SensitivityError::config(
-                    "layers",
-                    format!("'{entry}' has no weights: probing it needs activation bits (a_bits)"),
-                ));
-            }
+        if !probes_acts && matched.iter().any(|&i| layers[i].kind == LayerKind::ActMatMul && layers[i].name == *entry) {
+            return Err(SensitivityError::config(
+                "layers",
+                format!("'{entry}' has no weights: probing it needs activation bits (a_bits)"),
+            ));
         }
         chosen.extend(matched.into_iter().filter(|&i| layers[i].kind == LayerKind::Weight || probes_acts));
     }

@@ -308,7 +308,7 @@ pub(crate) mod tests {
             role: "conv".into(),
             group: "quality".into(),
             params: 100,
-            macs: if probe % 2 == 0 { Some(1000) } else { None },
+            macs: if probe.is_multiple_of(2) { Some(1000) } else { None },
             w_bits: 4,
             a_bits: 32,
             step_group: 0,

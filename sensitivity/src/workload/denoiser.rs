@@ -61,13 +61,14 @@ impl DenoiserWorkload {
             ..Default::default()
         };
         let spec = DenoiserSpec::resolve(session.inputs(), &resolve_config)?;
-        if let Some((input, _)) = spec.conditions.iter().find(|(input, _)| input.shape.is_empty()) {
-            if config.conditions.get(&input.name).is_some_and(|v| v.len() > 1) {
-                return Err(SensitivityError::config(
-                    format!("conditions.{}", input.name),
-                    "the input is a scalar shared by the batch: give it one value",
-                ));
-            }
+        let varies = |name: &str| config.conditions.get(name).is_some_and(|v| v.len() > 1);
+        if let Some((input, _)) =
+            spec.conditions.iter().find(|(input, _)| input.shape.is_empty() && varies(&input.name))
+        {
+            return Err(SensitivityError::config(
+                format!("conditions.{}", input.name),
+                "the input is a scalar shared by the batch: give it one value",
+            ));
         }
         let kind = config.sampler.unwrap_or_else(|| spec.default_sampler());
         let default_steps = match spec.domain {
