@@ -21,10 +21,14 @@ export BITSEARCH_TERRAIN_MODEL := $(ROOT)/$(TERRAIN)
 BIN := target/release/bitsearch
 DEMO_OUT := out/demo
 
-.PHONY: setup models build demo test bench lint proto
+.PHONY: setup system-packages models build demo test bench lint proto
 
-## setup: ONNX Runtime from its PyPI wheel into .local/ (GPU=1 for onnxruntime-gpu)
-setup: $(ORT_DIR)/.installed-$(ORT_PACKAGE)
+## setup: cmake and libclang (apt, for HiGHS) and ONNX Runtime from its PyPI wheel into .local/
+## (GPU=1 for onnxruntime-gpu)
+setup: system-packages $(ORT_DIR)/.installed-$(ORT_PACKAGE)
+
+system-packages:
+	scripts/install-system-packages.sh
 
 $(ORT_DIR)/.installed-$(ORT_PACKAGE):
 	scripts/install-onnxruntime.sh "$(PY)" "$(ORT_PACKAGE)" "$(ORT_VERSION)" "$(ORT_DIR)"

@@ -38,6 +38,8 @@ pub enum Command {
     Sensitivity(Box<SensitivityArgs>),
     /// Join the tables of the shards of one sensitivity run.
     Merge(MergeArgs),
+    /// Choose bits per layer (and step group) under a budget: an integer program, a YAML plan.
+    Solve(SolveArgs),
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -224,4 +226,42 @@ pub struct MergeArgs {
     /// The merged table.
     #[arg(long)]
     pub out: PathBuf,
+}
+
+/// Every field of the YAML config has a flag; a flag given replaces the config's value.
+#[derive(Debug, clap::Args)]
+pub struct SolveArgs {
+    /// The sensitivity table (from `bitsearch sensitivity` or `merge`).
+    #[arg(long)]
+    pub sensitivity: PathBuf,
+    /// The plan (YAML) to write; with --sweep, a folder for the plans and the frontier.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// YAML file with budgets, content_weight, content_share, protect, fill, time_limit.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// A budget: avg-bits=4.0, memory=2.5MB, bops=1.2e12, or 4.0bits, 2.5MB, 1.2e12bops, 30%
+    /// (of full precision); repeat for several limits. The first also gets a lower bound.
+    #[arg(long = "budget")]
+    pub budgets: Vec<String>,
+    /// Solve at N budgets from FROM to TO, e.g. avg-bits=2.5..8:50, and write the frontier.
+    #[arg(long)]
+    pub sweep: Option<bitsearch_solver::pareto::Sweep>,
+    /// Weight of the content layers' SSIM loss against the quality layers' SQNR loss [default: 1].
+    #[arg(long)]
+    pub content_weight: Option<f64>,
+    /// Fraction of the first budget for content layers, or `search` (MixDQ's sweep).
+    #[arg(long)]
+    pub content_share: Option<bitsearch_solver::Share>,
+    /// Layers kept in float (names, roles, `input`, `output`), comma-separated
+    /// [default: input,output,embedding]; `--protect ''` protects nothing.
+    #[arg(long, value_delimiter = ',')]
+    pub protect: Option<Vec<String>>,
+    /// Lower bound of the first budget, as a fraction of it [default: 0.02 bits under an
+    /// avg-bits budget, 0.5% under the others].
+    #[arg(long)]
+    pub fill: Option<f64>,
+    /// Seconds HiGHS may spend per program [default: 60].
+    #[arg(long)]
+    pub time_limit: Option<f64>,
 }

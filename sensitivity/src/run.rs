@@ -16,7 +16,6 @@ use bitsearch_quant::{ActQuantizer, StepRanges};
 use bitsearch_runtime::{ActiveDevice, Device, SessionOptions, layers_with_costs};
 use bitsearch_types::{Layer, LayerKind, MetricGroup, Role};
 use ndarray::{ArrayD, ArrayViewD, IxDyn};
-use sha2::{Digest, Sha256};
 use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet};
 use std::ops::Range;
@@ -119,7 +118,8 @@ impl SensitivityRun {
         let meta = RunMeta {
             tool_version: env!("CARGO_PKG_VERSION").to_string(),
             model: model.display().to_string(),
-            model_sha256: sha256(&denoiser_file)?,
+            model_sha256: bitsearch_types::sha256_file(&denoiser_file)
+                .map_err(|e| SensitivityError::table(&denoiser_file, format!("cannot read: {e}")))?,
             pipeline: workload.kind().to_string(),
             sampler: workload.sampler(),
             steps: workload.steps(),
@@ -498,11 +498,6 @@ fn describe_groups(layers: &[Layer], selected: &[usize], groups: &[MetricGroup])
         );
     }
     note
-}
-
-fn sha256(path: &Path) -> Result<String> {
-    let bytes = std::fs::read(path).map_err(|e| SensitivityError::table(path, format!("cannot read: {e}")))?;
-    Ok(Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect())
 }
 
 /// What to do with the results of an earlier run at the same output path.

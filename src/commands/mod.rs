@@ -4,6 +4,7 @@ mod inspect;
 mod merge;
 mod sample;
 mod sensitivity;
+mod solve;
 
 use crate::cli::{Args, Command};
 
@@ -13,6 +14,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         Command::Sample(a) => sample::run(&a),
         Command::Sensitivity(a) => sensitivity::run(&a),
         Command::Merge(a) => merge::run(&a),
+        Command::Solve(a) => solve::run(&a),
     }
 }
 

@@ -1,5 +1,6 @@
-//! Writing files all at once: a reader sees the old file or the new one, never half of it,
-//! because every stage's outputs may be read while a long run is interrupted.
+//! Files between stages: written all at once (a reader sees the old file or the new one, never
+//! half of it, because every stage's outputs may be read while a long run is interrupted), and
+//! identified by the sha256 of their bytes.
 
 use std::io::Write;
 use std::path::Path;
@@ -12,4 +13,11 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     tmp.as_file().sync_all()?;
     tmp.persist(path).map_err(|e| e.error)?;
     Ok(())
+}
+
+/// Hex sha256 of a file's bytes, as `sha256sum` prints it.
+pub fn sha256_file(path: &Path) -> std::io::Result<String> {
+    use sha2::{Digest, Sha256};
+    let bytes = std::fs::read(path)?;
+    Ok(Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect())
 }

@@ -7,5 +7,5 @@
 mod atomic;
 mod layer;
 
-pub use atomic::write_atomically;
+pub use atomic::{sha256_file, write_atomically};
 pub use layer::{Layer, LayerKind, MetricGroup, Role};

@@ -1,0 +1,139 @@
+//! A bit allocation — which option every layer takes in every step group — and what it costs
+//! and is predicted to lose, computed directly from the problem (never from the solver), so
+//! plans and tests can check the solver's answers.
+
+use crate::budget::Resource;
+use crate::problem::{FLOAT_BITS, Problem};
+use bitsearch_types::MetricGroup;
+use serde::{Deserialize, Serialize};
+
+/// `assignment[layer][step_group]`: the index of the option taken, None for protected layers.
+pub type Assignment = Vec<Vec<Option<usize>>>;
+
+/// What an allocation costs.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Usage {
+    /// Weight bytes (each distinct weight bit-width a layer uses is stored once).
+    pub memory: f64,
+    pub bops: f64,
+    /// Parameter-weighted mean stored weight bits of the quantized layers.
+    pub avg_bits: f64,
+}
+
+impl Usage {
+    pub fn get(&self, resource: Resource) -> f64 {
+        match resource {
+            Resource::Memory => self.memory,
+            Resource::Bops => self.bops,
+            Resource::AvgBits => self.avg_bits,
+        }
+    }
+}
+
+/// An allocation's cost and predicted loss.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Evaluation {
+    pub usage: Usage,
+    /// Normalised quality loss plus content weight times normalised content loss.
+    pub objective: f64,
+    /// Σ 10^(−SQNR/10) over quality layers and step groups.
+    pub quality_loss: f64,
+    /// Σ (1 − SSIM) over content layers and step groups.
+    pub content_loss: f64,
+}
+
+impl Evaluation {
+    /// The denoiser-output SQNR the additive noise model predicts, dB.
+    pub fn predicted_sqnr_db(&self) -> f64 {
+        if self.quality_loss > 0.0 { -10.0 * self.quality_loss.log10() } else { f64::INFINITY }
+    }
+
+    /// The final-image SSIM the additive model predicts.
+    pub fn predicted_ssim(&self) -> f64 {
+        1.0 - self.content_loss
+    }
+}
+
+impl Problem {
+    /// Every layer in float.
+    pub fn full_precision(&self) -> Usage {
+        let memory = self.layers.iter().map(|l| l.float_bytes() as f64).sum();
+        let bops = self.layers.iter().map(|l| l.macs as f64).sum::<f64>()
+            * f64::from(FLOAT_BITS * FLOAT_BITS)
+            * self.total_steps() as f64;
+        Usage { memory, bops, avg_bits: f64::from(FLOAT_BITS) }
+    }
+
+    pub fn evaluate(&self, assignment: &Assignment, content_weight: f64) -> Evaluation {
+        let (mut memory, mut bops, mut bits, mut quality_loss, mut content_loss) = (0.0, 0.0, 0.0, 0.0, 0.0);
+        for (layer, chosen) in self.layers.iter().zip(assignment) {
+            if layer.protected {
+                memory += layer.float_bytes() as f64;
+                bops += layer.macs as f64 * f64::from(FLOAT_BITS * FLOAT_BITS) * self.total_steps() as f64;
+                continue;
+            }
+            let mut stored: Vec<u32> = Vec::new();
+            for (g, option) in chosen.iter().enumerate() {
+                let Some(o) = *option else { continue };
+                let p = layer.options[o];
+                if !stored.contains(&p.w_bits) {
+                    stored.push(p.w_bits);
+                    memory += layer.bytes[o] as f64;
+                    bits += layer.params as f64 * f64::from(p.w_bits);
+                }
+                bops += layer.macs as f64 * f64::from(p.w_bits * p.a_bits) * self.steps_per_group[g] as f64;
+                match layer.group {
+                    MetricGroup::Quality => quality_loss += layer.loss[o][g],
+                    MetricGroup::Content => content_loss += layer.loss[o][g],
+                }
+            }
+        }
+        let params = self.quantized_params();
+        let avg_bits = if params > 0 { bits / params as f64 } else { 0.0 };
+        let objective = quality_loss / self.quality_scale + content_weight * content_loss / self.content_scale;
+        Evaluation { usage: Usage { memory, bops, avg_bits }, objective, quality_loss, content_loss }
+    }
+
+    /// Every quantized layer at `w_bits` weights (activation-only layers and the activation
+    /// side at the fewest activation bits offered), if every layer offers it.
+    pub fn uniform(&self, w_bits: u32) -> Option<Assignment> {
+        self.layers
+            .iter()
+            .map(|layer| {
+                if layer.protected {
+                    return Some(vec![None; self.groups()]);
+                }
+                let wanted = if layer.params > 0 { w_bits } else { FLOAT_BITS };
+                let option = (0..layer.options.len())
+                    .filter(|&o| layer.options[o].w_bits == wanted && layer.loss[o].iter().all(|l| l.is_finite()))
+                    .min_by_key(|&o| layer.options[o].a_bits)?;
+                Some(vec![Some(option); self.groups()])
+            })
+            .collect()
+    }
+
+    /// The allocation using the least (or with `most`, the most) of `resource` among plans
+    /// that keep one option per layer: every quantized layer at its cheapest (dearest) finite
+    /// option — weight bytes for memory, weight bits for avg-bits, w·a for BOPs.
+    pub fn extreme(&self, resource: Resource, most: bool) -> Assignment {
+        self.layers
+            .iter()
+            .map(|layer| {
+                if layer.protected {
+                    return vec![None; self.groups()];
+                }
+                let cost = |o: &usize| -> u64 {
+                    let p = layer.options[*o];
+                    match resource {
+                        Resource::Memory => layer.bytes[*o],
+                        Resource::AvgBits => u64::from(p.w_bits),
+                        Resource::Bops => u64::from(p.w_bits * p.a_bits),
+                    }
+                };
+                let finite = (0..layer.options.len()).filter(|o| layer.loss[*o].iter().all(|l| l.is_finite()));
+                let pick = if most { finite.max_by_key(cost) } else { finite.min_by_key(cost) };
+                vec![pick; self.groups()]
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,174 @@
+//! Budgets as users write them: `memory=2.5MB`, `avg-bits=4.0`, `bops=1.2e12`, or a bare
+//! amount whose unit says the kind (`2.5MB`, `4.0bits`, `1.2e12bops`); `30%` is a fraction of
+//! the full-precision value (a bare percentage is a memory budget).
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::str::FromStr;
+
+/// What a budget limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Resource {
+    /// Bytes of the weights: codes plus the quantizer's scales; protected layers in float32.
+    Memory,
+    /// Σ MACs · weight bits · activation bits over every step that runs the layer.
+    Bops,
+    /// Parameter-weighted mean weight bits of the quantized (not protected) layers.
+    AvgBits,
+}
+
+impl Resource {
+    pub fn name(self) -> &'static str {
+        match self {
+            Resource::Memory => "memory",
+            Resource::Bops => "bops",
+            Resource::AvgBits => "avg-bits",
+        }
+    }
+
+    /// An amount of this resource in the units people read.
+    pub fn format(self, value: f64) -> String {
+        match self {
+            Resource::Memory => format!("{:.4}MB", value / 1e6),
+            Resource::Bops => format!("{value:.4e}bops"),
+            Resource::AvgBits => format!("{value:.4}bits"),
+        }
+    }
+}
+
+impl fmt::Display for Resource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// How much of a resource.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Amount {
+    /// In the resource's own unit (bytes, BOPs, bits).
+    Absolute(f64),
+    /// A fraction of the full-precision value (0.3 for `30%`).
+    OfFullPrecision(f64),
+}
+
+impl Amount {
+    /// The amount in the resource's unit, given the full-precision value.
+    pub fn resolve(self, full_precision: f64) -> f64 {
+        match self {
+            Amount::Absolute(v) => v,
+            Amount::OfFullPrecision(f) => f * full_precision,
+        }
+    }
+}
+
+/// An upper limit on one resource.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Budget {
+    pub resource: Resource,
+    pub amount: Amount,
+}
+
+impl FromStr for Budget {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (resource, amount) = match s.split_once('=') {
+            Some((kind, amount)) => (Some(parse_resource(kind.trim())?), amount.trim()),
+            None => (None, s.trim()),
+        };
+        let (amount, unit) = parse_amount(amount).ok_or_else(|| {
+            format!(
+                "'{s}' is not a budget: expected e.g. avg-bits=4.0, memory=2.5MB, bops=1.2e12, 4.0bits, 2.5MB or 30%"
+            )
+        })?;
+        let resource = match (resource, unit) {
+            (Some(r), Some(u)) if r != u => {
+                return Err(format!("'{s}': a {} budget cannot be given in {} units", r.name(), u.name()));
+            }
+            (Some(r), _) | (None, Some(r)) => r,
+            (None, None) => Resource::Memory,
+        };
+        if !matches!(amount, Amount::Absolute(v) | Amount::OfFullPrecision(v) if v.is_finite() && v > 0.0) {
+            return Err(format!("'{s}': a budget must be a positive number"));
+        }
+        Ok(Budget { resource, amount })
+    }
+}
+
+impl fmt::Display for Budget {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.amount {
+            Amount::Absolute(v) => write!(f, "{}={}", self.resource, self.resource.format(v)),
+            Amount::OfFullPrecision(p) => write!(f, "{}={}%", self.resource, p * 100.0),
+        }
+    }
+}
+
+fn parse_resource(kind: &str) -> Result<Resource, String> {
+    match kind {
+        "memory" | "mem" => Ok(Resource::Memory),
+        "bops" => Ok(Resource::Bops),
+        "avg-bits" | "bits" => Ok(Resource::AvgBits),
+        other => Err(format!("unknown budget '{other}', expected memory, bops or avg-bits")),
+    }
+}
+
+/// The amount and the resource its unit implies (None for no unit or a percentage).
+pub(crate) fn parse_amount(text: &str) -> Option<(Amount, Option<Resource>)> {
+    if let Some(percent) = text.strip_suffix('%') {
+        return Some((Amount::OfFullPrecision(percent.trim().parse::<f64>().ok()? / 100.0), None));
+    }
+    // The unit starts at the first letter that is not an exponent's `e`.
+    let split = text.find(|c: char| c.is_ascii_alphabetic() && c != 'e' && c != 'E').unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let value: f64 = number.trim().parse().ok()?;
+    let unit = unit.trim();
+    let (scale, implied) = match unit.to_ascii_lowercase().as_str() {
+        "" => (1.0, None),
+        "b" => (1.0, Some(Resource::Memory)),
+        "kb" => (1e3, Some(Resource::Memory)),
+        "mb" => (1e6, Some(Resource::Memory)),
+        "gb" => (1e9, Some(Resource::Memory)),
+        "kib" => (1024.0, Some(Resource::Memory)),
+        "mib" => (1024.0 * 1024.0, Some(Resource::Memory)),
+        "gib" => (1024.0 * 1024.0 * 1024.0, Some(Resource::Memory)),
+        "bops" => (1.0, Some(Resource::Bops)),
+        "bits" | "bit" => (1.0, Some(Resource::AvgBits)),
+        _ => return None,
+    };
+    Some((Amount::Absolute(value * scale), implied))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn budgets_parse_with_units_kinds_and_percentages() {
+        let b = |s: &str| s.parse::<Budget>().unwrap();
+        assert_eq!(b("2.5MB"), Budget { resource: Resource::Memory, amount: Amount::Absolute(2.5e6) });
+        assert_eq!(b("memory=1KiB"), Budget { resource: Resource::Memory, amount: Amount::Absolute(1024.0) });
+        assert_eq!(b("4.0bits"), Budget { resource: Resource::AvgBits, amount: Amount::Absolute(4.0) });
+        assert_eq!(b("avg-bits=3.5"), Budget { resource: Resource::AvgBits, amount: Amount::Absolute(3.5) });
+        assert_eq!(b("1.2e12bops"), Budget { resource: Resource::Bops, amount: Amount::Absolute(1.2e12) });
+        assert_eq!(b("bops=2E9"), Budget { resource: Resource::Bops, amount: Amount::Absolute(2e9) });
+        assert_eq!(b("30%"), Budget { resource: Resource::Memory, amount: Amount::OfFullPrecision(0.3) });
+        assert_eq!(b("bops=25%"), Budget { resource: Resource::Bops, amount: Amount::OfFullPrecision(0.25) });
+    }
+
+    #[test]
+    fn nonsense_budgets_are_refused_with_the_reason() {
+        for (bad, reason) in [
+            ("avg-bits=2MB", "cannot be given in memory units"),
+            ("speed=3", "unknown budget"),
+            ("4 apples", "is not a budget"),
+            ("memory=-1MB", "positive"),
+            ("0bits", "positive"),
+        ] {
+            let message = bad.parse::<Budget>().unwrap_err();
+            assert!(message.contains(reason), "{bad}: {message}");
+        }
+    }
+}

@@ -1,0 +1,383 @@
+//! The integer program, built with good_lp and solved by HiGHS to proven optimality:
+//!
+//! - binary `x[l,o,g]`: layer `l` takes option `o` during step group `g`; exactly one per (l, g);
+//!   options whose probe gave NaN/Inf get no variable;
+//! - with several step groups, binary `z[l,w]`: layer `l` stores its weight at `w` bits, with
+//!   `x ≤ z` for every option and group using `w`, and `z ≤ Σ x` so nothing unused is stored;
+//! - budgets as linear rows over `x` (BOPs) or the stored weights (memory, avg-bits); the first
+//!   budget also gets a lower bound so the plan uses what it is given (MixDQ's window);
+//! - with a content share, the first budget is split between the content and quality layers;
+//! - objective: Σ cost · x, the normalised losses of [`Problem::cost`].
+
+use crate::allocation::{Assignment, Evaluation};
+use crate::budget::{Budget, Resource};
+use crate::error::{Result, SolverError};
+use crate::problem::{FLOAT_BITS, Problem};
+use bitsearch_types::MetricGroup;
+use good_lp::{Expression, ProblemVariables, SolverModel, Variable, variable};
+use highs::{HighsModelStatus, HighsSolutionStatus};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+/// MixDQ's window below an avg-bits budget: a 4-bit budget is met by 3.98 to 4.00 bits.
+pub const AVG_BITS_WINDOW: f64 = 0.02;
+/// The same window for memory and BOPs budgets, as a fraction of the budget.
+pub const RELATIVE_WINDOW: f64 = 0.005;
+/// Slack for float round-off when checking a plan against its budgets.
+const TOLERANCE: f64 = 1e-9;
+
+/// How to solve.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SolveOptions {
+    pub budgets: Vec<Budget>,
+    /// Weight of the content group's normalised loss against the quality group's.
+    pub content_weight: f64,
+    /// Fraction of the first budget (beyond protected layers) reserved for content layers;
+    /// None lets the program trade freely between the groups.
+    pub content_share: Option<f64>,
+    /// Lower bound of the first budget as a fraction of it; None: MixDQ's window.
+    pub fill: Option<f64>,
+    /// Seconds before HiGHS stops with its best plan so far.
+    pub time_limit: f64,
+}
+
+impl Default for SolveOptions {
+    fn default() -> Self {
+        Self { budgets: Vec::new(), content_weight: 1.0, content_share: None, fill: None, time_limit: 60.0 }
+    }
+}
+
+/// One budget as the program used it.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Limit {
+    pub resource: Resource,
+    pub limit: f64,
+    /// The lower bound (first budget only).
+    pub lower: Option<f64>,
+    pub used: f64,
+    pub full_precision: f64,
+}
+
+/// A solved program.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Solved {
+    pub assignment: Assignment,
+    pub evaluation: Evaluation,
+    pub limits: Vec<Limit>,
+    /// `optimal` (proven, gap 0) or `time_limit` (best found).
+    pub status: String,
+    /// Relative gap to the LP bound; 0 when proven optimal.
+    pub gap: f64,
+    pub seconds: f64,
+    pub variables: usize,
+    pub constraints: usize,
+    /// The content share the program was held to (None: free, or no content layers).
+    pub content_share: Option<f64>,
+}
+
+/// Solves the allocation under `options`. An unreachable budget is an error naming the
+/// smallest feasible one.
+pub fn solve(problem: &Problem, options: &SolveOptions) -> Result<Solved> {
+    let started = Instant::now();
+    let Some(first) = options.budgets.first() else {
+        return Err(SolverError::Config { field: "budget".into(), message: "give at least one budget".into() });
+    };
+    let full = problem.full_precision();
+    let limits: Vec<(Resource, f64)> =
+        options.budgets.iter().map(|b| (b.resource, b.amount.resolve(full.get(b.resource)))).collect();
+    for (budget, &(resource, limit)) in options.budgets.iter().zip(&limits) {
+        let minimum = problem.evaluate(&problem.extreme(resource, false), 1.0).usage.get(resource);
+        if limit < minimum * (1.0 - TOLERANCE) {
+            return Err(SolverError::Infeasible {
+                budget: budget.to_string(),
+                resource: resource.name().into(),
+                minimum: resource.format(minimum),
+                how: "every quantized layer at its fewest bits, protected layers in float".into(),
+            });
+        }
+    }
+    let (first_resource, first_limit) = limits[0];
+    let lower = {
+        let wanted = match (options.fill, first.resource) {
+            (Some(f), _) => f * first_limit,
+            (None, Resource::AvgBits) => first_limit - AVG_BITS_WINDOW,
+            (None, _) => first_limit * (1.0 - RELATIVE_WINDOW),
+        };
+        // A budget above what the most generous plan can use is met by that plan.
+        let reachable = problem.evaluate(&problem.extreme(first_resource, true), 1.0).usage.get(first_resource);
+        wanted.min(reachable)
+    };
+
+    let solved = program(problem, options, &limits, lower, started);
+    match solved {
+        Err(SolverError::Infeasible { .. }) if lower > 0.0 => {
+            log::warn!(
+                "no plan uses between {} and {} of {}; solved without the lower bound",
+                first_resource.format(lower),
+                first_resource.format(first_limit),
+                first_resource
+            );
+            program(problem, options, &limits, 0.0, started)
+        }
+        other => other,
+    }
+}
+
+/// Builds and solves the program with `lower` as the first budget's lower bound.
+fn program(
+    problem: &Problem,
+    options: &SolveOptions,
+    limits: &[(Resource, f64)],
+    lower: f64,
+    started: Instant,
+) -> Result<Solved> {
+    let full = problem.full_precision();
+    let (first_resource, first_limit) = limits[0];
+    let mut vars = ProblemVariables::new();
+    // HiGHS numbers its columns in the order the variables are made; the solution is read back
+    // by that number.
+    let mut made = 0;
+    let mut binary = || {
+        made += 1;
+        Column { variable: vars.add(variable().binary()), index: made - 1 }
+    };
+    let groups = problem.groups();
+    // x[l][o][g]
+    let x: Vec<Vec<Vec<Option<Column>>>> = problem
+        .layers
+        .iter()
+        .map(|layer| {
+            (0..layer.options.len())
+                .map(|o| {
+                    (0..groups).map(|g| (!layer.protected && layer.loss[o][g].is_finite()).then(&mut binary)).collect()
+                })
+                .collect()
+        })
+        .collect();
+    // z[l][w]: only needed when a layer can use different bits in different groups.
+    let z: Vec<BTreeMap<u32, Column>> = problem
+        .layers
+        .iter()
+        .map(|layer| {
+            if groups == 1 || layer.protected {
+                return BTreeMap::new();
+            }
+            let widths: std::collections::BTreeSet<u32> = layer.options.iter().map(|p| p.w_bits).collect();
+            widths.into_iter().map(|w| (w, binary())).collect()
+        })
+        .collect();
+    let variables = made;
+
+    let mut objective = Expression::from(0.0);
+    for (l, layer) in problem.layers.iter().enumerate() {
+        for o in 0..layer.options.len() {
+            for g in 0..groups {
+                if let Some(v) = x[l][o][g] {
+                    objective += problem.cost(l, o, g, options.content_weight) * v.variable;
+                }
+            }
+        }
+    }
+    let mut model = vars.minimise(objective).using(good_lp::highs);
+    let mut constraints = 0;
+    let mut add = |model: &mut good_lp::solvers::highs::HighsProblem, c: good_lp::Constraint| {
+        model.add_constraint(c);
+        constraints += 1;
+    };
+
+    for (l, layer) in problem.layers.iter().enumerate() {
+        if layer.protected {
+            continue;
+        }
+        for g in 0..groups {
+            let one: Expression =
+                (0..layer.options.len()).filter_map(|o| x[l][o][g]).map(|c| Expression::from(c.variable)).sum();
+            add(&mut model, one.eq(1.0));
+        }
+        for (&w, &zw) in &z[l] {
+            let users: Vec<Variable> = (0..layer.options.len())
+                .filter(|&o| layer.options[o].w_bits == w)
+                .flat_map(|o| x[l][o].iter().flatten().map(|c| c.variable))
+                .collect();
+            for &u in &users {
+                add(&mut model, (Expression::from(u) - zw.variable).leq(0.0));
+            }
+            let used: Expression = users.iter().map(|&u| Expression::from(u)).sum();
+            add(&mut model, (Expression::from(zw.variable) - used).leq(0.0));
+        }
+    }
+
+    let usage = |resource: Resource, only: Option<MetricGroup>| -> (Expression, f64) {
+        let mut expr = Expression::from(0.0);
+        let mut fixed = 0.0;
+        for (l, layer) in problem.layers.iter().enumerate() {
+            if only.is_some_and(|g| g != layer.group) && !layer.protected {
+                continue;
+            }
+            if layer.protected {
+                if only.is_none() {
+                    fixed += match resource {
+                        Resource::Memory => layer.float_bytes() as f64,
+                        Resource::Bops => {
+                            layer.macs as f64 * f64::from(FLOAT_BITS * FLOAT_BITS) * problem.total_steps() as f64
+                        }
+                        Resource::AvgBits => 0.0,
+                    };
+                }
+                continue;
+            }
+            match resource {
+                Resource::Bops => {
+                    for (o, p) in layer.options.iter().enumerate() {
+                        for g in 0..groups {
+                            if let Some(v) = x[l][o][g] {
+                                let c = layer.macs as f64
+                                    * f64::from(p.w_bits * p.a_bits)
+                                    * problem.steps_per_group[g] as f64;
+                                expr += c * v.variable;
+                            }
+                        }
+                    }
+                }
+                Resource::Memory | Resource::AvgBits => {
+                    let per = |o: usize| match resource {
+                        Resource::Memory => layer.bytes[o] as f64,
+                        _ => layer.params as f64 * f64::from(layer.options[o].w_bits),
+                    };
+                    if groups == 1 {
+                        for o in 0..layer.options.len() {
+                            if let Some(v) = x[l][o][0] {
+                                expr += per(o) * v.variable;
+                            }
+                        }
+                    } else {
+                        for (&w, &zw) in &z[l] {
+                            // Any option with this weight width stores the same bytes.
+                            if let Some(o) = (0..layer.options.len()).find(|&o| layer.options[o].w_bits == w) {
+                                expr += per(o) * zw.variable;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        (expr, fixed)
+    };
+    // avg-bits rows are written in total stored bits: Σ params·w ≤ limit · Σ params.
+    let scale =
+        |resource: Resource| if resource == Resource::AvgBits { problem.quantized_params() as f64 } else { 1.0 };
+    for &(resource, limit) in limits {
+        let (expr, fixed) = usage(resource, None);
+        add(&mut model, expr.leq(limit * scale(resource) - fixed));
+    }
+    if lower > 0.0 {
+        let (expr, fixed) = usage(first_resource, None);
+        add(&mut model, expr.geq(lower * scale(first_resource) - fixed));
+    }
+    let content_share = options.content_share.filter(|_| has_content(problem));
+    if let Some(share) = content_share {
+        let (_, fixed) = usage(first_resource, None);
+        let available = first_limit * scale(first_resource) - fixed;
+        let (content, _) = usage(first_resource, Some(MetricGroup::Content));
+        let (quality, _) = usage(first_resource, Some(MetricGroup::Quality));
+        add(&mut model, content.leq(share * available));
+        add(&mut model, quality.leq((1.0 - share) * available));
+    }
+
+    // Solved by HiGHS directly (good_lp builds the model) to read the status and the gap.
+    let mut highs = model.try_into_inner().map_err(|e| SolverError::Solver(e.to_string()))?;
+    highs.make_quiet();
+    // Proven optimality: no relative or absolute gap tolerated.
+    highs.set_option("mip_rel_gap", 0.0);
+    highs.set_option("mip_abs_gap", 0.0);
+    highs.set_option("time_limit", options.time_limit);
+    highs.set_option("threads", 1);
+    let solved = highs.try_solve().map_err(|e| SolverError::Solver(format!("{e:?}")))?;
+    let status = match solved.status() {
+        HighsModelStatus::Optimal => "optimal",
+        HighsModelStatus::ReachedTimeLimit | HighsModelStatus::ReachedInterrupt => "time_limit",
+        HighsModelStatus::Infeasible | HighsModelStatus::UnboundedOrInfeasible => {
+            return Err(SolverError::Infeasible {
+                budget: options.budgets.iter().map(Budget::to_string).collect::<Vec<_>>().join(" and "),
+                resource: first_resource.name().into(),
+                minimum: "not reachable together with the other limits".into(),
+                how: "each budget alone is feasible; loosen one, or the fill window / content share".into(),
+            });
+        }
+        other => return Err(SolverError::Solver(format!("HiGHS ended with {other:?}"))),
+    };
+    if solved.primal_solution_status() != HighsSolutionStatus::Feasible {
+        return Err(SolverError::Solver(format!("HiGHS found no plan before it stopped ({status})")));
+    }
+    let values = solved.get_solution().columns().to_vec();
+    // HiGHS's own measure; below 1e-12 it is round-off of a proven optimum.
+    let gap = if solved.mip_gap().is_finite() { solved.mip_gap().max(0.0) } else { f64::NAN };
+    let assignment: Assignment = problem
+        .layers
+        .iter()
+        .enumerate()
+        .map(|(l, layer)| {
+            (0..groups)
+                .map(|g| (0..layer.options.len()).find(|&o| x[l][o][g].is_some_and(|c| values[c.index] > 0.5)))
+                .collect()
+        })
+        .collect();
+    let evaluation = problem.evaluate(&assignment, options.content_weight);
+    let limits = limits
+        .iter()
+        .enumerate()
+        .map(|(i, &(resource, limit))| Limit {
+            resource,
+            limit,
+            lower: (i == 0 && lower > 0.0).then_some(lower),
+            used: evaluation.usage.get(resource),
+            full_precision: full.get(resource),
+        })
+        .collect();
+    Ok(Solved {
+        assignment,
+        evaluation,
+        limits,
+        status: status.to_string(),
+        gap,
+        seconds: started.elapsed().as_secs_f64(),
+        variables,
+        constraints,
+        content_share,
+    })
+}
+
+/// A binary variable and the HiGHS column it becomes.
+#[derive(Debug, Clone, Copy)]
+struct Column {
+    variable: Variable,
+    index: usize,
+}
+
+fn has_content(problem: &Problem) -> bool {
+    problem.layers.iter().any(|l| l.group == MetricGroup::Content && !l.protected)
+}
+
+/// Content shares tried by [`solve_searching_share`].
+const SHARES: [f64; 9] = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9];
+
+/// MixDQ's share sweep: solves with the content layers held to each share of the first budget
+/// and keeps the plan with the best predicted objective. Without content layers, one solve.
+pub fn solve_searching_share(problem: &Problem, options: &SolveOptions) -> Result<Solved> {
+    if !has_content(problem) {
+        return solve(problem, options);
+    }
+    let mut best: Option<Solved> = None;
+    let mut last_error = None;
+    for share in SHARES {
+        let options = SolveOptions { content_share: Some(share), ..options.clone() };
+        match solve(problem, &options) {
+            Ok(s) if best.as_ref().is_none_or(|b| s.evaluation.objective < b.evaluation.objective) => best = Some(s),
+            Ok(_) => {}
+            Err(e @ SolverError::Infeasible { .. }) => last_error = Some(e),
+            Err(e) => return Err(e),
+        }
+    }
+    best.ok_or_else(|| last_error.unwrap_or_else(|| SolverError::Solver("no share was tried".into())))
+}

@@ -1,0 +1,26 @@
+//! `bitsearch solve`: the per-layer (and per-step-group) bit-widths that lose the least under a
+//! memory, BOPs or average-bits budget, as an integer linear program (MixDQ's layer-wise ILP,
+//! with PTQD's step-aware precision chosen jointly), solved by HiGHS through good_lp.
+//!
+//! The data flows sensitivity table → [`Problem`] (options, costs, losses) → [`solve`] →
+//! [`Plan`] (YAML). [`Problem::evaluate`] recomputes any allocation's usage and loss from the
+//! problem alone, so plans can be checked without trusting the solver.
+
+#![warn(clippy::unwrap_used, clippy::expect_used)]
+
+mod allocation;
+pub mod budget;
+mod config;
+mod error;
+mod ilp;
+pub mod pareto;
+mod plan;
+mod problem;
+
+pub use allocation::{Assignment, Evaluation, Usage};
+pub use budget::{Amount, Budget, Resource};
+pub use config::{Share, SolveConfig};
+pub use error::{Result, SolverError};
+pub use ilp::{AVG_BITS_WINDOW, Limit, RELATIVE_WINDOW, SolveOptions, Solved, solve, solve_searching_share};
+pub use plan::{Plan, PlanLayer};
+pub use problem::{DEFAULT_PROTECT, FLOAT_BITS, INPUT, LayerOptions, OUTPUT, Precision, Problem};

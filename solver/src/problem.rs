@@ -1,0 +1,264 @@
+//! The allocation problem read off a sensitivity table: for every layer (and step group) the
+//! precisions it may take, what each costs in memory and BOPs, and the loss each is predicted
+//! to cause — MixDQ's decoupled metrics turned into additive losses:
+//! quality layers `10^(−SQNR/10)` (noise power relative to the signal, which adds up across
+//! layers when their errors are independent), content layers `1 − SSIM`.
+
+use crate::error::{Result, SolverError};
+use bitsearch_sensitivity::{ProbeRow, SensitivityTable};
+use bitsearch_types::{MetricGroup, Role};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fmt;
+
+/// Bits of a layer left in float.
+pub const FLOAT_BITS: u32 = 32;
+/// Bytes per parameter of a float32 weight.
+const FLOAT_BYTES: u64 = 4;
+/// Protect-list words for the first and last image-path layers (the model's input and output
+/// convolutions, as found in graph order).
+pub const INPUT: &str = "input";
+pub const OUTPUT: &str = "output";
+/// ModelOpt's default: the model's input and output layers and the time/condition embeddings
+/// stay in full precision.
+pub const DEFAULT_PROTECT: [&str; 3] = [INPUT, OUTPUT, "embedding"];
+
+/// Weight and input-activation bits of one layer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Precision {
+    pub w_bits: u32,
+    pub a_bits: u32,
+}
+
+impl fmt::Display for Precision {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let side = |b: u32| if b == FLOAT_BITS { "F".to_string() } else { b.to_string() };
+        write!(f, "W{}A{}", side(self.w_bits), side(self.a_bits))
+    }
+}
+
+/// One layer's options.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LayerOptions {
+    pub name: String,
+    pub op: String,
+    pub role: String,
+    pub group: MetricGroup,
+    pub params: u64,
+    /// MACs of one forward (0 where the table does not know them).
+    pub macs: u64,
+    /// Protected layers stay in float and have no options.
+    pub protected: bool,
+    pub options: Vec<Precision>,
+    /// Stored bytes of the weight at each option.
+    pub bytes: Vec<u64>,
+    /// `loss[option][step_group]`; +∞ where the probe gave NaN/Inf (the option is forbidden).
+    pub loss: Vec<Vec<f64>>,
+    /// The measured metric behind each loss (SQNR dB or SSIM), for the plan's record.
+    pub metric: Vec<Vec<f64>>,
+}
+
+impl LayerOptions {
+    pub fn float_bytes(&self) -> u64 {
+        self.params * FLOAT_BYTES
+    }
+}
+
+/// Everything the integer program needs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Problem {
+    pub layers: Vec<LayerOptions>,
+    /// `[first, last]` step of each group, and how many steps each runs.
+    pub step_groups: Vec<[usize; 2]>,
+    pub steps_per_group: Vec<u64>,
+    /// Loss of the group when every layer takes its worst finite option, so that both groups'
+    /// losses are fractions of their worst and can be added.
+    pub quality_scale: f64,
+    pub content_scale: f64,
+}
+
+impl Problem {
+    /// Builds the problem from `table`; `protect` lists layer names, roles, `input` and
+    /// `output`. A layer missing a precision that others have, or NaN metrics, is an error
+    /// naming the layer.
+    pub fn from_table(table: &SensitivityTable, protect: &[String]) -> Result<Self> {
+        let step_groups = table.meta.step_groups.clone();
+        if step_groups.is_empty() {
+            return Err(SolverError::Table("the table's run metadata lists no step groups".into()));
+        }
+        let mut by_layer: Vec<(&str, Vec<&ProbeRow>)> = Vec::new();
+        for row in &table.rows {
+            match by_layer.iter_mut().find(|(name, _)| *name == row.layer) {
+                Some((_, rows)) => rows.push(row),
+                None => by_layer.push((&row.layer, vec![row])),
+            }
+        }
+        if by_layer.is_empty() {
+            return Err(SolverError::Table("the table has no rows".into()));
+        }
+        let protected = protected_layers(&by_layer, protect)?;
+        let mut layers = Vec::new();
+        for ((name, rows), protected) in by_layer.iter().zip(protected) {
+            layers.push(layer_options(name, rows, step_groups.len(), protected)?);
+        }
+        check_complete(&layers)?;
+        let scale = |group: MetricGroup| {
+            let worst: f64 = layers
+                .iter()
+                .filter(|l| l.group == group && !l.protected)
+                .map(|l| {
+                    (0..step_groups.len())
+                        .map(|g| l.loss.iter().map(|loss| loss[g]).filter(|v| v.is_finite()).fold(0.0, f64::max))
+                        .sum::<f64>()
+                })
+                .sum();
+            if worst > 0.0 { worst } else { 1.0 }
+        };
+        let (quality_scale, content_scale) = (scale(MetricGroup::Quality), scale(MetricGroup::Content));
+        let steps_per_group = step_groups.iter().map(|[a, b]| (b + 1 - a) as u64).collect();
+        Ok(Self { layers, step_groups, steps_per_group, quality_scale, content_scale })
+    }
+
+    pub fn groups(&self) -> usize {
+        self.step_groups.len()
+    }
+
+    pub fn total_steps(&self) -> u64 {
+        self.steps_per_group.iter().sum()
+    }
+
+    /// Parameters of the layers the plan quantizes (the denominator of avg-bits).
+    pub fn quantized_params(&self) -> u64 {
+        self.layers.iter().filter(|l| !l.protected).map(|l| l.params).sum()
+    }
+
+    /// The normalised, weighted loss of `option` of layer `l` in step group `g`.
+    pub fn cost(&self, l: usize, option: usize, g: usize, content_weight: f64) -> f64 {
+        let layer = &self.layers[l];
+        let loss = layer.loss[option][g];
+        match layer.group {
+            MetricGroup::Quality => loss / self.quality_scale,
+            MetricGroup::Content => content_weight * loss / self.content_scale,
+        }
+    }
+}
+
+/// Protection of each layer, from the protect list.
+fn protected_layers(by_layer: &[(&str, Vec<&ProbeRow>)], protect: &[String]) -> Result<Vec<bool>> {
+    // The model's input and output layers: the first and last image-path layers in graph order.
+    let image_path: Vec<usize> = (0..by_layer.len())
+        .filter(|&i| by_layer[i].1[0].role != Role::Embedding.as_str() && by_layer[i].1[0].params > 0)
+        .collect();
+    let mut protected = vec![false; by_layer.len()];
+    for entry in protect {
+        let matched: Vec<usize> = match entry.as_str() {
+            INPUT => image_path.first().copied().into_iter().collect(),
+            OUTPUT => image_path.last().copied().into_iter().collect(),
+            other => {
+                let is_role = other.parse::<Role>().is_ok();
+                let matched: Vec<usize> = (0..by_layer.len())
+                    .filter(|&i| by_layer[i].0 == other || (is_role && by_layer[i].1[0].role == other))
+                    .collect();
+                if matched.is_empty() && !is_role {
+                    return Err(SolverError::Config {
+                        field: "protect".into(),
+                        message: format!("'{other}' is not a layer of the table, a role, '{INPUT}' or '{OUTPUT}'"),
+                    });
+                }
+                matched
+            }
+        };
+        for i in matched {
+            protected[i] = true;
+        }
+    }
+    Ok(protected)
+}
+
+fn layer_options(name: &str, rows: &[&ProbeRow], groups: usize, protected: bool) -> Result<LayerOptions> {
+    let layer_error = |message: String| SolverError::Layer { layer: name.to_string(), message };
+    let first = rows[0];
+    let group = match first.group.as_str() {
+        "content" => MetricGroup::Content,
+        "quality" => MetricGroup::Quality,
+        other => return Err(layer_error(format!("group '{other}' is neither content nor quality"))),
+    };
+    let mut cells: BTreeMap<Precision, Vec<Option<&ProbeRow>>> = BTreeMap::new();
+    for row in rows {
+        for (column, value) in
+            [("sqnr_db", row.sqnr_db), ("ssim", row.ssim), ("mse", row.mse), ("psnr_db", row.psnr_db)]
+        {
+            if value.is_nan() {
+                return Err(layer_error(format!("{column} is NaN at {}", precision(row))));
+            }
+        }
+        let g = row.step_group as usize;
+        if g >= groups {
+            return Err(layer_error(format!("step group {g} is not one of the run's {groups}")));
+        }
+        let slots = cells.entry(precision(row)).or_insert_with(|| vec![None; groups]);
+        if slots[g].replace(row).is_some() {
+            return Err(layer_error(format!("two rows for {} in step group {g}", precision(row))));
+        }
+    }
+    let (mut options, mut bytes, mut loss, mut metric) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for (p, slots) in cells {
+        let mut per_group_loss = Vec::new();
+        let mut per_group_metric = Vec::new();
+        for (g, slot) in slots.iter().enumerate() {
+            let row = slot.ok_or_else(|| {
+                layer_error(format!("no row for {p} in step group {g} (an unfinished run, or shards not merged?)"))
+            })?;
+            let (value, l) = match group {
+                MetricGroup::Quality => (row.sqnr_db, 10f64.powf(-row.sqnr_db / 10.0)),
+                MetricGroup::Content => (row.ssim, (1.0 - row.ssim).max(0.0)),
+            };
+            per_group_loss.push(if row.nonfinite > 0 { f64::INFINITY } else { l });
+            per_group_metric.push(value);
+        }
+        options.push(p);
+        bytes.push(slots.iter().flatten().next().map_or(0, |r| r.weight_bytes));
+        loss.push(per_group_loss);
+        metric.push(per_group_metric);
+    }
+    if !protected && (0..groups).any(|g| loss.iter().all(|l| !l[g].is_finite())) {
+        return Err(layer_error("every precision gave NaN/Inf: protect the layer (keep it in float)".into()));
+    }
+    Ok(LayerOptions {
+        name: name.to_string(),
+        op: first.op.clone(),
+        role: first.role.clone(),
+        group,
+        params: first.params,
+        macs: first.macs.unwrap_or(0),
+        protected,
+        options,
+        bytes,
+        loss,
+        metric,
+    })
+}
+
+/// Every weight layer must offer the precisions any weight layer offers (and likewise for
+/// activation-only layers): a hole means an unfinished run or a missing shard.
+fn check_complete(layers: &[LayerOptions]) -> Result<()> {
+    for weights in [true, false] {
+        let kind: Vec<&LayerOptions> = layers.iter().filter(|l| (l.params > 0) == weights).collect();
+        let all: std::collections::BTreeSet<Precision> = kind.iter().flat_map(|l| l.options.iter().copied()).collect();
+        for layer in kind {
+            if let Some(missing) = all.iter().find(|p| !layer.options.contains(p)) {
+                return Err(SolverError::Layer {
+                    layer: layer.name.clone(),
+                    message: format!(
+                        "no row for {missing}, which other layers have (an unfinished run, or shards not merged?)"
+                    ),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+fn precision(row: &ProbeRow) -> Precision {
+    Precision { w_bits: row.w_bits, a_bits: row.a_bits }
+}

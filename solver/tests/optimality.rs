@@ -1,0 +1,253 @@
+//! The integer program against exact answers found without it: exhaustive search on small
+//! random instances (with step groups too), and a multiple-choice-knapsack dynamic program on
+//! larger ones; every plan's budget use recomputed here from its bits and layer sizes.
+
+use bitsearch_solver::{Amount, Budget, LayerOptions, Precision, Problem, Resource, SolveOptions, SolverError, solve};
+use bitsearch_types::MetricGroup;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+const BITS: [u32; 3] = [2, 4, 8];
+
+/// A random problem: `layers` layers, the three weight bit-widths, `groups` step groups; losses
+/// fall with bits (with noise, so the program has real trade-offs); a few layers are content.
+fn random_problem(rng: &mut ChaCha8Rng, layers: usize, groups: usize) -> Problem {
+    let layers = (0..layers)
+        .map(|i| {
+            let params: u64 = rng.random_range(1..=64);
+            let base: f64 = rng.random_range(0.01..1.0);
+            LayerOptions {
+                name: format!("l{i}"),
+                op: "Conv".into(),
+                role: "conv".into(),
+                group: if rng.random_bool(0.3) { MetricGroup::Content } else { MetricGroup::Quality },
+                params,
+                macs: params * rng.random_range(1..=16),
+                protected: false,
+                options: BITS.iter().map(|&w| Precision { w_bits: w, a_bits: 32 }).collect(),
+                // Codes plus one f32 scale per layer.
+                bytes: BITS.iter().map(|&w| (params * u64::from(w)).div_ceil(8) + 4).collect(),
+                loss: BITS
+                    .iter()
+                    .map(|&w| (0..groups).map(|_| base * 4f64.powi(-(w as i32)) * rng.random_range(0.5..2.0)).collect())
+                    .collect(),
+                metric: vec![vec![0.0; groups]; BITS.len()],
+            }
+        })
+        .collect::<Vec<_>>();
+    let step_groups: Vec<[usize; 2]> = (0..groups).map(|g| [g, g]).collect();
+    let scale = |group: MetricGroup| {
+        let s: f64 = layers
+            .iter()
+            .filter(|l| l.group == group)
+            .map(|l| (0..groups).map(|g| l.loss.iter().map(|x| x[g]).fold(0.0, f64::max)).sum::<f64>())
+            .sum();
+        if s > 0.0 { s } else { 1.0 }
+    };
+    Problem {
+        quality_scale: scale(MetricGroup::Quality),
+        content_scale: scale(MetricGroup::Content),
+        layers,
+        steps_per_group: vec![1; groups],
+        step_groups,
+    }
+}
+
+/// Memory, avg-bits and BOPs of an allocation given as bits per layer and group, recomputed
+/// from the layer sizes (each distinct weight width stored once).
+fn usage_by_hand(problem: &Problem, bits: &[Vec<u32>]) -> (f64, f64, f64) {
+    let (mut memory, mut stored_bits, mut bops) = (0.0, 0.0, 0.0);
+    for (layer, per_group) in problem.layers.iter().zip(bits) {
+        let mut widths = per_group.clone();
+        widths.sort_unstable();
+        widths.dedup();
+        for w in widths {
+            memory += ((layer.params * u64::from(w)).div_ceil(8) + 4) as f64;
+            stored_bits += (layer.params * u64::from(w)) as f64;
+        }
+        bops += per_group.iter().map(|&w| (layer.macs * u64::from(w) * 32) as f64).sum::<f64>();
+    }
+    let params: u64 = problem.layers.iter().map(|l| l.params).sum();
+    (memory, stored_bits / params as f64, bops)
+}
+
+fn objective_by_hand(problem: &Problem, bits: &[Vec<u32>]) -> f64 {
+    let mut total = 0.0;
+    for (layer, per_group) in problem.layers.iter().zip(bits) {
+        for (g, &w) in per_group.iter().enumerate() {
+            let o = BITS.iter().position(|&b| b == w).unwrap();
+            let scale = if layer.group == MetricGroup::Content { problem.content_scale } else { problem.quality_scale };
+            total += layer.loss[o][g] / scale;
+        }
+    }
+    total
+}
+
+/// Every allocation of `problem`, as bits per layer and group.
+fn all_allocations(problem: &Problem) -> Vec<Vec<Vec<u32>>> {
+    let groups = problem.groups();
+    let per_layer = BITS.len().pow(groups as u32);
+    let total = per_layer.pow(problem.layers.len() as u32);
+    (0..total)
+        .map(|mut code| {
+            problem
+                .layers
+                .iter()
+                .map(|_| {
+                    let mut c = code % per_layer;
+                    code /= per_layer;
+                    (0..groups)
+                        .map(|_| {
+                            let w = BITS[c % BITS.len()];
+                            c /= BITS.len();
+                            w
+                        })
+                        .collect()
+                })
+                .collect()
+        })
+        .collect()
+}
+
+fn plan_bits(problem: &Problem, solved: &bitsearch_solver::Solved) -> Vec<Vec<u32>> {
+    solved
+        .assignment
+        .iter()
+        .zip(&problem.layers)
+        .map(|(chosen, layer)| chosen.iter().map(|o| layer.options[o.unwrap()].w_bits).collect())
+        .collect()
+}
+
+fn options(budget: Budget, fill: f64) -> SolveOptions {
+    SolveOptions { budgets: vec![budget], fill: Some(fill), ..Default::default() }
+}
+
+#[test]
+fn the_program_finds_the_exhaustive_optimum() {
+    let mut rng = ChaCha8Rng::seed_from_u64(7);
+    for case in 0..40 {
+        let groups = if case % 4 == 3 { 2 } else { 1 };
+        let layers = if groups == 2 { rng.random_range(1..=4) } else { rng.random_range(1..=12) };
+        let problem = random_problem(&mut rng, layers, groups);
+        let resource = [Resource::Memory, Resource::AvgBits, Resource::Bops][case % 3];
+        let full = problem.full_precision().get(resource);
+        let cheapest = problem.evaluate(&problem.extreme(resource, false), 1.0).usage.get(resource);
+        let dearest = problem.evaluate(&problem.extreme(resource, true), 1.0).usage.get(resource);
+        let limit = rng.random_range(cheapest..=dearest);
+        let fill = if case % 2 == 0 { 0.0 } else { 0.97 };
+        let budget = Budget { resource, amount: Amount::OfFullPrecision(limit / full) };
+        let solved = solve(&problem, &options(budget, fill)).unwrap_or_else(|e| panic!("case {case}: {e}"));
+        assert_eq!(solved.status, "optimal");
+
+        let pick = |u: (f64, f64, f64)| match resource {
+            Resource::Memory => u.0,
+            Resource::AvgBits => u.1,
+            Resource::Bops => u.2,
+        };
+        let best_within = |lower: f64| {
+            all_allocations(&problem)
+                .into_iter()
+                .filter(|bits| {
+                    let used = pick(usage_by_hand(&problem, bits));
+                    used <= limit * (1.0 + 1e-12) && used >= lower * (1.0 - 1e-12)
+                })
+                .map(|bits| objective_by_hand(&problem, &bits))
+                .fold(f64::INFINITY, f64::min)
+        };
+        // The solver drops the lower bound when no plan lies between it and the limit.
+        let mut lower = (fill * limit).min(dearest);
+        let mut best = best_within(lower);
+        if best.is_infinite() {
+            lower = 0.0;
+            best = best_within(0.0);
+        }
+        let bits = plan_bits(&problem, &solved);
+        let found = objective_by_hand(&problem, &bits);
+        assert!((found - best).abs() <= 1e-7 * best.max(1e-12), "case {case}: ILP {found} vs exhaustive {best}");
+        assert!((solved.evaluation.objective - found).abs() <= 1e-9 * found.max(1e-12));
+        // The plan's budget use, recomputed here, respects the limit.
+        let used = pick(usage_by_hand(&problem, &bits));
+        assert!(
+            used <= limit * (1.0 + 1e-12) && used >= lower * (1.0 - 1e-12),
+            "case {case}: {used} vs {lower}..{limit}"
+        );
+        assert!((solved.limits[0].used - used).abs() <= 1e-9 * used);
+    }
+}
+
+/// Minimum total loss with Σ params·bits ≤ capacity: the multiple-choice knapsack, exactly.
+fn knapsack(problem: &Problem, capacity: usize) -> f64 {
+    let mut best = vec![f64::INFINITY; capacity + 1];
+    best[0] = 0.0;
+    for (l, layer) in problem.layers.iter().enumerate() {
+        let mut next = vec![f64::INFINITY; capacity + 1];
+        for used in 0..=capacity {
+            if !best[used].is_finite() {
+                continue;
+            }
+            for (o, p) in layer.options.iter().enumerate() {
+                let w = used + (layer.params * u64::from(p.w_bits)) as usize;
+                if w <= capacity {
+                    let v = best[used] + problem.cost(l, o, 0, 1.0);
+                    if v < next[w] {
+                        next[w] = v;
+                    }
+                }
+            }
+        }
+        best = next;
+    }
+    best.into_iter().fold(f64::INFINITY, f64::min)
+}
+
+#[test]
+fn the_program_matches_a_knapsack_dynamic_program_on_larger_instances() {
+    let mut rng = ChaCha8Rng::seed_from_u64(11);
+    for case in 0..6 {
+        let problem = random_problem(&mut rng, 60, 1);
+        let params: u64 = problem.layers.iter().map(|l| l.params).sum();
+        let avg_bits = rng.random_range(2.5..7.5);
+        let budget = Budget { resource: Resource::AvgBits, amount: Amount::Absolute(avg_bits) };
+        let solved = solve(&problem, &options(budget, 0.0)).unwrap();
+        let capacity = (avg_bits * params as f64).floor() as usize;
+        let exact = knapsack(&problem, capacity);
+        assert!(
+            (solved.evaluation.objective - exact).abs() <= 1e-7 * exact,
+            "case {case}: {} vs {exact}",
+            solved.evaluation.objective
+        );
+        assert!(solved.evaluation.usage.avg_bits <= avg_bits + 1e-12);
+    }
+}
+
+#[test]
+fn step_groups_let_a_layer_change_bits_and_pay_for_both_copies() {
+    let mut rng = ChaCha8Rng::seed_from_u64(3);
+    let mut problem = random_problem(&mut rng, 2, 2);
+    // Layer 0 matters only during group 0, layer 1 only during group 1.
+    for (l, quiet) in [(0, 1), (1, 0)] {
+        for o in 0..BITS.len() {
+            problem.layers[l].loss[o][quiet] = 1e-12 * problem.layers[l].loss[o][quiet];
+        }
+    }
+    let full = problem.full_precision().bops;
+    // Enough BOPs for 8 bits in each layer's loud group and 2 bits in its quiet one.
+    let bops: f64 = problem.layers.iter().map(|l| (l.macs * 32 * (8 + 2)) as f64).sum();
+    let budget = Budget { resource: Resource::Bops, amount: Amount::OfFullPrecision(bops / full) };
+    let solved = solve(&problem, &options(budget, 0.0)).unwrap();
+    let bits = plan_bits(&problem, &solved);
+    assert_eq!(bits, vec![vec![8, 2], vec![2, 8]]);
+    let (memory, _, _) = usage_by_hand(&problem, &bits);
+    assert!((solved.evaluation.usage.memory - memory).abs() < 1e-9, "both copies of each weight are counted");
+}
+
+#[test]
+fn an_infeasible_budget_names_the_smallest_feasible_one() {
+    let mut rng = ChaCha8Rng::seed_from_u64(5);
+    let problem = random_problem(&mut rng, 5, 1);
+    let budget = Budget { resource: Resource::AvgBits, amount: Amount::Absolute(1.5) };
+    let error = solve(&problem, &options(budget, 0.0)).unwrap_err();
+    assert!(matches!(error, SolverError::Infeasible { .. }));
+    let message = error.to_string();
+    assert!(message.contains("smallest feasible avg-bits budget is 2.0000bits"), "{message}");
+}
