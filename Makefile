@@ -59,6 +59,7 @@ test: setup models
 bench: setup models
 	cargo bench --bench runtime
 	cargo bench --bench sensitivity
+	cargo bench --bench solver
 
 lint:
 	cargo fmt --all --check

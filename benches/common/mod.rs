@@ -1,5 +1,7 @@
 //! Shared by the benchmarks: where the terrain model is, and where tables go.
 
+#![allow(dead_code)] // each benchmark uses its own subset
+
 use std::path::PathBuf;
 
 /// The terrain UNet `make models` fetches (BITSEARCH_TERRAIN_MODEL overrides).

@@ -55,6 +55,33 @@ impl Evaluation {
 }
 
 impl Problem {
+    /// What option `o` of layer `l` adds to `resource` when taken in step group `g`: BOPs
+    /// of the group's steps, or (for a plan with one step group) the stored weight's bytes or
+    /// bits. Storage across several groups is counted per distinct width instead.
+    pub fn coefficient(&self, resource: Resource, l: usize, o: usize, g: usize) -> f64 {
+        let layer = &self.layers[l];
+        let p = layer.options[o];
+        match resource {
+            Resource::Bops => layer.macs as f64 * f64::from(p.w_bits * p.a_bits) * self.steps_per_group[g] as f64,
+            Resource::Memory => layer.bytes[o] as f64,
+            Resource::AvgBits => layer.params as f64 * f64::from(p.w_bits),
+        }
+    }
+
+    /// What the protected layers (in float) use of `resource`, whatever the plan.
+    pub fn protected_usage(&self, resource: Resource) -> f64 {
+        let protected = self.layers.iter().filter(|l| l.protected);
+        match resource {
+            Resource::Memory => protected.map(|l| l.float_bytes() as f64).sum(),
+            Resource::Bops => {
+                protected.map(|l| l.macs as f64).sum::<f64>()
+                    * f64::from(FLOAT_BITS * FLOAT_BITS)
+                    * self.total_steps() as f64
+            }
+            Resource::AvgBits => 0.0,
+        }
+    }
+
     /// Every layer in float.
     pub fn full_precision(&self) -> Usage {
         let memory = self.layers.iter().map(|l| l.float_bytes() as f64).sum();

@@ -105,6 +105,7 @@ impl SolveConfig {
             },
             fill: self.fill,
             time_limit: self.time_limit,
+            ..Default::default()
         })
     }
 

@@ -12,7 +12,8 @@
 use crate::allocation::{Assignment, Evaluation};
 use crate::budget::{Budget, Resource};
 use crate::error::{Result, SolverError};
-use crate::problem::{FLOAT_BITS, Problem};
+use crate::problem::Problem;
+use crate::reduce;
 use bitsearch_types::MetricGroup;
 use good_lp::{Expression, ProblemVariables, SolverModel, Variable, variable};
 use highs::{HighsModelStatus, HighsSolutionStatus};
@@ -24,6 +25,7 @@ use std::time::Instant;
 pub const AVG_BITS_WINDOW: f64 = 0.02;
 /// The same window for memory and BOPs budgets, as a fraction of the budget.
 pub const RELATIVE_WINDOW: f64 = 0.005;
+const OBJECTIVE_SCALE: f64 = 1e4;
 /// Slack for float round-off when checking a plan against its budgets.
 const TOLERANCE: f64 = 1e-9;
 
@@ -134,6 +136,23 @@ fn program(
 ) -> Result<Solved> {
     let full = problem.full_precision();
     let (first_resource, first_limit) = limits[0];
+    let groups = problem.groups();
+    // avg-bits rows are written in total stored bits: Σ params·w ≤ limit · Σ params.
+    let scale =
+        |resource: Resource| if resource == Resource::AvgBits { problem.quantized_params() as f64 } else { 1.0 };
+    let single_row =
+        limits.len() == 1 && options.content_share.is_none() && (groups == 1 || first_resource == Resource::Bops);
+    let pruned = if single_row {
+        prune_options(
+            problem,
+            options,
+            first_resource,
+            first_limit * scale(first_resource),
+            lower * scale(first_resource),
+        )
+    } else {
+        None
+    };
     let mut vars = ProblemVariables::new();
     // HiGHS numbers its columns in the order the variables are made; the solution is read back
     // by that number.
@@ -142,25 +161,34 @@ fn program(
         made += 1;
         Column { variable: vars.add(variable().binary()), index: made - 1 }
     };
-    let groups = problem.groups();
     // x[l][o][g]
     let x: Vec<Vec<Vec<Option<Column>>>> = problem
         .layers
         .iter()
-        .map(|layer| {
+        .enumerate()
+        .map(|(l, layer)| {
             (0..layer.options.len())
                 .map(|o| {
-                    (0..groups).map(|g| (!layer.protected && layer.loss[o][g].is_finite()).then(&mut binary)).collect()
+                    (0..groups)
+                        .map(|g| {
+                            let allowed = !layer.protected
+                                && layer.loss[o][g].is_finite()
+                                && !pruned.as_ref().is_some_and(|p| p[l][o][g]);
+                            allowed.then(&mut binary)
+                        })
+                        .collect()
                 })
                 .collect()
         })
         .collect();
-    // z[l][w]: only needed when a layer can use different bits in different groups.
+    // z[l][w]: only needed when a layer can use different bits in different groups and a
+    // budget counts stored weights.
+    let counts_storage = limits.iter().any(|(r, _)| matches!(r, Resource::Memory | Resource::AvgBits));
     let z: Vec<BTreeMap<u32, Column>> = problem
         .layers
         .iter()
         .map(|layer| {
-            if groups == 1 || layer.protected {
+            if groups == 1 || layer.protected || !counts_storage {
                 return BTreeMap::new();
             }
             let widths: std::collections::BTreeSet<u32> = layer.options.iter().map(|p| p.w_bits).collect();
@@ -174,7 +202,7 @@ fn program(
         for o in 0..layer.options.len() {
             for g in 0..groups {
                 if let Some(v) = x[l][o][g] {
-                    objective += problem.cost(l, o, g, options.content_weight) * v.variable;
+                    objective += OBJECTIVE_SCALE * problem.cost(l, o, g, options.content_weight) * v.variable;
                 }
             }
         }
@@ -210,70 +238,43 @@ fn program(
 
     let usage = |resource: Resource, only: Option<MetricGroup>| -> (Expression, f64) {
         let mut expr = Expression::from(0.0);
-        let mut fixed = 0.0;
+        let fixed = if only.is_none() { problem.protected_usage(resource) } else { 0.0 };
         for (l, layer) in problem.layers.iter().enumerate() {
             if only.is_some_and(|g| g != layer.group) && !layer.protected {
                 continue;
             }
             if layer.protected {
-                if only.is_none() {
-                    fixed += match resource {
-                        Resource::Memory => layer.float_bytes() as f64,
-                        Resource::Bops => {
-                            layer.macs as f64 * f64::from(FLOAT_BITS * FLOAT_BITS) * problem.total_steps() as f64
-                        }
-                        Resource::AvgBits => 0.0,
-                    };
-                }
                 continue;
             }
-            match resource {
-                Resource::Bops => {
-                    for (o, p) in layer.options.iter().enumerate() {
-                        for g in 0..groups {
-                            if let Some(v) = x[l][o][g] {
-                                let c = layer.macs as f64
-                                    * f64::from(p.w_bits * p.a_bits)
-                                    * problem.steps_per_group[g] as f64;
-                                expr += c * v.variable;
-                            }
+            if groups == 1 || resource == Resource::Bops {
+                for o in 0..layer.options.len() {
+                    for g in 0..groups {
+                        if let Some(v) = x[l][o][g] {
+                            expr += problem.coefficient(resource, l, o, g) * v.variable;
                         }
                     }
                 }
-                Resource::Memory | Resource::AvgBits => {
-                    let per = |o: usize| match resource {
-                        Resource::Memory => layer.bytes[o] as f64,
-                        _ => layer.params as f64 * f64::from(layer.options[o].w_bits),
-                    };
-                    if groups == 1 {
-                        for o in 0..layer.options.len() {
-                            if let Some(v) = x[l][o][0] {
-                                expr += per(o) * v.variable;
-                            }
-                        }
-                    } else {
-                        for (&w, &zw) in &z[l] {
-                            // Any option with this weight width stores the same bytes.
-                            if let Some(o) = (0..layer.options.len()).find(|&o| layer.options[o].w_bits == w) {
-                                expr += per(o) * zw.variable;
-                            }
-                        }
+            } else {
+                for (&w, &zw) in &z[l] {
+                    // Any option with this weight width stores the same bytes.
+                    if let Some(o) = (0..layer.options.len()).find(|&o| layer.options[o].w_bits == w) {
+                        expr += problem.coefficient(resource, l, o, 0) * zw.variable;
                     }
                 }
             }
         }
         (expr, fixed)
     };
-    // avg-bits rows are written in total stored bits: Σ params·w ≤ limit · Σ params.
-    let scale =
-        |resource: Resource| if resource == Resource::AvgBits { problem.quantized_params() as f64 } else { 1.0 };
     for &(resource, limit) in limits {
         let (expr, fixed) = usage(resource, None);
-        add(&mut model, expr.leq(limit * scale(resource) - fixed));
+        // Rows divided by their limit: BOPs run to 1e15, and HiGHS's tolerances are absolute.
+        let unit = limit * scale(resource);
+        add(&mut model, (expr / unit).leq(1.0 - fixed / unit));
     }
     if lower > 0.0 {
         let (expr, fixed) = usage(first_resource, None);
-        add(&mut model, expr.geq(lower * scale(first_resource) - fixed));
+        let unit = first_limit * scale(first_resource);
+        add(&mut model, (expr / unit).geq((lower * scale(first_resource) - fixed) / unit));
     }
     let content_share = options.content_share.filter(|_| has_content(problem));
     if let Some(share) = content_share {
@@ -281,8 +282,9 @@ fn program(
         let available = first_limit * scale(first_resource) - fixed;
         let (content, _) = usage(first_resource, Some(MetricGroup::Content));
         let (quality, _) = usage(first_resource, Some(MetricGroup::Quality));
-        add(&mut model, content.leq(share * available));
-        add(&mut model, quality.leq((1.0 - share) * available));
+        let unit = first_limit * scale(first_resource);
+        add(&mut model, (content / unit).leq(share * available / unit));
+        add(&mut model, (quality / unit).leq((1.0 - share) * available / unit));
     }
 
     // Solved by HiGHS directly (good_lp builds the model) to read the status and the gap.
@@ -346,6 +348,51 @@ fn program(
         constraints,
         content_share,
     })
+}
+
+/// `pruned[l][o][g]`: options [`reduce::prune`] proves cannot be in an optimal plan, when the
+/// program has one budget row (`limit` and `lower` in the row's units) and the greedy plan that
+/// proves it meets the lower bound too.
+fn prune_options(
+    problem: &Problem,
+    options: &SolveOptions,
+    resource: Resource,
+    limit: f64,
+    lower: f64,
+) -> Option<Vec<Vec<Vec<bool>>>> {
+    let groups = problem.groups();
+    let keys: Vec<(usize, usize)> = (0..problem.layers.len())
+        .filter(|&l| !problem.layers[l].protected)
+        .flat_map(|l| (0..groups).map(move |g| (l, g)))
+        .collect();
+    let choices: Vec<Vec<Option<reduce::Option_>>> = keys
+        .iter()
+        .map(|&(l, g)| {
+            let layer = &problem.layers[l];
+            (0..layer.options.len())
+                .map(|o| {
+                    layer.loss[o][g].is_finite().then(|| reduce::Option_ {
+                        cost: OBJECTIVE_SCALE * problem.cost(l, o, g, options.content_weight),
+                        usage: problem.coefficient(resource, l, o, g),
+                    })
+                })
+                .collect()
+        })
+        .collect();
+    let fixed = problem.protected_usage(resource);
+    let (drop, plan) = reduce::prune(&choices, limit - fixed)?;
+    let used: f64 = plan.iter().zip(&choices).map(|(&o, c)| c[o].map_or(0.0, |x| x.usage)).sum();
+    if used + fixed < lower {
+        return None;
+    }
+    let mut pruned: Vec<Vec<Vec<bool>>> =
+        problem.layers.iter().map(|layer| vec![vec![false; groups]; layer.options.len()]).collect();
+    for (&(l, g), dropped) in keys.iter().zip(drop) {
+        for (o, d) in dropped.into_iter().enumerate() {
+            pruned[l][o][g] = d;
+        }
+    }
+    Some(pruned)
 }
 
 /// A binary variable and the HiGHS column it becomes.

@@ -16,6 +16,7 @@ mod ilp;
 pub mod pareto;
 mod plan;
 mod problem;
+mod reduce;
 
 pub use allocation::{Assignment, Evaluation, Usage};
 pub use budget::{Amount, Budget, Resource};

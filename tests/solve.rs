@@ -1,0 +1,155 @@
+//! `bitsearch solve` end to end: a sensitivity run on a tiny UNet, then plans whose budget use
+//! is recomputed here from the plan's bits and the table's layer sizes, an infeasible budget,
+//! and a Pareto sweep.
+
+mod common;
+
+use bitsearch_sensitivity::SensitivityTable;
+use bitsearch_solver::Plan;
+use common::{assert_clean_failure, bitsearch};
+use std::collections::HashMap;
+use std::path::Path;
+
+fn sensitivity(dir: &Path) -> std::path::PathBuf {
+    let model = dir.join("unet.onnx");
+    bitsearch_fixtures::attention_unet(false).save(&model, bitsearch_onnx::ExternalData::Inline).unwrap();
+    let table = dir.join("s.parquet");
+    let output = bitsearch(&[
+        "sensitivity",
+        model.to_str().unwrap(),
+        "--out",
+        table.to_str().unwrap(),
+        "--w-bits",
+        "2,4,8",
+        "--steps",
+        "2",
+        "--device",
+        "cpu",
+    ]);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    table
+}
+
+/// (avg-bits of the quantized layers, weight bytes) of a plan, from its bits and the table.
+fn usage_by_hand(plan: &Plan, table: &SensitivityTable) -> (f64, f64) {
+    let bytes: HashMap<(&str, u32), u64> =
+        table.rows.iter().map(|r| ((r.layer.as_str(), r.w_bits), r.weight_bytes)).collect();
+    let (mut bits, mut params, mut memory) = (0.0, 0.0, 0.0);
+    for layer in &plan.layers {
+        let w = layer.w_bits[0];
+        if layer.protected {
+            assert_eq!(w, 32);
+            memory += 4.0 * layer.params as f64;
+            continue;
+        }
+        bits += (layer.params * u64::from(w)) as f64;
+        params += layer.params as f64;
+        memory += bytes[&(layer.name.as_str(), w)] as f64;
+    }
+    (bits / params, memory)
+}
+
+#[test]
+fn plans_respect_their_budgets_and_beat_uniform_bits() {
+    let dir = tempfile::tempdir().unwrap();
+    let table_path = sensitivity(dir.path());
+    let table = SensitivityTable::read(&table_path).unwrap();
+    let plan_path = dir.path().join("plan.yaml");
+    let solve = |budgets: &[&str]| {
+        let mut args =
+            vec!["solve", "--sensitivity", table_path.to_str().unwrap(), "--out", plan_path.to_str().unwrap()];
+        for b in budgets {
+            args.extend(["--budget", b]);
+        }
+        bitsearch(&args)
+    };
+    let output = solve(&["avg-bits=4.0"]);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let plan = Plan::read(&plan_path).unwrap();
+    assert_eq!(plan.solver.status, "optimal");
+    assert_eq!(plan.source.sensitivity_sha256, bitsearch_types::sha256_file(&table_path).unwrap());
+    let (avg_bits, memory) = usage_by_hand(&plan, &table);
+    assert!((3.98 - 1e-9..=4.0 + 1e-9).contains(&avg_bits), "avg bits {avg_bits}");
+    assert!((plan.summary.bytes - memory).abs() < 0.5, "{} vs {memory}", plan.summary.bytes);
+    // The uniform 4-bit plan meets the same budget, so the optimum can only be better.
+    let uniform: f64 = stdout
+        .lines()
+        .find(|l| l.trim_start().starts_with("uniform-W4:"))
+        .and_then(|l| l.split("objective ").nth(1)?.split(',').next()?.parse().ok())
+        .unwrap_or_else(|| panic!("no uniform-W4 line in {stdout}"));
+    assert!(plan.prediction.objective < uniform, "{} vs uniform {uniform}", plan.prediction.objective);
+    assert!(
+        plan.layers.iter().any(|l| l.w_bits[0] == 2) && plan.layers.iter().any(|l| l.w_bits[0] == 8),
+        "a mixed plan"
+    );
+
+    // Two budgets at once (the memory of the 4-bit plan binds a 5-bit one): both hold.
+    let limit_bytes = memory;
+    let output = solve(&["avg-bits=5.0", &format!("memory={limit_bytes}B")]);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let plan = Plan::read(&plan_path).unwrap();
+    let (avg_bits, memory) = usage_by_hand(&plan, &table);
+    assert!(avg_bits <= 5.0 + 1e-9 && memory <= limit_bytes + 1e-6, "{avg_bits} bits, {memory} bytes");
+
+    // An impossible budget: a clear error with the smallest feasible one, and no plan.
+    std::fs::remove_file(&plan_path).unwrap();
+    assert_clean_failure(&solve(&["avg-bits=1.5"]), &["infeasible", "smallest feasible avg-bits budget is 2.0000bits"]);
+    assert!(!plan_path.exists());
+}
+
+#[test]
+fn a_sweep_writes_plans_and_the_frontier() {
+    let dir = tempfile::tempdir().unwrap();
+    let table_path = sensitivity(dir.path());
+    let out = dir.path().join("sweep");
+    let args = [
+        "solve",
+        "--sensitivity",
+        table_path.to_str().unwrap(),
+        "--sweep",
+        "avg-bits=2..8:5",
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    let output = bitsearch(&args);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let csv = std::fs::read_to_string(out.join("frontier.csv")).unwrap();
+    let lines: Vec<&str> = csv.lines().collect();
+    assert!(lines[0].starts_with("kind,plan,resource,budget,objective"), "{}", lines[0]);
+    let ilp: Vec<&str> = lines.iter().copied().filter(|l| l.starts_with("ilp,")).collect();
+    assert_eq!(ilp.len(), 5);
+    assert_eq!(lines.iter().filter(|l| l.starts_with("uniform,")).count(), 3);
+    // More budget never predicts a worse objective.
+    let objective = |l: &str| l.split(',').nth(4).unwrap().parse::<f64>().unwrap();
+    assert!(ilp.windows(2).all(|w| objective(w[1]) <= objective(w[0]) + 1e-12), "{csv}");
+    assert!(out.join("plan_004.yaml").is_file() && out.join("frontier.parquet").is_file());
+}
+
+#[test]
+fn tables_with_holes_or_nan_are_refused_by_layer() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut table = bitsearch_fixtures::sensitivity_table(4, 6, &[2, 4, 8], 1);
+    let path = dir.path().join("t.parquet");
+    let solve = |path: &Path| {
+        bitsearch(&[
+            "solve",
+            "--sensitivity",
+            path.to_str().unwrap(),
+            "--budget",
+            "4bits",
+            "--out",
+            dir.path().join("p.yaml").to_str().unwrap(),
+        ])
+    };
+    let removed = table.rows.iter().position(|r| r.layer == "layer_0003" && r.w_bits == 4).unwrap();
+    let mut holed = table.clone();
+    holed.rows.remove(removed);
+    holed.write(&path).unwrap();
+    assert_clean_failure(&solve(&path), &["layer 'layer_0003'", "no row for W4AF"]);
+    table.rows[removed].sqnr_db = f64::NAN;
+    table.write(&path).unwrap();
+    assert_clean_failure(&solve(&path), &["layer 'layer_0003'", "sqnr_db is NaN"]);
+    std::fs::write(&path, b"garbage").unwrap();
+    assert_clean_failure(&solve(&path), &["t.parquet", "not a Parquet file"]);
+}
