@@ -85,15 +85,15 @@ impl SolveConfig {
         if !(self.content_weight.is_finite() && self.content_weight >= 0.0) {
             return Err(field("content_weight", format!("{} is not a non-negative number", self.content_weight)));
         }
-        if let Some(Share::Fixed(s)) = self.content_share {
-            if !(0.0..=1.0).contains(&s) {
-                return Err(field("content_share", format!("{s} is not a fraction in [0, 1]")));
-            }
+        if let Some(Share::Fixed(s)) = self.content_share
+            && !(0.0..=1.0).contains(&s)
+        {
+            return Err(field("content_share", format!("{s} is not a fraction in [0, 1]")));
         }
         if let Some(f) = self.fill.filter(|f| !(0.0..=1.0).contains(f)) {
             return Err(field("fill", format!("{f} is not a fraction in [0, 1]")));
         }
-        if !(self.time_limit > 0.0) {
+        if self.time_limit.is_nan() || self.time_limit <= 0.0 {
             return Err(field("time_limit", "must be positive".into()));
         }
         Ok(SolveOptions {
@@ -105,7 +105,6 @@ impl SolveConfig {
             },
             fill: self.fill,
             time_limit: self.time_limit,
-            ..Default::default()
         })
     }
 

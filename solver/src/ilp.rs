@@ -196,16 +196,18 @@ fn program(
         })
         .collect();
     let variables = made;
+    // Every x as (layer, option, group, column).
+    let entries = || {
+        x.iter().enumerate().flat_map(|(l, per)| {
+            per.iter()
+                .enumerate()
+                .flat_map(move |(o, gs)| gs.iter().enumerate().filter_map(move |(g, c)| c.map(|c| (l, o, g, c))))
+        })
+    };
 
     let mut objective = Expression::from(0.0);
-    for (l, layer) in problem.layers.iter().enumerate() {
-        for o in 0..layer.options.len() {
-            for g in 0..groups {
-                if let Some(v) = x[l][o][g] {
-                    objective += OBJECTIVE_SCALE * problem.cost(l, o, g, options.content_weight) * v.variable;
-                }
-            }
-        }
+    for (l, o, g, c) in entries() {
+        objective += OBJECTIVE_SCALE * problem.cost(l, o, g, options.content_weight) * c.variable;
     }
     let mut model = vars.minimise(objective).using(good_lp::highs);
     let mut constraints = 0;
@@ -219,8 +221,7 @@ fn program(
             continue;
         }
         for g in 0..groups {
-            let one: Expression =
-                (0..layer.options.len()).filter_map(|o| x[l][o][g]).map(|c| Expression::from(c.variable)).sum();
+            let one: Expression = x[l].iter().filter_map(|per| per[g]).map(|c| Expression::from(c.variable)).sum();
             add(&mut model, one.eq(1.0));
         }
         for (&w, &zw) in &z[l] {
@@ -239,22 +240,13 @@ fn program(
     let usage = |resource: Resource, only: Option<MetricGroup>| -> (Expression, f64) {
         let mut expr = Expression::from(0.0);
         let fixed = if only.is_none() { problem.protected_usage(resource) } else { 0.0 };
-        for (l, layer) in problem.layers.iter().enumerate() {
-            if only.is_some_and(|g| g != layer.group) && !layer.protected {
-                continue;
+        let counted = |layer: &crate::problem::LayerOptions| !layer.protected && only.is_none_or(|g| g == layer.group);
+        if groups == 1 || resource == Resource::Bops {
+            for (l, o, g, c) in entries().filter(|&(l, ..)| counted(&problem.layers[l])) {
+                expr += problem.coefficient(resource, l, o, g) * c.variable;
             }
-            if layer.protected {
-                continue;
-            }
-            if groups == 1 || resource == Resource::Bops {
-                for o in 0..layer.options.len() {
-                    for g in 0..groups {
-                        if let Some(v) = x[l][o][g] {
-                            expr += problem.coefficient(resource, l, o, g) * v.variable;
-                        }
-                    }
-                }
-            } else {
+        } else {
+            for (l, layer) in problem.layers.iter().enumerate().filter(|(_, layer)| counted(layer)) {
                 for (&w, &zw) in &z[l] {
                     // Any option with this weight width stores the same bytes.
                     if let Some(o) = (0..layer.options.len()).find(|&o| layer.options[o].w_bits == w) {

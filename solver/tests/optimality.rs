@@ -181,14 +181,14 @@ fn knapsack(problem: &Problem, capacity: usize) -> f64 {
     best[0] = 0.0;
     for (l, layer) in problem.layers.iter().enumerate() {
         let mut next = vec![f64::INFINITY; capacity + 1];
-        for used in 0..=capacity {
-            if !best[used].is_finite() {
+        for (used, &so_far) in best.iter().enumerate() {
+            if !so_far.is_finite() {
                 continue;
             }
             for (o, p) in layer.options.iter().enumerate() {
                 let w = used + (layer.params * u64::from(p.w_bits)) as usize;
                 if w <= capacity {
-                    let v = best[used] + problem.cost(l, o, 0, 1.0);
+                    let v = so_far + problem.cost(l, o, 0, 1.0);
                     if v < next[w] {
                         next[w] = v;
                     }
@@ -227,7 +227,7 @@ fn step_groups_let_a_layer_change_bits_and_pay_for_both_copies() {
     // Layer 0 matters only during group 0, layer 1 only during group 1.
     for (l, quiet) in [(0, 1), (1, 0)] {
         for o in 0..BITS.len() {
-            problem.layers[l].loss[o][quiet] = 1e-12 * problem.layers[l].loss[o][quiet];
+            problem.layers[l].loss[o][quiet] *= 1e-12;
         }
     }
     let full = problem.full_precision().bops;
