@@ -50,6 +50,8 @@ demo: build models
 	@echo "demo samples: $(ROOT)/$(DEMO_OUT)/samples"
 	$(BIN) sensitivity $(TERRAIN) --condition difficulty=0.5 --w-bits 4,8 --out $(DEMO_OUT)/sensitivity.parquet --resume
 	@echo "demo sensitivity table: $(ROOT)/$(DEMO_OUT)/sensitivity.parquet"
+	$(BIN) solve --sensitivity $(DEMO_OUT)/sensitivity.parquet --budget avg-bits=6.0 --out $(DEMO_OUT)/plan.yaml
+	@echo "demo plan: $(ROOT)/$(DEMO_OUT)/plan.yaml"
 
 ## test: unit tests on graphs the tests build, integration tests on the real terrain model
 test: setup models

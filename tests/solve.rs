@@ -153,3 +153,46 @@ fn tables_with_holes_or_nan_are_refused_by_layer() {
     std::fs::write(&path, b"garbage").unwrap();
     assert_clean_failure(&solve(&path), &["t.parquet", "not a Parquet file"]);
 }
+
+#[test]
+fn step_aware_tables_give_bits_per_step_group_within_the_bops_budget() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("unet.onnx");
+    bitsearch_fixtures::attention_unet(false).save(&model, bitsearch_onnx::ExternalData::Inline).unwrap();
+    let table_path = dir.path().join("s.parquet");
+    let args = ["--w-bits", "2,8", "--steps", "4", "--step-groups", "2", "--device", "cpu"];
+    let mut sensitivity = vec!["sensitivity", model.to_str().unwrap(), "--out", table_path.to_str().unwrap()];
+    sensitivity.extend(args);
+    assert!(bitsearch(&sensitivity).status.success());
+    let plan_path = dir.path().join("plan.yaml");
+    let output = bitsearch(&[
+        "solve",
+        "--sensitivity",
+        table_path.to_str().unwrap(),
+        "--budget",
+        "bops=50%",
+        "--out",
+        plan_path.to_str().unwrap(),
+    ]);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let plan = Plan::read(&plan_path).unwrap();
+    assert_eq!(plan.step_groups, vec![[0, 1], [2, 3]]);
+    let table = SensitivityTable::read(&table_path).unwrap();
+    let macs: HashMap<&str, u64> = table.rows.iter().map(|r| (r.layer.as_str(), r.macs.unwrap_or(0))).collect();
+    // BOPs by hand: each step group runs two steps.
+    let bops: f64 = plan
+        .layers
+        .iter()
+        .map(|l| {
+            l.w_bits
+                .iter()
+                .zip(&l.a_bits)
+                .map(|(w, a)| (macs[l.name.as_str()] * u64::from(w * a) * 2) as f64)
+                .sum::<f64>()
+        })
+        .sum();
+    let budget = &plan.budgets[0];
+    assert!(bops <= budget.limit * (1.0 + 1e-12), "{bops} > {}", budget.limit);
+    assert!((bops - budget.used).abs() <= 1e-9 * bops);
+    assert!(plan.layers.iter().all(|l| l.w_bits.len() == 2));
+}
