@@ -21,7 +21,7 @@ export BITSEARCH_TERRAIN_MODEL := $(ROOT)/$(TERRAIN)
 BIN := target/release/bitsearch
 DEMO_OUT := out/demo
 
-.PHONY: setup system-packages models build demo test bench lint proto
+.PHONY: setup system-packages models build demo report-check test bench lint proto
 
 ## setup: cmake and libclang (apt, for HiGHS) and ONNX Runtime from its PyPI wheel into .local/
 ## (GPU=1 for onnxruntime-gpu)
@@ -51,7 +51,15 @@ demo: build models
 	$(BIN) sensitivity $(TERRAIN) --condition difficulty=0.5 --w-bits 4,8 --out $(DEMO_OUT)/sensitivity.parquet --resume
 	@echo "demo sensitivity table: $(ROOT)/$(DEMO_OUT)/sensitivity.parquet"
 	$(BIN) solve --sensitivity $(DEMO_OUT)/sensitivity.parquet --budget avg-bits=6.0 --out $(DEMO_OUT)/plan.yaml
-	@echo "demo plan: $(ROOT)/$(DEMO_OUT)/plan.yaml"
+	$(BIN) solve --sensitivity $(DEMO_OUT)/sensitivity.parquet --sweep avg-bits=4..8:17 --out $(DEMO_OUT)/sweep
+	$(BIN) report --sensitivity $(DEMO_OUT)/sensitivity.parquet --plan $(DEMO_OUT)/plan.yaml \
+		--frontier $(DEMO_OUT)/sweep/frontier.parquet --samples $(DEMO_OUT)/samples --out $(DEMO_OUT)/report
+	@echo "demo report: $(ROOT)/$(DEMO_OUT)/report/index.html"
+
+## report-check: open the demo report in headless Chromium (apt-get install chromium), check
+## that every image loads, and screenshot it
+report-check:
+	scripts/check-report.sh $(DEMO_OUT)/report $(DEMO_OUT)/report-screenshot.png
 
 ## test: unit tests on graphs the tests build, integration tests on the real terrain model
 test: setup models

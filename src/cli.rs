@@ -40,6 +40,8 @@ pub enum Command {
     Merge(MergeArgs),
     /// Choose bits per layer (and step group) under a budget: an integer program, a YAML plan.
     Solve(SolveArgs),
+    /// Write an HTML report with PNG figures from a sensitivity table, plans, a frontier and samples.
+    Report(ReportArgs),
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -264,4 +266,23 @@ pub struct SolveArgs {
     /// Seconds HiGHS may spend per program [default: 60].
     #[arg(long)]
     pub time_limit: Option<f64>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ReportArgs {
+    /// The sensitivity table.
+    #[arg(long)]
+    pub sensitivity: Option<PathBuf>,
+    /// A plan from `bitsearch solve`; repeat for several.
+    #[arg(long = "plan")]
+    pub plans: Vec<PathBuf>,
+    /// The frontier from `bitsearch solve --sweep` (frontier.parquet or .csv).
+    #[arg(long)]
+    pub frontier: Option<PathBuf>,
+    /// A folder of sample PNGs (full precision first, then one per plan); repeat for several.
+    #[arg(long = "samples")]
+    pub samples: Vec<PathBuf>,
+    /// Folder for index.html and its figures.
+    #[arg(long)]
+    pub out: PathBuf,
 }

@@ -163,3 +163,47 @@ pub fn write_frontier(points: &[FrontierPoint], path: &Path) -> Result<()> {
     }
     bitsearch_types::write_atomically(path, &bytes).map_err(|e| error(&e))
 }
+
+/// Reads a frontier written by [`write_frontier`] (Parquet or CSV, by extension).
+pub fn read_frontier(path: &Path) -> Result<Vec<FrontierPoint>> {
+    let error = |message: String| SolverError::File { path: path.display().to_string(), message };
+    let file = std::fs::File::open(path).map_err(|e| error(format!("cannot open: {e}")))?;
+    let frame = if path.extension().is_some_and(|e| e == "parquet") {
+        ParquetReader::new(file).finish().map_err(|e| error(format!("not a Parquet file: {e}")))?
+    } else {
+        CsvReader::new(file).finish().map_err(|e| error(format!("not a CSV file: {e}")))?
+    };
+    let points = || -> PolarsResult<Vec<FrontierPoint>> {
+        let text = |name: &str| -> PolarsResult<Vec<String>> {
+            Ok(frame.column(name)?.str()?.iter().map(|v| v.unwrap_or_default().to_string()).collect())
+        };
+        let num = |name: &str| -> PolarsResult<Vec<f64>> {
+            Ok(frame.column(name)?.cast(&DataType::Float64)?.f64()?.iter().map(|v| v.unwrap_or(f64::NAN)).collect())
+        };
+        let (kind, plan, resource, status) = (text("kind")?, text("plan")?, text("resource")?, text("status")?);
+        let (budget, objective, sqnr, ssim) = (num("budget")?, num("objective")?, num("sqnr_db")?, num("ssim")?);
+        let (memory, bops, avg_bits) = (num("memory")?, num("bops")?, num("avg_bits")?);
+        (0..frame.height())
+            .map(|i| {
+                let resource = format!("{}=1", resource[i])
+                    .parse::<crate::budget::Budget>()
+                    .map_err(|e| PolarsError::ComputeError(e.into()))?
+                    .resource;
+                Ok(FrontierPoint {
+                    kind: kind[i].clone(),
+                    plan: plan[i].clone(),
+                    resource,
+                    budget: budget[i],
+                    objective: objective[i],
+                    sqnr_db: sqnr[i],
+                    ssim: ssim[i],
+                    memory: memory[i],
+                    bops: bops[i],
+                    avg_bits: avg_bits[i],
+                    status: status[i].clone(),
+                })
+            })
+            .collect()
+    };
+    points().map_err(|e| error(format!("not a bitsearch frontier: {e}")))
+}

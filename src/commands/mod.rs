@@ -2,6 +2,7 @@
 
 mod inspect;
 mod merge;
+mod report;
 mod sample;
 mod sensitivity;
 mod solve;
@@ -15,6 +16,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         Command::Sensitivity(a) => sensitivity::run(&a),
         Command::Merge(a) => merge::run(&a),
         Command::Solve(a) => solve::run(&a),
+        Command::Report(a) => report::run(&a),
     }
 }
 

@@ -1,0 +1,75 @@
+//! The Pareto frontier: predicted objective against budget for the ILP plans, with the uniform
+//! plans (one bit-width everywhere) for comparison.
+
+use crate::error::{ReportError, Result};
+use crate::fonts::FAMILY;
+use bitsearch_solver::pareto::FrontierPoint;
+use plotters::prelude::*;
+use std::path::Path;
+
+pub fn draw_frontier(points: &[FrontierPoint], path: &Path) -> Result<()> {
+    let title = "Pareto frontier";
+    let error = |e: &dyn std::fmt::Display| ReportError::figure(title, e);
+    let resource = points.first().map_or("budget".to_string(), |p| p.resource.name().to_string());
+    let x = |p: &FrontierPoint| if resource == "memory" { p.budget / 1e6 } else { p.budget };
+    let finite: Vec<&FrontierPoint> = points.iter().filter(|p| p.objective.is_finite() && p.objective > 0.0).collect();
+    let (x_lo, x_hi) =
+        finite.iter().map(|p| x(p)).fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| (a.min(v), b.max(v)));
+    let (y_lo, y_hi) =
+        finite.iter().map(|p| p.objective).fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| (a.min(v), b.max(v)));
+    if finite.is_empty() {
+        return Err(error(&"no point with a positive finite objective"));
+    }
+    let pad = (x_hi - x_lo).max(1e-9) * 0.05;
+    let root = BitMapBackend::new(path, (900, 560)).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| error(&e))?;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(title, (FAMILY, 18))
+        .margin(15)
+        .x_label_area_size(50)
+        .y_label_area_size(80)
+        .build_cartesian_2d(x_lo - pad..x_hi + pad, (y_lo * 0.5..y_hi * 2.0).log_scale())
+        .map_err(|e| error(&e))?;
+    let x_desc = match resource.as_str() {
+        "memory" => "weight memory budget (MB)".to_string(),
+        "avg-bits" => "average weight bits budget".to_string(),
+        other => format!("{other} budget"),
+    };
+    chart
+        .configure_mesh()
+        .x_desc(x_desc)
+        .y_desc("predicted objective (normalised loss, lower is better)")
+        .label_style((FAMILY, 12))
+        .axis_desc_style((FAMILY, 14))
+        .draw()
+        .map_err(|e| error(&e))?;
+    let ilp: Vec<(f64, f64)> = finite.iter().filter(|p| p.kind == "ilp").map(|p| (x(p), p.objective)).collect();
+    let blue = RGBColor(69, 117, 180);
+    chart
+        .draw_series(LineSeries::new(ilp.clone(), blue.stroke_width(2)))
+        .map_err(|e| error(&e))?
+        .label("ILP plans")
+        .legend(move |(x, y)| PathElement::new([(x, y), (x + 20, y)], blue.stroke_width(2)));
+    chart.draw_series(ilp.iter().map(|&p| Circle::new(p, 3, blue.filled()))).map_err(|e| error(&e))?;
+    let red = RGBColor(215, 48, 39);
+    let uniform: Vec<&&FrontierPoint> = finite.iter().filter(|p| p.kind == "uniform").collect();
+    chart
+        .draw_series(uniform.iter().map(|p| TriangleMarker::new((x(p), p.objective), 7, red.filled())))
+        .map_err(|e| error(&e))?
+        .label("uniform bit-width")
+        .legend(move |(x, y)| TriangleMarker::new((x + 10, y), 6, red.filled()));
+    chart
+        .draw_series(uniform.iter().map(|p| {
+            Text::new(p.plan.trim_start_matches("uniform-").to_string(), (x(p), p.objective * 1.3), (FAMILY, 12))
+        }))
+        .map_err(|e| error(&e))?;
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperRight)
+        .background_style(WHITE.mix(0.9))
+        .border_style(BLACK)
+        .label_font((FAMILY, 13))
+        .draw()
+        .map_err(|e| error(&e))?;
+    root.present().map_err(|e| error(&e))
+}

@@ -1,0 +1,309 @@
+//! `bitsearch report`: one self-contained HTML page with PNG figures (plotters, embedded
+//! fonts) that a person reads to decide which plan to ship — a summary table, sensitivity
+//! heatmaps, the bits each plan chose, the Pareto frontier and sample images side by side.
+//! A missing input leaves its section with a note; an unreadable one is an error.
+
+#![warn(clippy::unwrap_used, clippy::expect_used)]
+
+mod error;
+mod figures;
+mod fonts;
+mod html;
+pub mod names;
+
+pub use error::{ReportError, Result};
+
+use bitsearch_sensitivity::{ProbeRow, SensitivityTable};
+use bitsearch_solver::Plan;
+use bitsearch_solver::pareto::read_frontier;
+use figures::{Heatmap, bits_label, draw_frontier, draw_heatmap, draw_plan};
+use html::Page;
+use names::shorten;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// What the report is made from; everything but `out` may be missing.
+#[derive(Debug, Clone, Default)]
+pub struct ReportInputs {
+    pub sensitivity: Option<PathBuf>,
+    pub plans: Vec<PathBuf>,
+    pub frontier: Option<PathBuf>,
+    /// Folders of sample PNGs; the first is usually full precision.
+    pub samples: Vec<PathBuf>,
+    pub out: PathBuf,
+}
+
+/// SQNR colour range: below it the layer is broken anyway, above it is float rounding.
+const SQNR_RANGE: (f64, f64) = (-10.0, 100.0);
+/// SSIM is drawn as −log10(1 − SSIM) ("nines"), 0 to 6.
+const SSIM_NINES: (f64, f64) = (0.0, 6.0);
+
+/// Writes `index.html` and its figures into `inputs.out`; returns the page's path.
+pub fn write_report(inputs: &ReportInputs) -> Result<PathBuf> {
+    fonts::register();
+    let out = &inputs.out;
+    std::fs::create_dir_all(out).map_err(|e| ReportError::file(out, e))?;
+    let table = inputs.sensitivity.as_deref().map(SensitivityTable::read).transpose()?;
+    let plans = inputs.plans.iter().map(|p| Ok((p.clone(), Plan::read(p)?))).collect::<Result<Vec<_>>>()?;
+    let frontier = inputs.frontier.as_deref().map(read_frontier).transpose()?;
+
+    let mut page = Page::default();
+    summary(&mut page, table.as_ref(), &plans);
+    page.heading("Sensitivity");
+    match &table {
+        Some(table) => sensitivity(&mut page, table, out)?,
+        None => page.note("No sensitivity table was given (--sensitivity), so there are no heatmaps."),
+    }
+    page.heading("Chosen bits");
+    if plans.is_empty() {
+        page.note("No plan was given (--plan), so no chosen bits are drawn.");
+    }
+    for (i, (path, plan)) in plans.iter().enumerate() {
+        plan_section(&mut page, i, path, plan, out)?;
+    }
+    page.heading("Pareto frontier");
+    match frontier.as_deref() {
+        Some(points) if !points.is_empty() => {
+            draw_frontier(points, &out.join("frontier.png"))?;
+            page.figure(
+                "frontier.png",
+                "Pareto frontier",
+                "Predicted objective (log scale) against the budget. Each blue point is a plan the integer program \
+                 found; red triangles are uniform plans (every quantized layer at one bit-width). Look for the knee \
+                 where more budget stops buying much, and for how far below the uniform plans the frontier runs. \
+                 Measured points will join once plans are evaluated.",
+            );
+        }
+        _ => page.note("No frontier was given (--frontier, from `bitsearch solve --sweep`)."),
+    }
+    page.heading("Samples");
+    samples(&mut page, &inputs.samples, out)?;
+    let index = out.join("index.html");
+    bitsearch_types::write_atomically(&index, page.render("bitsearch report").as_bytes())
+        .map_err(|e| ReportError::file(&index, e))?;
+    Ok(index)
+}
+
+fn summary(page: &mut Page, table: Option<&SensitivityTable>, plans: &[(PathBuf, Plan)]) {
+    page.heading("Summary");
+    if let Some(t) = table {
+        let m = &t.meta;
+        let layers = t.rows.iter().map(|r| r.layer.as_str()).collect::<std::collections::BTreeSet<_>>().len();
+        page.table(&[
+            vec!["model".into(), m.model.clone()],
+            vec!["model sha256".into(), m.model_sha256.clone()],
+            vec!["layers probed".into(), layers.to_string()],
+            vec!["probes".into(), format!("{} of {}", t.rows.len(), m.probes_total)],
+            vec!["pipeline, sampler, steps".into(), format!("{}, {}, {}", m.pipeline, m.sampler, m.steps)],
+            vec!["items (condition or prompt, seed)".into(), m.items.join("; ")],
+            vec!["device, tool version".into(), format!("{}, bitsearch {}", m.device, m.tool_version)],
+            vec!["metric groups".into(), m.metric_groups.clone()],
+        ]);
+    }
+    if plans.is_empty() {
+        return;
+    }
+    let mut rows = vec![
+        ["plan", "budgets", "weights", "compression", "avg bits", "BOPs", "pred. SQNR", "pred. SSIM", "solver"]
+            .map(String::from)
+            .to_vec(),
+    ];
+    for (path, plan) in plans {
+        let s = &plan.summary;
+        let budgets: Vec<String> =
+            plan.budgets.iter().map(|b| format!("{} ≤ {}", b.resource, b.resource.format(b.limit))).collect();
+        rows.push(vec![
+            file_name(path),
+            budgets.join(", "),
+            format!("{:.2} MB of {:.2} MB", s.bytes / 1e6, s.float_bytes / 1e6),
+            format!("{:.2}×", s.compression),
+            format!("{:.3}", s.avg_bits),
+            format!("{:.3e}", s.bops),
+            format!("{:.2} dB", plan.prediction.sqnr_db),
+            format!("{:.5}", plan.prediction.ssim),
+            format!("{}, gap {:.1e}, {:.2} s", plan.solver.status, plan.solver.gap, plan.solver.seconds),
+        ]);
+    }
+    page.table(&rows);
+}
+
+/// Layers in graph order, grouped by role (roles in order of first appearance).
+fn layer_order<'a>(layers: impl Iterator<Item = (&'a str, &'a str)>) -> Vec<(String, String)> {
+    let mut seen: Vec<(String, String)> = Vec::new();
+    for (name, role) in layers {
+        if !seen.iter().any(|(n, _)| n == name) {
+            seen.push((name.to_string(), role.to_string()));
+        }
+    }
+    let mut roles: Vec<String> = Vec::new();
+    for (_, role) in &seen {
+        if !roles.contains(role) {
+            roles.push(role.clone());
+        }
+    }
+    let mut ordered = Vec::with_capacity(seen.len());
+    for role in roles {
+        ordered.extend(seen.iter().filter(|(_, r)| *r == role).cloned());
+    }
+    ordered
+}
+
+fn label(name: &str, role: &str) -> String {
+    format!("{} [{role}]", shorten(name))
+}
+
+fn sensitivity(page: &mut Page, table: &SensitivityTable, out: &Path) -> Result<()> {
+    let order = layer_order(table.rows.iter().map(|r| (r.layer.as_str(), r.role.as_str())));
+    let rows: Vec<String> = order.iter().map(|(n, r)| label(n, r)).collect();
+    let groups = table.meta.step_groups.len().max(1);
+    let mut precisions: Vec<(u32, u32)> = table.rows.iter().map(|r| (r.w_bits, r.a_bits)).collect();
+    precisions.sort_unstable();
+    precisions.dedup();
+    let columns: Vec<String> = precisions
+        .iter()
+        .map(|&(w, a)| if a >= 32 { bits_label(w) } else { format!("{}A{a}", bits_label(w)) })
+        .collect();
+    let index: BTreeMap<(&str, u32, u32, u32), &ProbeRow> =
+        table.rows.iter().map(|r| ((r.layer.as_str(), r.w_bits, r.a_bits, r.step_group), r)).collect();
+    let cell =
+        |name: &str, (w, a): (u32, u32), g: u32, f: fn(&ProbeRow) -> f64| index.get(&(name, w, a, g)).map(|r| f(r));
+    let nines = |r: &ProbeRow| if r.ssim >= 1.0 { SSIM_NINES.1 } else { -(1.0 - r.ssim).log10() };
+    let first_group = if groups > 1 { " (probes quantizing during the first step group)" } else { "" };
+    for (file, title, desc, f, range, caption) in [
+        (
+            "sensitivity_sqnr.png",
+            "SQNR of the denoiser output",
+            "SQNR (dB)",
+            (|r: &ProbeRow| r.sqnr_db) as fn(&ProbeRow) -> f64,
+            SQNR_RANGE,
+            "Each cell is one probe: that layer alone quantized at that precision, everything else in float. Dark \
+             cells are sensitive layers (low SQNR: the denoiser output changes most); they are the ones a plan \
+             should keep at more bits. Quality-group layers are allocated by this metric.",
+        ),
+        (
+            "sensitivity_ssim.png",
+            "SSIM of the final image",
+            "−log10(1 − SSIM)",
+            nines,
+            SSIM_NINES,
+            "The same probes scored by the final image's SSIM against full precision, drawn as its nines (3 means \
+             SSIM 0.999). Dark cells change what is drawn; content-group layers (cross-attention, feed-forward) are \
+             allocated by this metric.",
+        ),
+    ] {
+        let heatmap = Heatmap {
+            title: format!("{title}{first_group}"),
+            rows: rows.clone(),
+            columns: columns.clone(),
+            x_desc: "precision (weight bits, activation bits)".into(),
+            values: order.iter().map(|(n, _)| precisions.iter().map(|&p| cell(n, p, 0, f)).collect()).collect(),
+            value_desc: desc.into(),
+            range,
+        };
+        draw_heatmap(&heatmap, &out.join(file))?;
+        page.figure(file, title, caption);
+    }
+    if groups > 1 {
+        let lowest = precisions[0];
+        let heatmap = Heatmap {
+            title: format!("SQNR per step group at {}", columns[0]),
+            rows,
+            columns: table.meta.step_groups.iter().map(|[a, b]| format!("steps {a}-{b}")).collect(),
+            x_desc: "step group the layer is quantized in".into(),
+            values: order
+                .iter()
+                .map(|(n, _)| (0..groups as u32).map(|g| cell(n, lowest, g, |r| r.sqnr_db)).collect())
+                .collect(),
+            value_desc: "SQNR (dB)".into(),
+            range: SQNR_RANGE,
+        };
+        draw_heatmap(&heatmap, &out.join("sensitivity_steps.png"))?;
+        page.figure(
+            "sensitivity_steps.png",
+            "SQNR per step group",
+            "Each layer quantized at its fewest bits during one step group only. Columns that stay bright are \
+             steps where the layer can be quantized hard (PTQD's step awareness); a step-aware plan spends its bits \
+             on the dark columns.",
+        );
+    }
+    Ok(())
+}
+
+fn plan_section(page: &mut Page, i: usize, path: &Path, plan: &Plan, out: &Path) -> Result<()> {
+    let order = layer_order(plan.layers.iter().map(|l| (l.name.as_str(), l.role.as_str())));
+    let rows: Vec<figures::PlanRow> = order
+        .iter()
+        .filter_map(|(name, role)| {
+            let layer = plan.layers.iter().find(|l| l.name == *name)?;
+            Some(figures::PlanRow {
+                label: label(name, role),
+                bits: layer.w_bits.clone(),
+                kilobytes: layer.weight_bytes as f64 / 1e3,
+            })
+        })
+        .collect();
+    let file = format!("plan_{i}.png");
+    let title = format!(
+        "Plan {}: {:.3} bits on average, {:.2} MB",
+        file_name(path),
+        plan.summary.avg_bits,
+        plan.summary.bytes / 1e6
+    );
+    draw_plan(&title, &rows, plan.step_groups.len().max(1), &out.join(&file))?;
+    page.figure(
+        &file,
+        &title,
+        "Weight bits per layer (and per step group) as the plan chose them, grey for layers kept in float \
+         (protected), with each layer's stored weight size. Sensitive layers from the heatmaps should sit at \
+         the cold colours; the large bars show where the memory goes.",
+    );
+    Ok(())
+}
+
+/// The sample grid: one column per folder, one row per sample file name (16-bit height maps
+/// left out), images copied next to the page so the report travels as one folder.
+fn samples(page: &mut Page, folders: &[PathBuf], out: &Path) -> Result<()> {
+    if folders.is_empty() {
+        page.note("No sample folders were given (--samples DIR, full precision first, then one per plan).");
+        return Ok(());
+    }
+    let mut names: Vec<String> = Vec::new();
+    let mut columns = Vec::new();
+    for (c, folder) in folders.iter().enumerate() {
+        let entries = std::fs::read_dir(folder).map_err(|e| ReportError::file(folder, e))?;
+        let mut files: Vec<String> = entries
+            .filter_map(|e| e.ok()?.file_name().into_string().ok())
+            .filter(|n| n.ends_with(".png") && !n.ends_with("_height16.png"))
+            .collect();
+        files.sort();
+        let dest = out.join("samples").join(format!("{c}"));
+        std::fs::create_dir_all(&dest).map_err(|e| ReportError::file(&dest, e))?;
+        for f in &files {
+            std::fs::copy(folder.join(f), dest.join(f)).map_err(|e| ReportError::file(&folder.join(f), e))?;
+            if !names.contains(f) {
+                names.push(f.clone());
+            }
+        }
+        columns.push((file_name(folder), c, files));
+    }
+    names.sort();
+    let header: Vec<String> = columns.iter().map(|(label, ..)| label.clone()).collect();
+    let rows: Vec<(String, Vec<Option<String>>)> = names
+        .iter()
+        .map(|n| {
+            let cells =
+                columns.iter().map(|(_, c, files)| files.contains(n).then(|| format!("samples/{c}/{n}"))).collect();
+            (n.trim_end_matches(".png").to_string(), cells)
+        })
+        .collect();
+    page.paragraph(
+        "Samples of the same seeds side by side: the first column is usually full precision, the others the \
+         quantized plans. Look for changed content (what is drawn) as well as noise or banding (quality).",
+    );
+    page.image_grid(&header, &rows);
+    Ok(())
+}
+
+fn file_name(path: &Path) -> String {
+    path.file_name().map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned())
+}

@@ -1,0 +1,17 @@
+//! `bitsearch report`: the HTML report, and its path.
+
+use crate::cli::ReportArgs;
+use bitsearch_reports::{ReportInputs, write_report};
+
+pub fn run(args: &ReportArgs) -> anyhow::Result<()> {
+    let inputs = ReportInputs {
+        sensitivity: args.sensitivity.clone(),
+        plans: args.plans.clone(),
+        frontier: args.frontier.clone(),
+        samples: args.samples.clone(),
+        out: args.out.clone(),
+    };
+    let index = write_report(&inputs)?;
+    println!("{}", index.display());
+    Ok(())
+}
