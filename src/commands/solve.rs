@@ -9,7 +9,7 @@ use bitsearch_solver::{Plan, Problem, Resource, SolveConfig, Solved, solve_searc
 
 pub fn run(args: &SolveArgs) -> anyhow::Result<()> {
     let config = config(args)?;
-    let mut options = config.options()?;
+    let options = config.options()?;
     let table = SensitivityTable::read(&args.sensitivity)?;
     let problem = Problem::from_table(&table, &config.protect)?;
     let protected = problem.layers.iter().filter(|l| l.protected).count();
@@ -38,8 +38,7 @@ pub fn run(args: &SolveArgs) -> anyhow::Result<()> {
     };
     std::fs::create_dir_all(&args.out)?;
     let mut points = Vec::new();
-    let base = options.clone();
-    options.budgets.clear();
+    let base = options;
     let budgets = sweep.budgets();
     for (i, budget) in budgets.iter().enumerate() {
         let mut options = base.clone();
