@@ -1,6 +1,6 @@
 //! A layers × columns heatmap with a colour bar (sensitivity per bit-width or per step group).
 
-use super::{LABELS, ROW};
+use super::{LABELS, ROW, segments};
 use crate::error::{ReportError, Result};
 use crate::fonts::FAMILY;
 use plotters::coord::ranged1d::SegmentValue;
@@ -42,7 +42,7 @@ pub fn draw_heatmap(h: &Heatmap, path: &Path) -> Result<()> {
         .x_label_area_size(40)
         .top_x_label_area_size(30)
         .y_label_area_size(LABELS)
-        .build_cartesian_2d((0..ncols).into_segmented(), (0..nrows).into_segmented())
+        .build_cartesian_2d(segments(ncols), segments(nrows))
         .map_err(|e| error(&e))?;
     let row_label = |v: &SegmentValue<usize>| match v {
         SegmentValue::CenterOf(i) if *i < nrows => h.rows[nrows - 1 - i].clone(),

@@ -9,6 +9,8 @@ pub use frontier::draw_frontier;
 pub use heatmap::{Heatmap, draw_heatmap};
 pub use plan::{PlanRow, draw_plan};
 
+use plotters::coord::ranged1d::{IntoSegmentedCoord, SegmentedCoord};
+use plotters::coord::types::RangedCoordusize;
 use plotters::style::RGBColor;
 
 /// Height of one layer row in the per-layer figures, in pixels.
@@ -33,4 +35,10 @@ pub fn bits_color(bits: u32) -> RGBColor {
 /// `W4`, or `float` for 32.
 pub fn bits_label(bits: u32) -> String {
     if bits >= 32 { "float".into() } else { format!("W{bits}") }
+}
+
+/// `n` cells, one segment each: plotters' integer ranges include their end, so `0..n` would
+/// leave an empty cell after the last.
+pub fn segments(n: usize) -> SegmentedCoord<RangedCoordusize> {
+    (0..n.max(1) - 1).into_segmented()
 }

@@ -1,7 +1,7 @@
 //! A plan drawn per layer: a strip of cells coloured by weight bits (one column per step
 //! group) next to a bar of the layer's stored weight size.
 
-use super::{LABELS, ROW, bits_color, bits_label};
+use super::{LABELS, ROW, bits_color, bits_label, segments};
 use crate::error::{ReportError, Result};
 use crate::fonts::FAMILY;
 use plotters::coord::ranged1d::SegmentValue;
@@ -33,7 +33,7 @@ pub fn draw_plan(title: &str, rows: &[PlanRow], groups: usize, path: &Path) -> R
         .x_label_area_size(40)
         .top_x_label_area_size(30)
         .y_label_area_size(LABELS)
-        .build_cartesian_2d((0..groups + 2).into_segmented(), (0..nrows).into_segmented())
+        .build_cartesian_2d(segments(groups + 2), segments(nrows))
         .map_err(|e| error(&e))?;
     let row_label = |v: &SegmentValue<usize>| match v {
         SegmentValue::CenterOf(i) if *i < nrows => rows[nrows - 1 - i].label.clone(),
@@ -92,7 +92,7 @@ pub fn draw_plan(title: &str, rows: &[PlanRow], groups: usize, path: &Path) -> R
         .margin_left(0)
         .x_label_area_size(40)
         .top_x_label_area_size(30)
-        .build_cartesian_2d(0.0..most * 1.05, (0..nrows).into_segmented())
+        .build_cartesian_2d(0.0..most * 1.05, segments(nrows))
         .map_err(|e| error(&e))?;
     bars.configure_mesh()
         .disable_y_mesh()
