@@ -28,14 +28,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let terrain_sized = Problem::from_table(&bitsearch_fixtures::sensitivity_table(2, 255, &[2, 4, 8], 1), &protect)?;
     let sweep: Sweep = "avg-bits=2.5..8:50".parse()?;
     let started = Instant::now();
-    let solved = pareto::run(&terrain_sized, &sweep, &SolveOptions::default())?;
+    let solved = pareto::run(&terrain_sized, &sweep, &SolveOptions::default());
     let seconds = started.elapsed().as_secs_f64();
-    let optimal = solved.iter().filter(|(_, s)| s.status == "optimal").count();
+    let optimal = solved.iter().filter(|(_, _, s)| s.status == "optimal").count();
     table += &format!(
         "| 255 layers × 3 bits, 50-point sweep | {sweep_text} | {optimal}/{} optimal | - | {} | {} | {seconds:.3} |\n",
         solved.len(),
-        solved.first().map_or(0, |(_, s)| s.variables),
-        solved.first().map_or(0, |(_, s)| s.constraints),
+        solved.first().map_or(0, |(_, _, s)| s.variables),
+        solved.first().map_or(0, |(_, _, s)| s.constraints),
         sweep_text = "avg-bits=2.5..8:50",
     );
     Ok(common::publish("solver.md", &table)?)

@@ -24,10 +24,8 @@ fn inputs(dir: &Path) -> ReportInputs {
     Plan::new(&problem, &solved, &options, &table, &table_path).unwrap().write(&plan_path).unwrap();
     let sweep: Sweep = "avg-bits=2.5..8:6".parse().unwrap();
     let mut points: Vec<_> = pareto::run(&problem, &sweep, &SolveOptions::default())
-        .unwrap()
         .iter()
-        .enumerate()
-        .map(|(i, (_, s))| {
+        .map(|(i, _, s)| {
             pareto::FrontierPoint::new(
                 "ilp",
                 format!("plan_{i}"),

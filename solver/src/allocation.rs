@@ -141,24 +141,18 @@ impl Problem {
 
     /// The allocation using the least (or with `most`, the most) of `resource` among plans
     /// that keep one option per layer: every quantized layer at its cheapest (dearest) finite
-    /// option — weight bytes for memory, weight bits for avg-bits, w·a for BOPs.
+    /// option by [`Problem::coefficient`].
     pub fn extreme(&self, resource: Resource, most: bool) -> Assignment {
-        self.layers
-            .iter()
-            .map(|layer| {
+        (0..self.layers.len())
+            .map(|l| {
+                let layer = &self.layers[l];
                 if layer.protected {
                     return vec![None; self.groups()];
                 }
-                let cost = |o: &usize| -> u64 {
-                    let p = layer.options[*o];
-                    match resource {
-                        Resource::Memory => layer.bytes[*o],
-                        Resource::AvgBits => u64::from(p.w_bits),
-                        Resource::Bops => u64::from(p.w_bits * p.a_bits),
-                    }
-                };
+                let cost = |o: &usize| self.coefficient(resource, l, *o, 0);
+                let by_cost = |a: &usize, b: &usize| cost(a).total_cmp(&cost(b));
                 let finite = (0..layer.options.len()).filter(|o| layer.loss[*o].iter().all(|l| l.is_finite()));
-                let pick = if most { finite.max_by_key(cost) } else { finite.min_by_key(cost) };
+                let pick = if most { finite.max_by(by_cost) } else { finite.min_by(by_cost) };
                 vec![pick; self.groups()]
             })
             .collect()

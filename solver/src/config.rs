@@ -2,41 +2,10 @@
 
 use crate::budget::Budget;
 use crate::error::{Result, SolverError};
-use crate::ilp::SolveOptions;
+use crate::ilp::{Share, SolveOptions};
 use crate::problem::DEFAULT_PROTECT;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
-use std::str::FromStr;
-
-/// How the first budget is split between content and quality layers.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-#[serde(untagged)]
-pub enum Share {
-    /// This fraction for content layers.
-    Fixed(f64),
-    /// `search`: solve at shares 0.1, 0.2 … 0.9 and keep the best prediction (MixDQ's sweep).
-    Search(SearchWord),
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum SearchWord {
-    Search,
-}
-
-impl FromStr for Share {
-    type Err = String;
-
-    fn from_str(s: &str) -> std::result::Result<Self, String> {
-        if s == "search" {
-            return Ok(Share::Search(SearchWord::Search));
-        }
-        match s.parse::<f64>() {
-            Ok(v) if (0.0..=1.0).contains(&v) => Ok(Share::Fixed(v)),
-            _ => Err(format!("'{s}' is not a content share: expected a fraction in [0, 1] or 'search'")),
-        }
-    }
-}
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -99,16 +68,9 @@ impl SolveConfig {
         Ok(SolveOptions {
             budgets,
             content_weight: self.content_weight,
-            content_share: match self.content_share {
-                Some(Share::Fixed(s)) => Some(s),
-                _ => None,
-            },
+            content_share: self.content_share,
             fill: self.fill,
             time_limit: self.time_limit,
         })
-    }
-
-    pub fn searches_share(&self) -> bool {
-        matches!(self.content_share, Some(Share::Search(_)))
     }
 }

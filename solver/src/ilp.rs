@@ -19,6 +19,7 @@ use good_lp::{Expression, ProblemVariables, SolverModel, Variable, variable};
 use highs::{HighsModelStatus, HighsSolutionStatus};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use std::str::FromStr;
 use std::time::Instant;
 
 /// MixDQ's window below an avg-bits budget: a 4-bit budget is met by 3.98 to 4.00 bits.
@@ -29,15 +30,45 @@ const OBJECTIVE_SCALE: f64 = 1e4;
 /// Slack for float round-off when checking a plan against its budgets.
 const TOLERANCE: f64 = 1e-9;
 
+/// How the first budget is split between content and quality layers.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Share {
+    /// This fraction for content layers.
+    Fixed(f64),
+    /// `search`: solve at shares 0.1, 0.2 … 0.9 and keep the best prediction (MixDQ's sweep).
+    Search(SearchWord),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SearchWord {
+    Search,
+}
+
+impl FromStr for Share {
+    type Err = String;
+
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        if s == "search" {
+            return Ok(Share::Search(SearchWord::Search));
+        }
+        match s.parse::<f64>() {
+            Ok(v) if (0.0..=1.0).contains(&v) => Ok(Share::Fixed(v)),
+            _ => Err(format!("'{s}' is not a content share: expected a fraction in [0, 1] or 'search'")),
+        }
+    }
+}
+
 /// How to solve.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SolveOptions {
     pub budgets: Vec<Budget>,
     /// Weight of the content group's normalised loss against the quality group's.
     pub content_weight: f64,
-    /// Fraction of the first budget (beyond protected layers) reserved for content layers;
-    /// None lets the program trade freely between the groups.
-    pub content_share: Option<f64>,
+    /// How the first budget (beyond protected layers) is split between content and quality
+    /// layers; None lets the program trade freely between the groups.
+    pub content_share: Option<Share>,
     /// Lower bound of the first budget as a fraction of it; None: MixDQ's window.
     pub fill: Option<f64>,
     /// Seconds before HiGHS stops with its best plan so far.
@@ -81,10 +112,18 @@ pub struct Solved {
 /// Solves the allocation under `options`. An unreachable budget is an error naming the
 /// smallest feasible one.
 pub fn solve(problem: &Problem, options: &SolveOptions) -> Result<Solved> {
+    match options.content_share {
+        Some(Share::Search(_)) => solve_searching_share(problem, options),
+        _ => solve_once(problem, options),
+    }
+}
+
+/// One program (with a fixed content share or none).
+fn solve_once(problem: &Problem, options: &SolveOptions) -> Result<Solved> {
     let started = Instant::now();
-    let Some(first) = options.budgets.first() else {
+    if options.budgets.is_empty() {
         return Err(SolverError::Config { field: "budget".into(), message: "give at least one budget".into() });
-    };
+    }
     let full = problem.full_precision();
     let limits: Vec<(Resource, f64)> =
         options.budgets.iter().map(|b| (b.resource, b.amount.resolve(full.get(b.resource)))).collect();
@@ -101,7 +140,7 @@ pub fn solve(problem: &Problem, options: &SolveOptions) -> Result<Solved> {
     }
     let (first_resource, first_limit) = limits[0];
     let lower = {
-        let wanted = match (options.fill, first.resource) {
+        let wanted = match (options.fill, first_resource) {
             (Some(f), _) => f * first_limit,
             (None, Resource::AvgBits) => first_limit - AVG_BITS_WINDOW,
             (None, _) => first_limit * (1.0 - RELATIVE_WINDOW),
@@ -140,8 +179,12 @@ fn program(
     // avg-bits rows are written in total stored bits: Σ params·w ≤ limit · Σ params.
     let scale =
         |resource: Resource| if resource == Resource::AvgBits { problem.quantized_params() as f64 } else { 1.0 };
-    let single_row =
-        limits.len() == 1 && options.content_share.is_none() && (groups == 1 || first_resource == Resource::Bops);
+    // A fixed share applies only where there are content layers to hold to it.
+    let content_share = match options.content_share {
+        Some(Share::Fixed(share)) if has_content(problem) => Some(share),
+        _ => None,
+    };
+    let single_row = limits.len() == 1 && content_share.is_none() && (groups == 1 || first_resource == Resource::Bops);
     let pruned = if single_row {
         prune_options(
             problem,
@@ -268,7 +311,6 @@ fn program(
         let unit = first_limit * scale(first_resource);
         add(&mut model, (expr / unit).geq((lower * scale(first_resource) - fixed) / unit));
     }
-    let content_share = options.content_share.filter(|_| has_content(problem));
     if let Some(share) = content_share {
         let (_, fixed) = usage(first_resource, None);
         let available = first_limit * scale(first_resource) - fixed;
@@ -403,15 +445,15 @@ const SHARES: [f64; 9] = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9];
 
 /// MixDQ's share sweep: solves with the content layers held to each share of the first budget
 /// and keeps the plan with the best predicted objective. Without content layers, one solve.
-pub fn solve_searching_share(problem: &Problem, options: &SolveOptions) -> Result<Solved> {
+fn solve_searching_share(problem: &Problem, options: &SolveOptions) -> Result<Solved> {
     if !has_content(problem) {
-        return solve(problem, options);
+        return solve_once(problem, options);
     }
     let mut best: Option<Solved> = None;
     let mut last_error = None;
     for share in SHARES {
-        let options = SolveOptions { content_share: Some(share), ..options.clone() };
-        match solve(problem, &options) {
+        let options = SolveOptions { content_share: Some(Share::Fixed(share)), ..options.clone() };
+        match solve_once(problem, &options) {
             Ok(s) if best.as_ref().is_none_or(|b| s.evaluation.objective < b.evaluation.objective) => best = Some(s),
             Ok(_) => {}
             Err(e @ SolverError::Infeasible { .. }) => last_error = Some(e),

@@ -20,8 +20,8 @@ mod reduce;
 
 pub use allocation::{Assignment, Evaluation, Usage};
 pub use budget::{Amount, Budget, Resource};
-pub use config::{Share, SolveConfig};
+pub use config::SolveConfig;
 pub use error::{Result, SolverError};
-pub use ilp::{AVG_BITS_WINDOW, Limit, RELATIVE_WINDOW, SolveOptions, Solved, solve, solve_searching_share};
+pub use ilp::{AVG_BITS_WINDOW, Limit, RELATIVE_WINDOW, Share, SolveOptions, Solved, solve};
 pub use plan::{Plan, PlanLayer};
 pub use problem::{DEFAULT_PROTECT, FLOAT_BITS, INPUT, LayerOptions, OUTPUT, Precision, Problem};

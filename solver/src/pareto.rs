@@ -104,21 +104,19 @@ impl FrontierPoint {
 }
 
 /// Solves every budget of `sweep` (with the other budgets of `base` kept as extra limits);
-/// budgets no plan can meet are left out with a warning.
-pub fn run(problem: &Problem, sweep: &Sweep, base: &SolveOptions) -> Result<Vec<(Budget, Solved)>> {
+/// returns each solved budget with its position in the sweep. A budget the program cannot
+/// meet (or solve) is left out with a warning, so one bad point does not cost the frontier.
+pub fn run(problem: &Problem, sweep: &Sweep, base: &SolveOptions) -> Vec<(usize, Budget, Solved)> {
     let mut solved = Vec::new();
-    for budget in sweep.budgets() {
+    for (i, budget) in sweep.budgets().into_iter().enumerate() {
         let mut options = base.clone();
         options.budgets.insert(0, budget);
         match solve(problem, &options) {
-            Ok(s) => solved.push((budget, s)),
-            Err(SolverError::Infeasible { minimum, .. }) => {
-                log::warn!("sweep: {budget} is infeasible (the smallest feasible is {minimum}); left out");
-            }
-            Err(other) => return Err(other),
+            Ok(s) => solved.push((i, budget, s)),
+            Err(e) => log::warn!("sweep point {budget}: {e}; left out"),
         }
     }
-    Ok(solved)
+    solved
 }
 
 /// The uniform plans every layer offers, as frontier points.

@@ -5,7 +5,7 @@ use crate::cli::SolveArgs;
 use anyhow::bail;
 use bitsearch_sensitivity::SensitivityTable;
 use bitsearch_solver::pareto::{self, FrontierPoint};
-use bitsearch_solver::{Plan, Problem, Resource, SolveConfig, Solved, solve_searching_share};
+use bitsearch_solver::{Plan, Problem, Resource, SolveConfig, Solved, solve};
 
 pub fn run(args: &SolveArgs) -> anyhow::Result<()> {
     let config = config(args)?;
@@ -19,18 +19,11 @@ pub fn run(args: &SolveArgs) -> anyhow::Result<()> {
         problem.layers.len(),
         problem.groups()
     );
-    let solve = |options: &bitsearch_solver::SolveOptions| -> anyhow::Result<Solved> {
-        Ok(if config.searches_share() {
-            solve_searching_share(&problem, options)?
-        } else {
-            bitsearch_solver::solve(&problem, options)?
-        })
-    };
     let Some(sweep) = args.sweep else {
         if options.budgets.is_empty() {
             bail!("give a budget (--budget avg-bits=4.0, memory=2.5MB, …) or a --sweep");
         }
-        let solved = solve(&options)?;
+        let solved = solve(&problem, &options)?;
         let plan = Plan::new(&problem, &solved, &options, &table, &args.sensitivity)?;
         plan.write(&args.out)?;
         print_summary(&args.out.display().to_string(), &problem, &solved, options.content_weight);
@@ -38,27 +31,18 @@ pub fn run(args: &SolveArgs) -> anyhow::Result<()> {
     };
     std::fs::create_dir_all(&args.out)?;
     let mut points = Vec::new();
-    let base = options;
-    let budgets = sweep.budgets();
-    for (i, budget) in budgets.iter().enumerate() {
-        let mut options = base.clone();
-        options.budgets.insert(0, *budget);
-        match solve(&options) {
-            Ok(solved) => {
-                let name = format!("plan_{i:03}.yaml");
-                Plan::new(&problem, &solved, &options, &table, &args.sensitivity)?.write(&args.out.join(&name))?;
-                let limit = solved.limits[0].limit;
-                points.push(FrontierPoint::new("ilp", name, sweep.resource, limit, &solved.evaluation, &solved.status));
-            }
-            Err(e) => log::warn!("sweep point {budget}: {e:#}"),
-        }
+    for (i, _, solved) in pareto::run(&problem, &sweep, &options) {
+        let name = format!("plan_{i:03}.yaml");
+        Plan::new(&problem, &solved, &options, &table, &args.sensitivity)?.write(&args.out.join(&name))?;
+        let limit = solved.limits[0].limit;
+        points.push(FrontierPoint::new("ilp", name, sweep.resource, limit, &solved.evaluation, &solved.status));
     }
-    points.extend(pareto::uniform_points(&problem, sweep.resource, base.content_weight));
+    let solved = points.len();
+    points.extend(pareto::uniform_points(&problem, sweep.resource, options.content_weight));
     for name in ["frontier.parquet", "frontier.csv"] {
         pareto::write_frontier(&points, &args.out.join(name))?;
     }
-    let solved = points.iter().filter(|p| p.kind == "ilp").count();
-    println!("{}: {solved} of {} budgets solved; frontier.parquet and frontier.csv", args.out.display(), budgets.len());
+    println!("{}: {solved} of {} budgets solved; frontier.parquet and frontier.csv", args.out.display(), sweep.points);
     Ok(())
 }
 
