@@ -8,7 +8,7 @@ use bitsearch_pipeline::noise::batch_noise;
 use bitsearch_runtime::{Device, Session, SessionOptions};
 use bitsearch_sensitivity::metrics::ssim_per_item;
 use bitsearch_sensitivity::{SensitivityConfig, SensitivityTable, journal_path, monotonicity};
-use common::{assert_clean_failure, bitsearch, terrain_model};
+use common::{assert_clean_failure, bitsearch, terrain_model, tiny_unet};
 use ndarray::{ArrayD, IxDyn};
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -25,8 +25,7 @@ fn complete_lines(path: &Path) -> usize {
 #[test]
 fn a_killed_run_resumes_without_recomputing_and_matches_an_uninterrupted_one() {
     let dir = tempfile::tempdir().unwrap();
-    let model = dir.path().join("unet.onnx");
-    bitsearch_fixtures::attention_unet(false).save(&model, bitsearch_onnx::ExternalData::Inline).unwrap();
+    let model = tiny_unet(dir.path());
     let model = model.to_str().unwrap();
     let args = |out: &Path| -> Vec<String> {
         [
@@ -92,8 +91,7 @@ fn a_killed_run_resumes_without_recomputing_and_matches_an_uninterrupted_one() {
 #[test]
 fn merge_joins_shards_and_refuses_a_corrupt_table() {
     let dir = tempfile::tempdir().unwrap();
-    let model = dir.path().join("unet.onnx");
-    bitsearch_fixtures::attention_unet(false).save(&model, bitsearch_onnx::ExternalData::Inline).unwrap();
+    let model = tiny_unet(dir.path());
     let run = |out: &str, shard: Option<&str>| {
         let out = dir.path().join(out);
         let mut args = vec![

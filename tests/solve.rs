@@ -6,13 +6,12 @@ mod common;
 
 use bitsearch_sensitivity::SensitivityTable;
 use bitsearch_solver::Plan;
-use common::{assert_clean_failure, bitsearch};
+use common::{assert_clean_failure, bitsearch, tiny_unet};
 use std::collections::HashMap;
 use std::path::Path;
 
 fn sensitivity(dir: &Path) -> std::path::PathBuf {
-    let model = dir.join("unet.onnx");
-    bitsearch_fixtures::attention_unet(false).save(&model, bitsearch_onnx::ExternalData::Inline).unwrap();
+    let model = tiny_unet(dir);
     let table = dir.join("s.parquet");
     let output = bitsearch(&[
         "sensitivity",
@@ -157,8 +156,7 @@ fn tables_with_holes_or_nan_are_refused_by_layer() {
 #[test]
 fn step_aware_tables_give_bits_per_step_group_within_the_bops_budget() {
     let dir = tempfile::tempdir().unwrap();
-    let model = dir.path().join("unet.onnx");
-    bitsearch_fixtures::attention_unet(false).save(&model, bitsearch_onnx::ExternalData::Inline).unwrap();
+    let model = tiny_unet(dir.path());
     let table_path = dir.path().join("s.parquet");
     let args = ["--w-bits", "2,8", "--steps", "4", "--step-groups", "2", "--device", "cpu"];
     let mut sensitivity = vec!["sensitivity", model.to_str().unwrap(), "--out", table_path.to_str().unwrap()];

@@ -15,6 +15,15 @@ pub fn terrain_model() -> PathBuf {
     path
 }
 
+/// The tiny attention UNet of the fixtures, saved as `dir/unet.onnx`.
+pub fn tiny_unet(dir: &std::path::Path) -> PathBuf {
+    let path = dir.join("unet.onnx");
+    bitsearch_fixtures::attention_unet(false)
+        .save(&path, bitsearch_onnx::ExternalData::Inline)
+        .expect("the fixture saves");
+    path
+}
+
 /// Runs the bitsearch binary with `args`.
 pub fn bitsearch(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_bitsearch")).args(args).output().expect("the bitsearch binary runs")
