@@ -18,10 +18,14 @@ TERRAIN := $(TERRAIN_DIR)/terrain_consistency_unet_difficulty100.onnx
 TERRAIN_SHA256 := 95be54b4a39d58320e187a7ec533351c957f16a00be58773c86074828ee67887
 export BITSEARCH_TERRAIN_MODEL := $(ROOT)/$(TERRAIN)
 
+SHAPES := models/shapes-t2i
+TRAIN_VENV := $(LOCAL)/train-venv
+SHAPES_WORK := $(LOCAL)/shapes-train
+
 BIN := target/release/bitsearch
 DEMO_OUT := out/demo
 
-.PHONY: setup system-packages models build demo report-check test bench lint proto
+.PHONY: setup system-packages models build demo report-check test bench lint proto train-shapes shapes-accuracy
 
 ## setup: cmake and libclang (apt, for HiGHS) and ONNX Runtime from its PyPI wheel into .local/
 ## (GPU=1 for onnxruntime-gpu)
@@ -60,6 +64,24 @@ demo: build models
 ## that every image loads, and screenshot it
 report-check:
 	scripts/check-report.sh $(DEMO_OUT)/report $(DEMO_OUT)/report-screenshot.png
+
+## train-shapes: retrain the shapes-t2i text-to-image pipeline with PyTorch (about an hour on 2 CPU
+## cores) and export it over models/shapes-t2i; stages already in .local/shapes-train are reused
+## (delete that folder to start from nothing). Never part of test or demo.
+train-shapes: $(TRAIN_VENV)/.installed
+	$(TRAIN_VENV)/bin/python $(SHAPES)/train/train.py --work $(SHAPES_WORK)
+	$(TRAIN_VENV)/bin/python $(SHAPES)/train/export.py --work $(SHAPES_WORK) --out $(SHAPES)
+
+$(TRAIN_VENV)/.installed: $(SHAPES)/train/requirements.txt
+	$(PY) -m venv $(TRAIN_VENV)
+	$(TRAIN_VENV)/bin/pip install --quiet -r $<
+	touch $@
+
+## shapes-accuracy: alignment accuracy of the committed shapes-t2i pipeline on its held-out
+## prompts: DDIM 20 steps (full precision, whole UNet at W8 and W4) and DDIM 4 steps
+shapes-accuracy: build
+	$(BIN) align $(SHAPES) --steps 20 --guidance 4 --w-bits 8,4
+	$(BIN) align $(SHAPES) --steps 4 --guidance 4
 
 ## test: unit tests on graphs the tests build, integration tests on the real terrain model
 test: setup models

@@ -42,6 +42,9 @@ pub enum Command {
     Solve(SolveArgs),
     /// Write an HTML report with PNG figures from a sensitivity table, plans, a frontier and samples.
     Report(ReportArgs),
+    /// Measure prompt-image alignment of a text-to-image folder with its attribute classifier,
+    /// at full precision and with the whole UNet fake-quantized.
+    Align(AlignArgs),
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -130,6 +133,13 @@ pub struct SampleArgs {
     pub dims: Vec<(String, usize)>,
     #[arg(long, default_value = "auto")]
     pub device: bitsearch_runtime::Device,
+    /// Start from these latents (a float32 .npy of [num, channels, h, w]) instead of each
+    /// seed's noise, e.g. to reproduce another implementation's run (diffusers folders).
+    #[arg(long)]
+    pub latents: Option<PathBuf>,
+    /// Also write the raw images, unclamped, as OUT/samples.npy (float32 [num, channels, H, W]).
+    #[arg(long)]
+    pub npy: bool,
     /// Output folder for the PNG files.
     #[arg(long)]
     pub out: PathBuf,
@@ -285,4 +295,41 @@ pub struct ReportArgs {
     /// Folder for index.html and its figures.
     #[arg(long)]
     pub out: PathBuf,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct AlignArgs {
+    /// A diffusers/optimum ONNX folder with a text encoder.
+    pub model: PathBuf,
+    /// Prompts, one per line [default: MODEL/heldout_prompts.txt].
+    #[arg(long)]
+    pub prompts: Option<PathBuf>,
+    /// Folder of the attribute classifier (model.onnx and config.json) [default: MODEL/classifier].
+    #[arg(long)]
+    pub classifier: Option<PathBuf>,
+    /// Images per prompt; image s of every prompt uses seed + s.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..))]
+    pub seeds: u16,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u16).range(1..))]
+    pub steps: u16,
+    /// Classifier-free guidance scale (1 disables guidance).
+    #[arg(long, default_value_t = 4.0)]
+    pub guidance: f32,
+    /// Sampler [default: the one the scheduler config names].
+    #[arg(long)]
+    pub sampler: Option<bitsearch_pipeline::sampler::SamplerKind>,
+    /// Also measure with every UNet weight fake-quantized at each of these bit-widths, e.g. 8,4
+    /// (per-channel, MSE-searched clipping, as sensitivity probes do).
+    #[arg(long, value_delimiter = ',', value_parser = clap::value_parser!(u8).range(2..=8))]
+    pub w_bits: Vec<u8>,
+    /// Images per pipeline run.
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u16).range(1..))]
+    pub batch: u16,
+    #[arg(long, default_value = "auto")]
+    pub device: bitsearch_runtime::Device,
+    /// Also write the results as JSON.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
 }

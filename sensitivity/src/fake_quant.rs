@@ -1,12 +1,17 @@
+//! Fake quantization in the graph. Weights are simple: the quantize-dequantize round trip of an
+//! initializer ([`weight`]), for one layer in a probe or for all of them ([`quantize_weights`]).
+//!
 //! Activation probes need the layer's *input* quantized, which no session option can do: the
 //! graph gets a switchable fake quantizer in front of the layer,
 //! `y = Where(on, (clip(round(x / s) + z, 0, qmax) − z) · s, x)`, whose parameters are
 //! initializers (switched off by default) that a probe overrides step by step. Round is ONNX's
 //! ties-to-even, as in [`bitsearch_quant::ActQuantizer`].
 
+use crate::config::SensitivityConfig;
 use crate::error::{Result, SensitivityError};
 use bitsearch_onnx::pb::{self, NodeProto};
-use bitsearch_onnx::{DataType, GraphView, Model, tensor_from_f32};
+use bitsearch_onnx::{DataType, GraphView, Model, tensor_from_f32, tensor_to_f32};
+use bitsearch_quant::WeightQuantizer;
 use bitsearch_types::Layer;
 use ndarray::{ArrayD, IxDyn};
 use std::collections::HashMap;
@@ -35,6 +40,40 @@ impl FakeQuantPoint {
     pub fn parameters(&self) -> [&str; 4] {
         [&self.scale, &self.zero_point, &self.qmax, &self.on]
     }
+}
+
+/// The fake-quantized values of `layer`'s weight initializer `name`, and the bytes its
+/// quantized form would take.
+pub fn weight(model: &Model, layer: &Layer, name: &str, quantizer: &WeightQuantizer) -> Result<(ArrayD<f32>, u64)> {
+    let quant_error = |source| SensitivityError::Quant { layer: layer.name.clone(), source };
+    let view = GraphView::new(model.graph());
+    let tensor = view.initializer(name).ok_or_else(|| {
+        SensitivityError::config("layers", format!("layer '{}': weight '{name}' is not an initializer", layer.name))
+    })?;
+    let values = tensor_to_f32(tensor)?;
+    let fq = quantizer.fake_quantize(values.view()).map_err(quant_error)?;
+    let bytes = quantizer.storage_bits(values.shape()).map_err(quant_error)?.div_ceil(8);
+    Ok((fq, bytes))
+}
+
+/// A copy of `model` whose every weight layer among `layers` holds its weight fake-quantized at
+/// `bits` with `config`'s quantizer: the uniform-precision model, as a baseline for plans.
+pub fn quantize_weights(model: &Model, layers: &[Layer], bits: u8, config: &SensitivityConfig) -> Result<Model> {
+    let mut quantized = HashMap::new();
+    for layer in layers {
+        if let Some(name) = &layer.weight {
+            let quantizer = config.weight_quantizer(bits, layer.channel_axis.unwrap_or(0));
+            quantized.insert(name.clone(), weight(model, layer, name, &quantizer)?.0);
+        }
+    }
+    let mut copy = model.clone();
+    for init in &mut copy.graph_mut().initializer {
+        if let Some(values) = quantized.get(init.name()) {
+            let dtype = DataType::from_onnx(init.data_type()).unwrap_or(DataType::F32);
+            *init = tensor_from_f32(init.name(), values, dtype);
+        }
+    }
+    Ok(copy)
 }
 
 /// A copy of `model` with a fake quantizer on every activation input of `layers` (pairs of

@@ -12,7 +12,7 @@
 
 pub mod config;
 mod error;
-mod fake_quant;
+pub mod fake_quant;
 pub mod journal;
 pub mod metrics;
 pub mod probes;

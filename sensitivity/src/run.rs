@@ -10,7 +10,7 @@ use crate::metrics::{Mse, Sqnr, count_nonfinite, ssim_per_item};
 use crate::probes::{Probe, Window, plan, shard, step_groups};
 use crate::table::{ProbeRow, RunMeta, SensitivityTable};
 use crate::workload::{self, Evaluate, StepControl, Workload};
-use bitsearch_onnx::{GraphView, Model, tensor_to_f32};
+use bitsearch_onnx::Model;
 use bitsearch_pipeline::sampler::SampleError;
 use bitsearch_quant::{ActQuantizer, StepRanges};
 use bitsearch_runtime::{ActiveDevice, Device, SessionOptions, layers_with_costs};
@@ -268,16 +268,8 @@ impl SensitivityRun {
     }
 
     fn quantized_weight(&self, layer: &Layer, name: &str, bits: u8) -> Result<(ArrayD<f32>, u64)> {
-        let quant_error = |source| SensitivityError::Quant { layer: layer.name.clone(), source };
-        let view = GraphView::new(self.model.graph());
-        let tensor = view.initializer(name).ok_or_else(|| {
-            SensitivityError::config("layers", format!("layer '{}': weight '{name}' is not an initializer", layer.name))
-        })?;
-        let values = tensor_to_f32(tensor)?;
         let quantizer = self.config.weight_quantizer(bits, layer.channel_axis.unwrap_or(0));
-        let fq = quantizer.fake_quantize(values.view()).map_err(quant_error)?;
-        let bytes = quantizer.storage_bits(values.shape()).map_err(quant_error)?.div_ceil(8);
-        Ok((fq, bytes))
+        fake_quant::weight(&self.model, layer, name, &quantizer)
     }
 
     /// Runs one probe over every batch and compares it with the reference.

@@ -1,5 +1,6 @@
 //! One file per subcommand; each turns parsed arguments into library calls and output.
 
+mod align;
 mod inspect;
 mod merge;
 mod report;
@@ -17,6 +18,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         Command::Merge(a) => merge::run(&a),
         Command::Solve(a) => solve::run(&a),
         Command::Report(a) => report::run(&a),
+        Command::Align(a) => align::run(&a),
     }
 }
 

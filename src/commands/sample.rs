@@ -7,7 +7,10 @@ use bitsearch_pipeline::denoiser::{DenoiserConfig, DenoiserPipeline};
 use bitsearch_pipeline::diffusers::{DiffusersPipeline, GenerateRequest};
 use bitsearch_pipeline::image::save_samples;
 use bitsearch_runtime::{Session, SessionOptions};
-use ndarray::ArrayD;
+use bitsearch_types::write_atomically;
+use ndarray::{ArrayD, Axis, Slice};
+use ndarray_npy::{ReadNpyExt, WriteNpyExt};
+use std::path::Path;
 
 /// Generated samples live in [-1, 1], the range diffusion models are trained on.
 const SAMPLE_RANGE: (f32, f32) = (-1.0, 1.0);
@@ -17,8 +20,27 @@ pub fn run(args: &SampleArgs) -> anyhow::Result<()> {
     let batches = seeds.chunks(usize::from(args.batch));
     if args.model.is_dir() {
         let mut pipeline = Diffusers::open(args)?;
-        batches.enumerate().try_for_each(|(i, seeds)| write(args, i, pipeline.generate(args, seeds)?))
+        let latents = args.latents.as_deref().map(|path| read_latents(path, seeds.len())).transpose()?;
+        let mut all = Vec::new();
+        for (i, batch) in batches.enumerate() {
+            let first = i * usize::from(args.batch);
+            let initial =
+                latents.as_ref().map(|l| l.slice_axis(Axis(0), Slice::from(first..first + batch.len())).to_owned());
+            let images = pipeline.generate(args, batch, initial)?;
+            write(args, i, &images)?;
+            all.push(images);
+        }
+        if args.npy {
+            let views: Vec<_> = all.iter().map(|a| a.view()).collect();
+            let path = args.out.join("samples.npy");
+            write_npy(&path, &ndarray::concatenate(Axis(0), &views)?)?;
+            println!("{}", path.display());
+        }
+        Ok(())
     } else {
+        if let Some(latents) = &args.latents {
+            bail!("{}: --latents applies to diffusers folders only", latents.display());
+        }
         if args.prompt.is_some() {
             bail!(
                 "{}: --prompt needs a diffusers folder with a text encoder, not a single denoiser file",
@@ -30,9 +52,12 @@ pub fn run(args: &SampleArgs) -> anyhow::Result<()> {
         let kind = args.sampler.unwrap_or_else(|| spec.default_sampler());
         let settings = spec.settings(kind, usize::from(args.steps), f64::from(args.eta));
         log::info!("{}: {kind} sampler, {} steps, {} prediction", args.model.display(), args.steps, spec.prediction);
+        if args.npy {
+            bail!("--npy applies to diffusers folders only");
+        }
         batches.enumerate().try_for_each(|(i, seeds)| {
             let samples = pipeline.generate(&settings, seeds).with_context(|| args.model.display().to_string())?;
-            write(args, i, samples)
+            write(args, i, &samples)
         })
     }
 }
@@ -70,22 +95,49 @@ impl Diffusers {
         Ok(Self { pipeline: DiffusersPipeline::open(&args.model, &options)?, prompt })
     }
 
-    fn generate(&mut self, args: &SampleArgs, seeds: &[u64]) -> anyhow::Result<ArrayD<f32>> {
+    fn generate(
+        &mut self,
+        args: &SampleArgs,
+        seeds: &[u64],
+        initial: Option<ArrayD<f32>>,
+    ) -> anyhow::Result<ArrayD<f32>> {
         let mut request = GenerateRequest::new(vec![self.prompt.clone()], seeds.to_vec());
         request.negative_prompt = Some(args.negative_prompt.clone()).filter(|p| !p.is_empty());
         request.steps = usize::from(args.steps);
         request.guidance = args.guidance;
         request.sampler = args.sampler;
         request.eta = f64::from(args.eta);
+        request.initial = initial;
         Ok(self.pipeline.generate(&request)?.images)
     }
 }
 
 /// Writes batch `index` of the run and prints each file's path.
-fn write(args: &SampleArgs, index: usize, samples: ArrayD<f32>) -> anyhow::Result<()> {
+fn write(args: &SampleArgs, index: usize, samples: &ArrayD<f32>) -> anyhow::Result<()> {
     let first = index * usize::from(args.batch);
     for path in save_samples(samples.view(), SAMPLE_RANGE, &args.out, "sample_", first)? {
         println!("{}", path.display());
     }
     Ok(())
+}
+
+/// Latents [num, …] from a float32 .npy file.
+fn read_latents(path: &Path, num: usize) -> anyhow::Result<ArrayD<f32>> {
+    let file = std::fs::File::open(path).with_context(|| format!("{}: cannot open", path.display()))?;
+    let latents = ArrayD::<f32>::read_npy(file)
+        .with_context(|| format!("{}: expected a float32 .npy array of latents", path.display()))?;
+    if latents.shape().first() != Some(&num) {
+        bail!(
+            "{}: latents of shape {:?}, expected {num} of them (one per image, --num)",
+            path.display(),
+            latents.shape()
+        );
+    }
+    Ok(latents)
+}
+
+fn write_npy(path: &Path, values: &ArrayD<f32>) -> anyhow::Result<()> {
+    let mut bytes = Vec::new();
+    values.write_npy(&mut bytes)?;
+    write_atomically(path, &bytes).with_context(|| format!("{}: cannot write", path.display()))
 }

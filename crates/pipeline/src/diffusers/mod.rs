@@ -13,6 +13,7 @@ mod unet;
 mod vae;
 
 pub use layout::{ModelIndex, VaeConfig};
+pub use text::{TokenNorms, token_norms};
 pub use tokenizer::PromptTokenizer;
 pub use unet::{Conditioning, Unet, UnetDenoiser, guidance_embedding};
 
@@ -45,12 +46,25 @@ pub struct GenerateRequest {
     /// Image (height, width) in pixels; default: the UNet's declared sample size, else
     /// `unet/config.json`'s `sample_size`, times the VAE scale factor.
     pub size: Option<(usize, usize)>,
+    /// Initial latents [seeds, channels, h, w] to start from instead of each seed's noise (to
+    /// reproduce another implementation's run); seeds still drive any noise drawn mid-run.
+    pub initial: Option<ArrayD<f32>>,
 }
 
 impl GenerateRequest {
     /// A request with Stable Diffusion's usual settings: 25 steps, guidance 7.5, eta 0.
     pub fn new(prompts: Vec<String>, seeds: Vec<u64>) -> Self {
-        Self { prompts, negative_prompt: None, steps: 25, guidance: 7.5, seeds, sampler: None, eta: 0.0, size: None }
+        Self {
+            prompts,
+            negative_prompt: None,
+            steps: 25,
+            guidance: 7.5,
+            seeds,
+            sampler: None,
+            eta: 0.0,
+            size: None,
+            initial: None,
+        }
     }
 }
 
@@ -199,7 +213,19 @@ impl DiffusersPipeline {
     {
         let settings = self.sampler_settings(request)?;
         let item_shape = self.latent_item_shape(request.size)?;
-        let initial = batch_noise(&item_shape, &request.seeds);
+        let initial = match &request.initial {
+            None => batch_noise(&item_shape, &request.seeds),
+            Some(given) => {
+                let expected: Vec<usize> = std::iter::once(request.seeds.len()).chain(item_shape).collect();
+                if given.shape() != expected.as_slice() {
+                    return Err(PipelineError::Request(format!(
+                        "initial latents of shape {:?} do not fit: this pipeline needs {expected:?} (one latent per seed)",
+                        given.shape()
+                    )));
+                }
+                given.clone()
+            }
+        };
         let mut noise = NoiseSource::new(&request.seeds);
         let mut hooked = Hooked { denoiser: UnetDenoiser::new(&mut self.unet, conditioning), hook };
         let latents = sampler::sample(&settings, &mut hooked, initial, &mut noise)?;

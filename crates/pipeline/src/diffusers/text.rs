@@ -4,7 +4,7 @@
 use crate::error::PipelineError;
 use bitsearch_onnx::Model;
 use bitsearch_runtime::{Session, SessionOptions};
-use ndarray::{ArrayD, IxDyn};
+use ndarray::{ArrayD, ArrayViewD, Axis, IxDyn};
 use std::path::{Path, PathBuf};
 
 /// The output the UNet consumes; exporters put `pooler_output` beside it.
@@ -49,5 +49,50 @@ impl TextEncoder {
             ));
         }
         Ok(outputs.swap_remove(self.output))
+    }
+}
+
+/// How the first (BOS) row of text-encoder outputs compares with the other rows. MixDQ saw
+/// CLIP's BOS row far larger than the rest, so that one quantization range for the whole
+/// output wastes its levels on a row that carries no prompt information.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TokenNorms {
+    /// Mean L2 norm of the BOS rows.
+    pub bos: f64,
+    /// Median L2 norm of every other row (words, EOS and padding).
+    pub others_median: f64,
+    /// Largest L2 norm of any other row.
+    pub others_max: f64,
+}
+
+/// Row norms of hidden states [prompts, tokens, width] (at least two tokens).
+pub fn token_norms(hidden: ArrayViewD<'_, f32>) -> TokenNorms {
+    let norm = |row: ArrayViewD<'_, f32>| row.iter().map(|&v| f64::from(v).powi(2)).sum::<f64>().sqrt();
+    let (mut bos, mut others) = (Vec::new(), Vec::new());
+    for prompt in hidden.axis_iter(Axis(0)) {
+        for (t, row) in prompt.axis_iter(Axis(0)).enumerate() {
+            if t == 0 { bos.push(norm(row)) } else { others.push(norm(row)) }
+        }
+    }
+    others.sort_by(f64::total_cmp);
+    TokenNorms {
+        bos: bos.iter().sum::<f64>() / bos.len().max(1) as f64,
+        others_median: others.get(others.len() / 2).copied().unwrap_or(f64::NAN),
+        others_max: others.last().copied().unwrap_or(f64::NAN),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bos_row_is_measured_apart_from_the_rest() {
+        // Two prompts of three tokens, width 2: BOS rows of norm 5 and 10, others 1, 2, 1, 3.
+        let hidden =
+            ArrayD::from_shape_vec(IxDyn(&[2, 3, 2]), vec![3.0, 4.0, 1.0, 0.0, 0.0, 2.0, 6.0, 8.0, 0.0, 1.0, 3.0, 0.0])
+                .unwrap();
+        let norms = token_norms(hidden.view());
+        assert_eq!((norms.bos, norms.others_median, norms.others_max), (7.5, 2.0, 3.0));
     }
 }

@@ -1,0 +1,72 @@
+//! Generation and scoring in one pass: every prompt with every seed, in batches, each batch
+//! decoded, classified and counted.
+
+use crate::caption::{ObjectSpec, parse_prompt};
+use crate::classifier::AttributeClassifier;
+use crate::error::AlignmentError;
+use crate::score::Scorer;
+use bitsearch_pipeline::diffusers::{DiffusersPipeline, GenerateRequest};
+use ndarray::{ArrayD, Axis};
+use std::path::Path;
+
+/// Prompts read from a file, one per line, each parsed into the objects it asks for.
+#[derive(Debug, Clone)]
+pub struct PromptSet {
+    pub prompts: Vec<String>,
+    pub objects: Vec<Vec<ObjectSpec>>,
+}
+
+impl PromptSet {
+    /// Reads `path` (blank lines and lines starting with `#` skipped) and parses every prompt
+    /// against the classifier's schema, so a bad prompt fails before any generation.
+    pub fn read(path: &Path, classifier: &AttributeClassifier) -> Result<Self, AlignmentError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| AlignmentError::File { path: path.into(), message: format!("cannot read: {e}") })?;
+        let prompts: Vec<String> =
+            text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).map(String::from).collect();
+        if prompts.is_empty() {
+            return Err(AlignmentError::File { path: path.into(), message: "no prompts (one per line)".into() });
+        }
+        let objects = prompts.iter().map(|p| parse_prompt(p, classifier.schema())).collect::<Result<_, _>>()?;
+        Ok(Self { prompts, objects })
+    }
+}
+
+/// The counts and the images they were made from.
+#[derive(Debug, Clone)]
+pub struct Evaluation {
+    pub scorer: Scorer,
+    /// [prompts × seeds, 3, H, W], prompt-major: image `p·seeds + s` is prompt `p` with seed `s`.
+    pub images: ArrayD<f32>,
+}
+
+/// Generates every prompt of `set` with each of `seeds` (the rest of `template` as given) in
+/// batches of at most `batch` images, and scores them with `classifier`. `progress` is called
+/// with the number of images done after each batch.
+pub fn evaluate(
+    pipeline: &mut DiffusersPipeline,
+    classifier: &mut AttributeClassifier,
+    set: &PromptSet,
+    seeds: &[u64],
+    template: &GenerateRequest,
+    batch: usize,
+    mut progress: impl FnMut(usize),
+) -> Result<Evaluation, AlignmentError> {
+    let jobs: Vec<(usize, u64)> = (0..set.prompts.len()).flat_map(|p| seeds.iter().map(move |&s| (p, s))).collect();
+    let mut scorer = Scorer::new(classifier.schema().attributes.len());
+    let mut parts = Vec::new();
+    for chunk in jobs.chunks(batch.max(1)) {
+        let mut request = template.clone();
+        request.prompts = chunk.iter().map(|&(p, _)| set.prompts[p].clone()).collect();
+        request.seeds = chunk.iter().map(|&(_, s)| s).collect();
+        let images = pipeline.generate(&request)?.images;
+        for (&(p, _), seen) in chunk.iter().zip(classifier.classify(images.view())?) {
+            scorer.add(&set.objects[p], &seen);
+        }
+        parts.push(images);
+        progress(parts.iter().map(|i| i.shape()[0]).sum());
+    }
+    let views: Vec<_> = parts.iter().map(|p| p.view()).collect();
+    let images = ndarray::concatenate(Axis(0), &views).map_err(|e| AlignmentError::Images(e.to_string()))?;
+    Ok(Evaluation { scorer, images })
+}

@@ -1,0 +1,138 @@
+//! The committed shapes-t2i pipeline (models/shapes-t2i, trained by `make train-shapes`):
+//! bitsearch reproduces the reference generations that the training script made with ONNX
+//! Runtime from Python, and its alignment metric separates full precision from low-bit UNets.
+
+mod common;
+
+use common::{assert_clean_failure, bitsearch};
+use ndarray::ArrayD;
+use ndarray_npy::ReadNpyExt;
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+
+fn shapes_model() -> PathBuf {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models/shapes-t2i");
+    assert!(path.join("model_index.json").is_file(), "{} is missing (it is committed)", path.display());
+    path
+}
+
+fn read_npy(path: &Path) -> ArrayD<f32> {
+    ArrayD::<f32>::read_npy(std::fs::File::open(path).expect("the file opens")).expect("a float32 .npy")
+}
+
+fn stdout(output: &std::process::Output) -> String {
+    assert!(output.status.success(), "bitsearch failed: {}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+#[test]
+fn sample_matches_the_python_reference_generations() {
+    let model = shapes_model();
+    let reference = model.join("reference");
+    let cases: Value = serde_json::from_str(&std::fs::read_to_string(reference.join("cases.json")).unwrap()).unwrap();
+    let cases = cases["cases"].as_array().unwrap();
+    assert!(cases.len() >= 3);
+    for (k, case) in cases.iter().enumerate() {
+        let out = tempfile::tempdir().unwrap();
+        let field = |name: &str| case[name].to_string().trim_matches('"').to_string();
+        let output = bitsearch(&[
+            "sample",
+            model.to_str().unwrap(),
+            "--prompt",
+            &field("prompt"),
+            "--steps",
+            &field("steps"),
+            "--guidance",
+            &field("guidance"),
+            "--seed",
+            &field("seed"),
+            "--num",
+            "1",
+            "--sampler",
+            "ddim",
+            "--latents",
+            reference.join(field("noise")).to_str().unwrap(),
+            "--npy",
+            "--out",
+            out.path().to_str().unwrap(),
+        ]);
+        stdout(&output);
+        let ours = read_npy(&out.path().join("samples.npy"));
+        let theirs = read_npy(&reference.join(field("image")));
+        assert_eq!(ours.shape(), theirs.shape(), "case {k}");
+        let worst = ours.iter().zip(theirs.iter()).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+        eprintln!("case {k}: largest difference {worst:e}");
+        assert!(worst < 1e-4, "case {k} ({}): largest difference {worst}", field("prompt"));
+        // The PNG written beside it is the same image.
+        assert!(out.path().join("sample_000.png").is_file());
+    }
+}
+
+#[test]
+fn alignment_is_high_at_full_precision_and_psnr_falls_with_bits() {
+    let model = shapes_model();
+    let dir = tempfile::tempdir().unwrap();
+    // The first single-object and the first two-object held-out prompts.
+    let all = std::fs::read_to_string(model.join("heldout_prompts.txt")).unwrap();
+    let prompts: Vec<&str> = all.lines().take(4).chain(all.lines().filter(|l| l.contains(" and ")).take(4)).collect();
+    let prompts_path = dir.path().join("prompts.txt");
+    std::fs::write(&prompts_path, prompts.join("\n")).unwrap();
+    let json = dir.path().join("align.json");
+    let output = bitsearch(&[
+        "align",
+        model.to_str().unwrap(),
+        "--prompts",
+        prompts_path.to_str().unwrap(),
+        "--seeds",
+        "2",
+        "--w-bits",
+        "8,3",
+        "--json",
+        json.to_str().unwrap(),
+    ]);
+    let text = stdout(&output);
+    assert!(text.contains("BOS / median"), "{text}");
+    let report: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let rows = report["rows"].as_array().unwrap();
+    assert_eq!(rows.iter().map(|r| r["weights"].as_str().unwrap()).collect::<Vec<_>>(), ["fp32", "W8", "W3"]);
+    let caption = |r: &Value| r["caption"].as_f64().unwrap();
+    let psnr = |r: &Value| r["psnr_db"].as_f64().unwrap();
+    assert!(caption(&rows[0]) >= 0.75, "full-precision caption accuracy {}", caption(&rows[0]));
+    for (_, accuracy) in
+        rows[0]["attributes"].as_array().unwrap().iter().map(|a| (a[0].clone(), a[1].as_f64().unwrap()))
+    {
+        assert!(accuracy >= 0.8, "{text}");
+    }
+    assert!(psnr(&rows[1]) > psnr(&rows[2]) + 6.0, "W8 {} dB vs W3 {} dB", psnr(&rows[1]), psnr(&rows[2]));
+    assert!(psnr(&rows[1]) > 25.0, "W8 is {} dB from full precision", psnr(&rows[1]));
+}
+
+#[test]
+fn prompts_outside_the_classifier_vocabulary_are_refused_before_generating() {
+    let model = shapes_model();
+    let dir = tempfile::tempdir().unwrap();
+    let prompts = dir.path().join("prompts.txt");
+    std::fs::write(&prompts, "a small red circle on the left\na purple circle on the left\n").unwrap();
+    let output = bitsearch(&["align", model.to_str().unwrap(), "--prompts", prompts.to_str().unwrap()]);
+    assert_clean_failure(&output, &["a purple circle on the left", "names no colour"]);
+}
+
+#[test]
+fn latents_of_the_wrong_shape_are_a_clear_error() {
+    let model = shapes_model();
+    let out = tempfile::tempdir().unwrap();
+    let noise = model.join("reference/noise_0.npy");
+    let output = bitsearch(&[
+        "sample",
+        model.to_str().unwrap(),
+        "--prompt",
+        "a small red circle on the left",
+        "--num",
+        "2",
+        "--latents",
+        noise.to_str().unwrap(),
+        "--out",
+        out.path().to_str().unwrap(),
+    ]);
+    assert_clean_failure(&output, &["noise_0.npy", "expected 2 of them"]);
+}
