@@ -4,7 +4,7 @@
 mod common;
 
 use bitsearch_types::{Layer, MetricGroup};
-use common::{assert_clean_failure, bitsearch};
+use common::{assert_clean_failure, assert_success, bitsearch};
 
 fn folder() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
@@ -16,7 +16,7 @@ fn folder() -> tempfile::TempDir {
 fn inspect_reads_the_unet_and_finds_cross_attention() {
     let dir = folder();
     let out = bitsearch(&["inspect", dir.path().to_str().unwrap(), "--format", "json"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_success(&out);
     let layers: Vec<Layer> = serde_json::from_slice(&out.stdout).unwrap();
     let roles: Vec<&str> = layers.iter().map(|l| l.role.as_str()).collect();
     for role in ["cross_attn_k", "cross_attn_v", "cross_attn_scores", "feed_forward", "attn_q", "embedding"] {
@@ -48,7 +48,7 @@ fn sample_writes_reproducible_images_from_a_prompt() {
             "--quiet",
         ];
         let output = bitsearch(&args);
-        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        assert_success(&output);
     };
     let (a, b) = (dir.path().join("a"), dir.path().join("b"));
     run(&a);

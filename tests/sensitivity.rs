@@ -8,7 +8,7 @@ use bitsearch_pipeline::noise::batch_noise;
 use bitsearch_runtime::{Device, Session, SessionOptions};
 use bitsearch_sensitivity::metrics::ssim_per_item;
 use bitsearch_sensitivity::{SensitivityConfig, SensitivityTable, journal_path, monotonicity};
-use common::{assert_clean_failure, bitsearch, terrain_model, tiny_unet};
+use common::{assert_clean_failure, assert_success, bitsearch, terrain_model, tiny_unet};
 use ndarray::{ArrayD, IxDyn};
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -48,7 +48,7 @@ fn a_killed_run_resumes_without_recomputing_and_matches_an_uninterrupted_one() {
 
     let whole = dir.path().join("whole.parquet");
     let output = bitsearch(&as_str(&args(&whole)));
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert_success(&output);
     let expected = SensitivityTable::read(&whole).unwrap();
     let total = expected.rows.len();
 
@@ -79,7 +79,7 @@ fn a_killed_run_resumes_without_recomputing_and_matches_an_uninterrupted_one() {
     let mut resumed = args(&part);
     resumed.push("--resume".into());
     let output = bitsearch(&as_str(&resumed));
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert_success(&output);
     let stdout = String::from_utf8_lossy(&output.stdout);
     let computed = total - done;
     assert!(stdout.contains(&format!("{computed} computed now, {done} from the journal")), "{stdout}");
@@ -109,7 +109,7 @@ fn merge_joins_shards_and_refuses_a_corrupt_table() {
             args.extend(["--shard", shard]);
         }
         let output = bitsearch(&args);
-        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        assert_success(&output);
         out
     };
     let whole = run("whole.parquet", None);
@@ -122,7 +122,7 @@ fn merge_joins_shards_and_refuses_a_corrupt_table() {
         "--out",
         merged.to_str().unwrap(),
     ]);
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert_success(&output);
     assert_eq!(SensitivityTable::read(&merged).unwrap(), SensitivityTable::read(&whole).unwrap());
 
     let corrupt = dir.path().join("corrupt.parquet");
@@ -170,7 +170,7 @@ fn terrain_probes_equal_onnx_runtime_on_a_hand_quantized_model() {
         "--device",
         "cpu",
     ]);
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert_success(&output);
     let table = SensitivityTable::read(&out).unwrap();
     assert_eq!(table.rows.len(), 15);
     assert_eq!(table.meta.model_sha256, "95be54b4a39d58320e187a7ec533351c957f16a00be58773c86074828ee67887");

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{assert_clean_failure, bitsearch};
+use common::{assert_clean_failure, assert_success, bitsearch};
 use ndarray::ArrayD;
 use ndarray_npy::ReadNpyExt;
 use serde_json::Value;
@@ -18,11 +18,6 @@ fn shapes_model() -> PathBuf {
 
 fn read_npy(path: &Path) -> ArrayD<f32> {
     ArrayD::<f32>::read_npy(std::fs::File::open(path).expect("the file opens")).expect("a float32 .npy")
-}
-
-fn stdout(output: &std::process::Output) -> String {
-    assert!(output.status.success(), "bitsearch failed: {}", String::from_utf8_lossy(&output.stderr));
-    String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
 #[test]
@@ -56,7 +51,7 @@ fn sample_matches_the_python_reference_generations() {
             "--out",
             out.path().to_str().unwrap(),
         ]);
-        stdout(&output);
+        assert_success(&output);
         let ours = read_npy(&out.path().join("samples.npy"));
         let theirs = read_npy(&reference.join(field("image")));
         assert_eq!(ours.shape(), theirs.shape(), "case {k}");
@@ -90,7 +85,7 @@ fn alignment_is_high_at_full_precision_and_psnr_falls_with_bits() {
         "--json",
         json.to_str().unwrap(),
     ]);
-    let text = stdout(&output);
+    let text = assert_success(&output);
     assert!(text.contains("BOS / median"), "{text}");
     let report: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
     let rows = report["rows"].as_array().unwrap();

@@ -6,7 +6,7 @@ mod common;
 
 use bitsearch_sensitivity::SensitivityTable;
 use bitsearch_solver::Plan;
-use common::{assert_clean_failure, bitsearch, tiny_unet};
+use common::{assert_clean_failure, assert_success, bitsearch, tiny_unet};
 use std::collections::HashMap;
 use std::path::Path;
 
@@ -25,7 +25,7 @@ fn sensitivity(dir: &Path) -> std::path::PathBuf {
         "--device",
         "cpu",
     ]);
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert_success(&output);
     table
 }
 
@@ -63,7 +63,7 @@ fn plans_respect_their_budgets_and_beat_uniform_bits() {
         bitsearch(&args)
     };
     let output = solve(&["avg-bits=4.0"]);
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert_success(&output);
     let stdout = String::from_utf8_lossy(&output.stdout);
     let plan = Plan::read(&plan_path).unwrap();
     assert_eq!(plan.solver.status, "optimal");
@@ -86,7 +86,7 @@ fn plans_respect_their_budgets_and_beat_uniform_bits() {
     // Two budgets at once (the memory of the 4-bit plan binds a 5-bit one): both hold.
     let limit_bytes = memory;
     let output = solve(&["avg-bits=5.0", &format!("memory={limit_bytes}B")]);
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert_success(&output);
     let plan = Plan::read(&plan_path).unwrap();
     let (avg_bits, memory) = usage_by_hand(&plan, &table);
     assert!(avg_bits <= 5.0 + 1e-9 && memory <= limit_bytes + 1e-6, "{avg_bits} bits, {memory} bytes");
@@ -112,7 +112,7 @@ fn a_sweep_writes_plans_and_the_frontier() {
         out.to_str().unwrap(),
     ];
     let output = bitsearch(&args);
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert_success(&output);
     let csv = std::fs::read_to_string(out.join("frontier.csv")).unwrap();
     let lines: Vec<&str> = csv.lines().collect();
     assert!(lines[0].starts_with("kind,plan,resource,budget,objective"), "{}", lines[0]);
@@ -161,7 +161,7 @@ fn step_aware_tables_give_bits_per_step_group_within_the_bops_budget() {
     let args = ["--w-bits", "2,8", "--steps", "4", "--step-groups", "2", "--device", "cpu"];
     let mut sensitivity = vec!["sensitivity", model.to_str().unwrap(), "--out", table_path.to_str().unwrap()];
     sensitivity.extend(args);
-    assert!(bitsearch(&sensitivity).status.success());
+    assert_success(&bitsearch(&sensitivity));
     let plan_path = dir.path().join("plan.yaml");
     let output = bitsearch(&[
         "solve",
@@ -172,7 +172,7 @@ fn step_aware_tables_give_bits_per_step_group_within_the_bops_budget() {
         "--out",
         plan_path.to_str().unwrap(),
     ]);
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert_success(&output);
     let plan = Plan::read(&plan_path).unwrap();
     assert_eq!(plan.step_groups, vec![[0, 1], [2, 3]]);
     let table = SensitivityTable::read(&table_path).unwrap();

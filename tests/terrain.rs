@@ -9,7 +9,7 @@ use bitsearch_pipeline::noise::gaussian;
 use bitsearch_pipeline::sampler::SamplerKind;
 use bitsearch_runtime::{Device, Session, SessionOptions};
 use bitsearch_types::{Layer, LayerKind};
-use common::{bitsearch, terrain_model};
+use common::{assert_success, bitsearch, terrain_model};
 use ndarray::{ArrayD, IxDyn};
 
 fn cpu(model: &Model, overridable: Vec<String>) -> Session {
@@ -41,7 +41,7 @@ fn run(
 #[test]
 fn inspect_finds_every_layer_with_roles_and_costs() {
     let out = bitsearch(&["inspect", terrain_model().to_str().unwrap(), "--format", "json"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_success(&out);
     let layers: Vec<Layer> = serde_json::from_slice(&out.stdout).unwrap();
     let count = |op: &str, kind: LayerKind| layers.iter().filter(|l| l.op == op && l.kind == kind).count();
     assert_eq!(count("Conv", LayerKind::Weight), 196);
@@ -100,7 +100,7 @@ fn one_step_sample_equals_a_direct_onnx_runtime_run() {
         "--out",
         dir.path().to_str().unwrap(),
     ]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_success(&out);
     for i in 0..2 {
         let png = image::open(dir.path().join(format!("sample_{i:03}_height16.png"))).unwrap().to_luma16();
         assert!(dir.path().join(format!("sample_{i:03}.png")).is_file());

@@ -41,6 +41,9 @@ pub fn run(args: &SampleArgs) -> anyhow::Result<()> {
         if let Some(latents) = &args.latents {
             bail!("{}: --latents applies to diffusers folders only", latents.display());
         }
+        if args.npy {
+            bail!("--npy applies to diffusers folders only");
+        }
         if args.prompt.is_some() {
             bail!(
                 "{}: --prompt needs a diffusers folder with a text encoder, not a single denoiser file",
@@ -52,9 +55,6 @@ pub fn run(args: &SampleArgs) -> anyhow::Result<()> {
         let kind = args.sampler.unwrap_or_else(|| spec.default_sampler());
         let settings = spec.settings(kind, usize::from(args.steps), f64::from(args.eta));
         log::info!("{}: {kind} sampler, {} steps, {} prediction", args.model.display(), args.steps, spec.prediction);
-        if args.npy {
-            bail!("--npy applies to diffusers folders only");
-        }
         batches.enumerate().try_for_each(|(i, seeds)| {
             let samples = pipeline.generate(&settings, seeds).with_context(|| args.model.display().to_string())?;
             write(args, i, &samples)

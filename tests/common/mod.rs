@@ -29,6 +29,12 @@ pub fn bitsearch(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_bitsearch")).args(args).output().expect("the bitsearch binary runs")
 }
 
+/// Asserts a run succeeded (showing its stderr if not) and returns its stdout.
+pub fn assert_success(output: &Output) -> String {
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
 /// Asserts a run failed cleanly: non-zero exit, no panic, exactly one error line that
 /// contains every string of `expected`.
 pub fn assert_clean_failure(output: &Output, expected: &[&str]) {

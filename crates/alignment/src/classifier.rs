@@ -23,7 +23,7 @@ pub struct AttributeClassifier {
     session: Session,
     schema: Schema,
     path: PathBuf,
-    /// Output index of presence, then of each attribute in schema order.
+    /// Session output index of each of [`Schema::outputs`].
     outputs: Vec<usize>,
 }
 
@@ -36,9 +36,9 @@ impl AttributeClassifier {
         if session.inputs().len() != 1 || session.inputs()[0].name != INPUT {
             return Err(AlignmentError::file(&path, format!("the classifier must take one input, '{INPUT}'")));
         }
-        let names = std::iter::once(&schema.presence).chain(schema.attributes.keys());
-        let outputs = names
-            .map(|name| {
+        let outputs = schema
+            .outputs()
+            .map(|(name, _)| {
                 session.outputs().iter().position(|o| o == name).ok_or_else(|| {
                     AlignmentError::file(
                         &path,
@@ -66,10 +66,7 @@ impl AttributeClassifier {
         let batch = images.shape().first().copied().unwrap_or(0);
         let slots = self.schema.slots.len();
         let mut logits = Vec::with_capacity(self.outputs.len());
-        for (&index, name) in
-            self.outputs.iter().zip(std::iter::once(&self.schema.presence).chain(self.schema.attributes.keys()))
-        {
-            let values = if name == &self.schema.presence { 2 } else { self.schema.attributes[name].len() };
+        for (&index, (name, values)) in self.outputs.iter().zip(self.schema.outputs()) {
             let output: &ArrayD<f32> = &outputs[index];
             if output.shape() != [batch, slots, values] {
                 return Err(AlignmentError::file(

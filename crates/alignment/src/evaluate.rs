@@ -20,12 +20,12 @@ impl PromptSet {
     /// Reads `path` (blank lines and lines starting with `#` skipped) and parses every prompt
     /// against the classifier's schema, so a bad prompt fails before any generation.
     pub fn read(path: &Path, classifier: &AttributeClassifier) -> Result<Self, AlignmentError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| AlignmentError::File { path: path.into(), message: format!("cannot read: {e}") })?;
+        let text =
+            std::fs::read_to_string(path).map_err(|e| AlignmentError::file(path, format!("cannot read: {e}")))?;
         let prompts: Vec<String> =
             text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).map(String::from).collect();
         if prompts.is_empty() {
-            return Err(AlignmentError::File { path: path.into(), message: "no prompts (one per line)".into() });
+            return Err(AlignmentError::file(path, "no prompts (one per line)"));
         }
         let objects = prompts.iter().map(|p| parse_prompt(p, classifier.schema())).collect::<Result<_, _>>()?;
         Ok(Self { prompts, objects })
@@ -55,6 +55,7 @@ pub fn evaluate(
     let jobs: Vec<(usize, u64)> = (0..set.prompts.len()).flat_map(|p| seeds.iter().map(move |&s| (p, s))).collect();
     let mut scorer = Scorer::new(classifier.schema().attributes.len());
     let mut parts = Vec::new();
+    let mut done = 0;
     for chunk in jobs.chunks(batch.max(1)) {
         let mut request = template.clone();
         request.prompts = chunk.iter().map(|&(p, _)| set.prompts[p].clone()).collect();
@@ -64,7 +65,8 @@ pub fn evaluate(
             scorer.add(&set.objects[p], &seen);
         }
         parts.push(images);
-        progress(parts.iter().map(|i| i.shape()[0]).sum());
+        done += chunk.len();
+        progress(done);
     }
     let views: Vec<_> = parts.iter().map(|p| p.view()).collect();
     let images = ndarray::concatenate(Axis(0), &views).map_err(|e| AlignmentError::Images(e.to_string()))?;

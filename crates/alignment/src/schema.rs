@@ -29,6 +29,13 @@ impl Schema {
         Ok(schema)
     }
 
+    /// The classifier's outputs in the order readings use them: presence first, then each
+    /// attribute; each with its number of logits per slot.
+    pub fn outputs(&self) -> impl Iterator<Item = (&str, usize)> {
+        let presence = std::iter::once((self.presence.as_str(), 2));
+        presence.chain(self.attributes.iter().map(|(name, values)| (name.as_str(), values.len())))
+    }
+
     fn check(&self) -> Result<(), String> {
         let [low, high] = self.image_range;
         // NaN bounds fail too: partial_cmp gives None.

@@ -71,6 +71,14 @@ def optimise(stage: str, opt: torch.optim.Optimizer, losses, steps: int, peak: f
             log(stage, f"step {step}/{steps} loss {loss.item():.5f} ({time.time() - t:.0f} s)")
 
 
+def restore(module: torch.nn.Module, path: Path) -> bool:
+    """Loads a finished stage's weights into `module`; False when the stage has not run yet."""
+    if not path.exists():
+        return False
+    module.load_state_dict(torch.load(path))
+    return True
+
+
 def data(work: Path, n: int) -> dict[str, np.ndarray]:
     path = work / "data.npz"
     if not path.exists():
@@ -85,8 +93,7 @@ def data(work: Path, n: int) -> dict[str, np.ndarray]:
 def train_autoencoder(work: Path, images: torch.Tensor, steps: int) -> nets.Autoencoder:
     path = work / "autoencoder.pt"
     ae = nets.Autoencoder().to(memory_format=torch.channels_last)
-    if path.exists():
-        ae.load_state_dict(torch.load(path))
+    if restore(ae, path):
         return ae
     g = torch.Generator().manual_seed(SEED + 1)
     opt = torch.optim.AdamW(ae.parameters(), lr=2e-3, weight_decay=0.0)
@@ -113,8 +120,7 @@ def encode_all(ae: nets.Autoencoder, images: torch.Tensor) -> torch.Tensor:
 def train_classifier(work: Path, images: torch.Tensor, labels: torch.Tensor, ae: nets.Autoencoder, steps: int):
     path = work / "classifier.pt"
     model = nets.Classifier().to(memory_format=torch.channels_last)
-    if path.exists():
-        model.load_state_dict(torch.load(path))
+    if restore(model, path):
         return model
     g = torch.Generator().manual_seed(SEED + 2)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=1e-4)
@@ -150,8 +156,7 @@ def train_text_encoder(work: Path, steps: int) -> nets.TextEncoder:
     almost at random (whole-caption accuracy 0.44 after 4000 steps)."""
     path = work / "text_encoder.pt"
     text = nets.TextEncoder()
-    if path.exists():
-        text.load_state_dict(torch.load(path))
+    if restore(text, path):
         return text
     torch.manual_seed(SEED + 4)
     rng = np.random.default_rng(SEED + 4)
@@ -178,8 +183,7 @@ def train_diffusion(work: Path, latents: torch.Tensor, ids: torch.Tensor, text: 
     """The UNet on the frozen text encoder, epsilon prediction, min-SNR weighting, EMA weights kept."""
     path = work / "diffusion.pt"
     unet = nets.UNet()
-    if path.exists():
-        unet.load_state_dict(torch.load(path))
+    if restore(unet, path):
         return unet
     torch.manual_seed(SEED + 3)
     g = torch.Generator().manual_seed(SEED + 3)
