@@ -25,7 +25,7 @@ SHAPES_WORK := $(LOCAL)/shapes-train
 BIN := target/release/bitsearch
 DEMO_OUT := out/demo
 
-.PHONY: setup system-packages models build demo report-check test bench lint proto train-shapes shapes-accuracy
+.PHONY: setup system-packages models build demo report-check test check-deps bench lint proto train-shapes shapes-accuracy
 
 ## setup: cmake and libclang (apt, for HiGHS) and ONNX Runtime from its PyPI wheel into .local/
 ## (GPU=1 for onnxruntime-gpu)
@@ -83,9 +83,14 @@ shapes-accuracy: build
 	$(BIN) align $(SHAPES) --steps 20 --guidance 4 --w-bits 8,4
 	$(BIN) align $(SHAPES) --steps 4 --guidance 4
 
-## test: unit tests on graphs the tests build, integration tests on the real terrain model
-test: setup models
+## test: the crate-graph check, unit tests on graphs the tests build, integration tests on the
+## real terrain model and shapes-t2i
+test: setup models check-deps
 	cargo test --workspace --no-fail-fast
+
+## check-deps: records, solver and reports link neither ONNX Runtime nor the generation stack
+check-deps:
+	scripts/check-deps.sh
 
 ## bench: timing tables under out/bench/ (speed claims live here, not in tests)
 bench: setup models
@@ -93,7 +98,7 @@ bench: setup models
 	cargo bench --bench sensitivity
 	cargo bench --bench solver
 
-lint:
+lint: check-deps
 	cargo fmt --all --check
 	cargo clippy --workspace --all-targets -- -D warnings
 

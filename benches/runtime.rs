@@ -6,6 +6,7 @@ mod common;
 
 use bitsearch_onnx::{Model, discover_layers, tensor_to_f32};
 use bitsearch_runtime::{Device, Session, SessionOptions};
+use bitsearch_types::Component;
 use ndarray::{ArrayD, IxDyn};
 use std::time::{Duration, Instant};
 
@@ -13,7 +14,7 @@ const RUNS: usize = 10;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let model = Model::load(common::terrain_model())?;
-    let layers = discover_layers(&model)?;
+    let layers = discover_layers(&model, Component::Unet)?;
     let weights: Vec<String> = layers.iter().filter_map(|l| l.weight.clone()).collect();
     let cpu = |overridable: Vec<String>| {
         Session::new(&model, &SessionOptions { device: Device::Cpu, overridable, ..Default::default() })

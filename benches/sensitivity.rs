@@ -4,8 +4,10 @@
 
 mod common;
 
+use bitsearch_pipeline::workload::WorkloadSpec;
+use bitsearch_records::Shard;
 use bitsearch_runtime::Device;
-use bitsearch_sensitivity::{Existing, SensitivityConfig, SensitivityRun, Shard, Silent, run_to_table};
+use bitsearch_sensitivity::{Existing, SensitivityConfig, SensitivityRun, Silent, run_to_table};
 
 /// Layers probed per configuration: three windows of 16.
 const LAYERS: usize = 48;
@@ -13,11 +15,12 @@ const LAYERS: usize = 48;
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let model = common::terrain_model();
     let dir = tempfile::tempdir()?;
-    let base = SensitivityConfig {
+    let generation = WorkloadSpec {
         conditions: [("difficulty".to_string(), vec![0.2, 0.8])].into(),
         device: Device::Cpu,
         ..Default::default()
     };
+    let base = SensitivityConfig { generation, ..Default::default() };
     let weight_layers: Vec<String> = SensitivityRun::open(&model, base.clone(), Shard::WHOLE)?
         .layers()
         .iter()

@@ -4,8 +4,9 @@
 
 mod common;
 
-use bitsearch_solver::pareto::{self, Sweep};
-use bitsearch_solver::{Budget, DEFAULT_PROTECT, Problem, SolveOptions, solve};
+use bitsearch_records::{Budget, Sweep};
+use bitsearch_solver::pareto;
+use bitsearch_solver::{DEFAULT_PROTECT, Problem, SolveOptions, solve};
 use std::time::Instant;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -164,11 +164,11 @@ pub struct SensitivityArgs {
     pub overwrite: bool,
     /// Compute part i of N of the probe list (0-based), e.g. --shard 0/4; join with `merge`.
     #[arg(long)]
-    pub shard: Option<bitsearch_sensitivity::Shard>,
+    pub shard: Option<bitsearch_records::Shard>,
     /// Weight bit-widths to probe, e.g. 2,4,8 [default: 4,8].
     #[arg(long, value_delimiter = ',')]
     pub w_bits: Option<Vec<u8>>,
-    /// Activation bit-widths to probe with each weight bit-width, e.g. 8 [default: none].
+    /// Activation bit-widths (2 to 16) to probe with each weight bit-width, e.g. 8 [default: none].
     #[arg(long, value_delimiter = ',')]
     pub act_bits: Option<Vec<u8>>,
     /// Quantize each layer during one of G consecutive groups of steps at a time [default: 1].
@@ -210,7 +210,7 @@ pub struct SensitivityArgs {
     pub batch: Option<usize>,
     /// Weight clipping: minmax or mse [default: mse].
     #[arg(long)]
-    pub clipping: Option<bitsearch_sensitivity::config::ClippingChoice>,
+    pub clipping: Option<bitsearch_types::quantizer::ClipSearch>,
     /// Clip ratios the MSE search tries [default: 20].
     #[arg(long)]
     pub clip_grid: Option<usize>,
@@ -258,7 +258,7 @@ pub struct SolveArgs {
     pub budgets: Vec<String>,
     /// Solve at N budgets from FROM to TO, e.g. avg-bits=2.5..8:50, and write the frontier.
     #[arg(long)]
-    pub sweep: Option<bitsearch_solver::pareto::Sweep>,
+    pub sweep: Option<bitsearch_records::Sweep>,
     /// Weight of the content layers' SSIM loss against the quality layers' SQNR loss [default: 1].
     #[arg(long)]
     pub content_weight: Option<f64>,

@@ -22,7 +22,7 @@ fn main() -> ExitCode {
             // One line, whatever the libraries put in their messages.
             let message = format!("{error:#}").replace('\n', " ");
             eprintln!("bitsearch: error: {message}");
-            ExitCode::FAILURE
+            ExitCode::from(commands::exit_status(&error))
         }
     }
 }

@@ -3,11 +3,14 @@
 
 mod common;
 
+use bitsearch_metrics::ssim_per_item;
 use bitsearch_onnx::{DataType, Model, tensor_from_f32, tensor_to_f32};
 use bitsearch_pipeline::noise::batch_noise;
+use bitsearch_quant::WeightQuantizer;
+use bitsearch_records::{SensitivityTable, monotonicity};
 use bitsearch_runtime::{Device, Session, SessionOptions};
-use bitsearch_sensitivity::metrics::ssim_per_item;
-use bitsearch_sensitivity::{SensitivityConfig, SensitivityTable, journal_path, monotonicity};
+use bitsearch_sensitivity::journal_path;
+use bitsearch_types::QuantizerSpec;
 use common::{assert_clean_failure, assert_success, bitsearch, terrain_model, tiny_unet};
 use ndarray::{ArrayD, IxDyn};
 use std::path::Path;
@@ -191,13 +194,14 @@ fn terrain_probes_equal_onnx_runtime_on_a_hand_quantized_model() {
         session.run(&feeds, &[]).unwrap().swap_remove(0)
     };
     let fp = run(&model);
-    let config = SensitivityConfig::default();
+    let spec = QuantizerSpec::default();
     for (layer, weight, axis) in [("node_conv2d_24", 0), ("node_linear", 0)].map(|(l, a)| (l, weight_of(&model, l), a))
     {
-        let row = table.rows.iter().find(|r| r.layer == layer && r.w_bits == 4).unwrap();
+        let row = table.rows.iter().find(|r| r.layer.name == layer && r.w_bits == 4).unwrap();
         let mut quantized = model.clone();
         let tensor = quantized.graph_mut().initializer.iter_mut().find(|t| t.name() == weight).unwrap();
-        let fq = config.weight_quantizer(4, axis).fake_quantize(tensor_to_f32(tensor).unwrap().view()).unwrap();
+        let quantizer = WeightQuantizer::new(&spec.weight, 4, axis);
+        let fq = quantizer.fake_quantize(tensor_to_f32(tensor).unwrap().view()).unwrap();
         *tensor = tensor_from_f32(&weight, &fq, DataType::F32);
         let probe = run(&quantized);
         let signal: f64 = fp.iter().map(|&v| f64::from(v).powi(2)).sum();

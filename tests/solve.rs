@@ -4,9 +4,8 @@
 
 mod common;
 
-use bitsearch_sensitivity::SensitivityTable;
-use bitsearch_solver::Plan;
-use common::{assert_clean_failure, assert_success, bitsearch, tiny_unet};
+use bitsearch_records::{Plan, SensitivityTable};
+use common::{assert_clean_failure, assert_refused, assert_success, bitsearch, tiny_unet};
 use std::collections::HashMap;
 use std::path::Path;
 
@@ -32,18 +31,18 @@ fn sensitivity(dir: &Path) -> std::path::PathBuf {
 /// (avg-bits of the quantized layers, weight bytes) of a plan, from its bits and the table.
 fn usage_by_hand(plan: &Plan, table: &SensitivityTable) -> (f64, f64) {
     let bytes: HashMap<(&str, u32), u64> =
-        table.rows.iter().map(|r| ((r.layer.as_str(), r.w_bits), r.weight_bytes)).collect();
+        table.rows.iter().map(|r| ((r.layer.name.as_str(), r.w_bits), r.weight_bytes)).collect();
     let (mut bits, mut params, mut memory) = (0.0, 0.0, 0.0);
     for layer in &plan.layers {
         let w = layer.w_bits[0];
         if layer.protected {
             assert_eq!(w, 32);
-            memory += 4.0 * layer.params as f64;
+            memory += 4.0 * layer.layer.params as f64;
             continue;
         }
-        bits += (layer.params * u64::from(w)) as f64;
-        params += layer.params as f64;
-        memory += bytes[&(layer.name.as_str(), w)] as f64;
+        bits += (layer.layer.params * u64::from(w)) as f64;
+        params += layer.layer.params as f64;
+        memory += bytes[&(layer.layer.name.as_str(), w)] as f64;
     }
     (bits / params, memory)
 }
@@ -93,7 +92,7 @@ fn plans_respect_their_budgets_and_beat_uniform_bits() {
 
     // An impossible budget: a clear error with the smallest feasible one, and no plan.
     std::fs::remove_file(&plan_path).unwrap();
-    assert_clean_failure(&solve(&["avg-bits=1.5"]), &["infeasible", "smallest feasible avg-bits budget is 2.0000bits"]);
+    assert_refused(&solve(&["avg-bits=1.5"]), &["infeasible", "smallest feasible avg-bits budget is 2.0000bits"]);
     assert!(!plan_path.exists());
 }
 
@@ -141,14 +140,14 @@ fn tables_with_holes_or_nan_are_refused_by_layer() {
             dir.path().join("p.yaml").to_str().unwrap(),
         ])
     };
-    let removed = table.rows.iter().position(|r| r.layer == "layer_0003" && r.w_bits == 4).unwrap();
+    let removed = table.rows.iter().position(|r| r.layer.name == "layer_0003" && r.w_bits == 4).unwrap();
     let mut holed = table.clone();
     holed.rows.remove(removed);
     holed.write(&path).unwrap();
-    assert_clean_failure(&solve(&path), &["layer 'layer_0003'", "no row for W4AF"]);
+    assert_clean_failure(&solve(&path), &["layer 'unet/layer_0003'", "no row for W4AF"]);
     table.rows[removed].sqnr_db = f64::NAN;
     table.write(&path).unwrap();
-    assert_clean_failure(&solve(&path), &["layer 'layer_0003'", "sqnr_db is NaN"]);
+    assert_clean_failure(&solve(&path), &["layer 'unet/layer_0003'", "sqnr_db is NaN"]);
     std::fs::write(&path, b"garbage").unwrap();
     assert_clean_failure(&solve(&path), &["t.parquet", "not a Parquet file"]);
 }
@@ -176,7 +175,8 @@ fn step_aware_tables_give_bits_per_step_group_within_the_bops_budget() {
     let plan = Plan::read(&plan_path).unwrap();
     assert_eq!(plan.step_groups, vec![[0, 1], [2, 3]]);
     let table = SensitivityTable::read(&table_path).unwrap();
-    let macs: HashMap<&str, u64> = table.rows.iter().map(|r| (r.layer.as_str(), r.macs.unwrap_or(0))).collect();
+    let macs: HashMap<&str, u64> =
+        table.rows.iter().map(|r| (r.layer.name.as_str(), r.layer.macs.unwrap_or(0))).collect();
     // BOPs by hand: each step group runs two steps.
     let bops: f64 = plan
         .layers
@@ -185,7 +185,7 @@ fn step_aware_tables_give_bits_per_step_group_within_the_bops_budget() {
             l.w_bits
                 .iter()
                 .zip(&l.a_bits)
-                .map(|(w, a)| (macs[l.name.as_str()] * u64::from(w * a) * 2) as f64)
+                .map(|(w, a)| (macs[l.layer.name.as_str()] * u64::from(w * a) * 2) as f64)
                 .sum::<f64>()
         })
         .sum();
@@ -193,4 +193,17 @@ fn step_aware_tables_give_bits_per_step_group_within_the_bops_budget() {
     assert!(bops <= budget.limit * (1.0 + 1e-12), "{bops} > {}", budget.limit);
     assert!((bops - budget.used).abs() <= 1e-9 * bops);
     assert!(plan.layers.iter().all(|l| l.w_bits.len() == 2));
+}
+
+#[test]
+fn records_of_an_older_bitsearch_are_bad_input_naming_the_command_to_rerun() {
+    let dir = tempfile::tempdir().unwrap();
+    let old = dir.path().join("old.yaml");
+    std::fs::write(&old, "bitsearch_plan: 1\nsource: {model: m.onnx}\nlayers: []\n").unwrap();
+    let out = dir.path().join("report");
+    let output = bitsearch(&["report", "--plan", old.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+    assert_clean_failure(
+        &output,
+        &["old.yaml", "written by an older bitsearch (plan format 1", "rerun `bitsearch solve`"],
+    );
 }

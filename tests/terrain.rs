@@ -134,7 +134,7 @@ fn write_after_read_gives_identical_outputs() {
 #[test]
 fn one_session_takes_new_weights_per_run_and_restores_exactly() {
     let model = Model::load(terrain_model()).unwrap();
-    let layers = bitsearch_onnx::discover_layers(&model).unwrap();
+    let layers = bitsearch_onnx::discover_layers(&model, bitsearch_types::Component::Unet).unwrap();
     let view = bitsearch_onnx::GraphView::new(model.graph());
     let weights: Vec<&str> = layers.iter().filter_map(|l| l.weight.as_deref()).collect();
     let mut session = cpu(&model, weights.iter().map(|w| w.to_string()).collect());

@@ -3,9 +3,7 @@
 #[derive(Debug, thiserror::Error)]
 pub enum ReportError {
     #[error(transparent)]
-    Sensitivity(#[from] bitsearch_sensitivity::SensitivityError),
-    #[error(transparent)]
-    Solver(#[from] bitsearch_solver::SolverError),
+    Record(#[from] bitsearch_records::RecordError),
     /// A figure could not be drawn or written.
     #[error("{figure}: {message}")]
     Figure { figure: String, message: String },

@@ -13,9 +13,8 @@ pub mod names;
 
 pub use error::{ReportError, Result};
 
-use bitsearch_sensitivity::{ProbeRow, SensitivityTable};
-use bitsearch_solver::Plan;
-use bitsearch_solver::pareto::read_frontier;
+use bitsearch_records::{Plan, ProbeRow, SensitivityTable, read_frontier};
+use bitsearch_types::LayerInfo;
 use figures::{Heatmap, bits_label, draw_frontier, draw_heatmap, draw_plan};
 use html::Page;
 use names::shorten;
@@ -88,7 +87,7 @@ fn summary(page: &mut Page, table: Option<&SensitivityTable>, plans: &[(PathBuf,
     page.heading("Summary");
     if let Some(t) = table {
         let m = &t.meta;
-        let layers = t.rows.iter().map(|r| r.layer.as_str()).collect::<std::collections::BTreeSet<_>>().len();
+        let layers = t.rows.iter().map(|r| r.layer.id()).collect::<std::collections::BTreeSet<_>>().len();
         page.table(&[
             vec!["model".into(), m.model.clone()],
             vec!["model sha256".into(), m.model_sha256.clone()],
@@ -128,33 +127,33 @@ fn summary(page: &mut Page, table: Option<&SensitivityTable>, plans: &[(PathBuf,
 }
 
 /// Layers in graph order, grouped by role (roles in order of first appearance).
-fn layer_order<'a>(layers: impl Iterator<Item = (&'a str, &'a str)>) -> Vec<(String, String)> {
-    let mut seen: Vec<(String, String)> = Vec::new();
-    for (name, role) in layers {
-        if !seen.iter().any(|(n, _)| n == name) {
-            seen.push((name.to_string(), role.to_string()));
+fn layer_order<'a>(layers: impl Iterator<Item = &'a LayerInfo>) -> Vec<&'a LayerInfo> {
+    let mut seen: Vec<&LayerInfo> = Vec::new();
+    for layer in layers {
+        if !seen.iter().any(|l| l.component == layer.component && l.name == layer.name) {
+            seen.push(layer);
         }
     }
-    let mut roles: Vec<String> = Vec::new();
-    for (_, role) in &seen {
-        if !roles.contains(role) {
-            roles.push(role.clone());
+    let mut roles = Vec::new();
+    for layer in &seen {
+        if !roles.contains(&layer.role) {
+            roles.push(layer.role);
         }
     }
     let mut ordered = Vec::with_capacity(seen.len());
     for role in roles {
-        ordered.extend(seen.iter().filter(|(_, r)| *r == role).cloned());
+        ordered.extend(seen.iter().filter(|l| l.role == role).copied());
     }
     ordered
 }
 
-fn label(name: &str, role: &str) -> String {
-    format!("{} [{role}]", shorten(name))
+fn label(layer: &LayerInfo) -> String {
+    format!("{} [{}]", shorten(&layer.name), layer.role)
 }
 
 fn sensitivity(page: &mut Page, table: &SensitivityTable, out: &Path) -> Result<()> {
-    let order = layer_order(table.rows.iter().map(|r| (r.layer.as_str(), r.role.as_str())));
-    let rows: Vec<String> = order.iter().map(|(n, r)| label(n, r)).collect();
+    let order = layer_order(table.rows.iter().map(|r| &r.layer));
+    let rows: Vec<String> = order.iter().map(|l| label(l)).collect();
     let groups = table.meta.step_groups.len().max(1);
     let mut precisions: Vec<(u32, u32)> = table.rows.iter().map(|r| (r.w_bits, r.a_bits)).collect();
     precisions.sort_unstable();
@@ -163,10 +162,11 @@ fn sensitivity(page: &mut Page, table: &SensitivityTable, out: &Path) -> Result<
         .iter()
         .map(|&(w, a)| if a >= 32 { bits_label(w) } else { format!("{}A{a}", bits_label(w)) })
         .collect();
-    let index: BTreeMap<(&str, u32, u32, u32), &ProbeRow> =
-        table.rows.iter().map(|r| ((r.layer.as_str(), r.w_bits, r.a_bits, r.step_group), r)).collect();
-    let cell =
-        |name: &str, (w, a): (u32, u32), g: u32, f: fn(&ProbeRow) -> f64| index.get(&(name, w, a, g)).map(|r| f(r));
+    let index: BTreeMap<(String, u32, u32, u32), &ProbeRow> =
+        table.rows.iter().map(|r| ((r.layer.id(), r.w_bits, r.a_bits, r.step_group), r)).collect();
+    let cell = |layer: &LayerInfo, (w, a): (u32, u32), g: u32, f: fn(&ProbeRow) -> f64| {
+        index.get(&(layer.id(), w, a, g)).map(|r| f(r))
+    };
     let nines = |r: &ProbeRow| if r.ssim >= 1.0 { SSIM_NINES.1 } else { -(1.0 - r.ssim).log10() };
     let first_group = if groups > 1 { " (probes quantizing during the first step group)" } else { "" };
     for (file, title, desc, f, range, caption) in [
@@ -196,7 +196,7 @@ fn sensitivity(page: &mut Page, table: &SensitivityTable, out: &Path) -> Result<
             rows: rows.clone(),
             columns: columns.clone(),
             x_desc: "precision (weight bits, activation bits)".into(),
-            values: order.iter().map(|(n, _)| precisions.iter().map(|&p| cell(n, p, 0, f)).collect()).collect(),
+            values: order.iter().map(|l| precisions.iter().map(|&p| cell(l, p, 0, f)).collect()).collect(),
             value_desc: desc.into(),
             range,
         };
@@ -212,7 +212,7 @@ fn sensitivity(page: &mut Page, table: &SensitivityTable, out: &Path) -> Result<
             x_desc: "step group the layer is quantized in".into(),
             values: order
                 .iter()
-                .map(|(n, _)| (0..groups as u32).map(|g| cell(n, lowest, g, |r| r.sqnr_db)).collect())
+                .map(|l| (0..groups as u32).map(|g| cell(l, lowest, g, |r| r.sqnr_db)).collect())
                 .collect(),
             value_desc: "SQNR (dB)".into(),
             range: SQNR_RANGE,
@@ -230,13 +230,13 @@ fn sensitivity(page: &mut Page, table: &SensitivityTable, out: &Path) -> Result<
 }
 
 fn plan_section(page: &mut Page, i: usize, path: &Path, plan: &Plan, out: &Path) -> Result<()> {
-    let order = layer_order(plan.layers.iter().map(|l| (l.name.as_str(), l.role.as_str())));
+    let order = layer_order(plan.layers.iter().map(|l| &l.layer));
     let rows: Vec<figures::PlanRow> = order
         .iter()
-        .filter_map(|(name, role)| {
-            let layer = plan.layers.iter().find(|l| l.name == *name)?;
+        .filter_map(|info| {
+            let layer = plan.layers.iter().find(|l| l.layer == **info)?;
             Some(figures::PlanRow {
-                label: label(name, role),
+                label: label(info),
                 bits: layer.w_bits.clone(),
                 kilobytes: layer.weight_bytes as f64 / 1e3,
             })

@@ -2,9 +2,10 @@
 //! every image the page references exists and is a real PNG; missing inputs leave notes; a
 //! corrupt table is an error.
 
+use bitsearch_records::{PointKind, Sweep, write_frontier};
 use bitsearch_reports::{ReportInputs, write_report};
-use bitsearch_solver::pareto::{self, Sweep};
-use bitsearch_solver::{DEFAULT_PROTECT, Plan, Problem, SolveOptions, solve};
+use bitsearch_solver::pareto;
+use bitsearch_solver::{DEFAULT_PROTECT, Problem, SolveOptions, plan, solve};
 use std::path::{Path, PathBuf};
 
 /// The `src` of every `<img>` of the page.
@@ -21,13 +22,13 @@ fn inputs(dir: &Path) -> ReportInputs {
     let options = SolveOptions { budgets: vec!["bops=40%".parse().unwrap()], ..Default::default() };
     let solved = solve(&problem, &options).unwrap();
     let plan_path = dir.join("plan.yaml");
-    Plan::new(&problem, &solved, &options, &table, &table_path).unwrap().write(&plan_path).unwrap();
+    plan(&problem, &solved, &options, &table, &table_path).unwrap().write(&plan_path).unwrap();
     let sweep: Sweep = "avg-bits=2.5..8:6".parse().unwrap();
     let mut points: Vec<_> = pareto::run(&problem, &sweep, &SolveOptions::default())
         .iter()
         .map(|(i, _, s)| {
-            pareto::FrontierPoint::new(
-                "ilp",
+            pareto::point(
+                PointKind::Ilp,
                 format!("plan_{i}"),
                 sweep.resource,
                 s.limits[0].limit,
@@ -38,7 +39,7 @@ fn inputs(dir: &Path) -> ReportInputs {
         .collect();
     points.extend(pareto::uniform_points(&problem, sweep.resource, 1.0));
     let frontier = dir.join("frontier.parquet");
-    pareto::write_frontier(&points, &frontier).unwrap();
+    write_frontier(&points, &frontier).unwrap();
     let samples: Vec<PathBuf> = ["fp", "plan"]
         .iter()
         .map(|name| {

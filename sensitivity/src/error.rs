@@ -11,13 +11,15 @@ pub enum SensitivityError {
     #[error("{}: {message}", path.display())]
     Table { path: PathBuf, message: String },
     #[error(transparent)]
+    Record(#[from] bitsearch_records::RecordError),
+    #[error(transparent)]
     Onnx(#[from] bitsearch_onnx::OnnxError),
     #[error(transparent)]
     Runtime(#[from] bitsearch_runtime::RuntimeError),
     #[error(transparent)]
     Pipeline(#[from] bitsearch_pipeline::PipelineError),
-    #[error("layer '{layer}': {source}")]
-    Quant { layer: String, source: bitsearch_quant::QuantError },
+    #[error(transparent)]
+    Apply(#[from] bitsearch_quant::ApplyError),
 }
 
 impl SensitivityError {

@@ -4,7 +4,8 @@
 //! torn by the kill, and skips every probe it holds.
 
 use crate::error::{Result, SensitivityError};
-use crate::table::{ProbeRow, RunMeta, first_difference};
+use bitsearch_records::table::first_difference;
+use bitsearch_records::{ProbeRow, RecordError, RunMeta};
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
@@ -69,6 +70,16 @@ impl Journal {
     }
 }
 
+/// A journal of an older format cannot be resumed: the run starts over.
+fn start_over(error: RecordError) -> RecordError {
+    match error {
+        RecordError::OlderFormat { rerun: _, path, what, found, expected } => {
+            RecordError::OlderFormat { path, what, found, expected, rerun: "bitsearch sensitivity … --overwrite" }
+        }
+        other => other,
+    }
+}
+
 /// The header, the complete rows, and the byte length they span (a torn last line excluded).
 fn read(path: &Path) -> Result<(RunMeta, Vec<ProbeRow>, u64)> {
     let file = File::open(path).map_err(|e| SensitivityError::table(path, format!("cannot open: {e}")))?;
@@ -87,7 +98,7 @@ fn read(path: &Path) -> Result<(RunMeta, Vec<ProbeRow>, u64)> {
         }
         let bad = |e: serde_json::Error| SensitivityError::table(path, format!("line {number} is not readable: {e}"));
         match meta {
-            None => meta = Some(serde_json::from_str::<RunMeta>(&line).map_err(bad)?),
+            None => meta = Some(RunMeta::from_json(path, &line).map_err(start_over)?),
             Some(_) => rows.push(serde_json::from_str::<ProbeRow>(&line).map_err(bad)?),
         }
         offset += n as u64;
@@ -99,8 +110,15 @@ fn read(path: &Path) -> Result<(RunMeta, Vec<ProbeRow>, u64)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Shard;
-    use crate::table::tests::{meta, row};
+    use bitsearch_records::Shard;
+
+    fn meta(shard: Shard) -> RunMeta {
+        RunMeta { shard, ..bitsearch_fixtures::sensitivity_table(0, 1, &[4], 1).meta }
+    }
+
+    fn row(probe: u64, sqnr_db: f64) -> ProbeRow {
+        ProbeRow { probe, sqnr_db, ..bitsearch_fixtures::sensitivity_table(0, 1, &[4], 1).rows[0].clone() }
+    }
 
     #[test]
     fn resume_keeps_complete_lines_and_cuts_a_torn_one() {

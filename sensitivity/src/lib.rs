@@ -6,22 +6,18 @@
 //!
 //! A run is a full-precision reference pass, then the probes window by window (one session per
 //! window of layers, whose weights are replaced per run), each probe appended durably to a
-//! journal so that a killed run resumes where it stopped; the finished table is Parquet.
+//! journal so that a killed run resumes where it stopped; the finished table is the
+//! [`bitsearch_records::SensitivityTable`].
 
 #![warn(clippy::unwrap_used, clippy::expect_used)]
 
 pub mod config;
 mod error;
-pub mod fake_quant;
 pub mod journal;
-pub mod metrics;
 pub mod probes;
 mod run;
-pub mod table;
-pub mod workload;
 
-pub use config::{SensitivityConfig, Shard};
+pub use config::SensitivityConfig;
 pub use error::{Result, SensitivityError};
 pub use journal::{Journal, journal_path};
 pub use run::{Existing, Progress, SensitivityRun, Silent, Summary, run_to_table};
-pub use table::{Monotonicity, ProbeRow, RunMeta, SensitivityTable, merge, monotonicity};

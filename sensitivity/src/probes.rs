@@ -2,7 +2,8 @@
 //! fixed order that shards, resumes and merges rely on, cut into windows of layers that share
 //! one session.
 
-use crate::config::{SensitivityConfig, Shard};
+use crate::config::SensitivityConfig;
+use bitsearch_records::Shard;
 use bitsearch_types::{Layer, LayerKind};
 use std::ops::Range;
 
@@ -83,6 +84,7 @@ mod tests {
 
     fn layer(name: &str, kind: LayerKind) -> Layer {
         Layer {
+            component: Default::default(),
             name: name.into(),
             op: "Conv".into(),
             kind,

@@ -2,19 +2,20 @@
 //! session makes only its own layers' weights (and fake quantizers) overridable, so a probe is
 //! one pipeline run with one override, no session build, and the FP outputs are reused.
 
-use crate::config::{FLOAT_BITS, SensitivityConfig, Shard};
+use crate::config::{SensitivityConfig, in_generation};
 use crate::error::{Result, SensitivityError};
-use crate::fake_quant::{self, FakeQuantPoint};
 use crate::journal::{Journal, journal_path};
-use crate::metrics::{Mse, Sqnr, count_nonfinite, ssim_per_item};
 use crate::probes::{Probe, Window, plan, shard, step_groups};
-use crate::table::{ProbeRow, RunMeta, SensitivityTable};
-use crate::workload::{self, Evaluate, StepControl, Workload};
+use bitsearch_metrics::{Mse, Sqnr, count_nonfinite, ssim_per_item};
 use bitsearch_onnx::Model;
+use bitsearch_onnx::rewrite::{self, FakeQuantPoint};
 use bitsearch_pipeline::sampler::SampleError;
-use bitsearch_quant::{ActQuantizer, StepRanges};
+use bitsearch_pipeline::workload::{self, Evaluate, StepControl, Workload};
+use bitsearch_quant::{ActQuantizer, ApplyError, StepRanges, WeightQuantizer, fake_quantized_weight};
+use bitsearch_records::table::TABLE_FORMAT;
+use bitsearch_records::{ProbeRow, RunMeta, SensitivityTable, Shard};
 use bitsearch_runtime::{ActiveDevice, Device, SessionOptions, layers_with_costs};
-use bitsearch_types::{Layer, LayerKind, MetricGroup, Role};
+use bitsearch_types::{Component, FLOAT_BITS, Layer, LayerKind, MetricGroup, Role};
 use ndarray::{ArrayD, ArrayViewD, IxDyn};
 use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet};
@@ -99,9 +100,9 @@ impl SensitivityRun {
     /// Opens the model, finds its layers and plans the probes of `shard`.
     pub fn open(model: &Path, config: SensitivityConfig, shard_of: Shard) -> Result<Self> {
         config.validate()?;
-        let workload = workload::open(model, &config)?;
-        let dims = config.dims.clone().into_iter().collect();
-        let layers = layers_with_costs(workload.model(), &dims)?;
+        let workload = workload::open(model, &config.generation).map_err(in_generation)?;
+        let dims = config.generation.dims.clone().into_iter().collect();
+        let layers = layers_with_costs(workload.model(), Component::Unet, &dims)?;
         let selected = select(&layers, &config)?;
         let groups = metric_groups(&layers, &config)?;
         let steps = workload.steps();
@@ -115,9 +116,11 @@ impl SensitivityRun {
         let all = plan(&layers, &selected, &config);
         let probes_total = all.iter().map(|w| w.probes.len()).sum();
         let denoiser_file = if model.is_dir() { model.join("unet").join("model.onnx") } else { model.to_path_buf() };
+        let absolute = model.canonicalize().map_err(|e| SensitivityError::table(model, format!("cannot read: {e}")))?;
         let meta = RunMeta {
+            format: TABLE_FORMAT,
             tool_version: env!("CARGO_PKG_VERSION").to_string(),
-            model: model.display().to_string(),
+            model: absolute.display().to_string(),
             model_sha256: bitsearch_types::sha256_file(&denoiser_file)
                 .map_err(|e| SensitivityError::table(&denoiser_file, format!("cannot read: {e}")))?,
             pipeline: workload.kind().to_string(),
@@ -129,7 +132,9 @@ impl SensitivityRun {
             metric_groups: describe_groups(&layers, &selected, &groups),
             probes_total,
             shard: shard_of,
-            config: config.clone(),
+            quantizer: config.quantizer,
+            config: serde_json::to_value(&config)
+                .map_err(|e| SensitivityError::config("config", format!("cannot be recorded: {e}")))?,
         };
         let windows = shard(all, shard_of);
         let model = workload.model().clone();
@@ -218,7 +223,7 @@ impl SensitivityRun {
     }
 
     fn session_options(&self) -> SessionOptions {
-        SessionOptions { device: self.device, threads: self.config.threads, ..Default::default() }
+        SessionOptions { device: self.device, threads: self.config.generation.threads, ..Default::default() }
     }
 
     /// The full-precision pass, on the session the workload opened with.
@@ -243,7 +248,7 @@ impl SensitivityRun {
             return Ok((Vec::new(), HashMap::new()));
         }
         let chosen: Vec<(usize, &Layer)> = window.layers.iter().map(|&l| (l, &self.layers[l])).collect();
-        let (model, points) = fake_quant::insert(&self.model, &chosen)?;
+        let (model, points) = rewrite::insert_fake_quantizers(&self.model, &chosen)?;
         let ranges = self.calibrate(&points)?;
         options.overridable.extend(points.iter().flat_map(|p| p.parameters().map(str::to_string)));
         self.workload.load(&model, &options)?;
@@ -268,8 +273,8 @@ impl SensitivityRun {
     }
 
     fn quantized_weight(&self, layer: &Layer, name: &str, bits: u8) -> Result<(ArrayD<f32>, u64)> {
-        let quantizer = self.config.weight_quantizer(bits, layer.channel_axis.unwrap_or(0));
-        fake_quant::weight(&self.model, layer, name, &quantizer)
+        let quantizer = WeightQuantizer::new(&self.config.quantizer.weight, bits, layer.channel_axis.unwrap_or(0));
+        Ok(fake_quantized_weight(&self.model, layer, name, &quantizer)?)
     }
 
     /// Runs one probe over every batch and compares it with the reference.
@@ -289,9 +294,12 @@ impl SensitivityRun {
             for step in steps.clone() {
                 let mut params = Vec::new();
                 for point in points {
-                    let range = ranges.get(&point.tensor).and_then(|r| r.get(step).or(Some(r.merged())));
+                    let per_step = self.config.quantizer.activation.per_step;
+                    let range = ranges
+                        .get(&point.tensor)
+                        .and_then(|r| if per_step { r.get(step).or(Some(r.merged())) } else { Some(r.merged()) });
                     let quantizer = ActQuantizer::new(bits, range.unwrap_or_default())
-                        .map_err(|source| SensitivityError::Quant { layer: layer.name.clone(), source })?;
+                        .map_err(|source| ApplyError::Quant { layer: layer.name.clone(), source })?;
                     let (scale, zero) = quantizer.params();
                     let scalar = |v: f32| ArrayD::from_elem(IxDyn(&[]), v);
                     params.push((point.scale.clone(), scalar(scale)));
@@ -323,14 +331,9 @@ impl SensitivityRun {
         let group = self.groups[probe.layer];
         Ok(ProbeRow {
             probe: probe.index as u64,
-            layer: layer.name.clone(),
-            op: layer.op.clone(),
-            role: layer.role.as_str().to_string(),
-            group: group.to_string(),
-            params: layer.params,
-            macs: layer.macs,
-            w_bits: probe.w_bits.map_or(u32::from(FLOAT_BITS), u32::from),
-            a_bits: probe.a_bits.map_or(u32::from(FLOAT_BITS), u32::from),
+            layer: layer.info(group),
+            w_bits: probe.w_bits.map_or(FLOAT_BITS, u32::from),
+            a_bits: probe.a_bits.map_or(FLOAT_BITS, u32::from),
             step_group: probe.step_group as u32,
             step_first: steps.start as u32,
             step_last: (steps.end - 1) as u32,
@@ -430,14 +433,15 @@ fn select(layers: &[Layer], config: &SensitivityConfig) -> Result<Vec<usize>> {
     for entry in &config.layers {
         let role = entry.parse::<Role>().ok();
         let matched: Vec<usize> =
-            (0..layers.len()).filter(|&i| layers[i].name == *entry || Some(layers[i].role) == role).collect();
+            (0..layers.len()).filter(|&i| layers[i].is_named(entry) || Some(layers[i].role) == role).collect();
         if matched.is_empty() && role.is_none() {
             return Err(SensitivityError::config(
                 "layers",
                 format!("'{entry}' is neither a layer of the model nor a role (see `bitsearch inspect`)"),
             ));
         }
-        if !probes_acts && matched.iter().any(|&i| layers[i].kind == LayerKind::ActMatMul && layers[i].name == *entry) {
+        if !probes_acts && matched.iter().any(|&i| layers[i].kind == LayerKind::ActMatMul && layers[i].is_named(entry))
+        {
             return Err(SensitivityError::config(
                 "layers",
                 format!("'{entry}' has no weights: probing it needs activation bits (a_bits)"),
@@ -453,7 +457,7 @@ fn select(layers: &[Layer], config: &SensitivityConfig) -> Result<Vec<usize>> {
 /// MixDQ's grouping from the roles, with the config's overrides (layer names before roles).
 fn metric_groups(layers: &[Layer], config: &SensitivityConfig) -> Result<Vec<MetricGroup>> {
     for key in config.groups.keys() {
-        if key.parse::<Role>().is_err() && !layers.iter().any(|l| l.name == *key) {
+        if key.parse::<Role>().is_err() && !layers.iter().any(|l| l.is_named(key)) {
             return Err(SensitivityError::config(
                 format!("groups.{key}"),
                 "is neither a layer of the model nor a role (see `bitsearch inspect`)",
@@ -465,7 +469,9 @@ fn metric_groups(layers: &[Layer], config: &SensitivityConfig) -> Result<Vec<Met
         .map(|l| {
             config
                 .groups
-                .get(&l.name)
+                .iter()
+                .find(|(key, _)| l.is_named(key))
+                .map(|(_, group)| group)
                 .or_else(|| config.groups.get(l.role.as_str()))
                 .copied()
                 .unwrap_or_else(|| l.role.metric_group())

@@ -1,18 +1,19 @@
 //! Sensitivity runs on graphs the tests build: monotonic error in weight bits, equality with a
 //! computation done by hand, shards, NaN probes, text pipelines and config errors.
 
+use bitsearch_metrics::ssim_per_item;
 use bitsearch_onnx::builder::Dim;
 use bitsearch_onnx::{DataType, GraphBuilder, Model, tensor_from_f32, tensor_to_f32};
 use bitsearch_pipeline::denoiser::{DenoiserConfig, DenoiserPipeline, Network};
 use bitsearch_pipeline::noise::{NoiseSource, batch_noise};
 use bitsearch_pipeline::sampler::{self, Denoiser, SampleError};
+use bitsearch_pipeline::workload::WorkloadSpec;
+use bitsearch_quant::WeightQuantizer;
+use bitsearch_records::{ProbeRow, SensitivityTable, Shard, merge, monotonicity};
 use bitsearch_runtime::{Device, Session, SessionOptions};
-use bitsearch_sensitivity::config::ClippingChoice;
-use bitsearch_sensitivity::metrics::ssim_per_item;
-use bitsearch_sensitivity::{
-    Existing, ProbeRow, SensitivityConfig, SensitivityRun, SensitivityTable, Shard, Silent, merge, monotonicity,
-    run_to_table,
-};
+use bitsearch_sensitivity::{Existing, SensitivityConfig, SensitivityRun, Silent, run_to_table};
+use bitsearch_types::quantizer::{ClipSearch, WeightScheme};
+use bitsearch_types::{MetricGroup, QuantizerSpec, Role};
 use ndarray::{ArrayD, IxDyn};
 use std::path::{Path, PathBuf};
 
@@ -22,8 +23,18 @@ fn save(model: &Model, dir: &Path, name: &str) -> PathBuf {
     path
 }
 
-fn cpu_config() -> SensitivityConfig {
-    SensitivityConfig { device: Device::Cpu, threads: Some(1), clipping: ClippingChoice::Minmax, ..Default::default() }
+/// One CPU thread, min-max clipping, and `generation` on top of that.
+fn cpu_config(generation: WorkloadSpec) -> SensitivityConfig {
+    let weight = WeightScheme { clipping: ClipSearch::Minmax, ..Default::default() };
+    SensitivityConfig {
+        quantizer: QuantizerSpec { weight, ..Default::default() },
+        generation: WorkloadSpec { device: Device::Cpu, threads: Some(1), ..generation },
+        ..Default::default()
+    }
+}
+
+fn steps(steps: usize) -> WorkloadSpec {
+    WorkloadSpec { steps: Some(steps), ..Default::default() }
 }
 
 fn measure(model: &Path, config: SensitivityConfig, shard: Shard, out: &Path) -> SensitivityTable {
@@ -33,7 +44,7 @@ fn measure(model: &Path, config: SensitivityConfig, shard: Shard, out: &Path) ->
 
 fn find<'a>(rows: &'a [ProbeRow], layer: &str, w_bits: u32, step_group: u32) -> &'a ProbeRow {
     rows.iter()
-        .find(|r| r.layer == layer && r.w_bits == w_bits && r.step_group == step_group)
+        .find(|r| r.layer.name == layer && r.w_bits == w_bits && r.step_group == step_group)
         .unwrap_or_else(|| panic!("no row for {layer} W{w_bits} group {step_group}"))
 }
 
@@ -41,10 +52,10 @@ fn find<'a>(rows: &'a [ProbeRow], layer: &str, w_bits: u32, step_group: u32) -> 
 fn error_grows_as_weight_bits_fall_on_every_layer() {
     let dir = tempfile::tempdir().unwrap();
     let model = save(&bitsearch_fixtures::attention_unet(false), dir.path(), "unet.onnx");
-    let config =
-        SensitivityConfig { w_bits: vec![2, 4, 8], steps: Some(4), seeds: vec![0, 1], window: 4, ..cpu_config() };
+    let generation = WorkloadSpec { seeds: vec![0, 1], ..steps(4) };
+    let config = SensitivityConfig { w_bits: vec![2, 4, 8], window: 4, ..cpu_config(generation) };
     let table = measure(&model, config, Shard::WHOLE, &dir.path().join("s.parquet"));
-    let layers: std::collections::BTreeSet<&str> = table.rows.iter().map(|r| r.layer.as_str()).collect();
+    let layers: std::collections::BTreeSet<&str> = table.rows.iter().map(|r| r.layer.name.as_str()).collect();
     assert_eq!(table.rows.len(), 3 * layers.len());
     let m = monotonicity(&table.rows);
     assert_eq!(m.checked, layers.len());
@@ -102,14 +113,12 @@ fn a_probe_equals_quantizing_the_weight_by_hand() {
     let (steps, seeds) = (4, vec![3u64, 5]);
     let config = SensitivityConfig {
         w_bits: vec![4],
-        steps: Some(steps),
         step_groups: 2,
-        seeds: seeds.clone(),
-        layers: vec!["ff.fc1".into()],
-        clipping: ClippingChoice::Mse,
-        ..cpu_config()
+        layers: vec!["unet/ff.fc1".into()],
+        quantizer: QuantizerSpec::default(),
+        ..cpu_config(WorkloadSpec { steps: Some(steps), seeds: seeds.clone(), ..Default::default() })
     };
-    let quantizer = config.weight_quantizer(4, 1);
+    let quantizer = WeightQuantizer::new(&config.quantizer.weight, 4, 1);
     let table = measure(&path, config, Shard::WHOLE, &dir.path().join("s.parquet"));
     assert_eq!(table.rows.len(), 2);
 
@@ -139,7 +148,7 @@ fn a_probe_equals_quantizing_the_weight_by_hand() {
 fn shards_merged_equal_the_unsharded_table() {
     let dir = tempfile::tempdir().unwrap();
     let model = save(&bitsearch_fixtures::attention_unet(false), dir.path(), "unet.onnx");
-    let config = SensitivityConfig { steps: Some(2), window: 3, ..cpu_config() };
+    let config = SensitivityConfig { window: 3, ..cpu_config(steps(2)) };
     let whole = measure(&model, config.clone(), Shard::WHOLE, &dir.path().join("whole.parquet"));
     let shards: Vec<(PathBuf, SensitivityTable)> = (0..2)
         .map(|i| {
@@ -176,7 +185,7 @@ fn fragile_denoiser() -> Model {
 fn a_nonfinite_probe_is_the_worst_and_the_run_goes_on() {
     let dir = tempfile::tempdir().unwrap();
     let model = save(&fragile_denoiser(), dir.path(), "fragile.onnx");
-    let config = SensitivityConfig { steps: Some(2), seeds: vec![0, 1, 2], ..cpu_config() };
+    let config = cpu_config(WorkloadSpec { seeds: vec![0, 1, 2], ..steps(2) });
     let table = measure(&model, config, Shard::WHOLE, &dir.path().join("s.parquet"));
     assert_eq!(table.rows.len(), 4, "every probe of both layers is recorded");
     let broken = find(&table.rows, "gemm1", 4, 0);
@@ -193,37 +202,33 @@ fn a_nonfinite_probe_is_the_worst_and_the_run_goes_on() {
 fn text_pipelines_score_cross_attention_and_feed_forward_as_content() {
     let dir = tempfile::tempdir().unwrap();
     bitsearch_fixtures::write_tiny_sd_pipeline(dir.path()).unwrap();
-    let config = SensitivityConfig {
-        prompts: vec!["a red circle".into(), "a blue square".into()],
-        steps: Some(2),
-        w_bits: vec![4],
-        ..cpu_config()
-    };
+    let prompts = vec!["a red circle".into(), "a blue square".into()];
+    let config = SensitivityConfig { w_bits: vec![4], ..cpu_config(WorkloadSpec { prompts, ..steps(2) }) };
     let table = measure(dir.path(), config, Shard::WHOLE, &dir.path().join("s.parquet"));
     assert_eq!(table.meta.pipeline, "diffusers");
     assert_eq!(table.meta.items.len(), 2);
     assert!(!table.meta.metric_groups.contains("no text conditioning"), "{}", table.meta.metric_groups);
     for row in &table.rows {
-        let content = row.role.starts_with("cross_attn") || row.role == "feed_forward";
-        assert_eq!(row.group, if content { "content" } else { "quality" }, "{row:?}");
+        let content = row.layer.role.as_str().starts_with("cross_attn") || row.layer.role == Role::FeedForward;
+        assert_eq!(row.layer.group, if content { MetricGroup::Content } else { MetricGroup::Quality }, "{row:?}");
         assert!(row.sqnr_db.is_finite() && row.ssim.is_finite(), "{row:?}");
     }
-    assert!(table.rows.iter().any(|r| r.group == "content"));
+    assert!(table.rows.iter().any(|r| r.layer.group == MetricGroup::Content));
 }
 
 #[test]
 fn activation_probes_quantize_inputs_and_products() {
     let dir = tempfile::tempdir().unwrap();
     let model = save(&bitsearch_fixtures::attention_unet(false), dir.path(), "unet.onnx");
-    let config = SensitivityConfig { w_bits: vec![8], a_bits: vec![4, 8], steps: Some(2), ..cpu_config() };
+    let config = SensitivityConfig { w_bits: vec![8], a_bits: vec![4, 8], ..cpu_config(steps(2)) };
     let table = measure(&model, config, Shard::WHOLE, &dir.path().join("s.parquet"));
-    let scores: Vec<&ProbeRow> = table.rows.iter().filter(|r| r.role == "attn_scores").collect();
+    let scores: Vec<&ProbeRow> = table.rows.iter().filter(|r| r.layer.role == Role::AttnScores).collect();
     assert_eq!(scores.len(), 2, "the attention product is probed at both activation bit-widths");
     assert!(scores.iter().all(|r| r.w_bits == 32 && r.weight_bytes == 0));
     let mut worse_at_4 = 0;
-    let layers: std::collections::BTreeSet<&str> = table.rows.iter().map(|r| r.layer.as_str()).collect();
+    let layers: std::collections::BTreeSet<&str> = table.rows.iter().map(|r| r.layer.name.as_str()).collect();
     for layer in &layers {
-        let at = |bits: u32| table.rows.iter().find(|r| r.layer == *layer && r.a_bits == bits).unwrap().sqnr_db;
+        let at = |bits: u32| table.rows.iter().find(|r| r.layer.name == *layer && r.a_bits == bits).unwrap().sqnr_db;
         assert!(at(8).is_finite() && at(8) > 20.0, "{layer}: 8-bit activations at {} dB", at(8));
         worse_at_4 += usize::from(at(4) < at(8));
     }
@@ -235,17 +240,15 @@ fn config_fields_that_do_not_fit_the_model_are_named() {
     let dir = tempfile::tempdir().unwrap();
     let model = save(&bitsearch_fixtures::attention_unet(false), dir.path(), "unet.onnx");
     let error = |config: SensitivityConfig| SensitivityRun::open(&model, config, Shard::WHOLE).unwrap_err().to_string();
-    let groups = SensitivityConfig {
-        groups: [("nonsense".to_string(), bitsearch_types::MetricGroup::Content)].into(),
-        ..cpu_config()
-    };
+    let default = || cpu_config(WorkloadSpec::default());
+    let groups = SensitivityConfig { groups: [("nonsense".to_string(), MetricGroup::Content)].into(), ..default() };
     assert!(error(groups).starts_with("groups.nonsense:"));
-    let layers = SensitivityConfig { layers: vec!["conv_inn".into()], ..cpu_config() };
+    let layers = SensitivityConfig { layers: vec!["conv_inn".into()], ..default() };
     assert!(error(layers).starts_with("layers: 'conv_inn'"));
-    let conditions = SensitivityConfig { conditions: [("difficulty".to_string(), vec![0.5])].into(), ..cpu_config() };
-    assert!(error(conditions).starts_with("conditions.difficulty:"));
-    let groups_too_many = SensitivityConfig { steps: Some(2), step_groups: 3, ..cpu_config() };
+    let conditions = WorkloadSpec { conditions: [("difficulty".to_string(), vec![0.5])].into(), ..Default::default() };
+    assert!(error(cpu_config(conditions)).starts_with("generation.conditions.difficulty:"));
+    let groups_too_many = SensitivityConfig { step_groups: 3, ..cpu_config(steps(2)) };
     assert!(error(groups_too_many).starts_with("step_groups:"));
-    let prompts = SensitivityConfig { prompts: vec!["a cat".into()], ..cpu_config() };
-    assert!(error(prompts).starts_with("prompts:"));
+    let prompts = WorkloadSpec { prompts: vec!["a cat".into()], ..Default::default() };
+    assert!(error(cpu_config(prompts)).starts_with("generation.prompts:"));
 }

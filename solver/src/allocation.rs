@@ -2,8 +2,9 @@
 //! and is predicted to lose, computed directly from the problem (never from the solver), so
 //! plans and tests can check the solver's answers.
 
-use crate::budget::Resource;
-use crate::problem::{FLOAT_BITS, Problem};
+use crate::problem::Problem;
+use bitsearch_records::Resource;
+use bitsearch_types::FLOAT_BITS;
 use bitsearch_types::MetricGroup;
 use serde::{Deserialize, Serialize};
 
@@ -62,9 +63,9 @@ impl Problem {
         let layer = &self.layers[l];
         let p = layer.options[o];
         match resource {
-            Resource::Bops => layer.macs as f64 * f64::from(p.w_bits * p.a_bits) * self.steps_per_group[g] as f64,
+            Resource::Bops => layer.macs() as f64 * f64::from(p.w_bits * p.a_bits) * self.steps_per_group[g] as f64,
             Resource::Memory => layer.bytes[o] as f64,
-            Resource::AvgBits => layer.params as f64 * f64::from(p.w_bits),
+            Resource::AvgBits => layer.layer.params as f64 * f64::from(p.w_bits),
         }
     }
 
@@ -74,7 +75,7 @@ impl Problem {
         match resource {
             Resource::Memory => protected.map(|l| l.float_bytes() as f64).sum(),
             Resource::Bops => {
-                protected.map(|l| l.macs as f64).sum::<f64>()
+                protected.map(|l| l.macs() as f64).sum::<f64>()
                     * f64::from(FLOAT_BITS * FLOAT_BITS)
                     * self.total_steps() as f64
             }
@@ -85,7 +86,7 @@ impl Problem {
     /// Every layer in float.
     pub fn full_precision(&self) -> Usage {
         let memory = self.layers.iter().map(|l| l.float_bytes() as f64).sum();
-        let bops = self.layers.iter().map(|l| l.macs as f64).sum::<f64>()
+        let bops = self.layers.iter().map(|l| l.macs() as f64).sum::<f64>()
             * f64::from(FLOAT_BITS * FLOAT_BITS)
             * self.total_steps() as f64;
         Usage { memory, bops, avg_bits: f64::from(FLOAT_BITS) }
@@ -96,7 +97,7 @@ impl Problem {
         for (layer, chosen) in self.layers.iter().zip(assignment) {
             if layer.protected {
                 memory += layer.float_bytes() as f64;
-                bops += layer.macs as f64 * f64::from(FLOAT_BITS * FLOAT_BITS) * self.total_steps() as f64;
+                bops += layer.macs() as f64 * f64::from(FLOAT_BITS * FLOAT_BITS) * self.total_steps() as f64;
                 continue;
             }
             let mut stored: Vec<u32> = Vec::new();
@@ -106,10 +107,10 @@ impl Problem {
                 if !stored.contains(&p.w_bits) {
                     stored.push(p.w_bits);
                     memory += layer.bytes[o] as f64;
-                    bits += layer.params as f64 * f64::from(p.w_bits);
+                    bits += layer.layer.params as f64 * f64::from(p.w_bits);
                 }
-                bops += layer.macs as f64 * f64::from(p.w_bits * p.a_bits) * self.steps_per_group[g] as f64;
-                match layer.group {
+                bops += layer.macs() as f64 * f64::from(p.w_bits * p.a_bits) * self.steps_per_group[g] as f64;
+                match layer.layer.group {
                     MetricGroup::Quality => quality_loss += layer.loss[o][g],
                     MetricGroup::Content => content_loss += layer.loss[o][g],
                 }
@@ -130,7 +131,7 @@ impl Problem {
                 if layer.protected {
                     return Some(vec![None; self.groups()]);
                 }
-                let wanted = if layer.params > 0 { w_bits } else { FLOAT_BITS };
+                let wanted = if layer.layer.params > 0 { w_bits } else { FLOAT_BITS };
                 let option = (0..layer.options.len())
                     .filter(|&o| layer.options[o].w_bits == wanted && layer.loss[o].iter().all(|l| l.is_finite()))
                     .min_by_key(|&o| layer.options[o].a_bits)?;

@@ -1,9 +1,9 @@
 //! `bitsearch solve`'s settings from YAML (`--config`), overridden by flags.
 
-use crate::budget::Budget;
 use crate::error::{Result, SolverError};
 use crate::ilp::{Share, SolveOptions};
 use crate::problem::DEFAULT_PROTECT;
+use bitsearch_records::Budget;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 

@@ -10,10 +10,10 @@
 //! - objective: Σ cost · x, the normalised losses of [`Problem::cost`].
 
 use crate::allocation::{Assignment, Evaluation};
-use crate::budget::{Budget, Resource};
 use crate::error::{Result, SolverError};
 use crate::problem::Problem;
 use crate::reduce;
+use bitsearch_records::{Budget, Limit, Resource};
 use bitsearch_types::MetricGroup;
 use good_lp::{Expression, ProblemVariables, SolverModel, Variable, variable};
 use highs::{HighsModelStatus, HighsSolutionStatus};
@@ -79,17 +79,6 @@ impl Default for SolveOptions {
     fn default() -> Self {
         Self { budgets: Vec::new(), content_weight: 1.0, content_share: None, fill: None, time_limit: 60.0 }
     }
-}
-
-/// One budget as the program used it.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct Limit {
-    pub resource: Resource,
-    pub limit: f64,
-    /// The lower bound (first budget only).
-    pub lower: Option<f64>,
-    pub used: f64,
-    pub full_precision: f64,
 }
 
 /// A solved program.
@@ -283,7 +272,8 @@ fn program(
     let usage = |resource: Resource, only: Option<MetricGroup>| -> (Expression, f64) {
         let mut expr = Expression::from(0.0);
         let fixed = if only.is_none() { problem.protected_usage(resource) } else { 0.0 };
-        let counted = |layer: &crate::problem::LayerOptions| !layer.protected && only.is_none_or(|g| g == layer.group);
+        let counted =
+            |layer: &crate::problem::LayerOptions| !layer.protected && only.is_none_or(|g| g == layer.layer.group);
         if groups == 1 || resource == Resource::Bops {
             for (l, o, g, c) in entries().filter(|&(l, ..)| counted(&problem.layers[l])) {
                 expr += problem.coefficient(resource, l, o, g) * c.variable;
@@ -437,7 +427,7 @@ struct Column {
 }
 
 fn has_content(problem: &Problem) -> bool {
-    problem.layers.iter().any(|l| l.group == MetricGroup::Content && !l.protected)
+    problem.layers.iter().any(|l| l.layer.group == MetricGroup::Content && !l.protected)
 }
 
 /// Content shares tried by [`solve_searching_share`].

@@ -3,13 +3,14 @@
 //! with PTQD's step-aware precision chosen jointly), solved by HiGHS through good_lp.
 //!
 //! The data flows sensitivity table → [`Problem`] (options, costs, losses) → [`solve`] →
-//! [`Plan`] (YAML). [`Problem::evaluate`] recomputes any allocation's usage and loss from the
-//! problem alone, so plans can be checked without trusting the solver.
+//! [`plan()`] (the YAML record of `bitsearch_records`). [`Problem::evaluate`] recomputes any
+//! allocation's usage and loss from the problem alone, so plans can be checked without trusting
+//! the solver. Tables, budgets, plans and frontiers are `bitsearch_records` types; this crate
+//! adds only the program and HiGHS.
 
 #![warn(clippy::unwrap_used, clippy::expect_used)]
 
 mod allocation;
-pub mod budget;
 mod config;
 mod error;
 mod ilp;
@@ -19,9 +20,8 @@ mod problem;
 mod reduce;
 
 pub use allocation::{Assignment, Evaluation, Usage};
-pub use budget::{Amount, Budget, Resource};
 pub use config::SolveConfig;
 pub use error::{Result, SolverError};
-pub use ilp::{AVG_BITS_WINDOW, Limit, RELATIVE_WINDOW, Share, SolveOptions, Solved, solve};
-pub use plan::{Plan, PlanLayer};
-pub use problem::{DEFAULT_PROTECT, FLOAT_BITS, INPUT, LayerOptions, OUTPUT, Precision, Problem};
+pub use ilp::{AVG_BITS_WINDOW, RELATIVE_WINDOW, Share, SolveOptions, Solved, solve};
+pub use plan::plan;
+pub use problem::{DEFAULT_PROTECT, INPUT, LayerOptions, OUTPUT, Precision, Problem};

@@ -5,14 +5,12 @@
 //! layers when their errors are independent), content layers `1 − SSIM`.
 
 use crate::error::{Result, SolverError};
-use bitsearch_sensitivity::{ProbeRow, SensitivityTable};
-use bitsearch_types::{MetricGroup, Role};
+use bitsearch_records::{ProbeRow, SensitivityTable};
+use bitsearch_types::{FLOAT_BITS, LayerInfo, MetricGroup, Role};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt;
 
-/// Bits of a layer left in float.
-pub const FLOAT_BITS: u32 = 32;
 /// Bytes per parameter of a float32 weight.
 const FLOAT_BYTES: u64 = 4;
 /// Protect-list words for the first and last image-path layers (the model's input and output
@@ -40,13 +38,7 @@ impl fmt::Display for Precision {
 /// One layer's options.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LayerOptions {
-    pub name: String,
-    pub op: String,
-    pub role: String,
-    pub group: MetricGroup,
-    pub params: u64,
-    /// MACs of one forward (0 where the table does not know them).
-    pub macs: u64,
+    pub layer: LayerInfo,
     /// Protected layers stay in float and have no options.
     pub protected: bool,
     pub options: Vec<Precision>,
@@ -60,7 +52,12 @@ pub struct LayerOptions {
 
 impl LayerOptions {
     pub fn float_bytes(&self) -> u64 {
-        self.params * FLOAT_BYTES
+        self.layer.params * FLOAT_BYTES
+    }
+
+    /// MACs of one forward, 0 where the table does not know them.
+    pub fn macs(&self) -> u64 {
+        self.layer.macs.unwrap_or(0)
     }
 }
 
@@ -86,9 +83,12 @@ impl Problem {
         if step_groups.is_empty() {
             return Err(SolverError::Table("the table's run metadata lists no step groups".into()));
         }
-        let mut by_layer: Vec<(&str, Vec<&ProbeRow>)> = Vec::new();
+        let mut by_layer: Vec<(&LayerInfo, Vec<&ProbeRow>)> = Vec::new();
         for row in &table.rows {
-            match by_layer.iter_mut().find(|(name, _)| *name == row.layer) {
+            match by_layer
+                .iter_mut()
+                .find(|(layer, _)| layer.component == row.layer.component && layer.name == row.layer.name)
+            {
                 Some((_, rows)) => rows.push(row),
                 None => by_layer.push((&row.layer, vec![row])),
             }
@@ -98,14 +98,14 @@ impl Problem {
         }
         let protected = protected_layers(&by_layer, protect)?;
         let mut layers = Vec::new();
-        for ((name, rows), protected) in by_layer.iter().zip(protected) {
-            layers.push(layer_options(name, rows, step_groups.len(), protected)?);
+        for ((layer, rows), protected) in by_layer.iter().zip(protected) {
+            layers.push(layer_options(layer, rows, step_groups.len(), protected)?);
         }
         check_complete(&layers)?;
         let scale = |group: MetricGroup| {
             let worst: f64 = layers
                 .iter()
-                .filter(|l| l.group == group && !l.protected)
+                .filter(|l| l.layer.group == group && !l.protected)
                 .map(|l| {
                     (0..step_groups.len())
                         .map(|g| l.loss.iter().map(|loss| loss[g]).filter(|v| v.is_finite()).fold(0.0, f64::max))
@@ -129,14 +129,14 @@ impl Problem {
 
     /// Parameters of the layers the plan quantizes (the denominator of avg-bits).
     pub fn quantized_params(&self) -> u64 {
-        self.layers.iter().filter(|l| !l.protected).map(|l| l.params).sum()
+        self.layers.iter().filter(|l| !l.protected).map(|l| l.layer.params).sum()
     }
 
     /// The normalised, weighted loss of `option` of layer `l` in step group `g`.
     pub fn cost(&self, l: usize, option: usize, g: usize, content_weight: f64) -> f64 {
         let layer = &self.layers[l];
         let loss = layer.loss[option][g];
-        match layer.group {
+        match layer.layer.group {
             MetricGroup::Quality => loss / self.quality_scale,
             MetricGroup::Content => content_weight * loss / self.content_scale,
         }
@@ -144,22 +144,21 @@ impl Problem {
 }
 
 /// Protection of each layer, from the protect list.
-fn protected_layers(by_layer: &[(&str, Vec<&ProbeRow>)], protect: &[String]) -> Result<Vec<bool>> {
+fn protected_layers(by_layer: &[(&LayerInfo, Vec<&ProbeRow>)], protect: &[String]) -> Result<Vec<bool>> {
     // The model's input and output layers: the first and last image-path layers in graph order.
-    let image_path: Vec<usize> = (0..by_layer.len())
-        .filter(|&i| by_layer[i].1[0].role != Role::Embedding.as_str() && by_layer[i].1[0].params > 0)
-        .collect();
+    let image_path: Vec<usize> =
+        (0..by_layer.len()).filter(|&i| by_layer[i].0.role != Role::Embedding && by_layer[i].0.params > 0).collect();
     let mut protected = vec![false; by_layer.len()];
     for entry in protect {
         let matched: Vec<usize> = match entry.as_str() {
             INPUT => image_path.first().copied().into_iter().collect(),
             OUTPUT => image_path.last().copied().into_iter().collect(),
             other => {
-                let is_role = other.parse::<Role>().is_ok();
+                let role = other.parse::<Role>().ok();
                 let matched: Vec<usize> = (0..by_layer.len())
-                    .filter(|&i| by_layer[i].0 == other || (is_role && by_layer[i].1[0].role == other))
+                    .filter(|&i| by_layer[i].0.is_named(other) || Some(by_layer[i].0.role) == role)
                     .collect();
-                if matched.is_empty() && !is_role {
+                if matched.is_empty() && role.is_none() {
                     return Err(SolverError::Config {
                         field: "protect".into(),
                         message: format!("'{other}' is not a layer of the table, a role, '{INPUT}' or '{OUTPUT}'"),
@@ -175,14 +174,9 @@ fn protected_layers(by_layer: &[(&str, Vec<&ProbeRow>)], protect: &[String]) -> 
     Ok(protected)
 }
 
-fn layer_options(name: &str, rows: &[&ProbeRow], groups: usize, protected: bool) -> Result<LayerOptions> {
-    let layer_error = |message: String| SolverError::Layer { layer: name.to_string(), message };
-    let first = rows[0];
-    let group = match first.group.as_str() {
-        "content" => MetricGroup::Content,
-        "quality" => MetricGroup::Quality,
-        other => return Err(layer_error(format!("group '{other}' is neither content nor quality"))),
-    };
+fn layer_options(layer: &LayerInfo, rows: &[&ProbeRow], groups: usize, protected: bool) -> Result<LayerOptions> {
+    let layer_error = |message: String| SolverError::Layer { layer: layer.id(), message };
+    let group = layer.group;
     let mut cells: BTreeMap<Precision, Vec<Option<&ProbeRow>>> = BTreeMap::new();
     for row in rows {
         for (column, value) in
@@ -224,31 +218,19 @@ fn layer_options(name: &str, rows: &[&ProbeRow], groups: usize, protected: bool)
     if !protected && (0..groups).any(|g| loss.iter().all(|l| !l[g].is_finite())) {
         return Err(layer_error("every precision gave NaN/Inf: protect the layer (keep it in float)".into()));
     }
-    Ok(LayerOptions {
-        name: name.to_string(),
-        op: first.op.clone(),
-        role: first.role.clone(),
-        group,
-        params: first.params,
-        macs: first.macs.unwrap_or(0),
-        protected,
-        options,
-        bytes,
-        loss,
-        metric,
-    })
+    Ok(LayerOptions { layer: layer.clone(), protected, options, bytes, loss, metric })
 }
 
 /// Every weight layer must offer the precisions any weight layer offers (and likewise for
 /// activation-only layers): a hole means an unfinished run or a missing shard.
 fn check_complete(layers: &[LayerOptions]) -> Result<()> {
     for weights in [true, false] {
-        let kind: Vec<&LayerOptions> = layers.iter().filter(|l| (l.params > 0) == weights).collect();
+        let kind: Vec<&LayerOptions> = layers.iter().filter(|l| (l.layer.params > 0) == weights).collect();
         let all: std::collections::BTreeSet<Precision> = kind.iter().flat_map(|l| l.options.iter().copied()).collect();
         for layer in kind {
             if let Some(missing) = all.iter().find(|p| !layer.options.contains(p)) {
                 return Err(SolverError::Layer {
-                    layer: layer.name.clone(),
+                    layer: layer.layer.id(),
                     message: format!(
                         "no row for {missing}, which other layers have (an unfinished run, or shards not merged?)"
                     ),

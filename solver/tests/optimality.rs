@@ -2,8 +2,9 @@
 //! random instances (with step groups too), and a multiple-choice-knapsack dynamic program on
 //! larger ones; every plan's budget use recomputed here from its bits and layer sizes.
 
-use bitsearch_solver::{Amount, Budget, LayerOptions, Precision, Problem, Resource, SolveOptions, SolverError, solve};
-use bitsearch_types::MetricGroup;
+use bitsearch_records::{Amount, Budget, Resource};
+use bitsearch_solver::{LayerOptions, Precision, Problem, SolveOptions, SolverError, solve};
+use bitsearch_types::{Component, LayerInfo, MetricGroup, Role};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -17,12 +18,15 @@ fn random_problem(rng: &mut ChaCha8Rng, layers: usize, groups: usize) -> Problem
             let params: u64 = rng.random_range(1..=64);
             let base: f64 = rng.random_range(0.01..1.0);
             LayerOptions {
-                name: format!("l{i}"),
-                op: "Conv".into(),
-                role: "conv".into(),
-                group: if rng.random_bool(0.3) { MetricGroup::Content } else { MetricGroup::Quality },
-                params,
-                macs: params * rng.random_range(1..=16),
+                layer: LayerInfo {
+                    component: Component::Unet,
+                    name: format!("l{i}"),
+                    op: "Conv".into(),
+                    role: Role::Conv,
+                    group: if rng.random_bool(0.3) { MetricGroup::Content } else { MetricGroup::Quality },
+                    params,
+                    macs: Some(params * rng.random_range(1..=16)),
+                },
                 protected: false,
                 options: BITS.iter().map(|&w| Precision { w_bits: w, a_bits: 32 }).collect(),
                 // Codes plus one f32 scale per layer.
@@ -39,7 +43,7 @@ fn random_problem(rng: &mut ChaCha8Rng, layers: usize, groups: usize) -> Problem
     let scale = |group: MetricGroup| {
         let s: f64 = layers
             .iter()
-            .filter(|l| l.group == group)
+            .filter(|l| l.layer.group == group)
             .map(|l| (0..groups).map(|g| l.loss.iter().map(|x| x[g]).fold(0.0, f64::max)).sum::<f64>())
             .sum();
         if s > 0.0 { s } else { 1.0 }
@@ -62,12 +66,12 @@ fn usage_by_hand(problem: &Problem, bits: &[Vec<u32>]) -> (f64, f64, f64) {
         widths.sort_unstable();
         widths.dedup();
         for w in widths {
-            memory += ((layer.params * u64::from(w)).div_ceil(8) + 4) as f64;
-            stored_bits += (layer.params * u64::from(w)) as f64;
+            memory += ((layer.layer.params * u64::from(w)).div_ceil(8) + 4) as f64;
+            stored_bits += (layer.layer.params * u64::from(w)) as f64;
         }
-        bops += per_group.iter().map(|&w| (layer.macs * u64::from(w) * 32) as f64).sum::<f64>();
+        bops += per_group.iter().map(|&w| (layer.macs() * u64::from(w) * 32) as f64).sum::<f64>();
     }
-    let params: u64 = problem.layers.iter().map(|l| l.params).sum();
+    let params: u64 = problem.layers.iter().map(|l| l.layer.params).sum();
     (memory, stored_bits / params as f64, bops)
 }
 
@@ -76,7 +80,8 @@ fn objective_by_hand(problem: &Problem, bits: &[Vec<u32>]) -> f64 {
     for (layer, per_group) in problem.layers.iter().zip(bits) {
         for (g, &w) in per_group.iter().enumerate() {
             let o = BITS.iter().position(|&b| b == w).unwrap();
-            let scale = if layer.group == MetricGroup::Content { problem.content_scale } else { problem.quality_scale };
+            let scale =
+                if layer.layer.group == MetricGroup::Content { problem.content_scale } else { problem.quality_scale };
             total += layer.loss[o][g] / scale;
         }
     }
@@ -186,7 +191,7 @@ fn knapsack(problem: &Problem, capacity: usize) -> f64 {
                 continue;
             }
             for (o, p) in layer.options.iter().enumerate() {
-                let w = used + (layer.params * u64::from(p.w_bits)) as usize;
+                let w = used + (layer.layer.params * u64::from(p.w_bits)) as usize;
                 if w <= capacity {
                     let v = so_far + problem.cost(l, o, 0, 1.0);
                     if v < next[w] {
@@ -205,7 +210,7 @@ fn the_program_matches_a_knapsack_dynamic_program_on_larger_instances() {
     let mut rng = ChaCha8Rng::seed_from_u64(11);
     for case in 0..6 {
         let problem = random_problem(&mut rng, 60, 1);
-        let params: u64 = problem.layers.iter().map(|l| l.params).sum();
+        let params: u64 = problem.layers.iter().map(|l| l.layer.params).sum();
         let avg_bits = rng.random_range(2.5..7.5);
         let budget = Budget { resource: Resource::AvgBits, amount: Amount::Absolute(avg_bits) };
         let solved = solve(&problem, &options(budget, 0.0)).unwrap();
@@ -232,7 +237,7 @@ fn step_groups_let_a_layer_change_bits_and_pay_for_both_copies() {
     }
     let full = problem.full_precision().bops;
     // Enough BOPs for 8 bits in each layer's loud group and 2 bits in its quiet one.
-    let bops: f64 = problem.layers.iter().map(|l| (l.macs * 32 * (8 + 2)) as f64).sum();
+    let bops: f64 = problem.layers.iter().map(|l| (l.macs() * 32 * (8 + 2)) as f64).sum();
     let budget = Budget { resource: Resource::Bops, amount: Amount::OfFullPrecision(bops / full) };
     let solved = solve(&problem, &options(budget, 0.0)).unwrap();
     let bits = plan_bits(&problem, &solved);

@@ -5,13 +5,12 @@
 use crate::cli::AlignArgs;
 use anyhow::Context;
 use bitsearch_alignment::{AttributeClassifier, Evaluation, PromptSet, evaluate};
+use bitsearch_metrics::Mse;
 use bitsearch_onnx::{Model, discover_layers};
 use bitsearch_pipeline::diffusers::{DiffusersPipeline, GenerateRequest, token_norms};
+use bitsearch_quant::fake_quantize_weights;
 use bitsearch_runtime::SessionOptions;
-use bitsearch_sensitivity::SensitivityConfig;
-use bitsearch_sensitivity::fake_quant::quantize_weights;
-use bitsearch_sensitivity::metrics::Mse;
-use bitsearch_types::write_atomically;
+use bitsearch_types::{Component, QuantizerSpec, write_atomically};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 
@@ -100,10 +99,10 @@ pub fn run(args: &AlignArgs) -> anyhow::Result<()> {
     if !args.w_bits.is_empty() {
         let unet_path = pipeline.unet().path().to_path_buf();
         let model = Model::load(&unet_path)?;
-        let layers = discover_layers(&model)?;
-        let config = SensitivityConfig::default();
+        let layers = discover_layers(&model, Component::Unet)?;
+        let spec = QuantizerSpec::default();
         for &bits in &args.w_bits {
-            let quantized = quantize_weights(&model, &layers, bits, &config)?;
+            let quantized = fake_quantize_weights(&model, &layers, bits, &spec.weight)?;
             pipeline.unet_mut().reload(&quantized, &options)?;
             let label = format!("W{bits}");
             let e = run(&label, &mut pipeline)?;

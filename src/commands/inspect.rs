@@ -11,7 +11,7 @@ pub fn run(args: &InspectArgs) -> anyhow::Result<()> {
     let path = super::denoiser_file(&args.model);
     let model = Model::load(&path)?;
     let dims: HashMap<String, usize> = args.dims.iter().cloned().collect();
-    let layers = bitsearch_runtime::layers_with_costs(&model, &dims)
+    let layers = bitsearch_runtime::layers_with_costs(&model, bitsearch_types::Component::Unet, &dims)
         .with_context(|| format!("{}: measuring layer shapes", path.display()))?;
     let stdout = std::io::stdout();
     let mut out = stdout.lock();

@@ -1,7 +1,7 @@
 //! `bitsearch merge`: the shard tables of one sensitivity run joined into one table.
 
 use crate::cli::MergeArgs;
-use bitsearch_sensitivity::{SensitivityTable, merge};
+use bitsearch_records::{SensitivityTable, merge};
 
 pub fn run(args: &MergeArgs) -> anyhow::Result<()> {
     let tables = args

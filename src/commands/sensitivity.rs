@@ -1,9 +1,8 @@
 //! `bitsearch sensitivity`: the config from YAML and flags, a progress bar, and the summary.
 
 use crate::cli::SensitivityArgs;
-use bitsearch_sensitivity::{
-    Existing, ProbeRow, Progress, SensitivityConfig, SensitivityRun, Shard, monotonicity, run_to_table,
-};
+use bitsearch_records::{ProbeRow, Shard, monotonicity};
+use bitsearch_sensitivity::{Existing, Progress, SensitivityConfig, SensitivityRun, run_to_table};
 use indicatif::{ProgressBar, ProgressStyle};
 
 pub fn run(args: &SensitivityArgs) -> anyhow::Result<()> {
@@ -73,28 +72,30 @@ fn config(args: &SensitivityArgs) -> anyhow::Result<SensitivityConfig> {
     set(&mut c.w_bits, &args.w_bits);
     set(&mut c.a_bits, &args.act_bits);
     set(&mut c.step_groups, &args.step_groups);
-    set(&mut c.eta, &args.eta);
-    set(&mut c.seeds, &args.seeds);
-    set(&mut c.guidance, &args.guidance);
-    set(&mut c.sigma_min, &args.sigma_min);
-    set(&mut c.sigma_max, &args.sigma_max);
-    set(&mut c.batch, &args.batch);
-    set(&mut c.clipping, &args.clipping);
-    set(&mut c.clip_grid, &args.clip_grid);
     set(&mut c.layers, &args.layers);
     set(&mut c.window, &args.window);
-    set(&mut c.device, &args.device);
-    c.steps = args.steps.or(c.steps);
-    c.sampler = args.sampler.or(c.sampler);
-    c.prediction = args.prediction.or(c.prediction);
-    c.group_size = args.group_size.or(c.group_size);
-    c.threads = args.threads.or(c.threads);
-    c.negative_prompt = args.negative_prompt.clone().or(c.negative_prompt);
-    c.conditions.extend(args.conditions.iter().cloned());
+    let w = &mut c.quantizer.weight;
+    set(&mut w.clipping, &args.clipping);
+    set(&mut w.clip_grid, &args.clip_grid);
+    w.group_size = args.group_size.or(w.group_size);
+    let g = &mut c.generation;
+    set(&mut g.eta, &args.eta);
+    set(&mut g.seeds, &args.seeds);
+    set(&mut g.guidance, &args.guidance);
+    set(&mut g.sigma_min, &args.sigma_min);
+    set(&mut g.sigma_max, &args.sigma_max);
+    set(&mut g.batch, &args.batch);
+    set(&mut g.device, &args.device);
+    g.steps = args.steps.or(g.steps);
+    g.sampler = args.sampler.or(g.sampler);
+    g.prediction = args.prediction.or(g.prediction);
+    g.threads = args.threads.or(g.threads);
+    g.negative_prompt = args.negative_prompt.clone().or(g.negative_prompt.take());
+    g.conditions.extend(args.conditions.iter().cloned());
     if !args.prompts.is_empty() {
-        c.prompts = args.prompts.clone();
+        g.prompts = args.prompts.clone();
     }
-    c.dims.extend(args.dims.iter().cloned());
+    g.dims.extend(args.dims.iter().cloned());
     c.validate()?;
     Ok(c)
 }
@@ -125,7 +126,7 @@ impl Progress for Bar {
     }
 
     fn finished(&mut self, row: &ProbeRow) {
-        self.0.set_message(format!("{} W{}A{}", row.layer, row.w_bits, row.a_bits));
+        self.0.set_message(format!("{} W{}A{}", row.layer.name, row.w_bits, row.a_bits));
         self.0.inc(1);
     }
 }

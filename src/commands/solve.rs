@@ -1,11 +1,12 @@
 //! `bitsearch solve`: settings from YAML and flags, one plan or a sweep, and a summary that
 //! puts the plan next to the uniform bit-widths.
 
+use super::Refused;
 use crate::cli::SolveArgs;
 use anyhow::bail;
-use bitsearch_sensitivity::SensitivityTable;
-use bitsearch_solver::pareto::{self, FrontierPoint};
-use bitsearch_solver::{Plan, Problem, Resource, SolveConfig, Solved, solve};
+use bitsearch_records::{PointKind, Resource, SensitivityTable, write_frontier};
+use bitsearch_solver::pareto;
+use bitsearch_solver::{Problem, SolveConfig, Solved, plan, solve};
 
 pub fn run(args: &SolveArgs) -> anyhow::Result<()> {
     let config = config(args)?;
@@ -24,8 +25,7 @@ pub fn run(args: &SolveArgs) -> anyhow::Result<()> {
             bail!("give a budget (--budget avg-bits=4.0, memory=2.5MB, …) or a --sweep");
         }
         let solved = solve(&problem, &options)?;
-        let plan = Plan::new(&problem, &solved, &options, &table, &args.sensitivity)?;
-        plan.write(&args.out)?;
+        plan(&problem, &solved, &options, &table, &args.sensitivity)?.write(&args.out)?;
         print_summary(&args.out.display().to_string(), &problem, &solved, options.content_weight);
         return Ok(());
     };
@@ -33,14 +33,18 @@ pub fn run(args: &SolveArgs) -> anyhow::Result<()> {
     let mut points = Vec::new();
     for (i, _, solved) in pareto::run(&problem, &sweep, &options) {
         let name = format!("plan_{i:03}.yaml");
-        Plan::new(&problem, &solved, &options, &table, &args.sensitivity)?.write(&args.out.join(&name))?;
+        plan(&problem, &solved, &options, &table, &args.sensitivity)?.write(&args.out.join(&name))?;
         let limit = solved.limits[0].limit;
-        points.push(FrontierPoint::new("ilp", name, sweep.resource, limit, &solved.evaluation, &solved.status));
+        points.push(pareto::point(PointKind::Ilp, name, sweep.resource, limit, &solved.evaluation, &solved.status));
     }
     let solved = points.len();
+    if solved == 0 {
+        let message = format!("{}: none of the sweep's {} budgets can be met", args.out.display(), sweep.points);
+        return Err(Refused(message).into());
+    }
     points.extend(pareto::uniform_points(&problem, sweep.resource, options.content_weight));
     for name in ["frontier.parquet", "frontier.csv"] {
-        pareto::write_frontier(&points, &args.out.join(name))?;
+        write_frontier(&points, &args.out.join(name))?;
     }
     println!("{}: {solved} of {} budgets solved; frontier.parquet and frontier.csv", args.out.display(), sweep.points);
     Ok(())

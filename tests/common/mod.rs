@@ -35,11 +35,24 @@ pub fn assert_success(output: &Output) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
-/// Asserts a run failed cleanly: non-zero exit, no panic, exactly one error line that
-/// contains every string of `expected`.
+/// The README's exit statuses: the answer is no, and bad input or any other error.
+pub const EXIT_REFUSED: i32 = 1;
+pub const EXIT_ERROR: i32 = 2;
+
+/// Asserts a run failed cleanly on bad input: exit status 2, no panic, exactly one error line
+/// that contains every string of `expected`.
 pub fn assert_clean_failure(output: &Output, expected: &[&str]) {
+    assert_failure(output, EXIT_ERROR, expected);
+}
+
+/// Asserts a run ended with the answer no: exit status 1 and one error line saying why.
+pub fn assert_refused(output: &Output, expected: &[&str]) {
+    assert_failure(output, EXIT_REFUSED, expected);
+}
+
+fn assert_failure(output: &Output, status: i32, expected: &[&str]) {
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(!output.status.success(), "expected failure, stderr: {stderr}");
+    assert_eq!(output.status.code(), Some(status), "expected exit status {status}, stderr: {stderr}");
     assert!(!stderr.contains("panicked"), "panic: {stderr}");
     let errors: Vec<&str> = stderr.lines().filter(|l| l.contains("error")).collect();
     assert_eq!(errors.len(), 1, "one error line expected: {stderr}");

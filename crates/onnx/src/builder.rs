@@ -102,14 +102,7 @@ impl GraphBuilder {
     }
 
     fn push(&mut self, name: &str, op: &str, inputs: &[&str], outputs: Vec<String>, attrs: &[Attr]) {
-        self.graph.node.push(NodeProto {
-            name: Some(name.to_string()),
-            op_type: Some(op.to_string()),
-            input: inputs.iter().map(|s| s.to_string()).collect(),
-            output: outputs,
-            attribute: attrs.iter().map(attribute).collect(),
-            ..Default::default()
-        });
+        self.graph.node.push(node_proto(name, op, inputs, outputs, attrs));
     }
 
     pub fn build(self) -> Model {
@@ -120,6 +113,18 @@ impl GraphBuilder {
             graph: Some(self.graph),
             ..Default::default()
         })
+    }
+}
+
+/// A node of `op` reading `inputs` and writing `outputs`.
+pub(crate) fn node_proto(name: &str, op: &str, inputs: &[&str], outputs: Vec<String>, attrs: &[Attr]) -> NodeProto {
+    NodeProto {
+        name: Some(name.to_string()),
+        op_type: Some(op.to_string()),
+        input: inputs.iter().map(|s| s.to_string()).collect(),
+        output: outputs,
+        attribute: attrs.iter().map(attribute).collect(),
+        ..Default::default()
     }
 }
 

@@ -3,7 +3,7 @@
 
 use bitsearch_onnx::builder::{Attr, Dim, GraphBuilder};
 use bitsearch_onnx::{DataType, ExternalData, Model, OnnxError, discover_layers};
-use bitsearch_types::{LayerKind, Role};
+use bitsearch_types::{Component, LayerKind, Role};
 use ndarray::{ArrayD, IxDyn};
 
 fn ramp(shape: &[usize], scale: f32) -> ArrayD<f32> {
@@ -109,7 +109,7 @@ fn files_that_are_not_onnx_models_are_refused_with_the_reason() {
 
 #[test]
 fn layers_carry_weights_channel_axes_and_parameter_counts() {
-    let layers = discover_layers(&small_model()).unwrap();
+    let layers = discover_layers(&small_model(), Component::Unet).unwrap();
     // The Gemm's weight passes through a Cast: it is not an initializer, so not overridable.
     assert_eq!(layers.len(), 1, "{layers:?}");
     let conv = &layers[0];
@@ -128,7 +128,7 @@ fn gemm_and_matmul_channel_axes_follow_the_weight_layout() {
     let w3 = b.initializer("w3", ramp(&[3, 4], 0.01));
     let y = b.node("matmul", "MatMul", &[&g, &w3], &[]);
     b.output(&y, DataType::F32, &[Dim::Fixed(2), Dim::Fixed(4)]);
-    let layers = discover_layers(&b.build()).unwrap();
+    let layers = discover_layers(&b.build(), Component::Unet).unwrap();
     let axes: Vec<_> = layers.iter().map(|l| (l.name.as_str(), l.channel_axis, l.params)).collect();
     assert_eq!(axes, [("gemm", Some(1), 40), ("gemm_t", Some(0), 15), ("matmul", Some(1), 12)]);
 }

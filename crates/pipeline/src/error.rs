@@ -10,6 +10,9 @@ pub enum PipelineError {
     /// The request does not fit the model (missing condition, bad shape, unknown input).
     #[error("{0}")]
     Request(String),
+    /// A field of a workload spec is wrong: names the field and what was expected.
+    #[error("{field}: {message}")]
+    Spec { field: String, message: String },
     #[error(transparent)]
     Sample(#[from] crate::sampler::SampleError),
     #[error(transparent)]
@@ -21,5 +24,9 @@ pub enum PipelineError {
 impl PipelineError {
     pub fn file(path: impl Into<PathBuf>, message: impl Into<String>) -> Self {
         Self::File { path: path.into(), message: message.into() }
+    }
+
+    pub fn spec(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self::Spec { field: field.into(), message: message.into() }
     }
 }

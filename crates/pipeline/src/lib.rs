@@ -10,5 +10,6 @@ pub mod image;
 pub mod noise;
 pub mod sampler;
 pub mod schedule;
+pub mod workload;
 
 pub use error::PipelineError;

@@ -4,11 +4,9 @@
 //! be kept per denoising step, since activation ranges drift strongly across steps.
 
 use crate::QuantError;
+use bitsearch_types::ACTIVATION_BITS;
 use ndarray::{ArrayD, ArrayViewD};
 use serde::{Deserialize, Serialize};
-
-const MIN_BITS: u8 = 2;
-const MAX_BITS: u8 = 16;
 
 /// Running min/max of observed activations. Starts empty (min > max); the empty bounds are
 /// finite (±f32::MAX) so a range always serializes to JSON.
@@ -88,8 +86,8 @@ pub struct ActQuantizer {
 impl ActQuantizer {
     /// Needs 2..=16 bits and a non-empty finite range.
     pub fn new(bits: u8, range: ActRange) -> Result<Self, QuantError> {
-        if !(MIN_BITS..=MAX_BITS).contains(&bits) {
-            return Err(QuantError::Bits { bits, min: MIN_BITS, max: MAX_BITS });
+        if !ACTIVATION_BITS.contains(&bits) {
+            return Err(QuantError::Bits { bits, min: *ACTIVATION_BITS.start(), max: *ACTIVATION_BITS.end() });
         }
         if range.is_empty() || !range.min.is_finite() || !range.max.is_finite() {
             return Err(QuantError::Range { min: range.min, max: range.max });

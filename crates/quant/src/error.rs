@@ -4,7 +4,7 @@
 pub enum QuantError {
     #[error("bit-width {bits} is outside the supported range {min}..={max}")]
     Bits { bits: u8, min: u8, max: u8 },
-    #[error("output channel {channel}: bit-width {bits} is outside the supported range 2..=8")]
+    #[error("output channel {channel}: bit-width {bits} is outside the supported weight range")]
     ChannelBits { channel: usize, bits: u8 },
     #[error("{got} per-channel bit-widths given, expected one per output channel ({expected})")]
     ChannelBitsLen { got: usize, expected: usize },

@@ -2,7 +2,9 @@
 //! probes) and the apply step (writing real low-bit models): symmetric per-channel or per-group
 //! weight quantization with optional MSE-searched clipping, asymmetric per-tensor activation
 //! quantization over calibrated (optionally per-step) ranges, and MPQ-DM's kurtosis-driven
-//! per-channel bit allocation. Pure arithmetic on `ndarray` arrays; no runtime involved.
+//! per-channel bit allocation. Pure arithmetic on `ndarray` arrays, applied to a model's weight
+//! initializers by [`fake_quantize_weights`]; no runtime involved. The quantizer a config or a
+//! plan describes ([`bitsearch_types::QuantizerSpec`]) becomes one with [`WeightQuantizer::new`].
 //!
 //! ```
 //! use bitsearch_quant::{Clipping, Granularity, WeightQuantizer};
@@ -22,9 +24,11 @@
 mod activation;
 mod error;
 mod kurtosis;
+mod model;
 mod weight;
 
 pub use activation::{ActQuantizer, ActRange, StepRanges};
 pub use error::QuantError;
 pub use kurtosis::{channel_bits, channel_kurtosis};
+pub use model::{ApplyError, fake_quantize_weights, fake_quantized_weight};
 pub use weight::{Clipping, Granularity, QuantizedWeight, WeightQuantizer};

@@ -3,18 +3,14 @@
 //! the grid is symmetric), and either min-max or an MSE-searched clipping range.
 
 use crate::QuantError;
+use bitsearch_types::WEIGHT_BITS;
+use bitsearch_types::quantizer::{ClipSearch, WeightScheme};
 use ndarray::{ArrayD, ArrayViewD, Axis, IxDyn};
-use serde::{Deserialize, Serialize};
-
-/// Bit-widths a weight channel may use; codes are stored as `i8`.
-const MIN_BITS: u8 = 2;
-const MAX_BITS: u8 = 8;
 /// Smallest clip ratio the MSE search tries, as a fraction of max|w|.
 const MIN_CLIP_RATIO: f32 = 0.5;
 
 /// Which values share one scale.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Granularity {
     /// One scale per index of `axis`, the axis of the weight indexing output channels.
     PerChannel { axis: usize },
@@ -33,8 +29,7 @@ impl Granularity {
 }
 
 /// How the clipping range of a channel or group is chosen.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Clipping {
     /// Clip at max|w|: no value saturates.
     MinMax,
@@ -44,7 +39,7 @@ pub enum Clipping {
 }
 
 /// A symmetric weight quantizer. Fields are checked on every call, so any value can be built.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct WeightQuantizer {
     /// Bits per weight, 2..=8.
     pub bits: u8,
@@ -85,6 +80,20 @@ impl QuantizedWeight {
 }
 
 impl WeightQuantizer {
+    /// The quantizer `scheme` describes, at `bits`, for a weight whose output channels lie on
+    /// `axis`.
+    pub fn new(scheme: &WeightScheme, bits: u8, axis: usize) -> Self {
+        let granularity = match scheme.group_size {
+            Some(group_size) => Granularity::PerGroup { axis, group_size },
+            None => Granularity::PerChannel { axis },
+        };
+        let clipping = match scheme.clipping {
+            ClipSearch::Minmax => Clipping::MinMax,
+            ClipSearch::Mse => Clipping::MseSearch { grid: scheme.clip_grid },
+        };
+        Self { bits, granularity, clipping }
+    }
+
     /// Quantizes every output channel at `self.bits`.
     pub fn quantize(&self, w: ArrayViewD<f32>) -> Result<QuantizedWeight, QuantError> {
         check_bits(self.bits)?;
@@ -191,10 +200,10 @@ pub(crate) fn check_weight(w: &ArrayViewD<f32>, axis: usize) -> Result<usize, Qu
 }
 
 fn check_bits(bits: u8) -> Result<(), QuantError> {
-    if (MIN_BITS..=MAX_BITS).contains(&bits) {
+    if WEIGHT_BITS.contains(&bits) {
         Ok(())
     } else {
-        Err(QuantError::Bits { bits, min: MIN_BITS, max: MAX_BITS })
+        Err(QuantError::Bits { bits, min: *WEIGHT_BITS.start(), max: *WEIGHT_BITS.end() })
     }
 }
 

@@ -5,12 +5,10 @@
 
 use crate::device::{self, ActiveDevice, Device};
 use crate::error::{Result, RuntimeError};
-use bitsearch_onnx::builder::{Dim, value_info};
-use bitsearch_onnx::{DataType, ExternalData, Model, declared_elem_type, declared_shape, declared_symbols, pb};
+use bitsearch_onnx::{DataType, ExternalData, Model, declared_elem_type, declared_shape, declared_symbols, rewrite};
 use half::{bf16, f16};
 use ndarray::{ArrayD, ArrayViewD, IxDyn};
 use ort::value::{DynValue, Tensor, TensorElementType};
-use std::collections::HashMap;
 
 /// How to build a session.
 #[derive(Debug, Clone, Default)]
@@ -40,7 +38,7 @@ pub struct InputSpec {
 const IN_MEMORY_LIMIT_BYTES: usize = 1 << 30;
 
 /// Overridable weights: name → stored element type and shape.
-type Overridable = HashMap<String, (DataType, Vec<usize>)>;
+type Overridable = rewrite::Exposed;
 
 pub struct Session {
     inner: ort::session::Session,
@@ -62,7 +60,7 @@ impl Session {
         let env = crate::library::init()?;
         let label = model.path().map_or_else(|| model.graph().name().to_string(), |p| p.display().to_string());
         let inputs = declared_inputs(model, &label)?;
-        let (prepared, overridable) = prepare(model, options, &label)?;
+        let (prepared, overridable) = prepare(model, options)?;
         let session_error = |message: String| RuntimeError::Session { model: label.clone(), message };
         let make_builder = || -> Result<ort::session::builder::SessionBuilder> {
             let builder = ort::session::Session::builder(env).map_err(|e| session_error(e.to_string()))?;
@@ -201,36 +199,10 @@ fn declared_inputs(model: &Model, label: &str) -> Result<Vec<InputSpec>> {
 }
 
 /// Copies the model, exposes the overridable weights as inputs and the extra values as outputs.
-fn prepare(model: &Model, options: &SessionOptions, label: &str) -> Result<(Model, Overridable)> {
+fn prepare(model: &Model, options: &SessionOptions) -> Result<(Model, Overridable)> {
     let mut prepared = model.clone();
-    let graph = prepared.graph_mut();
-    let mut overridable = HashMap::new();
-    for name in &options.overridable {
-        let tensor = graph.initializer.iter().find(|t| t.name() == name).ok_or_else(|| RuntimeError::Session {
-            model: label.to_string(),
-            message: format!("'{name}' is not an initializer, so it cannot be made overridable"),
-        })?;
-        let dtype = DataType::from_onnx(tensor.data_type()).ok_or_else(|| RuntimeError::Session {
-            model: label.to_string(),
-            message: format!("initializer '{name}' has an element type bitsearch cannot feed"),
-        })?;
-        let shape: Vec<usize> = tensor.dims.iter().map(|&d| d.max(0) as usize).collect();
-        if !graph.input.iter().any(|v| v.name() == name) {
-            let dims: Vec<Dim> = shape.iter().map(|&d| Dim::Fixed(d)).collect();
-            graph.input.push(value_info(name, dtype, &dims));
-        }
-        overridable.insert(name.clone(), (dtype, shape));
-    }
-    for name in &options.extra_outputs {
-        if !graph.output.iter().any(|v| v.name() == name) {
-            // ONNX Runtime infers the type of an output declared by name only.
-            graph.output.push(pb::ValueInfoProto { name: Some(name.clone()), ..Default::default() });
-        }
-    }
-    // Overridable initializers need IR version 4 or later (initializers need not be inputs).
-    if prepared.proto.ir_version() < 4 {
-        prepared.proto.ir_version = Some(4);
-    }
+    let overridable = rewrite::expose_initializers(&mut prepared, &options.overridable)?;
+    rewrite::add_outputs(&mut prepared, &options.extra_outputs);
     Ok((prepared, overridable))
 }
 

@@ -5,7 +5,7 @@ use crate::device::Device;
 use crate::error::Result;
 use crate::session::{Session, SessionOptions};
 use bitsearch_onnx::{Model, discover_layers, fill_macs};
-use bitsearch_types::Layer;
+use bitsearch_types::{Component, Layer};
 use ndarray::{ArrayD, IxDyn};
 use std::collections::HashMap;
 
@@ -39,10 +39,10 @@ pub fn measure_shapes(
     Ok(session.outputs().iter().cloned().zip(shapes).collect())
 }
 
-/// Discovers the layers of `model` and fills their MACs from shapes measured at the input
-/// size `dims` gives (see [`measure_shapes`]).
-pub fn layers_with_costs(model: &Model, dims: &HashMap<String, usize>) -> Result<Vec<Layer>> {
-    let mut layers = discover_layers(model)?;
+/// Discovers the layers of `model`, the `component` of a pipeline, and fills their MACs from
+/// shapes measured at the input size `dims` gives (see [`measure_shapes`]).
+pub fn layers_with_costs(model: &Model, component: Component, dims: &HashMap<String, usize>) -> Result<Vec<Layer>> {
+    let mut layers = discover_layers(model, component)?;
     let mut values: Vec<String> = layers.iter().flat_map(|l| l.inputs.iter().chain([&l.output]).cloned()).collect();
     values.sort();
     values.dedup();

@@ -3,6 +3,7 @@
 
 use bitsearch_onnx::{ExternalData, Model, discover_layers};
 use bitsearch_runtime::{ActiveDevice, Device, RuntimeError, Session, SessionOptions};
+use bitsearch_types::Component;
 use ndarray::{ArrayD, IxDyn};
 
 fn input(batch: usize) -> ArrayD<f32> {
@@ -11,7 +12,7 @@ fn input(batch: usize) -> ArrayD<f32> {
 
 fn weights(model: &Model) -> Vec<(String, ArrayD<f32>)> {
     let view = bitsearch_onnx::GraphView::new(model.graph());
-    discover_layers(model)
+    discover_layers(model, Component::Unet)
         .unwrap()
         .into_iter()
         .filter_map(|l| l.weight)

@@ -1,7 +1,6 @@
 //! One quantizable point of a denoiser graph and the role the graph gave it.
 
 use serde::{Deserialize, Serialize};
-use std::fmt;
 
 /// Whether a layer multiplies by a stored weight or multiplies two activations.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -58,52 +57,30 @@ pub enum MetricGroup {
     Quality,
 }
 
+crate::named_enum!(Role, "role", {
+    Conv => "conv",
+    Linear => "linear",
+    Embedding => "embedding",
+    AttnQ => "attn_q",
+    AttnK => "attn_k",
+    AttnV => "attn_v",
+    AttnQkv => "attn_qkv",
+    AttnOut => "attn_out",
+    CrossAttnQ => "cross_attn_q",
+    CrossAttnK => "cross_attn_k",
+    CrossAttnV => "cross_attn_v",
+    CrossAttnOut => "cross_attn_out",
+    FeedForward => "feed_forward",
+    AttnScores => "attn_scores",
+    AttnValues => "attn_values",
+    CrossAttnScores => "cross_attn_scores",
+    CrossAttnValues => "cross_attn_values",
+    ActMatMul => "act_matmul",
+});
+
+crate::named_enum!(MetricGroup, "metric group", { Content => "content", Quality => "quality" });
+
 impl Role {
-    pub const ALL: [Role; 18] = [
-        Role::Conv,
-        Role::Linear,
-        Role::Embedding,
-        Role::AttnQ,
-        Role::AttnK,
-        Role::AttnV,
-        Role::AttnQkv,
-        Role::AttnOut,
-        Role::CrossAttnQ,
-        Role::CrossAttnK,
-        Role::CrossAttnV,
-        Role::CrossAttnOut,
-        Role::FeedForward,
-        Role::AttnScores,
-        Role::AttnValues,
-        Role::CrossAttnScores,
-        Role::CrossAttnValues,
-        Role::ActMatMul,
-    ];
-
-    /// The snake_case name used in tables, configs and the CLI.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Conv => "conv",
-            Role::Linear => "linear",
-            Role::Embedding => "embedding",
-            Role::AttnQ => "attn_q",
-            Role::AttnK => "attn_k",
-            Role::AttnV => "attn_v",
-            Role::AttnQkv => "attn_qkv",
-            Role::AttnOut => "attn_out",
-            Role::CrossAttnQ => "cross_attn_q",
-            Role::CrossAttnK => "cross_attn_k",
-            Role::CrossAttnV => "cross_attn_v",
-            Role::CrossAttnOut => "cross_attn_out",
-            Role::FeedForward => "feed_forward",
-            Role::AttnScores => "attn_scores",
-            Role::AttnValues => "attn_values",
-            Role::CrossAttnScores => "cross_attn_scores",
-            Role::CrossAttnValues => "cross_attn_values",
-            Role::ActMatMul => "act_matmul",
-        }
-    }
-
     /// Cross-attention and feed-forward layers move *what* is drawn (MixDQ's content group).
     pub fn metric_group(self) -> MetricGroup {
         match self {
@@ -119,35 +96,60 @@ impl Role {
     }
 }
 
-impl fmt::Display for Role {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+/// The network of a pipeline a layer belongs to; a single denoiser file is the `unet`
+/// component, whatever its architecture.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Component {
+    #[default]
+    Unet,
+    TextEncoder,
+    VaeDecoder,
+}
+
+crate::named_enum!(Component, "component", {
+    Unet => "unet",
+    TextEncoder => "text_encoder",
+    VaeDecoder => "vae_decoder",
+});
+
+/// What every stage record (table row, solver option, plan entry) says about a layer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LayerInfo {
+    pub component: Component,
+    /// The node name, unique within the component.
+    pub name: String,
+    /// ONNX operator type.
+    pub op: String,
+    pub role: Role,
+    /// Which metric drives the layer (MixDQ's decoupling; a config may override the role's).
+    pub group: MetricGroup,
+    /// Weight parameters (0 for activation products).
+    pub params: u64,
+    /// Multiply-accumulates of one forward at batch 1; None where unknown.
+    pub macs: Option<u64>,
+}
+
+impl LayerInfo {
+    /// `component/name`, unique across a pipeline.
+    pub fn id(&self) -> String {
+        format!("{}/{}", self.component, self.name)
+    }
+
+    /// Whether `key` names this layer: its name alone or its `component/name` id.
+    pub fn is_named(&self, key: &str) -> bool {
+        names(self.component, &self.name, key)
     }
 }
 
-impl std::str::FromStr for Role {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Role::ALL.into_iter().find(|r| r.as_str() == s).ok_or_else(|| {
-            let names: Vec<_> = Role::ALL.iter().map(|r| r.as_str()).collect();
-            format!("unknown role '{s}', expected one of: {}", names.join(", "))
-        })
-    }
-}
-
-impl fmt::Display for MetricGroup {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            MetricGroup::Content => "content",
-            MetricGroup::Quality => "quality",
-        })
-    }
+fn names(component: Component, name: &str, key: &str) -> bool {
+    key == name || key.split_once('/').is_some_and(|(c, n)| c == component.as_str() && n == name)
 }
 
 /// A quantizable point of the graph, with its cost at the model's input size.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Layer {
+    pub component: Component,
     /// Unique name (the node name, or `{op}_{index}` where the graph left it empty).
     pub name: String,
     /// ONNX operator type: Conv, ConvTranspose, Gemm, MatMul or Einsum.
@@ -169,6 +171,26 @@ pub struct Layer {
     pub output: String,
 }
 
+impl Layer {
+    /// Whether `key` names this layer: its name alone or its `component/name` id.
+    pub fn is_named(&self, key: &str) -> bool {
+        names(self.component, &self.name, key)
+    }
+
+    /// The layer as stage records describe it, driven by `group`.
+    pub fn info(&self, group: MetricGroup) -> LayerInfo {
+        LayerInfo {
+            component: self.component,
+            name: self.name.clone(),
+            op: self.op.clone(),
+            role: self.role,
+            group,
+            params: self.params,
+            macs: self.macs,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -183,5 +205,22 @@ mod tests {
         assert_eq!(Role::FeedForward.metric_group(), MetricGroup::Content);
         assert_eq!(Role::AttnQkv.metric_group(), MetricGroup::Quality);
         assert_eq!(Role::Embedding.metric_group(), MetricGroup::Quality);
+    }
+
+    #[test]
+    fn a_layer_answers_to_its_name_and_its_component_id() {
+        let info = LayerInfo {
+            component: Component::TextEncoder,
+            name: "mlp/fc1".into(),
+            op: "MatMul".into(),
+            role: Role::FeedForward,
+            group: MetricGroup::Content,
+            params: 8,
+            macs: None,
+        };
+        assert_eq!(info.id(), "text_encoder/mlp/fc1");
+        assert!(info.is_named("mlp/fc1") && info.is_named("text_encoder/mlp/fc1"));
+        assert!(!info.is_named("unet/mlp/fc1") && !info.is_named("fc1"));
+        assert_eq!("vae_decoder".parse::<Component>(), Ok(Component::VaeDecoder));
     }
 }

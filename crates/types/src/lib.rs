@@ -1,11 +1,14 @@
-//! Plain data that flows between bitsearch's stages: what a quantizable layer is, the role the
-//! graph analysis gave it, and what it costs. No heavy dependencies, so the solver and the
-//! reports can read these without linking ONNX Runtime or protobuf.
+//! Plain vocabulary that every bitsearch stage shares: what a quantizable layer is, the role the
+//! graph analysis gave it and the component it lives in, the one description of a quantizer and
+//! its bit ranges, and atomic file writes. No heavy dependencies, so any stage can use it.
 
 #![warn(clippy::unwrap_used, clippy::expect_used)]
 
 mod atomic;
 mod layer;
+mod named;
+pub mod quantizer;
 
 pub use atomic::{sha256_file, write_atomically};
-pub use layer::{Layer, LayerKind, MetricGroup, Role};
+pub use layer::{Component, Layer, LayerInfo, LayerKind, MetricGroup, Role};
+pub use quantizer::{ACTIVATION_BITS, FLOAT_BITS, QuantizerSpec, WEIGHT_BITS};

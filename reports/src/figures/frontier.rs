@@ -3,7 +3,7 @@
 
 use crate::error::{ReportError, Result};
 use crate::fonts::FAMILY;
-use bitsearch_solver::pareto::FrontierPoint;
+use bitsearch_records::{FrontierPoint, PointKind};
 use plotters::prelude::*;
 use std::path::Path;
 
@@ -43,7 +43,8 @@ pub fn draw_frontier(points: &[FrontierPoint], path: &Path) -> Result<()> {
         .axis_desc_style((FAMILY, 14))
         .draw()
         .map_err(|e| error(&e))?;
-    let ilp: Vec<(f64, f64)> = finite.iter().filter(|p| p.kind == "ilp").map(|p| (x(p), p.objective)).collect();
+    let ilp: Vec<(f64, f64)> =
+        finite.iter().filter(|p| p.kind == PointKind::Ilp).map(|p| (x(p), p.objective)).collect();
     let blue = RGBColor(69, 117, 180);
     chart
         .draw_series(LineSeries::new(ilp.clone(), blue.stroke_width(2)))
@@ -52,7 +53,7 @@ pub fn draw_frontier(points: &[FrontierPoint], path: &Path) -> Result<()> {
         .legend(move |(x, y)| PathElement::new([(x, y), (x + 20, y)], blue.stroke_width(2)));
     chart.draw_series(ilp.iter().map(|&p| Circle::new(p, 3, blue.filled()))).map_err(|e| error(&e))?;
     let red = RGBColor(215, 48, 39);
-    let uniform: Vec<&&FrontierPoint> = finite.iter().filter(|p| p.kind == "uniform").collect();
+    let uniform: Vec<&&FrontierPoint> = finite.iter().filter(|p| p.kind == PointKind::Uniform).collect();
     chart
         .draw_series(uniform.iter().map(|p| TriangleMarker::new((x(p), p.objective), 7, red.filled())))
         .map_err(|e| error(&e))?

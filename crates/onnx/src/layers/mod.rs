@@ -9,13 +9,13 @@ use crate::error::{OnnxError, Result};
 use crate::graph::{GraphView, NodeAttrs};
 use crate::model::Model;
 use crate::tensor::dims;
-use bitsearch_types::{Layer, LayerKind};
+use bitsearch_types::{Component, Layer, LayerKind};
 
 pub use macs::fill_macs;
 
-/// Lists the quantizable layers of `model` in graph order, with roles and parameter counts.
-/// MACs stay `None` until [`fill_macs`] is given measured shapes.
-pub fn discover_layers(model: &Model) -> Result<Vec<Layer>> {
+/// Lists the quantizable layers of `model`, the `component` of a pipeline, in graph order, with
+/// roles and parameter counts. MACs stay `None` until [`fill_macs`] is given measured shapes.
+pub fn discover_layers(model: &Model, component: Component) -> Result<Vec<Layer>> {
     let view = GraphView::new(model.graph());
     let roles = roles::infer(&view);
     let mut layers = Vec::new();
@@ -26,6 +26,7 @@ pub fn discover_layers(model: &Model) -> Result<Vec<Layer>> {
             .copied()
             .ok_or_else(|| OnnxError::Graph(format!("no role for node {}", view.node_name(i))))?;
         layers.push(Layer {
+            component,
             name: view.node_name(i).to_string(),
             op: node.op_type().to_string(),
             kind: site.kind,

@@ -2,31 +2,30 @@
 //! the file's key-value metadata (key [`META_KEY`], JSON). The solver and the report read it
 //! back through [`SensitivityTable::read`].
 
-use crate::config::{SensitivityConfig, Shard};
-use crate::error::{Result, SensitivityError};
+use crate::error::{RecordError, Result};
+use bitsearch_types::{Component, FLOAT_BITS, LayerInfo, MetricGroup, QuantizerSpec, Role};
 use polars::prelude::*;
 use serde::{Deserialize, Serialize};
+use std::fmt;
 use std::path::Path;
+use std::str::FromStr;
 
 /// Parquet key-value metadata key holding the [`RunMeta`] JSON.
 pub const META_KEY: &str = "bitsearch.sensitivity";
+/// Format of the table this bitsearch writes. 1 (no `format` field): layers without their
+/// component, the run's config embedded in the engine's own types.
+pub const TABLE_FORMAT: u32 = 2;
 
 /// One probe's measurement against the full-precision run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ProbeRow {
     /// Position in the full probe list (stable across shards and resumes).
     pub probe: u64,
-    pub layer: String,
-    pub op: String,
-    pub role: String,
-    /// `content` (driven by SSIM) or `quality` (driven by SQNR).
-    pub group: String,
-    pub params: u64,
-    /// Multiply-accumulates of one forward at the probed batch of 1; None where unknown.
-    pub macs: Option<u64>,
-    /// Weight bits; 32 for layers without weights.
+    #[serde(flatten)]
+    pub layer: LayerInfo,
+    /// Weight bits; [`FLOAT_BITS`] for layers without weights.
     pub w_bits: u32,
-    /// Input-activation bits; 32 when activations stay in float.
+    /// Input-activation bits; [`FLOAT_BITS`] when activations stay in float.
     pub a_bits: u32,
     pub step_group: u32,
     /// First and last (inclusive) denoising step of the group.
@@ -48,11 +47,49 @@ pub struct ProbeRow {
     pub nonfinite: u64,
 }
 
+/// Which part of the probe list a process computes: windows `index`, `index + count`, ….
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Shard {
+    pub index: usize,
+    pub count: usize,
+}
+
+impl Shard {
+    pub const WHOLE: Shard = Shard { index: 0, count: 1 };
+}
+
+impl FromStr for Shard {
+    type Err = String;
+
+    /// `i/N` with i in 0..N.
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        let parse = || -> Option<Shard> {
+            let (i, n) = s.split_once('/')?;
+            Some(Shard { index: i.trim().parse().ok()?, count: n.trim().parse().ok()? })
+        };
+        match parse() {
+            Some(shard) if shard.count > 0 && shard.index < shard.count => Ok(shard),
+            _ => Err(format!("'{s}' is not a shard: expected i/N with 0 <= i < N, e.g. 0/4")),
+        }
+    }
+}
+
+impl fmt::Display for Shard {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.index, self.count)
+    }
+}
+
 /// What a table was measured on; equal for every shard of one run but for `shard`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunMeta {
+    /// [`TABLE_FORMAT`] of the writer.
+    #[serde(default)]
+    pub format: u32,
     pub tool_version: String,
+    /// The model as measured: an absolute path, so any stage finds it from any folder.
     pub model: String,
+    /// sha256 of the denoiser file.
     pub model_sha256: String,
     /// `denoiser` (one ONNX file) or `diffusers` (a pipeline folder).
     pub pipeline: String,
@@ -67,7 +104,11 @@ pub struct RunMeta {
     pub metric_groups: String,
     pub probes_total: usize,
     pub shard: Shard,
-    pub config: SensitivityConfig,
+    /// The quantizer the probes used, which a plan's apply stage must reuse.
+    pub quantizer: QuantizerSpec,
+    /// The whole configuration of the run as the sensitivity stage read it, kept to compare
+    /// runs (resume, merge); other stages use the typed fields above.
+    pub config: serde_json::Value,
 }
 
 /// A table read back: its rows and the run they came from.
@@ -80,7 +121,7 @@ pub struct SensitivityTable {
 impl SensitivityTable {
     /// Writes the table as Parquet, atomically (a reader never sees half a file).
     pub fn write(&self, path: &Path) -> Result<()> {
-        let error = |e: &dyn std::fmt::Display| SensitivityError::table(path, e.to_string());
+        let error = |e: &dyn std::fmt::Display| RecordError::file(path, e.to_string());
         let mut frame = self.frame().map_err(|e| error(&e))?;
         let meta = serde_json::to_string(&self.meta).map_err(|e| error(&e))?;
         let mut bytes = Vec::new();
@@ -88,12 +129,12 @@ impl SensitivityTable {
             .with_key_value_metadata(Some(KeyValueMetadata::from_static(vec![(META_KEY.to_string(), meta)])))
             .finish(&mut frame)
             .map_err(|e| error(&e))?;
-        bitsearch_types::write_atomically(path, &bytes).map_err(|e| error(&e))
+        crate::write_file(path, &bytes)
     }
 
     /// Reads a table written by [`SensitivityTable::write`].
     pub fn read(path: &Path) -> Result<Self> {
-        let error = |message: String| SensitivityError::table(path, message);
+        let error = |message: String| RecordError::file(path, message);
         let file = std::fs::File::open(path).map_err(|e| error(format!("cannot open: {e}")))?;
         let mut reader = ParquetReader::new(file);
         let metadata = reader.get_metadata().map_err(|e| error(format!("not a Parquet file: {e}")))?;
@@ -104,8 +145,7 @@ impl SensitivityTable {
             .find(|kv| kv.key == META_KEY)
             .and_then(|kv| kv.value.clone())
             .ok_or_else(|| error("not a bitsearch sensitivity table (no run metadata)".into()))?;
-        let meta: RunMeta =
-            serde_json::from_str(&meta).map_err(|e| error(format!("run metadata is not readable: {e}")))?;
+        let meta = RunMeta::from_json(path, &meta)?;
         let frame = reader.finish().map_err(|e| error(format!("cannot read the rows: {e}")))?;
         let rows = rows_of(&frame).map_err(|e| error(format!("unexpected columns: {e}")))?;
         Ok(Self { meta, rows })
@@ -120,12 +160,13 @@ impl SensitivityTable {
         let f64s = |f: fn(&ProbeRow) -> f64| rows.iter().map(f).collect::<Vec<_>>();
         let columns = vec![
             Column::new("probe".into(), u64s(|r| r.probe)),
-            Column::new("layer".into(), text(|r| &r.layer)),
-            Column::new("op".into(), text(|r| &r.op)),
-            Column::new("role".into(), text(|r| &r.role)),
-            Column::new("group".into(), text(|r| &r.group)),
-            Column::new("params".into(), u64s(|r| r.params)),
-            Column::new("macs".into(), rows.iter().map(|r| r.macs).collect::<Vec<_>>()),
+            Column::new("component".into(), text(|r| r.layer.component.as_str())),
+            Column::new("layer".into(), text(|r| &r.layer.name)),
+            Column::new("op".into(), text(|r| &r.layer.op)),
+            Column::new("role".into(), text(|r| r.layer.role.as_str())),
+            Column::new("group".into(), text(|r| r.layer.group.as_str())),
+            Column::new("params".into(), u64s(|r| r.layer.params)),
+            Column::new("macs".into(), rows.iter().map(|r| r.layer.macs).collect::<Vec<_>>()),
             Column::new("w_bits".into(), u32s(|r| r.w_bits)),
             Column::new("a_bits".into(), u32s(|r| r.a_bits)),
             Column::new("step_group".into(), u32s(|r| r.step_group)),
@@ -142,9 +183,32 @@ impl SensitivityTable {
     }
 }
 
+impl RunMeta {
+    /// Reads the JSON run description of the table (or journal) at `path`; a description
+    /// from an older format is refused with the command that writes the current one.
+    pub fn from_json(path: &Path, json: &str) -> Result<Self> {
+        let value: serde_json::Value = serde_json::from_str(json)
+            .map_err(|e| RecordError::file(path, format!("run metadata is not JSON: {e}")))?;
+        let found = value.get("format").and_then(serde_json::Value::as_u64).unwrap_or(1) as u32;
+        if found < TABLE_FORMAT {
+            return Err(RecordError::OlderFormat {
+                path: path.to_path_buf(),
+                what: "sensitivity table",
+                found,
+                expected: TABLE_FORMAT,
+                rerun: "bitsearch sensitivity",
+            });
+        }
+        serde_json::from_value(value).map_err(|e| RecordError::file(path, format!("run metadata is not readable: {e}")))
+    }
+}
+
 fn rows_of(frame: &DataFrame) -> PolarsResult<Vec<ProbeRow>> {
     let text = |name: &str| -> PolarsResult<Vec<String>> {
         Ok(frame.column(name)?.str()?.iter().map(|v| v.unwrap_or_default().to_string()).collect())
+    };
+    let parsed = |name: &str, i: usize, value: &str, e: String| {
+        PolarsError::ComputeError(format!("row {i}, column '{name}': '{value}': {e}").into())
     };
     let u64s = |name: &str| -> PolarsResult<Vec<Option<u64>>> { Ok(frame.column(name)?.u64()?.iter().collect()) };
     let u32s = |name: &str| -> PolarsResult<Vec<u32>> {
@@ -153,41 +217,49 @@ fn rows_of(frame: &DataFrame) -> PolarsResult<Vec<ProbeRow>> {
     let f64s = |name: &str| -> PolarsResult<Vec<f64>> {
         Ok(frame.column(name)?.f64()?.iter().map(|v| v.unwrap_or(f64::NAN)).collect())
     };
-    let (probe, layer, op, role, group) = (u64s("probe")?, text("layer")?, text("op")?, text("role")?, text("group")?);
-    let (params, macs, weight_bytes, nonfinite) =
-        (u64s("params")?, u64s("macs")?, u64s("weight_bytes")?, u64s("nonfinite")?);
+    let (component, layer, op, role, group) =
+        (text("component")?, text("layer")?, text("op")?, text("role")?, text("group")?);
+    let (probe, params, macs, weight_bytes, nonfinite) =
+        (u64s("probe")?, u64s("params")?, u64s("macs")?, u64s("weight_bytes")?, u64s("nonfinite")?);
     let (w_bits, a_bits) = (u32s("w_bits")?, u32s("a_bits")?);
     let (step_group, step_first, step_last) = (u32s("step_group")?, u32s("step_first")?, u32s("step_last")?);
     let (sqnr_db, ssim, mse, psnr_db) = (f64s("sqnr_db")?, f64s("ssim")?, f64s("mse")?, f64s("psnr_db")?);
-    Ok((0..frame.height())
-        .map(|i| ProbeRow {
-            probe: probe[i].unwrap_or_default(),
-            layer: layer[i].clone(),
-            op: op[i].clone(),
-            role: role[i].clone(),
-            group: group[i].clone(),
-            params: params[i].unwrap_or_default(),
-            macs: macs[i],
-            w_bits: w_bits[i],
-            a_bits: a_bits[i],
-            step_group: step_group[i],
-            step_first: step_first[i],
-            step_last: step_last[i],
-            weight_bytes: weight_bytes[i].unwrap_or_default(),
-            sqnr_db: sqnr_db[i],
-            ssim: ssim[i],
-            mse: mse[i],
-            psnr_db: psnr_db[i],
-            nonfinite: nonfinite[i].unwrap_or_default(),
+    (0..frame.height())
+        .map(|i| {
+            Ok(ProbeRow {
+                probe: probe[i].unwrap_or_default(),
+                layer: LayerInfo {
+                    component: component[i]
+                        .parse::<Component>()
+                        .map_err(|e| parsed("component", i, &component[i], e))?,
+                    name: layer[i].clone(),
+                    op: op[i].clone(),
+                    role: role[i].parse::<Role>().map_err(|e| parsed("role", i, &role[i], e))?,
+                    group: group[i].parse::<MetricGroup>().map_err(|e| parsed("group", i, &group[i], e))?,
+                    params: params[i].unwrap_or_default(),
+                    macs: macs[i],
+                },
+                w_bits: w_bits[i],
+                a_bits: a_bits[i],
+                step_group: step_group[i],
+                step_first: step_first[i],
+                step_last: step_last[i],
+                weight_bytes: weight_bytes[i].unwrap_or_default(),
+                sqnr_db: sqnr_db[i],
+                ssim: ssim[i],
+                mse: mse[i],
+                psnr_db: psnr_db[i],
+                nonfinite: nonfinite[i].unwrap_or_default(),
+            })
         })
-        .collect())
+        .collect()
 }
 
 /// Joins the tables of the shards of one run into the table of the whole run, rows in probe
 /// order. The shards must describe the same run and not overlap.
 pub fn merge(tables: Vec<(std::path::PathBuf, SensitivityTable)>) -> Result<SensitivityTable> {
     let Some((first_path, first)) = tables.first().cloned() else {
-        return Err(SensitivityError::config("merge", "needs at least one table"));
+        return Err(RecordError::field("merge", "needs at least one table"));
     };
     let mut meta = first.meta.clone();
     meta.shard = Shard::WHOLE;
@@ -196,7 +268,7 @@ pub fn merge(tables: Vec<(std::path::PathBuf, SensitivityTable)>) -> Result<Sens
         let mut other = table.meta.clone();
         other.shard = Shard::WHOLE;
         if let Some(field) = first_difference(&meta, &other) {
-            return Err(SensitivityError::table(
+            return Err(RecordError::file(
                 &path,
                 format!("comes from a different run than {}: its '{field}' differs", first_path.display()),
             ));
@@ -205,9 +277,9 @@ pub fn merge(tables: Vec<(std::path::PathBuf, SensitivityTable)>) -> Result<Sens
     }
     rows.sort_by_key(|r| r.probe);
     if let Some(pair) = rows.windows(2).find(|w| w[0].probe == w[1].probe) {
-        return Err(SensitivityError::config(
+        return Err(RecordError::field(
             "merge",
-            format!("probe {} (layer '{}') is in more than one table", pair[0].probe, pair[0].layer),
+            format!("probe {} (layer '{}') is in more than one table", pair[0].probe, pair[0].layer.id()),
         ));
     }
     if rows.len() < meta.probes_total {
@@ -243,15 +315,16 @@ pub const SSIM_TOLERANCE: f64 = 1e-9;
 pub struct Monotonicity {
     /// Layers with at least two weight bit-widths.
     pub checked: usize,
-    /// Names of the layers where a lower bit-width beat a higher one on SQNR, and on SSIM.
+    /// Ids (`component/name`) of the layers where a lower bit-width beat a higher one on SQNR,
+    /// and on SSIM.
     pub sqnr_exceptions: Vec<String>,
     pub ssim_exceptions: Vec<String>,
 }
 
 pub fn monotonicity(rows: &[ProbeRow]) -> Monotonicity {
-    let mut series: std::collections::BTreeMap<(&str, u32, u32), Vec<&ProbeRow>> = Default::default();
-    for row in rows.iter().filter(|r| r.w_bits != u32::from(crate::config::FLOAT_BITS)) {
-        series.entry((&row.layer, row.a_bits, row.step_group)).or_default().push(row);
+    let mut series: std::collections::BTreeMap<(String, u32, u32), Vec<&ProbeRow>> = Default::default();
+    for row in rows.iter().filter(|r| r.w_bits != FLOAT_BITS) {
+        series.entry((row.layer.id(), row.a_bits, row.step_group)).or_default().push(row);
     }
     let mut result = Monotonicity::default();
     let mut checked = std::collections::BTreeSet::new();
@@ -259,15 +332,15 @@ pub fn monotonicity(rows: &[ProbeRow]) -> Monotonicity {
         if probes.len() < 2 {
             continue;
         }
-        checked.insert(layer);
+        checked.insert(layer.clone());
         probes.sort_by_key(|r| r.w_bits);
         let sqnr_beaten = probes.windows(2).any(|p| p[0].sqnr_db > p[1].sqnr_db && p[1].sqnr_db < SQNR_FLOOR_DB);
         let ssim_beaten = probes.windows(2).any(|p| p[0].ssim > p[1].ssim + SSIM_TOLERANCE);
-        if sqnr_beaten && !result.sqnr_exceptions.iter().any(|l| l == layer) {
-            result.sqnr_exceptions.push(layer.to_string());
+        if sqnr_beaten && !result.sqnr_exceptions.contains(&layer) {
+            result.sqnr_exceptions.push(layer.clone());
         }
-        if ssim_beaten && !result.ssim_exceptions.iter().any(|l| l == layer) {
-            result.ssim_exceptions.push(layer.to_string());
+        if ssim_beaten && !result.ssim_exceptions.contains(&layer) {
+            result.ssim_exceptions.push(layer.clone());
         }
     }
     result.checked = checked.len();
@@ -303,12 +376,15 @@ pub(crate) mod tests {
     pub fn row(probe: u64, sqnr_db: f64) -> ProbeRow {
         ProbeRow {
             probe,
-            layer: format!("layer{probe}"),
-            op: "Conv".into(),
-            role: "conv".into(),
-            group: "quality".into(),
-            params: 100,
-            macs: if probe.is_multiple_of(2) { Some(1000) } else { None },
+            layer: LayerInfo {
+                component: Component::Unet,
+                name: format!("layer{probe}"),
+                op: "Conv".into(),
+                role: Role::Conv,
+                group: MetricGroup::Quality,
+                params: 100,
+                macs: if probe.is_multiple_of(2) { Some(1000) } else { None },
+            },
             w_bits: 4,
             a_bits: 32,
             step_group: 0,
@@ -325,6 +401,7 @@ pub(crate) mod tests {
 
     pub fn meta(shard: Shard) -> RunMeta {
         RunMeta {
+            format: TABLE_FORMAT,
             tool_version: "test".into(),
             model: "m.onnx".into(),
             model_sha256: "00".into(),
@@ -337,7 +414,8 @@ pub(crate) mod tests {
             metric_groups: "all quality".into(),
             probes_total: 3,
             shard,
-            config: SensitivityConfig::default(),
+            quantizer: QuantizerSpec::default(),
+            config: serde_json::json!({"w_bits": [4]}),
         }
     }
 
@@ -374,11 +452,10 @@ pub(crate) mod tests {
 
     #[test]
     fn monotonicity_names_the_layers_where_fewer_bits_won() {
-        let probe = |layer: &str, w_bits: u32, sqnr_db: f64, ssim: f64| ProbeRow {
-            layer: layer.into(),
-            w_bits,
-            ssim,
-            ..row(0, sqnr_db)
+        let probe = |layer: &str, w_bits: u32, sqnr_db: f64, ssim: f64| {
+            let mut row = ProbeRow { w_bits, ssim, ..row(0, sqnr_db) };
+            row.layer.name = layer.into();
+            row
         };
         let rows = vec![
             probe("a", 2, 5.0, 0.5),
@@ -393,8 +470,28 @@ pub(crate) mod tests {
         ];
         let m = monotonicity(&rows);
         assert_eq!(m.checked, 3);
-        assert_eq!(m.sqnr_exceptions, vec!["b".to_string()]);
+        assert_eq!(m.sqnr_exceptions, vec!["unet/b".to_string()]);
         assert!(m.ssim_exceptions.is_empty(), "a tie is not an exception");
+    }
+
+    #[test]
+    fn a_table_of_the_older_format_names_the_command_to_rerun() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.parquet");
+        let table = SensitivityTable { meta: meta(Shard::WHOLE), rows: vec![row(0, 12.5)] };
+        let mut frame = table.frame().unwrap();
+        let mut old = serde_json::to_value(&table.meta).unwrap();
+        old.as_object_mut().unwrap().remove("format");
+        let mut bytes = Vec::new();
+        ParquetWriter::new(&mut bytes)
+            .with_key_value_metadata(Some(KeyValueMetadata::from_static(vec![(META_KEY.to_string(), old.to_string())])))
+            .finish(&mut frame)
+            .unwrap();
+        std::fs::write(&path, bytes).unwrap();
+        let message = SensitivityTable::read(&path).unwrap_err().to_string();
+        assert!(message.starts_with(&path.display().to_string()), "{message}");
+        assert!(message.contains("written by an older bitsearch (sensitivity table format 1"), "{message}");
+        assert!(message.ends_with("rerun `bitsearch sensitivity`"), "{message}");
     }
 
     #[test]

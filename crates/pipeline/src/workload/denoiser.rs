@@ -1,13 +1,12 @@
 //! A single denoiser file (the terrain UNet, bare epsilon UNets): items are the product of the
 //! condition values times the seeds, batched together whatever their conditions.
 
-use super::{StepControl, Workload, batch_ranges};
-use crate::config::SensitivityConfig;
-use crate::error::{Result, SensitivityError};
+use super::{Result, StepControl, Workload, WorkloadSpec, batch_ranges};
+use crate::denoiser::{DenoiserConfig, DenoiserSpec, Network};
+use crate::error::PipelineError;
+use crate::noise::{NoiseSource, batch_noise};
+use crate::sampler::{self, Denoiser, SampleError, SamplerSettings, TimeDomain};
 use bitsearch_onnx::Model;
-use bitsearch_pipeline::denoiser::{DenoiserConfig, DenoiserSpec, Network};
-use bitsearch_pipeline::noise::{NoiseSource, batch_noise};
-use bitsearch_pipeline::sampler::{self, Denoiser, SampleError, SamplerSettings, TimeDomain};
 use bitsearch_runtime::{ActiveDevice, Session, SessionOptions};
 use ndarray::ArrayD;
 use std::ops::Range;
@@ -32,9 +31,9 @@ pub struct DenoiserWorkload {
 }
 
 impl DenoiserWorkload {
-    pub fn open(path: &Path, config: &SensitivityConfig) -> Result<Self> {
+    pub fn open(path: &Path, config: &WorkloadSpec) -> Result<Self> {
         if !config.prompts.is_empty() {
-            return Err(SensitivityError::config(
+            return Err(PipelineError::spec(
                 "prompts",
                 format!("{} is a single denoiser file: it takes conditions, not prompts", path.display()),
             ));
@@ -46,7 +45,7 @@ impl DenoiserWorkload {
         )?;
         let names: Vec<&str> = session.inputs().iter().map(|s| s.name.as_str()).collect();
         if let Some(name) = config.conditions.keys().find(|n| !names.contains(&n.as_str())) {
-            return Err(SensitivityError::config(
+            return Err(PipelineError::spec(
                 format!("conditions.{name}"),
                 format!("the model has no such input (its inputs: {})", names.join(", ")),
             ));
@@ -65,7 +64,7 @@ impl DenoiserWorkload {
         if let Some((input, _)) =
             spec.conditions.iter().find(|(input, _)| input.shape.is_empty() && varies(&input.name))
         {
-            return Err(SensitivityError::config(
+            return Err(PipelineError::spec(
                 format!("conditions.{}", input.name),
                 "the input is a scalar shared by the batch: give it one value",
             ));
@@ -76,7 +75,7 @@ impl DenoiserWorkload {
             TimeDomain::Discrete(_) => DEFAULT_DISCRETE_STEPS,
         };
         let settings = spec.settings(kind, config.steps.unwrap_or(default_steps), config.eta);
-        sampler::timesteps(&settings).map_err(|e| SensitivityError::config("sampler", e.to_string()))?;
+        sampler::timesteps(&settings).map_err(|e| PipelineError::spec("sampler", e.to_string()))?;
         let (mut items, mut seeds, mut values) = (Vec::new(), Vec::new(), Vec::new());
         for set in &sets {
             for &seed in &config.seeds {
@@ -137,8 +136,7 @@ impl Workload for DenoiserWorkload {
         let mut noise = NoiseSource::new(seeds);
         let network = Network::per_item(&mut self.session, &self.spec, &self.values[range]);
         let mut controlled = Controlled { network, control, batch };
-        Ok(sampler::sample(&self.settings, &mut controlled, initial, &mut noise)
-            .map_err(bitsearch_pipeline::PipelineError::from)?)
+        Ok(sampler::sample(&self.settings, &mut controlled, initial, &mut noise)?)
     }
 }
 

@@ -1,6 +1,7 @@
 //! Budgets as users write them: `memory=2.5MB`, `avg-bits=4.0`, `bops=1.2e12`, or a bare
 //! amount whose unit says the kind (`2.5MB`, `4.0bits`, `1.2e12bops`); `30%` is a fraction of
-//! the full-precision value (a bare percentage is a memory budget).
+//! the full-precision value (a bare percentage is a memory budget). A sweep is a range of
+//! budgets of one kind: `avg-bits=2.5..8:50`.
 
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -43,6 +44,14 @@ impl fmt::Display for Resource {
     }
 }
 
+impl FromStr for Resource {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        parse_resource(s)
+    }
+}
+
 /// How much of a resource.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -61,6 +70,17 @@ impl Amount {
             Amount::OfFullPrecision(f) => f * full_precision,
         }
     }
+}
+
+/// One budget as a solved program used it, as plans record it.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Limit {
+    pub resource: Resource,
+    pub limit: f64,
+    /// The lower bound (first budget only).
+    pub lower: Option<f64>,
+    pub used: f64,
+    pub full_precision: f64,
 }
 
 /// An upper limit on one resource.
@@ -106,6 +126,61 @@ impl fmt::Display for Budget {
     }
 }
 
+/// `[KIND=]FROM..TO:N`, e.g. `avg-bits=2.5..8:50` or `2.5bits..8bits:50`.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Sweep {
+    pub resource: Resource,
+    pub from: Amount,
+    pub to: Amount,
+    pub points: usize,
+}
+
+impl FromStr for Sweep {
+    type Err = String;
+
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        let bad =
+            || format!("'{s}' is not a sweep: expected [KIND=]FROM..TO:N, e.g. avg-bits=2.5..8:50 or 1MB..4MB:20");
+        let (kind, rest) = match s.split_once('=') {
+            Some((kind, rest)) => (Some(parse_resource(kind.trim())?), rest),
+            None => (None, s),
+        };
+        let (range, points) = rest.rsplit_once(':').ok_or_else(bad)?;
+        let (from, to) = range.split_once("..").ok_or_else(bad)?;
+        let points: usize = points.trim().parse().map_err(|_| bad())?;
+        let (from, from_unit) = parse_amount(from.trim()).ok_or_else(bad)?;
+        let (to, to_unit) = parse_amount(to.trim()).ok_or_else(bad)?;
+        let resource = kind.or(from_unit).or(to_unit).unwrap_or(Resource::Memory);
+        if [from_unit, to_unit].into_iter().flatten().any(|u| u != resource) {
+            return Err(format!("'{s}': both ends must be {} amounts", resource.name()));
+        }
+        if points < 2 {
+            return Err(format!("'{s}': a sweep needs at least 2 points"));
+        }
+        Ok(Sweep { resource, from, to, points })
+    }
+}
+
+impl Sweep {
+    /// The budgets, evenly spaced from `from` to `to`.
+    pub fn budgets(&self) -> Vec<Budget> {
+        let at = |amount: Amount| match amount {
+            Amount::Absolute(v) | Amount::OfFullPrecision(v) => v,
+        };
+        let (a, b) = (at(self.from), at(self.to));
+        (0..self.points)
+            .map(|i| {
+                let v = a + (b - a) * i as f64 / (self.points - 1) as f64;
+                let amount = match self.from {
+                    Amount::Absolute(_) => Amount::Absolute(v),
+                    Amount::OfFullPrecision(_) => Amount::OfFullPrecision(v),
+                };
+                Budget { resource: self.resource, amount }
+            })
+            .collect()
+    }
+}
+
 fn parse_resource(kind: &str) -> Result<Resource, String> {
     match kind {
         "memory" | "mem" => Ok(Resource::Memory),
@@ -116,7 +191,7 @@ fn parse_resource(kind: &str) -> Result<Resource, String> {
 }
 
 /// The amount and the resource its unit implies (None for no unit or a percentage).
-pub(crate) fn parse_amount(text: &str) -> Option<(Amount, Option<Resource>)> {
+pub fn parse_amount(text: &str) -> Option<(Amount, Option<Resource>)> {
     if let Some(percent) = text.strip_suffix('%') {
         return Some((Amount::OfFullPrecision(percent.trim().parse::<f64>().ok()? / 100.0), None));
     }

@@ -1,21 +1,25 @@
-//! What a probe runs: the whole generation — sampler, denoiser and (for diffusers folders) text
-//! encoder and VAE — on a fixed list of items (condition or prompt × seed) cut into batches.
-//! The sensitivity engine only swaps the denoiser's session and decides, step by step, what
-//! each denoiser evaluation does.
+//! A generation workload: the whole generation — sampler, denoiser and (for diffusers folders)
+//! text encoder and VAE — on a fixed list of items (condition or prompt × seed) cut into
+//! batches, opened from a small [`WorkloadSpec`]. Stages that compare runs (sensitivity probes,
+//! evaluation of a quantized model) swap the denoiser's session and decide, step by step, what
+//! each denoiser evaluation does through a [`StepControl`].
 
 mod denoiser;
 mod diffusers;
+mod spec;
 
 pub use denoiser::DenoiserWorkload;
 pub use diffusers::DiffusersWorkload;
+pub use spec::WorkloadSpec;
 
-use crate::config::SensitivityConfig;
-use crate::error::Result;
+use crate::error::PipelineError;
+use crate::sampler::SampleError;
 use bitsearch_onnx::Model;
-use bitsearch_pipeline::sampler::SampleError;
 use bitsearch_runtime::{ActiveDevice, SessionOptions};
 use ndarray::{ArrayD, ArrayViewD};
 use std::path::Path;
+
+type Result<T, E = PipelineError> = std::result::Result<T, E>;
 
 /// Runs the denoiser once on the current step's inputs, with `overrides` replacing overridable
 /// initializers; returns the prediction, then the session's extra outputs.
@@ -52,11 +56,12 @@ pub trait Workload: std::fmt::Debug {
 }
 
 /// Opens `path` as a diffusers/optimum folder or a single denoiser file.
-pub fn open(path: &Path, config: &SensitivityConfig) -> Result<Box<dyn Workload>> {
+pub fn open(path: &Path, spec: &WorkloadSpec) -> Result<Box<dyn Workload>> {
+    spec.validate()?;
     if path.is_dir() {
-        Ok(Box::new(DiffusersWorkload::open(path, config)?))
+        Ok(Box::new(DiffusersWorkload::open(path, spec)?))
     } else {
-        Ok(Box::new(DenoiserWorkload::open(path, config)?))
+        Ok(Box::new(DenoiserWorkload::open(path, spec)?))
     }
 }
 

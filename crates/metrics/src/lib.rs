@@ -1,6 +1,9 @@
-//! How far a probe's run is from the full-precision run. These formulas are the product, so
-//! they are written out here: SQNR of the denoiser output (MixDQ's quality metric), SSIM of the
-//! final image (its content metric), and the MSE / PSNR of the final image.
+//! How far a run (a sensitivity probe, a quantized model) is from the full-precision run.
+//! These formulas are the product, so they are written out here: SQNR of the denoiser output
+//! (MixDQ's quality metric), SSIM of the final image (its content metric), and the MSE / PSNR
+//! of the final image. Every stage that compares runs uses these.
+
+#![warn(clippy::unwrap_used, clippy::expect_used)]
 
 use ndarray::{Array2, ArrayView3, ArrayViewD, Axis, Ix3, Zip};
 

@@ -1,12 +1,11 @@
 //! A diffusers/optimum folder: items are prompts times seeds. Prompts are encoded once; only
 //! the UNet's session is swapped, the text encoder and VAE stay in float.
 
-use super::{StepControl, Workload, batch_ranges};
-use crate::config::SensitivityConfig;
-use crate::error::{Result, SensitivityError};
+use super::{Result, StepControl, Workload, WorkloadSpec, batch_ranges};
+use crate::diffusers::{Conditioning, DiffusersPipeline, GenerateRequest};
+use crate::error::PipelineError;
+use crate::sampler::Denoiser;
 use bitsearch_onnx::Model;
-use bitsearch_pipeline::diffusers::{Conditioning, DiffusersPipeline, GenerateRequest};
-use bitsearch_pipeline::sampler::Denoiser;
 use bitsearch_runtime::{ActiveDevice, SessionOptions};
 use ndarray::ArrayD;
 use std::path::Path;
@@ -27,15 +26,15 @@ pub struct DiffusersWorkload {
 const DEFAULT_STEPS: usize = 10;
 
 impl DiffusersWorkload {
-    pub fn open(dir: &Path, config: &SensitivityConfig) -> Result<Self> {
+    pub fn open(dir: &Path, config: &WorkloadSpec) -> Result<Self> {
         if !config.conditions.is_empty() {
-            return Err(SensitivityError::config(
+            return Err(PipelineError::spec(
                 "conditions",
                 format!("{} is a diffusers folder: it takes prompts, not conditions", dir.display()),
             ));
         }
         if config.prompts.is_empty() {
-            return Err(SensitivityError::config(
+            return Err(PipelineError::spec(
                 "prompts",
                 format!("{} is a diffusers folder: give at least one prompt", dir.display()),
             ));
@@ -99,7 +98,7 @@ impl Workload for DiffusersWorkload {
     }
 
     fn load(&mut self, model: &Model, options: &SessionOptions) -> Result<()> {
-        Ok(self.pipeline.unet_mut().reload(model, options)?)
+        self.pipeline.unet_mut().reload(model, options)
     }
 
     fn run(&mut self, batch: usize, control: &mut dyn StepControl) -> Result<ArrayD<f32>> {

@@ -1,0 +1,139 @@
+//! What a workload generates: items (condition values or prompts, times seeds), the sampler and
+//! its settings, and how sessions are built. Read from YAML as part of a stage's config
+//! (`generation:`), overridden by flags; unknown fields and out-of-range values are errors
+//! naming the field.
+
+use crate::error::PipelineError;
+use crate::sampler::{Prediction, SamplerKind};
+use bitsearch_runtime::Device;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WorkloadSpec {
+    /// Denoising steps; default 1 for sigma (consistency) models, 10 for discrete-time ones.
+    pub steps: Option<usize>,
+    pub sampler: Option<SamplerKind>,
+    pub eta: f64,
+    /// Seeds of the initial noise; every condition (or prompt) runs with every seed.
+    pub seeds: Vec<u64>,
+    /// Denoiser files: values of each condition input; the conditions are their product.
+    pub conditions: BTreeMap<String, Vec<f32>>,
+    /// Diffusers folders: the prompts.
+    pub prompts: Vec<String>,
+    pub negative_prompt: Option<String>,
+    pub guidance: f32,
+    pub prediction: Option<Prediction>,
+    pub sigma_min: f64,
+    pub sigma_max: f64,
+    /// Sizes of symbolic input dimensions (e.g. height).
+    pub dims: BTreeMap<String, usize>,
+    /// Items per network run.
+    pub batch: usize,
+    pub device: Device,
+    /// Intra-op threads of ONNX Runtime; default one per core.
+    pub threads: Option<usize>,
+}
+
+impl Default for WorkloadSpec {
+    fn default() -> Self {
+        Self {
+            steps: None,
+            sampler: None,
+            eta: 0.0,
+            seeds: vec![0],
+            conditions: BTreeMap::new(),
+            prompts: Vec::new(),
+            negative_prompt: None,
+            guidance: 7.5,
+            prediction: None,
+            sigma_min: 0.002,
+            sigma_max: 80.0,
+            dims: BTreeMap::new(),
+            batch: 8,
+            device: Device::Auto,
+            threads: None,
+        }
+    }
+}
+
+impl WorkloadSpec {
+    /// Checks every value that does not depend on the model.
+    pub fn validate(&self) -> Result<(), PipelineError> {
+        let positive = |field: &str, value: usize| -> Result<(), PipelineError> {
+            if value == 0 { Err(PipelineError::spec(field, "must be at least 1")) } else { Ok(()) }
+        };
+        positive("batch", self.batch)?;
+        if let Some(steps) = self.steps {
+            positive("steps", steps)?;
+        }
+        if let Some(t) = self.threads {
+            positive("threads", t)?;
+        }
+        if self.seeds.is_empty() {
+            return Err(PipelineError::spec("seeds", "needs at least one seed"));
+        }
+        if self.seeds.iter().enumerate().any(|(i, s)| self.seeds[..i].contains(s)) {
+            return Err(PipelineError::spec("seeds", "lists a seed twice"));
+        }
+        if !(0.0..=1.0).contains(&self.eta) {
+            return Err(PipelineError::spec("eta", format!("{} is outside [0, 1]", self.eta)));
+        }
+        if !(self.sigma_min > 0.0 && self.sigma_max > self.sigma_min) {
+            return Err(PipelineError::spec("sigma_min", "needs 0 < sigma_min < sigma_max"));
+        }
+        for (name, values) in &self.conditions {
+            if values.is_empty() || values.iter().any(|v| !v.is_finite()) {
+                return Err(PipelineError::spec(format!("conditions.{name}"), "needs one or more finite values"));
+            }
+        }
+        Ok(())
+    }
+
+    /// Every combination of condition values, in the order of the names then the values.
+    pub fn condition_sets(&self) -> Vec<Vec<(String, f32)>> {
+        self.conditions.iter().fold(vec![Vec::new()], |sets, (name, values)| {
+            sets.iter()
+                .flat_map(|set| {
+                    values.iter().map(move |&v| {
+                        let mut next = set.clone();
+                        next.push((name.clone(), v));
+                        next
+                    })
+                })
+                .collect()
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn condition_sets_are_the_product_of_the_values() {
+        let mut spec = WorkloadSpec::default();
+        spec.conditions.insert("a".into(), vec![1.0, 2.0]);
+        spec.conditions.insert("b".into(), vec![0.5, 0.6, 0.7]);
+        let sets = spec.condition_sets();
+        assert_eq!(sets.len(), 6);
+        assert_eq!(sets[1], vec![("a".to_string(), 1.0), ("b".to_string(), 0.6)]);
+        assert_eq!(WorkloadSpec::default().condition_sets(), vec![Vec::new()]);
+    }
+
+    #[test]
+    fn bad_values_are_named() {
+        let message = |edit: fn(&mut WorkloadSpec)| {
+            let mut spec = WorkloadSpec::default();
+            edit(&mut spec);
+            spec.validate().unwrap_err().to_string()
+        };
+        assert!(message(|s| s.batch = 0).starts_with("batch:"));
+        assert!(message(|s| s.seeds = vec![1, 1]).starts_with("seeds:"));
+        assert!(message(|s| s.eta = 2.0).starts_with("eta:"));
+        assert!(
+            message(|s| drop(s.conditions.insert("difficulty".into(), vec![]))).starts_with("conditions.difficulty:")
+        );
+    }
+}

@@ -1,0 +1,60 @@
+//! Quantizers applied to the weights of a model: one layer's weight fake-quantized (a
+//! sensitivity probe's override), or a copy of the model with every layer's weight
+//! fake-quantized at one bit-width (the uniform baseline of a plan).
+
+use crate::{QuantError, WeightQuantizer};
+use bitsearch_onnx::{GraphView, Model, OnnxError, rewrite, tensor_to_f32};
+use bitsearch_types::Layer;
+use bitsearch_types::quantizer::WeightScheme;
+use ndarray::ArrayD;
+use std::collections::HashMap;
+
+/// Why a model's weights could not be quantized; names the layer.
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    #[error("layer '{layer}': {source}")]
+    Quant { layer: String, source: QuantError },
+    #[error("layer '{layer}': weight '{weight}' is not an initializer")]
+    NotInitializer { layer: String, weight: String },
+    #[error(transparent)]
+    Onnx(#[from] OnnxError),
+}
+
+/// The fake-quantized values of `layer`'s weight initializer `name`, and the bytes its
+/// quantized form takes (codes plus scales).
+pub fn fake_quantized_weight(
+    model: &Model,
+    layer: &Layer,
+    name: &str,
+    quantizer: &WeightQuantizer,
+) -> Result<(ArrayD<f32>, u64), ApplyError> {
+    let quant_error = |source| ApplyError::Quant { layer: layer.name.clone(), source };
+    let view = GraphView::new(model.graph());
+    let tensor = view
+        .initializer(name)
+        .ok_or_else(|| ApplyError::NotInitializer { layer: layer.name.clone(), weight: name.to_string() })?;
+    let values = tensor_to_f32(tensor)?;
+    let fq = quantizer.fake_quantize(values.view()).map_err(quant_error)?;
+    let bytes = quantizer.storage_bits(values.shape()).map_err(quant_error)?.div_ceil(8);
+    Ok((fq, bytes))
+}
+
+/// A copy of `model` whose every weight layer among `layers` holds its weight fake-quantized
+/// at `bits` with `scheme`.
+pub fn fake_quantize_weights(
+    model: &Model,
+    layers: &[Layer],
+    bits: u8,
+    scheme: &WeightScheme,
+) -> Result<Model, ApplyError> {
+    let mut quantized = HashMap::new();
+    for layer in layers {
+        if let Some(name) = &layer.weight {
+            let quantizer = WeightQuantizer::new(scheme, bits, layer.channel_axis.unwrap_or(0));
+            quantized.insert(name.clone(), fake_quantized_weight(model, layer, name, &quantizer)?.0);
+        }
+    }
+    let mut copy = model.clone();
+    rewrite::replace_initializers(&mut copy, &quantized);
+    Ok(copy)
+}

@@ -1,0 +1,28 @@
+//! Errors of reading and writing stage records; each names the file.
+
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, thiserror::Error)]
+pub enum RecordError {
+    /// The file cannot be read or written, or its contents are not what was expected.
+    #[error("{}: {message}", path.display())]
+    File { path: PathBuf, message: String },
+    /// A record from an earlier format: says which command writes the current one.
+    #[error("{}: written by an older bitsearch ({what} format {found}, this one reads {expected}); rerun `{rerun}`", path.display())]
+    OlderFormat { path: PathBuf, what: &'static str, found: u32, expected: u32, rerun: &'static str },
+    /// A value of a record is wrong; names the field.
+    #[error("{field}: {message}")]
+    Field { field: String, message: String },
+}
+
+impl RecordError {
+    pub fn file(path: &Path, message: impl Into<String>) -> Self {
+        Self::File { path: path.to_path_buf(), message: message.into() }
+    }
+
+    pub fn field(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self::Field { field: field.into(), message: message.into() }
+    }
+}
+
+pub type Result<T, E = RecordError> = std::result::Result<T, E>;

@@ -1,0 +1,108 @@
+//! The Pareto frontier of a sweep: the program's plans at each budget next to the uniform
+//! plans (every layer at one bit-width), as Parquet or CSV.
+
+use crate::budget::Resource;
+use crate::error::{RecordError, Result};
+use polars::prelude::*;
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+
+/// Where a frontier point comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PointKind {
+    /// A plan of the integer program.
+    Ilp,
+    /// Every quantized layer at one bit-width.
+    Uniform,
+}
+
+bitsearch_types::named_enum!(PointKind, "frontier point kind", { Ilp => "ilp", Uniform => "uniform" });
+
+/// One point of the frontier.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FrontierPoint {
+    pub kind: PointKind,
+    /// Plan file (ILP) or `uniform-W4` etc.
+    pub plan: String,
+    pub resource: Resource,
+    /// The budget (ILP) or the amount used (uniform), in the resource's unit.
+    pub budget: f64,
+    pub objective: f64,
+    pub sqnr_db: f64,
+    pub ssim: f64,
+    pub memory: f64,
+    pub bops: f64,
+    pub avg_bits: f64,
+    pub status: String,
+}
+
+/// Writes the frontier as Parquet (`.parquet`) or CSV (anything else), atomically.
+pub fn write_frontier(points: &[FrontierPoint], path: &Path) -> Result<()> {
+    let error = |e: &dyn std::fmt::Display| RecordError::file(path, e.to_string());
+    let text = |f: fn(&FrontierPoint) -> String| points.iter().map(f).collect::<Vec<_>>();
+    let num = |f: fn(&FrontierPoint) -> f64| points.iter().map(f).collect::<Vec<_>>();
+    let columns = vec![
+        Column::new("kind".into(), text(|p| p.kind.as_str().to_string())),
+        Column::new("plan".into(), text(|p| p.plan.clone())),
+        Column::new("resource".into(), text(|p| p.resource.name().to_string())),
+        Column::new("budget".into(), num(|p| p.budget)),
+        Column::new("objective".into(), num(|p| p.objective)),
+        Column::new("sqnr_db".into(), num(|p| p.sqnr_db)),
+        Column::new("ssim".into(), num(|p| p.ssim)),
+        Column::new("memory".into(), num(|p| p.memory)),
+        Column::new("bops".into(), num(|p| p.bops)),
+        Column::new("avg_bits".into(), num(|p| p.avg_bits)),
+        Column::new("status".into(), text(|p| p.status.clone())),
+    ];
+    let mut frame = DataFrame::new(points.len(), columns).map_err(|e| error(&e))?;
+    let mut bytes = Vec::new();
+    if path.extension().is_some_and(|e| e == "parquet") {
+        ParquetWriter::new(&mut bytes).finish(&mut frame).map_err(|e| error(&e))?;
+    } else {
+        CsvWriter::new(&mut bytes).finish(&mut frame).map_err(|e| error(&e))?;
+    }
+    crate::write_file(path, &bytes)
+}
+
+/// Reads a frontier written by [`write_frontier`] (Parquet or CSV, by extension).
+pub fn read_frontier(path: &Path) -> Result<Vec<FrontierPoint>> {
+    let error = |message: String| RecordError::file(path, message);
+    let file = std::fs::File::open(path).map_err(|e| error(format!("cannot open: {e}")))?;
+    let frame = if path.extension().is_some_and(|e| e == "parquet") {
+        ParquetReader::new(file).finish().map_err(|e| error(format!("not a Parquet file: {e}")))?
+    } else {
+        CsvReader::new(file).finish().map_err(|e| error(format!("not a CSV file: {e}")))?
+    };
+    let points = || -> PolarsResult<Vec<FrontierPoint>> {
+        let text = |name: &str| -> PolarsResult<Vec<String>> {
+            Ok(frame.column(name)?.str()?.iter().map(|v| v.unwrap_or_default().to_string()).collect())
+        };
+        let num = |name: &str| -> PolarsResult<Vec<f64>> {
+            Ok(frame.column(name)?.cast(&DataType::Float64)?.f64()?.iter().map(|v| v.unwrap_or(f64::NAN)).collect())
+        };
+        let (kind, plan, resource, status) = (text("kind")?, text("plan")?, text("resource")?, text("status")?);
+        let (budget, objective, sqnr, ssim) = (num("budget")?, num("objective")?, num("sqnr_db")?, num("ssim")?);
+        let (memory, bops, avg_bits) = (num("memory")?, num("bops")?, num("avg_bits")?);
+        (0..frame.height())
+            .map(|i| {
+                let resource = resource[i].parse::<Resource>().map_err(|e| PolarsError::ComputeError(e.into()))?;
+                let kind = kind[i].parse::<PointKind>().map_err(|e| PolarsError::ComputeError(e.into()))?;
+                Ok(FrontierPoint {
+                    kind,
+                    plan: plan[i].clone(),
+                    resource,
+                    budget: budget[i],
+                    objective: objective[i],
+                    sqnr_db: sqnr[i],
+                    ssim: ssim[i],
+                    memory: memory[i],
+                    bops: bops[i],
+                    avg_bits: avg_bits[i],
+                    status: status[i].clone(),
+                })
+            })
+            .collect()
+    };
+    points().map_err(|e| error(format!("not a bitsearch frontier: {e}")))
+}

@@ -1,0 +1,244 @@
+//! Plans: the YAML file `solve` writes and `quantize` reads — the bits of every layer (per step
+//! group), the quantizer that goes with them, the budgets and how much of each was used, the
+//! predicted metrics, the solver's status, and the sensitivity table and model the plan came
+//! from. A source path that shares a folder with the plan (below the root) is stored relative to
+//! the plan file, so a plan moved together with its model and table still finds them; any other
+//! is stored absolute. Both read back as paths usable from any working directory.
+
+use crate::budget::Limit;
+use crate::error::{RecordError, Result};
+use bitsearch_types::{LayerInfo, QuantizerSpec};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// Format version written in every plan. 1: the quantizer as loose fields, layers without
+/// their component, paths as typed on the command line.
+pub const PLAN_FORMAT: u32 = 2;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Plan {
+    pub bitsearch_plan: u32,
+    pub source: Source,
+    pub quantizer: QuantizerSpec,
+    /// `[first, last]` step of each group; per-layer bit lists follow this order.
+    pub step_groups: Vec<[usize; 2]>,
+    pub budgets: Vec<Limit>,
+    pub prediction: Prediction,
+    pub solver: SolverReport,
+    pub summary: PlanSummary,
+    pub layers: Vec<PlanLayer>,
+}
+
+/// Where the plan's numbers come from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Source {
+    pub sensitivity_table: PathBuf,
+    pub sensitivity_sha256: String,
+    /// The denoiser file or pipeline folder the table was measured on.
+    pub model: PathBuf,
+    pub model_sha256: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Prediction {
+    pub objective: f64,
+    pub content_weight: f64,
+    pub content_share: Option<f64>,
+    /// Denoiser-output SQNR (additive noise over quality layers), dB.
+    pub sqnr_db: f64,
+    /// Final-image SSIM (additive loss over content layers).
+    pub ssim: f64,
+    pub quality_loss: f64,
+    pub content_loss: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SolverReport {
+    pub name: String,
+    pub status: String,
+    /// Relative optimality gap; 0 when proven optimal, NaN when unknown.
+    pub gap: f64,
+    pub seconds: f64,
+    pub variables: usize,
+    pub constraints: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PlanSummary {
+    pub layers: usize,
+    pub protected: usize,
+    pub float_bytes: f64,
+    pub bytes: f64,
+    pub compression: f64,
+    pub bops: f64,
+    pub avg_bits: f64,
+}
+
+// No deny_unknown_fields: serde cannot combine it with a flattened field.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PlanLayer {
+    #[serde(flatten)]
+    pub layer: LayerInfo,
+    pub protected: bool,
+    /// Weight and activation bits per step group; [`bitsearch_types::FLOAT_BITS`] = float.
+    pub w_bits: Vec<u32>,
+    pub a_bits: Vec<u32>,
+    /// Stored bytes of the weight (every distinct weight bit-width once).
+    pub weight_bytes: u64,
+}
+
+impl Plan {
+    /// Writes the plan as YAML, atomically, its source paths relative to the plan's folder
+    /// where they share a folder with it.
+    pub fn write(&self, path: &Path) -> Result<()> {
+        let dir = absolute(path.parent().unwrap_or(Path::new("")));
+        let mut stored = self.clone();
+        stored.source.sensitivity_table = stored_path(&self.source.sensitivity_table, &dir);
+        stored.source.model = stored_path(&self.source.model, &dir);
+        let yaml = serde_norway::to_string(&stored).map_err(|e| RecordError::file(path, e.to_string()))?;
+        crate::write_file(path, yaml.as_bytes())
+    }
+
+    /// Reads a plan; its source paths come back joined to the plan's folder.
+    pub fn read(path: &Path) -> Result<Self> {
+        let error = |message: String| RecordError::file(path, message);
+        let text = std::fs::read_to_string(path).map_err(|e| error(format!("cannot read: {e}")))?;
+        let value: serde_norway::Value =
+            serde_norway::from_str(&text).map_err(|e| error(format!("not a bitsearch plan: {e}")))?;
+        let found = value
+            .get("bitsearch_plan")
+            .and_then(serde_norway::Value::as_u64)
+            .ok_or_else(|| error("not a bitsearch plan: no 'bitsearch_plan' format field".into()))?;
+        if found < u64::from(PLAN_FORMAT) {
+            return Err(RecordError::OlderFormat {
+                path: path.to_path_buf(),
+                what: "plan",
+                found: found as u32,
+                expected: PLAN_FORMAT,
+                rerun: "bitsearch solve",
+            });
+        }
+        let mut plan: Plan =
+            serde_norway::from_value(value).map_err(|e| error(format!("not a bitsearch plan: {e}")))?;
+        let dir = absolute(path.parent().unwrap_or(Path::new("")));
+        plan.source.sensitivity_table = dir.join(&plan.source.sensitivity_table);
+        plan.source.model = dir.join(&plan.source.model);
+        Ok(plan)
+    }
+}
+
+/// `path` as a plan in `dir` stores it: relative to `dir` when the two share a folder below the
+/// root, else absolute.
+fn stored_path(path: &Path, dir: &Path) -> PathBuf {
+    let path = absolute(path);
+    let top = |p: &Path| p.components().take(2).collect::<PathBuf>();
+    if top(&path) != top(dir) {
+        return path;
+    }
+    pathdiff::diff_paths(&path, dir).unwrap_or(path)
+}
+
+/// `path` made absolute against the working directory (without resolving links, so a path
+/// that does not exist yet works too).
+pub fn absolute(path: &Path) -> PathBuf {
+    std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::budget::Resource;
+
+    fn plan(table: PathBuf, model: PathBuf) -> Plan {
+        Plan {
+            bitsearch_plan: PLAN_FORMAT,
+            source: Source {
+                sensitivity_table: table,
+                sensitivity_sha256: "00".into(),
+                model,
+                model_sha256: "11".into(),
+            },
+            quantizer: QuantizerSpec::default(),
+            step_groups: vec![[0, 0]],
+            budgets: vec![Limit {
+                resource: Resource::AvgBits,
+                limit: 4.0,
+                lower: Some(3.98),
+                used: 4.0,
+                full_precision: 32.0,
+            }],
+            prediction: Prediction {
+                objective: 0.1,
+                content_weight: 1.0,
+                content_share: None,
+                sqnr_db: 30.0,
+                ssim: 1.0,
+                quality_loss: 0.001,
+                content_loss: 0.0,
+            },
+            solver: SolverReport {
+                name: "test".into(),
+                status: "optimal".into(),
+                gap: 0.0,
+                seconds: 0.1,
+                variables: 3,
+                constraints: 2,
+            },
+            summary: PlanSummary {
+                layers: 1,
+                protected: 0,
+                float_bytes: 4.0,
+                bytes: 1.0,
+                compression: 4.0,
+                bops: 1.0,
+                avg_bits: 4.0,
+            },
+            layers: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_plan_finds_its_sources_from_anywhere_when_moved_with_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let (models, plans) = (dir.path().join("models"), dir.path().join("out/plans"));
+        std::fs::create_dir_all(&models).unwrap();
+        std::fs::create_dir_all(&plans).unwrap();
+        let written = plan(dir.path().join("out/s.parquet"), models.join("m.onnx"));
+        written.write(&plans.join("p.yaml")).unwrap();
+        let text = std::fs::read_to_string(plans.join("p.yaml")).unwrap();
+        assert!(text.contains("model: ../../models/m.onnx"), "{text}");
+        assert!(text.contains("sensitivity_table: ../s.parquet"), "{text}");
+
+        // Sharing no folder below the root, a path stays absolute.
+        let elsewhere = plan(PathBuf::from("/nonexistent-bitsearch/s.parquet"), models.join("m.onnx"));
+        elsewhere.write(&plans.join("q.yaml")).unwrap();
+        let text = std::fs::read_to_string(plans.join("q.yaml")).unwrap();
+        assert!(text.contains("sensitivity_table: /nonexistent-bitsearch/s.parquet"), "{text}");
+
+        // The whole folder moves; the plan still names the moved files.
+        let moved = tempfile::tempdir().unwrap();
+        let target = moved.path().join("copy");
+        std::fs::rename(dir.path(), &target).unwrap();
+        let read = Plan::read(&target.join("out/plans/p.yaml")).unwrap();
+        assert_eq!(read.source.model, target.join("out/plans/../../models/m.onnx"));
+        assert_eq!(read.source.sensitivity_table, target.join("out/plans/../s.parquet"));
+        assert_eq!(read.layers, written.layers);
+    }
+
+    #[test]
+    fn a_plan_of_the_older_format_names_the_command_to_rerun() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.yaml");
+        std::fs::write(&path, "bitsearch_plan: 1\nsource: {}\n").unwrap();
+        let message = Plan::read(&path).unwrap_err().to_string();
+        assert!(message.contains("written by an older bitsearch (plan format 1, this one reads 2)"), "{message}");
+        assert!(message.ends_with("rerun `bitsearch solve`"), "{message}");
+        std::fs::write(&path, "layers: []\n").unwrap();
+        assert!(Plan::read(&path).unwrap_err().to_string().contains("no 'bitsearch_plan' format field"));
+    }
+}

@@ -1,0 +1,114 @@
+//! The one description of a quantizer, shared by the sensitivity config, the plan and the apply
+//! stage: how weights are quantized (clipping, granularity) and how activation ranges are kept.
+//! Bit-widths are chosen per layer elsewhere; the ranges they may take are here.
+
+use serde::{Deserialize, Serialize};
+use std::ops::RangeInclusive;
+
+/// The bit-width tables and plans record for a side left in float.
+pub const FLOAT_BITS: u32 = 32;
+/// Weight bit-widths the weight quantizer supports (codes are stored as `i8`).
+pub const WEIGHT_BITS: RangeInclusive<u8> = 2..=8;
+/// Activation bit-widths the activation quantizer supports.
+pub const ACTIVATION_BITS: RangeInclusive<u8> = 2..=16;
+
+/// How the clipping range of a weight channel or group is chosen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ClipSearch {
+    /// Clip at max|w|: no value saturates.
+    Minmax,
+    /// Search the clip ratio minimising the squared reconstruction error.
+    Mse,
+}
+
+crate::named_enum!(ClipSearch, "clipping", { Minmax => "minmax", Mse => "mse" });
+
+/// Symmetric weight quantization: one scale per output channel, or per group of `group_size`
+/// consecutive values inside a channel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WeightScheme {
+    pub clipping: ClipSearch,
+    /// Clip ratios the MSE search tries, from 0.5 to 1.0.
+    pub clip_grid: usize,
+    /// Per-group scales of this many values; None: per output channel.
+    pub group_size: Option<usize>,
+}
+
+impl Default for WeightScheme {
+    fn default() -> Self {
+        Self { clipping: ClipSearch::Mse, clip_grid: 20, group_size: None }
+    }
+}
+
+/// Asymmetric per-tensor activation quantization over min-max ranges calibrated on the items.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ActivationScheme {
+    /// One range per denoising step (activation ranges drift across steps); false: one range
+    /// over every step.
+    pub per_step: bool,
+}
+
+impl Default for ActivationScheme {
+    fn default() -> Self {
+        Self { per_step: true }
+    }
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct QuantizerSpec {
+    pub weight: WeightScheme,
+    pub activation: ActivationScheme,
+}
+
+impl QuantizerSpec {
+    /// Checks the values that any bit-width needs; the message names the field.
+    pub fn validate(&self) -> Result<(), (String, String)> {
+        let w = &self.weight;
+        if w.clip_grid == 0 {
+            return Err(("quantizer.weight.clip_grid".into(), "must be at least 1".into()));
+        }
+        if w.group_size == Some(0) {
+            return Err(("quantizer.weight.group_size".into(), "must be at least 1".into()));
+        }
+        Ok(())
+    }
+}
+
+/// Checks a list of bit-widths against `range`: every value inside, none twice.
+pub fn check_bits(bits: &[u8], range: &RangeInclusive<u8>) -> Result<(), String> {
+    if let Some(b) = bits.iter().find(|b| !range.contains(b)) {
+        return Err(format!("{b} bits is outside {}..={}", range.start(), range.end()));
+    }
+    if bits.iter().enumerate().any(|(i, b)| bits[..i].contains(b)) {
+        return Err(format!("{bits:?} lists a bit-width twice"));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bit_lists_are_checked_against_their_range() {
+        assert!(check_bits(&[2, 8], &WEIGHT_BITS).is_ok());
+        assert_eq!(check_bits(&[4, 9], &WEIGHT_BITS).unwrap_err(), "9 bits is outside 2..=8");
+        assert!(check_bits(&[12], &ACTIVATION_BITS).is_ok());
+        assert!(check_bits(&[4, 4], &ACTIVATION_BITS).unwrap_err().contains("twice"));
+    }
+
+    #[test]
+    fn the_spec_reads_partial_yaml_like_json_with_defaults() {
+        let spec: QuantizerSpec = serde_json::from_str(r#"{"weight": {"clipping": "minmax"}}"#).unwrap();
+        assert_eq!(spec.weight, WeightScheme { clipping: ClipSearch::Minmax, ..Default::default() });
+        assert!(spec.activation.per_step);
+        assert!(serde_json::from_str::<QuantizerSpec>(r#"{"weight": {"clip": 3}}"#).is_err());
+        let bad =
+            QuantizerSpec { weight: WeightScheme { group_size: Some(0), ..Default::default() }, ..Default::default() };
+        assert_eq!(bad.validate().unwrap_err().0, "quantizer.weight.group_size");
+    }
+}
