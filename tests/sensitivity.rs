@@ -144,6 +144,8 @@ fn a_bad_config_field_is_named() {
     assert_clean_failure(&bitsearch(&args), &["c.yaml", "step_group"]);
     std::fs::write(&config, "w_bits: [4, 12]\n").unwrap();
     assert_clean_failure(&bitsearch(&args), &["c.yaml", "w_bits", "12 bits"]);
+    std::fs::write(&config, "generation:\n  batch: 0\n").unwrap();
+    assert_clean_failure(&bitsearch(&args), &["c.yaml", "generation.batch", "at least 1"]);
 }
 
 /// Layers of the terrain UNet from each role: time embedding, a plain conv, the attention

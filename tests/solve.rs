@@ -198,12 +198,14 @@ fn step_aware_tables_give_bits_per_step_group_within_the_bops_budget() {
 #[test]
 fn records_of_an_older_bitsearch_are_bad_input_naming_the_command_to_rerun() {
     let dir = tempfile::tempdir().unwrap();
-    let old = dir.path().join("old.yaml");
-    std::fs::write(&old, "bitsearch_plan: 1\nsource: {model: m.onnx}\nlayers: []\n").unwrap();
-    let out = dir.path().join("report");
-    let output = bitsearch(&["report", "--plan", old.to_str().unwrap(), "--out", out.to_str().unwrap()]);
-    assert_clean_failure(
-        &output,
-        &["old.yaml", "written by an older bitsearch (plan format 1", "rerun `bitsearch solve`"],
-    );
+    let path = |name: &str| dir.path().join(name).to_str().unwrap().to_string();
+    let mut table = bitsearch_fixtures::sensitivity_table(1, 4, &[4, 8], 1);
+    table.meta.format = 1;
+    table.write(Path::new(&path("old.parquet"))).unwrap();
+    let solve =
+        bitsearch(&["solve", "--sensitivity", &path("old.parquet"), "--budget", "6bits", "--out", &path("p.yaml")]);
+    assert_clean_failure(&solve, &["old.parquet", "sensitivity table format 1", "rerun `bitsearch sensitivity`"]);
+    std::fs::write(path("old.yaml"), "bitsearch_plan: 1\nlayers: []\n").unwrap();
+    let report = bitsearch(&["report", "--plan", &path("old.yaml"), "--out", &path("report")]);
+    assert_clean_failure(&report, &["old.yaml", "plan format 1", "rerun `bitsearch solve`"]);
 }

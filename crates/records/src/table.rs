@@ -84,7 +84,6 @@ impl fmt::Display for Shard {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunMeta {
     /// [`TABLE_FORMAT`] of the writer.
-    #[serde(default)]
     pub format: u32,
     pub tool_version: String,
     /// The model as measured: an absolute path, so any stage finds it from any folder.
