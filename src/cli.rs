@@ -119,9 +119,16 @@ pub struct SampleArgs {
     /// DDIM eta (0 = deterministic).
     #[arg(long, default_value_t = 0.0)]
     pub eta: f32,
-    /// What the denoiser outputs: sample (a clean image), epsilon or v_prediction.
+    /// What the denoiser outputs: sample (a clean image), epsilon, v_prediction or score.
     #[arg(long)]
     pub prediction: Option<bitsearch_pipeline::sampler::Prediction>,
+    /// The denoiser's time input, when its name (sigma, timestep, t) does not give it away.
+    #[arg(long)]
+    pub time_input: Option<String>,
+    /// What the time input measures: discrete (Stable Diffusion timesteps), sigma (EDM noise
+    /// level) or vp (t in [0, 1] of the VP SDE) [default: sigma for an input named sigma, else discrete].
+    #[arg(long)]
+    pub time_kind: Option<bitsearch_pipeline::denoiser::TimeKind>,
     /// Largest noise level of a sigma-parameterised denoiser.
     #[arg(long, default_value_t = 80.0)]
     pub sigma_max: f32,

@@ -18,31 +18,27 @@ const SAMPLE_RANGE: (f32, f32) = (-1.0, 1.0);
 pub fn run(args: &SampleArgs) -> anyhow::Result<()> {
     let seeds: Vec<u64> = (0..u64::from(args.num)).map(|i| args.seed + i).collect();
     let batches = seeds.chunks(usize::from(args.batch));
+    // Every batch is written as it comes; --npy also needs them all at the end.
+    let mut kept = Vec::new();
+    let mut finish = |index: usize, samples: ArrayD<f32>| {
+        write(args, index, &samples)?;
+        if args.npy {
+            kept.push(samples);
+        }
+        anyhow::Ok(())
+    };
     if args.model.is_dir() {
         let mut pipeline = Diffusers::open(args)?;
         let latents = args.latents.as_deref().map(|path| read_latents(path, seeds.len())).transpose()?;
-        let mut all = Vec::new();
         for (i, batch) in batches.enumerate() {
             let first = i * usize::from(args.batch);
             let initial =
                 latents.as_ref().map(|l| l.slice_axis(Axis(0), Slice::from(first..first + batch.len())).to_owned());
-            let images = pipeline.generate(args, batch, initial)?;
-            write(args, i, &images)?;
-            all.push(images);
+            finish(i, pipeline.generate(args, batch, initial)?)?;
         }
-        if args.npy {
-            let views: Vec<_> = all.iter().map(|a| a.view()).collect();
-            let path = args.out.join("samples.npy");
-            write_npy(&path, &ndarray::concatenate(Axis(0), &views)?)?;
-            println!("{}", path.display());
-        }
-        Ok(())
     } else {
         if let Some(latents) = &args.latents {
             bail!("{}: --latents applies to diffusers folders only", latents.display());
-        }
-        if args.npy {
-            bail!("--npy applies to diffusers folders only");
         }
         if args.prompt.is_some() {
             bail!(
@@ -55,17 +51,25 @@ pub fn run(args: &SampleArgs) -> anyhow::Result<()> {
         let kind = args.sampler.unwrap_or_else(|| spec.default_sampler());
         let settings = spec.settings(kind, usize::from(args.steps), f64::from(args.eta));
         log::info!("{}: {kind} sampler, {} steps, {} prediction", args.model.display(), args.steps, spec.prediction);
-        batches.enumerate().try_for_each(|(i, seeds)| {
-            let samples = pipeline.generate(&settings, seeds).with_context(|| args.model.display().to_string())?;
-            write(args, i, &samples)
-        })
+        for (i, batch) in batches.enumerate() {
+            finish(i, pipeline.generate(&settings, batch).with_context(|| args.model.display().to_string())?)?;
+        }
     }
+    if args.npy {
+        let views: Vec<_> = kept.iter().map(|a| a.view()).collect();
+        let path = args.out.join("samples.npy");
+        write_npy(&path, &ndarray::concatenate(Axis(0), &views)?)?;
+        println!("{}", path.display());
+    }
+    Ok(())
 }
 
 fn denoiser(args: &SampleArgs) -> anyhow::Result<DenoiserPipeline> {
     let model = Model::load(&args.model)?;
     let session = Session::new(&model, &SessionOptions { device: args.device, ..Default::default() })?;
     let config = DenoiserConfig {
+        time_input: args.time_input.clone(),
+        time_kind: args.time_kind,
         prediction: args.prediction,
         sigma_min: f64::from(args.sigma_min),
         sigma_max: f64::from(args.sigma_max),
@@ -86,9 +90,14 @@ impl Diffusers {
     fn open(args: &SampleArgs) -> anyhow::Result<Self> {
         let folder = args.model.display();
         let Some(prompt) = args.prompt.clone() else { bail!("{folder}: a diffusers folder needs --prompt") };
-        if !args.conditions.is_empty() || args.prediction.is_some() {
+        if !args.conditions.is_empty()
+            || args.prediction.is_some()
+            || args.time_input.is_some()
+            || args.time_kind.is_some()
+        {
             bail!(
-                "{folder}: --condition and --prediction apply to single denoiser files; this folder's configs set them"
+                "{folder}: --condition, --prediction, --time-input and --time-kind apply to single denoiser files; \
+                 this folder's configs set them"
             );
         }
         let options = SessionOptions { device: args.device, ..Default::default() };

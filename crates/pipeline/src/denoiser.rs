@@ -1,23 +1,28 @@
 //! The denoiser-only pipeline: one ONNX network mapping (noisy sample, time, conditions) to a
 //! prediction, as sigma-parameterised EDM/consistency models (the terrain UNet) and bare
 //! epsilon-prediction UNets are shipped. Which input is which is read from the model; the
-//! caller fills in what the model cannot say (condition values, a non-standard time input).
+//! caller fills in what the model cannot say (condition values, a non-standard time input,
+//! what that input measures and what the network outputs).
 
 use crate::error::PipelineError;
 use crate::noise::{NoiseSource, batch_noise};
 use crate::sampler::{self, Denoiser, Prediction, SampleError, SamplerKind, SamplerSettings, TimeDomain};
-use crate::schedule::{BetaSchedule, DiscreteSchedule};
+use crate::schedule::{BetaSchedule, DiscreteSchedule, TimestepSpacing, vp_alpha_cumprod};
 use bitsearch_runtime::{InputSpec, RuntimeError, Session};
 use ndarray::{ArrayD, ArrayViewD, IxDyn};
 use std::collections::HashMap;
+use std::fmt;
+use std::str::FromStr;
 
 /// What the caller tells the pipeline beyond what the model declares.
 #[derive(Debug, Clone)]
 pub struct DenoiserConfig {
     /// The noisy-sample input; default: the float input of highest rank.
     pub sample_input: Option<String>,
-    /// The time input; default: the input named sigma(s) or timestep(s).
+    /// The time input; default: the input named sigma(s), timestep(s) or t.
     pub time_input: Option<String>,
+    /// What the time input measures; default: `sigma` for an input named sigma(s), else `discrete`.
+    pub time_kind: Option<TimeKind>,
     /// What the network outputs; default: `sample` for sigma models, `epsilon` otherwise.
     pub prediction: Option<Prediction>,
     pub sigma_min: f64,
@@ -34,6 +39,7 @@ impl Default for DenoiserConfig {
         Self {
             sample_input: None,
             time_input: None,
+            time_kind: None,
             prediction: None,
             sigma_min: 0.002,
             sigma_max: 80.0,
@@ -53,10 +59,110 @@ pub struct DenoiserSpec {
     pub time_input: String,
     /// Rank of the time input (0: a scalar shared by the batch, 1: one value per item).
     pub time_rank: usize,
+    /// What the time input receives for each of the sampler's time values.
+    pub time_map: TimeMap,
     /// Each condition input with its value.
     pub conditions: Vec<(InputSpec, f32)>,
     pub prediction: Prediction,
     pub domain: TimeDomain,
+}
+
+/// What a denoiser file's time input measures: it fixes the noise schedule the samplers assume
+/// and the values the input receives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimeKind {
+    /// A training timestep 0…999 of Stable Diffusion's scaled-linear schedule (bare epsilon UNets).
+    Discrete,
+    /// The noise level σ of `x = x0 + σ·ε`, unscaled (EDM and consistency models).
+    Sigma,
+    /// Continuous time t ∈ [0, 1] of the linear-β VP SDE (score-SDE models), see
+    /// [`vp_alpha_cumprod`].
+    Vp,
+}
+
+impl TimeKind {
+    const ALL: [Self; 3] = [Self::Discrete, Self::Sigma, Self::Vp];
+
+    /// The CLI name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Discrete => "discrete",
+            Self::Sigma => "sigma",
+            Self::Vp => "vp",
+        }
+    }
+
+    /// The samplers' time domain, and what the network is fed for each of their time values.
+    fn domain(self, config: &DenoiserConfig) -> Result<(TimeDomain, TimeMap), PipelineError> {
+        Ok(match self {
+            Self::Sigma => (
+                TimeDomain::Sigma {
+                    sigma_min: config.sigma_min,
+                    sigma_max: config.sigma_max,
+                    sigma_data: config.sigma_data,
+                },
+                TimeMap::IDENTITY,
+            ),
+            Self::Discrete => {
+                let mut schedule = DiscreteSchedule::new(1000, 0.00085, 0.012, BetaSchedule::ScaledLinear)?;
+                schedule.steps_offset = 1;
+                schedule.set_alpha_to_one = false;
+                (TimeDomain::Discrete(schedule), TimeMap::IDENTITY)
+            }
+            Self::Vp => {
+                // The SDE is sampled on a grid so that every discrete sampler drives it unchanged.
+                // Timestep i stands for t = (i+1)/N: the grid ends at t = 1 (pure noise) and
+                // leaves out t = 0, whose ᾱ = 1 has no noise to predict; the step after the
+                // last timestep still lands there (set_alpha_to_one).
+                let n = VP_TIMESTEPS as f64;
+                let map = TimeMap { scale: 1.0 / n, offset: 1.0 / n };
+                let alphas = (0..VP_TIMESTEPS).map(|i| vp_alpha_cumprod(map.apply(i as f64))).collect();
+                let mut schedule = DiscreteSchedule::from_alphas_cumprod(alphas)?;
+                // Trailing spacing starts every run at timestep N−1, i.e. t = 1.
+                schedule.spacing = TimestepSpacing::Trailing;
+                (TimeDomain::Discrete(schedule), map)
+            }
+        })
+    }
+}
+
+impl fmt::Display for TimeKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for TimeKind {
+    type Err = PipelineError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|k| k.name() == s)
+            .ok_or_else(|| PipelineError::Request(format!("unknown time kind {s:?}; expected discrete, sigma or vp")))
+    }
+}
+
+/// Grid size of the VP time kind: the usual training length, so runs of up to 1000 steps work
+/// and every step lands on a grid point.
+const VP_TIMESTEPS: usize = 1000;
+
+/// The value the time input receives for the sampler's time value `t`: `scale·t + offset`.
+/// Samplers count time in the discrete schedule's timesteps (or sigma); a model that counts it
+/// differently, as VP models do in [0, 1], gets it converted here rather than in every sampler.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TimeMap {
+    pub scale: f64,
+    pub offset: f64,
+}
+
+impl TimeMap {
+    /// The sampler's value as it is.
+    pub const IDENTITY: Self = Self { scale: 1.0, offset: 0.0 };
+
+    pub fn apply(self, t: f64) -> f64 {
+        self.scale * t + self.offset
+    }
 }
 
 /// Names that say an input is the noise level (inputs are matched by name only to decide
@@ -106,22 +212,33 @@ impl DenoiserSpec {
                 })
             })
             .collect::<Result<Vec<_>, _>>()?;
-        let is_sigma = SIGMA_NAMES.contains(&time.name.as_str());
-        let domain = if is_sigma {
-            TimeDomain::Sigma {
-                sigma_min: config.sigma_min,
-                sigma_max: config.sigma_max,
-                sigma_data: config.sigma_data,
-            }
+        let kind = config.time_kind.unwrap_or(if SIGMA_NAMES.contains(&time.name.as_str()) {
+            TimeKind::Sigma
         } else {
-            // Stable Diffusion's schedule, the common one for bare epsilon UNets.
-            let mut schedule = DiscreteSchedule::new(1000, 0.00085, 0.012, BetaSchedule::ScaledLinear)?;
-            schedule.steps_offset = 1;
-            schedule.set_alpha_to_one = false;
-            TimeDomain::Discrete(schedule)
-        };
-        let prediction = config.prediction.unwrap_or(if is_sigma { Prediction::Sample } else { Prediction::Epsilon });
+            TimeKind::Discrete
+        });
+        let (domain, time_map) = kind.domain(config)?;
+        let prediction =
+            config.prediction.unwrap_or(if kind == TimeKind::Sigma { Prediction::Sample } else { Prediction::Epsilon });
         for (name, _) in &config.conditions {
+            // A value for an input the sampler drives would be overwritten at every step.
+            if *name == sample.name {
+                return Err(PipelineError::Request(format!(
+                    "--condition {name}: '{name}' is the sample input, which bitsearch fills with the noisy sample \
+                     at every step, so it takes no condition"
+                )));
+            }
+            if *name == time.name {
+                let hint = if config.time_input.is_none() {
+                    " (if another input is the time, name it with --time-input)"
+                } else {
+                    ""
+                };
+                return Err(PipelineError::Request(format!(
+                    "--condition {name}: '{name}' is the time input, which bitsearch fills with each step's noise \
+                     level, so it takes no condition{hint}"
+                )));
+            }
             find(name)?;
         }
         let conditions = inputs
@@ -142,6 +259,7 @@ impl DenoiserSpec {
             item_shape,
             time_input: time.name.clone(),
             time_rank: time.shape.len(),
+            time_map,
             conditions,
             prediction,
             domain,
@@ -233,8 +351,8 @@ impl<'a> Network<'a> {
         Self { session, spec, conditions }
     }
 
-    /// One run at time `t` with `overrides` replacing overridable weights: the prediction,
-    /// then the session's extra outputs.
+    /// One run at the sampler's time `t` (mapped by the spec's time map) with `overrides`
+    /// replacing overridable weights: the prediction, then the session's extra outputs.
     pub fn run(
         &mut self,
         x: &ArrayD<f32>,
@@ -242,7 +360,7 @@ impl<'a> Network<'a> {
         overrides: &[(&str, ArrayViewD<'_, f32>)],
     ) -> Result<Vec<ArrayD<f32>>, RuntimeError> {
         let time_shape: &[usize] = if self.spec.time_rank == 0 { &[] } else { &x.shape()[..1] };
-        let time = ArrayD::from_elem(IxDyn(time_shape), t);
+        let time = ArrayD::from_elem(IxDyn(time_shape), self.spec.time_map.apply(f64::from(t)) as f32);
         let mut feeds = vec![(self.spec.sample_input.as_str(), x.view()), (self.spec.time_input.as_str(), time.view())];
         feeds.extend(self.conditions.iter().map(|(n, v)| (n.as_str(), v.view())));
         self.session.run(&feeds, overrides)
@@ -253,5 +371,90 @@ impl Denoiser for Network<'_> {
     fn eval(&mut self, _step: usize, x: &ArrayD<f32>, t: f32) -> Result<ArrayD<f32>, SampleError> {
         let mut outputs = self.run(x, t, &[]).map_err(|e| SampleError::Denoiser(e.to_string()))?;
         Ok(outputs.swap_remove(0))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bitsearch_onnx::DataType;
+
+    /// A float input; `None` dimensions are the symbolic batch.
+    fn input(name: &str, shape: &[Option<usize>]) -> InputSpec {
+        let symbols = shape.iter().map(|d| d.is_none().then(|| "batch".to_string())).collect();
+        InputSpec { name: name.into(), dtype: DataType::F32, shape: shape.to_vec(), symbols }
+    }
+
+    /// A score-SDE-like model: `x` [batch, 1, 8, 8] and `t` [batch].
+    fn inputs() -> Vec<InputSpec> {
+        vec![input("x", &[None, Some(1), Some(8), Some(8)]), input("t", &[None])]
+    }
+
+    fn resolve(config: DenoiserConfig) -> Result<DenoiserSpec, PipelineError> {
+        DenoiserSpec::resolve(&inputs(), &config)
+    }
+
+    fn schedule(spec: &DenoiserSpec) -> &DiscreteSchedule {
+        match &spec.domain {
+            TimeDomain::Discrete(schedule) => schedule,
+            other => panic!("expected a discrete domain, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn time_kind_names_round_trip() {
+        for kind in TimeKind::ALL {
+            assert_eq!(kind.to_string().parse::<TimeKind>().unwrap(), kind);
+        }
+        assert!(matches!("ve".parse::<TimeKind>(), Err(PipelineError::Request(_))));
+    }
+
+    #[test]
+    fn without_a_time_kind_the_input_name_decides_as_before() {
+        let spec = resolve(DenoiserConfig::default()).unwrap();
+        assert_eq!((spec.time_input.as_str(), spec.time_rank), ("t", 1));
+        assert_eq!((spec.prediction, spec.time_map), (Prediction::Epsilon, TimeMap::IDENTITY));
+        let sd = schedule(&spec);
+        assert_eq!((sd.steps_offset, sd.set_alpha_to_one), (1, false));
+        assert!((sd.alphas_cumprod()[999] - 0.004_660_098_513_077_238).abs() < 1e-12);
+
+        let sigma = DenoiserSpec::resolve(
+            &[input("x", &[None, Some(1), Some(8), Some(8)]), input("sigma", &[None])],
+            &DenoiserConfig::default(),
+        )
+        .unwrap();
+        assert!(matches!(sigma.domain, TimeDomain::Sigma { .. }));
+        assert_eq!((sigma.prediction, sigma.time_map), (Prediction::Sample, TimeMap::IDENTITY));
+    }
+
+    #[test]
+    fn vp_time_runs_the_discrete_machinery_on_a_grid_of_the_sde() {
+        let config = DenoiserConfig { time_kind: Some(TimeKind::Vp), ..Default::default() };
+        let spec = resolve(config).unwrap();
+        assert_eq!(spec.prediction, Prediction::Epsilon);
+        let vp = schedule(&spec);
+        assert_eq!(vp.num_train_timesteps(), 1000);
+        for i in [0, 1, 499, 999] {
+            let t = (i + 1) as f64 / 1000.0;
+            assert_eq!(vp.alphas_cumprod()[i], vp_alpha_cumprod(t));
+            assert!((spec.time_map.apply(i as f64) - t).abs() < 1e-15);
+        }
+        assert_eq!(vp.final_alpha_cumprod(), 1.0);
+        let ddim = spec.settings(SamplerKind::Ddim, 10, 0.0);
+        let times = sampler::timesteps(&ddim).unwrap();
+        assert_eq!((times[0], times[9]), (999.0, 99.0));
+    }
+
+    #[test]
+    fn a_condition_on_the_sample_or_time_input_is_an_error() {
+        for (name, expect) in [("x", "sample input"), ("t", "time input")] {
+            let config = DenoiserConfig { conditions: vec![(name.into(), 0.5)], ..Default::default() };
+            let message = resolve(config).unwrap_err().to_string();
+            assert!(message.starts_with(&format!("--condition {name}: '{name}' is the {expect}")), "{message}");
+            assert!(!message.contains('\n'), "{message}");
+        }
+        let named =
+            DenoiserConfig { time_input: Some("t".into()), conditions: vec![("t".into(), 0.5)], ..Default::default() };
+        assert!(!resolve(named).unwrap_err().to_string().contains("--time-input"));
     }
 }

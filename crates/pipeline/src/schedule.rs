@@ -1,7 +1,7 @@
 //! Noise schedules: the discrete DDPM variance schedule that diffusers models are trained on,
 //! the timesteps its schedulers visit for a given step count, Karras sigma ladders for
-//! continuous-sigma (EDM) models, and the `scheduler_config.json` that describes a model's
-//! schedule.
+//! continuous-sigma (EDM) models, the VP SDE's ᾱ(t) for continuous-time score models, and the
+//! `scheduler_config.json` that describes a model's schedule.
 
 use std::f64::consts::FRAC_PI_2;
 
@@ -92,6 +92,24 @@ impl DiscreteSchedule {
                 Some(*acc)
             })
             .collect();
+        Self::from_alphas_cumprod(alphas_cumprod)
+    }
+
+    /// The schedule with these ᾱ, timestep 0 first, for models trained on a schedule that is no
+    /// beta ramp (a continuous-time one sampled on a grid); spacing and flags as [`Self::new`].
+    pub fn from_alphas_cumprod(alphas_cumprod: Vec<f64>) -> Result<Self, SampleError> {
+        let n = alphas_cumprod.len();
+        if n < 2 {
+            return Err(SampleError::Config(format!("a schedule needs at least 2 timesteps, got {n}")));
+        }
+        // Written as one positive test so that NaN fails it.
+        let valid = |(i, a): (usize, &f64)| *a > 0.0 && *a < 1.0 && (i == 0 || *a < alphas_cumprod[i - 1]);
+        if let Some((i, bad)) = alphas_cumprod.iter().enumerate().find(|&entry| !valid(entry)) {
+            return Err(SampleError::Config(format!(
+                "alpha_cumprod {bad} at timestep {i}: every alpha_cumprod must lie strictly between 0 and 1 \
+                 and fall from each timestep to the next"
+            )));
+        }
         Ok(Self { alphas_cumprod, spacing: TimestepSpacing::Leading, steps_offset: 0, set_alpha_to_one: true })
     }
 
@@ -178,6 +196,16 @@ pub fn karras_sigmas(n: usize, sigma_min: f64, sigma_max: f64, rho: f64) -> Vec<
             (hi + ramp * (lo - hi)).powf(rho)
         })
         .collect()
+}
+
+/// β at t = 0 and t = 1 of the linear-β VP SDE (Song et al. 2021, score_sde's defaults).
+pub const VP_BETA_MIN: f64 = 0.1;
+pub const VP_BETA_MAX: f64 = 20.0;
+
+/// ᾱ at continuous time `t` ∈ [0, 1] of the linear-β VP SDE, `β(t) = β_min + t·(β_max − β_min)`:
+/// `exp(−∫₀ᵗ β) = exp(−(β_min·t + ½·(β_max − β_min)·t²))`.
+pub fn vp_alpha_cumprod(t: f64) -> f64 {
+    (-(VP_BETA_MIN * t + 0.5 * (VP_BETA_MAX - VP_BETA_MIN) * t * t)).exp()
 }
 
 /// diffusers' `scheduler/scheduler_config.json`; fields it does not list are ignored.
@@ -406,6 +434,27 @@ mod tests {
         for result in bad {
             assert!(matches!(result, Err(SampleError::Config(_))), "{result:?}");
         }
+    }
+
+    #[test]
+    fn given_alphas_cumprod_must_fall_inside_zero_to_one() {
+        let schedule = DiscreteSchedule::from_alphas_cumprod(vec![0.9, 0.5, 0.1]).unwrap();
+        assert_eq!(schedule.alphas_cumprod(), &[0.9, 0.5, 0.1]);
+        for bad in [vec![0.9], vec![1.0, 0.5], vec![0.9, 0.0], vec![0.5, 0.9], vec![0.5, 0.5], vec![0.9, f64::NAN]] {
+            let result = DiscreteSchedule::from_alphas_cumprod(bad);
+            assert!(matches!(result, Err(SampleError::Config(_))), "{result:?}");
+        }
+    }
+
+    #[test]
+    fn vp_alpha_cumprod_integrates_the_linear_beta() {
+        close(vp_alpha_cumprod(0.0), 1.0, 0.0);
+        close(vp_alpha_cumprod(1.0), (-10.05f64).exp(), 1e-15);
+        close(vp_alpha_cumprod(0.5), (-(0.05 + 0.5 * 19.9 * 0.25f64)).exp(), 1e-15);
+        // d(−ln ᾱ)/dt is β(t) itself.
+        let h = 1e-6;
+        let beta = |t: f64| (vp_alpha_cumprod(t - h).ln() - vp_alpha_cumprod(t + h).ln()) / (2.0 * h);
+        close(beta(0.3), VP_BETA_MIN + 0.3 * (VP_BETA_MAX - VP_BETA_MIN), 1e-6);
     }
 
     #[test]

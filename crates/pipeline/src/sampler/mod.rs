@@ -24,9 +24,10 @@ use crate::noise::NoiseSource;
 use crate::schedule::{DiscreteSchedule, KARRAS_RHO, karras_sigmas};
 
 /// One network evaluation. `x` is exactly what the network receives as its sample input
-/// (already scaled where the sampler requires it), `t` the value fed to its time input
-/// (discrete timestep, possibly fractional, or sigma), `step` the 0-based index of the
-/// denoising step (so callers can change the network per step, e.g. quantize only some steps).
+/// (already scaled where the sampler requires it), `t` the sampler's time (discrete timestep,
+/// possibly fractional, or sigma; a denoiser may convert it for its network), `step` the
+/// 0-based index of the denoising step (so callers can change the network per step, e.g.
+/// quantize only some steps).
 pub trait Denoiser {
     fn eval(&mut self, step: usize, x: &ArrayD<f32>, t: f32) -> Result<ArrayD<f32>, SampleError>;
 }
@@ -53,10 +54,13 @@ pub enum Prediction {
     VPrediction,
     /// The clean sample itself, as preconditioned EDM and consistency models output.
     Sample,
+    /// The score `∇ₓ log p(x)` of the noisy sample's density, as score-SDE models output:
+    /// `−ε/√(1−ᾱ)` on a discrete schedule, `(x0 − x)/σ²` in the sigma domain.
+    Score,
 }
 
 impl Prediction {
-    const ALL: [Self; 3] = [Self::Epsilon, Self::VPrediction, Self::Sample];
+    const ALL: [Self; 4] = [Self::Epsilon, Self::VPrediction, Self::Sample, Self::Score];
 
     /// diffusers' name for it.
     pub fn name(self) -> &'static str {
@@ -64,6 +68,7 @@ impl Prediction {
             Self::Epsilon => "epsilon",
             Self::VPrediction => "v_prediction",
             Self::Sample => "sample",
+            Self::Score => "score",
         }
     }
 }
@@ -79,7 +84,9 @@ impl FromStr for Prediction {
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         Self::ALL.into_iter().find(|p| p.name() == s).ok_or_else(|| {
-            SampleError::Config(format!("unknown prediction type {s:?}; expected epsilon, v_prediction or sample"))
+            SampleError::Config(format!(
+                "unknown prediction type {s:?}; expected epsilon, v_prediction, sample or score"
+            ))
         })
     }
 }
@@ -286,6 +293,7 @@ fn vp_x0(pred: Prediction, out: &ArrayD<f32>, x: &ArrayD<f32>, alpha_cumprod: f6
         Prediction::Epsilon => lin(x, 1.0 / sa, out, -sb / sa),
         Prediction::Sample => out.clone(),
         Prediction::VPrediction => lin(x, sa, out, -sb),
+        Prediction::Score => lin(x, 1.0 / sa, out, sb * sb / sa),
     }
 }
 
@@ -297,6 +305,7 @@ fn vp_split(pred: Prediction, out: ArrayD<f32>, x: &ArrayD<f32>, alpha_cumprod: 
         Prediction::Epsilon => out,
         Prediction::Sample => lin(x, 1.0 / sb, &x0, -sa / sb),
         Prediction::VPrediction => lin(&out, sa, x, sb),
+        Prediction::Score => out.mapv(|score| (-sb * f64::from(score)) as f32),
     };
     (x0, eps)
 }
@@ -310,6 +319,7 @@ fn sigma_x0(pred: Prediction, out: ArrayD<f32>, x: &ArrayD<f32>, sigma: f64, sig
             let total = sigma * sigma + sigma_data * sigma_data;
             lin(x, sigma_data * sigma_data / total, &out, -sigma * sigma_data / total.sqrt())
         }
+        Prediction::Score => lin(x, 1.0, &out, sigma * sigma),
     }
 }
 

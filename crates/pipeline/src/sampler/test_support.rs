@@ -33,15 +33,15 @@ impl Denoiser for Gaussian {
     fn eval(&mut self, step: usize, x: &ArrayD<f32>, t: f32) -> Result<ArrayD<f32>, SampleError> {
         self.calls.push((step, t));
         let s2 = DATA_STD * DATA_STD;
-        // Coefficients of (x0, ε) as multiples of the network input x.
-        let (x0_k, eps_k, v) = match &self.domain {
+        // Coefficients of (x0, ε, v, score) as multiples of the network input x.
+        let (x0_k, eps_k, v, score) = match &self.domain {
             TimeDomain::Discrete(schedule) => {
                 // Euler feeds fractional t with its interpolated sigma; ᾱ = 1/(1+σ²) matches both.
                 let sigma = schedule.sigma_at(f64::from(t));
                 let a = 1.0 / (1.0 + sigma * sigma);
                 let x0_k = a.sqrt() * s2 / (a * s2 + 1.0 - a);
                 let eps_k = (1.0 - a.sqrt() * x0_k) / (1.0 - a).sqrt();
-                (x0_k, eps_k, a.sqrt() * eps_k - (1.0 - a).sqrt() * x0_k)
+                (x0_k, eps_k, a.sqrt() * eps_k - (1.0 - a).sqrt() * x0_k, -eps_k / (1.0 - a).sqrt())
             }
             TimeDomain::Sigma { sigma_data, .. } => {
                 let sigma = f64::from(t);
@@ -49,13 +49,14 @@ impl Denoiser for Gaussian {
                 let total = sigma * sigma + sigma_data * sigma_data;
                 let c_skip = sigma_data * sigma_data / total;
                 let c_out = -sigma * sigma_data / total.sqrt();
-                (x0_k, (1.0 - x0_k) / sigma, (x0_k - c_skip) / c_out)
+                (x0_k, (1.0 - x0_k) / sigma, (x0_k - c_skip) / c_out, (x0_k - 1.0) / (sigma * sigma))
             }
         };
         let k = match self.prediction {
             Prediction::Epsilon => eps_k,
             Prediction::Sample => x0_k,
             Prediction::VPrediction => v,
+            Prediction::Score => score,
         };
         Ok(x.mapv(|value| (f64::from(value) * k) as f32))
     }
