@@ -203,8 +203,15 @@ pub struct SensitivityArgs {
     /// Classifier-free guidance scale (diffusers folders) [default: 7.5].
     #[arg(long)]
     pub guidance: Option<f32>,
+    /// What the denoiser outputs: sample, epsilon, v_prediction or score.
     #[arg(long)]
     pub prediction: Option<bitsearch_pipeline::sampler::Prediction>,
+    /// The denoiser's time input, when its name (sigma, timestep, t) does not give it away.
+    #[arg(long)]
+    pub time_input: Option<String>,
+    /// What the time input measures: discrete, sigma or vp (as for `sample`).
+    #[arg(long)]
+    pub time_kind: Option<bitsearch_pipeline::denoiser::TimeKind>,
     #[arg(long)]
     pub sigma_min: Option<f64>,
     #[arg(long)]

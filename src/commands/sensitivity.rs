@@ -89,6 +89,8 @@ fn config(args: &SensitivityArgs) -> anyhow::Result<SensitivityConfig> {
     g.steps = args.steps.or(g.steps);
     g.sampler = args.sampler.or(g.sampler);
     g.prediction = args.prediction.or(g.prediction);
+    g.time_input = args.time_input.clone().or(g.time_input.take());
+    g.time_kind = args.time_kind.or(g.time_kind);
     g.threads = args.threads.or(g.threads);
     g.negative_prompt = args.negative_prompt.clone().or(g.negative_prompt.take());
     g.conditions.extend(args.conditions.iter().cloned());

@@ -10,9 +10,8 @@ use crate::sampler::{self, Denoiser, Prediction, SampleError, SamplerKind, Sampl
 use crate::schedule::{BetaSchedule, DiscreteSchedule, TimestepSpacing, vp_alpha_cumprod};
 use bitsearch_runtime::{InputSpec, RuntimeError, Session};
 use ndarray::{ArrayD, ArrayViewD, IxDyn};
+use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
-use std::fmt;
-use std::str::FromStr;
 
 /// What the caller tells the pipeline beyond what the model declares.
 #[derive(Debug, Clone)]
@@ -69,7 +68,8 @@ pub struct DenoiserSpec {
 
 /// What a denoiser file's time input measures: it fixes the noise schedule the samplers assume
 /// and the values the input receives.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum TimeKind {
     /// A training timestep 0…999 of Stable Diffusion's scaled-linear schedule (bare epsilon UNets).
     Discrete,
@@ -80,18 +80,9 @@ pub enum TimeKind {
     Vp,
 }
 
+bitsearch_types::named_enum!(TimeKind, "time kind", { Discrete => "discrete", Sigma => "sigma", Vp => "vp" });
+
 impl TimeKind {
-    const ALL: [Self; 3] = [Self::Discrete, Self::Sigma, Self::Vp];
-
-    /// The CLI name.
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Discrete => "discrete",
-            Self::Sigma => "sigma",
-            Self::Vp => "vp",
-        }
-    }
-
     /// The samplers' time domain, and what the network is fed for each of their time values.
     fn domain(self, config: &DenoiserConfig) -> Result<(TimeDomain, TimeMap), PipelineError> {
         Ok(match self {
@@ -123,23 +114,6 @@ impl TimeKind {
                 (TimeDomain::Discrete(schedule), map)
             }
         })
-    }
-}
-
-impl fmt::Display for TimeKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-impl FromStr for TimeKind {
-    type Err = PipelineError;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Self::ALL
-            .into_iter()
-            .find(|k| k.name() == s)
-            .ok_or_else(|| PipelineError::Request(format!("unknown time kind {s:?}; expected discrete, sigma or vp")))
     }
 }
 
@@ -406,7 +380,7 @@ mod tests {
         for kind in TimeKind::ALL {
             assert_eq!(kind.to_string().parse::<TimeKind>().unwrap(), kind);
         }
-        assert!(matches!("ve".parse::<TimeKind>(), Err(PipelineError::Request(_))));
+        assert!("ve".parse::<TimeKind>().unwrap_err().contains("expected one of: discrete, sigma, vp"));
     }
 
     #[test]

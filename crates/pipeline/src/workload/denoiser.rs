@@ -52,6 +52,8 @@ impl DenoiserWorkload {
         }
         let sets = config.condition_sets();
         let resolve_config = DenoiserConfig {
+            time_input: config.time_input.clone(),
+            time_kind: config.time_kind,
             prediction: config.prediction,
             sigma_min: config.sigma_min,
             sigma_max: config.sigma_max,

@@ -33,6 +33,12 @@ impl DiffusersWorkload {
                 format!("{} is a diffusers folder: it takes prompts, not conditions", dir.display()),
             ));
         }
+        if config.time_input.is_some() || config.time_kind.is_some() {
+            return Err(PipelineError::spec(
+                if config.time_input.is_some() { "time_input" } else { "time_kind" },
+                format!("{} is a diffusers folder: its scheduler config describes the time input", dir.display()),
+            ));
+        }
         if config.prompts.is_empty() {
             return Err(PipelineError::spec(
                 "prompts",

@@ -3,6 +3,7 @@
 //! (`generation:`), overridden by flags; unknown fields and out-of-range values are errors
 //! naming the field.
 
+use crate::denoiser::TimeKind;
 use crate::error::PipelineError;
 use crate::sampler::{Prediction, SamplerKind};
 use bitsearch_runtime::Device;
@@ -25,6 +26,10 @@ pub struct WorkloadSpec {
     pub negative_prompt: Option<String>,
     pub guidance: f32,
     pub prediction: Option<Prediction>,
+    /// Denoiser files: the time input, when its name (sigma, timestep, t) does not give it away.
+    pub time_input: Option<String>,
+    /// Denoiser files: what the time input measures (discrete, sigma, vp); default from its name.
+    pub time_kind: Option<TimeKind>,
     pub sigma_min: f64,
     pub sigma_max: f64,
     /// Sizes of symbolic input dimensions (e.g. height).
@@ -48,6 +53,8 @@ impl Default for WorkloadSpec {
             negative_prompt: None,
             guidance: 7.5,
             prediction: None,
+            time_input: None,
+            time_kind: None,
             sigma_min: 0.002,
             sigma_max: 80.0,
             dims: BTreeMap::new(),
