@@ -25,4 +25,28 @@ impl RecordError {
     }
 }
 
+/// Checks the format version `found` in the record at `path` against the `expected` one this
+/// bitsearch writes: an older record names the command (`rerun`) that writes it anew, a newer
+/// one asks for a newer bitsearch.
+pub(crate) fn check_format(
+    path: &Path,
+    what: &'static str,
+    found: u64,
+    expected: u32,
+    rerun: &'static str,
+) -> Result<()> {
+    match found.cmp(&u64::from(expected)) {
+        std::cmp::Ordering::Equal => Ok(()),
+        std::cmp::Ordering::Less => {
+            Err(RecordError::OlderFormat { path: path.to_path_buf(), what, found: found as u32, expected, rerun })
+        }
+        std::cmp::Ordering::Greater => Err(RecordError::file(
+            path,
+            format!(
+                "written by a newer bitsearch ({what} format {found}, this one reads {expected}); update bitsearch"
+            ),
+        )),
+    }
+}
+
 pub type Result<T, E = RecordError> = std::result::Result<T, E>;

@@ -6,7 +6,7 @@
 //! is stored absolute. Both read back as paths usable from any working directory.
 
 use crate::budget::Limit;
-use crate::error::{RecordError, Result};
+use crate::error::{RecordError, Result, check_format};
 use bitsearch_types::{LayerInfo, QuantizerSpec};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -114,15 +114,7 @@ impl Plan {
             .get("bitsearch_plan")
             .and_then(serde_norway::Value::as_u64)
             .ok_or_else(|| error("not a bitsearch plan: no 'bitsearch_plan' format field".into()))?;
-        if found < u64::from(PLAN_FORMAT) {
-            return Err(RecordError::OlderFormat {
-                path: path.to_path_buf(),
-                what: "plan",
-                found: found as u32,
-                expected: PLAN_FORMAT,
-                rerun: "bitsearch solve",
-            });
-        }
+        check_format(path, "plan", found, PLAN_FORMAT, "bitsearch solve")?;
         let mut plan: Plan =
             serde_norway::from_value(value).map_err(|e| error(format!("not a bitsearch plan: {e}")))?;
         let dir = absolute(path.parent().unwrap_or(Path::new("")));
@@ -238,6 +230,9 @@ mod tests {
         let message = Plan::read(&path).unwrap_err().to_string();
         assert!(message.contains("written by an older bitsearch (plan format 1, this one reads 2)"), "{message}");
         assert!(message.ends_with("rerun `bitsearch solve`"), "{message}");
+        std::fs::write(&path, "bitsearch_plan: 3\n").unwrap();
+        let message = Plan::read(&path).unwrap_err().to_string();
+        assert!(message.contains("written by a newer bitsearch (plan format 3, this one reads 2)"), "{message}");
         std::fs::write(&path, "layers: []\n").unwrap();
         assert!(Plan::read(&path).unwrap_err().to_string().contains("no 'bitsearch_plan' format field"));
     }

@@ -2,7 +2,7 @@
 //! the file's key-value metadata (key [`META_KEY`], JSON). The solver and the report read it
 //! back through [`SensitivityTable::read`].
 
-use crate::error::{RecordError, Result};
+use crate::error::{RecordError, Result, check_format};
 use bitsearch_types::{Component, FLOAT_BITS, LayerInfo, MetricGroup, QuantizerSpec, Role};
 use polars::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -188,16 +188,8 @@ impl RunMeta {
     pub fn from_json(path: &Path, json: &str) -> Result<Self> {
         let value: serde_json::Value = serde_json::from_str(json)
             .map_err(|e| RecordError::file(path, format!("run metadata is not JSON: {e}")))?;
-        let found = value.get("format").and_then(serde_json::Value::as_u64).unwrap_or(1) as u32;
-        if found < TABLE_FORMAT {
-            return Err(RecordError::OlderFormat {
-                path: path.to_path_buf(),
-                what: "sensitivity table",
-                found,
-                expected: TABLE_FORMAT,
-                rerun: "bitsearch sensitivity",
-            });
-        }
+        let found = value.get("format").and_then(serde_json::Value::as_u64).unwrap_or(1);
+        check_format(path, "sensitivity table", found, TABLE_FORMAT, "bitsearch sensitivity")?;
         serde_json::from_value(value).map_err(|e| RecordError::file(path, format!("run metadata is not readable: {e}")))
     }
 }
