@@ -273,6 +273,12 @@ pub struct SolveArgs {
     /// Solve at N budgets from FROM to TO, e.g. avg-bits=2.5..8:50, and write the frontier.
     #[arg(long)]
     pub sweep: Option<bitsearch_records::Sweep>,
+    /// ilp (the integer program) or greedy (the marginal-loss baseline; one budget) [default: ilp].
+    #[arg(long)]
+    pub method: Option<bitsearch_solver::Method>,
+    /// Instead of solving, the uniform plan: every unprotected layer at B weight bits.
+    #[arg(long, value_name = "B", conflicts_with_all = ["budgets", "sweep", "method"])]
+    pub uniform: Option<u32>,
     /// Weight of the content layers' SSIM loss against the quality layers' SQNR loss [default: 1].
     #[arg(long)]
     pub content_weight: Option<f64>,

@@ -209,3 +209,36 @@ fn records_of_an_older_bitsearch_are_bad_input_naming_the_command_to_rerun() {
     let report = bitsearch(&["report", "--plan", &path("old.yaml"), "--out", &path("report")]);
     assert_clean_failure(&report, &["old.yaml", "plan format 1", "rerun `bitsearch solve`"]);
 }
+
+#[test]
+fn greedy_and_uniform_plans_are_baselines_in_the_same_format() {
+    let dir = tempfile::tempdir().unwrap();
+    let table_path = sensitivity(dir.path());
+    let table = SensitivityTable::read(&table_path).unwrap();
+    let table_arg = table_path.to_str().unwrap();
+    let plan = |name: &str, extra: &[&str]| {
+        let out = dir.path().join(name);
+        let mut args = vec!["solve", "--sensitivity", table_arg, "--out", out.to_str().unwrap()];
+        args.extend(extra);
+        assert_success(&bitsearch(&args));
+        Plan::read(&out).unwrap()
+    };
+    let greedy = plan("greedy.yaml", &["--method", "greedy", "--budget", "avg-bits=5"]);
+    let exact = plan("ilp.yaml", &["--budget", "avg-bits=5", "--fill", "0"]);
+    assert!(greedy.solver.name.starts_with("greedy") && greedy.solver.status == "greedy");
+    assert!(usage_by_hand(&greedy, &table).0 <= 5.0 + 1e-9);
+    assert!(exact.prediction.objective <= greedy.prediction.objective + 1e-12);
+
+    let uniform = plan("uniform.yaml", &["--uniform", "4"]);
+    assert!(uniform.budgets.is_empty());
+    assert!(uniform.layers.iter().filter(|l| !l.protected).all(|l| l.w_bits == [4]));
+    assert_eq!(usage_by_hand(&uniform, &table).0, 4.0);
+
+    let out = dir.path().join("x.yaml");
+    let two = ["avg-bits=5", "memory=90%"].map(|b| ["--budget", b]).concat();
+    let mut args = vec!["solve", "--sensitivity", table_arg, "--method", "greedy", "--out", out.to_str().unwrap()];
+    args.extend(two);
+    assert_clean_failure(&bitsearch(&args), &["budget", "exactly one budget"]);
+    let conflict = ["solve", "--sensitivity", table_arg, "--uniform", "4", "--budget", "4bits", "--out", "x.yaml"];
+    assert_eq!(bitsearch(&conflict).status.code(), Some(2));
+}

@@ -1,7 +1,7 @@
 //! `bitsearch solve`'s settings from YAML (`--config`), overridden by flags.
 
 use crate::error::{Result, SolverError};
-use crate::ilp::{Share, SolveOptions};
+use crate::ilp::{Method, Share, SolveOptions};
 use crate::problem::DEFAULT_PROTECT;
 use bitsearch_records::Budget;
 use serde::{Deserialize, Serialize};
@@ -10,6 +10,8 @@ use std::path::Path;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SolveConfig {
+    /// `ilp` (the integer program) or `greedy` (the marginal-loss baseline, one budget).
+    pub method: Method,
     /// Budgets as on the command line (`avg-bits=4`, `2.5MB`, `30%`); the first also gets a
     /// lower bound.
     pub budgets: Vec<String>,
@@ -26,6 +28,7 @@ pub struct SolveConfig {
 impl Default for SolveConfig {
     fn default() -> Self {
         Self {
+            method: Method::Ilp,
             budgets: Vec::new(),
             content_weight: 1.0,
             content_share: None,
@@ -66,6 +69,7 @@ impl SolveConfig {
             return Err(field("time_limit", "must be positive".into()));
         }
         Ok(SolveOptions {
+            method: self.method,
             budgets,
             content_weight: self.content_weight,
             content_share: self.content_share,

@@ -60,9 +60,21 @@ impl FromStr for Share {
     }
 }
 
+/// What chooses the plan: the integer program, or the marginal-loss greedy baseline.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Method {
+    #[default]
+    Ilp,
+    Greedy,
+}
+
+bitsearch_types::named_enum!(Method, "method", { Ilp => "ilp", Greedy => "greedy" });
+
 /// How to solve.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SolveOptions {
+    pub method: Method,
     pub budgets: Vec<Budget>,
     /// Weight of the content group's normalised loss against the quality group's.
     pub content_weight: f64,
@@ -77,13 +89,22 @@ pub struct SolveOptions {
 
 impl Default for SolveOptions {
     fn default() -> Self {
-        Self { budgets: Vec::new(), content_weight: 1.0, content_share: None, fill: None, time_limit: 60.0 }
+        Self {
+            method: Method::Ilp,
+            budgets: Vec::new(),
+            content_weight: 1.0,
+            content_share: None,
+            fill: None,
+            time_limit: 60.0,
+        }
     }
 }
 
 /// A solved program.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Solved {
+    /// What chose the plan, in words.
+    pub solver: &'static str,
     pub assignment: Assignment,
     pub evaluation: Evaluation,
     pub limits: Vec<Limit>,
@@ -98,13 +119,30 @@ pub struct Solved {
     pub content_share: Option<f64>,
 }
 
-/// Solves the allocation under `options`. An unreachable budget is an error naming the
-/// smallest feasible one.
+/// Solves the allocation under `options` with its method. An unreachable budget is an error
+/// naming the smallest feasible one.
 pub fn solve(problem: &Problem, options: &SolveOptions) -> Result<Solved> {
-    match options.content_share {
-        Some(Share::Search(_)) => solve_searching_share(problem, options),
-        _ => solve_once(problem, options),
+    match (options.method, options.content_share) {
+        (Method::Greedy, _) => crate::greedy::solve(problem, options),
+        (Method::Ilp, Some(Share::Search(_))) => solve_searching_share(problem, options),
+        (Method::Ilp, _) => solve_once(problem, options),
     }
+}
+
+/// An error naming the smallest feasible budget when `limit` of `budget`'s resource is below
+/// what every quantized layer at its fewest bits uses.
+pub(crate) fn check_feasible(problem: &Problem, budget: &Budget, limit: f64) -> Result<()> {
+    let resource = budget.resource;
+    let minimum = problem.evaluate(&problem.extreme(resource, false), 1.0).usage.get(resource);
+    if limit < minimum * (1.0 - TOLERANCE) {
+        return Err(SolverError::Infeasible {
+            budget: budget.to_string(),
+            resource: resource.name().into(),
+            minimum: resource.format(minimum),
+            how: "every quantized layer at its fewest bits, protected layers in float".into(),
+        });
+    }
+    Ok(())
 }
 
 /// One program (with a fixed content share or none).
@@ -116,16 +154,8 @@ fn solve_once(problem: &Problem, options: &SolveOptions) -> Result<Solved> {
     let full = problem.full_precision();
     let limits: Vec<(Resource, f64)> =
         options.budgets.iter().map(|b| (b.resource, b.amount.resolve(full.get(b.resource)))).collect();
-    for (budget, &(resource, limit)) in options.budgets.iter().zip(&limits) {
-        let minimum = problem.evaluate(&problem.extreme(resource, false), 1.0).usage.get(resource);
-        if limit < minimum * (1.0 - TOLERANCE) {
-            return Err(SolverError::Infeasible {
-                budget: budget.to_string(),
-                resource: resource.name().into(),
-                minimum: resource.format(minimum),
-                how: "every quantized layer at its fewest bits, protected layers in float".into(),
-            });
-        }
+    for (budget, &(_, limit)) in options.budgets.iter().zip(&limits) {
+        check_feasible(problem, budget, limit)?;
     }
     let (first_resource, first_limit) = limits[0];
     let lower = {
@@ -362,6 +392,7 @@ fn program(
         })
         .collect();
     Ok(Solved {
+        solver: "HiGHS (good_lp)",
         assignment,
         evaluation,
         limits,

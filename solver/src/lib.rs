@@ -13,6 +13,7 @@
 mod allocation;
 mod config;
 mod error;
+mod greedy;
 mod ilp;
 pub mod pareto;
 mod plan;
@@ -22,6 +23,7 @@ mod reduce;
 pub use allocation::{Assignment, Evaluation, Usage};
 pub use config::SolveConfig;
 pub use error::{Result, SolverError};
-pub use ilp::{AVG_BITS_WINDOW, RELATIVE_WINDOW, Share, SolveOptions, Solved, solve};
+pub use greedy::uniform;
+pub use ilp::{AVG_BITS_WINDOW, Method, RELATIVE_WINDOW, Share, SolveOptions, Solved, solve};
 pub use plan::plan;
 pub use problem::{DEFAULT_PROTECT, INPUT, LayerOptions, OUTPUT, Precision, Problem};

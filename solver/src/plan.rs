@@ -65,7 +65,7 @@ pub fn plan(
             content_loss: e.content_loss,
         },
         solver: SolverReport {
-            name: "HiGHS (good_lp)".into(),
+            name: solved.solver.into(),
             status: solved.status.clone(),
             gap: solved.gap,
             seconds: solved.seconds,

@@ -3,7 +3,7 @@
 //! larger ones; every plan's budget use recomputed here from its bits and layer sizes.
 
 use bitsearch_records::{Amount, Budget, Resource};
-use bitsearch_solver::{LayerOptions, Precision, Problem, SolveOptions, SolverError, solve};
+use bitsearch_solver::{LayerOptions, Method, Precision, Problem, SolveOptions, SolverError, solve, uniform};
 use bitsearch_types::{Component, LayerInfo, MetricGroup, Role};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -255,4 +255,44 @@ fn an_infeasible_budget_names_the_smallest_feasible_one() {
     assert!(matches!(error, SolverError::Infeasible { .. }));
     let message = error.to_string();
     assert!(message.contains("smallest feasible avg-bits budget is 2.0000bits"), "{message}");
+}
+
+#[test]
+fn greedy_plans_meet_their_budget_never_beat_the_optimum_and_improve_with_budget() {
+    let mut rng = ChaCha8Rng::seed_from_u64(21);
+    for trial in 0..12 {
+        let problem = random_problem(&mut rng, 12, 1 + trial % 2);
+        for resource in [Resource::AvgBits, Resource::Memory, Resource::Bops] {
+            let usage = |most: bool| problem.evaluate(&problem.extreme(resource, most), 1.0).usage.get(resource);
+            let (least, most) = (usage(false), usage(true));
+            let mut previous = f64::INFINITY;
+            for fraction in [0.0, 0.2, 0.45, 0.7, 1.0] {
+                let limit = least + fraction * (most - least);
+                let budgets = vec![Budget { resource, amount: Amount::Absolute(limit) }];
+                let greedy = SolveOptions { method: Method::Greedy, budgets: budgets.clone(), ..Default::default() };
+                let greedy = solve(&problem, &greedy).unwrap();
+                assert!(
+                    greedy.limits[0].used <= limit * (1.0 + 1e-9),
+                    "{resource}: {} > {limit}",
+                    greedy.limits[0].used
+                );
+                let exact = SolveOptions { budgets, fill: Some(0.0), ..Default::default() };
+                let exact = solve(&problem, &exact).unwrap();
+                let (g, e) = (greedy.evaluation.objective, exact.evaluation.objective);
+                assert!(e <= g + 1e-9, "trial {trial}, {resource} at {fraction}: the ILP {e} lost to greedy {g}");
+                assert!(g <= previous + 1e-12, "trial {trial}, {resource}: more budget, worse greedy plan");
+                previous = g;
+            }
+        }
+    }
+}
+
+#[test]
+fn a_uniform_plan_puts_every_layer_at_one_width() {
+    let problem = random_problem(&mut ChaCha8Rng::seed_from_u64(5), 9, 2);
+    let solved = uniform(&problem, 4, 1.0).unwrap();
+    assert!(solved.assignment.iter().flatten().all(|o| o.is_some_and(|o| o == 1)), "option 1 is W4");
+    assert_eq!(solved.evaluation.usage.avg_bits, 4.0);
+    let message = uniform(&problem, 3, 1.0).unwrap_err().to_string();
+    assert!(message.contains("layer 'unet/l0': the table has no W3 row"), "{message}");
 }

@@ -6,7 +6,7 @@ use crate::cli::SolveArgs;
 use anyhow::bail;
 use bitsearch_records::{PointKind, Resource, SensitivityTable, write_frontier};
 use bitsearch_solver::pareto;
-use bitsearch_solver::{Problem, SolveConfig, Solved, plan, solve};
+use bitsearch_solver::{Method, Problem, SolveConfig, Solved, plan, solve, uniform};
 
 pub fn run(args: &SolveArgs) -> anyhow::Result<()> {
     let config = config(args)?;
@@ -20,6 +20,12 @@ pub fn run(args: &SolveArgs) -> anyhow::Result<()> {
         problem.layers.len(),
         problem.groups()
     );
+    if let Some(bits) = args.uniform {
+        let solved = uniform(&problem, bits, options.content_weight)?;
+        plan(&problem, &solved, &options, &table, &args.sensitivity)?.write(&args.out)?;
+        print_summary(&args.out.display().to_string(), &problem, &solved, options.content_weight);
+        return Ok(());
+    }
     let Some(sweep) = args.sweep else {
         if options.budgets.is_empty() {
             bail!("give a budget (--budget avg-bits=4.0, memory=2.5MB, …) or a --sweep");
@@ -35,7 +41,11 @@ pub fn run(args: &SolveArgs) -> anyhow::Result<()> {
         let name = format!("plan_{i:03}.yaml");
         plan(&problem, &solved, &options, &table, &args.sensitivity)?.write(&args.out.join(&name))?;
         let limit = solved.limits[0].limit;
-        points.push(pareto::point(PointKind::Ilp, name, sweep.resource, limit, &solved.evaluation, &solved.status));
+        let kind = match options.method {
+            Method::Ilp => PointKind::Ilp,
+            Method::Greedy => PointKind::Greedy,
+        };
+        points.push(pareto::point(kind, name, sweep.resource, limit, &solved.evaluation, &solved.status));
     }
     let solved = points.len();
     if solved == 0 {
@@ -66,6 +76,7 @@ fn config(args: &SolveArgs) -> anyhow::Result<SolveConfig> {
     c.content_share = args.content_share.or(c.content_share);
     c.fill = args.fill.or(c.fill);
     c.time_limit = args.time_limit.unwrap_or(c.time_limit);
+    c.method = args.method.unwrap_or(c.method);
     Ok(c)
 }
 

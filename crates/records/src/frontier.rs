@@ -13,11 +13,13 @@ use std::path::Path;
 pub enum PointKind {
     /// A plan of the integer program.
     Ilp,
+    /// A plan of the marginal-loss greedy baseline.
+    Greedy,
     /// Every quantized layer at one bit-width.
     Uniform,
 }
 
-bitsearch_types::named_enum!(PointKind, "frontier point kind", { Ilp => "ilp", Uniform => "uniform" });
+bitsearch_types::named_enum!(PointKind, "frontier point kind", { Ilp => "ilp", Greedy => "greedy", Uniform => "uniform" });
 
 /// One point of the frontier.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -1,5 +1,5 @@
-//! The Pareto frontier: predicted objective against budget for the ILP plans, with the uniform
-//! plans (one bit-width everywhere) for comparison.
+//! The Pareto frontier: predicted objective against budget for the ILP (or greedy) plans, with
+//! the uniform plans (one bit-width everywhere) for comparison.
 
 use crate::error::{ReportError, Result};
 use crate::fonts::FAMILY;
@@ -43,15 +43,22 @@ pub fn draw_frontier(points: &[FrontierPoint], path: &Path) -> Result<()> {
         .axis_desc_style((FAMILY, 14))
         .draw()
         .map_err(|e| error(&e))?;
-    let ilp: Vec<(f64, f64)> =
-        finite.iter().filter(|p| p.kind == PointKind::Ilp).map(|p| (x(p), p.objective)).collect();
-    let blue = RGBColor(69, 117, 180);
-    chart
-        .draw_series(LineSeries::new(ilp.clone(), blue.stroke_width(2)))
-        .map_err(|e| error(&e))?
-        .label("ILP plans")
-        .legend(move |(x, y)| PathElement::new([(x, y), (x + 20, y)], blue.stroke_width(2)));
-    chart.draw_series(ilp.iter().map(|&p| Circle::new(p, 3, blue.filled()))).map_err(|e| error(&e))?;
+    let lines = [
+        (PointKind::Ilp, "ILP plans", RGBColor(69, 117, 180)),
+        (PointKind::Greedy, "greedy plans", RGBColor(26, 152, 80)),
+    ];
+    for (kind, label, colour) in lines {
+        let line: Vec<(f64, f64)> = finite.iter().filter(|p| p.kind == kind).map(|p| (x(p), p.objective)).collect();
+        if line.is_empty() {
+            continue;
+        }
+        chart
+            .draw_series(LineSeries::new(line.clone(), colour.stroke_width(2)))
+            .map_err(|e| error(&e))?
+            .label(label)
+            .legend(move |(x, y)| PathElement::new([(x, y), (x + 20, y)], colour.stroke_width(2)));
+        chart.draw_series(line.iter().map(|&p| Circle::new(p, 3, colour.filled()))).map_err(|e| error(&e))?;
+    }
     let red = RGBColor(215, 48, 39);
     let uniform: Vec<&&FrontierPoint> = finite.iter().filter(|p| p.kind == PointKind::Uniform).collect();
     chart
