@@ -5,7 +5,7 @@
 //! quantized layer at one weight bit-width.
 
 use crate::error::{Result, SolverError};
-use crate::ilp::{Method, SolveOptions, Solved, check_feasible};
+use crate::ilp::{Method, SolveOptions, Solved, TOLERANCE, check_feasible};
 use crate::problem::Problem;
 use bitsearch_records::{Limit, Resource};
 use std::time::Instant;
@@ -55,7 +55,8 @@ pub fn solve(problem: &Problem, options: &SolveOptions) -> Result<Solved> {
     let scale = if resource == Resource::AvgBits { problem.quantized_params() as f64 } else { 1.0 };
     let mut used = problem.protected_usage(resource)
         + ladders.iter().filter_map(|ladder| ladder.first()).map(|&(_, cost, _)| cost).sum::<f64>();
-    while used > limit * scale {
+    // The slack the feasibility check allows, so float sums cannot push past the last rung.
+    while used > limit * scale * (1.0 + TOLERANCE) {
         let step = (0..ladders.len())
             .filter(|&l| rung[l] + 1 < ladders[l].len())
             .map(|l| {

@@ -28,7 +28,7 @@ pub const AVG_BITS_WINDOW: f64 = 0.02;
 pub const RELATIVE_WINDOW: f64 = 0.005;
 const OBJECTIVE_SCALE: f64 = 1e4;
 /// Slack for float round-off when checking a plan against its budgets.
-const TOLERANCE: f64 = 1e-9;
+pub(crate) const TOLERANCE: f64 = 1e-9;
 
 /// How the first budget is split between content and quality layers.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
