@@ -19,32 +19,19 @@ fn score_model(dir: &Path) -> PathBuf {
     path
 }
 
+/// `bitsearch sample` of the fixture on the CPU with `flags`, writing to `dir/out`.
+fn sample(dir: &Path, flags: &[&str]) -> (std::process::Output, PathBuf) {
+    let (model, out) = (score_model(dir), dir.join("out"));
+    let mut args = vec!["sample", model.to_str().unwrap(), "--device", "cpu", "--out", out.to_str().unwrap()];
+    args.extend(flags);
+    (bitsearch(&args), out)
+}
+
 #[test]
 fn a_described_vp_score_model_samples_the_probability_flow_end() {
     let dir = tempfile::tempdir().unwrap();
-    let model = score_model(dir.path());
-    let out = dir.path().join("out");
-    let output = bitsearch(&[
-        "sample",
-        model.to_str().unwrap(),
-        "--time-input",
-        "t",
-        "--time-kind",
-        "vp",
-        "--prediction",
-        "score",
-        "--steps",
-        "50",
-        "--seed",
-        "0",
-        "--num",
-        "2",
-        "--npy",
-        "--device",
-        "cpu",
-        "--out",
-        out.to_str().unwrap(),
-    ]);
+    let described = "--time-input t --time-kind vp --prediction score --steps 50 --seed 0 --num 2 --npy";
+    let (output, out) = sample(dir.path(), &described.split(' ').collect::<Vec<_>>());
     let stdout = assert_success(&output);
     assert!(stdout.contains("samples.npy"), "{stdout}");
     assert!(out.join("sample_001_height16.png").is_file());
@@ -61,18 +48,7 @@ fn a_described_vp_score_model_samples_the_probability_flow_end() {
 #[test]
 fn a_condition_on_the_time_input_is_refused() {
     let dir = tempfile::tempdir().unwrap();
-    let model = score_model(dir.path());
-    let out = dir.path().join("out");
-    let output = bitsearch(&[
-        "sample",
-        model.to_str().unwrap(),
-        "--condition",
-        "t=0.5",
-        "--device",
-        "cpu",
-        "--out",
-        out.to_str().unwrap(),
-    ]);
+    let (output, out) = sample(dir.path(), &["--condition", "t=0.5"]);
     assert_clean_failure(&output, &["score.onnx", "--condition t", "time input", "--time-input"]);
     assert!(!out.exists());
 }

@@ -11,7 +11,7 @@ use bitsearch_onnx::Model;
 use bitsearch_onnx::rewrite::{self, FakeQuantPoint};
 use bitsearch_pipeline::sampler::SampleError;
 use bitsearch_pipeline::workload::{self, Evaluate, StepControl, Workload};
-use bitsearch_quant::{ActQuantizer, ApplyError, StepRanges, WeightQuantizer, fake_quantized_weight};
+use bitsearch_quant::{ActQuantizer, ApplyError, StepRanges, fake_quantized_weight};
 use bitsearch_records::table::TABLE_FORMAT;
 use bitsearch_records::{ProbeRow, RunMeta, SensitivityTable, Shard};
 use bitsearch_runtime::{ActiveDevice, Device, SessionOptions, layers_with_costs};
@@ -204,7 +204,8 @@ impl SensitivityRun {
                     (Some(bits), Some(name)) => {
                         let key = (probe.layer, bits);
                         if let Entry::Vacant(slot) = weights.entry(key) {
-                            slot.insert(self.quantized_weight(&self.layers[probe.layer], name, bits)?);
+                            let scheme = &self.config.quantizer.weight;
+                            slot.insert(fake_quantized_weight(&self.model, &self.layers[probe.layer], scheme, bits)?);
                         }
                         weights.get(&key).map(|(w, bytes)| (name.as_str(), w, *bytes))
                     }
@@ -272,11 +273,6 @@ impl SensitivityRun {
         Ok(observe.ranges)
     }
 
-    fn quantized_weight(&self, layer: &Layer, name: &str, bits: u8) -> Result<(ArrayD<f32>, u64)> {
-        let quantizer = WeightQuantizer::new(&self.config.quantizer.weight, bits, layer.channel_axis.unwrap_or(0));
-        Ok(fake_quantized_weight(&self.model, layer, name, &quantizer)?)
-    }
-
     /// Runs one probe over every batch and compares it with the reference.
     fn measure(
         &mut self,
@@ -297,7 +293,7 @@ impl SensitivityRun {
                     let per_step = self.config.quantizer.activation.per_step;
                     let range = ranges
                         .get(&point.tensor)
-                        .and_then(|r| if per_step { r.get(step).or(Some(r.merged())) } else { Some(r.merged()) });
+                        .map(|r| r.get(step).filter(|_| per_step).unwrap_or_else(|| r.merged()));
                     let quantizer = ActQuantizer::new(bits, range.unwrap_or_default())
                         .map_err(|source| ApplyError::Quant { layer: layer.name.clone(), source })?;
                     let (scale, zero) = quantizer.params();

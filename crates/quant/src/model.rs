@@ -14,21 +14,25 @@ use std::collections::HashMap;
 pub enum ApplyError {
     #[error("layer '{layer}': {source}")]
     Quant { layer: String, source: QuantError },
+    #[error("layer '{layer}' has no weight to quantize")]
+    NoWeight { layer: String },
     #[error("layer '{layer}': weight '{weight}' is not an initializer")]
     NotInitializer { layer: String, weight: String },
     #[error(transparent)]
     Onnx(#[from] OnnxError),
 }
 
-/// The fake-quantized values of `layer`'s weight initializer `name`, and the bytes its
-/// quantized form takes (codes plus scales).
+/// The fake-quantized values of `layer`'s weight at `bits` with `scheme` (scales along the
+/// layer's output channels), and the bytes its quantized form takes (codes plus scales).
 pub fn fake_quantized_weight(
     model: &Model,
     layer: &Layer,
-    name: &str,
-    quantizer: &WeightQuantizer,
+    scheme: &WeightScheme,
+    bits: u8,
 ) -> Result<(ArrayD<f32>, u64), ApplyError> {
     let quant_error = |source| ApplyError::Quant { layer: layer.name.clone(), source };
+    let name = layer.weight.as_deref().ok_or_else(|| ApplyError::NoWeight { layer: layer.name.clone() })?;
+    let quantizer = WeightQuantizer::new(scheme, bits, layer.channel_axis.unwrap_or(0));
     let view = GraphView::new(model.graph());
     let tensor = view
         .initializer(name)
@@ -50,8 +54,7 @@ pub fn fake_quantize_weights(
     let mut quantized = HashMap::new();
     for layer in layers {
         if let Some(name) = &layer.weight {
-            let quantizer = WeightQuantizer::new(scheme, bits, layer.channel_axis.unwrap_or(0));
-            quantized.insert(name.clone(), fake_quantized_weight(model, layer, name, &quantizer)?.0);
+            quantized.insert(name.clone(), fake_quantized_weight(model, layer, scheme, bits)?.0);
         }
     }
     let mut copy = model.clone();
