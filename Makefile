@@ -25,7 +25,7 @@ SHAPES_WORK := $(LOCAL)/shapes-train
 BIN := target/release/bitsearch
 DEMO_OUT := out/demo
 
-.PHONY: setup system-packages models build demo report-check test check-deps bench lint proto train-shapes shapes-accuracy
+.PHONY: setup system-packages models build demo python-check report-check test check-deps bench device-check lint proto train-shapes shapes-accuracy
 
 ## setup: cmake and libclang (apt, for HiGHS) and ONNX Runtime from its PyPI wheel into .local/
 ## (GPU=1 for onnxruntime-gpu)
@@ -56,9 +56,24 @@ demo: build models
 	@echo "demo sensitivity table: $(ROOT)/$(DEMO_OUT)/sensitivity.parquet"
 	$(BIN) solve --sensitivity $(DEMO_OUT)/sensitivity.parquet --budget avg-bits=6.0 --out $(DEMO_OUT)/plan.yaml
 	$(BIN) solve --sensitivity $(DEMO_OUT)/sensitivity.parquet --sweep avg-bits=4..8:17 --out $(DEMO_OUT)/sweep
+	$(BIN) quantize $(TERRAIN) --plan $(DEMO_OUT)/plan.yaml --out $(DEMO_OUT)/quantized --overwrite
+	$(BIN) eval $(TERRAIN) $(DEMO_OUT)/quantized --simulate $(DEMO_OUT)/plan.yaml --out $(DEMO_OUT)/eval.parquet \
+		--samples $(DEMO_OUT)/eval-samples
 	$(BIN) report --sensitivity $(DEMO_OUT)/sensitivity.parquet --plan $(DEMO_OUT)/plan.yaml \
-		--frontier $(DEMO_OUT)/sweep/frontier.parquet --samples $(DEMO_OUT)/samples --out $(DEMO_OUT)/report
+		--frontier $(DEMO_OUT)/sweep/frontier.parquet --eval $(DEMO_OUT)/eval.parquet \
+		--samples $(DEMO_OUT)/eval-samples/reference --samples $(DEMO_OUT)/eval-samples/candidate_0 \
+		--out $(DEMO_OUT)/report
 	@echo "demo report: $(ROOT)/$(DEMO_OUT)/report/index.html"
+
+## python-check: load and run the demo's quantized model with ONNX Runtime's Python API (a
+## project-local venv with onnxruntime and numpy from PyPI) and compare it with the float model
+python-check: $(LOCAL)/py-check/.installed
+	$(LOCAL)/py-check/bin/python scripts/python-ort-check.py $(TERRAIN) $(DEMO_OUT)/quantized
+
+$(LOCAL)/py-check/.installed:
+	$(PY) -m venv $(LOCAL)/py-check
+	$(LOCAL)/py-check/bin/pip install --quiet onnxruntime==$(ORT_VERSION) numpy
+	touch $@
 
 ## report-check: open the demo report in headless Chromium (apt-get install chromium), check
 ## that every image loads, and screenshot it
@@ -71,6 +86,7 @@ report-check:
 train-shapes: $(TRAIN_VENV)/.installed
 	$(TRAIN_VENV)/bin/python $(SHAPES)/train/train.py --work $(SHAPES_WORK)
 	$(TRAIN_VENV)/bin/python $(SHAPES)/train/export.py --work $(SHAPES_WORK) --out $(SHAPES)
+	$(PY) $(SHAPES)/train/calibration_prompts.py $(SHAPES)
 
 $(TRAIN_VENV)/.installed: $(SHAPES)/train/requirements.txt
 	$(PY) -m venv $(TRAIN_VENV)
@@ -92,11 +108,18 @@ test: setup models check-deps
 check-deps:
 	scripts/check-deps.sh
 
-## bench: timing tables under out/bench/ (speed claims live here, not in tests)
+## bench: timing tables under out/bench/ (speed claims live here, not in tests), and the
+## fidelity-and-cost table of applied plans (out/bench/fidelity.md, about 25 minutes)
 bench: setup models
 	cargo bench --bench runtime
 	cargo bench --bench sensitivity
 	cargo bench --bench solver
+	cargo build --release
+	scripts/bench-fidelity.sh $(BIN) $(TERRAIN) $(SHAPES) out/bench
+
+## device-check: the GPU checks in one call (scripts/device-check.sh) with this machine's binary
+device-check: build models
+	scripts/device-check.sh $(BIN) out/device-check $(TERRAIN)
 
 lint: check-deps
 	cargo fmt --all --check

@@ -40,6 +40,13 @@ pub enum Command {
     Merge(MergeArgs),
     /// Choose bits per layer (and step group) under a budget: an integer program, a YAML plan.
     Solve(SolveArgs),
+    /// Apply a plan: write the low-bit ONNX model that ONNX Runtime runs.
+    Quantize(QuantizeArgs),
+    /// Measure models against full precision on held-out items: fidelity, size, memory, latency.
+    Eval(Box<EvalArgs>),
+    /// The resident memory opening one model adds to a fresh process (run by `eval` in a child).
+    #[command(hide = true)]
+    Memory(MemoryArgs),
     /// Write an HTML report with PNG figures from a sensitivity table, plans, a frontier and samples.
     Report(ReportArgs),
     /// Measure prompt-image alignment of a text-to-image folder with its attribute classifier,
@@ -299,6 +306,94 @@ pub struct SolveArgs {
 }
 
 #[derive(Debug, clap::Args)]
+pub struct QuantizeArgs {
+    /// The .onnx denoiser or diffusers/optimum folder the plan was solved for.
+    pub model: PathBuf,
+    /// The plan from `bitsearch solve`.
+    #[arg(long)]
+    pub plan: PathBuf,
+    /// Folder to write (written under a temporary name, then renamed).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// lowbit: weights stay low-bit in memory (DequantizeLinear); unpacked: turned into float
+    /// weights at session start (small file, float speed).
+    #[arg(long, default_value = "lowbit")]
+    pub storage: bitsearch_records::Storage,
+    /// Replace --out if it exists.
+    #[arg(long)]
+    pub overwrite: bool,
+    /// Seeds of the activation-range calibration (8-bit activation layers only)
+    /// [default: the sensitivity run's items].
+    #[arg(long, value_delimiter = ',')]
+    pub calibration_seeds: Option<Vec<u64>>,
+    #[arg(long, default_value = "auto")]
+    pub device: bitsearch_runtime::Device,
+    /// ONNX Runtime intra-op threads [default: one per core].
+    #[arg(long)]
+    pub threads: Option<usize>,
+}
+
+/// Items default to the sensitivity run's conditions (or the folder's held-out prompts) with
+/// seeds that neither the sensitivity run nor calibration used.
+#[derive(Debug, clap::Args)]
+pub struct EvalArgs {
+    /// The full-precision model: an .onnx denoiser or a diffusers/optimum folder.
+    pub reference: PathBuf,
+    /// Models to measure: `quantize` outputs or any ONNX model of the same interface.
+    pub candidates: Vec<PathBuf>,
+    /// Also measure this plan simulated in float (weights fake-quantized); repeat for several.
+    #[arg(long = "simulate")]
+    pub simulate: Vec<PathBuf>,
+    /// The evaluation record (Parquet) to write.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// The sensitivity table whose items the evaluation must avoid and whose sampler it
+    /// reuses [default: the table of the first candidate's plan].
+    #[arg(long)]
+    pub sensitivity: Option<PathBuf>,
+    /// Seeds [default: 1000, 1001, ... (--num-seeds of them)].
+    #[arg(long, value_delimiter = ',')]
+    pub seeds: Option<Vec<u64>>,
+    /// Number of held-out seeds when --seeds is not given.
+    #[arg(long, default_value_t = 4)]
+    pub num_seeds: u64,
+    /// Values of a condition input, e.g. --condition difficulty=0.3,0.7 [default: the sensitivity run's].
+    #[arg(long = "condition", value_parser = parse_values)]
+    pub conditions: Vec<(String, Vec<f32>)>,
+    /// Prompts, one per line [default: MODEL/heldout_prompts.txt, else the sensitivity run's].
+    #[arg(long)]
+    pub prompts: Option<PathBuf>,
+    /// Denoising steps [default: the sensitivity run's].
+    #[arg(long)]
+    pub steps: Option<usize>,
+    /// Items per network run [default: the sensitivity run's].
+    #[arg(long)]
+    pub batch: Option<usize>,
+    /// Timed passes over the items (latency is their median).
+    #[arg(long, default_value_t = 3)]
+    pub repeats: usize,
+    /// Write the final images of the reference and each candidate as PNG under this folder.
+    #[arg(long)]
+    pub samples: Option<PathBuf>,
+    /// Also write the measured table as Markdown (for the bench tables).
+    #[arg(long)]
+    pub markdown: Option<PathBuf>,
+    #[arg(long, default_value = "auto")]
+    pub device: bitsearch_runtime::Device,
+    /// ONNX Runtime intra-op threads [default: one per core].
+    #[arg(long)]
+    pub threads: Option<usize>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct MemoryArgs {
+    pub model: PathBuf,
+    /// The workload spec as JSON.
+    #[arg(long)]
+    pub spec: String,
+}
+
+#[derive(Debug, clap::Args)]
 pub struct ReportArgs {
     /// The sensitivity table.
     #[arg(long)]
@@ -312,6 +407,9 @@ pub struct ReportArgs {
     /// A folder of sample PNGs (full precision first, then one per plan); repeat for several.
     #[arg(long = "samples")]
     pub samples: Vec<PathBuf>,
+    /// Evaluation records from `bitsearch eval` (EVAL.parquet); repeat for several.
+    #[arg(long = "eval")]
+    pub evals: Vec<PathBuf>,
     /// Folder for index.html and its figures.
     #[arg(long)]
     pub out: PathBuf,

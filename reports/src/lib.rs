@@ -1,6 +1,7 @@
 //! `bitsearch report`: one self-contained HTML page with PNG figures (plotters, embedded
 //! fonts) that a person reads to decide which plan to ship — a summary table, sensitivity
-//! heatmaps, the bits each plan chose, the Pareto frontier and sample images side by side.
+//! heatmaps, the bits each plan chose, the Pareto frontier, what the evaluated candidates
+//! measured against what their plans predicted, and sample images side by side.
 //! A missing input leaves its section with a note; an unreadable one is an error.
 
 #![warn(clippy::unwrap_used, clippy::expect_used)]
@@ -9,11 +10,12 @@ mod error;
 mod figures;
 mod fonts;
 mod html;
+mod measured;
 pub mod names;
 
 pub use error::{ReportError, Result};
 
-use bitsearch_records::{Plan, ProbeRow, SensitivityTable, read_frontier};
+use bitsearch_records::{Plan, ProbeRow, SensitivityTable, read_evals, read_frontier};
 use bitsearch_types::LayerInfo;
 use figures::{Heatmap, bits_label, draw_frontier, draw_heatmap, draw_plan};
 use html::Page;
@@ -29,6 +31,8 @@ pub struct ReportInputs {
     pub frontier: Option<PathBuf>,
     /// Folders of sample PNGs; the first is usually full precision.
     pub samples: Vec<PathBuf>,
+    /// Evaluation records from `bitsearch eval`, one file per run.
+    pub evals: Vec<PathBuf>,
     pub out: PathBuf,
 }
 
@@ -45,6 +49,11 @@ pub fn write_report(inputs: &ReportInputs) -> Result<PathBuf> {
     let table = inputs.sensitivity.as_deref().map(SensitivityTable::read).transpose()?;
     let plans = inputs.plans.iter().map(|p| Ok((p.clone(), Plan::read(p)?))).collect::<Result<Vec<_>>>()?;
     let frontier = inputs.frontier.as_deref().map(read_frontier).transpose()?;
+    let evals = inputs
+        .evals
+        .iter()
+        .map(|p| read_evals(p).map(|(run, records)| (p.clone(), run, records)))
+        .collect::<Result<Vec<_>, _>>()?;
 
     let mut page = Page::default();
     summary(&mut page, table.as_ref(), &plans);
@@ -64,17 +73,26 @@ pub fn write_report(inputs: &ReportInputs) -> Result<PathBuf> {
     match frontier.as_deref() {
         Some(points) if !points.is_empty() => {
             draw_frontier(points, &out.join("frontier.png"))?;
+            let measured = if evals.is_empty() {
+                "Measured SQNR joins in a figure of its own when the report is given evaluations (--eval)."
+            } else {
+                "The objective has no measured counterpart, so the measured SQNR of the evaluated candidates is \
+                 drawn against mean bits, beside these plans' predicted SQNR, in the Measured section below."
+            };
             page.figure(
                 "frontier.png",
                 "Pareto frontier",
-                "Predicted objective (log scale) against the budget. Each blue point is a plan the integer program \
-                 found; red triangles are uniform plans (every quantized layer at one bit-width). Look for the knee \
-                 where more budget stops buying much, and for how far below the uniform plans the frontier runs. \
-                 Measured points will join once plans are evaluated.",
+                &format!(
+                    "Predicted objective (log scale) against the budget. Each blue point is a plan the integer \
+                     program found; red triangles are uniform plans (every quantized layer at one bit-width). Look \
+                     for the knee where more budget stops buying much, and for how far below the uniform plans the \
+                     frontier runs. {measured}"
+                ),
             );
         }
         _ => page.note("No frontier was given (--frontier, from `bitsearch solve --sweep`)."),
     }
+    measured::section(&mut page, &evals, frontier.as_deref().unwrap_or_default(), out)?;
     page.heading("Samples");
     samples(&mut page, &inputs.samples, out)?;
     let index = out.join("index.html");
@@ -304,6 +322,6 @@ fn samples(page: &mut Page, folders: &[PathBuf], out: &Path) -> Result<()> {
     Ok(())
 }
 
-fn file_name(path: &Path) -> String {
+pub(crate) fn file_name(path: &Path) -> String {
     path.file_name().map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned())
 }

@@ -10,7 +10,7 @@ use bitsearch_metrics::{Mse, Sqnr, count_nonfinite, ssim_per_item};
 use bitsearch_onnx::Model;
 use bitsearch_onnx::rewrite::{self, FakeQuantPoint};
 use bitsearch_pipeline::sampler::SampleError;
-use bitsearch_pipeline::workload::{self, Evaluate, StepControl, Workload};
+use bitsearch_pipeline::workload::{self, Evaluate, Observe, StepControl, Workload};
 use bitsearch_quant::{ActQuantizer, ApplyError, StepRanges, fake_quantized_weight};
 use bitsearch_records::table::TABLE_FORMAT;
 use bitsearch_records::{ProbeRow, RunMeta, SensitivityTable, Shard};
@@ -102,7 +102,8 @@ impl SensitivityRun {
         config.validate()?;
         let workload = workload::open(model, &config.generation).map_err(in_generation)?;
         let dims = config.generation.dims.clone().into_iter().collect();
-        let layers = layers_with_costs(workload.model(), Component::Unet, &dims)?;
+        let denoiser = workload.model()?;
+        let layers = layers_with_costs(&denoiser, Component::Unet, &dims)?;
         let selected = select(&layers, &config)?;
         let groups = metric_groups(&layers, &config)?;
         let steps = workload.steps();
@@ -137,12 +138,11 @@ impl SensitivityRun {
                 .map_err(|e| SensitivityError::config("config", format!("cannot be recorded: {e}")))?,
         };
         let windows = shard(all, shard_of);
-        let model = workload.model().clone();
         let device = match workload.device() {
             ActiveDevice::Cpu => Device::Cpu,
             ActiveDevice::Cuda => Device::Cuda,
         };
-        Ok(Self { workload, model, device, config, layers, groups, windows, steps, meta })
+        Ok(Self { workload, model: denoiser, device, config, layers, groups, windows, steps, meta })
     }
 
     pub fn meta(&self) -> &RunMeta {
@@ -266,11 +266,16 @@ impl SensitivityRun {
         let mut options = self.session_options();
         options.extra_outputs = tensors.clone();
         self.workload.load(&self.model, &options)?;
-        let mut observe = Observe { tensors, ranges: HashMap::new() };
+        let mut ranges: HashMap<String, StepRanges> = HashMap::new();
+        let mut observe = Observe(|step: usize, outputs: &[ArrayD<f32>]| {
+            for (tensor, values) in tensors.iter().zip(outputs) {
+                ranges.entry(tensor.clone()).or_default().observe(step, values.view());
+            }
+        });
         for b in 0..self.workload.batches() {
             self.workload.run(b, &mut observe)?;
         }
-        Ok(observe.ranges)
+        Ok(ranges)
     }
 
     /// Runs one probe over every batch and compares it with the reference.
@@ -358,22 +363,6 @@ impl StepControl for Record {
         }
         self.outputs.push(output.clone());
         Ok(output)
-    }
-}
-
-/// Records the per-step range of every requested extra output (calibration).
-struct Observe {
-    tensors: Vec<String>,
-    ranges: HashMap<String, StepRanges>,
-}
-
-impl StepControl for Observe {
-    fn step(&mut self, _: usize, step: usize, evaluate: &mut Evaluate<'_>) -> Result<ArrayD<f32>, SampleError> {
-        let outputs = evaluate(&[])?;
-        for (tensor, values) in self.tensors.iter().zip(outputs.iter().skip(1)) {
-            self.ranges.entry(tensor.clone()).or_default().observe(step, values.view());
-        }
-        first(outputs, step)
     }
 }
 

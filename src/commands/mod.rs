@@ -1,8 +1,10 @@
 //! One file per subcommand; each turns parsed arguments into library calls and output.
 
 mod align;
+mod eval;
 mod inspect;
 mod merge;
+mod quantize;
 mod report;
 mod sample;
 mod sensitivity;
@@ -18,6 +20,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         Command::Sensitivity(a) => sensitivity::run(&a),
         Command::Merge(a) => merge::run(&a),
         Command::Solve(a) => solve::run(&a),
+        Command::Quantize(a) => quantize::run(&a),
+        Command::Eval(a) => eval::run(&a),
+        Command::Memory(a) => eval::memory(&a),
         Command::Report(a) => report::run(&a),
         Command::Align(a) => align::run(&a),
     }

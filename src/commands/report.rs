@@ -9,6 +9,7 @@ pub fn run(args: &ReportArgs) -> anyhow::Result<()> {
         plans: args.plans.clone(),
         frontier: args.frontier.clone(),
         samples: args.samples.clone(),
+        evals: args.evals.clone(),
         out: args.out.clone(),
     };
     let index = write_report(&inputs)?;

@@ -31,5 +31,5 @@ pub use builder::GraphBuilder;
 pub use error::{OnnxError, Result};
 pub use graph::{GraphView, NodeAttrs, declared_elem_type, declared_shape, declared_symbols};
 pub use layers::{discover_layers, fill_macs};
-pub use model::{ExternalData, Model};
-pub use tensor::{DataType, tensor_from_f32, tensor_to_f32};
+pub use model::{ExternalData, Model, SharedData};
+pub use tensor::{Codes, DataType, tensor_from_codes, tensor_from_f32, tensor_to_f32};

@@ -128,6 +128,78 @@ impl Model {
     }
 }
 
+/// One external-data file shared by several models: each distinct tensor (same name, same
+/// bytes) is stored once, however many models use it. Large tensors start on a page boundary
+/// so that ONNX Runtime can memory-map them, and the models then share those pages.
+#[derive(Debug)]
+pub struct SharedData {
+    file_name: String,
+    min_bytes: usize,
+    blob: Vec<u8>,
+    /// (name, length, hash of the bytes) → offsets of the stored copies with that key.
+    stored: HashMap<(String, usize, u64), Vec<usize>>,
+    tensors: usize,
+}
+
+/// Tensors at least this large are page-aligned in a [`SharedData`] file.
+const PAGE_ALIGNED_BYTES: usize = 1 << 16;
+const PAGE: usize = 4096;
+/// Alignment of the other tensors (any element type reads aligned).
+const SMALL_ALIGN: usize = 64;
+
+impl SharedData {
+    /// A file named `file_name` (beside the models) for tensors of at least `min_bytes`.
+    pub fn new(file_name: &str, min_bytes: usize) -> Self {
+        Self { file_name: file_name.to_string(), min_bytes, blob: Vec::new(), stored: HashMap::new(), tensors: 0 }
+    }
+
+    /// `model`'s protobuf with its tensors of at least `min_bytes` pointing into this file,
+    /// adding those not stored yet.
+    pub fn externalize(&mut self, model: &Model) -> ModelProto {
+        let mut proto = model.proto.clone();
+        if let Some(graph) = proto.graph.as_mut() {
+            visit_graph_tensors_mut(graph, &mut |t| self.place(t));
+        }
+        proto
+    }
+
+    fn place(&mut self, t: &mut TensorProto) {
+        let Some(raw) = t.raw_data.take_if(|r| r.len() >= self.min_bytes.max(1)) else { return };
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        std::hash::Hash::hash(&raw[..], &mut hasher);
+        let key = (t.name().to_string(), raw.len(), std::hash::Hasher::finish(&hasher));
+        let copies = self.stored.entry(key).or_default();
+        let offset = match copies.iter().find(|&&o| self.blob[o..o + raw.len()] == raw[..]) {
+            Some(&offset) => offset,
+            None => {
+                let align = if raw.len() >= PAGE_ALIGNED_BYTES { PAGE } else { SMALL_ALIGN };
+                self.blob.resize(self.blob.len().next_multiple_of(align), 0);
+                let offset = self.blob.len();
+                self.blob.extend_from_slice(&raw);
+                copies.push(offset);
+                self.tensors += 1;
+                offset
+            }
+        };
+        let entry = |key: &str, value: String| StringStringEntryProto { key: Some(key.into()), value: Some(value) };
+        t.external_data = vec![
+            entry("location", self.file_name.clone()),
+            entry("offset", offset.to_string()),
+            entry("length", raw.len().to_string()),
+        ];
+        t.set_data_location(DataLocation::External);
+    }
+
+    /// Distinct tensors stored.
+    pub fn tensors(&self) -> usize {
+        self.tensors
+    }
+
+    pub fn bytes(&self) -> &[u8] {
+        &self.blob
+    }
+}
+
 /// Moves one tensor's bytes into `blob` and points the tensor at them.
 fn externalize(t: &mut TensorProto, location: &str, min_bytes: usize, blob: &mut Vec<u8>) {
     let Some(raw) = t.raw_data.take_if(|r| r.len() >= min_bytes.max(1)) else { return };
@@ -214,5 +286,46 @@ fn visit_graph_tensors_mut(graph: &mut GraphProto, f: &mut dyn FnMut(&mut Tensor
                 visit_graph_tensors_mut(g, f);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::builder::{Dim, GraphBuilder};
+    use crate::tensor::DataType;
+
+    fn model(w: f32) -> Model {
+        let mut b = GraphBuilder::new("m");
+        let x = b.input("x", DataType::F32, &[Dim::Fixed(512)]);
+        let a = b.initializer("a", ndarray::ArrayD::from_elem(ndarray::IxDyn(&[512]), 1.0));
+        let w = b.initializer("w", ndarray::ArrayD::from_elem(ndarray::IxDyn(&[512]), w));
+        let y = b.node("add", "Add", &[&x, &a], &[]);
+        let z = b.node("mul", "Mul", &[&y, &w], &[]);
+        b.output(&z, DataType::F32, &[Dim::Fixed(512)]);
+        b.build()
+    }
+
+    #[test]
+    fn shared_data_stores_each_distinct_tensor_once() {
+        let mut data = SharedData::new("weights.bin", 256);
+        let first = data.externalize(&model(2.0));
+        let second = data.externalize(&model(3.0));
+        // "a" is the same in both; "w" differs.
+        assert_eq!(data.tensors(), 3);
+        assert_eq!(data.bytes().len(), 3 * 2048);
+        let offset = |p: &ModelProto, name: &str| {
+            let t = p.graph.as_ref().unwrap().initializer.iter().find(|t| t.name() == name).unwrap();
+            t.external_data.iter().find(|e| e.key() == "offset").unwrap().value().to_string()
+        };
+        assert_eq!(offset(&first, "a"), offset(&second, "a"));
+        assert_ne!(offset(&first, "w"), offset(&second, "w"));
+        // Read back through a folder, the second model holds its own values.
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("weights.bin"), data.bytes()).unwrap();
+        Model::new(second).save(dir.path().join("m.onnx"), ExternalData::Inline).unwrap();
+        let loaded = Model::load(dir.path().join("m.onnx")).unwrap();
+        let w = loaded.graph().initializer.iter().find(|t| t.name() == "w").unwrap();
+        assert!(crate::tensor_to_f32(w).unwrap().iter().all(|&v| v == 3.0));
     }
 }

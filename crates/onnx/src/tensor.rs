@@ -154,6 +154,51 @@ pub fn tensor_from_i64(name: &str, dims: &[usize], values: &[i64]) -> TensorProt
     }
 }
 
+/// Integer data of a quantized tensor, in the element type it is stored as.
+#[derive(Debug, Clone, Copy)]
+pub enum Codes<'a> {
+    /// Signed 4-bit, two per byte (first element in the low nibble), opset 21.
+    Int4(&'a [i8]),
+    Int8(&'a [i8]),
+    Uint8(&'a [u8]),
+    Int32(&'a [i32]),
+}
+
+impl Codes<'_> {
+    fn len(&self) -> usize {
+        match self {
+            Codes::Int4(v) | Codes::Int8(v) => v.len(),
+            Codes::Uint8(v) => v.len(),
+            Codes::Int32(v) => v.len(),
+        }
+    }
+}
+
+/// An integer tensor of shape `dims` holding `codes`; Int4 values must lie in −8..=7.
+///
+/// # Panics
+/// If `codes` does not hold one value per element of `dims`.
+pub fn tensor_from_codes(name: &str, dims: &[usize], codes: Codes<'_>) -> TensorProto {
+    assert_eq!(codes.len(), dims.iter().product::<usize>(), "tensor '{name}': codes do not fit {dims:?}");
+    let (data_type, raw): (PbType, Vec<u8>) = match codes {
+        Codes::Int4(v) => {
+            let nibble = |q: i8| (q as u8) & 0x0f;
+            let packed = v.chunks(2).map(|p| nibble(p[0]) | (p.get(1).map_or(0, |&q| nibble(q)) << 4)).collect();
+            (PbType::Int4, packed)
+        }
+        Codes::Int8(v) => (PbType::Int8, v.iter().map(|&q| q as u8).collect()),
+        Codes::Uint8(v) => (PbType::Uint8, v.to_vec()),
+        Codes::Int32(v) => (PbType::Int32, v.iter().flat_map(|q| q.to_le_bytes()).collect()),
+    };
+    TensorProto {
+        name: Some(name.to_string()),
+        dims: dims.iter().map(|&d| d as i64).collect(),
+        data_type: Some(data_type as i32),
+        raw_data: Some(raw.into()),
+        ..Default::default()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -179,6 +224,15 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(tensor_to_f32(&t).unwrap().as_slice().unwrap(), &[1.5, -2.0]);
+    }
+
+    #[test]
+    fn int4_codes_pack_two_per_byte_low_nibble_first() {
+        let t = tensor_from_codes("q", &[3], Codes::Int4(&[-1, 7, -8]));
+        assert_eq!(t.raw_data.as_deref(), Some(&[0x7f, 0x08][..]));
+        assert_eq!(t.data_type(), PbType::Int4 as i32);
+        let t = tensor_from_codes("b", &[2], Codes::Int32(&[-2, 3]));
+        assert_eq!(t.raw_data.as_deref().map(<[u8]>::len), Some(8));
     }
 
     #[test]

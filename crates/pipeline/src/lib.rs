@@ -10,6 +10,7 @@ pub mod image;
 pub mod noise;
 pub mod sampler;
 pub mod schedule;
+pub mod sessions;
 pub mod workload;
 
 pub use error::PipelineError;

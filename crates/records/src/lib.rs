@@ -1,7 +1,8 @@
 //! The records that pass between bitsearch's stages, as plain data any stage can read without
 //! linking ONNX Runtime or HiGHS: the sensitivity table and the description of the run that
 //! measured it (Parquet), budgets and sweeps as users write them, the plan (YAML) and the
-//! Pareto frontier (Parquet or CSV). Evaluation records of the apply stage belong here too.
+//! Pareto frontier (Parquet or CSV). the manifest of a
+//! quantized model, and the evaluation records of the apply stage (Parquet).
 //!
 //! Every file carries a format version; a file from an older bitsearch is refused with a
 //! message naming the command that writes the current format. Files are written atomically.
@@ -10,13 +11,17 @@
 
 pub mod budget;
 mod error;
+pub mod eval;
 pub mod frontier;
+pub mod manifest;
 pub mod plan;
 pub mod table;
 
 pub use budget::{Amount, Budget, Limit, Resource, Sweep};
 pub use error::{RecordError, Result};
+pub use eval::{Cost, EVAL_FORMAT, EvalRecord, EvalRun, read_evals, write_evals};
 pub use frontier::{FrontierPoint, PointKind, read_frontier, write_frontier};
+pub use manifest::{MANIFEST_FILE, Manifest, ManifestModel, Storage};
 pub use plan::{Plan, PlanLayer};
 pub use table::{Monotonicity, ProbeRow, RunMeta, SensitivityTable, Shard, merge, monotonicity};
 
@@ -25,4 +30,35 @@ use std::path::Path;
 /// Writes `bytes` to `path` atomically; the error names the file.
 fn write_file(path: &Path, bytes: &[u8]) -> Result<()> {
     bitsearch_types::write_atomically(path, bytes).map_err(|e| RecordError::file(path, format!("cannot write: {e}")))
+}
+
+/// Writes `frame` as Parquet with `meta` (JSON) under `key` in the file's key-value metadata,
+/// atomically.
+fn write_parquet(path: &Path, frame: &mut polars::prelude::DataFrame, key: &str, meta: String) -> Result<()> {
+    use polars::prelude::{KeyValueMetadata, ParquetWriter};
+    let mut bytes = Vec::new();
+    ParquetWriter::new(&mut bytes)
+        .with_key_value_metadata(Some(KeyValueMetadata::from_static(vec![(key.to_string(), meta)])))
+        .finish(frame)
+        .map_err(|e| RecordError::file(path, e.to_string()))?;
+    write_file(path, &bytes)
+}
+
+/// Reads a Parquet file written by [`write_parquet`]: the metadata under `key` and the rows.
+/// A file without it is not a `what`.
+fn read_parquet(path: &Path, key: &str, what: &str) -> Result<(String, polars::prelude::DataFrame)> {
+    use polars::prelude::{ParquetReader, SerReader};
+    let error = |message: String| RecordError::file(path, message);
+    let file = std::fs::File::open(path).map_err(|e| error(format!("cannot open: {e}")))?;
+    let mut reader = ParquetReader::new(file);
+    let metadata = reader.get_metadata().map_err(|e| error(format!("not a Parquet file: {e}")))?;
+    let meta = metadata
+        .key_value_metadata
+        .iter()
+        .flatten()
+        .find(|kv| kv.key == key)
+        .and_then(|kv| kv.value.clone())
+        .ok_or_else(|| error(format!("not a bitsearch {what} (no run metadata)")))?;
+    let frame = reader.finish().map_err(|e| error(format!("cannot read the rows: {e}")))?;
+    Ok((meta, frame))
 }

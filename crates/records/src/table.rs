@@ -123,30 +123,14 @@ impl SensitivityTable {
         let error = |e: &dyn std::fmt::Display| RecordError::file(path, e.to_string());
         let mut frame = self.frame().map_err(|e| error(&e))?;
         let meta = serde_json::to_string(&self.meta).map_err(|e| error(&e))?;
-        let mut bytes = Vec::new();
-        ParquetWriter::new(&mut bytes)
-            .with_key_value_metadata(Some(KeyValueMetadata::from_static(vec![(META_KEY.to_string(), meta)])))
-            .finish(&mut frame)
-            .map_err(|e| error(&e))?;
-        crate::write_file(path, &bytes)
+        crate::write_parquet(path, &mut frame, META_KEY, meta)
     }
 
     /// Reads a table written by [`SensitivityTable::write`].
     pub fn read(path: &Path) -> Result<Self> {
-        let error = |message: String| RecordError::file(path, message);
-        let file = std::fs::File::open(path).map_err(|e| error(format!("cannot open: {e}")))?;
-        let mut reader = ParquetReader::new(file);
-        let metadata = reader.get_metadata().map_err(|e| error(format!("not a Parquet file: {e}")))?;
-        let meta = metadata
-            .key_value_metadata
-            .iter()
-            .flatten()
-            .find(|kv| kv.key == META_KEY)
-            .and_then(|kv| kv.value.clone())
-            .ok_or_else(|| error("not a bitsearch sensitivity table (no run metadata)".into()))?;
+        let (meta, frame) = crate::read_parquet(path, META_KEY, "sensitivity table")?;
         let meta = RunMeta::from_json(path, &meta)?;
-        let frame = reader.finish().map_err(|e| error(format!("cannot read the rows: {e}")))?;
-        let rows = rows_of(&frame).map_err(|e| error(format!("unexpected columns: {e}")))?;
+        let rows = rows_of(&frame).map_err(|e| RecordError::file(path, format!("unexpected columns: {e}")))?;
         Ok(Self { meta, rows })
     }
 

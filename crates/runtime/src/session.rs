@@ -9,6 +9,7 @@ use bitsearch_onnx::{DataType, ExternalData, Model, declared_elem_type, declared
 use half::{bf16, f16};
 use ndarray::{ArrayD, ArrayViewD, IxDyn};
 use ort::value::{DynValue, Tensor, TensorElementType};
+use std::path::Path;
 
 /// How to build a session.
 #[derive(Debug, Clone, Default)]
@@ -57,18 +58,11 @@ impl std::fmt::Debug for Session {
 
 impl Session {
     pub fn new(model: &Model, options: &SessionOptions) -> Result<Self> {
-        let env = crate::library::init()?;
         let label = model.path().map_or_else(|| model.graph().name().to_string(), |p| p.display().to_string());
         let inputs = declared_inputs(model, &label)?;
         let (prepared, overridable) = prepare(model, options)?;
         let session_error = |message: String| RuntimeError::Session { model: label.clone(), message };
-        let make_builder = || -> Result<ort::session::builder::SessionBuilder> {
-            let builder = ort::session::Session::builder(env).map_err(|e| session_error(e.to_string()))?;
-            match options.threads {
-                Some(n) => builder.with_intra_threads(n).map_err(|e| session_error(e.to_string())),
-                None => Ok(builder),
-            }
-        };
+        let make_builder = || builder(options, &label);
         // Kept alive until the session is built: large models are read from it.
         let spill = tempfile::tempdir().map_err(|e| session_error(format!("temporary folder: {e}")))?;
         let spill_path = spill.path().join("model.onnx");
@@ -85,6 +79,33 @@ impl Session {
         let (inner, device) = device::build(options.device, make_builder, commit)?;
         let outputs = inner.outputs().iter().map(|o| o.name().to_string()).collect();
         Ok(Self { inner, label, inputs, outputs, overridable, device })
+    }
+
+    /// Builds the session from the file itself, so that ONNX Runtime memory-maps its external
+    /// data (several models pointing into one data file then share its pages) and no copy of
+    /// the weights passes through bitsearch. Options that edit the graph (overridable weights,
+    /// extra outputs) need [`Session::new`].
+    pub fn from_file(path: &Path, options: &SessionOptions) -> Result<Self> {
+        let label = path.display().to_string();
+        if !options.overridable.is_empty() || !options.extra_outputs.is_empty() {
+            return Err(RuntimeError::Session {
+                model: label,
+                message: "a session built from a file cannot override weights or add outputs".into(),
+            });
+        }
+        // The graph alone, for the declared inputs: the weights stay on disk.
+        let bytes =
+            std::fs::read(path).map_err(|e| RuntimeError::Session { model: label.clone(), message: e.to_string() })?;
+        let graph = Model::from_bytes(&bytes, path)?;
+        let inputs = declared_inputs(&graph, &label)?;
+        let commit = |mut builder: ort::session::builder::SessionBuilder| {
+            builder
+                .commit_from_file(path)
+                .map_err(|e| RuntimeError::Session { model: label.clone(), message: e.to_string() })
+        };
+        let (inner, device) = device::build(options.device, || builder(options, &label), commit)?;
+        let outputs = inner.outputs().iter().map(|o| o.name().to_string()).collect();
+        Ok(Self { inner, label, inputs, outputs, overridable: Overridable::new(), device })
     }
 
     pub fn inputs(&self) -> &[InputSpec] {
@@ -173,6 +194,16 @@ impl Session {
             feeds.push((name.to_string(), to_value(*dtype, values).map_err(|m| input_error(name, m))?));
         }
         Ok(feeds)
+    }
+}
+
+/// A session builder with the options' thread count.
+fn builder(options: &SessionOptions, label: &str) -> Result<ort::session::builder::SessionBuilder> {
+    let session_error = |message: String| RuntimeError::Session { model: label.to_string(), message };
+    let builder = ort::session::Session::builder(crate::library::init()?).map_err(|e| session_error(e.to_string()))?;
+    match options.threads {
+        Some(n) => builder.with_intra_threads(n).map_err(|e| session_error(e.to_string())),
+        None => Ok(builder),
     }
 }
 

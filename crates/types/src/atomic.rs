@@ -27,3 +27,12 @@ pub fn sha256_file(path: &Path) -> std::io::Result<String> {
     let bytes = std::fs::read(path)?;
     Ok(Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect())
 }
+
+/// Bytes of every file under `path` (the file itself when it is one).
+pub fn tree_bytes(path: &Path) -> std::io::Result<u64> {
+    if path.is_dir() {
+        std::fs::read_dir(path)?.map(|e| tree_bytes(&e?.path())).sum()
+    } else {
+        Ok(path.metadata()?.len())
+    }
+}

@@ -9,6 +9,6 @@ mod layer;
 mod named;
 pub mod quantizer;
 
-pub use atomic::{sha256_file, write_atomically};
+pub use atomic::{sha256_file, tree_bytes, write_atomically};
 pub use layer::{Component, Layer, LayerInfo, LayerKind, MetricGroup, Role};
 pub use quantizer::{ACTIVATION_BITS, FLOAT_BITS, QuantizerSpec, WEIGHT_BITS};

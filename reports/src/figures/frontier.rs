@@ -1,6 +1,7 @@
 //! The Pareto frontier: predicted objective against budget for the ILP (or greedy) plans, with
 //! the uniform plans (one bit-width everywhere) for comparison.
 
+use super::{axes, legend, plan_line};
 use crate::error::{ReportError, Result};
 use crate::fonts::FAMILY;
 use bitsearch_records::{FrontierPoint, PointKind};
@@ -23,26 +24,14 @@ pub fn draw_frontier(points: &[FrontierPoint], path: &Path) -> Result<()> {
     let pad = (x_hi - x_lo).max(1e-9) * 0.05;
     let root = BitMapBackend::new(path, (900, 560)).into_drawing_area();
     root.fill(&WHITE).map_err(|e| error(&e))?;
-    let mut chart = ChartBuilder::on(&root)
-        .caption(title, (FAMILY, 18))
-        .margin(15)
-        .x_label_area_size(50)
-        .y_label_area_size(80)
-        .build_cartesian_2d(x_lo - pad..x_hi + pad, (y_lo * 0.5..y_hi * 2.0).log_scale())
-        .map_err(|e| error(&e))?;
     let x_desc = match resource.as_str() {
         "memory" => "weight memory budget (MB)".to_string(),
         "avg-bits" => "average weight bits budget".to_string(),
         other => format!("{other} budget"),
     };
-    chart
-        .configure_mesh()
-        .x_desc(x_desc)
-        .y_desc("predicted objective (normalised loss, lower is better)")
-        .label_style((FAMILY, 12))
-        .axis_desc_style((FAMILY, 14))
-        .draw()
-        .map_err(|e| error(&e))?;
+    let ranges = (x_lo - pad..x_hi + pad, (y_lo * 0.5..y_hi * 2.0).log_scale());
+    let descs = (x_desc.as_str(), "predicted objective (normalised loss, lower is better)");
+    let mut chart = axes(&root, title, 80, ranges, descs)?;
     let lines = [
         (PointKind::Ilp, "ILP plans", RGBColor(69, 117, 180)),
         (PointKind::Greedy, "greedy plans", RGBColor(26, 152, 80)),
@@ -52,12 +41,7 @@ pub fn draw_frontier(points: &[FrontierPoint], path: &Path) -> Result<()> {
         if line.is_empty() {
             continue;
         }
-        chart
-            .draw_series(LineSeries::new(line.clone(), colour.stroke_width(2)))
-            .map_err(|e| error(&e))?
-            .label(label)
-            .legend(move |(x, y)| PathElement::new([(x, y), (x + 20, y)], colour.stroke_width(2)));
-        chart.draw_series(line.iter().map(|&p| Circle::new(p, 3, colour.filled()))).map_err(|e| error(&e))?;
+        plan_line(&mut chart, title, label, colour, &line)?;
     }
     let red = RGBColor(215, 48, 39);
     let uniform: Vec<&&FrontierPoint> = finite.iter().filter(|p| p.kind == PointKind::Uniform).collect();
@@ -71,13 +55,6 @@ pub fn draw_frontier(points: &[FrontierPoint], path: &Path) -> Result<()> {
             Text::new(p.plan.trim_start_matches("uniform-").to_string(), (x(p), p.objective * 1.3), (FAMILY, 12))
         }))
         .map_err(|e| error(&e))?;
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperRight)
-        .background_style(WHITE.mix(0.9))
-        .border_style(BLACK)
-        .label_font((FAMILY, 13))
-        .draw()
-        .map_err(|e| error(&e))?;
+    legend(&mut chart, title, SeriesLabelPosition::UpperRight)?;
     root.present().map_err(|e| error(&e))
 }

@@ -3,15 +3,20 @@
 
 mod frontier;
 mod heatmap;
+mod measured;
 mod plan;
 
 pub use frontier::draw_frontier;
 pub use heatmap::{Heatmap, draw_heatmap};
+pub use measured::{draw_measured_vs_predicted, draw_sqnr_bits, placed};
 pub use plan::{PlanRow, draw_plan};
 
-use plotters::coord::ranged1d::{IntoSegmentedCoord, SegmentedCoord};
+use crate::error::{ReportError, Result};
+use crate::fonts::FAMILY;
+use plotters::coord::Shift;
+use plotters::coord::ranged1d::{AsRangedCoord, IntoSegmentedCoord, SegmentedCoord, ValueFormatter};
 use plotters::coord::types::RangedCoordusize;
-use plotters::style::RGBColor;
+use plotters::prelude::*;
 
 /// Height of one layer row in the per-layer figures, in pixels.
 const ROW: u32 = 11;
@@ -41,4 +46,86 @@ pub fn bits_label(bits: u32) -> String {
 /// leave an empty cell after the last.
 pub fn segments(n: usize) -> SegmentedCoord<RangedCoordusize> {
     (0..n.max(1) - 1).into_segmented()
+}
+
+/// A chart drawn into a PNG, over the coordinates `X` and `Y`.
+pub type Chart<'a, 'b, X, Y> = ChartContext<'a, BitMapBackend<'b>, Cartesian2d<X, Y>>;
+
+/// A chart on `root` captioned `title`, over `ranges`, with its mesh drawn and the axes
+/// described by `descs` (x, then y): the frame of the line and scatter figures. `y_labels` is
+/// the width of the y label area in pixels. Errors name the figure `title`.
+pub fn axes<'a, 'b, X, Y>(
+    root: &'a DrawingArea<BitMapBackend<'b>, Shift>,
+    title: &str,
+    y_labels: u32,
+    ranges: (X, Y),
+    (x_desc, y_desc): (&str, &str),
+) -> Result<Chart<'a, 'b, X::CoordDescType, Y::CoordDescType>>
+where
+    X: AsRangedCoord,
+    Y: AsRangedCoord,
+    X::CoordDescType: ValueFormatter<X::Value>,
+    Y::CoordDescType: ValueFormatter<Y::Value>,
+{
+    let error = |e: &dyn std::fmt::Display| ReportError::figure(title, e);
+    let mut chart = ChartBuilder::on(root)
+        .caption(title, (FAMILY, 18))
+        .margin(15)
+        .x_label_area_size(50)
+        .y_label_area_size(y_labels)
+        .build_cartesian_2d(ranges.0, ranges.1)
+        .map_err(|e| error(&e))?;
+    chart
+        .configure_mesh()
+        .x_desc(x_desc)
+        .y_desc(y_desc)
+        .label_style((FAMILY, 12))
+        .axis_desc_style((FAMILY, 14))
+        .draw()
+        .map_err(|e| error(&e))?;
+    Ok(chart)
+}
+
+/// The legend of the series drawn on `chart` so far, boxed at `position`. Errors name the
+/// figure `title`.
+pub fn legend<'a, DB, CT>(
+    chart: &mut ChartContext<'a, DB, CT>,
+    title: &str,
+    position: SeriesLabelPosition,
+) -> Result<()>
+where
+    DB: DrawingBackend + 'a,
+    CT: CoordTranslate,
+{
+    chart
+        .configure_series_labels()
+        .position(position)
+        .background_style(WHITE.mix(0.9))
+        .border_style(BLACK)
+        .label_font((FAMILY, 13))
+        .draw()
+        .map_err(|e| ReportError::figure(title, e))
+}
+
+/// A family of plans on `chart`: a line through `points` in `colour`, a dot on each point and
+/// the entry `label` in the legend. Errors name the figure `title`.
+pub fn plan_line<'a, DB, CT>(
+    chart: &mut ChartContext<'a, DB, CT>,
+    title: &str,
+    label: &str,
+    colour: RGBColor,
+    points: &[(f64, f64)],
+) -> Result<()>
+where
+    DB: DrawingBackend + 'a,
+    CT: CoordTranslate<From = (f64, f64)>,
+{
+    let error = |e: &dyn std::fmt::Display| ReportError::figure(title, e);
+    chart
+        .draw_series(LineSeries::new(points.iter().copied(), colour.stroke_width(2)))
+        .map_err(|e| error(&e))?
+        .label(label)
+        .legend(move |(x, y)| PathElement::new([(x, y), (x + 20, y)], colour.stroke_width(2)));
+    chart.draw_series(points.iter().map(|&p| Circle::new(p, 3, colour.filled()))).map_err(|e| error(&e))?;
+    Ok(())
 }

@@ -212,6 +212,7 @@ impl DiffusersPipeline {
         F: FnMut(&mut UnetDenoiser<'_>, usize, &ArrayD<f32>, f32) -> Result<ArrayD<f32>, SampleError>,
     {
         let settings = self.sampler_settings(request)?;
+        self.unet.sessions_mut().prepare(settings.steps)?;
         let item_shape = self.latent_item_shape(request.size)?;
         let initial = match &request.initial {
             None => batch_noise(&item_shape, &request.seeds),

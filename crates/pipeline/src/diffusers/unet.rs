@@ -8,6 +8,7 @@
 
 use crate::error::PipelineError;
 use crate::sampler::{Denoiser, SampleError};
+use crate::sessions::DenoiserSessions;
 use bitsearch_onnx::Model;
 use bitsearch_runtime::{RuntimeError, Session, SessionOptions};
 use ndarray::{Array2, ArrayD, ArrayViewD, Axis, IxDyn, Slice, Zip};
@@ -21,7 +22,7 @@ const TIMESTEP_COND: &str = "timestep_cond";
 /// A loaded UNet and the layout of its inputs.
 #[derive(Debug)]
 pub struct Unet {
-    session: Session,
+    sessions: DenoiserSessions,
     path: PathBuf,
     /// Declared [batch, channels, height, width] of `sample`.
     sample_shape: Vec<Option<usize>>,
@@ -39,20 +40,31 @@ enum TimestepLayout {
 
 impl Unet {
     /// Loads `path` and checks its inputs: `sample`, `timestep` and `encoder_hidden_states`,
-    /// and optionally `timestep_cond` (LCM-distilled UNets).
+    /// and optionally `timestep_cond` (LCM-distilled UNets). A quantized UNet folder loads every
+    /// model its manifest lists.
     pub fn open(path: &Path, options: &SessionOptions) -> Result<Self, PipelineError> {
-        Self::from_model(&Model::load(path)?, path, options)
+        Self::from_sessions(DenoiserSessions::open(path, options)?, path)
     }
 
     /// Replaces the session with one built from `model` (the UNet itself, or a copy of it with
     /// its graph edited), keeping the path it was loaded from.
     pub fn reload(&mut self, model: &Model, options: &SessionOptions) -> Result<(), PipelineError> {
-        *self = Self::from_model(model, &self.path.clone(), options)?;
+        self.reload_steps(std::slice::from_ref(model), Vec::new(), options)
+    }
+
+    /// Replaces the sessions with one per model, `by_step[s]` running step `s`.
+    pub fn reload_steps(
+        &mut self,
+        models: &[Model],
+        by_step: Vec<usize>,
+        options: &SessionOptions,
+    ) -> Result<(), PipelineError> {
+        *self = Self::from_sessions(DenoiserSessions::from_models(models, by_step, options)?, &self.path.clone())?;
         Ok(())
     }
 
-    fn from_model(model: &Model, path: &Path, options: &SessionOptions) -> Result<Self, PipelineError> {
-        let session = Session::new(model, options)?;
+    fn from_sessions(sessions: DenoiserSessions, path: &Path) -> Result<Self, PipelineError> {
+        let session = sessions.first();
         let names = || session.inputs().iter().map(|s| s.name.as_str()).collect::<Vec<_>>().join(", ");
         if let Some(other) =
             session.inputs().iter().find(|s| ![SAMPLE, TIMESTEP, CONTEXT, TIMESTEP_COND].contains(&s.name.as_str()))
@@ -97,7 +109,7 @@ impl Unet {
             },
         };
         let sample_shape = sample.shape.clone();
-        Ok(Self { session, path: path.to_path_buf(), sample_shape, timestep, timestep_cond })
+        Ok(Self { sessions, path: path.to_path_buf(), sample_shape, timestep, timestep_cond })
     }
 
     pub fn path(&self) -> &Path {
@@ -114,15 +126,21 @@ impl Unet {
         self.timestep_cond
     }
 
-    /// The session itself, to run the UNet with inputs laid out by hand.
+    /// The (first) session itself, to run the UNet with inputs laid out by hand.
     pub fn session_mut(&mut self) -> &mut Session {
-        &mut self.session
+        self.sessions.first_mut()
     }
 
-    /// One UNet run at time `t` for every item of `sample`. Returns the prediction, then the
-    /// extra outputs the session was built with.
+    /// The UNet's sessions (several for a step-aware quantized UNet).
+    pub fn sessions_mut(&mut self) -> &mut DenoiserSessions {
+        &mut self.sessions
+    }
+
+    /// One UNet run at time `t` for every item of `sample`, on the session of `step`. Returns
+    /// the prediction, then the extra outputs the session was built with.
     pub fn run(
         &mut self,
+        step: usize,
         sample: ArrayViewD<'_, f32>,
         t: f32,
         context: ArrayViewD<'_, f32>,
@@ -137,7 +155,7 @@ impl Unet {
         let time = ArrayD::from_elem(IxDyn(shape), t);
         let mut feeds = vec![(SAMPLE, sample), (TIMESTEP, time.view()), (CONTEXT, context)];
         feeds.extend(timestep_cond.map(|c| (TIMESTEP_COND, c)));
-        self.session.run(&feeds, overrides)
+        self.sessions.for_step(step).run(&feeds, overrides)
     }
 }
 
@@ -210,7 +228,7 @@ impl Denoiser for UnetDenoiser<'_> {
         let cond = self.conditioning.timestep_cond.as_ref().map(|c| c.view());
         let mut outputs = self
             .unet
-            .run(sample, t, context.view(), cond, &overrides)
+            .run(step, sample, t, context.view(), cond, &overrides)
             .map_err(|e| SampleError::Denoiser(format!("step {step}: {e}")))?;
         if outputs.is_empty() {
             return Err(SampleError::Denoiser(format!("step {step}: the UNet returned no output")));

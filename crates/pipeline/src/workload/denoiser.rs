@@ -6,11 +6,12 @@ use crate::denoiser::{DenoiserConfig, DenoiserSpec, Network};
 use crate::error::PipelineError;
 use crate::noise::{NoiseSource, batch_noise};
 use crate::sampler::{self, Denoiser, SampleError, SamplerSettings, TimeDomain};
+use crate::sessions::DenoiserSessions;
 use bitsearch_onnx::Model;
-use bitsearch_runtime::{ActiveDevice, Session, SessionOptions};
+use bitsearch_runtime::{ActiveDevice, SessionOptions};
 use ndarray::ArrayD;
 use std::ops::Range;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// Steps when the config names none: one for sigma (consistency-distilled) models, ten for
 /// discrete-time ones.
@@ -19,8 +20,8 @@ const DEFAULT_DISCRETE_STEPS: usize = 10;
 
 #[derive(Debug)]
 pub struct DenoiserWorkload {
-    model: Model,
-    session: Session,
+    path: PathBuf,
+    sessions: DenoiserSessions,
     spec: DenoiserSpec,
     settings: SamplerSettings,
     items: Vec<String>,
@@ -38,11 +39,15 @@ impl DenoiserWorkload {
                 format!("{} is a single denoiser file: it takes conditions, not prompts", path.display()),
             ));
         }
-        let model = Model::load(path)?;
-        let session = Session::new(
-            &model,
-            &SessionOptions { device: config.device, threads: config.threads, ..Default::default() },
-        )?;
+        // A quantize output folder: its manifest's first model declares the inputs.
+        let path = &match bitsearch_records::Manifest::find(path) {
+            Ok(Some(manifest)) => path.join(&manifest.models[0].file),
+            Ok(None) => path.to_path_buf(),
+            Err(e) => return Err(PipelineError::file(path, e.to_string())),
+        };
+        let options = SessionOptions { device: config.device, threads: config.threads, ..Default::default() };
+        let mut sessions = DenoiserSessions::open(path, &options)?;
+        let session = sessions.first();
         let names: Vec<&str> = session.inputs().iter().map(|s| s.name.as_str()).collect();
         if let Some(name) = config.conditions.keys().find(|n| !names.contains(&n.as_str())) {
             return Err(PipelineError::spec(
@@ -78,6 +83,7 @@ impl DenoiserWorkload {
         };
         let settings = spec.settings(kind, config.steps.unwrap_or(default_steps), config.eta);
         sampler::timesteps(&settings).map_err(|e| PipelineError::spec("sampler", e.to_string()))?;
+        sessions.prepare(settings.steps)?;
         let (mut items, mut seeds, mut values) = (Vec::new(), Vec::new(), Vec::new());
         for set in &sets {
             for &seed in &config.seeds {
@@ -93,13 +99,13 @@ impl DenoiserWorkload {
             }
         }
         let batches = batch_ranges(items.len(), config.batch);
-        Ok(Self { model, session, spec, settings, items, seeds, values, batches })
+        Ok(Self { path: path.clone(), sessions, spec, settings, items, seeds, values, batches })
     }
 }
 
 impl Workload for DenoiserWorkload {
-    fn model(&self) -> &Model {
-        &self.model
+    fn model(&self) -> Result<Model> {
+        Ok(Model::load(&self.path)?)
     }
 
     fn kind(&self) -> &'static str {
@@ -123,11 +129,11 @@ impl Workload for DenoiserWorkload {
     }
 
     fn device(&self) -> ActiveDevice {
-        self.session.device()
+        self.sessions.first().device()
     }
 
-    fn load(&mut self, model: &Model, options: &SessionOptions) -> Result<()> {
-        self.session = Session::new(model, options)?;
+    fn load_steps(&mut self, models: &[Model], by_step: Vec<usize>, options: &SessionOptions) -> Result<()> {
+        self.sessions = DenoiserSessions::from_models(models, by_step, options)?;
         Ok(())
     }
 
@@ -136,22 +142,25 @@ impl Workload for DenoiserWorkload {
         let seeds = &self.seeds[range.clone()];
         let initial = batch_noise(&self.spec.item_shape, seeds);
         let mut noise = NoiseSource::new(seeds);
-        let network = Network::per_item(&mut self.session, &self.spec, &self.values[range]);
-        let mut controlled = Controlled { network, control, batch };
+        let mut controlled =
+            Controlled { sessions: &mut self.sessions, spec: &self.spec, values: &self.values[range], control, batch };
         Ok(sampler::sample(&self.settings, &mut controlled, initial, &mut noise)?)
     }
 }
 
-/// The network with every evaluation routed through a [`StepControl`].
+/// The network of each step (its step's session) with every evaluation routed through a
+/// [`StepControl`].
 struct Controlled<'n, 'c> {
-    network: Network<'n>,
+    sessions: &'n mut DenoiserSessions,
+    spec: &'n DenoiserSpec,
+    values: &'n [Vec<f32>],
     control: &'c mut dyn StepControl,
     batch: usize,
 }
 
 impl Denoiser for Controlled<'_, '_> {
     fn eval(&mut self, step: usize, x: &ArrayD<f32>, t: f32) -> std::result::Result<ArrayD<f32>, SampleError> {
-        let network = &mut self.network;
+        let mut network = Network::per_item(self.sessions.for_step(step), self.spec, self.values);
         self.control.step(self.batch, step, &mut |overrides| {
             network.run(x, t, overrides).map_err(|e| SampleError::Denoiser(format!("step {step}: {e}")))
         })

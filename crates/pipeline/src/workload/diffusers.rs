@@ -13,7 +13,6 @@ use std::path::Path;
 #[derive(Debug)]
 pub struct DiffusersWorkload {
     pipeline: DiffusersPipeline,
-    model: Model,
     items: Vec<String>,
     /// One request and its encoded prompts per batch.
     requests: Vec<(GenerateRequest, Conditioning)>,
@@ -47,11 +46,11 @@ impl DiffusersWorkload {
         }
         let options = SessionOptions { device: config.device, threads: config.threads, ..Default::default() };
         let mut pipeline = DiffusersPipeline::open(dir, &options)?;
-        let model = Model::load(pipeline.unet().path())?;
         let pairs: Vec<(&String, u64)> =
             config.prompts.iter().flat_map(|p| config.seeds.iter().map(move |&s| (p, s))).collect();
         let items = pairs.iter().map(|(p, s)| format!("{p:?} seed={s}")).collect();
         let steps = config.steps.unwrap_or(DEFAULT_STEPS);
+        pipeline.unet_mut().sessions_mut().prepare(steps)?;
         let mut requests = Vec::new();
         for range in batch_ranges(pairs.len(), config.batch) {
             let prompts = pairs[range.clone()].iter().map(|(p, _)| (*p).clone()).collect();
@@ -70,13 +69,13 @@ impl DiffusersWorkload {
             None => String::new(),
         };
         let device = pipeline.unet_mut().session_mut().device();
-        Ok(Self { pipeline, model, items, requests, sampler, steps, device })
+        Ok(Self { pipeline, items, requests, sampler, steps, device })
     }
 }
 
 impl Workload for DiffusersWorkload {
-    fn model(&self) -> &Model {
-        &self.model
+    fn model(&self) -> Result<Model> {
+        Ok(Model::load(self.pipeline.unet().path())?)
     }
 
     fn kind(&self) -> &'static str {
@@ -103,8 +102,8 @@ impl Workload for DiffusersWorkload {
         self.device
     }
 
-    fn load(&mut self, model: &Model, options: &SessionOptions) -> Result<()> {
-        self.pipeline.unet_mut().reload(model, options)
+    fn load_steps(&mut self, models: &[Model], by_step: Vec<usize>, options: &SessionOptions) -> Result<()> {
+        self.pipeline.unet_mut().reload_steps(models, by_step, options)
     }
 
     fn run(&mut self, batch: usize, control: &mut dyn StepControl) -> Result<ArrayD<f32>> {

@@ -38,9 +38,31 @@ pub trait StepControl {
     ) -> std::result::Result<ArrayD<f32>, SampleError>;
 }
 
+/// Runs the network unchanged and hands each step's extra outputs (the values the session was
+/// asked to return beside the prediction) to the closure, with the step: calibration.
+#[derive(Debug)]
+pub struct Observe<F>(pub F);
+
+impl<F: FnMut(usize, &[ArrayD<f32>])> StepControl for Observe<F> {
+    fn step(
+        &mut self,
+        _: usize,
+        step: usize,
+        evaluate: &mut Evaluate<'_>,
+    ) -> std::result::Result<ArrayD<f32>, SampleError> {
+        let mut outputs = evaluate(&[])?;
+        if outputs.is_empty() {
+            return Err(SampleError::Denoiser(format!("step {step}: the denoiser returned nothing")));
+        }
+        (self.0)(step, &outputs[1..]);
+        Ok(outputs.swap_remove(0))
+    }
+}
+
 pub trait Workload: std::fmt::Debug {
-    /// The denoiser graph whose layers are probed.
-    fn model(&self) -> &Model;
+    /// The denoiser graph whose layers are probed, with its weights, read from disk (the
+    /// workload itself keeps only its sessions).
+    fn model(&self) -> Result<Model>;
     /// `denoiser` or `diffusers`.
     fn kind(&self) -> &'static str;
     /// One description per item, in batch order.
@@ -50,15 +72,21 @@ pub trait Workload: std::fmt::Debug {
     fn sampler(&self) -> String;
     fn device(&self) -> ActiveDevice;
     /// Rebuilds the denoiser's session from `model` (the denoiser or an edited copy of it).
-    fn load(&mut self, model: &Model, options: &SessionOptions) -> Result<()>;
+    fn load(&mut self, model: &Model, options: &SessionOptions) -> Result<()> {
+        self.load_steps(std::slice::from_ref(model), Vec::new(), options)
+    }
+    /// Rebuilds the denoiser as one session per model, `by_step[s]` running step `s` (a
+    /// step-aware plan simulated in float).
+    fn load_steps(&mut self, models: &[Model], by_step: Vec<usize>, options: &SessionOptions) -> Result<()>;
     /// Generates batch `batch`; returns the final images `[items, ...]`.
     fn run(&mut self, batch: usize, control: &mut dyn StepControl) -> Result<ArrayD<f32>>;
 }
 
-/// Opens `path` as a diffusers/optimum folder or a single denoiser file.
+/// Opens `path` as a diffusers/optimum folder, a single denoiser file, or a folder `quantize`
+/// wrote for one (its manifest beside the models).
 pub fn open(path: &Path, spec: &WorkloadSpec) -> Result<Box<dyn Workload>> {
     spec.validate()?;
-    if path.is_dir() {
+    if path.is_dir() && !path.join(bitsearch_records::MANIFEST_FILE).is_file() {
         Ok(Box::new(DiffusersWorkload::open(path, spec)?))
     } else {
         Ok(Box::new(DenoiserWorkload::open(path, spec)?))

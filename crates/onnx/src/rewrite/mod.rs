@@ -1,7 +1,14 @@
 //! Every edit bitsearch makes to a graph, in one place: initializers exposed as inputs that a
-//! run may override, extra outputs, initializers replaced by new values, and switchable fake
-//! quantizers in front of layers. Each returns an edited copy or edits the given model; none
+//! run may override, extra outputs, initializers replaced by new values, switchable fake
+//! quantizers in front of layers, and (in [`lowbit`]) the low-bit storage of a quantized model. Each returns an edited copy or edits the given model; none
 //! changes what the unedited parts compute.
+
+mod lowbit;
+
+pub use lowbit::{
+    ActivationParams, Dequantize, LOWBIT_OPSET, WeightCodes, name_nodes, quantize_input, quantize_output, raise_opset,
+    store_bias, store_weight, strip_node_metadata,
+};
 
 use crate::builder::{Attr, Dim, node_proto, value_info};
 use crate::error::{OnnxError, Result};

@@ -1,0 +1,357 @@
+//! The evaluation stage: the same items through the full-precision reference and through each
+//! candidate — a `quantize` output, a plan simulated in float, or any other ONNX model of the
+//! same interface — and what that costs, all measured:
+//!
+//! - fidelity: SQNR of the denoiser output over every step (each run on its own trajectory),
+//!   SSIM, PSNR and MSE of the final images, non-finite values, and for pipelines that ship an
+//!   attribute classifier the whole-caption accuracy;
+//! - cost: bytes on disk, resident memory added by opening the model ([`opening_memory`], in a
+//!   fresh process), session start time, and
+//!   the median latency of a denoiser call and of a whole generation.
+//!
+//! Nothing is predicted here; a plan's predictions are copied beside the measurements.
+
+#![warn(clippy::unwrap_used, clippy::expect_used)]
+
+mod measure;
+
+use bitsearch_alignment::{AttributeClassifier, ObjectSpec, Scorer, parse_prompt};
+use bitsearch_metrics::{Mse, Sqnr, count_nonfinite, ssim_per_item};
+use bitsearch_pipeline::workload::{self, Workload, WorkloadSpec};
+use bitsearch_records::{Cost, EVAL_FORMAT, EvalRecord, EvalRun, Manifest, Plan};
+use bitsearch_runtime::SessionOptions;
+use bitsearch_types::tree_bytes;
+use measure::{Run, resident_bytes, run_all};
+use ndarray::ArrayD;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+#[derive(Debug, thiserror::Error)]
+pub enum EvalError {
+    #[error("{}: {message}", path.display())]
+    File { path: PathBuf, message: String },
+    #[error("{0}")]
+    Mismatch(String),
+    #[error(transparent)]
+    Pipeline(#[from] bitsearch_pipeline::PipelineError),
+    #[error(transparent)]
+    Quantize(#[from] bitsearch_quantize::QuantizeError),
+    #[error(transparent)]
+    Records(#[from] bitsearch_records::RecordError),
+    #[error(transparent)]
+    Alignment(#[from] bitsearch_alignment::AlignmentError),
+}
+
+pub type Result<T, E = EvalError> = std::result::Result<T, E>;
+
+/// One model to measure against the reference.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Candidate {
+    /// A model on disk: an ONNX file, a `quantize` output folder, or a diffusers folder.
+    Model(PathBuf),
+    /// A plan simulated in float: the reference with its quantized weights fake-quantized.
+    Simulated(PathBuf),
+}
+
+/// How to evaluate.
+#[derive(Debug, Clone)]
+pub struct EvalOptions {
+    /// The items (held-out conditions or prompts and seeds) and the sampler.
+    pub spec: WorkloadSpec,
+    /// Timed repetitions of the whole item set; the first one's outputs are compared.
+    pub repeats: usize,
+    /// How the items relate to the sensitivity and calibration items, for the record.
+    pub held_out: String,
+}
+
+/// Everything an evaluation produced.
+#[derive(Debug)]
+pub struct Evaluation {
+    pub run: EvalRun,
+    pub records: Vec<EvalRecord>,
+    /// Final images of every item: the reference's, then each candidate's.
+    pub reference_images: ArrayD<f32>,
+    pub candidate_images: Vec<ArrayD<f32>>,
+}
+
+/// The evaluation items: the sensitivity run's generation settings `base` with seeds that
+/// neither it nor calibration (which reuses its items) used, and `prompts` (held-out prompts)
+/// in place of its prompts when given. Returns the spec and a sentence saying how its items
+/// relate to the sensitivity items.
+pub fn held_out(
+    base: &WorkloadSpec,
+    seeds: Option<Vec<u64>>,
+    num_seeds: u64,
+    prompts: Option<Vec<String>>,
+) -> (WorkloadSpec, String) {
+    let mut spec = base.clone();
+    spec.seeds = seeds.unwrap_or_else(|| (0..num_seeds.max(1)).map(|i| HELD_OUT_SEED + i).collect());
+    let shared_seeds: Vec<u64> = spec.seeds.iter().copied().filter(|s| base.seeds.contains(s)).collect();
+    let mut words = vec![format!("seeds {:?} (sensitivity and calibration: {:?}", spec.seeds, base.seeds)];
+    words[0].push_str(
+        if shared_seeds.is_empty() { ")".into() } else { format!("; {shared_seeds:?} shared: NOT held out)") }.as_str(),
+    );
+    if let Some(prompts) = prompts {
+        let shared = prompts.iter().filter(|p| base.prompts.contains(p)).count();
+        words.push(format!(
+            "{} held-out prompts ({shared} of them among the {} sensitivity prompts)",
+            prompts.len(),
+            base.prompts.len()
+        ));
+        spec.prompts = prompts;
+    } else if !spec.prompts.is_empty() {
+        words.push(format!("the {} sensitivity prompts", spec.prompts.len()));
+    }
+    if !spec.conditions.is_empty() {
+        let conditions: Vec<String> = spec.conditions.iter().map(|(n, v)| format!("{n}={v:?}")).collect();
+        let same = spec.conditions == base.conditions;
+        words.push(format!("conditions {}{}", conditions.join(" "), if same { " as in sensitivity" } else { "" }));
+    }
+    (spec, words.join("; "))
+}
+
+/// First default evaluation seed: far from the small seeds sensitivity runs use.
+pub const HELD_OUT_SEED: u64 = 1000;
+
+/// What a long evaluation tells its user.
+pub trait Progress {
+    fn stage(&mut self, message: &str);
+}
+
+/// Evaluates every candidate against `reference` on the items of `options`.
+pub fn evaluate(
+    reference: &Path,
+    candidates: &[Candidate],
+    options: &EvalOptions,
+    progress: &mut dyn Progress,
+) -> Result<Evaluation> {
+    progress.stage(&format!("reference {}", reference.display()));
+    let (mut workload, mut reference_cost) = open(reference, &options.spec, None)?;
+    reference_cost.file_bytes = model_bytes(reference)?;
+    let fp = run_all(workload.as_mut(), options.repeats)?;
+    reference_cost.call_ms = fp.call_ms;
+    reference_cost.image_ms = fp.image_ms;
+    let run = EvalRun {
+        format: EVAL_FORMAT,
+        reference: reference.display().to_string(),
+        device: workload.device().to_string(),
+        sampler: workload.sampler(),
+        steps: workload.steps(),
+        items: workload.items().to_vec(),
+        held_out: options.held_out.clone(),
+    };
+    drop(workload);
+    let mut captions = Captions::open(reference, &options.spec)?;
+    let reference_caption = captions.as_mut().map(|c| c.accuracy(&fp.images)).transpose()?;
+    let mut records = Vec::new();
+    let mut candidate_images = Vec::new();
+    for (i, candidate) in candidates.iter().enumerate() {
+        let (label, path) = match candidate {
+            Candidate::Model(path) => (describe(path), path.clone()),
+            Candidate::Simulated(plan) => (format!("{} (simulated)", plan_label(plan)?), plan.clone()),
+        };
+        progress.stage(&format!("candidate {}/{}: {label}", i + 1, candidates.len()));
+        let (mut workload, mut cost) = match candidate {
+            Candidate::Model(path) => open(path, &options.spec, None)?,
+            Candidate::Simulated(plan) => open(reference, &options.spec, Some(plan))?,
+        };
+        if workload.items() != run.items.as_slice() || workload.steps() != run.steps {
+            return Err(EvalError::Mismatch(format!(
+                "{}: runs {} items in {} steps, the reference {} in {}",
+                path.display(),
+                workload.items().len(),
+                workload.steps(),
+                run.items.len(),
+                run.steps
+            )));
+        }
+        cost.file_bytes = match candidate {
+            Candidate::Model(path) => model_bytes(path)?,
+            Candidate::Simulated(_) => reference_cost.file_bytes,
+        };
+        let measured = run_all(workload.as_mut(), options.repeats)?;
+        drop(workload);
+        cost.call_ms = measured.call_ms;
+        cost.image_ms = measured.image_ms;
+        let (kind, predicted) = prediction_of(candidate)?;
+        let mut record = compare(&fp, &measured, label, &path, kind, predicted);
+        if let Some(captions) = captions.as_mut() {
+            record.caption = captions.accuracy(&measured.images)?;
+        }
+        record.reference_caption = reference_caption.unwrap_or(f64::NAN);
+        (record.cost, record.reference_cost) = (cost, reference_cost);
+        records.push(record);
+        candidate_images.push(measured.images);
+    }
+    Ok(Evaluation { run, records, reference_images: fp.images, candidate_images })
+}
+
+/// Resident memory that opening the model at `path` (its sessions started) adds to a process
+/// that has loaded ONNX Runtime and nothing else: meaningful only in a fresh process, since
+/// memory freed by earlier sessions is reused. `bitsearch eval` runs it in a child per model.
+pub fn opening_memory(path: &Path, spec: &WorkloadSpec) -> Result<u64> {
+    bitsearch_runtime::init().map_err(bitsearch_pipeline::PipelineError::from)?;
+    let before = resident_bytes();
+    let workload = workload::open(path, spec)?;
+    let bytes = resident_bytes().saturating_sub(before);
+    drop(workload);
+    Ok(bytes)
+}
+
+/// Opens a workload on `path` and measures how long starting it took; with `plan`, the plan's
+/// simulation replaces the denoiser.
+fn open(path: &Path, spec: &WorkloadSpec, plan: Option<&PathBuf>) -> Result<(Box<dyn Workload>, Cost)> {
+    let started = Instant::now();
+    let mut workload = workload::open(path, spec)?;
+    if let Some(plan) = plan {
+        let (models, by_step) = bitsearch_quantize::simulate(path, plan)?;
+        let options = SessionOptions { device: spec.device, threads: spec.threads, ..Default::default() };
+        workload.load_steps(&models, by_step, &options)?;
+    }
+    let cost = Cost { start_seconds: started.elapsed().as_secs_f64(), ..Cost::default() };
+    Ok((workload, cost))
+}
+
+/// Bytes of the denoiser a model path stands for: the file and its external data, the
+/// quantized folder, or a pipeline's `unet/` folder.
+fn model_bytes(path: &Path) -> Result<u64> {
+    let target = if path.join("unet").is_dir() { path.join("unet") } else { path.to_path_buf() };
+    let bytes = if target.is_dir() {
+        tree_bytes(&target)
+    } else {
+        // A single file and the external-data files beside it that it names.
+        let model = std::fs::read(&target).map(|b| b.len() as u64);
+        model.map(|m| m + external_bytes(&target))
+    };
+    bytes.map_err(|e| EvalError::File { path: target.clone(), message: format!("cannot read: {e}") })
+}
+
+/// Bytes of the external-data files a model file references (none for most exports).
+fn external_bytes(model: &Path) -> u64 {
+    let dir = model.parent().unwrap_or(Path::new("."));
+    let name = model.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+    [format!("{name}.data"), format!("{name}_data")]
+        .iter()
+        .filter_map(|f| std::fs::metadata(dir.join(f)).ok())
+        .map(|m| m.len())
+        .sum()
+}
+
+fn describe(path: &Path) -> String {
+    let manifest = Manifest::find(path).ok().flatten().or_else(|| Manifest::find(&path.join("unet")).ok().flatten());
+    match manifest {
+        Some(m) => format!("{} {:.2} bits ({})", kind_of(&m.method), m.avg_bits, m.storage),
+        None => path.file_name().map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().to_string()),
+    }
+}
+
+fn plan_label(path: &Path) -> Result<String> {
+    let plan = Plan::read(path)?;
+    Ok(format!("{} {:.2} bits", kind_of(&plan.solver.name), plan.summary.avg_bits))
+}
+
+/// What a plan predicted: mean weight bits, SQNR, SSIM (NaN without a plan).
+#[derive(Debug, Clone, Copy)]
+struct Predicted {
+    avg_bits: f64,
+    sqnr_db: f64,
+    ssim: f64,
+}
+
+impl Predicted {
+    const NONE: Self = Self { avg_bits: f64::NAN, sqnr_db: f64::NAN, ssim: f64::NAN };
+}
+
+/// Where a candidate comes from (its record kind) and what its plan predicted.
+fn prediction_of(candidate: &Candidate) -> Result<(String, Predicted)> {
+    Ok(match candidate {
+        Candidate::Simulated(plan) => {
+            let plan = Plan::read(plan)?;
+            let (avg_bits, sqnr_db, ssim) = (plan.summary.avg_bits, plan.prediction.sqnr_db, plan.prediction.ssim);
+            ("simulated".into(), Predicted { avg_bits, sqnr_db, ssim })
+        }
+        Candidate::Model(path) => match Manifest::find(path)?.or(Manifest::find(&path.join("unet"))?) {
+            Some(m) => {
+                let (avg_bits, sqnr_db, ssim) = (m.avg_bits, m.predicted_sqnr_db, m.predicted_ssim);
+                (kind_of(&m.method), Predicted { avg_bits, sqnr_db, ssim })
+            }
+            None => ("model".into(), Predicted::NONE),
+        },
+    })
+}
+
+/// The record kind of a plan's solver name.
+fn kind_of(solver: &str) -> String {
+    if solver.contains("uniform") {
+        "uniform".into()
+    } else if solver.contains("greedy") {
+        "greedy".into()
+    } else {
+        "ilp".into()
+    }
+}
+
+/// The fidelity of `candidate` against `fp`, in a record whose other fields the caller fills.
+fn compare(fp: &Run, candidate: &Run, label: String, path: &Path, kind: String, predicted: Predicted) -> EvalRecord {
+    let mut sqnr = Sqnr::default();
+    let mut nonfinite = 0;
+    for (a, b) in fp.outputs.iter().zip(&candidate.outputs) {
+        sqnr.add(a.view(), b.view());
+        nonfinite += count_nonfinite(b.view());
+    }
+    nonfinite += count_nonfinite(candidate.images.view());
+    let mut mse = Mse::default();
+    mse.add(fp.images.view(), candidate.images.view());
+    let ssim = ssim_per_item(fp.images.view(), candidate.images.view());
+    EvalRecord {
+        label,
+        candidate: path.display().to_string(),
+        kind,
+        avg_bits: predicted.avg_bits,
+        predicted_sqnr_db: predicted.sqnr_db,
+        predicted_ssim: predicted.ssim,
+        sqnr_db: sqnr.db(),
+        ssim: ssim.iter().sum::<f64>() / ssim.len().max(1) as f64,
+        psnr_db: mse.psnr_db(),
+        mse: mse.value(),
+        nonfinite,
+        caption: f64::NAN,
+        reference_caption: f64::NAN,
+        cost: Cost::default(),
+        reference_cost: Cost::default(),
+    }
+}
+
+/// Whole-caption accuracy of a pipeline that ships an attribute classifier.
+struct Captions {
+    classifier: AttributeClassifier,
+    /// The objects each item's prompt asks for, in item order.
+    wanted: Vec<Vec<ObjectSpec>>,
+}
+
+impl Captions {
+    /// None unless `model` is a pipeline folder with `classifier/`.
+    fn open(model: &Path, spec: &WorkloadSpec) -> Result<Option<Self>> {
+        let dir = model.join("classifier");
+        if !dir.is_dir() || spec.prompts.is_empty() {
+            return Ok(None);
+        }
+        let options = SessionOptions { device: spec.device, threads: spec.threads, ..Default::default() };
+        let classifier = AttributeClassifier::open(&dir, &options)?;
+        // Items are prompt-major: every prompt with every seed.
+        let mut wanted = Vec::new();
+        for prompt in &spec.prompts {
+            let objects = parse_prompt(prompt, classifier.schema())?;
+            wanted.extend(std::iter::repeat_n(objects, spec.seeds.len()));
+        }
+        Ok(Some(Self { classifier, wanted }))
+    }
+
+    fn accuracy(&mut self, images: &ArrayD<f32>) -> Result<f64> {
+        let mut scorer = Scorer::new(self.classifier.schema().attributes.len());
+        for (wanted, seen) in self.wanted.iter().zip(self.classifier.classify(images.view())?) {
+            scorer.add(wanted, &seen);
+        }
+        Ok(scorer.caption.value())
+    }
+}

@@ -1,0 +1,86 @@
+//! The denoiser's sessions: one for a float model, or one per step-group configuration of a
+//! step-aware quantized model, whose manifest says which runs which denoising step.
+
+use crate::error::PipelineError;
+use bitsearch_onnx::Model;
+use bitsearch_records::Manifest;
+use bitsearch_runtime::{Session, SessionOptions};
+use std::path::{Path, PathBuf};
+
+#[derive(Debug)]
+pub struct DenoiserSessions {
+    sessions: Vec<Session>,
+    manifest: Option<Manifest>,
+    /// The session of each step of the current run; empty: the first runs every step.
+    by_step: Vec<usize>,
+}
+
+impl DenoiserSessions {
+    pub fn single(session: Session) -> Self {
+        Self { sessions: vec![session], manifest: None, by_step: Vec::new() }
+    }
+
+    /// One session per model in memory, `by_step[s]` running step `s` (empty: the first runs
+    /// every step).
+    pub fn from_models(models: &[Model], by_step: Vec<usize>, options: &SessionOptions) -> Result<Self, PipelineError> {
+        if models.is_empty() || by_step.iter().any(|&m| m >= models.len()) {
+            return Err(PipelineError::Request(format!(
+                "{} denoiser models cannot run the steps {by_step:?}",
+                models.len()
+            )));
+        }
+        let sessions = models.iter().map(|m| Session::new(m, options)).collect::<Result<_, _>>()?;
+        Ok(Self { sessions, manifest: None, by_step })
+    }
+
+    /// The sessions of the denoiser file `path`: with a quantization manifest beside it, every
+    /// model the manifest lists; else the file itself. Sessions are built from the files
+    /// (external data memory-mapped, no copy of the weights in bitsearch) unless `options` edit
+    /// the graph, which needs the model in memory.
+    pub fn open(path: &Path, options: &SessionOptions) -> Result<Self, PipelineError> {
+        let dir = path.parent().unwrap_or(Path::new("."));
+        let manifest = Manifest::find(dir).map_err(|e| PipelineError::file(dir, e.to_string()))?;
+        let Some(manifest) = manifest else {
+            let session = if options.overridable.is_empty() && options.extra_outputs.is_empty() {
+                Session::from_file(path, options)?
+            } else {
+                Session::new(&Model::load(path)?, options)?
+            };
+            return Ok(Self::single(session));
+        };
+        let files: Vec<PathBuf> = manifest.models.iter().map(|m| dir.join(&m.file)).collect();
+        if !files.iter().any(|f| f == path) {
+            return Err(PipelineError::file(path, "is not one of the models its folder's manifest lists"));
+        }
+        let sessions = files.iter().map(|f| Session::from_file(f, options)).collect::<Result<_, _>>()?;
+        log::info!("{}: {} quantized model(s), switched by step", dir.display(), manifest.models.len());
+        Ok(Self { sessions, manifest: Some(manifest), by_step: Vec::new() })
+    }
+
+    /// Sets which session runs each of the `steps` steps of the next runs.
+    pub fn prepare(&mut self, steps: usize) -> Result<(), PipelineError> {
+        if let Some(manifest) = &self.manifest {
+            self.by_step = manifest.models_by_step(steps).map_err(PipelineError::Request)?;
+        }
+        Ok(())
+    }
+
+    /// The session that runs `step`.
+    pub fn for_step(&mut self, step: usize) -> &mut Session {
+        let index = self.by_step.get(step).copied().unwrap_or(0);
+        &mut self.sessions[index]
+    }
+
+    /// The first session (the one that declares the inputs every model shares).
+    pub fn first(&self) -> &Session {
+        &self.sessions[0]
+    }
+
+    pub fn first_mut(&mut self) -> &mut Session {
+        &mut self.sessions[0]
+    }
+
+    pub fn manifest(&self) -> Option<&Manifest> {
+        self.manifest.as_ref()
+    }
+}

@@ -1,0 +1,96 @@
+//! Activation ranges for the layers a plan gives 8-bit activations: one full-precision pass of
+//! the calibration items that returns those activations at every step.
+
+use crate::{QuantizeError, Result};
+use bitsearch_onnx::Model;
+use bitsearch_pipeline::workload::{self, Observe, WorkloadSpec};
+use bitsearch_quant::{ActRange, StepRanges};
+use bitsearch_records::{Plan, PlanLayer};
+use bitsearch_runtime::SessionOptions;
+use bitsearch_types::{FLOAT_BITS, Layer, LayerKind};
+use ndarray::ArrayD;
+use std::collections::HashMap;
+use std::path::Path;
+
+/// Per-step ranges of the calibrated activations, read per step group.
+#[derive(Debug, Default)]
+pub struct ActivationRanges {
+    ranges: HashMap<String, StepRanges>,
+    step_groups: Vec<[usize; 2]>,
+    per_step: bool,
+    /// The calibration items.
+    pub items: Vec<String>,
+}
+
+impl ActivationRanges {
+    /// The range of `tensor` over the steps of `groups` (over every step when the plan's
+    /// quantizer keeps one range for all steps).
+    pub fn get(&self, tensor: &str, groups: &[usize]) -> Option<ActRange> {
+        let ranges = self.ranges.get(tensor)?;
+        let range = if self.per_step {
+            groups
+                .iter()
+                .filter_map(|&g| self.step_groups.get(g))
+                .flat_map(|&[first, last]| first..=last)
+                .filter_map(|step| ranges.get(step))
+                .fold(ActRange::EMPTY, ActRange::union)
+        } else {
+            ranges.merged()
+        };
+        (!range.is_empty()).then_some(range)
+    }
+}
+
+/// Runs the calibration items through `fp` (the denoiser of `model`) and records the ranges of
+/// the inputs (and, for weight layers, outputs) of every layer with 8-bit activations.
+pub fn calibrate(
+    model: &Path,
+    fp: &Model,
+    chosen: &[(PlanLayer, Layer)],
+    plan: &Plan,
+    spec: &WorkloadSpec,
+) -> Result<ActivationRanges> {
+    let mut tensors: Vec<String> = Vec::new();
+    for (p, layer) in chosen {
+        if p.a_bits.iter().all(|&a| a == FLOAT_BITS) {
+            continue;
+        }
+        tensors.extend(layer.inputs.iter().cloned());
+        if layer.kind == LayerKind::Weight {
+            tensors.push(layer.output.clone());
+        }
+    }
+    tensors.sort();
+    tensors.dedup();
+    let mut workload = workload::open(model, spec)?;
+    let plan_steps = plan.step_groups.last().map_or(1, |g| g[1] + 1);
+    if workload.steps() != plan_steps {
+        return Err(QuantizeError::Plan {
+            plan: plan.source.sensitivity_table.clone(),
+            field: "step_groups".into(),
+            message: format!("the plan's step groups cover {plan_steps} steps; calibration runs {}", workload.steps()),
+        });
+    }
+    let options = SessionOptions {
+        device: spec.device,
+        threads: spec.threads,
+        extra_outputs: tensors.clone(),
+        ..Default::default()
+    };
+    workload.load(fp, &options)?;
+    let mut ranges: HashMap<String, StepRanges> = HashMap::new();
+    let mut observe = Observe(|step: usize, outputs: &[ArrayD<f32>]| {
+        for (tensor, values) in tensors.iter().zip(outputs) {
+            ranges.entry(tensor.clone()).or_default().observe(step, values.view());
+        }
+    });
+    for b in 0..workload.batches() {
+        workload.run(b, &mut observe)?;
+    }
+    Ok(ActivationRanges {
+        ranges,
+        step_groups: plan.step_groups.clone(),
+        per_step: plan.quantizer.activation.per_step,
+        items: workload.items().to_vec(),
+    })
+}

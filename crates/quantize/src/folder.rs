@@ -1,0 +1,113 @@
+//! The output folder: written under a temporary name beside its final place and renamed there
+//! once complete, so a killed run never leaves a half-written model where one is expected.
+
+use std::io;
+use std::path::{Path, PathBuf};
+
+/// A folder being written; dropped without [`Staging::commit`], it is removed.
+#[derive(Debug)]
+pub struct Staging {
+    temp: PathBuf,
+    target: PathBuf,
+    committed: bool,
+}
+
+impl Staging {
+    /// Creates `.NAME.partial` beside `target`, replacing one a killed run left behind.
+    pub fn new(target: &Path) -> io::Result<Self> {
+        let name = target.file_name().ok_or_else(|| io::Error::other("is not a folder path"))?;
+        let parent = target.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        std::fs::create_dir_all(parent)?;
+        let temp = parent.join(format!(".{}.partial", name.to_string_lossy()));
+        if temp.exists() {
+            std::fs::remove_dir_all(&temp)?;
+        }
+        std::fs::create_dir(&temp)?;
+        Ok(Self { temp, target: target.to_path_buf(), committed: false })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.temp
+    }
+
+    /// Moves the folder into place, replacing an existing one when `overwrite`.
+    pub fn commit(mut self, overwrite: bool) -> io::Result<()> {
+        if self.target.exists() {
+            if !overwrite {
+                return Err(io::Error::new(io::ErrorKind::AlreadyExists, "appeared while the model was written"));
+            }
+            std::fs::remove_dir_all(&self.target)?;
+        }
+        std::fs::rename(&self.temp, &self.target)?;
+        self.committed = true;
+        Ok(())
+    }
+}
+
+impl Drop for Staging {
+    fn drop(&mut self) {
+        if !self.committed {
+            let _ = std::fs::remove_dir_all(&self.temp);
+        }
+    }
+}
+
+/// Copies every component of the pipeline folder `source` into `dest` except the UNet's models,
+/// and returns `dest/unet`, where the quantized UNet goes (its JSON files are copied).
+pub fn copy_pipeline(source: &Path, dest: &Path) -> io::Result<PathBuf> {
+    for entry in std::fs::read_dir(source)? {
+        let entry = entry?;
+        if entry.file_name() != "unet" {
+            copy_tree(&entry.path(), &dest.join(entry.file_name()))?;
+        }
+    }
+    let unet = dest.join("unet");
+    std::fs::create_dir_all(&unet)?;
+    for entry in std::fs::read_dir(source.join("unet"))? {
+        let entry = entry?;
+        if entry.path().extension().is_some_and(|e| e == "json") {
+            std::fs::copy(entry.path(), unet.join(entry.file_name()))?;
+        }
+    }
+    Ok(unet)
+}
+
+fn copy_tree(source: &Path, dest: &Path) -> io::Result<()> {
+    if source.is_dir() {
+        std::fs::create_dir_all(dest)?;
+        for entry in std::fs::read_dir(source)? {
+            let entry = entry?;
+            copy_tree(&entry.path(), &dest.join(entry.file_name()))?;
+        }
+        Ok(())
+    } else {
+        std::fs::copy(source, dest).map(drop)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_folder_appears_only_when_committed() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("out");
+        let staging = Staging::new(&target).unwrap();
+        std::fs::write(staging.path().join("f"), b"x").unwrap();
+        drop(staging);
+        assert!(!target.exists() && !dir.path().join(".out.partial").exists());
+
+        let staging = Staging::new(&target).unwrap();
+        std::fs::write(staging.path().join("f"), b"1").unwrap();
+        staging.commit(false).unwrap();
+        assert_eq!(std::fs::read(target.join("f")).unwrap(), b"1");
+        let staging = Staging::new(&target).unwrap();
+        std::fs::write(staging.path().join("f"), b"2").unwrap();
+        assert!(staging.commit(false).is_err(), "an existing folder stays without overwrite");
+        let staging = Staging::new(&target).unwrap();
+        std::fs::write(staging.path().join("f"), b"3").unwrap();
+        staging.commit(true).unwrap();
+        assert_eq!(std::fs::read(target.join("f")).unwrap(), b"3");
+    }
+}

@@ -1,0 +1,391 @@
+//! The apply stage: a plan becomes a low-bit ONNX model that stock ONNX Runtime runs.
+//!
+//! Every quantized weight is stored as the integer codes the sensitivity probes simulated (the
+//! plan's quantizer, same clipping search) with its scales: packed int4 up to 4 bits, an int8
+//! container otherwise. [`Storage::Lowbit`] keeps them low-bit in memory (DequantizeLinear in
+//! front of the float op); [`Storage::Unpacked`] has ONNX Runtime turn them into float weights at
+//! session start. Layers the plan gives 8-bit activations get the QDQ form (uint8 activations,
+//! int8 per-channel weights, int32 bias) that the CPU provider runs with integer kernels, with
+//! activation ranges calibrated per step group on calibration items. A step-aware plan gives one
+//! `.onnx` per distinct configuration of its step groups, all pointing into one weight file that
+//! holds each (layer, bits) tensor once; the manifest beside them says which runs which step.
+//!
+//! The output folder is written under a temporary name and renamed into place when complete.
+
+#![warn(clippy::unwrap_used, clippy::expect_used)]
+
+mod calibrate;
+mod folder;
+
+use bitsearch_onnx::rewrite::{self, ActivationParams, Dequantize, WeightCodes};
+use bitsearch_onnx::{ExternalData, GraphView, Model, OnnxError, SharedData, discover_layers, tensor_to_f32};
+use bitsearch_pipeline::workload::WorkloadSpec;
+use bitsearch_quant::{ActQuantizer, QuantizedWeight, WeightQuantizer};
+use bitsearch_records::{Manifest, ManifestModel, Plan, PlanLayer, Storage};
+use bitsearch_types::{Component, FLOAT_BITS, Layer, LayerKind};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+pub use calibrate::ActivationRanges;
+
+/// File name of the weight data every model of a quantized folder points into.
+pub const WEIGHTS_FILE: &str = "weights.bin";
+/// Tensors smaller than this stay inside each `.onnx` (scalars, shapes).
+const MIN_EXTERNAL_BYTES: usize = 256;
+/// The only activation width written: uint8 QDQ is what ONNX Runtime fuses into integer kernels.
+const ACTIVATION_BITS: u32 = 8;
+
+#[derive(Debug, thiserror::Error)]
+pub enum QuantizeError {
+    #[error(
+        "{plan}: the plan was made for {plan_model} (sha256 {plan_sha}…), not for {model} (sha256 {model_sha}…); \
+         solve a plan from a sensitivity table of this model"
+    )]
+    OtherModel { plan: PathBuf, plan_model: PathBuf, plan_sha: String, model: PathBuf, model_sha: String },
+    #[error("{plan}: layer '{layer}' is not a layer of {model} (see `bitsearch inspect`)")]
+    MissingLayer { plan: PathBuf, layer: String, model: PathBuf },
+    #[error("{plan}: {field}: {message}")]
+    Plan { plan: PathBuf, field: String, message: String },
+    #[error("{}: already exists; pass --overwrite to replace it", .0.display())]
+    Exists(PathBuf),
+    #[error("{}: {message}", path.display())]
+    Io { path: PathBuf, message: String },
+    #[error("layer '{layer}': {message}")]
+    Layer { layer: String, message: String },
+    #[error(transparent)]
+    Onnx(#[from] OnnxError),
+    #[error(transparent)]
+    Records(#[from] bitsearch_records::RecordError),
+    #[error("calibration: {0}")]
+    Calibration(#[from] bitsearch_pipeline::PipelineError),
+}
+
+pub type Result<T, E = QuantizeError> = std::result::Result<T, E>;
+
+/// How to apply a plan.
+#[derive(Debug, Clone)]
+pub struct QuantizeOptions {
+    pub storage: Storage,
+    /// The items activation ranges are calibrated on (used only when the plan quantizes
+    /// activations); its steps must be the plan's.
+    pub calibration: WorkloadSpec,
+    /// Replace an existing output folder.
+    pub overwrite: bool,
+}
+
+/// What was written.
+#[derive(Debug, Clone)]
+pub struct Quantized {
+    pub manifest: Manifest,
+    /// The folder holding the manifest and the denoiser models.
+    pub denoiser_dir: PathBuf,
+    /// Bytes of the denoiser's files (models, weight file, manifest).
+    pub denoiser_bytes: u64,
+    /// Distinct tensors in the shared weight file.
+    pub stored_tensors: usize,
+}
+
+/// Applies the plan at `plan_path` to `model` (a denoiser file or a diffusers folder, whose other
+/// components are copied unchanged) and writes the result to `out`.
+pub fn quantize(model: &Path, plan_path: &Path, out: &Path, options: &QuantizeOptions) -> Result<Quantized> {
+    if out.exists() && !options.overwrite {
+        return Err(QuantizeError::Exists(out.to_path_buf()));
+    }
+    let Prepared { plan, denoiser, sha, fp, chosen } = Prepared::new(model, plan_path)?;
+    let configs = configurations(&plan, &chosen);
+    let needs_calibration = chosen.iter().any(|(p, _)| p.a_bits.iter().any(|&a| a != FLOAT_BITS));
+    let ranges = if needs_calibration {
+        log::info!("calibrating activation ranges on {} item(s)", options.calibration.seeds.len());
+        calibrate::calibrate(model, &fp, &chosen, &plan, &options.calibration)?
+    } else {
+        ActivationRanges::default()
+    };
+
+    let staging = folder::Staging::new(out).map_err(io_error(out))?;
+    let denoiser_dir = if model.is_dir() {
+        folder::copy_pipeline(model, staging.path()).map_err(io_error(model))?
+    } else {
+        staging.path().to_path_buf()
+    };
+    let mut codes = Codebook::default();
+    let mut data = SharedData::new(WEIGHTS_FILE, MIN_EXTERNAL_BYTES);
+    let mut models = Vec::new();
+    for (k, (config, groups)) in configs.iter().enumerate() {
+        log::info!("model {}/{}: step groups {groups:?}", k + 1, configs.len());
+        let built = build(&fp, &chosen, config, &mut codes, &ranges, groups, &plan, options.storage)?;
+        let file = if k == 0 { "model.onnx".to_string() } else { format!("model.{k}.onnx") };
+        Model::new(data.externalize(&built)).save(denoiser_dir.join(&file), ExternalData::Inline)?;
+        models.push(ManifestModel { file, step_groups: groups.clone() });
+    }
+    let weights = denoiser_dir.join(WEIGHTS_FILE);
+    bitsearch_types::write_atomically(&weights, data.bytes()).map_err(io_error(&weights))?;
+    let manifest = Manifest {
+        bitsearch_quantized: bitsearch_records::manifest::MANIFEST_FORMAT,
+        model: absolute(&denoiser),
+        model_sha256: sha,
+        plan: absolute(plan_path),
+        plan_sha256: bitsearch_types::sha256_file(plan_path).map_err(io_error(plan_path))?,
+        method: plan.solver.name.clone(),
+        avg_bits: plan.summary.avg_bits,
+        predicted_sqnr_db: plan.prediction.sqnr_db,
+        predicted_ssim: plan.prediction.ssim,
+        storage: options.storage,
+        steps: plan.step_groups.last().map_or(1, |g| g[1] + 1),
+        step_groups: plan.step_groups.clone(),
+        models,
+        weights: WEIGHTS_FILE.to_string(),
+        quantized_layers: chosen.iter().filter(|(p, _)| p.w_bits.iter().any(|&b| b != FLOAT_BITS)).count(),
+        activation_layers: chosen.iter().filter(|(p, _)| p.a_bits.iter().any(|&b| b != FLOAT_BITS)).count(),
+        calibration_items: ranges.items.clone(),
+    };
+    manifest.write(&denoiser_dir)?;
+    let relative = denoiser_dir.strip_prefix(staging.path()).map(Path::to_path_buf).unwrap_or_default();
+    let denoiser_bytes = bitsearch_types::tree_bytes(&denoiser_dir).map_err(io_error(&denoiser_dir))?;
+    staging.commit(options.overwrite).map_err(io_error(out))?;
+    log::info!("wrote {} ({} distinct tensors in {WEIGHTS_FILE})", out.display(), data.tensors());
+    Ok(Quantized { manifest, denoiser_dir: out.join(relative), denoiser_bytes, stored_tensors: data.tensors() })
+}
+
+/// The plan at `plan_path` simulated in float: for each distinct step-group configuration, a copy
+/// of `model`'s denoiser whose quantized weights hold the dequantized codes `quantize` stores
+/// (activations stay float), and the index of the copy that runs each denoising step.
+pub fn simulate(model: &Path, plan_path: &Path) -> Result<(Vec<Model>, Vec<usize>)> {
+    let Prepared { plan, fp, chosen, .. } = Prepared::new(model, plan_path)?;
+    let configs = configurations(&plan, &chosen);
+    let mut codes = Codebook::default();
+    let mut models = Vec::new();
+    let mut by_step = Vec::new();
+    for (k, (config, groups)) in configs.iter().enumerate() {
+        let mut values = HashMap::new();
+        for ((_, layer), &(w_bits, _)) in chosen.iter().zip(config) {
+            if w_bits != FLOAT_BITS {
+                let q = codes.get(&fp, layer, &plan, w_bits)?;
+                values.insert(layer.weight.clone().unwrap_or_default(), q.dequantize());
+            }
+        }
+        let mut copy = fp.clone();
+        rewrite::replace_initializers(&mut copy, &values);
+        models.push(copy);
+        for &g in groups {
+            let [first, last] = plan.step_groups[g];
+            by_step.resize(by_step.len().max(last + 1), 0);
+            by_step[first..=last].fill(k);
+        }
+    }
+    if models.len() == 1 {
+        by_step.clear();
+    }
+    Ok((models, by_step))
+}
+
+/// A plan checked against the model it is applied to.
+struct Prepared {
+    plan: Plan,
+    /// The denoiser file and its sha256.
+    denoiser: PathBuf,
+    sha: String,
+    /// The denoiser, every node named.
+    fp: Model,
+    /// Each plan layer with the model's layer of that name.
+    chosen: Vec<(PlanLayer, Layer)>,
+}
+
+impl Prepared {
+    fn new(model: &Path, plan_path: &Path) -> Result<Self> {
+        let plan = Plan::read(plan_path)?;
+        let denoiser = if model.is_dir() { model.join("unet").join("model.onnx") } else { model.to_path_buf() };
+        let sha = bitsearch_types::sha256_file(&denoiser).map_err(io_error(&denoiser))?;
+        if sha != plan.source.model_sha256 {
+            return Err(QuantizeError::OtherModel {
+                plan: plan_path.to_path_buf(),
+                plan_model: plan.source.model.clone(),
+                plan_sha: plan.source.model_sha256.chars().take(12).collect(),
+                model: model.to_path_buf(),
+                model_sha: sha.chars().take(12).collect(),
+            });
+        }
+        let mut fp = Model::load(&denoiser)?;
+        rewrite::name_nodes(&mut fp);
+        let layers = discover_layers(&fp, Component::Unet)?;
+        let chosen = match_layers(&plan, plan_path, &layers, model)?;
+        Ok(Self { plan, denoiser, sha, fp, chosen })
+    }
+}
+
+/// An I/O error naming `path`.
+fn io_error(path: &Path) -> impl Fn(std::io::Error) -> QuantizeError {
+    let path = path.to_path_buf();
+    move |e| QuantizeError::Io { path: path.clone(), message: e.to_string() }
+}
+
+fn absolute(path: &Path) -> PathBuf {
+    std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
+}
+
+/// Each plan layer with the model's layer of that name.
+fn match_layers(plan: &Plan, plan_path: &Path, layers: &[Layer], model: &Path) -> Result<Vec<(PlanLayer, Layer)>> {
+    let by_name: HashMap<&str, &Layer> = layers.iter().map(|l| (l.name.as_str(), l)).collect();
+    let groups = plan.step_groups.len();
+    plan.layers
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let field = |f: &str| format!("layers[{i}].{f}");
+            let plan_error =
+                |field: String, message: String| QuantizeError::Plan { plan: plan_path.to_path_buf(), field, message };
+            if p.layer.component != Component::Unet {
+                return Err(plan_error(
+                    field("component"),
+                    format!("'{}': only the denoiser (unet) is quantized so far", p.layer.component),
+                ));
+            }
+            let layer = by_name.get(p.layer.name.as_str()).ok_or_else(|| QuantizeError::MissingLayer {
+                plan: plan_path.to_path_buf(),
+                layer: p.layer.id(),
+                model: model.to_path_buf(),
+            })?;
+            for (name, bits) in [("w_bits", &p.w_bits), ("a_bits", &p.a_bits)] {
+                if bits.len() != groups {
+                    return Err(plan_error(field(name), format!("{} values for {groups} step groups", bits.len())));
+                }
+            }
+            if let Some(b) = p.w_bits.iter().find(|&&b| b != FLOAT_BITS && !(2..=8).contains(&b)) {
+                return Err(plan_error(field("w_bits"), format!("{b} bits: expected 2..=8 or {FLOAT_BITS} (float)")));
+            }
+            if p.w_bits.iter().any(|&b| b != FLOAT_BITS) && layer.weight.is_none() {
+                return Err(plan_error(field("w_bits"), format!("'{}' has no weight to quantize", p.layer.name)));
+            }
+            if let Some(b) = p.a_bits.iter().find(|&&b| b != FLOAT_BITS && b != ACTIVATION_BITS) {
+                return Err(plan_error(
+                    field("a_bits"),
+                    format!("{b} bits: activations are written as uint8 QDQ only ({ACTIVATION_BITS} or {FLOAT_BITS})"),
+                ));
+            }
+            Ok((p.clone(), (*layer).clone()))
+        })
+        .collect()
+}
+
+/// The (weight bits, activation bits) of every chosen layer in one step group.
+type Config = Vec<(u32, u32)>;
+
+/// The distinct configurations of the plan's step groups, each with the groups that share it.
+fn configurations(plan: &Plan, chosen: &[(PlanLayer, Layer)]) -> Vec<(Config, Vec<usize>)> {
+    let mut configs: Vec<(Config, Vec<usize>)> = Vec::new();
+    for g in 0..plan.step_groups.len().max(1) {
+        let config: Config = chosen.iter().map(|(p, _)| (p.w_bits[g], p.a_bits[g])).collect();
+        match configs.iter_mut().find(|(c, _)| *c == config) {
+            Some((_, groups)) => groups.push(g),
+            None => configs.push((config, vec![g])),
+        }
+    }
+    configs
+}
+
+/// The codes of each (weight, bits), computed once for every model that stores them.
+#[derive(Debug, Default)]
+struct Codebook {
+    codes: HashMap<(String, u32), QuantizedWeight>,
+}
+
+impl Codebook {
+    fn get(&mut self, model: &Model, layer: &Layer, plan: &Plan, bits: u32) -> Result<&QuantizedWeight> {
+        let weight = layer.weight.clone().unwrap_or_default();
+        let key = (weight.clone(), bits);
+        if !self.codes.contains_key(&key) {
+            let layer_error = |message: String| QuantizeError::Layer { layer: layer.name.clone(), message };
+            let view = GraphView::new(model.graph());
+            let tensor =
+                view.initializer(&weight).ok_or_else(|| layer_error(format!("'{weight}' is not an initializer")))?;
+            let values = tensor_to_f32(tensor)?;
+            let quantizer = WeightQuantizer::new(&plan.quantizer.weight, bits as u8, layer.channel_axis.unwrap_or(0));
+            let q = quantizer.quantize(values.view()).map_err(|e| layer_error(e.to_string()))?;
+            self.codes.insert(key.clone(), q);
+        }
+        Ok(&self.codes[&key])
+    }
+}
+
+/// The full-precision model with one configuration applied.
+#[allow(clippy::too_many_arguments)]
+fn build(
+    fp: &Model,
+    chosen: &[(PlanLayer, Layer)],
+    config: &Config,
+    codes: &mut Codebook,
+    ranges: &ActivationRanges,
+    groups: &[usize],
+    plan: &Plan,
+    storage: Storage,
+) -> Result<Model> {
+    let mut model = fp.clone();
+    rewrite::raise_opset(&mut model)?;
+    rewrite::strip_node_metadata(&mut model);
+    let group = groups.first().copied().unwrap_or(0);
+    let group_size = plan.quantizer.weight.group_size;
+    for ((_, layer), &(w_bits, a_bits)) in chosen.iter().zip(config) {
+        let activations = a_bits != FLOAT_BITS;
+        let layer_error = |message: String| QuantizeError::Layer { layer: layer.name.clone(), message };
+        let mut weight_scales = None;
+        if w_bits != FLOAT_BITS {
+            let weight = layer.weight.clone().unwrap_or_default();
+            let q = codes.get(fp, layer, plan, w_bits)?;
+            if activations && group_size.is_some() {
+                return Err(layer_error("8-bit activations need per-channel weight scales (no group_size)".into()));
+            }
+            let w = WeightCodes {
+                codes: &q.codes,
+                scales: &q.scales,
+                axis: layer.channel_axis.unwrap_or(0),
+                group_size,
+                // Integer kernels take int8 weights only: narrower codes go in an int8 container.
+                int4: w_bits <= 4 && !activations,
+            };
+            let form =
+                if storage == Storage::Unpacked && !activations { Dequantize::CastMul } else { Dequantize::Linear };
+            rewrite::store_weight(&mut model, &weight, &format!("{weight}/w{w_bits}"), w, form)?;
+            weight_scales = Some(q.scales.iter().copied().collect::<Vec<f32>>());
+        }
+        if !activations {
+            continue;
+        }
+        let params = |tensor: &str| -> Result<ActivationParams> {
+            let range =
+                ranges.get(tensor, groups).ok_or_else(|| layer_error(format!("no calibrated range for '{tensor}'")))?;
+            let q = ActQuantizer::new(ACTIVATION_BITS as u8, range).map_err(|e| layer_error(e.to_string()))?;
+            let (scale, zero_point) = q.params();
+            Ok(ActivationParams { scale, zero_point: zero_point as u8 })
+        };
+        let node = &fp.graph().node[node_position(fp, &layer.name)?];
+        let mut input_scale = None;
+        for tensor in &layer.inputs {
+            let slot = node.input.iter().position(|i| i == tensor).unwrap_or(0);
+            let q = params(tensor)?;
+            input_scale.get_or_insert(q.scale);
+            rewrite::quantize_input(&mut model, &layer.name, slot, &format!("{}/a8/in{slot}/g{group}", layer.name), q)?;
+        }
+        if layer.kind == LayerKind::Weight {
+            rewrite::quantize_output(
+                &mut model,
+                &layer.name,
+                &format!("{}/a8/out/g{group}", layer.name),
+                params(&layer.output)?,
+            )?;
+            // Conv and Gemm take their bias as input 2; QLinearConv/QGemm want it as int32.
+            let bias = node.input.get(2).filter(|b| GraphView::new(fp.graph()).initializer(b).is_some());
+            if let (Some(bias), Some(scales), Some(s)) = (bias, &weight_scales, input_scale) {
+                rewrite::store_bias(&mut model, bias, &format!("{bias}/a8/g{group}"), s, scales)?;
+            }
+        }
+    }
+    Ok(model)
+}
+
+fn node_position(model: &Model, name: &str) -> Result<usize> {
+    model
+        .graph()
+        .node
+        .iter()
+        .position(|n| n.name() == name)
+        .ok_or_else(|| QuantizeError::Layer { layer: name.to_string(), message: "is not a node of the graph".into() })
+}

@@ -1,0 +1,177 @@
+//! The manifest `quantize` writes beside the denoiser models it makes: which plan and model they
+//! come from, how the weights are stored, and which model runs which denoising steps. A
+//! step-aware plan gives one `.onnx` per distinct step-group configuration; all of them point
+//! into one external-data file that stores each (layer, bits) tensor once.
+
+use crate::error::{RecordError, Result, check_format};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+pub const MANIFEST_FORMAT: u32 = 1;
+/// File name of the manifest, beside the models it lists.
+pub const MANIFEST_FILE: &str = "bitsearch-quantized.yaml";
+
+/// How quantized weights are kept once ONNX Runtime has loaded the model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Storage {
+    /// Codes stay low-bit in memory: DequantizeLinear in front of the float op (ONNX Runtime
+    /// fuses it into MatMulNBits where its rules allow).
+    #[default]
+    Lowbit,
+    /// Codes are stored low-bit in the file and turned into float weights at session start
+    /// (Cast and Mul, which ONNX Runtime folds): small file, float memory and speed.
+    Unpacked,
+}
+
+bitsearch_types::named_enum!(Storage, "storage", { Lowbit => "lowbit", Unpacked => "unpacked" });
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    pub bitsearch_quantized: u32,
+    /// The full-precision denoiser file and the plan applied to it (absolute paths).
+    pub model: PathBuf,
+    pub model_sha256: String,
+    pub plan: PathBuf,
+    pub plan_sha256: String,
+    /// The plan's solver name and mean weight bits, e.g. `ilp`, 4.0.
+    pub method: String,
+    pub avg_bits: f64,
+    /// What the plan predicted (additive single-layer losses).
+    pub predicted_sqnr_db: f64,
+    pub predicted_ssim: f64,
+    pub storage: Storage,
+    /// Denoising steps the step groups cover; a sampler must run exactly this many when more
+    /// than one model is listed.
+    pub steps: usize,
+    /// `[first, last]` step of each group, as in the plan.
+    pub step_groups: Vec<[usize; 2]>,
+    pub models: Vec<ManifestModel>,
+    /// The shared external-data file, beside the models.
+    pub weights: String,
+    /// Layers stored with integer codes, and those of them given 8-bit activations (QDQ).
+    pub quantized_layers: usize,
+    pub activation_layers: usize,
+    /// Items the activation ranges were calibrated on (empty without activation quantization).
+    pub calibration_items: Vec<String>,
+}
+
+/// One `.onnx` file and the step groups it runs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ManifestModel {
+    pub file: String,
+    pub step_groups: Vec<usize>,
+}
+
+impl Manifest {
+    /// For each of `steps` denoising steps, the index of the model that runs it.
+    pub fn models_by_step(&self, steps: usize) -> std::result::Result<Vec<usize>, String> {
+        if self.models.len() == 1 {
+            return Ok(vec![0; steps]);
+        }
+        if steps != self.steps {
+            return Err(format!(
+                "the quantized model switches models by step for {} steps; {steps} steps were asked for",
+                self.steps
+            ));
+        }
+        let mut by_step = vec![usize::MAX; steps];
+        for (m, model) in self.models.iter().enumerate() {
+            for &g in &model.step_groups {
+                let [first, last] = *self
+                    .step_groups
+                    .get(g)
+                    .ok_or_else(|| format!("models[{m}] runs step group {g}, which the manifest does not have"))?;
+                for slot in by_step.iter_mut().take(last + 1).skip(first) {
+                    *slot = m;
+                }
+            }
+        }
+        match by_step.iter().position(|&m| m == usize::MAX) {
+            Some(step) => Err(format!("no model runs step {step}")),
+            None => Ok(by_step),
+        }
+    }
+
+    /// Writes the manifest into `dir` (not atomically: the whole folder is renamed into place).
+    pub fn write(&self, dir: &Path) -> Result<()> {
+        let path = dir.join(MANIFEST_FILE);
+        let yaml = serde_norway::to_string(self).map_err(|e| RecordError::file(&path, e.to_string()))?;
+        crate::write_file(&path, yaml.as_bytes())
+    }
+
+    /// Reads the manifest in `dir`; None when the folder has none.
+    pub fn find(dir: &Path) -> Result<Option<Self>> {
+        let path = dir.join(MANIFEST_FILE);
+        if !path.is_file() {
+            return Ok(None);
+        }
+        let error = |message: String| RecordError::file(&path, message);
+        let text = std::fs::read_to_string(&path).map_err(|e| error(format!("cannot read: {e}")))?;
+        let value: serde_norway::Value =
+            serde_norway::from_str(&text).map_err(|e| error(format!("not a bitsearch manifest: {e}")))?;
+        let found = value.get("bitsearch_quantized").and_then(serde_norway::Value::as_u64).unwrap_or(0);
+        check_format(&path, "quantized-model manifest", found, MANIFEST_FORMAT, "bitsearch quantize")?;
+        let manifest: Self =
+            serde_norway::from_value(value).map_err(|e| error(format!("not a bitsearch manifest: {e}")))?;
+        if manifest.models.is_empty() {
+            return Err(error("lists no model".into()));
+        }
+        manifest.models_by_step(manifest.steps).map_err(error)?;
+        Ok(Some(manifest))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn manifest() -> Manifest {
+        Manifest {
+            bitsearch_quantized: MANIFEST_FORMAT,
+            model: "/m/unet/model.onnx".into(),
+            model_sha256: "aa".into(),
+            plan: "/p.yaml".into(),
+            plan_sha256: "bb".into(),
+            method: "ilp".into(),
+            avg_bits: 4.0,
+            predicted_sqnr_db: 30.0,
+            predicted_ssim: 0.99,
+            storage: Storage::Lowbit,
+            steps: 6,
+            step_groups: vec![[0, 1], [2, 3], [4, 5]],
+            models: vec![
+                ManifestModel { file: "model.onnx".into(), step_groups: vec![0, 2] },
+                ManifestModel { file: "model.1.onnx".into(), step_groups: vec![1] },
+            ],
+            weights: "weights.bin".into(),
+            quantized_layers: 10,
+            activation_layers: 0,
+            calibration_items: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn models_are_chosen_by_step_and_the_step_count_must_match() {
+        let m = manifest();
+        assert_eq!(m.models_by_step(6).unwrap(), vec![0, 0, 1, 1, 0, 0]);
+        assert!(m.models_by_step(4).unwrap_err().contains("for 6 steps; 4 steps"));
+        let single = Manifest { models: vec![m.models[0].clone()], ..m.clone() };
+        assert_eq!(single.models_by_step(3).unwrap(), vec![0, 0, 0]);
+        let gap = Manifest { models: vec![m.models[1].clone(), m.models[1].clone()], ..m };
+        assert_eq!(gap.models_by_step(6).unwrap_err(), "no model runs step 0");
+    }
+
+    #[test]
+    fn the_manifest_round_trips_and_refuses_other_formats() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(Manifest::find(dir.path()).unwrap().is_none());
+        manifest().write(dir.path()).unwrap();
+        assert_eq!(Manifest::find(dir.path()).unwrap().unwrap(), manifest());
+        std::fs::write(dir.path().join(MANIFEST_FILE), "bitsearch_quantized: 0\n").unwrap();
+        let message = Manifest::find(dir.path()).unwrap_err().to_string();
+        assert!(message.contains("rerun `bitsearch quantize`"), "{message}");
+    }
+}

@@ -1,0 +1,39 @@
+"""Writes calibration_prompts.txt: prompts drawn from the training distribution (no unseen
+object, no held-out pair, no held-out prompt), for sensitivity runs and activation calibration,
+so that `bitsearch eval` can measure on heldout_prompts.txt without reusing them.
+
+Standard library only; deterministic. Usage: python3 calibration_prompts.py MODEL_DIR
+"""
+
+import itertools
+import random
+import sys
+from pathlib import Path
+
+SHAPES = ("circle", "square", "triangle")
+COLOURS = ("red", "green", "blue", "yellow")
+SIZES = ("small", "large")
+PHRASES = ("on the left", "on the right", "at the top", "at the bottom")
+SINGLES, PAIRS = 6, 10
+
+
+def main(model_dir: Path) -> None:
+    held = [line.strip() for line in (model_dir / "heldout_prompts.txt").read_text().splitlines() if line.strip()]
+    # The held-out set starts with one prompt per object training never shows.
+    unseen = set(held[:8])
+    objects = [f"a {s} {c} {h} {p}" for s, c, h, p in itertools.product(SIZES, COLOURS, SHAPES, PHRASES)]
+    seen = [o for o in objects if o not in unseen]
+    position = {o: next(p for p in PHRASES if o.endswith(p)) for o in seen}
+    rng = random.Random(2026)
+    prompts = rng.sample([o for o in seen if o not in held], SINGLES)
+    while len(prompts) < SINGLES + PAIRS:
+        first, second = rng.sample(seen, 2)
+        pair = f"{first} and {second}"
+        swapped = f"{second} and {first}"
+        if position[first] != position[second] and pair not in held and swapped not in held and pair not in prompts:
+            prompts.append(pair)
+    (model_dir / "calibration_prompts.txt").write_text("\n".join(prompts) + "\n")
+
+
+if __name__ == "__main__":
+    main(Path(sys.argv[1]))

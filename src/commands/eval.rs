@@ -1,0 +1,213 @@
+//! `bitsearch eval`: candidates against the full-precision reference on held-out items, a
+//! Parquet record and a table with measured numbers beside the plan's predictions.
+
+use super::quantize::sensitivity_generation;
+use crate::cli::{EvalArgs, MemoryArgs};
+use anyhow::Context;
+use bitsearch_eval::{Candidate, EvalOptions, Progress, evaluate, held_out, opening_memory};
+use bitsearch_pipeline::image::save_samples;
+use bitsearch_pipeline::workload::WorkloadSpec;
+use bitsearch_records::{EvalRecord, Manifest, Plan, write_evals};
+use bitsearch_types::write_atomically;
+use std::path::{Path, PathBuf};
+
+/// Range of the images the pipelines produce.
+const IMAGE_RANGE: (f32, f32) = (-1.0, 1.0);
+
+pub fn run(args: &EvalArgs) -> anyhow::Result<()> {
+    let mut candidates: Vec<Candidate> = args.candidates.iter().cloned().map(Candidate::Model).collect();
+    candidates.extend(args.simulate.iter().cloned().map(Candidate::Simulated));
+    if candidates.is_empty() {
+        anyhow::bail!("give at least one candidate model (or --simulate PLAN)");
+    }
+    let sensitivity = match &args.sensitivity {
+        Some(table) => table.clone(),
+        None => sensitivity_table(&candidates)?,
+    };
+    let mut base = sensitivity_generation(&sensitivity)?;
+    if !args.conditions.is_empty() {
+        base.conditions = args.conditions.iter().cloned().collect();
+    }
+    let prompts = match &args.prompts {
+        Some(path) => Some(read_prompts(path)?),
+        None if !base.prompts.is_empty() && args.reference.join("heldout_prompts.txt").is_file() => {
+            Some(read_prompts(&args.reference.join("heldout_prompts.txt"))?)
+        }
+        None => None,
+    };
+    let (mut spec, held) = held_out(&base, args.seeds.clone(), args.num_seeds, prompts);
+    spec.steps = args.steps.or(spec.steps);
+    spec.batch = args.batch.unwrap_or(spec.batch);
+    spec.device = args.device;
+    spec.threads = args.threads.or(spec.threads);
+    println!("evaluation items: {held}");
+    let options = EvalOptions { spec, repeats: args.repeats, held_out: held };
+    let mut evaluation = evaluate(&args.reference, &candidates, &options, &mut Log)?;
+    // Memory is measured in a fresh process per model: within one, freed sessions' memory is reused.
+    let reference_bytes = child_memory(&args.reference, &options.spec)?;
+    for (record, candidate) in evaluation.records.iter_mut().zip(&candidates) {
+        record.reference_cost.session_bytes = reference_bytes;
+        if let Candidate::Model(path) = candidate {
+            record.cost.session_bytes = child_memory(path, &options.spec)?;
+        }
+    }
+    if let Some(dir) = args.out.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("{}: cannot create", dir.display()))?;
+    }
+    write_evals(&args.out, &evaluation.run, &evaluation.records)?;
+    print!("{}", table(&evaluation.records, false));
+    if let Some(path) = &args.markdown {
+        let text = format!(
+            "Items: {}; {} on {}.\n\n{}",
+            evaluation.run.held_out,
+            evaluation.run.sampler,
+            evaluation.run.device,
+            table(&evaluation.records, true)
+        );
+        write_atomically(path, text.as_bytes()).with_context(|| format!("{}: cannot write", path.display()))?;
+    }
+    if let Some(dir) = &args.samples {
+        save_samples(evaluation.reference_images.view(), IMAGE_RANGE, &dir.join("reference"), "sample_", 0)?;
+        for (i, images) in evaluation.candidate_images.iter().enumerate() {
+            save_samples(images.view(), IMAGE_RANGE, &dir.join(format!("candidate_{i}")), "sample_", 0)?;
+        }
+        println!("samples: {}", dir.display());
+    }
+    println!("{}: {} item(s) on {}", args.out.display(), evaluation.run.items.len(), evaluation.run.device);
+    Ok(())
+}
+
+/// `bitsearch memory`: prints the bytes opening the model adds (see [`child_memory`]).
+pub fn memory(args: &MemoryArgs) -> anyhow::Result<()> {
+    let spec: WorkloadSpec = serde_json::from_str(&args.spec).context("--spec")?;
+    println!("{}", opening_memory(&args.model, &spec)?);
+    Ok(())
+}
+
+/// The resident memory opening `model` adds, measured by this binary in a child process.
+fn child_memory(model: &Path, spec: &WorkloadSpec) -> anyhow::Result<u64> {
+    let exe = std::env::current_exe().context("the bitsearch binary")?;
+    let output = std::process::Command::new(exe)
+        .args(["memory", &model.display().to_string(), "--quiet", "--spec", &serde_json::to_string(spec)?])
+        .output()
+        .context("running the memory measurement")?;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    if !output.status.success() {
+        anyhow::bail!("memory of {}: {}", model.display(), String::from_utf8_lossy(&output.stderr).trim());
+    }
+    stdout.trim().parse::<u64>().with_context(|| format!("memory of {}: '{}'", model.display(), stdout.trim()))
+}
+
+/// The sensitivity table behind the first candidate that comes from a plan.
+fn sensitivity_table(candidates: &[Candidate]) -> anyhow::Result<PathBuf> {
+    for candidate in candidates {
+        let plan = match candidate {
+            Candidate::Simulated(plan) => Some(plan.clone()),
+            Candidate::Model(path) => {
+                let manifest = Manifest::find(path)?.or(Manifest::find(&path.join("unet"))?);
+                manifest.map(|m| m.plan)
+            }
+        };
+        if let Some(plan) = plan {
+            return Ok(Plan::read(&plan)?.source.sensitivity_table);
+        }
+    }
+    anyhow::bail!("no candidate comes from a plan: name the sensitivity table whose items to avoid with --sensitivity")
+}
+
+fn read_prompts(path: &Path) -> anyhow::Result<Vec<String>> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("{}: cannot read", path.display()))?;
+    let prompts: Vec<String> =
+        text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).map(String::from).collect();
+    if prompts.is_empty() {
+        anyhow::bail!("{}: no prompts (one per line)", path.display());
+    }
+    Ok(prompts)
+}
+
+/// The measured table: one row per candidate, measured beside predicted; Markdown (for the
+/// bench tables) or aligned text.
+fn table(records: &[EvalRecord], markdown: bool) -> String {
+    const HEADER: [&str; 12] = [
+        "candidate",
+        "bits",
+        "pred. SQNR dB",
+        "SQNR dB",
+        "SSIM",
+        "PSNR dB",
+        "caption",
+        "size MB",
+        "size ×",
+        "memory MB",
+        "call ms",
+        "time ×",
+    ];
+    let mb = |b: u64| format!("{:.2}", b as f64 / 1e6);
+    let rows: Vec<[String; 12]> = records
+        .iter()
+        .map(|r| {
+            [
+                r.label.clone(),
+                format!("{:.2}", r.avg_bits),
+                format!("{:.2}", r.predicted_sqnr_db),
+                format!("{:.2}", r.sqnr_db),
+                format!("{:.4}", r.ssim),
+                format!("{:.2}", r.psnr_db),
+                if r.caption.is_nan() { "-".into() } else { format!("{:.3}", r.caption) },
+                mb(r.cost.file_bytes),
+                format!("{:.3}", r.size_ratio()),
+                mb(r.cost.session_bytes),
+                format!("{:.2}", r.cost.call_ms),
+                format!("{:.3}", r.latency_ratio()),
+            ]
+        })
+        .collect();
+    let mut out = String::new();
+    if markdown {
+        out.push_str(&format!("| {} |\n|{}\n", HEADER.join(" | "), "---|".repeat(HEADER.len())));
+        for row in &rows {
+            out.push_str(&format!("| {} |\n", row.join(" | ")));
+        }
+    } else {
+        let widths: Vec<usize> = (0..HEADER.len())
+            .map(|c| rows.iter().map(|r| r[c].len()).chain([HEADER[c].len()]).max().unwrap_or(0))
+            .collect();
+        let line = |cells: Vec<&str>| {
+            let padded: Vec<String> = cells
+                .iter()
+                .enumerate()
+                .map(
+                    |(c, v)| if c == 0 { format!("{v:<w$}", w = widths[c]) } else { format!("{v:>w$}", w = widths[c]) },
+                )
+                .collect();
+            padded.join("  ") + "\n"
+        };
+        out.push_str(&line(HEADER.to_vec()));
+        for row in &rows {
+            out.push_str(&line(row.iter().map(String::as_str).collect()));
+        }
+    }
+    if let Some(r) = records.first() {
+        let caption =
+            if r.reference_caption.is_nan() { String::new() } else { format!(", caption {:.3}", r.reference_caption) };
+        out.push_str(&format!(
+            "{}reference: {} MB on disk, {} MB resident, start {:.2} s, {:.2} ms per denoiser call, {:.2} ms per image{caption}\n",
+            if markdown { "\n" } else { "" },
+            mb(r.reference_cost.file_bytes),
+            mb(r.reference_cost.session_bytes),
+            r.reference_cost.start_seconds,
+            r.reference_cost.call_ms,
+            r.reference_cost.image_ms,
+        ));
+    }
+    out
+}
+
+/// Stage messages to the log.
+struct Log;
+
+impl Progress for Log {
+    fn stage(&mut self, message: &str) {
+        log::info!("{message}");
+    }
+}

@@ -1,0 +1,259 @@
+//! `bitsearch quantize` and `bitsearch eval` end to end on the fixtures: a plan applied as a
+//! real low-bit model measures what its float simulation measures, a step-aware plan shares one
+//! weight file between its models, and bad plans, other models and existing folders are refused.
+
+mod common;
+
+use bitsearch_onnx::Model;
+use bitsearch_onnx::pb::tensor_proto::DataLocation;
+use bitsearch_records::{EvalRecord, MANIFEST_FILE, Manifest, Plan, read_evals};
+use common::{assert_clean_failure, assert_success, bitsearch, tiny_unet};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+fn s(path: &Path) -> &str {
+    path.to_str().unwrap()
+}
+
+/// A W2/W4/W8 table of the tiny UNet and a 4-bit-average plan from it.
+fn tiny_plan(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    let model = tiny_unet(dir);
+    let table = dir.join("s.parquet");
+    assert_success(&bitsearch(&[
+        "sensitivity",
+        s(&model),
+        "--out",
+        s(&table),
+        "--w-bits",
+        "2,4,8",
+        "--steps",
+        "2",
+        "--device",
+        "cpu",
+    ]));
+    let plan = dir.join("plan.yaml");
+    assert_success(&bitsearch(&["solve", "--sensitivity", s(&table), "--budget", "4bits", "--out", s(&plan)]));
+    (model, table, plan)
+}
+
+fn quantize(model: &Path, plan: &Path, out: &Path, extra: &[&str]) -> std::process::Output {
+    let mut args = vec!["quantize", s(model), "--plan", s(plan), "--out", s(out), "--device", "cpu"];
+    args.extend(extra);
+    bitsearch(&args)
+}
+
+/// Evaluates `candidates` and the simulation of `plan`; the records, simulation last.
+fn eval(reference: &Path, candidates: &[&Path], plan: &Path, out: &Path) -> Vec<EvalRecord> {
+    let record = out.join("eval.parquet");
+    let mut args = vec!["eval", s(reference)];
+    args.extend(candidates.iter().map(|c| s(c)));
+    args.extend(["--simulate", s(plan), "--out", s(&record), "--repeats", "1", "--device", "cpu"]);
+    let stdout = assert_success(&bitsearch(&args));
+    assert!(stdout.contains("evaluation items: seeds [1000, 1001, 1002, 1003]"), "{stdout}");
+    let (run, records) = read_evals(&record).unwrap();
+    assert_eq!(run.items.len(), 4);
+    assert!(run.held_out.contains("sensitivity and calibration: [0]"), "{}", run.held_out);
+    records
+}
+
+#[test]
+fn a_quantized_plan_measures_what_its_float_simulation_does_in_both_storage_modes() {
+    let dir = tempfile::tempdir().unwrap();
+    let (model, _, plan) = tiny_plan(dir.path());
+    let (lowbit, unpacked) = (dir.path().join("q-lowbit"), dir.path().join("q-unpacked"));
+    assert_success(&quantize(&model, &plan, &lowbit, &[]));
+    assert_success(&quantize(&model, &plan, &unpacked, &["--storage", "unpacked"]));
+    let records = eval(&model, &[&lowbit, &unpacked], &plan, dir.path());
+    let (q, u, sim) = (&records[0], &records[1], &records[2]);
+    assert_eq!((q.kind.as_str(), sim.kind.as_str()), ("ilp", "simulated"));
+    assert!(sim.sqnr_db.is_finite() && sim.sqnr_db < 60.0, "4-bit weights must change the output: {}", sim.sqnr_db);
+    for r in [q, u] {
+        assert!((r.sqnr_db - sim.sqnr_db).abs() < 0.5, "{} {} dB vs simulated {} dB", r.label, r.sqnr_db, sim.sqnr_db);
+        assert_eq!(r.nonfinite, 0);
+        assert!(r.size_ratio() < 1.0, "{}: {} of the float file", r.label, r.size_ratio());
+        assert_eq!(r.predicted_sqnr_db, sim.predicted_sqnr_db);
+    }
+    // A plan at a tighter budget loses more, measured.
+    let plan3 = dir.path().join("plan3.yaml");
+    let table = dir.path().join("s.parquet");
+    assert_success(&bitsearch(&["solve", "--sensitivity", s(&table), "--budget", "2.5bits", "--out", s(&plan3)]));
+    let tight = eval(&model, &[], &plan3, &dir.path().join("tight"));
+    assert!(tight[0].sqnr_db < sim.sqnr_db, "{} dB at 2.5 bits vs {} dB at 4", tight[0].sqnr_db, sim.sqnr_db);
+}
+
+#[test]
+fn bad_plans_other_models_and_existing_folders_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (model, _, plan) = tiny_plan(dir.path());
+    let out = dir.path().join("q");
+
+    // A plan made for another model.
+    let other = dir.path().join("other.onnx");
+    bitsearch_fixtures::attention_unet(true).save(&other, bitsearch_onnx::ExternalData::Inline).unwrap();
+    assert_clean_failure(
+        &quantize(&other, &plan, &out, &[]),
+        &["plan.yaml", "was made for", "unet.onnx", "other.onnx"],
+    );
+
+    // A corrupt field and a layer the model lacks.
+    let text = std::fs::read_to_string(&plan).unwrap();
+    let first_bits = text.find("w_bits:").unwrap();
+    let corrupt = dir.path().join("corrupt.yaml");
+    std::fs::write(
+        &corrupt,
+        format!("{}w_bits: [9]\n  a_bits{}", &text[..first_bits], &text[first_bits..].split_once("a_bits").unwrap().1),
+    )
+    .unwrap();
+    assert_clean_failure(&quantize(&model, &corrupt, &out, &[]), &["corrupt.yaml", "layers[0].w_bits", "9 bits"]);
+    let plan_read = Plan::read(&plan).unwrap();
+    let renamed = dir.path().join("renamed.yaml");
+    let name = &plan_read.layers[1].layer.name;
+    std::fs::write(&renamed, text.replace(&format!("name: {name}\n"), "name: no_such_layer\n")).unwrap();
+    assert_clean_failure(
+        &quantize(&model, &renamed, &out, &[]),
+        &["renamed.yaml", "unet/no_such_layer", "is not a layer of"],
+    );
+    assert!(!out.exists(), "a refused run writes nothing");
+
+    // An existing folder, unless --overwrite.
+    assert_success(&quantize(&model, &plan, &out, &[]));
+    assert_clean_failure(&quantize(&model, &plan, &out, &[]), &["already exists", "--overwrite"]);
+    assert_success(&quantize(&model, &plan, &out, &["--overwrite"]));
+    assert!(out.join(MANIFEST_FILE).is_file());
+}
+
+#[test]
+fn a_killed_run_leaves_no_half_written_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    let (model, _, plan) = tiny_plan(dir.path());
+    let out = dir.path().join("q");
+    let partial = dir.path().join(".q.partial");
+    // Kill the run as soon as its temporary folder exists, many times over: whenever the kill
+    // lands, `q` is either absent or complete.
+    for _ in 0..5 {
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_bitsearch"))
+            .args(["quantize", s(&model), "--plan", s(&plan), "--out", s(&out), "--device", "cpu", "--overwrite"])
+            .stderr(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        while !partial.exists() && child.try_wait().unwrap().is_none() {
+            std::thread::yield_now();
+        }
+        child.kill().unwrap();
+        child.wait().unwrap();
+        if out.exists() {
+            assert!(Manifest::find(&out).unwrap().is_some(), "a folder in place is a complete one");
+        }
+    }
+    // The next run cleans up what a killed one left and finishes.
+    assert_success(&quantize(&model, &plan, &out, &["--overwrite"]));
+    assert!(!partial.exists());
+    assert!(Manifest::find(&out).unwrap().is_some());
+}
+
+/// A 2-step-group plan of the tiny pipeline folder whose groups differ (edited by hand from a
+/// solved plan, so that the two configurations are known).
+#[test]
+fn a_step_aware_plan_shares_one_weight_file_and_switches_models_by_step() {
+    let dir = tempfile::tempdir().unwrap();
+    let folder = dir.path().join("pipe");
+    bitsearch_fixtures::write_tiny_sd_pipeline(&folder).unwrap();
+    let table = dir.path().join("s.parquet");
+    assert_success(&bitsearch(&[
+        "sensitivity",
+        s(&folder),
+        "--out",
+        s(&table),
+        "--w-bits",
+        "4,8",
+        "--steps",
+        "4",
+        "--step-groups",
+        "2",
+        "--prompt",
+        "a small red circle on the left",
+        "--guidance",
+        "3",
+        "--device",
+        "cpu",
+    ]));
+    let solved = dir.path().join("solved.yaml");
+    assert_success(&bitsearch(&["solve", "--sensitivity", s(&table), "--budget", "6bits", "--out", s(&solved)]));
+    let mut plan = Plan::read(&solved).unwrap();
+    assert_eq!(plan.step_groups, vec![[0, 1], [2, 3]]);
+    // Early steps at 4 bits, late steps at 8, for every quantized layer.
+    for layer in plan.layers.iter_mut().filter(|l| !l.protected) {
+        layer.w_bits = vec![4, 8];
+    }
+    let plan_path = dir.path().join("plan.yaml");
+    plan.write(&plan_path).unwrap();
+    let out = dir.path().join("q");
+    assert_success(&quantize(&folder, &plan_path, &out, &[]));
+
+    // The other components are copied, the UNet folder holds two models and one weight file.
+    for file in ["model_index.json", "text_encoder/model.onnx", "vae_decoder/model.onnx", "unet/config.json"] {
+        assert!(out.join(file).is_file(), "{file} missing");
+    }
+    let manifest = Manifest::find(&out.join("unet")).unwrap().unwrap();
+    assert_eq!(manifest.models.len(), 2);
+    assert_eq!(manifest.models_by_step(4).unwrap(), vec![0, 0, 1, 1]);
+    // Every tensor name points at one place of weights.bin, whichever model reads it, and the
+    // file holds nothing else.
+    let mut places: HashMap<String, (u64, u64)> = HashMap::new();
+    let mut stored = 0;
+    for m in &manifest.models {
+        let bytes = std::fs::read(out.join("unet").join(&m.file)).unwrap();
+        let model = Model::from_bytes(&bytes, Path::new(&m.file)).unwrap();
+        for t in model.graph().initializer.iter().filter(|t| t.data_location() == DataLocation::External) {
+            let get = |k: &str| t.external_data.iter().find(|e| e.key() == k).unwrap().value().parse::<u64>().unwrap();
+            let place = (get("offset"), get("length"));
+            if let Some(seen) = places.insert(t.name().to_string(), place) {
+                assert_eq!(seen, place, "{} is stored twice", t.name());
+            } else {
+                stored += place.1;
+            }
+        }
+    }
+    assert!(places.keys().any(|n| n.contains("/w4/")) && places.keys().any(|n| n.contains("/w8/")));
+    let file = std::fs::metadata(out.join("unet/weights.bin")).unwrap().len();
+    assert!(file >= stored && file < stored + 64 * places.len() as u64 + 4096, "{file} bytes for {stored} stored");
+
+    // The sampler switches models by step: the quantized folder measures what the simulation does.
+    let record = dir.path().join("eval.parquet");
+    assert_success(&bitsearch(&[
+        "eval",
+        s(&folder),
+        s(&out),
+        "--simulate",
+        s(&plan_path),
+        "--out",
+        s(&record),
+        "--num-seeds",
+        "2",
+        "--repeats",
+        "1",
+        "--device",
+        "cpu",
+    ]));
+    let (_, records) = read_evals(&record).unwrap();
+    assert!((records[0].sqnr_db - records[1].sqnr_db).abs() < 0.5, "{} vs {}", records[0].sqnr_db, records[1].sqnr_db);
+    // (ONNX Runtime may run the low-bit MatMuls as MatMulNBits, whose int8 compute rounds a
+    // little differently; the untrained fixture amplifies any difference.)
+    assert!((records[0].ssim - records[1].ssim).abs() < 0.01, "{records:?}");
+    // Asking for another number of steps than the groups cover is refused.
+    let refused = bitsearch(&[
+        "eval",
+        s(&folder),
+        s(&out),
+        "--out",
+        s(&record),
+        "--steps",
+        "6",
+        "--repeats",
+        "1",
+        "--device",
+        "cpu",
+    ]);
+    assert_clean_failure(&refused, &["4 steps; 6 steps were asked for"]);
+}
