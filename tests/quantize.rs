@@ -257,3 +257,22 @@ fn a_step_aware_plan_shares_one_weight_file_and_switches_models_by_step() {
     ]);
     assert_clean_failure(&refused, &["4 steps; 6 steps were asked for"]);
 }
+
+/// Sessions built from a file find ONNX Runtime the way every other session does: without
+/// ORT_DYLIB_PATH, in `.local/` above the executable.
+#[test]
+fn eval_finds_onnx_runtime_without_the_environment_variable() {
+    let dir = tempfile::tempdir().unwrap();
+    let (model, table, plan) = tiny_plan(dir.path());
+    let out = dir.path().join("e.parquet");
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_bitsearch"))
+        .args(["eval", s(&model), s(&model), "--simulate", s(&plan), "--sensitivity", s(&table)])
+        .args(["--out", s(&out), "--repeats", "1", "--device", "cpu"])
+        .env_remove("ORT_DYLIB_PATH")
+        .output()
+        .unwrap();
+    assert_success(&output);
+    let (_, records) = read_evals(&out).unwrap();
+    assert_eq!(records[0].kind, "model");
+    assert!(records[0].sqnr_db.is_infinite(), "the model against itself is exact: {}", records[0].sqnr_db);
+}

@@ -131,3 +131,89 @@ fn latents_of_the_wrong_shape_are_a_clear_error() {
     ]);
     assert_clean_failure(&output, &["noise_0.npy", "expected 2 of them"]);
 }
+
+/// A 2-step-group plan of shapes-t2i (early steps at 4 bits, late ones at 8 on the convs and
+/// cross-attention K/V), quantized: two models over one weight file, switched by step, measuring
+/// on held-out prompts what the plan's float simulation measures, caption accuracy included.
+#[test]
+fn a_step_aware_plan_runs_as_two_models_over_one_weight_file() {
+    let model = shapes_model();
+    let dir = tempfile::tempdir().unwrap();
+    let path = |name: &str| dir.path().join(name).to_str().unwrap().to_string();
+    assert_success(&bitsearch(&[
+        "sensitivity",
+        model.to_str().unwrap(),
+        "--out",
+        &path("s.parquet"),
+        "--w-bits",
+        "4,8",
+        "--steps",
+        "4",
+        "--step-groups",
+        "2",
+        "--guidance",
+        "4",
+        "--layers",
+        "conv,cross_attn_k,cross_attn_v",
+        "--prompt",
+        "a small green circle at the bottom",
+        "--prompt",
+        "a large blue circle on the right",
+        "--device",
+        "cpu",
+    ]));
+    assert_success(&bitsearch(&[
+        "solve",
+        "--sensitivity",
+        &path("s.parquet"),
+        "--budget",
+        "6bits",
+        "--out",
+        &path("solved.yaml"),
+    ]));
+    let mut plan = bitsearch_records::Plan::read(Path::new(&path("solved.yaml"))).unwrap();
+    for layer in plan.layers.iter_mut().filter(|l| !l.protected) {
+        layer.w_bits = vec![4, 8];
+    }
+    plan.write(Path::new(&path("plan.yaml"))).unwrap();
+    assert_success(&bitsearch(&[
+        "quantize",
+        model.to_str().unwrap(),
+        "--plan",
+        &path("plan.yaml"),
+        "--out",
+        &path("q"),
+        "--device",
+        "cpu",
+    ]));
+    let manifest = bitsearch_records::Manifest::find(&dir.path().join("q/unet")).unwrap().unwrap();
+    assert_eq!(manifest.models_by_step(4).unwrap(), vec![0, 0, 1, 1]);
+    assert!(dir.path().join("q/classifier/model.onnx").is_file(), "the other components are copied");
+
+    let prompts = dir.path().join("prompts.txt");
+    let held_out = std::fs::read_to_string(model.join("heldout_prompts.txt")).unwrap();
+    std::fs::write(&prompts, held_out.lines().take(6).collect::<Vec<_>>().join("\n")).unwrap();
+    let stdout = assert_success(&bitsearch(&[
+        "eval",
+        model.to_str().unwrap(),
+        &path("q"),
+        "--simulate",
+        &path("plan.yaml"),
+        "--prompts",
+        prompts.to_str().unwrap(),
+        "--num-seeds",
+        "1",
+        "--repeats",
+        "1",
+        "--out",
+        &path("eval.parquet"),
+        "--device",
+        "cpu",
+    ]));
+    assert!(stdout.contains("6 held-out prompts (0 of them among the 2 sensitivity prompts)"), "{stdout}");
+    let (_, records) = bitsearch_records::read_evals(Path::new(&path("eval.parquet"))).unwrap();
+    let (quantized, simulated) = (&records[0], &records[1]);
+    assert!((quantized.sqnr_db - simulated.sqnr_db).abs() < 0.5, "{records:?}");
+    assert!((0.0..=1.0).contains(&quantized.caption) && (0.0..=1.0).contains(&quantized.reference_caption));
+    assert!(quantized.cost.file_bytes < quantized.reference_cost.file_bytes);
+}

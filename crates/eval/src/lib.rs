@@ -128,7 +128,7 @@ pub fn evaluate(
     progress.stage(&format!("reference {}", reference.display()));
     let (mut workload, mut reference_cost) = open(reference, &options.spec, None)?;
     reference_cost.file_bytes = model_bytes(reference)?;
-    let fp = run_all(workload.as_mut(), options.repeats)?;
+    let (fp, _) = run_all(workload.as_mut(), options.repeats, None)?;
     reference_cost.call_ms = fp.call_ms;
     reference_cost.image_ms = fp.image_ms;
     let run = EvalRun {
@@ -140,7 +140,6 @@ pub fn evaluate(
         items: workload.items().to_vec(),
         held_out: options.held_out.clone(),
     };
-    drop(workload);
     let mut captions = Captions::open(reference, &options.spec)?;
     let reference_caption = captions.as_mut().map(|c| c.accuracy(&fp.images)).transpose()?;
     let mut records = Vec::new();
@@ -151,16 +150,16 @@ pub fn evaluate(
             Candidate::Simulated(plan) => (format!("{} (simulated)", plan_label(plan)?), plan.clone()),
         };
         progress.stage(&format!("candidate {}/{}: {label}", i + 1, candidates.len()));
-        let (mut workload, mut cost) = match candidate {
+        let (mut candidate_workload, mut cost) = match candidate {
             Candidate::Model(path) => open(path, &options.spec, None)?,
             Candidate::Simulated(plan) => open(reference, &options.spec, Some(plan))?,
         };
-        if workload.items() != run.items.as_slice() || workload.steps() != run.steps {
+        if candidate_workload.items() != run.items.as_slice() || candidate_workload.steps() != run.steps {
             return Err(EvalError::Mismatch(format!(
                 "{}: runs {} items in {} steps, the reference {} in {}",
                 path.display(),
-                workload.items().len(),
-                workload.steps(),
+                candidate_workload.items().len(),
+                candidate_workload.steps(),
                 run.items.len(),
                 run.steps
             )));
@@ -169,10 +168,14 @@ pub fn evaluate(
             Candidate::Model(path) => model_bytes(path)?,
             Candidate::Simulated(_) => reference_cost.file_bytes,
         };
-        let measured = run_all(workload.as_mut(), options.repeats)?;
-        drop(workload);
+        let (measured, paired) = run_all(candidate_workload.as_mut(), options.repeats, Some(workload.as_mut()))?;
+        drop(candidate_workload);
         cost.call_ms = measured.call_ms;
         cost.image_ms = measured.image_ms;
+        let mut reference_cost = reference_cost;
+        if let Some(paired) = paired {
+            (reference_cost.call_ms, reference_cost.image_ms) = (paired.call_ms, paired.image_ms);
+        }
         let (kind, predicted) = prediction_of(candidate)?;
         let mut record = compare(&fp, &measured, label, &path, kind, predicted);
         if let Some(captions) = captions.as_mut() {
@@ -240,6 +243,15 @@ fn external_bytes(model: &Path) -> u64 {
 fn describe(path: &Path) -> String {
     let manifest = Manifest::find(path).ok().flatten().or_else(|| Manifest::find(&path.join("unet")).ok().flatten());
     match manifest {
+        Some(m) if m.activation_layers > 0 => {
+            format!(
+                "{} {:.2} bits, A8 on {} layers ({})",
+                kind_of(&m.method),
+                m.avg_bits,
+                m.activation_layers,
+                m.storage
+            )
+        }
         Some(m) => format!("{} {:.2} bits ({})", kind_of(&m.method), m.avg_bits, m.storage),
         None => path.file_name().map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().to_string()),
     }

@@ -41,30 +41,66 @@ impl StepControl for Timed {
     }
 }
 
+/// Median wall times of one model's denoiser calls and generations.
+#[derive(Debug, Clone, Copy)]
+pub struct Timing {
+    pub call_ms: f64,
+    pub image_ms: f64,
+}
+
+/// Wall times collected over passes.
+#[derive(Debug, Default)]
+struct Times {
+    calls: Vec<Duration>,
+    per_image: Vec<Duration>,
+}
+
+impl Times {
+    /// Runs batch `b` of `workload`, timing it; returns its images and predictions.
+    fn run(&mut self, workload: &mut dyn Workload, b: usize) -> Result<(ArrayD<f32>, Vec<ArrayD<f32>>)> {
+        let mut timed = Timed::default();
+        let started = Instant::now();
+        let images = workload.run(b, &mut timed)?;
+        let items = images.shape().first().copied().unwrap_or(1).max(1);
+        self.per_image.push(started.elapsed() / items as u32);
+        self.calls.extend(timed.calls);
+        Ok((images, timed.outputs))
+    }
+
+    fn timing(self) -> Timing {
+        Timing { call_ms: median_ms(self.calls), image_ms: median_ms(self.per_image) }
+    }
+}
+
 /// One untimed warm-up generation (ONNX Runtime allocates and tunes on its first runs), then
-/// `repeats` timed passes over every batch; the first pass's outputs are kept.
-pub fn run_all(workload: &mut dyn Workload, repeats: usize) -> Result<Run> {
+/// `repeats` timed passes over every batch; the first pass's outputs are kept. With `alongside`
+/// (the reference), each batch of it runs right after the same batch of `workload`, timed too,
+/// so that both timings see the same machine load: the ratio of the two is what `eval` reports.
+pub fn run_all(
+    workload: &mut dyn Workload,
+    repeats: usize,
+    mut alongside: Option<&mut dyn Workload>,
+) -> Result<(Run, Option<Timing>)> {
     workload.run(0, &mut Timed::default())?;
-    let mut kept = Timed::default();
-    let mut images = Vec::new();
-    let (mut calls, mut per_image) = (Vec::new(), Vec::new());
+    let (mut times, mut other) = (Times::default(), Times::default());
+    let (mut outputs, mut images) = (Vec::new(), Vec::new());
     for repeat in 0..repeats.max(1) {
         for b in 0..workload.batches() {
-            let mut timed = Timed::default();
-            let started = Instant::now();
-            let batch_images = workload.run(b, &mut timed)?;
-            let items = batch_images.shape().first().copied().unwrap_or(1).max(1);
-            per_image.push(started.elapsed() / items as u32);
-            calls.extend(timed.calls);
+            let (batch_images, batch_outputs) = times.run(workload, b)?;
+            if let Some(reference) = alongside.as_deref_mut() {
+                other.run(reference, b)?;
+            }
             if repeat == 0 {
-                kept.outputs.extend(timed.outputs);
+                outputs.extend(batch_outputs);
                 images.push(batch_images);
             }
         }
     }
     let views: Vec<_> = images.iter().map(|i| i.view()).collect();
     let images = ndarray::concatenate(Axis(0), &views).map_err(|e| EvalError::Mismatch(format!("images: {e}")))?;
-    Ok(Run { outputs: kept.outputs, images, call_ms: median_ms(calls), image_ms: median_ms(per_image) })
+    let timing = times.timing();
+    let run = Run { outputs, images, call_ms: timing.call_ms, image_ms: timing.image_ms };
+    Ok((run, alongside.map(|_| other.timing())))
 }
 
 fn median_ms(mut times: Vec<Duration>) -> f64 {

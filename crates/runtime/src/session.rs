@@ -58,6 +58,8 @@ impl std::fmt::Debug for Session {
 
 impl Session {
     pub fn new(model: &Model, options: &SessionOptions) -> Result<Self> {
+        // Before anything asks ONNX Runtime a question (the device choice does).
+        crate::library::init()?;
         let label = model.path().map_or_else(|| model.graph().name().to_string(), |p| p.display().to_string());
         let inputs = declared_inputs(model, &label)?;
         let (prepared, overridable) = prepare(model, options)?;
@@ -86,6 +88,7 @@ impl Session {
     /// the weights passes through bitsearch. Options that edit the graph (overridable weights,
     /// extra outputs) need [`Session::new`].
     pub fn from_file(path: &Path, options: &SessionOptions) -> Result<Self> {
+        crate::library::init()?;
         let label = path.display().to_string();
         if !options.overridable.is_empty() || !options.extra_outputs.is_empty() {
             return Err(RuntimeError::Session {
