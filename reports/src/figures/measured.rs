@@ -30,6 +30,28 @@ fn tag(label: &str, (x, y): (f64, f64), (lo, hi): (f64, f64)) -> Text<'static, (
     Text::new(label.to_string(), (x, y), TextStyle::from((FAMILY, 11)).pos(Pos::new(h, VPos::Center)))
 }
 
+/// Points closer than this (in bits or dB) look like one on the figures.
+const NEAR: f64 = 0.05;
+
+/// One label per distinct point: candidates that land on the same spot (a quantized model and
+/// its float simulation, typically) share one, their names joined, instead of overprinting.
+fn tags(
+    records: &[&EvalRecord],
+    at: impl Fn(&EvalRecord) -> (f64, f64),
+    range: (f64, f64),
+) -> Vec<Text<'static, (f64, f64), String>> {
+    let mut spots: Vec<((f64, f64), Vec<&str>)> = Vec::new();
+    for r in records {
+        let point = at(r);
+        let same = |(x, y): (f64, f64)| (x - point.0).abs() < NEAR && (y - point.1).abs() < NEAR;
+        match spots.iter_mut().find(|(p, _)| same(*p)) {
+            Some((_, labels)) => labels.push(&r.label),
+            None => spots.push((point, vec![&r.label])),
+        }
+    }
+    spots.into_iter().map(|(point, labels)| tag(&labels.join("; "), point, range)).collect()
+}
+
 /// The colour of a candidate's kind, as the frontier draws plans of that kind.
 fn kind_colour(kind: &str) -> RGBColor {
     match kind {
@@ -120,9 +142,7 @@ pub fn draw_sqnr_bits(frontier: &[FrontierPoint], evals: &[EvalRecord], path: &P
         .map_err(|e| error(&e))?
         .label("measured")
         .legend(move |(x, y)| diamond(x + 10, y, 6, BLACK));
-    chart
-        .draw_series(measured.iter().map(|r| tag(&r.label, (r.avg_bits, r.sqnr_db), (x_lo, x_hi))))
-        .map_err(|e| error(&e))?;
+    chart.draw_series(tags(&measured, |r| (r.avg_bits, r.sqnr_db), (x_lo, x_hi))).map_err(|e| error(&e))?;
     legend(&mut chart, title, SeriesLabelPosition::LowerRight)?;
     root.present().map_err(|e| error(&e))
 }
@@ -164,9 +184,7 @@ pub fn draw_measured_vs_predicted(evals: &[EvalRecord], path: &Path) -> Result<(
             .label(format!("measured, {kind}"))
             .legend(move |(x, y)| diamond(x + 10, y, 6, colour));
     }
-    chart
-        .draw_series(points.iter().map(|r| tag(&r.label, (r.predicted_sqnr_db, r.sqnr_db), (lo, hi))))
-        .map_err(|e| error(&e))?;
+    chart.draw_series(tags(&points, |r| (r.predicted_sqnr_db, r.sqnr_db), (lo, hi))).map_err(|e| error(&e))?;
     legend(&mut chart, title, SeriesLabelPosition::UpperLeft)?;
     root.present().map_err(|e| error(&e))
 }
