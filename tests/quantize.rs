@@ -7,7 +7,7 @@ mod common;
 use bitsearch_onnx::Model;
 use bitsearch_onnx::pb::tensor_proto::DataLocation;
 use bitsearch_records::{EvalRecord, MANIFEST_FILE, Manifest, Plan, read_evals};
-use common::{assert_clean_failure, assert_success, bitsearch, tiny_unet};
+use common::{assert_clean_failure, assert_success, bitsearch, four_then_eight_plan, tiny_table};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
@@ -17,20 +17,7 @@ fn s(path: &Path) -> &str {
 
 /// A W2/W4/W8 table of the tiny UNet and a 4-bit-average plan from it.
 fn tiny_plan(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
-    let model = tiny_unet(dir);
-    let table = dir.join("s.parquet");
-    assert_success(&bitsearch(&[
-        "sensitivity",
-        s(&model),
-        "--out",
-        s(&table),
-        "--w-bits",
-        "2,4,8",
-        "--steps",
-        "2",
-        "--device",
-        "cpu",
-    ]));
+    let (model, table) = tiny_table(dir);
     let plan = dir.join("plan.yaml");
     assert_success(&bitsearch(&["solve", "--sensitivity", s(&table), "--budget", "4bits", "--out", s(&plan)]));
     (model, table, plan)
@@ -152,8 +139,7 @@ fn a_killed_run_leaves_no_half_written_folder() {
     assert!(Manifest::find(&out).unwrap().is_some());
 }
 
-/// A 2-step-group plan of the tiny pipeline folder whose groups differ (edited by hand from a
-/// solved plan, so that the two configurations are known).
+/// A 2-step-group plan of the tiny pipeline folder whose groups differ (4 then 8 bits).
 #[test]
 fn a_step_aware_plan_shares_one_weight_file_and_switches_models_by_step() {
     let dir = tempfile::tempdir().unwrap();
@@ -178,16 +164,8 @@ fn a_step_aware_plan_shares_one_weight_file_and_switches_models_by_step() {
         "--device",
         "cpu",
     ]));
-    let solved = dir.path().join("solved.yaml");
-    assert_success(&bitsearch(&["solve", "--sensitivity", s(&table), "--budget", "6bits", "--out", s(&solved)]));
-    let mut plan = Plan::read(&solved).unwrap();
-    assert_eq!(plan.step_groups, vec![[0, 1], [2, 3]]);
-    // Early steps at 4 bits, late steps at 8, for every quantized layer.
-    for layer in plan.layers.iter_mut().filter(|l| !l.protected) {
-        layer.w_bits = vec![4, 8];
-    }
-    let plan_path = dir.path().join("plan.yaml");
-    plan.write(&plan_path).unwrap();
+    let plan_path = four_then_eight_plan(&table, dir.path());
+    assert_eq!(Plan::read(&plan_path).unwrap().step_groups, vec![[0, 1], [2, 3]]);
     let out = dir.path().join("q");
     assert_success(&quantize(&folder, &plan_path, &out, &[]));
 

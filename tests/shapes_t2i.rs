@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{assert_clean_failure, assert_success, bitsearch};
+use common::{assert_clean_failure, assert_success, bitsearch, four_then_eight_plan};
 use ndarray::ArrayD;
 use ndarray_npy::ReadNpyExt;
 use serde_json::Value;
@@ -162,20 +162,7 @@ fn a_step_aware_plan_runs_as_two_models_over_one_weight_file() {
         "--device",
         "cpu",
     ]));
-    assert_success(&bitsearch(&[
-        "solve",
-        "--sensitivity",
-        &path("s.parquet"),
-        "--budget",
-        "6bits",
-        "--out",
-        &path("solved.yaml"),
-    ]));
-    let mut plan = bitsearch_records::Plan::read(Path::new(&path("solved.yaml"))).unwrap();
-    for layer in plan.layers.iter_mut().filter(|l| !l.protected) {
-        layer.w_bits = vec![4, 8];
-    }
-    plan.write(Path::new(&path("plan.yaml"))).unwrap();
+    four_then_eight_plan(&dir.path().join("s.parquet"), dir.path());
     assert_success(&bitsearch(&[
         "quantize",
         model.to_str().unwrap(),

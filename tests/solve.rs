@@ -5,27 +5,12 @@
 mod common;
 
 use bitsearch_records::{Plan, SensitivityTable};
-use common::{assert_clean_failure, assert_refused, assert_success, bitsearch, tiny_unet};
+use common::{assert_clean_failure, assert_refused, assert_success, bitsearch, tiny_table, tiny_unet};
 use std::collections::HashMap;
 use std::path::Path;
 
 fn sensitivity(dir: &Path) -> std::path::PathBuf {
-    let model = tiny_unet(dir);
-    let table = dir.join("s.parquet");
-    let output = bitsearch(&[
-        "sensitivity",
-        model.to_str().unwrap(),
-        "--out",
-        table.to_str().unwrap(),
-        "--w-bits",
-        "2,4,8",
-        "--steps",
-        "2",
-        "--device",
-        "cpu",
-    ]);
-    assert_success(&output);
-    table
+    tiny_table(dir).1
 }
 
 /// (avg-bits of the quantized layers, weight bytes) of a plan, from its bits and the table.

@@ -24,6 +24,32 @@ pub fn tiny_unet(dir: &std::path::Path) -> PathBuf {
     path
 }
 
+/// A W2/W4/W8 sensitivity table of the tiny UNet (2 steps), as `dir/s.parquet`, and the model.
+pub fn tiny_table(dir: &std::path::Path) -> (PathBuf, PathBuf) {
+    let model = tiny_unet(dir);
+    let table = dir.join("s.parquet");
+    let (m, t) = (model.to_str().unwrap(), table.to_str().unwrap());
+    assert_success(&bitsearch(&["sensitivity", m, "--out", t, "--w-bits", "2,4,8", "--steps", "2", "--device", "cpu"]));
+    (model, table)
+}
+
+/// A plan of a 2-step-group `table` with two known configurations: solved at 6 bits, then
+/// every quantized layer set to 4 bits in the first group and 8 in the second. Written as
+/// `dir/plan.yaml`.
+pub fn four_then_eight_plan(table: &std::path::Path, dir: &std::path::Path) -> PathBuf {
+    let solved = dir.join("solved.yaml");
+    let (t, s) = (table.to_str().unwrap(), solved.to_str().unwrap());
+    assert_success(&bitsearch(&["solve", "--sensitivity", t, "--budget", "6bits", "--out", s]));
+    let mut plan = bitsearch_records::Plan::read(&solved).unwrap();
+    assert_eq!(plan.step_groups.len(), 2);
+    for layer in plan.layers.iter_mut().filter(|l| !l.protected) {
+        layer.w_bits = vec![4, 8];
+    }
+    let path = dir.join("plan.yaml");
+    plan.write(&path).unwrap();
+    path
+}
+
 /// Runs the bitsearch binary with `args`.
 pub fn bitsearch(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_bitsearch")).args(args).output().expect("the bitsearch binary runs")
