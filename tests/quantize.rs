@@ -4,11 +4,10 @@
 
 mod common;
 
-use bitsearch_onnx::Model;
-use bitsearch_onnx::pb::tensor_proto::DataLocation;
 use bitsearch_records::{EvalRecord, MANIFEST_FILE, Manifest, Plan, read_evals};
-use common::{assert_clean_failure, assert_success, bitsearch, four_then_eight_plan, tiny_table};
-use std::collections::HashMap;
+use common::{
+    assert_clean_failure, assert_each_tensor_stored_once, assert_success, bitsearch, four_then_eight_plan, tiny_table,
+};
 use std::path::{Path, PathBuf};
 
 fn s(path: &Path) -> &str {
@@ -176,26 +175,7 @@ fn a_step_aware_plan_shares_one_weight_file_and_switches_models_by_step() {
     let manifest = Manifest::find(&out.join("unet")).unwrap().unwrap();
     assert_eq!(manifest.models.len(), 2);
     assert_eq!(manifest.models_by_step(4).unwrap(), vec![0, 0, 1, 1]);
-    // Every tensor name points at one place of weights.bin, whichever model reads it, and the
-    // file holds nothing else.
-    let mut places: HashMap<String, (u64, u64)> = HashMap::new();
-    let mut stored = 0;
-    for m in &manifest.models {
-        let bytes = std::fs::read(out.join("unet").join(&m.file)).unwrap();
-        let model = Model::from_bytes(&bytes, Path::new(&m.file)).unwrap();
-        for t in model.graph().initializer.iter().filter(|t| t.data_location() == DataLocation::External) {
-            let get = |k: &str| t.external_data.iter().find(|e| e.key() == k).unwrap().value().parse::<u64>().unwrap();
-            let place = (get("offset"), get("length"));
-            if let Some(seen) = places.insert(t.name().to_string(), place) {
-                assert_eq!(seen, place, "{} is stored twice", t.name());
-            } else {
-                stored += place.1;
-            }
-        }
-    }
-    assert!(places.keys().any(|n| n.contains("/w4/")) && places.keys().any(|n| n.contains("/w8/")));
-    let file = std::fs::metadata(out.join("unet/weights.bin")).unwrap().len();
-    assert!(file >= stored && file < stored + 64 * places.len() as u64 + 4096, "{file} bytes for {stored} stored");
+    assert_each_tensor_stored_once(&out.join("unet"), &manifest);
 
     // The sampler switches models by step: the quantized folder measures what the simulation does.
     let record = dir.path().join("eval.parquet");

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{assert_clean_failure, assert_success, bitsearch, four_then_eight_plan};
+use common::{assert_clean_failure, assert_each_tensor_stored_once, assert_success, bitsearch, four_then_eight_plan};
 use ndarray::ArrayD;
 use ndarray_npy::ReadNpyExt;
 use serde_json::Value;
@@ -175,6 +175,7 @@ fn a_step_aware_plan_runs_as_two_models_over_one_weight_file() {
     ]));
     let manifest = bitsearch_records::Manifest::find(&dir.path().join("q/unet")).unwrap().unwrap();
     assert_eq!(manifest.models_by_step(4).unwrap(), vec![0, 0, 1, 1]);
+    assert_each_tensor_stored_once(&dir.path().join("q/unet"), &manifest);
     assert!(dir.path().join("q/classifier/model.onnx").is_file(), "the other components are copied");
 
     let prompts = dir.path().join("prompts.txt");

@@ -50,6 +50,31 @@ pub fn four_then_eight_plan(table: &std::path::Path, dir: &std::path::Path) -> P
     path
 }
 
+/// Asserts that every tensor name of the models a manifest in `dir` lists points at one place
+/// of the shared weight file, whichever model reads it, that both widths of a 4-then-8 plan are
+/// there, and that the file holds nothing but those tensors and their alignment padding.
+pub fn assert_each_tensor_stored_once(dir: &std::path::Path, manifest: &bitsearch_records::Manifest) {
+    use bitsearch_onnx::pb::tensor_proto::DataLocation;
+    let mut places: std::collections::HashMap<String, (u64, u64)> = std::collections::HashMap::new();
+    for m in &manifest.models {
+        let bytes = std::fs::read(dir.join(&m.file)).unwrap();
+        let model = bitsearch_onnx::Model::from_bytes(&bytes, std::path::Path::new(&m.file)).unwrap();
+        for t in model.graph().initializer.iter().filter(|t| t.data_location() == DataLocation::External) {
+            let get = |k: &str| t.external_data.iter().find(|e| e.key() == k).unwrap().value().parse::<u64>().unwrap();
+            let place = (get("offset"), get("length"));
+            if let Some(seen) = places.insert(t.name().to_string(), place) {
+                assert_eq!(seen, place, "{} is stored twice", t.name());
+            }
+        }
+    }
+    assert!(places.keys().any(|n| n.contains("/w4/")) && places.keys().any(|n| n.contains("/w8/")));
+    let stored: u64 = places.values().map(|p| p.1).sum();
+    // The writer aligns tensors of 64 KiB or more to pages and the others to 64 bytes.
+    let padding: u64 = places.values().map(|p| if p.1 >= 1 << 16 { 4096 } else { 64 }).sum();
+    let file = std::fs::metadata(dir.join(&manifest.weights)).unwrap().len();
+    assert!(file >= stored && file <= stored + padding, "{file} bytes for {stored} stored");
+}
+
 /// Runs the bitsearch binary with `args`.
 pub fn bitsearch(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_bitsearch")).args(args).output().expect("the bitsearch binary runs")
