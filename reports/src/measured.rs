@@ -131,7 +131,16 @@ fn table(records: &[(&Path, &EvalRecord)], with_file: bool) -> Vec<Vec<String>> 
         let ratio = |v: f64| number_or_empty(v, |v| format!(" ({v:.2}×)"));
         row.extend([
             format!("{}{}", size(cost.file_bytes), ratio(r.size_ratio())),
-            format!("{}{}", size(cost.session_bytes), ratio(cost.session_bytes as f64 / ref_cost.session_bytes as f64)),
+            // 0: not measured (a float simulation runs inside the evaluating process).
+            if cost.session_bytes == 0 {
+                "—".to_string()
+            } else {
+                format!(
+                    "{}{}",
+                    size(cost.session_bytes),
+                    ratio(cost.session_bytes as f64 / ref_cost.session_bytes as f64)
+                )
+            },
             format!("{}{}", milliseconds(cost.call_ms), ratio(r.latency_ratio())),
         ]);
         rows.push(row);

@@ -156,7 +156,7 @@ fn table(records: &[EvalRecord], markdown: bool) -> String {
                 if r.caption.is_nan() { "-".into() } else { format!("{:.3}", r.caption) },
                 mb(r.cost.file_bytes),
                 format!("{:.3}", r.size_ratio()),
-                mb(r.cost.session_bytes),
+                if r.cost.session_bytes == 0 { "-".into() } else { mb(r.cost.session_bytes) },
                 format!("{:.2}", r.cost.call_ms),
                 format!("{:.3}", r.latency_ratio()),
             ]
