@@ -16,22 +16,30 @@ mkdir -p "$W/terrain" "$W/shapes"
 T="$W/terrain"
 S="$W/shapes"
 
+# ILP, greedy and uniform plans at BITS mean bits, each applied: MODEL DIR TABLE UNIFORM_TABLE BITS.
+# Appends the three quantized folders to the array `applied`.
+applied=()
+three_plans() {
+    local model=$1 dir=$2 table=$3 uniform_table=$4 bits=$5
+    "$BIN" solve --sensitivity "$table" --budget "avg-bits=$bits" --out "$dir/ilp-$bits.yaml" -q
+    "$BIN" solve --sensitivity "$table" --budget "avg-bits=$bits" --method greedy --out "$dir/greedy-$bits.yaml" -q
+    "$BIN" solve --sensitivity "$uniform_table" --uniform "$bits" --out "$dir/uniform-$bits.yaml" -q
+    for kind in ilp greedy uniform; do
+        "$BIN" quantize "$model" --plan "$dir/$kind-$bits.yaml" --out "$dir/q-$kind-$bits" --overwrite -q
+        applied+=("$dir/q-$kind-$bits")
+    done
+}
+
 # --- terrain ---------------------------------------------------------------------------------
 "$BIN" sensitivity "$TERRAIN" --condition difficulty=0.5 --w-bits 2,4,8 --out "$T/s248.parquet" --resume
 "$BIN" sensitivity "$TERRAIN" --condition difficulty=0.5 --w-bits 3,5,6 --out "$T/s356.parquet" --resume
 "$BIN" sensitivity "$TERRAIN" --condition difficulty=0.5 --w-bits 8 --act-bits 8 --out "$T/s8a8.parquet" --resume
-candidates=()
 for bits in 3 4 5 6; do
-    "$BIN" solve --sensitivity "$T/s248.parquet" --budget "avg-bits=$bits" --out "$T/ilp-$bits.yaml" -q
-    "$BIN" solve --sensitivity "$T/s248.parquet" --budget "avg-bits=$bits" --method greedy --out "$T/greedy-$bits.yaml" -q
-    table="$T/s248.parquet"
-    [[ $bits == 4 ]] || table="$T/s356.parquet"
-    "$BIN" solve --sensitivity "$table" --uniform "$bits" --out "$T/uniform-$bits.yaml" -q
-    for kind in ilp greedy uniform; do
-        "$BIN" quantize "$TERRAIN" --plan "$T/$kind-$bits.yaml" --out "$T/q-$kind-$bits" --overwrite -q
-        candidates+=("$T/q-$kind-$bits")
-    done
+    uniform_table="$T/s248.parquet"
+    [[ $bits == 4 ]] || uniform_table="$T/s356.parquet"
+    three_plans "$TERRAIN" "$T" "$T/s248.parquet" "$uniform_table" "$bits"
 done
+candidates=("${applied[@]}")
 # W8A8 everywhere, and mixed: the eight convs whose W8A8 probe scored below 32 dB on the
 # sensitivity items (terrain's output stage) kept in float.
 A8_SENSITIVE=node_conv2d_194,node_conv2d_192,node_conv2d_195,node_conv2d_162,node_conv2d_27,node_conv2d_191,node_conv2d_8,node_conv2d_186
@@ -52,17 +60,11 @@ prompt_args=()
 for p in "${prompts[@]}"; do prompt_args+=(--prompt "$p"); done
 "$BIN" sensitivity "$SHAPES" "${prompt_args[@]}" --steps 10 --guidance 4 --step-groups 2 --w-bits 2,3,4,8 \
     --out "$S/s.parquet" --resume
-shapes=()
+applied=()
 for bits in 3 4; do
-    "$BIN" solve --sensitivity "$S/s.parquet" --budget "avg-bits=$bits" --out "$S/ilp-$bits.yaml" -q
-    "$BIN" solve --sensitivity "$S/s.parquet" --budget "avg-bits=$bits" --method greedy --out "$S/greedy-$bits.yaml" -q
-    "$BIN" solve --sensitivity "$S/s.parquet" --uniform "$bits" --out "$S/uniform-$bits.yaml" -q
-    for kind in ilp greedy uniform; do
-        "$BIN" quantize "$SHAPES" --plan "$S/$kind-$bits.yaml" --out "$S/q-$kind-$bits" --overwrite -q
-        shapes+=("$S/q-$kind-$bits")
-    done
+    three_plans "$SHAPES" "$S" "$S/s.parquet" "$S/s.parquet" "$bits"
 done
-"$BIN" eval "$SHAPES" "${shapes[@]}" --simulate "$S/ilp-4.yaml" --num-seeds 2 --batch 16 --repeats 1 \
+"$BIN" eval "$SHAPES" "${applied[@]}" --simulate "$S/ilp-4.yaml" --num-seeds 2 --batch 16 --repeats 1 \
     --out "$S/eval.parquet" --markdown "$S/eval.md"
 
 {

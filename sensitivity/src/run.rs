@@ -10,7 +10,7 @@ use bitsearch_metrics::{Mse, Sqnr, count_nonfinite, ssim_per_item};
 use bitsearch_onnx::Model;
 use bitsearch_onnx::rewrite::{self, FakeQuantPoint};
 use bitsearch_pipeline::sampler::SampleError;
-use bitsearch_pipeline::workload::{self, Evaluate, Observe, StepControl, Workload};
+use bitsearch_pipeline::workload::{self, Evaluate, StepControl, Workload};
 use bitsearch_quant::{ActQuantizer, ApplyError, StepRanges, fake_quantized_weight};
 use bitsearch_records::table::TABLE_FORMAT;
 use bitsearch_records::{ProbeRow, RunMeta, SensitivityTable, Shard};
@@ -116,7 +116,7 @@ impl SensitivityRun {
         let steps = step_groups(steps, config.step_groups);
         let all = plan(&layers, &selected, &config);
         let probes_total = all.iter().map(|w| w.probes.len()).sum();
-        let denoiser_file = if model.is_dir() { model.join("unet").join("model.onnx") } else { model.to_path_buf() };
+        let denoiser_file = workload::denoiser_file(model);
         let absolute = model.canonicalize().map_err(|e| SensitivityError::table(model, format!("cannot read: {e}")))?;
         let meta = RunMeta {
             format: TABLE_FORMAT,
@@ -263,18 +263,11 @@ impl SensitivityRun {
         let mut tensors: Vec<String> = points.iter().map(|p| p.tensor.clone()).collect();
         tensors.sort();
         tensors.dedup();
-        let mut options = self.session_options();
-        options.extra_outputs = tensors.clone();
-        self.workload.load(&self.model, &options)?;
         let mut ranges: HashMap<String, StepRanges> = HashMap::new();
-        let mut observe = Observe(|step: usize, outputs: &[ArrayD<f32>]| {
-            for (tensor, values) in tensors.iter().zip(outputs) {
-                ranges.entry(tensor.clone()).or_default().observe(step, values.view());
-            }
-        });
-        for b in 0..self.workload.batches() {
-            self.workload.run(b, &mut observe)?;
-        }
+        let options = self.session_options();
+        workload::observe(self.workload.as_mut(), &self.model, &tensors, &options, |tensor, step, values| {
+            ranges.entry(tensor.to_string()).or_default().observe(step, values)
+        })?;
         Ok(ranges)
     }
 

@@ -4,10 +4,10 @@
 use super::quantize::sensitivity_generation;
 use crate::cli::{EvalArgs, MemoryArgs};
 use anyhow::Context;
-use bitsearch_eval::{Candidate, EvalOptions, Progress, evaluate, held_out, opening_memory};
+use bitsearch_eval::{Candidate, EvalOptions, Progress, evaluate, held_out, manifest_of, opening_memory};
 use bitsearch_pipeline::image::save_samples;
 use bitsearch_pipeline::workload::WorkloadSpec;
-use bitsearch_records::{EvalRecord, Manifest, Plan, write_evals};
+use bitsearch_records::{EvalRecord, Plan, write_evals};
 use bitsearch_types::write_atomically;
 use std::path::{Path, PathBuf};
 
@@ -103,10 +103,7 @@ fn sensitivity_table(candidates: &[Candidate]) -> anyhow::Result<PathBuf> {
     for candidate in candidates {
         let plan = match candidate {
             Candidate::Simulated(plan) => Some(plan.clone()),
-            Candidate::Model(path) => {
-                let manifest = Manifest::find(path)?.or(Manifest::find(&path.join("unet"))?);
-                manifest.map(|m| m.plan)
-            }
+            Candidate::Model(path) => manifest_of(path)?.map(|m| m.plan),
         };
         if let Some(plan) = plan {
             return Ok(Plan::read(&plan)?.source.sensitivity_table);

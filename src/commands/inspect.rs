@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
 
 pub fn run(args: &InspectArgs) -> anyhow::Result<()> {
-    let path = super::denoiser_file(&args.model);
+    let path = bitsearch_pipeline::workload::denoiser_file(&args.model);
     let model = Model::load(&path)?;
     let dims: HashMap<String, usize> = args.dims.iter().cloned().collect();
     let layers = bitsearch_runtime::layers_with_costs(&model, bitsearch_types::Component::Unet, &dims)

@@ -45,8 +45,3 @@ pub fn exit_status(error: &anyhow::Error) -> u8 {
         .any(|e| e.is::<Refused>() || matches!(e.downcast_ref::<SolverError>(), Some(SolverError::Infeasible { .. })));
     if refused { EXIT_REFUSED } else { EXIT_ERROR }
 }
-
-/// The denoiser file of `path`: the file itself, or `unet/model.onnx` in a diffusers folder.
-pub fn denoiser_file(path: &std::path::Path) -> std::path::PathBuf {
-    if path.is_dir() { path.join("unet").join("model.onnx") } else { path.to_path_buf() }
-}

@@ -145,9 +145,9 @@ pub fn evaluate(
     let mut records = Vec::new();
     let mut candidate_images = Vec::new();
     for (i, candidate) in candidates.iter().enumerate() {
-        let (label, path) = match candidate {
-            Candidate::Model(path) => (describe(path), path.clone()),
-            Candidate::Simulated(plan) => (format!("{} (simulated)", plan_label(plan)?), plan.clone()),
+        let (label, kind, predicted) = describe(candidate)?;
+        let path = match candidate {
+            Candidate::Model(path) | Candidate::Simulated(path) => path.clone(),
         };
         progress.stage(&format!("candidate {}/{}: {label}", i + 1, candidates.len()));
         let (mut candidate_workload, mut cost) = match candidate {
@@ -176,7 +176,6 @@ pub fn evaluate(
         if let Some(paired) = paired {
             (reference_cost.call_ms, reference_cost.image_ms) = (paired.call_ms, paired.image_ms);
         }
-        let (kind, predicted) = prediction_of(candidate)?;
         let mut record = compare(&fp, &measured, label, &path, kind, predicted);
         if let Some(captions) = captions.as_mut() {
             record.caption = captions.accuracy(&measured.images)?;
@@ -219,14 +218,11 @@ fn open(path: &Path, spec: &WorkloadSpec, plan: Option<&PathBuf>) -> Result<(Box
 /// quantized folder, or a pipeline's `unet/` folder.
 fn model_bytes(path: &Path) -> Result<u64> {
     let target = if path.join("unet").is_dir() { path.join("unet") } else { path.to_path_buf() };
-    let bytes = if target.is_dir() {
-        tree_bytes(&target)
-    } else {
-        // A single file and the external-data files beside it that it names.
-        let model = std::fs::read(&target).map(|b| b.len() as u64);
-        model.map(|m| m + external_bytes(&target))
-    };
-    bytes.map_err(|e| EvalError::File { path: target.clone(), message: format!("cannot read: {e}") })
+    // A single file comes with the external-data files beside it that it names.
+    let external = if target.is_dir() { 0 } else { external_bytes(&target) };
+    tree_bytes(&target)
+        .map(|b| b + external)
+        .map_err(|e| EvalError::File { path: target.clone(), message: format!("cannot read: {e}") })
 }
 
 /// Bytes of the external-data files a model file references (none for most exports).
@@ -240,26 +236,10 @@ fn external_bytes(model: &Path) -> u64 {
         .sum()
 }
 
-fn describe(path: &Path) -> String {
-    let manifest = Manifest::find(path).ok().flatten().or_else(|| Manifest::find(&path.join("unet")).ok().flatten());
-    match manifest {
-        Some(m) if m.activation_layers > 0 => {
-            format!(
-                "{} {:.2} bits, A8 on {} layers ({})",
-                kind_of(&m.method),
-                m.avg_bits,
-                m.activation_layers,
-                m.storage
-            )
-        }
-        Some(m) => format!("{} {:.2} bits ({})", kind_of(&m.method), m.avg_bits, m.storage),
-        None => path.file_name().map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().to_string()),
-    }
-}
-
-fn plan_label(path: &Path) -> Result<String> {
-    let plan = Plan::read(path)?;
-    Ok(format!("{} {:.2} bits", kind_of(&plan.solver.name), plan.summary.avg_bits))
+/// The manifest of a `quantize` folder: in the folder itself (a denoiser) or its `unet/` (a
+/// pipeline); None for any other model.
+pub fn manifest_of(path: &Path) -> Result<Option<Manifest>> {
+    Ok(Manifest::find(path)?.or(Manifest::find(&path.join("unet"))?))
 }
 
 /// What a plan predicted: mean weight bits, SQNR, SSIM (NaN without a plan).
@@ -274,20 +254,30 @@ impl Predicted {
     const NONE: Self = Self { avg_bits: f64::NAN, sqnr_db: f64::NAN, ssim: f64::NAN };
 }
 
-/// Where a candidate comes from (its record kind) and what its plan predicted.
-fn prediction_of(candidate: &Candidate) -> Result<(String, Predicted)> {
+/// A candidate's label, its record kind and what its plan predicted.
+fn describe(candidate: &Candidate) -> Result<(String, String, Predicted)> {
     Ok(match candidate {
         Candidate::Simulated(plan) => {
             let plan = Plan::read(plan)?;
             let (avg_bits, sqnr_db, ssim) = (plan.summary.avg_bits, plan.prediction.sqnr_db, plan.prediction.ssim);
-            ("simulated".into(), Predicted { avg_bits, sqnr_db, ssim })
+            let label = format!("{} {avg_bits:.2} bits (simulated)", kind_of(&plan.solver.name));
+            (label, "simulated".into(), Predicted { avg_bits, sqnr_db, ssim })
         }
-        Candidate::Model(path) => match Manifest::find(path)?.or(Manifest::find(&path.join("unet"))?) {
+        Candidate::Model(path) => match manifest_of(path)? {
             Some(m) => {
+                let kind = kind_of(&m.method);
+                let activations = match m.activation_layers {
+                    0 => String::new(),
+                    n => format!(", A8 on {n} layers"),
+                };
+                let label = format!("{kind} {:.2} bits{activations} ({})", m.avg_bits, m.storage);
                 let (avg_bits, sqnr_db, ssim) = (m.avg_bits, m.predicted_sqnr_db, m.predicted_ssim);
-                (kind_of(&m.method), Predicted { avg_bits, sqnr_db, ssim })
+                (label, kind, Predicted { avg_bits, sqnr_db, ssim })
             }
-            None => ("model".into(), Predicted::NONE),
+            None => {
+                let label = path.file_name().map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into());
+                (label, "model".into(), Predicted::NONE)
+            }
         },
     })
 }

@@ -138,7 +138,6 @@ pub struct SharedData {
     blob: Vec<u8>,
     /// (name, length, hash of the bytes) → offsets of the stored copies with that key.
     stored: HashMap<(String, usize, u64), Vec<usize>>,
-    tensors: usize,
 }
 
 /// Tensors at least this large are page-aligned in a [`SharedData`] file.
@@ -150,7 +149,7 @@ const SMALL_ALIGN: usize = 64;
 impl SharedData {
     /// A file named `file_name` (beside the models) for tensors of at least `min_bytes`.
     pub fn new(file_name: &str, min_bytes: usize) -> Self {
-        Self { file_name: file_name.to_string(), min_bytes, blob: Vec::new(), stored: HashMap::new(), tensors: 0 }
+        Self { file_name: file_name.to_string(), min_bytes, blob: Vec::new(), stored: HashMap::new() }
     }
 
     /// `model`'s protobuf with its tensors of at least `min_bytes` pointing into this file,
@@ -177,22 +176,15 @@ impl SharedData {
                 let offset = self.blob.len();
                 self.blob.extend_from_slice(&raw);
                 copies.push(offset);
-                self.tensors += 1;
                 offset
             }
         };
-        let entry = |key: &str, value: String| StringStringEntryProto { key: Some(key.into()), value: Some(value) };
-        t.external_data = vec![
-            entry("location", self.file_name.clone()),
-            entry("offset", offset.to_string()),
-            entry("length", raw.len().to_string()),
-        ];
-        t.set_data_location(DataLocation::External);
+        point_at(t, &self.file_name, offset, raw.len());
     }
 
     /// Distinct tensors stored.
     pub fn tensors(&self) -> usize {
-        self.tensors
+        self.stored.values().map(Vec::len).sum()
     }
 
     pub fn bytes(&self) -> &[u8] {
@@ -203,14 +195,19 @@ impl SharedData {
 /// Moves one tensor's bytes into `blob` and points the tensor at them.
 fn externalize(t: &mut TensorProto, location: &str, min_bytes: usize, blob: &mut Vec<u8>) {
     let Some(raw) = t.raw_data.take_if(|r| r.len() >= min_bytes.max(1)) else { return };
+    point_at(t, location, blob.len(), raw.len());
+    blob.extend_from_slice(&raw);
+}
+
+/// Points a tensor (its data taken out) at `length` bytes at `offset` of the file `location`.
+fn point_at(t: &mut TensorProto, location: &str, offset: usize, length: usize) {
     let entry = |key: &str, value: String| StringStringEntryProto { key: Some(key.into()), value: Some(value) };
     t.external_data = vec![
         entry("location", location.to_string()),
-        entry("offset", blob.len().to_string()),
-        entry("length", raw.len().to_string()),
+        entry("offset", offset.to_string()),
+        entry("length", length.to_string()),
     ];
     t.set_data_location(DataLocation::External);
-    blob.extend_from_slice(&raw);
 }
 
 /// Replaces every external reference with the bytes it points to.

@@ -33,14 +33,17 @@ impl DenoiserSessions {
         Ok(Self { sessions, manifest: None, by_step })
     }
 
-    /// The sessions of the denoiser file `path`: with a quantization manifest beside it, every
-    /// model the manifest lists; else the file itself. Sessions are built from the files
-    /// (external data memory-mapped, no copy of the weights in bitsearch) unless `options` edit
-    /// the graph, which needs the model in memory.
+    /// The sessions of the denoiser at `path`: a `quantize` folder, or a file with such a
+    /// folder's manifest beside it, gives every model the manifest lists; any other file itself.
+    /// Sessions are built from the files (external data memory-mapped, no copy of the weights in
+    /// bitsearch) unless `options` edit the graph, which needs the model in memory.
     pub fn open(path: &Path, options: &SessionOptions) -> Result<Self, PipelineError> {
-        let dir = path.parent().unwrap_or(Path::new("."));
+        let dir = if path.is_dir() { path } else { path.parent().unwrap_or(Path::new(".")) };
         let manifest = Manifest::find(dir).map_err(|e| PipelineError::file(dir, e.to_string()))?;
         let Some(manifest) = manifest else {
+            if path.is_dir() {
+                return Err(PipelineError::file(path, "is a folder without a bitsearch quantization manifest"));
+            }
             let session = if options.overridable.is_empty() && options.extra_outputs.is_empty() {
                 Session::from_file(path, options)?
             } else {
@@ -49,7 +52,7 @@ impl DenoiserSessions {
             return Ok(Self::single(session));
         };
         let files: Vec<PathBuf> = manifest.models.iter().map(|m| dir.join(&m.file)).collect();
-        if !files.iter().any(|f| f == path) {
+        if !path.is_dir() && !files.iter().any(|f| f == path) {
             return Err(PipelineError::file(path, "is not one of the models its folder's manifest lists"));
         }
         let sessions = files.iter().map(|f| Session::from_file(f, options)).collect::<Result<_, _>>()?;

@@ -30,5 +30,5 @@ mod weight;
 pub use activation::{ActQuantizer, ActRange, StepRanges};
 pub use error::QuantError;
 pub use kurtosis::{channel_bits, channel_kurtosis};
-pub use model::{ApplyError, fake_quantize_weights, fake_quantized_weight};
+pub use model::{ApplyError, fake_quantize_weights, fake_quantized_weight, quantized_weight};
 pub use weight::{Clipping, Granularity, QuantizedWeight, WeightQuantizer};

@@ -1,8 +1,9 @@
-//! Quantizers applied to the weights of a model: one layer's weight fake-quantized (a
-//! sensitivity probe's override), or a copy of the model with every layer's weight
-//! fake-quantized at one bit-width (the uniform baseline of a plan).
+//! Quantizers applied to the weights of a model: one layer's weight quantized (the codes the
+//! apply stage stores) or fake-quantized (a sensitivity probe's override), or a copy of the
+//! model with every layer's weight fake-quantized at one bit-width (the uniform baseline of a
+//! plan).
 
-use crate::{QuantError, WeightQuantizer};
+use crate::{QuantError, QuantizedWeight, WeightQuantizer};
 use bitsearch_onnx::{GraphView, Model, OnnxError, rewrite, tensor_to_f32};
 use bitsearch_types::Layer;
 use bitsearch_types::quantizer::WeightScheme;
@@ -22,15 +23,14 @@ pub enum ApplyError {
     Onnx(#[from] OnnxError),
 }
 
-/// The fake-quantized values of `layer`'s weight at `bits` with `scheme` (scales along the
-/// layer's output channels), and the bytes its quantized form takes (codes plus scales).
-pub fn fake_quantized_weight(
+/// The integer codes and scales of `layer`'s weight at `bits` with `scheme` (scales along the
+/// layer's output channels): what a probe simulates and what the apply stage stores.
+pub fn quantized_weight(
     model: &Model,
     layer: &Layer,
     scheme: &WeightScheme,
     bits: u8,
-) -> Result<(ArrayD<f32>, u64), ApplyError> {
-    let quant_error = |source| ApplyError::Quant { layer: layer.name.clone(), source };
+) -> Result<QuantizedWeight, ApplyError> {
     let name = layer.weight.as_deref().ok_or_else(|| ApplyError::NoWeight { layer: layer.name.clone() })?;
     let quantizer = WeightQuantizer::new(scheme, bits, layer.channel_axis.unwrap_or(0));
     let view = GraphView::new(model.graph());
@@ -38,9 +38,22 @@ pub fn fake_quantized_weight(
         .initializer(name)
         .ok_or_else(|| ApplyError::NotInitializer { layer: layer.name.clone(), weight: name.to_string() })?;
     let values = tensor_to_f32(tensor)?;
-    let fq = quantizer.fake_quantize(values.view()).map_err(quant_error)?;
-    let bytes = quantizer.storage_bits(values.shape()).map_err(quant_error)?.div_ceil(8);
-    Ok((fq, bytes))
+    quantizer.quantize(values.view()).map_err(|source| ApplyError::Quant { layer: layer.name.clone(), source })
+}
+
+/// The fake-quantized values of `layer`'s weight at `bits` with `scheme`, and the bytes its
+/// quantized form takes (codes plus scales).
+pub fn fake_quantized_weight(
+    model: &Model,
+    layer: &Layer,
+    scheme: &WeightScheme,
+    bits: u8,
+) -> Result<(ArrayD<f32>, u64), ApplyError> {
+    let quant_error = |source| ApplyError::Quant { layer: layer.name.clone(), source };
+    let q = quantized_weight(model, layer, scheme, bits)?;
+    let quantizer = WeightQuantizer::new(scheme, bits, layer.channel_axis.unwrap_or(0));
+    let bytes = quantizer.storage_bits(q.codes.shape()).map_err(quant_error)?.div_ceil(8);
+    Ok((q.dequantize(), bytes))
 }
 
 /// A copy of `model` whose every weight layer among `layers` holds its weight fake-quantized

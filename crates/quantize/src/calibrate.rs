@@ -3,12 +3,11 @@
 
 use crate::{QuantizeError, Result};
 use bitsearch_onnx::Model;
-use bitsearch_pipeline::workload::{self, Observe, WorkloadSpec};
+use bitsearch_pipeline::workload::{self, WorkloadSpec};
 use bitsearch_quant::{ActRange, StepRanges};
 use bitsearch_records::{Plan, PlanLayer};
 use bitsearch_runtime::SessionOptions;
 use bitsearch_types::{FLOAT_BITS, Layer, LayerKind};
-use ndarray::ArrayD;
 use std::collections::HashMap;
 use std::path::Path;
 
@@ -48,6 +47,7 @@ pub fn calibrate(
     fp: &Model,
     chosen: &[(PlanLayer, Layer)],
     plan: &Plan,
+    plan_path: &Path,
     spec: &WorkloadSpec,
 ) -> Result<ActivationRanges> {
     let mut tensors: Vec<String> = Vec::new();
@@ -63,30 +63,22 @@ pub fn calibrate(
     tensors.sort();
     tensors.dedup();
     let mut workload = workload::open(model, spec)?;
-    let plan_steps = plan.step_groups.last().map_or(1, |g| g[1] + 1);
-    if workload.steps() != plan_steps {
+    if workload.steps() != plan.steps() {
         return Err(QuantizeError::Plan {
-            plan: plan.source.sensitivity_table.clone(),
+            plan: plan_path.to_path_buf(),
             field: "step_groups".into(),
-            message: format!("the plan's step groups cover {plan_steps} steps; calibration runs {}", workload.steps()),
+            message: format!(
+                "the plan's step groups cover {} steps; calibration runs {}",
+                plan.steps(),
+                workload.steps()
+            ),
         });
     }
-    let options = SessionOptions {
-        device: spec.device,
-        threads: spec.threads,
-        extra_outputs: tensors.clone(),
-        ..Default::default()
-    };
-    workload.load(fp, &options)?;
+    let options = SessionOptions { device: spec.device, threads: spec.threads, ..Default::default() };
     let mut ranges: HashMap<String, StepRanges> = HashMap::new();
-    let mut observe = Observe(|step: usize, outputs: &[ArrayD<f32>]| {
-        for (tensor, values) in tensors.iter().zip(outputs) {
-            ranges.entry(tensor.clone()).or_default().observe(step, values.view());
-        }
-    });
-    for b in 0..workload.batches() {
-        workload.run(b, &mut observe)?;
-    }
+    workload::observe(workload.as_mut(), fp, &tensors, &options, |tensor, step, values| {
+        ranges.entry(tensor.to_string()).or_default().observe(step, values)
+    })?;
     Ok(ActivationRanges {
         ranges,
         step_groups: plan.step_groups.clone(),

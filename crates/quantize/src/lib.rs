@@ -18,15 +18,16 @@ mod calibrate;
 mod folder;
 
 use bitsearch_onnx::rewrite::{self, ActivationParams, Dequantize, WeightCodes};
-use bitsearch_onnx::{ExternalData, GraphView, Model, OnnxError, SharedData, discover_layers, tensor_to_f32};
-use bitsearch_pipeline::workload::WorkloadSpec;
-use bitsearch_quant::{ActQuantizer, QuantizedWeight, WeightQuantizer};
+use bitsearch_onnx::{ExternalData, GraphView, Model, OnnxError, SharedData, discover_layers};
+use bitsearch_pipeline::workload::{self, WorkloadSpec};
+use bitsearch_quant::{ActQuantizer, ApplyError, QuantizedWeight, quantized_weight};
+use bitsearch_records::plan::absolute;
 use bitsearch_records::{Manifest, ManifestModel, Plan, PlanLayer, Storage};
 use bitsearch_types::{Component, FLOAT_BITS, Layer, LayerKind};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-pub use calibrate::ActivationRanges;
+use calibrate::ActivationRanges;
 
 /// File name of the weight data every model of a quantized folder points into.
 pub const WEIGHTS_FILE: &str = "weights.bin";
@@ -53,6 +54,8 @@ pub enum QuantizeError {
     #[error("layer '{layer}': {message}")]
     Layer { layer: String, message: String },
     #[error(transparent)]
+    Apply(#[from] ApplyError),
+    #[error(transparent)]
     Onnx(#[from] OnnxError),
     #[error(transparent)]
     Records(#[from] bitsearch_records::RecordError),
@@ -77,8 +80,6 @@ pub struct QuantizeOptions {
 #[derive(Debug, Clone)]
 pub struct Quantized {
     pub manifest: Manifest,
-    /// The folder holding the manifest and the denoiser models.
-    pub denoiser_dir: PathBuf,
     /// Bytes of the denoiser's files (models, weight file, manifest).
     pub denoiser_bytes: u64,
     /// Distinct tensors in the shared weight file.
@@ -96,7 +97,7 @@ pub fn quantize(model: &Path, plan_path: &Path, out: &Path, options: &QuantizeOp
     let needs_calibration = chosen.iter().any(|(p, _)| p.a_bits.iter().any(|&a| a != FLOAT_BITS));
     let ranges = if needs_calibration {
         log::info!("calibrating activation ranges on {} item(s)", options.calibration.seeds.len());
-        calibrate::calibrate(model, &fp, &chosen, &plan, &options.calibration)?
+        calibrate::calibrate(model, &fp, &chosen, &plan, plan_path, &options.calibration)?
     } else {
         ActivationRanges::default()
     };
@@ -130,7 +131,7 @@ pub fn quantize(model: &Path, plan_path: &Path, out: &Path, options: &QuantizeOp
         predicted_sqnr_db: plan.prediction.sqnr_db,
         predicted_ssim: plan.prediction.ssim,
         storage: options.storage,
-        steps: plan.step_groups.last().map_or(1, |g| g[1] + 1),
+        steps: plan.steps(),
         step_groups: plan.step_groups.clone(),
         models,
         weights: WEIGHTS_FILE.to_string(),
@@ -139,11 +140,10 @@ pub fn quantize(model: &Path, plan_path: &Path, out: &Path, options: &QuantizeOp
         calibration_items: ranges.items.clone(),
     };
     manifest.write(&denoiser_dir)?;
-    let relative = denoiser_dir.strip_prefix(staging.path()).map(Path::to_path_buf).unwrap_or_default();
     let denoiser_bytes = bitsearch_types::tree_bytes(&denoiser_dir).map_err(io_error(&denoiser_dir))?;
     staging.commit(options.overwrite).map_err(io_error(out))?;
     log::info!("wrote {} ({} distinct tensors in {WEIGHTS_FILE})", out.display(), data.tensors());
-    Ok(Quantized { manifest, denoiser_dir: out.join(relative), denoiser_bytes, stored_tensors: data.tensors() })
+    Ok(Quantized { manifest, denoiser_bytes, stored_tensors: data.tensors() })
 }
 
 /// The plan at `plan_path` simulated in float: for each distinct step-group configuration, a copy
@@ -193,7 +193,7 @@ struct Prepared {
 impl Prepared {
     fn new(model: &Path, plan_path: &Path) -> Result<Self> {
         let plan = Plan::read(plan_path)?;
-        let denoiser = if model.is_dir() { model.join("unet").join("model.onnx") } else { model.to_path_buf() };
+        let denoiser = workload::denoiser_file(model);
         let sha = bitsearch_types::sha256_file(&denoiser).map_err(io_error(&denoiser))?;
         if sha != plan.source.model_sha256 {
             return Err(QuantizeError::OtherModel {
@@ -216,10 +216,6 @@ impl Prepared {
 fn io_error(path: &Path) -> impl Fn(std::io::Error) -> QuantizeError {
     let path = path.to_path_buf();
     move |e| QuantizeError::Io { path: path.clone(), message: e.to_string() }
-}
-
-fn absolute(path: &Path) -> PathBuf {
-    std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
 }
 
 /// Each plan layer with the model's layer of that name.
@@ -290,16 +286,9 @@ struct Codebook {
 
 impl Codebook {
     fn get(&mut self, model: &Model, layer: &Layer, plan: &Plan, bits: u32) -> Result<&QuantizedWeight> {
-        let weight = layer.weight.clone().unwrap_or_default();
-        let key = (weight.clone(), bits);
+        let key = (layer.weight.clone().unwrap_or_default(), bits);
         if !self.codes.contains_key(&key) {
-            let layer_error = |message: String| QuantizeError::Layer { layer: layer.name.clone(), message };
-            let view = GraphView::new(model.graph());
-            let tensor =
-                view.initializer(&weight).ok_or_else(|| layer_error(format!("'{weight}' is not an initializer")))?;
-            let values = tensor_to_f32(tensor)?;
-            let quantizer = WeightQuantizer::new(&plan.quantizer.weight, bits as u8, layer.channel_axis.unwrap_or(0));
-            let q = quantizer.quantize(values.view()).map_err(|e| layer_error(e.to_string()))?;
+            let q = quantized_weight(model, layer, &plan.quantizer.weight, bits as u8)?;
             self.codes.insert(key.clone(), q);
         }
         Ok(&self.codes[&key])

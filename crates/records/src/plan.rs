@@ -93,6 +93,11 @@ pub struct PlanLayer {
 }
 
 impl Plan {
+    /// The denoising steps its step groups cover.
+    pub fn steps(&self) -> usize {
+        self.step_groups.last().map_or(1, |[_, last]| last + 1)
+    }
+
     /// Writes the plan as YAML, atomically, its source paths relative to the plan's folder
     /// where they share a folder with it.
     pub fn write(&self, path: &Path) -> Result<()> {

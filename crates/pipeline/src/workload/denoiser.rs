@@ -39,14 +39,13 @@ impl DenoiserWorkload {
                 format!("{} is a single denoiser file: it takes conditions, not prompts", path.display()),
             ));
         }
-        // A quantize output folder: its manifest's first model declares the inputs.
-        let path = &match bitsearch_records::Manifest::find(path) {
-            Ok(Some(manifest)) => path.join(&manifest.models[0].file),
-            Ok(None) => path.to_path_buf(),
-            Err(e) => return Err(PipelineError::file(path, e.to_string())),
-        };
         let options = SessionOptions { device: config.device, threads: config.threads, ..Default::default() };
         let mut sessions = DenoiserSessions::open(path, &options)?;
+        // A quantize folder's denoiser, for `model()`, is its manifest's first model.
+        let path = &match sessions.manifest() {
+            Some(manifest) if path.is_dir() => path.join(&manifest.models[0].file),
+            _ => path.to_path_buf(),
+        };
         let session = sessions.first();
         let names: Vec<&str> = session.inputs().iter().map(|s| s.name.as_str()).collect();
         if let Some(name) = config.conditions.keys().find(|n| !names.contains(&n.as_str())) {

@@ -17,7 +17,7 @@ use crate::sampler::SampleError;
 use bitsearch_onnx::Model;
 use bitsearch_runtime::{ActiveDevice, SessionOptions};
 use ndarray::{ArrayD, ArrayViewD};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 type Result<T, E = PipelineError> = std::result::Result<T, E>;
 
@@ -39,9 +39,8 @@ pub trait StepControl {
 }
 
 /// Runs the network unchanged and hands each step's extra outputs (the values the session was
-/// asked to return beside the prediction) to the closure, with the step: calibration.
-#[derive(Debug)]
-pub struct Observe<F>(pub F);
+/// asked to return beside the prediction) to the closure, with the step.
+struct Observe<F>(F);
 
 impl<F: FnMut(usize, &[ArrayD<f32>])> StepControl for Observe<F> {
     fn step(
@@ -91,6 +90,34 @@ pub fn open(path: &Path, spec: &WorkloadSpec) -> Result<Box<dyn Workload>> {
     } else {
         Ok(Box::new(DenoiserWorkload::open(path, spec)?))
     }
+}
+
+/// Loads `model` returning `tensors` beside the prediction, runs every batch, and hands each
+/// step's value of each tensor to `f(tensor, step, value)`: the calibration pass of activation
+/// ranges.
+pub fn observe(
+    workload: &mut dyn Workload,
+    model: &Model,
+    tensors: &[String],
+    options: &SessionOptions,
+    mut f: impl FnMut(&str, usize, ArrayViewD<'_, f32>),
+) -> Result<()> {
+    let options = SessionOptions { extra_outputs: tensors.to_vec(), ..options.clone() };
+    workload.load(model, &options)?;
+    let mut control = Observe(|step: usize, outputs: &[ArrayD<f32>]| {
+        for (tensor, values) in tensors.iter().zip(outputs) {
+            f(tensor, step, values.view());
+        }
+    });
+    for b in 0..workload.batches() {
+        workload.run(b, &mut control)?;
+    }
+    Ok(())
+}
+
+/// The denoiser file of `path`: the file itself, or `unet/model.onnx` in a diffusers folder.
+pub fn denoiser_file(path: &Path) -> PathBuf {
+    if path.is_dir() { path.join("unet").join("model.onnx") } else { path.to_path_buf() }
 }
 
 /// Items cut into batches of at most `batch`.
