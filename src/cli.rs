@@ -322,7 +322,16 @@ pub struct QuantizeArgs {
     /// Replace --out if it exists.
     #[arg(long)]
     pub overwrite: bool,
-    /// Seeds of the activation-range calibration (8-bit activation layers only)
+    /// Bias correction: fold each quantized layer's mean output shift on the calibration items
+    /// into its bias.
+    #[arg(long)]
+    pub bias_correction: bool,
+    /// PTQD noise correction: fit, per step, the quantized denoiser's noise estimate against the
+    /// float one on the calibration items; samplers (ddim, euler) apply it, and at eta > 0 also
+    /// reduce their fresh noise by the residual's share.
+    #[arg(long)]
+    pub ptqd: bool,
+    /// Seeds of the calibration (8-bit activations, --bias-correction, --ptqd)
     /// [default: the sensitivity run's items].
     #[arg(long, value_delimiter = ',')]
     pub calibration_seeds: Option<Vec<u64>>,
@@ -366,6 +375,9 @@ pub struct EvalArgs {
     /// Denoising steps [default: the sensitivity run's].
     #[arg(long)]
     pub steps: Option<usize>,
+    /// DDIM stochasticity in [0, 1] [default: the sensitivity run's].
+    #[arg(long)]
+    pub eta: Option<f64>,
     /// Items per network run [default: the sensitivity run's].
     #[arg(long)]
     pub batch: Option<usize>,

@@ -37,6 +37,7 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<()> {
     };
     let (mut spec, held) = held_out(&base, args.seeds.clone(), args.num_seeds, prompts);
     spec.steps = args.steps.or(spec.steps);
+    spec.eta = args.eta.unwrap_or(spec.eta);
     spec.batch = args.batch.unwrap_or(spec.batch);
     spec.device = args.device;
     spec.threads = args.threads.or(spec.threads);

@@ -5,22 +5,25 @@ use anyhow::Context;
 use bitsearch_pipeline::workload::WorkloadSpec;
 use bitsearch_quantize::{QuantizeOptions, quantize};
 use bitsearch_records::{Plan, SensitivityTable};
-use bitsearch_types::FLOAT_BITS;
 
 pub fn run(args: &QuantizeArgs) -> anyhow::Result<()> {
     let plan = Plan::read(&args.plan)?;
-    // Only activation ranges need items: the sensitivity run's (never the evaluation's).
-    let mut calibration = if plan.layers.iter().any(|l| l.a_bits.iter().any(|&a| a != FLOAT_BITS)) {
-        sensitivity_generation(&plan.source.sensitivity_table)?
-    } else {
-        WorkloadSpec::default()
+    let mut options = QuantizeOptions {
+        storage: args.storage,
+        calibration: WorkloadSpec::default(),
+        bias_correction: args.bias_correction,
+        ptqd: args.ptqd,
+        overwrite: args.overwrite,
     };
-    if let Some(seeds) = &args.calibration_seeds {
-        calibration.seeds = seeds.clone();
+    // Calibration runs on the sensitivity run's items (never the evaluation's).
+    if options.needs_calibration(&plan) {
+        options.calibration = sensitivity_generation(&plan.source.sensitivity_table)?;
     }
-    calibration.device = args.device;
-    calibration.threads = args.threads.or(calibration.threads);
-    let options = QuantizeOptions { storage: args.storage, calibration, overwrite: args.overwrite };
+    if let Some(seeds) = &args.calibration_seeds {
+        options.calibration.seeds = seeds.clone();
+    }
+    options.calibration.device = args.device;
+    options.calibration.threads = args.threads.or(options.calibration.threads);
     let written = quantize(&args.model, &args.plan, &args.out, &options)?;
     let m = &written.manifest;
     let float_bytes = std::fs::metadata(&m.model).map(|f| f.len()).unwrap_or(0);
@@ -33,6 +36,12 @@ pub fn run(args: &QuantizeArgs) -> anyhow::Result<()> {
         m.quantized_layers,
         m.activation_layers
     );
+    if m.corrections.bias_correction {
+        println!("bias correction: each quantized layer's mean output shift folded into its bias");
+    }
+    if let Some(file) = &m.corrections.noise_correction {
+        println!("PTQD noise correction: {file} beside the models, fitted on {} item(s)", m.calibration_items.len());
+    }
     println!(
         "denoiser: {:.2} MB on disk ({:.3} of the float file's {:.2} MB); {} distinct tensors in {}",
         written.denoiser_bytes as f64 / 1e6,

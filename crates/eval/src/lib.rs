@@ -270,7 +270,14 @@ fn describe(candidate: &Candidate) -> Result<(String, String, Predicted)> {
                     0 => String::new(),
                     n => format!(", A8 on {n} layers"),
                 };
-                let label = format!("{kind} {:.2} bits{activations} ({})", m.avg_bits, m.storage);
+                let mut corrections = String::new();
+                if m.corrections.bias_correction {
+                    corrections.push_str(", bias-corrected");
+                }
+                if m.corrections.noise_correction.is_some() {
+                    corrections.push_str(", PTQD");
+                }
+                let label = format!("{kind} {:.2} bits{activations}{corrections} ({})", m.avg_bits, m.storage);
                 let (avg_bits, sqnr_db, ssim) = (m.avg_bits, m.predicted_sqnr_db, m.predicted_ssim);
                 (label, kind, Predicted { avg_bits, sqnr_db, ssim })
             }

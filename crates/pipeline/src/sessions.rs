@@ -1,23 +1,26 @@
 //! The denoiser's sessions: one for a float model, or one per step-group configuration of a
-//! step-aware quantized model, whose manifest says which runs which denoising step.
+//! step-aware quantized model, whose manifest says which runs which denoising step (and names
+//! the noise correction its samplers apply).
 
 use crate::error::PipelineError;
 use bitsearch_onnx::Model;
-use bitsearch_records::Manifest;
+use bitsearch_records::{Manifest, NoiseCorrection};
 use bitsearch_runtime::{Session, SessionOptions};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 #[derive(Debug)]
 pub struct DenoiserSessions {
     sessions: Vec<Session>,
     manifest: Option<Manifest>,
+    correction: Option<Arc<NoiseCorrection>>,
     /// The session of each step of the current run; empty: the first runs every step.
     by_step: Vec<usize>,
 }
 
 impl DenoiserSessions {
     pub fn single(session: Session) -> Self {
-        Self { sessions: vec![session], manifest: None, by_step: Vec::new() }
+        Self { sessions: vec![session], manifest: None, correction: None, by_step: Vec::new() }
     }
 
     /// One session per model in memory, `by_step[s]` running step `s` (empty: the first runs
@@ -30,7 +33,7 @@ impl DenoiserSessions {
             )));
         }
         let sessions = models.iter().map(|m| Session::new(m, options)).collect::<Result<_, _>>()?;
-        Ok(Self { sessions, manifest: None, by_step })
+        Ok(Self { sessions, manifest: None, correction: None, by_step })
     }
 
     /// The sessions of the denoiser at `path`: a `quantize` folder, or a file with such a
@@ -57,7 +60,13 @@ impl DenoiserSessions {
         }
         let sessions = files.iter().map(|f| Session::from_file(f, options)).collect::<Result<_, _>>()?;
         log::info!("{}: {} quantized model(s), switched by step", dir.display(), manifest.models.len());
-        Ok(Self { sessions, manifest: Some(manifest), by_step: Vec::new() })
+        let correction = match &manifest.corrections.noise_correction {
+            Some(file) => Some(Arc::new(
+                NoiseCorrection::read(&dir.join(file)).map_err(|e| PipelineError::file(dir, e.to_string()))?,
+            )),
+            None => None,
+        };
+        Ok(Self { sessions, manifest: Some(manifest), correction, by_step: Vec::new() })
     }
 
     /// Sets which session runs each of the `steps` steps of the next runs.
@@ -85,5 +94,10 @@ impl DenoiserSessions {
 
     pub fn manifest(&self) -> Option<&Manifest> {
         self.manifest.as_ref()
+    }
+
+    /// The noise correction the manifest names, which samplers of this denoiser apply.
+    pub fn correction(&self) -> Option<Arc<NoiseCorrection>> {
+        self.correction.clone()
     }
 }

@@ -1,6 +1,8 @@
 //! Symmetric weight quantization: one scale per output channel or per group of consecutive
 //! values inside a channel, a grid of ±(2^(b−1)−1) codes (the −2^(b−1) code is left unused so
-//! the grid is symmetric), and either min-max or an MSE-searched clipping range.
+//! the grid is symmetric), and either min-max or an MSE-searched clipping range. A channel of a
+//! mixed-precision weight may also take 1 bit: the sign, times the mean magnitude (the scale
+//! that minimises the squared error of a sign code).
 
 use crate::QuantError;
 use bitsearch_types::WEIGHT_BITS;
@@ -8,6 +10,8 @@ use bitsearch_types::quantizer::{ClipSearch, WeightScheme};
 use ndarray::{ArrayD, ArrayViewD, Axis, IxDyn};
 /// Smallest clip ratio the MSE search tries, as a fraction of max|w|.
 const MIN_CLIP_RATIO: f32 = 0.5;
+/// Bit-widths one channel of a mixed-precision weight may take (1: sign codes).
+const CHANNEL_BITS: std::ops::RangeInclusive<u8> = 1..=8;
 
 /// Which values share one scale.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -109,7 +113,7 @@ impl WeightQuantizer {
         if channel_bits.len() != channels {
             return Err(QuantError::ChannelBitsLen { got: channel_bits.len(), expected: channels });
         }
-        if let Some((channel, &bits)) = channel_bits.iter().enumerate().find(|(_, b)| check_bits(**b).is_err()) {
+        if let Some((channel, &bits)) = channel_bits.iter().enumerate().find(|(_, b)| !CHANNEL_BITS.contains(b)) {
             return Err(QuantError::ChannelBits { channel, bits });
         }
         let axis = Axis(self.granularity.axis());
@@ -124,12 +128,26 @@ impl WeightQuantizer {
         let mut codes = ArrayD::<i8>::zeros(w.raw_dim());
         let (mut values, mut chan_codes, mut chan_scales) = (Vec::new(), Vec::new(), Vec::new());
         for (c, (src, mut dst)) in w.axis_iter(axis).zip(codes.axis_iter_mut(axis)).enumerate() {
-            let qmax = qmax(channel_bits[c]);
             values.clear();
             values.extend(src.iter().copied());
             chan_codes.clear();
             chan_scales.clear();
             for chunk in values.chunks(group) {
+                if channel_bits[c] == 1 {
+                    let scale = chunk.iter().map(|x| f64::from(x.abs())).sum::<f64>() / chunk.len() as f64;
+                    chan_scales.push(scale as f32);
+                    chan_codes.extend(chunk.iter().map(|&x| {
+                        if scale == 0.0 {
+                            0
+                        } else if x < 0.0 {
+                            -1
+                        } else {
+                            1
+                        }
+                    }));
+                    continue;
+                }
+                let qmax = qmax(channel_bits[c]);
                 let step = self.clipping.step(chunk, qmax);
                 chan_scales.push(step.scale);
                 chan_codes.extend(chunk.iter().map(|&x| step.code(x, qmax)));
@@ -478,6 +496,26 @@ mod tests {
     }
 
     #[test]
+    fn a_one_bit_channel_is_its_sign_times_the_mean_magnitude() {
+        // Row 0: mean |w| = 0.5; row 1 (all zero) stays zero; row 2 at 2 bits as usual.
+        let w = array![[1.0f32, -0.5, 0.25, -0.25], [0.0, 0.0, 0.0, 0.0], [0.3, -0.6, 0.0, 0.9]].into_dyn();
+        let q = wq(2, Granularity::PerChannel { axis: 0 }, Clipping::MinMax);
+        let mixed = q.quantize_mixed(w.view(), &[1, 1, 2]).unwrap();
+        assert_eq!(mixed.codes.index_axis(Axis(0), 0).iter().copied().collect::<Vec<_>>(), vec![1i8, -1, 1, -1]);
+        assert_eq!(mixed.scales.iter().copied().collect::<Vec<_>>()[..2], [0.5f32, 0.0]);
+        assert_eq!(
+            mixed.dequantize().index_axis(Axis(0), 0).iter().copied().collect::<Vec<_>>(),
+            vec![0.5f32, -0.5, 0.5, -0.5]
+        );
+        assert_eq!(mixed.dequantize().index_axis(Axis(0), 1).iter().copied().collect::<Vec<_>>(), vec![0.0f32; 4]);
+        let two = q.fake_quantize(w.view()).unwrap();
+        assert_eq!(mixed.dequantize().index_axis(Axis(0), 2), two.index_axis(Axis(0), 2));
+        // No other scale gives a sign code a smaller squared error.
+        let err = |s: f32| w.index_axis(Axis(0), 0).iter().map(|&x| (x - s * x.signum()).powi(2)).sum::<f32>();
+        assert!([0.4f32, 0.45, 0.55, 0.6].iter().all(|&s| err(s) > err(0.5)));
+    }
+
+    #[test]
     fn every_error_path_returns_an_error() {
         let w = random(&[4, 6], false, 4);
         let pc = |axis| Granularity::PerChannel { axis };
@@ -503,9 +541,10 @@ mod tests {
         assert_eq!(q.quantize(ArrayD::<f32>::zeros(IxDyn(&[0, 3])).view()), Err(QuantError::Empty));
         assert_eq!(q.quantize_mixed(w.view(), &[4, 4]), Err(QuantError::ChannelBitsLen { got: 2, expected: 4 }));
         assert_eq!(
-            q.fake_quantize_mixed(w.view(), &[4, 4, 1, 9]),
-            Err(QuantError::ChannelBits { channel: 2, bits: 1 })
+            q.fake_quantize_mixed(w.view(), &[4, 4, 0, 9]),
+            Err(QuantError::ChannelBits { channel: 2, bits: 0 })
         );
+        assert_eq!(q.quantize_mixed(w.view(), &[4, 1, 1, 9]), Err(QuantError::ChannelBits { channel: 3, bits: 9 }));
         // Messages say what was expected.
         assert!(QuantError::Bits { bits: 9, min: 2, max: 8 }.to_string().contains("2..=8"));
         assert!(QuantError::Axis { axis: 2, ndim: 2 }.to_string().contains("below 2"));

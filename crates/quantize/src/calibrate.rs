@@ -1,9 +1,10 @@
-//! Activation ranges for the layers a plan gives 8-bit activations: one full-precision pass of
-//! the calibration items that returns those activations at every step.
+//! The calibration items (the sensitivity run's, never the evaluation's) as a workload, and the
+//! activation ranges of the layers a plan gives 8-bit activations: one full-precision pass that
+//! returns those activations at every step.
 
 use crate::{QuantizeError, Result};
 use bitsearch_onnx::Model;
-use bitsearch_pipeline::workload::{self, WorkloadSpec};
+use bitsearch_pipeline::workload::{self, Workload, WorkloadSpec};
 use bitsearch_quant::{ActRange, StepRanges};
 use bitsearch_records::{Plan, PlanLayer};
 use bitsearch_runtime::SessionOptions;
@@ -17,8 +18,6 @@ pub struct ActivationRanges {
     ranges: HashMap<String, StepRanges>,
     step_groups: Vec<[usize; 2]>,
     per_step: bool,
-    /// The calibration items.
-    pub items: Vec<String>,
 }
 
 impl ActivationRanges {
@@ -40,15 +39,31 @@ impl ActivationRanges {
     }
 }
 
-/// Runs the calibration items through `fp` (the denoiser of `model`) and records the ranges of
-/// the inputs (and, for weight layers, outputs) of every layer with 8-bit activations.
+/// The calibration items as a workload of the float `model`, checked to run the plan's steps.
+pub fn open(model: &Path, spec: &WorkloadSpec, plan: &Plan, plan_path: &Path) -> Result<Box<dyn Workload>> {
+    let workload = workload::open(model, spec)?;
+    if workload.steps() != plan.steps() {
+        return Err(QuantizeError::Plan {
+            plan: plan_path.to_path_buf(),
+            field: "step_groups".into(),
+            message: format!(
+                "the plan's step groups cover {} steps; calibration runs {}",
+                plan.steps(),
+                workload.steps()
+            ),
+        });
+    }
+    Ok(workload)
+}
+
+/// Runs the calibration items through `fp` and records the ranges of the inputs (and, for
+/// weight layers, outputs) of every layer with 8-bit activations.
 pub fn calibrate(
-    model: &Path,
+    workload: &mut dyn Workload,
     fp: &Model,
     chosen: &[(PlanLayer, Layer)],
     plan: &Plan,
-    plan_path: &Path,
-    spec: &WorkloadSpec,
+    options: &SessionOptions,
 ) -> Result<ActivationRanges> {
     let mut tensors: Vec<String> = Vec::new();
     for (p, layer) in chosen {
@@ -62,27 +77,9 @@ pub fn calibrate(
     }
     tensors.sort();
     tensors.dedup();
-    let mut workload = workload::open(model, spec)?;
-    if workload.steps() != plan.steps() {
-        return Err(QuantizeError::Plan {
-            plan: plan_path.to_path_buf(),
-            field: "step_groups".into(),
-            message: format!(
-                "the plan's step groups cover {} steps; calibration runs {}",
-                plan.steps(),
-                workload.steps()
-            ),
-        });
-    }
-    let options = SessionOptions { device: spec.device, threads: spec.threads, ..Default::default() };
     let mut ranges: HashMap<String, StepRanges> = HashMap::new();
-    workload::observe(workload.as_mut(), fp, &tensors, &options, |tensor, step, values| {
+    workload::observe(workload, fp, &tensors, options, |tensor, step, values| {
         ranges.entry(tensor.to_string()).or_default().observe(step, values)
     })?;
-    Ok(ActivationRanges {
-        ranges,
-        step_groups: plan.step_groups.clone(),
-        per_step: plan.quantizer.activation.per_step,
-        items: workload.items().to_vec(),
-    })
+    Ok(ActivationRanges { ranges, step_groups: plan.step_groups.clone(), per_step: plan.quantizer.activation.per_step })
 }

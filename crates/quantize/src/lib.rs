@@ -10,24 +10,34 @@
 //! `.onnx` per distinct configuration of its step groups, all pointing into one weight file that
 //! holds each (layer, bits) tensor once; the manifest beside them says which runs which step.
 //!
+//! Two corrections of the seed methods can be applied on top of the plan: bias correction
+//! (each quantized layer's mean output shift on the calibration items folded into its bias) and
+//! PTQD's noise correction (fitted per step against the float denoiser, written beside the
+//! models and applied by the samplers of every pipeline that opens the folder).
+//!
 //! The output folder is written under a temporary name and renamed into place when complete.
 
 #![warn(clippy::unwrap_used, clippy::expect_used)]
 
+mod bias;
 mod calibrate;
 mod folder;
+mod ptqd;
 
 use bitsearch_onnx::rewrite::{self, ActivationParams, Dequantize, WeightCodes};
 use bitsearch_onnx::{ExternalData, GraphView, Model, OnnxError, SharedData, discover_layers};
 use bitsearch_pipeline::workload::{self, WorkloadSpec};
 use bitsearch_quant::{ActQuantizer, ApplyError, QuantizedWeight, quantized_weight};
 use bitsearch_records::plan::absolute;
-use bitsearch_records::{Manifest, ManifestModel, Plan, PlanLayer, Storage};
+use bitsearch_records::{Corrections, Manifest, ManifestModel, Plan, PlanLayer, Storage};
+use bitsearch_runtime::SessionOptions;
 use bitsearch_types::{Component, FLOAT_BITS, Layer, LayerKind};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
+use bias::BiasShifts;
 use calibrate::ActivationRanges;
+pub use ptqd::NOISE_CORRECTION_FILE;
 
 /// File name of the weight data every model of a quantized folder points into.
 pub const WEIGHTS_FILE: &str = "weights.bin";
@@ -61,6 +71,8 @@ pub enum QuantizeError {
     Records(#[from] bitsearch_records::RecordError),
     #[error("calibration: {0}")]
     Calibration(#[from] bitsearch_pipeline::PipelineError),
+    #[error("PTQD noise correction: {0}")]
+    Ptqd(String),
 }
 
 pub type Result<T, E = QuantizeError> = std::result::Result<T, E>;
@@ -69,11 +81,22 @@ pub type Result<T, E = QuantizeError> = std::result::Result<T, E>;
 #[derive(Debug, Clone)]
 pub struct QuantizeOptions {
     pub storage: Storage,
-    /// The items activation ranges are calibrated on (used only when the plan quantizes
-    /// activations); its steps must be the plan's.
+    /// The items activation ranges and corrections are calibrated on (used only when the plan
+    /// quantizes activations or a correction is asked for); its steps must be the plan's.
     pub calibration: WorkloadSpec,
+    /// Fold each quantized layer's mean output shift into its bias.
+    pub bias_correction: bool,
+    /// Fit PTQD's noise correction and store it with the models.
+    pub ptqd: bool,
     /// Replace an existing output folder.
     pub overwrite: bool,
+}
+
+impl QuantizeOptions {
+    /// Whether the calibration items are needed for `plan`.
+    pub fn needs_calibration(&self, plan: &Plan) -> bool {
+        self.bias_correction || self.ptqd || plan.layers.iter().any(|l| l.a_bits.iter().any(|&a| a != FLOAT_BITS))
+    }
 }
 
 /// What was written.
@@ -94,12 +117,36 @@ pub fn quantize(model: &Path, plan_path: &Path, out: &Path, options: &QuantizeOp
     }
     let Prepared { plan, denoiser, sha, fp, chosen } = Prepared::new(model, plan_path)?;
     let configs = configurations(&plan, &chosen);
-    let needs_calibration = chosen.iter().any(|(p, _)| p.a_bits.iter().any(|&a| a != FLOAT_BITS));
-    let ranges = if needs_calibration {
-        log::info!("calibrating activation ranges on {} item(s)", options.calibration.seeds.len());
-        calibrate::calibrate(model, &fp, &chosen, &plan, plan_path, &options.calibration)?
-    } else {
-        ActivationRanges::default()
+    let mut codes = Codebook::default();
+    let mut calibration = None;
+    if options.needs_calibration(&plan) {
+        log::info!("calibrating on {} item(s)", options.calibration.seeds.len());
+        calibration = Some(calibrate::open(model, &options.calibration, &plan, plan_path)?);
+    }
+    let session = SessionOptions {
+        device: options.calibration.device,
+        threads: options.calibration.threads,
+        ..Default::default()
+    };
+    let mut ranges = ActivationRanges::default();
+    let mut shifts = BiasShifts::default();
+    if let Some(workload) = calibration.as_deref_mut() {
+        if chosen.iter().any(|(p, _)| p.a_bits.iter().any(|&a| a != FLOAT_BITS)) {
+            ranges = calibrate::calibrate(workload, &fp, &chosen, &plan, &session)?;
+        }
+        if options.bias_correction {
+            shifts = bias::measure(workload, &fp, &chosen, &configs, &mut codes, &plan, &session)?;
+        }
+    }
+    let mut built = Vec::new();
+    for (k, (config, groups)) in configs.iter().enumerate() {
+        log::info!("model {}/{}: step groups {groups:?}", k + 1, configs.len());
+        let fixes = Fixes { ranges: &ranges, shifts: options.bias_correction.then_some(&shifts) };
+        built.push(build(&fp, &chosen, config, &mut codes, &fixes, groups, &plan, options.storage)?);
+    }
+    let noise = match calibration.as_deref_mut() {
+        Some(workload) if options.ptqd => Some(ptqd::fit(workload, &fp, &built, steps_of(&plan, &configs), &session)?),
+        _ => None,
     };
 
     let staging = folder::Staging::new(out).map_err(io_error(out))?;
@@ -108,15 +155,15 @@ pub fn quantize(model: &Path, plan_path: &Path, out: &Path, options: &QuantizeOp
     } else {
         staging.path().to_path_buf()
     };
-    let mut codes = Codebook::default();
     let mut data = SharedData::new(WEIGHTS_FILE, MIN_EXTERNAL_BYTES);
     let mut models = Vec::new();
-    for (k, (config, groups)) in configs.iter().enumerate() {
-        log::info!("model {}/{}: step groups {groups:?}", k + 1, configs.len());
-        let built = build(&fp, &chosen, config, &mut codes, &ranges, groups, &plan, options.storage)?;
+    for (k, (built, (_, groups))) in built.iter().zip(&configs).enumerate() {
         let file = if k == 0 { "model.onnx".to_string() } else { format!("model.{k}.onnx") };
-        Model::new(data.externalize(&built)).save(denoiser_dir.join(&file), ExternalData::Inline)?;
+        Model::new(data.externalize(built)).save(denoiser_dir.join(&file), ExternalData::Inline)?;
         models.push(ManifestModel { file, step_groups: groups.clone() });
+    }
+    if let Some(noise) = &noise {
+        noise.write(&denoiser_dir.join(NOISE_CORRECTION_FILE))?;
     }
     let weights = denoiser_dir.join(WEIGHTS_FILE);
     bitsearch_types::write_atomically(&weights, data.bytes()).map_err(io_error(&weights))?;
@@ -137,7 +184,11 @@ pub fn quantize(model: &Path, plan_path: &Path, out: &Path, options: &QuantizeOp
         weights: WEIGHTS_FILE.to_string(),
         quantized_layers: chosen.iter().filter(|(p, _)| p.w_bits.iter().any(|&b| b != FLOAT_BITS)).count(),
         activation_layers: chosen.iter().filter(|(p, _)| p.a_bits.iter().any(|&b| b != FLOAT_BITS)).count(),
-        calibration_items: ranges.items.clone(),
+        calibration_items: calibration.as_ref().map(|w| w.items().to_vec()).unwrap_or_default(),
+        corrections: Corrections {
+            bias_correction: options.bias_correction,
+            noise_correction: noise.is_some().then(|| NOISE_CORRECTION_FILE.to_string()),
+        },
     };
     manifest.write(&denoiser_dir)?;
     let denoiser_bytes = bitsearch_types::tree_bytes(&denoiser_dir).map_err(io_error(&denoiser_dir))?;
@@ -154,8 +205,7 @@ pub fn simulate(model: &Path, plan_path: &Path) -> Result<(Vec<Model>, Vec<usize
     let configs = configurations(&plan, &chosen);
     let mut codes = Codebook::default();
     let mut models = Vec::new();
-    let mut by_step = Vec::new();
-    for (k, (config, groups)) in configs.iter().enumerate() {
+    for (config, _) in &configs {
         let mut values = HashMap::new();
         for ((_, layer), &(w_bits, _)) in chosen.iter().zip(config) {
             if w_bits != FLOAT_BITS {
@@ -166,16 +216,23 @@ pub fn simulate(model: &Path, plan_path: &Path) -> Result<(Vec<Model>, Vec<usize
         let mut copy = fp.clone();
         rewrite::replace_initializers(&mut copy, &values);
         models.push(copy);
-        for &g in groups {
-            let [first, last] = plan.step_groups[g];
-            by_step.resize(by_step.len().max(last + 1), 0);
-            by_step[first..=last].fill(k);
+    }
+    Ok((models, steps_of(&plan, &configs)))
+}
+
+/// The configuration that runs each denoising step; empty when one runs them all.
+fn steps_of(plan: &Plan, configs: &[(Config, Vec<usize>)]) -> Vec<usize> {
+    let mut by_step = Vec::new();
+    if configs.len() > 1 {
+        for (k, (_, groups)) in configs.iter().enumerate() {
+            for &g in groups {
+                let [first, last] = plan.step_groups[g];
+                by_step.resize(by_step.len().max(last + 1), 0);
+                by_step[first..=last].fill(k);
+            }
         }
     }
-    if models.len() == 1 {
-        by_step.clear();
-    }
-    Ok((models, by_step))
+    by_step
 }
 
 /// A plan checked against the model it is applied to.
@@ -295,6 +352,13 @@ impl Codebook {
     }
 }
 
+/// What calibration measured for the models being built: activation ranges, and the output
+/// shifts to correct when bias correction is on.
+struct Fixes<'a> {
+    ranges: &'a ActivationRanges,
+    shifts: Option<&'a BiasShifts>,
+}
+
 /// The full-precision model with one configuration applied.
 #[allow(clippy::too_many_arguments)]
 fn build(
@@ -302,7 +366,7 @@ fn build(
     chosen: &[(PlanLayer, Layer)],
     config: &Config,
     codes: &mut Codebook,
-    ranges: &ActivationRanges,
+    fixes: &Fixes<'_>,
     groups: &[usize],
     plan: &Plan,
     storage: Storage,
@@ -334,13 +398,26 @@ fn build(
                 if storage == Storage::Unpacked && !activations { Dequantize::CastMul } else { Dequantize::Linear };
             rewrite::store_weight(&mut model, &weight, &format!("{weight}/w{w_bits}"), w, form)?;
             weight_scales = Some(q.scales.iter().copied().collect::<Vec<f32>>());
+            let shift = fixes.shifts.and_then(|s| s.get(&layer.name, w_bits, groups, plan));
+            // Integer kernels need the bias as an input of the op: no Add behind a QDQ layer.
+            if let Some(shift) = shift.filter(|_| !activations || has_bias_input(layer)) {
+                let negated: Vec<f32> = shift.iter().map(|s| -s).collect();
+                rewrite::add_to_bias(
+                    &mut model,
+                    &layer.name,
+                    &format!("{}/bc/w{w_bits}/g{group}", layer.name),
+                    &negated,
+                )?;
+            }
         }
         if !activations {
             continue;
         }
         let params = |tensor: &str| -> Result<ActivationParams> {
-            let range =
-                ranges.get(tensor, groups).ok_or_else(|| layer_error(format!("no calibrated range for '{tensor}'")))?;
+            let range = fixes
+                .ranges
+                .get(tensor, groups)
+                .ok_or_else(|| layer_error(format!("no calibrated range for '{tensor}'")))?;
             let q = ActQuantizer::new(ACTIVATION_BITS as u8, range).map_err(|e| layer_error(e.to_string()))?;
             let (scale, zero_point) = q.params();
             Ok(ActivationParams { scale, zero_point: zero_point as u8 })
@@ -360,14 +437,21 @@ fn build(
                 &format!("{}/a8/out/g{group}", layer.name),
                 params(&layer.output)?,
             )?;
-            // Conv and Gemm take their bias as input 2; QLinearConv/QGemm want it as int32.
-            let bias = node.input.get(2).filter(|b| GraphView::new(fp.graph()).initializer(b).is_some());
+            // Conv and Gemm take their bias as input 2 (a corrected one by now); QLinearConv and
+            // QGemm want it as int32.
+            let node = &model.graph().node[node_position(&model, &layer.name)?];
+            let bias = node.input.get(2).filter(|b| GraphView::new(model.graph()).initializer(b).is_some()).cloned();
             if let (Some(bias), Some(scales), Some(s)) = (bias, &weight_scales, input_scale) {
-                rewrite::store_bias(&mut model, bias, &format!("{bias}/a8/g{group}"), s, scales)?;
+                rewrite::store_bias(&mut model, &bias, &format!("{bias}/a8/g{group}"), s, scales)?;
             }
         }
     }
     Ok(model)
+}
+
+/// Conv, ConvTranspose and Gemm carry a bias input (which may be absent but can be added).
+fn has_bias_input(layer: &Layer) -> bool {
+    matches!(layer.op.as_str(), "Conv" | "ConvTranspose" | "Gemm")
 }
 
 fn node_position(model: &Model, name: &str) -> Result<usize> {

@@ -1,8 +1,8 @@
 //! The records that pass between bitsearch's stages, as plain data any stage can read without
 //! linking ONNX Runtime or HiGHS: the sensitivity table and the description of the run that
 //! measured it (Parquet), budgets and sweeps as users write them, the plan (YAML) and the
-//! Pareto frontier (Parquet or CSV). the manifest of a
-//! quantized model, and the evaluation records of the apply stage (Parquet).
+//! Pareto frontier (Parquet or CSV), the manifest of a quantized model and the noise correction
+//! beside it, and the evaluation records of the apply stage (Parquet).
 //!
 //! Every file carries a format version; a file from an older bitsearch is refused with a
 //! message naming the command that writes the current format. Files are written atomically.
@@ -10,6 +10,7 @@
 #![warn(clippy::unwrap_used, clippy::expect_used)]
 
 pub mod budget;
+pub mod correction;
 mod error;
 pub mod eval;
 pub mod frontier;
@@ -18,10 +19,11 @@ pub mod plan;
 pub mod table;
 
 pub use budget::{Amount, Budget, Limit, Resource, Sweep};
+pub use correction::{NoiseCorrection, StepNoise};
 pub use error::{RecordError, Result};
 pub use eval::{Cost, EVAL_FORMAT, EvalRecord, EvalRun, read_evals, write_evals};
 pub use frontier::{FrontierPoint, PointKind, read_frontier, write_frontier};
-pub use manifest::{MANIFEST_FILE, Manifest, ManifestModel, Storage};
+pub use manifest::{Corrections, MANIFEST_FILE, Manifest, ManifestModel, Storage};
 pub use plan::{Plan, PlanLayer};
 pub use table::{Monotonicity, ProbeRow, RunMeta, SensitivityTable, Shard, merge, monotonicity};
 

@@ -53,8 +53,22 @@ pub struct Manifest {
     /// Layers stored with integer codes, and those of them given 8-bit activations (QDQ).
     pub quantized_layers: usize,
     pub activation_layers: usize,
-    /// Items the activation ranges were calibrated on (empty without activation quantization).
+    /// Items the activation ranges and corrections were calibrated on (empty without either).
     pub calibration_items: Vec<String>,
+    /// Corrections applied beyond the plan (absent in folders of earlier bitsearch: none).
+    #[serde(default)]
+    pub corrections: Corrections,
+}
+
+/// The seed methods' corrections a quantized folder carries.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Corrections {
+    /// Each quantized layer's mean output shift on the calibration items is folded into its bias.
+    pub bias_correction: bool,
+    /// PTQD's noise correction (a [`crate::NoiseCorrection`] file beside the models), applied
+    /// by the samplers.
+    pub noise_correction: Option<String>,
 }
 
 /// One `.onnx` file and the step groups it runs.
@@ -150,6 +164,7 @@ mod tests {
             quantized_layers: 10,
             activation_layers: 0,
             calibration_items: Vec::new(),
+            corrections: Corrections { bias_correction: true, noise_correction: Some("noise.yaml".into()) },
         }
     }
 

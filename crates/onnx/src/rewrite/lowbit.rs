@@ -323,7 +323,7 @@ pub fn strip_node_metadata(model: &mut Model) {
     }
 }
 
-fn node_index(model: &Model, node_name: &str) -> Result<usize> {
+pub(super) fn node_index(model: &Model, node_name: &str) -> Result<usize> {
     let view = GraphView::new(model.graph());
     (0..view.nodes().len())
         .find(|&i| view.node_name(i) == node_name)

@@ -1,10 +1,13 @@
 //! Every edit bitsearch makes to a graph, in one place: initializers exposed as inputs that a
 //! run may override, extra outputs, initializers replaced by new values, switchable fake
-//! quantizers in front of layers, and (in [`lowbit`]) the low-bit storage of a quantized model. Each returns an edited copy or edits the given model; none
-//! changes what the unedited parts compute.
+//! quantizers in front of layers, (in [`lowbit`]) the low-bit storage of a quantized model, and
+//! (in [`correct`]) the graphs and bias edits of quantization corrections. Each returns an edited
+//! copy or edits the given model; none changes what the unedited parts compute.
 
+mod correct;
 mod lowbit;
 
+pub use correct::{SideBySide, add_to_bias, side_by_side, weight_delta_branch};
 pub use lowbit::{
     ActivationParams, Dequantize, LOWBIT_OPSET, WeightCodes, name_nodes, quantize_input, quantize_output, raise_opset,
     store_bias, store_weight, strip_node_metadata,

@@ -159,6 +159,7 @@ impl DiffusersPipeline {
         });
         let mut settings = self.scheduler.settings(kind, request.steps)?;
         settings.eta = request.eta;
+        settings.correction = self.unet.sessions().correction();
         Ok(settings)
     }
 

@@ -132,6 +132,10 @@ impl Unet {
     }
 
     /// The UNet's sessions (several for a step-aware quantized UNet).
+    pub fn sessions(&self) -> &DenoiserSessions {
+        &self.sessions
+    }
+
     pub fn sessions_mut(&mut self) -> &mut DenoiserSessions {
         &mut self.sessions
     }

@@ -4,7 +4,7 @@
 
 use ndarray::ArrayD;
 
-use super::{Denoiser, Prediction, SampleError, eval, lin, vp_split};
+use super::{Correct, Denoiser, SampleError, eval, lin};
 use crate::noise::NoiseSource;
 use crate::schedule::DiscreteSchedule;
 
@@ -20,7 +20,7 @@ pub(super) fn run(
     schedule: &DiscreteSchedule,
     ts: &[f64],
     eta: f64,
-    pred: Prediction,
+    correct: &Correct<'_>,
     denoiser: &mut dyn Denoiser,
     mut x: ArrayD<f32>,
     noise: &mut NoiseSource,
@@ -31,12 +31,17 @@ pub(super) fn run(
         // ᾱ of the next visited timestep, or the schedule's final ᾱ after the last. diffusers
         // steps back by T/N instead, which lands on the same timesteps except under linspace spacing.
         let a_prev = ts.get(step + 1).map_or(schedule.final_alpha_cumprod(), |&next| schedule.alpha_cumprod_at(next));
-        let (x0, eps) = vp_split(pred, out, &x, a);
+        let (x0, eps) = correct.split(step, out, &x, a)?;
         let variance = (1.0 - a_prev) / (1.0 - a) * (1.0 - a / a_prev);
-        let std = eta * variance.sqrt();
+        let mut std = eta * variance.sqrt();
         // At eta = 1 rounding can push this a hair below zero.
         let direction = (1.0 - a_prev - std * std).max(0.0).sqrt();
         x = lin(&x0, a_prev.sqrt(), &eps, direction);
+        if let Some(noise) = correct.noise(step) {
+            // What multiplies ε in x_{t-1} once x0 is written through ε: the residual's share.
+            let coefficient = direction - (a_prev * (1.0 - a) / a).sqrt();
+            std = crate::ptqd::calibrated_std(std, coefficient, noise);
+        }
         if std > 0.0 {
             x = lin(&x, 1.0, &noise.draw(x.shape())?, std);
         }

@@ -4,13 +4,13 @@
 
 use ndarray::ArrayD;
 
-use super::{Denoiser, Prediction, SampleError, eval, lin, vp_x0};
+use super::{Correct, Denoiser, SampleError, eval, lin};
 use crate::schedule::{DiscreteSchedule, TimestepSpacing};
 
 pub(super) fn run(
     schedule: &DiscreteSchedule,
     ts: &[f64],
-    pred: Prediction,
+    correct: &Correct<'_>,
     denoiser: &mut dyn Denoiser,
     initial_noise: ArrayD<f32>,
 ) -> Result<ArrayD<f32>, SampleError> {
@@ -23,16 +23,22 @@ pub(super) fn run(
     };
     let mut x = initial_noise * init_sigma as f32;
     for (step, (&t, &sigma)) in ts.iter().zip(&sigmas).enumerate() {
-        let alpha_cumprod = 1.0 / (1.0 + sigma * sigma);
+        let alpha_cumprod = input_alpha(schedule, t);
         let x_in = &x * alpha_cumprod.sqrt() as f32;
         let out = eval(denoiser, step, &x_in, t)?;
-        let x0 = vp_x0(pred, &out, &x_in, alpha_cumprod);
+        let x0 = correct.split(step, out, &x_in, alpha_cumprod)?.0;
         let next = sigmas.get(step + 1).copied().unwrap_or(0.0);
         // x + (x − x0)/σ · (next − σ), regrouped: a blend of x and x0 that lands on x0 at σ = 0.
         let keep = next / sigma;
         x = lin(&x, keep, &x0, 1.0 - keep);
     }
     Ok(x)
+}
+
+/// ᾱ of the network's input at timestep `t`: the one of σ interpolated from the schedule.
+pub(super) fn input_alpha(schedule: &DiscreteSchedule, t: f64) -> f64 {
+    let sigma = schedule.sigma_at(t);
+    1.0 / (1.0 + sigma * sigma)
 }
 
 #[cfg(test)]

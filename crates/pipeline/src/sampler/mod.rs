@@ -17,6 +17,9 @@ mod test_support;
 use std::fmt;
 use std::str::FromStr;
 
+use std::sync::Arc;
+
+use bitsearch_records::{NoiseCorrection, StepNoise};
 use ndarray::{ArrayD, Zip};
 use serde::{Deserialize, Serialize};
 
@@ -160,12 +163,24 @@ pub struct SamplerSettings {
     pub original_inference_steps: usize,
     /// LCM: timestep multiplier in the boundary-condition scalings.
     pub timestep_scaling: f64,
+    /// PTQD's correction of a quantized network's noise estimate (DDIM and Euler), fitted for
+    /// exactly these timesteps.
+    pub correction: Option<Arc<NoiseCorrection>>,
 }
 
 impl SamplerSettings {
     /// Settings with eta 0 and LCM's defaults (50 original steps, timestep scaling 10).
     pub fn new(kind: SamplerKind, steps: usize, prediction: Prediction, domain: TimeDomain) -> Self {
-        Self { kind, steps, eta: 0.0, prediction, domain, original_inference_steps: 50, timestep_scaling: 10.0 }
+        Self {
+            kind,
+            steps,
+            eta: 0.0,
+            prediction,
+            domain,
+            original_inference_steps: 50,
+            timestep_scaling: 10.0,
+            correction: None,
+        }
     }
 }
 
@@ -183,9 +198,12 @@ pub fn sample(
     noise: &mut NoiseSource,
 ) -> Result<ArrayD<f32>, SampleError> {
     let pred = settings.prediction;
-    match plan(settings)? {
-        Plan::Ddim(schedule, ts) => ddim::run(schedule, &ts, settings.eta, pred, denoiser, initial_noise, noise),
-        Plan::Euler(schedule, ts) => euler::run(schedule, &ts, pred, denoiser, initial_noise),
+    let plan = plan(settings)?;
+    let correction = corrections(settings, &plan)?;
+    let correct = Correct { pred, steps: correction };
+    match plan {
+        Plan::Ddim(schedule, ts) => ddim::run(schedule, &ts, settings.eta, &correct, denoiser, initial_noise, noise),
+        Plan::Euler(schedule, ts) => euler::run(schedule, &ts, &correct, denoiser, initial_noise),
         Plan::Lcm(schedule, ts) => {
             lcm::run(schedule, &ts, settings.timestep_scaling, pred, denoiser, initial_noise, noise)
         }
@@ -193,6 +211,78 @@ pub fn sample(
             consistency::run(&sigmas, sigma_min, sigma_data, pred, denoiser, initial_noise, noise)
         }
         Plan::EdmEuler { sigmas, sigma_data } => edm::run(&sigmas, sigma_data, pred, denoiser, initial_noise),
+    }
+}
+
+/// The ᾱ of the sample the network receives at each step, for converting its output to ε: the
+/// samplers that can apply a noise correction (DDIM, Euler) only.
+pub fn step_alphas(settings: &SamplerSettings) -> Result<Vec<f64>, SampleError> {
+    match plan(settings)? {
+        Plan::Ddim(schedule, ts) => Ok(ts.iter().map(|&t| schedule.alpha_cumprod_at(t)).collect()),
+        Plan::Euler(schedule, ts) => Ok(ts.iter().map(|&t| euler::input_alpha(schedule, t)).collect()),
+        _ => Err(uncorrectable(settings.kind)),
+    }
+}
+
+fn uncorrectable(kind: SamplerKind) -> SampleError {
+    SampleError::Config(format!(
+        "PTQD's noise correction is fitted and applied by the ddim and euler samplers, not by {kind}"
+    ))
+}
+
+/// The network output `out` at input `x` (at `alpha_cumprod`) as an ε estimate.
+pub fn to_epsilon(pred: Prediction, out: ArrayD<f32>, x: &ArrayD<f32>, alpha_cumprod: f64) -> ArrayD<f32> {
+    vp_split(pred, out, x, alpha_cumprod).1
+}
+
+/// The steps of the settings' noise correction, checked against the run's sampler and timesteps.
+fn corrections<'s>(settings: &'s SamplerSettings, plan: &Plan<'_>) -> Result<Option<&'s [StepNoise]>, SampleError> {
+    let Some(correction) = &settings.correction else { return Ok(None) };
+    if !matches!(plan, Plan::Ddim(..) | Plan::Euler(..)) {
+        return Err(uncorrectable(settings.kind));
+    }
+    let times = plan.times();
+    let fitted: Vec<f64> = correction.steps.iter().map(|s| s.timestep).collect();
+    if settings.kind.name() != correction.sampler
+        || fitted.len() != times.len()
+        || fitted.iter().zip(times).any(|(a, b)| (a - b).abs() > 1e-6 * b.abs().max(1.0))
+    {
+        return Err(SampleError::Config(format!(
+            "the model's noise correction was fitted for {} {} steps; this run is {} {} steps",
+            correction.sampler,
+            fitted.len(),
+            settings.kind,
+            times.len()
+        )));
+    }
+    Ok(Some(&correction.steps))
+}
+
+/// How a sampler turns a network output into (x0, ε): the prediction type, and the noise
+/// correction of each step when the network is a corrected quantized one.
+struct Correct<'s> {
+    pred: Prediction,
+    steps: Option<&'s [StepNoise]>,
+}
+
+impl Correct<'_> {
+    /// x0 and ε of `out` at input `x` (at ᾱ `alpha_cumprod`), ε corrected and x0 recomputed from it.
+    fn split(
+        &self,
+        step: usize,
+        out: ArrayD<f32>,
+        x: &ArrayD<f32>,
+        alpha_cumprod: f64,
+    ) -> Result<(ArrayD<f32>, ArrayD<f32>), SampleError> {
+        let (x0, eps) = vp_split(self.pred, out, x, alpha_cumprod);
+        let Some(noise) = self.noise(step) else { return Ok((x0, eps)) };
+        let eps = crate::ptqd::correct(noise, eps).map_err(|e| SampleError::Denoiser(format!("step {step}: {e}")))?;
+        let (sa, sb) = (alpha_cumprod.sqrt(), (1.0 - alpha_cumprod).sqrt());
+        Ok((lin(x, 1.0 / sa, &eps, -sb / sa), eps))
+    }
+
+    fn noise(&self, step: usize) -> Option<&StepNoise> {
+        self.steps.and_then(|s| s.get(step))
     }
 }
 
@@ -468,5 +558,113 @@ mod tests {
             Err(SampleError::Denoiser(msg)) => assert!(msg.contains("shape"), "{msg}"),
             other => panic!("{other:?}"),
         }
+    }
+
+    /// Channel biases of [`Corrupted`], one per channel of [`ITEM_SHAPE`].
+    const BIAS: [f32; 4] = [0.1, -0.2, 0.05, 0.0];
+
+    /// The exact Gaussian denoiser with its ε corrupted as a quantized network's might be,
+    /// ε_q = 1.1·ε + b_c, answered as `prediction`.
+    struct Corrupted {
+        exact: Gaussian,
+        prediction: Prediction,
+    }
+
+    impl Denoiser for Corrupted {
+        fn eval(&mut self, step: usize, x: &ArrayD<f32>, t: f32) -> Result<ArrayD<f32>, SampleError> {
+            let mut eps = self.exact.eval(step, x, t)?.mapv(|e| 1.1 * e);
+            for (mut channel, b) in eps.axis_iter_mut(Axis(1)).zip(BIAS) {
+                channel.mapv_inplace(|e| e + b);
+            }
+            let TimeDomain::Discrete(schedule) = &self.exact.domain else { unreachable!() };
+            let a = euler::input_alpha(schedule, f64::from(t));
+            let (sa, sb) = (a.sqrt(), (1.0 - a).sqrt());
+            Ok(match self.prediction {
+                Prediction::Epsilon => eps,
+                Prediction::VPrediction => lin(&eps, 1.0 / sa, x, -sb / sa),
+                Prediction::Sample => lin(x, 1.0 / sa, &eps, -sb / sa),
+                Prediction::Score => eps.mapv(|e| (-f64::from(e) / sb) as f32),
+            })
+        }
+    }
+
+    /// The correction of [`Corrupted`] for `settings`' timesteps, with residual σ `sigma`.
+    fn known_correction(settings: &SamplerSettings, sigma: f64) -> Arc<NoiseCorrection> {
+        let times = plan(settings).unwrap().times().to_vec();
+        let steps = times.into_iter().map(|timestep| StepNoise {
+            timestep,
+            k_fitted: 0.1,
+            k: 0.1,
+            bias: BIAS.to_vec(),
+            sigma,
+            rms_error: 1.0,
+        });
+        Arc::new(NoiseCorrection {
+            bitsearch_noise_correction: 1,
+            sampler: settings.kind.to_string(),
+            prediction: "epsilon".into(),
+            calibration_items: Vec::new(),
+            steps: steps.collect(),
+        })
+    }
+
+    fn run_corrupted(settings: &SamplerSettings, prediction: Prediction) -> ArrayD<f32> {
+        let exact = Gaussian { prediction: Prediction::Epsilon, ..Gaussian::for_settings(settings) };
+        let mut denoiser = Corrupted { exact, prediction };
+        let settings = SamplerSettings { prediction, ..settings.clone() };
+        sample(&settings, &mut denoiser, batch_noise(&ITEM_SHAPE, &[1, 2]), &mut NoiseSource::new(&[3, 4])).unwrap()
+    }
+
+    #[test]
+    fn the_noise_correction_undoes_a_known_corruption_in_every_prediction_type() {
+        for (kind, eta) in [(SamplerKind::Ddim, 0.0), (SamplerKind::Ddim, 1.0), (SamplerKind::Euler, 0.0)] {
+            let mut settings = SamplerSettings::new(kind, 8, Prediction::Epsilon, discrete());
+            settings.eta = eta;
+            let mut exact = Gaussian::for_settings(&settings);
+            let clean =
+                sample(&settings, &mut exact, batch_noise(&ITEM_SHAPE, &[1, 2]), &mut NoiseSource::new(&[3, 4]))
+                    .unwrap();
+            let corrupted = run_corrupted(&settings, Prediction::Epsilon);
+            assert!(max_diff(&corrupted, &clean) > 0.05, "{kind} eta {eta}: the corruption must show");
+            // σ = 0: nothing is left to take from the fresh noise, so even eta = 1 matches exactly.
+            settings.correction = Some(known_correction(&settings, 0.0));
+            for prediction in [Prediction::Epsilon, Prediction::VPrediction, Prediction::Sample] {
+                let err = max_diff(&run_corrupted(&settings, prediction), &clean);
+                assert!(err < 2e-3, "{kind} eta {eta} {prediction}: max error {err}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_residual_takes_its_share_from_the_fresh_noise_only_when_there_is_some() {
+        let std = |eta: f64, sigma: f64| {
+            let mut settings = SamplerSettings::new(SamplerKind::Ddim, 8, Prediction::Epsilon, discrete());
+            settings.eta = eta;
+            settings.correction = Some(known_correction(&settings, sigma));
+            let out = run_corrupted(&settings, Prediction::Epsilon);
+            f64::from(out.std(0.0))
+        };
+        assert!(std(1.0, 0.5) < std(1.0, 0.0) - 1e-3, "{} vs {}", std(1.0, 0.5), std(1.0, 0.0));
+        assert_eq!(std(0.0, 0.5), std(0.0, 0.0), "a deterministic sampler adds no noise to reduce");
+    }
+
+    #[test]
+    fn a_correction_for_other_timesteps_or_samplers_is_refused() {
+        let settings = SamplerSettings::new(SamplerKind::Ddim, 8, Prediction::Epsilon, discrete());
+        let fitted = known_correction(&settings, 0.0);
+        let message = |settings: &SamplerSettings| {
+            let mut net = Gaussian::for_settings(settings);
+            let result = sample(settings, &mut net, batch_noise(&[3], &[1]), &mut NoiseSource::new(&[1]));
+            match result {
+                Err(SampleError::Config(m)) => m,
+                other => panic!("{other:?}"),
+            }
+        };
+        let mut other_steps = SamplerSettings::new(SamplerKind::Ddim, 6, Prediction::Epsilon, discrete());
+        other_steps.correction = Some(fitted.clone());
+        assert!(message(&other_steps).contains("fitted for ddim 8 steps; this run is ddim 6 steps"));
+        let mut lcm = SamplerSettings::new(SamplerKind::Lcm, 8, Prediction::Epsilon, discrete());
+        lcm.correction = Some(fitted);
+        assert!(message(&lcm).contains("ddim and euler samplers, not by lcm"), "{}", message(&lcm));
     }
 }

@@ -127,6 +127,10 @@ impl Workload for DenoiserWorkload {
         self.settings.kind.to_string()
     }
 
+    fn settings(&self) -> Result<SamplerSettings> {
+        Ok(self.settings.clone())
+    }
+
     fn device(&self) -> ActiveDevice {
         self.sessions.first().device()
     }
@@ -141,6 +145,7 @@ impl Workload for DenoiserWorkload {
         let seeds = &self.seeds[range.clone()];
         let initial = batch_noise(&self.spec.item_shape, seeds);
         let mut noise = NoiseSource::new(seeds);
+        self.settings.correction = self.sessions.correction();
         let mut controlled =
             Controlled { sessions: &mut self.sessions, spec: &self.spec, values: &self.values[range], control, batch };
         Ok(sampler::sample(&self.settings, &mut controlled, initial, &mut noise)?)

@@ -4,7 +4,7 @@
 use super::{Result, StepControl, Workload, WorkloadSpec, batch_ranges};
 use crate::diffusers::{Conditioning, DiffusersPipeline, GenerateRequest};
 use crate::error::PipelineError;
-use crate::sampler::Denoiser;
+use crate::sampler::{Denoiser, SamplerSettings};
 use bitsearch_onnx::Model;
 use bitsearch_runtime::{ActiveDevice, SessionOptions};
 use ndarray::ArrayD;
@@ -96,6 +96,11 @@ impl Workload for DiffusersWorkload {
 
     fn sampler(&self) -> String {
         self.sampler.clone()
+    }
+
+    fn settings(&self) -> Result<SamplerSettings> {
+        let (request, _) = self.requests.first().ok_or_else(|| PipelineError::Request("no items".into()))?;
+        self.pipeline.sampler_settings(request)
     }
 
     fn device(&self) -> ActiveDevice {

@@ -13,7 +13,7 @@ pub use diffusers::DiffusersWorkload;
 pub use spec::WorkloadSpec;
 
 use crate::error::PipelineError;
-use crate::sampler::SampleError;
+use crate::sampler::{SampleError, SamplerSettings};
 use bitsearch_onnx::Model;
 use bitsearch_runtime::{ActiveDevice, SessionOptions};
 use ndarray::{ArrayD, ArrayViewD};
@@ -69,6 +69,8 @@ pub trait Workload: std::fmt::Debug {
     fn batches(&self) -> usize;
     fn steps(&self) -> usize;
     fn sampler(&self) -> String;
+    /// The sampler settings the items run with (those of the first batch).
+    fn settings(&self) -> Result<SamplerSettings>;
     fn device(&self) -> ActiveDevice;
     /// Rebuilds the denoiser's session from `model` (the denoiser or an edited copy of it).
     fn load(&mut self, model: &Model, options: &SessionOptions) -> Result<()> {
@@ -93,17 +95,29 @@ pub fn open(path: &Path, spec: &WorkloadSpec) -> Result<Box<dyn Workload>> {
 }
 
 /// Loads `model` returning `tensors` beside the prediction, runs every batch, and hands each
-/// step's value of each tensor to `f(tensor, step, value)`: the calibration pass of activation
-/// ranges.
+/// step's value of each tensor to `f(tensor, step, value)`: the calibration passes of activation
+/// ranges and corrections.
 pub fn observe(
     workload: &mut dyn Workload,
     model: &Model,
     tensors: &[String],
     options: &SessionOptions,
+    f: impl FnMut(&str, usize, ArrayViewD<'_, f32>),
+) -> Result<()> {
+    observe_steps(workload, std::slice::from_ref(model), Vec::new(), tensors, options, f)
+}
+
+/// [`observe`] with one model per step, `by_step[s]` running step `s` (as [`Workload::load_steps`]).
+pub fn observe_steps(
+    workload: &mut dyn Workload,
+    models: &[Model],
+    by_step: Vec<usize>,
+    tensors: &[String],
+    options: &SessionOptions,
     mut f: impl FnMut(&str, usize, ArrayViewD<'_, f32>),
 ) -> Result<()> {
     let options = SessionOptions { extra_outputs: tensors.to_vec(), ..options.clone() };
-    workload.load(model, &options)?;
+    workload.load_steps(models, by_step, &options)?;
     let mut control = Observe(|step: usize, outputs: &[ArrayD<f32>]| {
         for (tensor, values) in tensors.iter().zip(outputs) {
             f(tensor, step, values.view());
