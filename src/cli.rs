@@ -182,6 +182,10 @@ pub struct SensitivityArgs {
     /// Weight bit-widths to probe, e.g. 2,4,8 [default: 4,8].
     #[arg(long, value_delimiter = ',')]
     pub w_bits: Option<Vec<u8>>,
+    /// Also probe MPQ-DM's outlier split at 2 and 3 weight bits: a tenth of each layer's output
+    /// channels (highest weight kurtosis) one bit wider, as many (lowest) one bit narrower.
+    #[arg(long)]
+    pub outlier_split: bool,
     /// Activation bit-widths (2 to 16) to probe with each weight bit-width, e.g. 8 [default: none].
     #[arg(long, value_delimiter = ',')]
     pub act_bits: Option<Vec<u8>>,

@@ -344,3 +344,40 @@ fn ptqd_is_fitted_on_the_calibration_items_stored_and_applied_by_the_sampler() {
         ["eval", s(&model), s(&corrected), "--steps", "3", "--out", s(&out), "--repeats", "1", "--device", "cpu"];
     assert_clean_failure(&bitsearch(&args), &["fitted for ddim 2 steps; this run is ddim 3 steps"]);
 }
+
+#[test]
+fn an_outlier_split_is_probed_solved_and_stored_in_the_plain_widths_space() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = common::tiny_unet(dir.path());
+    let table = dir.path().join("s.parquet");
+    let args = ["sensitivity", s(&model), "--out", s(&table), "--w-bits", "3,8", "--outlier-split", "--device", "cpu"];
+    assert_success(&bitsearch(&args));
+    let rows = SensitivityTable::read(&table).unwrap().rows;
+    let split: Vec<&str> = rows.iter().filter(|r| r.w_split).map(|r| r.layer.name.as_str()).collect();
+    assert!(!split.is_empty() && rows.iter().all(|r| !r.w_split || r.w_bits == 3), "{split:?}");
+
+    // Every layer that has a split row at 3 bits, split; the same plan unsplit for comparison.
+    let solved = dir.path().join("solved.yaml");
+    assert_success(&bitsearch(&["solve", "--sensitivity", s(&table), "--uniform", "3", "--out", s(&solved)]));
+    let mut plan = Plan::read(&solved).unwrap();
+    let plain_path = dir.path().join("plain.yaml");
+    plan.write(&plain_path).unwrap();
+    for layer in plan.layers.iter_mut().filter(|l| !l.protected && split.contains(&l.layer.name.as_str())) {
+        (layer.w_bits, layer.w_split) = (vec![3], vec![true]);
+    }
+    let split_path = dir.path().join("plan.yaml");
+    plan.write(&split_path).unwrap();
+    assert!(std::fs::read_to_string(&split_path).unwrap().contains("w_split"));
+    let (q_split, q_plain) = (dir.path().join("q-split"), dir.path().join("q-plain"));
+    assert_success(&quantize(&model, &split_path, &q_split, &[]));
+    assert_success(&quantize(&model, &plain_path, &q_plain, &[]));
+    // Same mean bits in the same int4 containers: the weight files are the same size.
+    let size = |d: &Path| std::fs::metadata(d.join("weights.bin")).unwrap().len();
+    assert_eq!(size(&q_split), size(&q_plain));
+
+    let records = eval(&model, &[&q_split], &split_path, dir.path());
+    let (q, sim) = (&records[0], &records[1]);
+    assert!((q.sqnr_db - sim.sqnr_db).abs() < 0.5, "stored {} dB vs simulated {} dB", q.sqnr_db, sim.sqnr_db);
+    let plain = eval(&model, &[], &plain_path, &dir.path().join("plain"));
+    assert_ne!(plain[0].sqnr_db, sim.sqnr_db, "the split must change the weights");
+}

@@ -173,17 +173,20 @@ fn sensitivity(page: &mut Page, table: &SensitivityTable, out: &Path) -> Result<
     let order = layer_order(table.rows.iter().map(|r| &r.layer));
     let rows: Vec<String> = order.iter().map(|l| label(l)).collect();
     let groups = table.meta.step_groups.len().max(1);
-    let mut precisions: Vec<(u32, u32)> = table.rows.iter().map(|r| (r.w_bits, r.a_bits)).collect();
+    let mut precisions: Vec<(u32, bool, u32)> = table.rows.iter().map(|r| (r.w_bits, r.w_split, r.a_bits)).collect();
     precisions.sort_unstable();
     precisions.dedup();
     let columns: Vec<String> = precisions
         .iter()
-        .map(|&(w, a)| if a >= 32 { bits_label(w) } else { format!("{}A{a}", bits_label(w)) })
+        .map(|&(w, split, a)| {
+            let w = if split { format!("{} split", bits_label(w)) } else { bits_label(w) };
+            if a >= 32 { w } else { format!("{w}A{a}") }
+        })
         .collect();
-    let index: BTreeMap<(String, u32, u32, u32), &ProbeRow> =
-        table.rows.iter().map(|r| ((r.layer.id(), r.w_bits, r.a_bits, r.step_group), r)).collect();
-    let cell = |layer: &LayerInfo, (w, a): (u32, u32), g: u32, f: fn(&ProbeRow) -> f64| {
-        index.get(&(layer.id(), w, a, g)).map(|r| f(r))
+    let index: BTreeMap<(String, u32, bool, u32, u32), &ProbeRow> =
+        table.rows.iter().map(|r| ((r.layer.id(), r.w_bits, r.w_split, r.a_bits, r.step_group), r)).collect();
+    let cell = |layer: &LayerInfo, (w, split, a): (u32, bool, u32), g: u32, f: fn(&ProbeRow) -> f64| {
+        index.get(&(layer.id(), w, split, a, g)).map(|r| f(r))
     };
     let nines = |r: &ProbeRow| if r.ssim >= 1.0 { SSIM_NINES.1 } else { -(1.0 - r.ssim).log10() };
     let first_group = if groups > 1 { " (probes quantizing during the first step group)" } else { "" };

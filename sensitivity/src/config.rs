@@ -17,6 +17,10 @@ use std::path::Path;
 pub struct SensitivityConfig {
     /// Weight bit-widths probed for every weight layer.
     pub w_bits: Vec<u8>,
+    /// Also probe MPQ-DM's outlier split at each of `w_bits` that allows one (2 and 3: every
+    /// channel stays within 4 bits), for layers with at least 10 output channels: a further
+    /// option the solver weighs against the plain one at the same mean bits.
+    pub outlier_split: bool,
     /// Activation bit-widths; empty probes weights alone. Given, every probe quantizes the
     /// layer's input activations too, and activation-only products (attention) are probed.
     pub a_bits: Vec<u8>,
@@ -40,6 +44,7 @@ impl Default for SensitivityConfig {
     fn default() -> Self {
         Self {
             w_bits: vec![4, 8],
+            outlier_split: false,
             a_bits: Vec::new(),
             step_groups: 1,
             quantizer: QuantizerSpec::default(),

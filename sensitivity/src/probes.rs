@@ -1,21 +1,23 @@
-//! The probe list: every (layer, weight bits, activation bits, step group) to measure, in a
-//! fixed order that shards, resumes and merges rely on, cut into windows of layers that share
-//! one session.
+//! The probe list: every (layer, weight bits and split, activation bits, step group) to
+//! measure, in a fixed order that shards, resumes and merges rely on, cut into windows of layers
+//! that share one session.
 
 use crate::config::SensitivityConfig;
+use bitsearch_quant::{SPLIT_BITS, split_channels};
 use bitsearch_records::Shard;
 use bitsearch_types::{Layer, LayerKind};
 use std::ops::Range;
 
 /// One measurement: layer `layer` (an index into the run's layers) quantized at `w_bits`
-/// weights and `a_bits` input activations (None: left in float) during the steps of
-/// `step_group`, every other layer in float.
+/// weights (with MPQ-DM's outlier split when `split`) and `a_bits` input activations (None:
+/// left in float) during the steps of `step_group`, every other layer in float.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Probe {
     /// Position in the full probe list; the key of a table row.
     pub index: usize,
     pub layer: usize,
     pub w_bits: Option<u8>,
+    pub split: bool,
     pub a_bits: Option<u8>,
     pub step_group: usize,
 }
@@ -42,9 +44,10 @@ pub fn step_groups(steps: usize, groups: usize) -> Vec<Range<usize>> {
         .collect()
 }
 
-/// The probes of `selected` layers, windowed. Weight layers run at every `w_bits`; activation
-/// products only when activation bits are probed. Within a layer the order is weight bits,
-/// activation bits, step group.
+/// The probes of `selected` layers, windowed. Weight layers run at every `w_bits` (and, with
+/// `outlier_split`, split at each of them that allows it, when the layer has channels to move);
+/// activation products only when activation bits are probed. Within a layer the order is weight
+/// bits, split, activation bits, step group.
 pub fn plan(layers: &[Layer], selected: &[usize], config: &SensitivityConfig) -> Vec<Window> {
     let a_bits: Vec<Option<u8>> =
         if config.a_bits.is_empty() { vec![None] } else { config.a_bits.iter().copied().map(Some).collect() };
@@ -53,14 +56,24 @@ pub fn plan(layers: &[Layer], selected: &[usize], config: &SensitivityConfig) ->
     for chunk in selected.chunks(config.window) {
         let mut probes = Vec::new();
         for &layer in chunk {
-            let w_bits: Vec<Option<u8>> = match layers[layer].kind {
-                LayerKind::Weight => config.w_bits.iter().copied().map(Some).collect(),
-                LayerKind::ActMatMul => vec![None],
+            let l = &layers[layer];
+            let channels = l.channel_axis.and_then(|axis| l.weight_shape.get(axis)).copied().unwrap_or(0);
+            let splits = config.outlier_split && split_channels(channels) > 0;
+            let weights: Vec<(Option<u8>, bool)> = match l.kind {
+                LayerKind::Weight => config
+                    .w_bits
+                    .iter()
+                    .flat_map(|&w| {
+                        let split = splits && SPLIT_BITS.contains(&w);
+                        std::iter::once((Some(w), false)).chain(split.then_some((Some(w), true)))
+                    })
+                    .collect(),
+                LayerKind::ActMatMul => vec![(None, false)],
             };
-            for &w in &w_bits {
+            for &(w, split) in &weights {
                 for &a in &a_bits {
                     for step_group in 0..config.step_groups {
-                        probes.push(Probe { index, layer, w_bits: w, a_bits: a, step_group });
+                        probes.push(Probe { index, layer, w_bits: w, split, a_bits: a, step_group });
                         index += 1;
                     }
                 }
@@ -119,12 +132,35 @@ mod tests {
         assert_eq!((probes[1].w_bits, probes[1].step_group), (Some(4), 1));
         assert_eq!((probes[4].layer, probes[4].w_bits), (2, Some(4)));
 
-        let with_acts = SensitivityConfig { a_bits: vec![8], window: 2, ..config };
+        let with_acts = SensitivityConfig { a_bits: vec![8], window: 2, ..config.clone() };
         let windows = plan(&layers, &[0, 1, 2], &with_acts);
         assert_eq!(windows.iter().map(|w| w.layers.len()).collect::<Vec<_>>(), vec![2, 1]);
         let act_only: Vec<_> = windows.iter().flat_map(|w| &w.probes).filter(|p| p.layer == 1).collect();
         assert_eq!(act_only.len(), 2);
         assert!(act_only.iter().all(|p| p.w_bits.is_none() && p.a_bits == Some(8)));
+    }
+
+    #[test]
+    fn split_probes_follow_their_bit_width_where_a_split_exists() {
+        let mut wide = layer("wide", LayerKind::Weight);
+        (wide.weight_shape, wide.channel_axis) = (vec![20, 3], Some(0));
+        let mut narrow = layer("narrow", LayerKind::Weight);
+        (narrow.weight_shape, narrow.channel_axis) = (vec![9, 3], Some(0));
+        let config = SensitivityConfig { w_bits: vec![2, 4], outlier_split: true, ..Default::default() };
+        let probes: Vec<Probe> = plan(&[wide, narrow], &[0, 1], &config).into_iter().flat_map(|w| w.probes).collect();
+        let described: Vec<(usize, Option<u8>, bool)> = probes.iter().map(|p| (p.layer, p.w_bits, p.split)).collect();
+        // 4 bits has no split (5-bit channels), a 9-channel layer no channel to move.
+        assert_eq!(
+            described,
+            vec![
+                (0, Some(2), false),
+                (0, Some(2), true),
+                (0, Some(4), false),
+                (1, Some(2), false),
+                (1, Some(4), false)
+            ]
+        );
+        assert!(probes.iter().enumerate().all(|(i, p)| p.index == i));
     }
 
     #[test]

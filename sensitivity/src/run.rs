@@ -197,15 +197,15 @@ impl SensitivityRun {
             }
             progress.stage(&format!("window {}/{} ({} layers)", w + 1, windows.len(), window.layers.len()));
             let (points, ranges) = self.load_window(window)?;
-            let mut weights: HashMap<(usize, u8), (ArrayD<f32>, u64)> = HashMap::new();
+            let mut weights: HashMap<(usize, u8, bool), (ArrayD<f32>, u64)> = HashMap::new();
             for probe in probes {
                 let weight_name = self.layers[probe.layer].weight.clone();
                 let weight = match (probe.w_bits, &weight_name) {
                     (Some(bits), Some(name)) => {
-                        let key = (probe.layer, bits);
+                        let key = (probe.layer, bits, probe.split);
                         if let Entry::Vacant(slot) = weights.entry(key) {
-                            let scheme = &self.config.quantizer.weight;
-                            slot.insert(fake_quantized_weight(&self.model, &self.layers[probe.layer], scheme, bits)?);
+                            let (scheme, layer) = (&self.config.quantizer.weight, &self.layers[probe.layer]);
+                            slot.insert(fake_quantized_weight(&self.model, layer, scheme, bits, probe.split)?);
                         }
                         weights.get(&key).map(|(w, bytes)| (name.as_str(), w, *bytes))
                     }
@@ -327,6 +327,7 @@ impl SensitivityRun {
             probe: probe.index as u64,
             layer: layer.info(group),
             w_bits: probe.w_bits.map_or(FLOAT_BITS, u32::from),
+            w_split: probe.split,
             a_bits: probe.a_bits.map_or(FLOAT_BITS, u32::from),
             step_group: probe.step_group as u32,
             step_first: steps.start as u32,

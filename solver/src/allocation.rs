@@ -100,12 +100,12 @@ impl Problem {
                 bops += layer.macs() as f64 * f64::from(FLOAT_BITS * FLOAT_BITS) * self.total_steps() as f64;
                 continue;
             }
-            let mut stored: Vec<u32> = Vec::new();
+            let mut stored: Vec<(u32, bool)> = Vec::new();
             for (g, option) in chosen.iter().enumerate() {
                 let Some(o) = *option else { continue };
                 let p = layer.options[o];
-                if !stored.contains(&p.w_bits) {
-                    stored.push(p.w_bits);
+                if !stored.contains(&p.weight()) {
+                    stored.push(p.weight());
                     memory += layer.bytes[o] as f64;
                     bits += layer.layer.params as f64 * f64::from(p.w_bits);
                 }
@@ -122,7 +122,7 @@ impl Problem {
         Evaluation { usage: Usage { memory, bops, avg_bits }, objective, quality_loss, content_loss }
     }
 
-    /// Every quantized layer at `w_bits` weights (activation-only layers and the activation
+    /// Every quantized layer at `w_bits` weights, plain (activation-only layers and the activation
     /// side at the fewest activation bits offered), if every layer offers it.
     pub fn uniform(&self, w_bits: u32) -> Option<Assignment> {
         self.layers
@@ -133,7 +133,10 @@ impl Problem {
                 }
                 let wanted = if layer.layer.params > 0 { w_bits } else { FLOAT_BITS };
                 let option = (0..layer.options.len())
-                    .filter(|&o| layer.options[o].w_bits == wanted && layer.loss[o].iter().all(|l| l.is_finite()))
+                    .filter(|&o| {
+                        let p = layer.options[o];
+                        p.w_bits == wanted && !p.split && layer.loss[o].iter().all(|l| l.is_finite())
+                    })
                     .min_by_key(|&o| layer.options[o].a_bits)?;
                 Some(vec![Some(option); self.groups()])
             })

@@ -246,14 +246,14 @@ fn program(
     // z[l][w]: only needed when a layer can use different bits in different groups and a
     // budget counts stored weights.
     let counts_storage = limits.iter().any(|(r, _)| matches!(r, Resource::Memory | Resource::AvgBits));
-    let z: Vec<BTreeMap<u32, Column>> = problem
+    let z: Vec<BTreeMap<(u32, bool), Column>> = problem
         .layers
         .iter()
         .map(|layer| {
             if groups == 1 || layer.protected || !counts_storage {
                 return BTreeMap::new();
             }
-            let widths: std::collections::BTreeSet<u32> = layer.options.iter().map(|p| p.w_bits).collect();
+            let widths: std::collections::BTreeSet<(u32, bool)> = layer.options.iter().map(|p| p.weight()).collect();
             widths.into_iter().map(|w| (w, binary())).collect()
         })
         .collect();
@@ -288,7 +288,7 @@ fn program(
         }
         for (&w, &zw) in &z[l] {
             let users: Vec<Variable> = (0..layer.options.len())
-                .filter(|&o| layer.options[o].w_bits == w)
+                .filter(|&o| layer.options[o].weight() == w)
                 .flat_map(|o| x[l][o].iter().flatten().map(|c| c.variable))
                 .collect();
             for &u in &users {
@@ -312,7 +312,7 @@ fn program(
             for (l, layer) in problem.layers.iter().enumerate().filter(|(_, layer)| counted(layer)) {
                 for (&w, &zw) in &z[l] {
                     // Any option with this weight width stores the same bytes.
-                    if let Some(o) = (0..layer.options.len()).find(|&o| layer.options[o].w_bits == w) {
+                    if let Some(o) = (0..layer.options.len()).find(|&o| layer.options[o].weight() == w) {
                         expr += problem.coefficient(resource, l, o, 0) * zw.variable;
                     }
                 }

@@ -25,15 +25,17 @@ pub fn plan(
                 chosen.iter().map(|o| o.map_or(FLOAT_BITS, |o| f(layer.options[o]))).collect::<Vec<_>>()
             };
             let w_bits = bits(|p| p.w_bits);
+            let w_split: Vec<bool> = chosen.iter().map(|o| o.is_some_and(|o| layer.options[o].split)).collect();
             let mut stored: Vec<usize> = chosen.iter().flatten().copied().collect();
-            stored.sort_by_key(|&o| layer.options[o].w_bits);
-            stored.dedup_by_key(|o| layer.options[*o].w_bits);
+            stored.sort_by_key(|&o| layer.options[o].weight());
+            stored.dedup_by_key(|o| layer.options[*o].weight());
             let weight_bytes =
                 if layer.protected { layer.float_bytes() } else { stored.iter().map(|&o| layer.bytes[o]).sum() };
             PlanLayer {
                 layer: layer.layer.clone(),
                 protected: layer.protected,
                 w_bits,
+                w_split,
                 a_bits: bits(|p| p.a_bits),
                 weight_bytes,
             }

@@ -21,17 +21,27 @@ pub const OUTPUT: &str = "output";
 /// stay in full precision.
 pub const DEFAULT_PROTECT: [&str; 3] = [INPUT, OUTPUT, "embedding"];
 
-/// Weight and input-activation bits of one layer.
+/// Weight and input-activation bits of one layer, and whether the weight takes MPQ-DM's outlier
+/// split (the same mean bits, spread over channels by kurtosis).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct Precision {
     pub w_bits: u32,
     pub a_bits: u32,
+    pub split: bool,
+}
+
+impl Precision {
+    /// What is stored for the weight: options with the same key store the same tensor.
+    pub fn weight(&self) -> (u32, bool) {
+        (self.w_bits, self.split)
+    }
 }
 
 impl fmt::Display for Precision {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let side = |b: u32| if b == FLOAT_BITS { "F".to_string() } else { b.to_string() };
-        write!(f, "W{}A{}", side(self.w_bits), side(self.a_bits))
+        let split = if self.split { " split" } else { "" };
+        write!(f, "W{}A{}{split}", side(self.w_bits), side(self.a_bits))
     }
 }
 
@@ -222,11 +232,13 @@ fn layer_options(layer: &LayerInfo, rows: &[&ProbeRow], groups: usize, protected
 }
 
 /// Every weight layer must offer the precisions any weight layer offers (and likewise for
-/// activation-only layers): a hole means an unfinished run or a missing shard.
+/// activation-only layers): a hole means an unfinished run or a missing shard. Outlier splits
+/// are exempt: layers with fewer than ten output channels have none.
 fn check_complete(layers: &[LayerOptions]) -> Result<()> {
     for weights in [true, false] {
         let kind: Vec<&LayerOptions> = layers.iter().filter(|l| (l.layer.params > 0) == weights).collect();
-        let all: std::collections::BTreeSet<Precision> = kind.iter().flat_map(|l| l.options.iter().copied()).collect();
+        let all: std::collections::BTreeSet<Precision> =
+            kind.iter().flat_map(|l| l.options.iter().copied()).filter(|p| !p.split).collect();
         for layer in kind {
             if let Some(missing) = all.iter().find(|p| !layer.options.contains(p)) {
                 return Err(SolverError::Layer {
@@ -242,5 +254,5 @@ fn check_complete(layers: &[LayerOptions]) -> Result<()> {
 }
 
 fn precision(row: &ProbeRow) -> Precision {
-    Precision { w_bits: row.w_bits, a_bits: row.a_bits }
+    Precision { w_bits: row.w_bits, a_bits: row.a_bits, split: row.w_split }
 }

@@ -28,7 +28,7 @@ fn random_problem(rng: &mut ChaCha8Rng, layers: usize, groups: usize) -> Problem
                     macs: Some(params * rng.random_range(1..=16)),
                 },
                 protected: false,
-                options: BITS.iter().map(|&w| Precision { w_bits: w, a_bits: 32 }).collect(),
+                options: BITS.iter().map(|&w| Precision { w_bits: w, a_bits: 32, split: false }).collect(),
                 // Codes plus one f32 scale per layer.
                 bytes: BITS.iter().map(|&w| (params * u64::from(w)).div_ceil(8) + 4).collect(),
                 loss: BITS
@@ -295,4 +295,52 @@ fn a_uniform_plan_puts_every_layer_at_one_width() {
     assert_eq!(solved.evaluation.usage.avg_bits, 4.0);
     let message = uniform(&problem, 3, 1.0).unwrap_err().to_string();
     assert!(message.contains("layer 'unet/l0': the table has no W3 row"), "{message}");
+}
+
+#[test]
+fn the_program_takes_an_outlier_split_wherever_it_loses_less_at_the_same_cost() {
+    // Split rows beside the W2 and W3 ones: better than plain on even layers, worse on odd ones.
+    let mut table = bitsearch_fixtures::sensitivity_table(3, 24, &[2, 3, 4, 8], 1);
+    let split: Vec<_> = table
+        .rows
+        .iter()
+        .filter(|r| r.w_bits <= 3)
+        .map(|r| {
+            let even = r.layer.name.ends_with(['0', '2', '4', '6', '8']);
+            let mut s = r.clone();
+            s.w_split = true;
+            s.sqnr_db += if even { 3.0 } else { -3.0 };
+            s.ssim = if even { 1.0 - (1.0 - r.ssim) / 2.0 } else { 1.0 - (1.0 - r.ssim) * 2.0 };
+            s
+        })
+        .collect();
+    table.rows.extend(split);
+    let problem = Problem::from_table(&table, &[]).unwrap();
+    let budget = Budget { resource: Resource::AvgBits, amount: Amount::Absolute(3.0) };
+    let solved = solve(&problem, &options(budget, 0.0)).unwrap();
+    let mut splits = 0;
+    for (layer, chosen) in problem.layers.iter().zip(&solved.assignment) {
+        let Some(o) = chosen[0] else { continue };
+        let p = layer.options[o];
+        let even = layer.layer.name.ends_with(['0', '2', '4', '6', '8']);
+        // Same bits, same bytes: the program must take whichever of the two loses less.
+        if p.w_bits <= 3 {
+            assert_eq!(p.split, even, "{} at {p}", layer.layer.name);
+        } else {
+            assert!(!p.split);
+        }
+        splits += usize::from(p.split);
+    }
+    assert!(splits > 0, "the 3-bit budget puts some even layer at 2 or 3 bits");
+    // The plan records the split per step group; the uniform baseline never takes one.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.parquet");
+    table.write(&path).unwrap();
+    let plan = bitsearch_solver::plan(&problem, &solved, &options(budget, 0.0), &table, &path).unwrap();
+    let planned: Vec<bool> = plan.layers.iter().map(|l| l.split(0)).collect();
+    let chosen: Vec<bool> =
+        problem.layers.iter().zip(&solved.assignment).map(|(l, c)| c[0].is_some_and(|o| l.options[o].split)).collect();
+    assert_eq!(planned, chosen);
+    let uniform = uniform(&problem, 3, 1.0).unwrap();
+    assert!(problem.layers.iter().zip(&uniform.assignment).all(|(l, c)| c[0].is_none_or(|o| !l.options[o].split)));
 }

@@ -70,6 +70,7 @@ fn config(args: &SensitivityArgs) -> anyhow::Result<SensitivityConfig> {
         }
     }
     set(&mut c.w_bits, &args.w_bits);
+    c.outlier_split |= args.outlier_split;
     set(&mut c.a_bits, &args.act_bits);
     set(&mut c.step_groups, &args.step_groups);
     set(&mut c.layers, &args.layers);
@@ -128,7 +129,8 @@ impl Progress for Bar {
     }
 
     fn finished(&mut self, row: &ProbeRow) {
-        self.0.set_message(format!("{} W{}A{}", row.layer.name, row.w_bits, row.a_bits));
+        let split = if row.w_split { " split" } else { "" };
+        self.0.set_message(format!("{} W{}A{}{split}", row.layer.name, row.w_bits, row.a_bits));
         self.0.inc(1);
     }
 }

@@ -22,10 +22,26 @@ pub fn channel_kurtosis(w: ArrayViewD<f32>, axis: usize) -> Result<Vec<f32>, Qua
         .collect())
 }
 
+/// Weight bit-widths whose split keeps every channel within a packed int4 container and at 1 bit
+/// or more (1: sign codes): a 4-bit split would need 5-bit channels, so an int8 container.
+pub const SPLIT_BITS: [u8; 2] = [2, 3];
+
+/// MPQ-DM's k: a tenth of the output channels move up a bit, as many move down.
+pub fn split_channels(channels: usize) -> usize {
+    channels / 10
+}
+
+/// The per-channel bit-widths of MPQ-DM's split of `w` (output channels along `axis`) at
+/// `bits`: [`channel_bits`] of the channels' kurtosis with k = [`split_channels`].
+pub fn outlier_split_bits(w: ArrayViewD<f32>, axis: usize, bits: u8) -> Result<Vec<u8>, QuantError> {
+    let kurtosis = channel_kurtosis(w, axis)?;
+    Ok(channel_bits(&kurtosis, bits, split_channels(kurtosis.len())))
+}
+
 /// Bit-width per channel: the `k` highest-kurtosis channels get `bits + 1`, the `k` lowest
 /// `bits − 1`, the rest `bits`. The average stays `bits` when 2k ≤ C; beyond that the top set
 /// wins the overlap. Ties keep channel order (the earlier channel ranks higher). Widths are not
-/// checked here: the quantizer rejects ones it cannot store (e.g. 1 bit from `bits` = 2).
+/// checked here: the quantizer rejects ones it cannot store (0 bits from `bits` = 1).
 pub fn channel_bits(kurtosis: &[f32], bits: u8, k: usize) -> Vec<u8> {
     let mut order: Vec<usize> = (0..kurtosis.len()).collect();
     order.sort_by(|&a, &b| kurtosis[b].total_cmp(&kurtosis[a]));
@@ -79,6 +95,22 @@ mod tests {
                 assert_eq!(bits.iter().map(|&b| usize::from(b)).sum::<usize>(), 4 * c, "C={c} k={k}");
                 assert_eq!(bits.iter().filter(|&&b| b == 5).count(), k);
             }
+        }
+    }
+
+    #[test]
+    fn the_split_moves_a_tenth_of_the_channels_and_keeps_the_mean_bits() {
+        assert_eq!((split_channels(9), split_channels(10), split_channels(64)), (0, 1, 6));
+        // 20 channels of 8 values, channel c with one outlier of size c: kurtosis grows with c.
+        let w = ArrayD::from_shape_fn(IxDyn(&[20, 8]), |d| {
+            if d[1] == 0 { d[0] as f32 + 1.0 } else { 0.1 * (d[1] as f32 - 4.0) }
+        });
+        for bits in SPLIT_BITS {
+            let split = outlier_split_bits(w.view(), 0, bits).unwrap();
+            assert_eq!(split.iter().map(|&b| u32::from(b)).sum::<u32>(), u32::from(bits) * 20);
+            assert_eq!(split.iter().filter(|&&b| b == bits + 1).count(), 2);
+            assert!(split[19] == bits + 1 && split[18] == bits + 1, "{split:?}");
+            assert!(split.iter().all(|&b| (1..=4).contains(&b)));
         }
     }
 

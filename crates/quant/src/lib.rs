@@ -29,6 +29,6 @@ mod weight;
 
 pub use activation::{ActQuantizer, ActRange, StepRanges};
 pub use error::QuantError;
-pub use kurtosis::{channel_bits, channel_kurtosis};
+pub use kurtosis::{SPLIT_BITS, channel_bits, channel_kurtosis, outlier_split_bits, split_channels};
 pub use model::{ApplyError, fake_quantize_weights, fake_quantized_weight, quantized_weight};
 pub use weight::{Clipping, Granularity, QuantizedWeight, WeightQuantizer};

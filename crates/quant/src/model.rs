@@ -3,7 +3,7 @@
 //! model with every layer's weight fake-quantized at one bit-width (the uniform baseline of a
 //! plan).
 
-use crate::{QuantError, QuantizedWeight, WeightQuantizer};
+use crate::{QuantError, QuantizedWeight, SPLIT_BITS, WeightQuantizer, outlier_split_bits};
 use bitsearch_onnx::{GraphView, Model, OnnxError, rewrite, tensor_to_f32};
 use bitsearch_types::Layer;
 use bitsearch_types::quantizer::WeightScheme;
@@ -24,12 +24,14 @@ pub enum ApplyError {
 }
 
 /// The integer codes and scales of `layer`'s weight at `bits` with `scheme` (scales along the
-/// layer's output channels): what a probe simulates and what the apply stage stores.
+/// layer's output channels), or with MPQ-DM's outlier split at a mean of `bits` when `split`:
+/// what a probe simulates and what the apply stage stores.
 pub fn quantized_weight(
     model: &Model,
     layer: &Layer,
     scheme: &WeightScheme,
     bits: u8,
+    split: bool,
 ) -> Result<QuantizedWeight, ApplyError> {
     let name = layer.weight.as_deref().ok_or_else(|| ApplyError::NoWeight { layer: layer.name.clone() })?;
     let quantizer = WeightQuantizer::new(scheme, bits, layer.channel_axis.unwrap_or(0));
@@ -38,19 +40,28 @@ pub fn quantized_weight(
         .initializer(name)
         .ok_or_else(|| ApplyError::NotInitializer { layer: layer.name.clone(), weight: name.to_string() })?;
     let values = tensor_to_f32(tensor)?;
-    quantizer.quantize(values.view()).map_err(|source| ApplyError::Quant { layer: layer.name.clone(), source })
+    let quant_error = |source| ApplyError::Quant { layer: layer.name.clone(), source };
+    if !split {
+        return quantizer.quantize(values.view()).map_err(quant_error);
+    }
+    if !SPLIT_BITS.contains(&bits) {
+        return Err(quant_error(QuantError::Bits { bits, min: SPLIT_BITS[0], max: SPLIT_BITS[SPLIT_BITS.len() - 1] }));
+    }
+    let channel_bits = outlier_split_bits(values.view(), quantizer.granularity.axis(), bits).map_err(quant_error)?;
+    quantizer.quantize_mixed(values.view(), &channel_bits).map_err(quant_error)
 }
 
-/// The fake-quantized values of `layer`'s weight at `bits` with `scheme`, and the bytes its
-/// quantized form takes (codes plus scales).
+/// The fake-quantized values of `layer`'s weight at `bits` (split as [`quantized_weight`]) with
+/// `scheme`, and the bytes its quantized form takes (codes plus scales; a split keeps the mean).
 pub fn fake_quantized_weight(
     model: &Model,
     layer: &Layer,
     scheme: &WeightScheme,
     bits: u8,
+    split: bool,
 ) -> Result<(ArrayD<f32>, u64), ApplyError> {
     let quant_error = |source| ApplyError::Quant { layer: layer.name.clone(), source };
-    let q = quantized_weight(model, layer, scheme, bits)?;
+    let q = quantized_weight(model, layer, scheme, bits, split)?;
     let quantizer = WeightQuantizer::new(scheme, bits, layer.channel_axis.unwrap_or(0));
     let bytes = quantizer.storage_bits(q.codes.shape()).map_err(quant_error)?.div_ceil(8);
     Ok((q.dequantize(), bytes))
@@ -67,7 +78,7 @@ pub fn fake_quantize_weights(
     let mut quantized = HashMap::new();
     for layer in layers {
         if let Some(name) = &layer.weight {
-            quantized.insert(name.clone(), fake_quantized_weight(model, layer, scheme, bits)?.0);
+            quantized.insert(name.clone(), fake_quantized_weight(model, layer, scheme, bits, false)?.0);
         }
     }
     let mut copy = model.clone();

@@ -1,11 +1,11 @@
 //! Bias correction: quantizing a weight shifts the mean of each output channel of its layer by
 //! `E[(W_q − W)·x]`, a shift that stays coherent across layers where random rounding noise would
-//! average out. One float pass of the calibration items measures it for every (layer, bits) the
+//! average out. One float pass of the calibration items measures it for every (layer, width) the
 //! plan stores, with each layer fed its float input, and the apply stage subtracts it from the
 //! layer's bias, per step-group configuration (the mean is over the steps that configuration
 //! runs).
 
-use crate::{Codebook, Config, Result};
+use crate::{Codebook, Config, Result, Width};
 use bitsearch_onnx::{GraphView, Model, rewrite, tensor_to_f32};
 use bitsearch_pipeline::workload::{self, Workload};
 use bitsearch_records::{Plan, PlanLayer};
@@ -20,15 +20,15 @@ const MEASURED_OPS: [&str; 4] = ["Conv", "ConvTranspose", "Gemm", "MatMul"];
 /// The measured mean output shift of each (layer, weight bits), per step.
 #[derive(Debug, Default)]
 pub struct BiasShifts {
-    /// Per (layer, bits), per step: the per-channel sum of shifts and how many values it adds.
-    sums: HashMap<(String, u32), Vec<(Vec<f64>, f64)>>,
+    /// Per (layer, width), per step: the per-channel sum of shifts and how many values it adds.
+    sums: HashMap<(String, Width), Vec<(Vec<f64>, f64)>>,
 }
 
 impl BiasShifts {
-    /// The mean shift per output channel of `layer` at `bits` over the steps of `groups`; None
+    /// The mean shift per output channel of `layer` at `width` over the steps of `groups`; None
     /// when it was not measured (a layer whose output has no channel axis to correct).
-    pub fn get(&self, layer: &str, bits: u32, groups: &[usize], plan: &Plan) -> Option<Vec<f32>> {
-        let steps = self.sums.get(&(layer.to_string(), bits))?;
+    pub fn get(&self, layer: &str, width: Width, groups: &[usize], plan: &Plan) -> Option<Vec<f32>> {
+        let steps = self.sums.get(&(layer.to_string(), width))?;
         let mut total: Option<(Vec<f64>, f64)> = None;
         for &g in groups {
             let [first, last] = *plan.step_groups.get(g)?;
@@ -44,7 +44,7 @@ impl BiasShifts {
 }
 
 /// Runs the calibration items through `fp` with, beside every layer the plan quantizes, a copy
-/// of it computing `(W_q − W)·x` at each of its weight bit-widths, and returns the mean shifts.
+/// of it computing `(W_q − W)·x` at each of its weight widths, and returns the mean shifts.
 pub fn measure(
     workload: &mut dyn Workload,
     fp: &Model,
@@ -63,17 +63,21 @@ pub fn measure(
         if layer.kind != LayerKind::Weight || !MEASURED_OPS.contains(&layer.op.as_str()) {
             continue;
         }
-        let mut widths: Vec<u32> = configs.iter().map(|(c, _)| c[i].0).filter(|&b| b != FLOAT_BITS).collect();
-        widths.sort_unstable();
-        widths.dedup();
-        for bits in widths {
+        let mut widths: Vec<Width> = Vec::new();
+        for (config, _) in configs {
+            let width = config[i].0;
+            if width.bits != FLOAT_BITS && !widths.contains(&width) {
+                widths.push(width);
+            }
+        }
+        for width in widths {
             let original = view.initializer(weight).map(tensor_to_f32).transpose()?;
             let Some(original) = original else { continue };
-            let delta = codes.get(fp, layer, plan, bits)?.dequantize() - &original;
-            let prefix = format!("{}/bc/w{bits}", layer.name);
+            let delta = codes.get(fp, layer, plan, width)?.dequantize() - &original;
+            let prefix = format!("{}/bc/{}", layer.name, width.label());
             let (value, axis) = rewrite::weight_delta_branch(&mut probe, &layer.name, weight, &prefix, &delta)?;
             tensors.push(value);
-            keys.push(((layer.name.clone(), bits), axis));
+            keys.push(((layer.name.clone(), width), axis));
         }
     }
     let index: HashMap<&str, usize> = tensors.iter().enumerate().map(|(i, t)| (t.as_str(), i)).collect();

@@ -27,7 +27,7 @@ mod ptqd;
 use bitsearch_onnx::rewrite::{self, ActivationParams, Dequantize, WeightCodes};
 use bitsearch_onnx::{ExternalData, GraphView, Model, OnnxError, SharedData, discover_layers};
 use bitsearch_pipeline::workload::{self, WorkloadSpec};
-use bitsearch_quant::{ActQuantizer, ApplyError, QuantizedWeight, quantized_weight};
+use bitsearch_quant::{ActQuantizer, ApplyError, QuantizedWeight, SPLIT_BITS, quantized_weight};
 use bitsearch_records::plan::absolute;
 use bitsearch_records::{Corrections, Manifest, ManifestModel, Plan, PlanLayer, Storage};
 use bitsearch_runtime::SessionOptions;
@@ -207,9 +207,9 @@ pub fn simulate(model: &Path, plan_path: &Path) -> Result<(Vec<Model>, Vec<usize
     let mut models = Vec::new();
     for (config, _) in &configs {
         let mut values = HashMap::new();
-        for ((_, layer), &(w_bits, _)) in chosen.iter().zip(config) {
-            if w_bits != FLOAT_BITS {
-                let q = codes.get(&fp, layer, &plan, w_bits)?;
+        for ((_, layer), &(width, _)) in chosen.iter().zip(config) {
+            if width.bits != FLOAT_BITS {
+                let q = codes.get(&fp, layer, &plan, width)?;
                 values.insert(layer.weight.clone().unwrap_or_default(), q.dequantize());
             }
         }
@@ -305,6 +305,20 @@ fn match_layers(plan: &Plan, plan_path: &Path, layers: &[Layer], model: &Path) -
             if let Some(b) = p.w_bits.iter().find(|&&b| b != FLOAT_BITS && !(2..=8).contains(&b)) {
                 return Err(plan_error(field("w_bits"), format!("{b} bits: expected 2..=8 or {FLOAT_BITS} (float)")));
             }
+            if !p.w_split.is_empty() && p.w_split.len() != groups {
+                return Err(plan_error(
+                    field("w_split"),
+                    format!("{} values for {groups} step groups", p.w_split.len()),
+                ));
+            }
+            if let Some(g) =
+                (0..groups).find(|&g| p.split(g) && !SPLIT_BITS.iter().any(|&b| u32::from(b) == p.w_bits[g]))
+            {
+                return Err(plan_error(
+                    field("w_split"),
+                    format!("step group {g}: an outlier split needs {SPLIT_BITS:?} weight bits, not {}", p.w_bits[g]),
+                ));
+            }
             if p.w_bits.iter().any(|&b| b != FLOAT_BITS) && layer.weight.is_none() {
                 return Err(plan_error(field("w_bits"), format!("'{}' has no weight to quantize", p.layer.name)));
             }
@@ -319,14 +333,29 @@ fn match_layers(plan: &Plan, plan_path: &Path, layers: &[Layer], model: &Path) -
         .collect()
 }
 
-/// The (weight bits, activation bits) of every chosen layer in one step group.
-type Config = Vec<(u32, u32)>;
+/// How one layer's weight is stored: its (mean) bits and whether it takes the outlier split.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct Width {
+    bits: u32,
+    split: bool,
+}
+
+impl Width {
+    /// The width in tensor names: `w3`, or `w3s` when split.
+    fn label(self) -> String {
+        format!("w{}{}", self.bits, if self.split { "s" } else { "" })
+    }
+}
+
+/// The (weight width, activation bits) of every chosen layer in one step group.
+type Config = Vec<(Width, u32)>;
 
 /// The distinct configurations of the plan's step groups, each with the groups that share it.
 fn configurations(plan: &Plan, chosen: &[(PlanLayer, Layer)]) -> Vec<(Config, Vec<usize>)> {
     let mut configs: Vec<(Config, Vec<usize>)> = Vec::new();
     for g in 0..plan.step_groups.len().max(1) {
-        let config: Config = chosen.iter().map(|(p, _)| (p.w_bits[g], p.a_bits[g])).collect();
+        let config: Config =
+            chosen.iter().map(|(p, _)| (Width { bits: p.w_bits[g], split: p.split(g) }, p.a_bits[g])).collect();
         match configs.iter_mut().find(|(c, _)| *c == config) {
             Some((_, groups)) => groups.push(g),
             None => configs.push((config, vec![g])),
@@ -335,17 +364,17 @@ fn configurations(plan: &Plan, chosen: &[(PlanLayer, Layer)]) -> Vec<(Config, Ve
     configs
 }
 
-/// The codes of each (weight, bits), computed once for every model that stores them.
+/// The codes of each (weight, width), computed once for every model that stores them.
 #[derive(Debug, Default)]
 struct Codebook {
-    codes: HashMap<(String, u32), QuantizedWeight>,
+    codes: HashMap<(String, Width), QuantizedWeight>,
 }
 
 impl Codebook {
-    fn get(&mut self, model: &Model, layer: &Layer, plan: &Plan, bits: u32) -> Result<&QuantizedWeight> {
-        let key = (layer.weight.clone().unwrap_or_default(), bits);
+    fn get(&mut self, model: &Model, layer: &Layer, plan: &Plan, width: Width) -> Result<&QuantizedWeight> {
+        let key = (layer.weight.clone().unwrap_or_default(), width);
         if !self.codes.contains_key(&key) {
-            let q = quantized_weight(model, layer, &plan.quantizer.weight, bits as u8)?;
+            let q = quantized_weight(model, layer, &plan.quantizer.weight, width.bits as u8, width.split)?;
             self.codes.insert(key.clone(), q);
         }
         Ok(&self.codes[&key])
@@ -376,13 +405,14 @@ fn build(
     rewrite::strip_node_metadata(&mut model);
     let group = groups.first().copied().unwrap_or(0);
     let group_size = plan.quantizer.weight.group_size;
-    for ((_, layer), &(w_bits, a_bits)) in chosen.iter().zip(config) {
+    for ((_, layer), &(width, a_bits)) in chosen.iter().zip(config) {
+        let w_bits = width.bits;
         let activations = a_bits != FLOAT_BITS;
         let layer_error = |message: String| QuantizeError::Layer { layer: layer.name.clone(), message };
         let mut weight_scales = None;
         if w_bits != FLOAT_BITS {
             let weight = layer.weight.clone().unwrap_or_default();
-            let q = codes.get(fp, layer, plan, w_bits)?;
+            let q = codes.get(fp, layer, plan, width)?;
             if activations && group_size.is_some() {
                 return Err(layer_error("8-bit activations need per-channel weight scales (no group_size)".into()));
             }
@@ -396,16 +426,16 @@ fn build(
             };
             let form =
                 if storage == Storage::Unpacked && !activations { Dequantize::CastMul } else { Dequantize::Linear };
-            rewrite::store_weight(&mut model, &weight, &format!("{weight}/w{w_bits}"), w, form)?;
+            rewrite::store_weight(&mut model, &weight, &format!("{weight}/{}", width.label()), w, form)?;
             weight_scales = Some(q.scales.iter().copied().collect::<Vec<f32>>());
-            let shift = fixes.shifts.and_then(|s| s.get(&layer.name, w_bits, groups, plan));
+            let shift = fixes.shifts.and_then(|s| s.get(&layer.name, width, groups, plan));
             // Integer kernels need the bias as an input of the op: no Add behind a QDQ layer.
             if let Some(shift) = shift.filter(|_| !activations || has_bias_input(layer)) {
                 let negated: Vec<f32> = shift.iter().map(|s| -s).collect();
                 rewrite::add_to_bias(
                     &mut model,
                     &layer.name,
-                    &format!("{}/bc/w{w_bits}/g{group}", layer.name),
+                    &format!("{}/bc/{}/g{group}", layer.name, width.label()),
                     &negated,
                 )?;
             }

@@ -87,9 +87,24 @@ pub struct PlanLayer {
     pub protected: bool,
     /// Weight and activation bits per step group; [`bitsearch_types::FLOAT_BITS`] = float.
     pub w_bits: Vec<u32>,
+    /// Per step group: the weight takes MPQ-DM's outlier split at a mean of `w_bits` (absent:
+    /// no split anywhere).
+    #[serde(default, skip_serializing_if = "no_split")]
+    pub w_split: Vec<bool>,
     pub a_bits: Vec<u32>,
     /// Stored bytes of the weight (every distinct weight bit-width once).
     pub weight_bytes: u64,
+}
+
+fn no_split(split: &[bool]) -> bool {
+    !split.contains(&true)
+}
+
+impl PlanLayer {
+    /// Whether the weight is split in step group `g`.
+    pub fn split(&self, g: usize) -> bool {
+        self.w_split.get(g).copied().unwrap_or(false)
+    }
 }
 
 impl Plan {

@@ -13,8 +13,8 @@ use std::str::FromStr;
 /// Parquet key-value metadata key holding the [`RunMeta`] JSON.
 pub const META_KEY: &str = "bitsearch.sensitivity";
 /// Format of the table this bitsearch writes. 1 (no `format` field): layers without their
-/// component, the run's config embedded in the engine's own types.
-pub const TABLE_FORMAT: u32 = 2;
+/// component, the run's config embedded in the engine's own types. 2: no outlier-split rows.
+pub const TABLE_FORMAT: u32 = 3;
 
 /// One probe's measurement against the full-precision run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -25,6 +25,10 @@ pub struct ProbeRow {
     pub layer: LayerInfo,
     /// Weight bits; [`FLOAT_BITS`] for layers without weights.
     pub w_bits: u32,
+    /// MPQ-DM's outlier split at a mean of `w_bits`: a tenth of the output channels (highest
+    /// weight kurtosis) one bit wider, as many (lowest) one bit narrower.
+    #[serde(default)]
+    pub w_split: bool,
     /// Input-activation bits; [`FLOAT_BITS`] when activations stay in float.
     pub a_bits: u32,
     pub step_group: u32,
@@ -151,6 +155,7 @@ impl SensitivityTable {
             Column::new("params".into(), u64s(|r| r.layer.params)),
             Column::new("macs".into(), rows.iter().map(|r| r.layer.macs).collect::<Vec<_>>()),
             Column::new("w_bits".into(), u32s(|r| r.w_bits)),
+            Column::new("w_split".into(), rows.iter().map(|r| r.w_split).collect::<Vec<_>>()),
             Column::new("a_bits".into(), u32s(|r| r.a_bits)),
             Column::new("step_group".into(), u32s(|r| r.step_group)),
             Column::new("step_first".into(), u32s(|r| r.step_first)),
@@ -197,6 +202,7 @@ fn rows_of(frame: &DataFrame) -> PolarsResult<Vec<ProbeRow>> {
     let (probe, params, macs, weight_bytes, nonfinite) =
         (u64s("probe")?, u64s("params")?, u64s("macs")?, u64s("weight_bytes")?, u64s("nonfinite")?);
     let (w_bits, a_bits) = (u32s("w_bits")?, u32s("a_bits")?);
+    let w_split: Vec<bool> = frame.column("w_split")?.bool()?.iter().map(Option::unwrap_or_default).collect();
     let (step_group, step_first, step_last) = (u32s("step_group")?, u32s("step_first")?, u32s("step_last")?);
     let (sqnr_db, ssim, mse, psnr_db) = (f64s("sqnr_db")?, f64s("ssim")?, f64s("mse")?, f64s("psnr_db")?);
     (0..frame.height())
@@ -215,6 +221,7 @@ fn rows_of(frame: &DataFrame) -> PolarsResult<Vec<ProbeRow>> {
                     macs: macs[i],
                 },
                 w_bits: w_bits[i],
+                w_split: w_split[i],
                 a_bits: a_bits[i],
                 step_group: step_group[i],
                 step_first: step_first[i],
@@ -284,7 +291,8 @@ pub const SQNR_FLOOR_DB: f64 = 120.0;
 pub const SSIM_TOLERANCE: f64 = 1e-9;
 
 /// Layers where fewer weight bits measured *better* than more: for each layer (and activation
-/// bits and step group), every pair of consecutive weight bit-widths is compared on one metric.
+/// bits and step group), every pair of consecutive weight bit-widths is compared on one metric
+/// (plain quantization only: outlier-split rows sit beside the plain ones at the same mean).
 /// Differences inside float rounding noise ([`SQNR_FLOOR_DB`], [`SSIM_TOLERANCE`]) are ties.
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct Monotonicity {
@@ -298,7 +306,7 @@ pub struct Monotonicity {
 
 pub fn monotonicity(rows: &[ProbeRow]) -> Monotonicity {
     let mut series: std::collections::BTreeMap<(String, u32, u32), Vec<&ProbeRow>> = Default::default();
-    for row in rows.iter().filter(|r| r.w_bits != FLOAT_BITS) {
+    for row in rows.iter().filter(|r| r.w_bits != FLOAT_BITS && !r.w_split) {
         series.entry((row.layer.id(), row.a_bits, row.step_group)).or_default().push(row);
     }
     let mut result = Monotonicity::default();
@@ -361,6 +369,7 @@ pub(crate) mod tests {
                 macs: if probe.is_multiple_of(2) { Some(1000) } else { None },
             },
             w_bits: 4,
+            w_split: false,
             a_bits: 32,
             step_group: 0,
             step_first: 0,

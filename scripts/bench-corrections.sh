@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# The corrections table of `make bench`: each correction of the seed methods on and off, applied
+# by `bitsearch quantize` and measured by `bitsearch eval` on held-out items (seeds 1000..,
+# shapes-t2i's held-out prompts); calibration and sensitivity use the sensitivity run's items.
+# Terrain: ILP plans at 3 and 4 mean bits and uniform W8, with and without bias correction.
+# shapes-t2i (DDIM 20 steps, guidance 4): ILP plans at 3 and 4 mean bits, plain, with PTQD and
+# with bias correction, evaluated at eta 0 and eta 1 (where PTQD also calibrates the variance).
+#
+#   scripts/bench-corrections.sh BIN TERRAIN_MODEL SHAPES_FOLDER OUT_DIR
+set -euo pipefail
+BIN=$1
+TERRAIN=$2
+SHAPES=$3
+OUT=$4
+W="$OUT/corrections"
+T="$W/terrain"
+S="$W/shapes"
+mkdir -p "$T" "$S"
+
+# Quantizes MODEL with PLAN as DIR/q-NAME (plain) and DIR/q-NAME-SUFFIX for each "SUFFIX:FLAG"
+# given; appends the folders to the array `applied`.
+applied=()
+with_and_without() {
+    local model=$1 dir=$2 name=$3
+    shift 3
+    "$BIN" quantize "$model" --plan "$dir/$name.yaml" --out "$dir/q-$name" --overwrite -q
+    applied+=("$dir/q-$name")
+    for variant in "$@"; do
+        "$BIN" quantize "$model" --plan "$dir/$name.yaml" --out "$dir/q-$name-${variant%%:*}" "${variant#*:}" \
+            --overwrite -q
+        applied+=("$dir/q-$name-${variant%%:*}")
+    done
+}
+
+# --- terrain: bias correction ------------------------------------------------------------------
+"$BIN" sensitivity "$TERRAIN" --condition difficulty=0.5 --w-bits 2,4,8 --out "$T/s248.parquet" --resume
+for bits in 3 4; do
+    "$BIN" solve --sensitivity "$T/s248.parquet" --budget "avg-bits=$bits" --out "$T/ilp-$bits.yaml" -q
+    with_and_without "$TERRAIN" "$T" "ilp-$bits" bc:--bias-correction
+done
+"$BIN" solve --sensitivity "$T/s248.parquet" --uniform 8 --out "$T/uniform-8.yaml" -q
+with_and_without "$TERRAIN" "$T" uniform-8 bc:--bias-correction
+"$BIN" eval "$TERRAIN" "${applied[@]}" --batch 4 --repeats 1 --out "$T/eval.parquet" --markdown "$T/eval.md"
+
+# --- shapes-t2i: PTQD and bias correction ----------------------------------------------------------
+mapfile -t prompts < "$SHAPES/calibration_prompts.txt"
+prompt_args=()
+for p in "${prompts[@]}"; do prompt_args+=(--prompt "$p"); done
+"$BIN" sensitivity "$SHAPES" "${prompt_args[@]}" --steps 20 --guidance 4 --w-bits 2,3,4,8 \
+    --out "$S/s20.parquet" --resume
+applied=()
+for bits in 3 4; do
+    "$BIN" solve --sensitivity "$S/s20.parquet" --budget "avg-bits=$bits" --out "$S/ilp-$bits.yaml" -q
+    with_and_without "$SHAPES" "$S" "ilp-$bits" ptqd:--ptqd bc:--bias-correction
+done
+for eta in 0 1; do
+    "$BIN" eval "$SHAPES" "${applied[@]}" --eta "$eta" --num-seeds 2 --batch 16 --repeats 1 \
+        --out "$S/eval-eta$eta.parquet" --markdown "$S/eval-eta$eta.md"
+done
+
+{
+    echo "# Corrections on and off"
+    echo
+    echo "Measured by \`bitsearch eval\` on held-out items on ONNX Runtime's CPU provider; \"pred.\" is the"
+    echo "plan's additive prediction (single-layer probes without any correction)."
+    echo
+    echo "## Terrain UNet: bias correction (ILP plans from a W2/W4/W8 table, uniform W8)"
+    echo
+    cat "$T/eval.md"
+    for eta in 0 1; do
+        echo
+        echo "## shapes-t2i, DDIM 20 steps, guidance 4, eta $eta: PTQD and bias correction"
+        echo
+        cat "$S/eval-eta$eta.md"
+    done
+    echo
+    echo "## PTQD fits (shapes-t2i, ILP 4 bits): per step k (as fitted), residual σ, rms error before"
+    echo
+    echo "| step | t | k fitted | k used | σ residual | rms error |"
+    echo "|---:|---:|---:|---:|---:|---:|"
+    awk '/timestep:/ {t=$NF} /k_fitted:/ {kf=$NF} /^  k:/ {k=$NF} /^  sigma:/ {s=$NF}
+         /rms_error:/ {printf "| %d | %s | %.4f | %.4f | %.4f | %.4f |\n", n++, t, kf, k, s, $NF}' \
+        "$S/q-ilp-4-ptqd/unet/noise_correction.yaml"
+} > "$OUT/corrections.md"
+echo "corrections table: $OUT/corrections.md"
