@@ -186,6 +186,10 @@ pub struct SensitivityArgs {
     /// channels (highest weight kurtosis) one bit wider, as many (lowest) one bit narrower.
     #[arg(long)]
     pub outlier_split: bool,
+    /// Quantize the first (BOS) token row of cross-attention K/V inputs like the others, instead
+    /// of keeping it in float and out of the range calibration (MixDQ's BOS-aware default).
+    #[arg(long)]
+    pub no_bos_aware: bool,
     /// Activation bit-widths (2 to 16) to probe with each weight bit-width, e.g. 8 [default: none].
     #[arg(long, value_delimiter = ',')]
     pub act_bits: Option<Vec<u8>>,
@@ -335,6 +339,10 @@ pub struct QuantizeArgs {
     /// reduce their fresh noise by the residual's share.
     #[arg(long)]
     pub ptqd: bool,
+    /// Quantize the first (BOS) token row of 8-bit cross-attention K/V inputs like the others,
+    /// instead of running it through a float copy of the projection (MixDQ's BOS-aware default).
+    #[arg(long)]
+    pub no_bos_aware: bool,
     /// Seeds of the calibration (8-bit activations, --bias-correction, --ptqd)
     /// [default: the sensitivity run's items].
     #[arg(long, value_delimiter = ',')]

@@ -21,6 +21,9 @@ pub struct SensitivityConfig {
     /// channel stays within 4 bits), for layers with at least 10 output channels: a further
     /// option the solver weighs against the plain one at the same mean bits.
     pub outlier_split: bool,
+    /// MixDQ's BOS-aware text embedding: where the input of a cross-attention K/V projection is
+    /// quantized, its first token row stays in float and out of the range calibration.
+    pub bos_aware: bool,
     /// Activation bit-widths; empty probes weights alone. Given, every probe quantizes the
     /// layer's input activations too, and activation-only products (attention) are probed.
     pub a_bits: Vec<u8>,
@@ -45,6 +48,7 @@ impl Default for SensitivityConfig {
         Self {
             w_bits: vec![4, 8],
             outlier_split: false,
+            bos_aware: true,
             a_bits: Vec::new(),
             step_groups: 1,
             quantizer: QuantizerSpec::default(),

@@ -11,7 +11,7 @@ use bitsearch_onnx::Model;
 use bitsearch_onnx::rewrite::{self, FakeQuantPoint};
 use bitsearch_pipeline::sampler::SampleError;
 use bitsearch_pipeline::workload::{self, Evaluate, StepControl, Workload};
-use bitsearch_quant::{ActQuantizer, ApplyError, StepRanges, fake_quantized_weight};
+use bitsearch_quant::{ActQuantizer, ApplyError, StepRanges, fake_quantized_weight, range_key, without_first_row};
 use bitsearch_records::table::TABLE_FORMAT;
 use bitsearch_records::{ProbeRow, RunMeta, SensitivityTable, Shard};
 use bitsearch_runtime::{ActiveDevice, Device, SessionOptions, layers_with_costs};
@@ -248,7 +248,9 @@ impl SensitivityRun {
             self.workload.load(&self.model, &options)?;
             return Ok((Vec::new(), HashMap::new()));
         }
-        let chosen: Vec<(usize, &Layer)> = window.layers.iter().map(|&l| (l, &self.layers[l])).collect();
+        let bos = self.config.bos_aware;
+        let chosen: Vec<(usize, &Layer, bool)> =
+            window.layers.iter().map(|&l| (l, &self.layers[l], bos && self.layers[l].role.reads_text())).collect();
         let (model, points) = rewrite::insert_fake_quantizers(&self.model, &chosen)?;
         let ranges = self.calibrate(&points)?;
         options.overridable.extend(points.iter().flat_map(|p| p.parameters().map(str::to_string)));
@@ -259,6 +261,9 @@ impl SensitivityRun {
     /// Per-step ranges of the activations `points` quantize, over a full-precision pass of
     /// every batch, on a session of its own: returning them from the probes' session would
     /// slow every probe down.
+    /// Ranges of the quantized activations, keyed by [`range_key`]: a point that keeps the
+    /// first token row in float is calibrated on the other rows only (MixDQ: the BOS row's
+    /// outliers would otherwise set the range of every token).
     fn calibrate(&mut self, points: &[FakeQuantPoint]) -> Result<HashMap<String, StepRanges>> {
         let mut tensors: Vec<String> = points.iter().map(|p| p.tensor.clone()).collect();
         tensors.sort();
@@ -266,7 +271,13 @@ impl SensitivityRun {
         let mut ranges: HashMap<String, StepRanges> = HashMap::new();
         let options = self.session_options();
         workload::observe(self.workload.as_mut(), &self.model, &tensors, &options, |tensor, step, values| {
-            ranges.entry(tensor.to_string()).or_default().observe(step, values)
+            for first_row_float in [false, true] {
+                if points.iter().any(|p| p.tensor == tensor && p.first_row_float == first_row_float) {
+                    let key = range_key(tensor, first_row_float);
+                    let observed = if first_row_float { without_first_row(values.view()) } else { values.view() };
+                    ranges.entry(key).or_default().observe(step, observed);
+                }
+            }
         })?;
         Ok(ranges)
     }
@@ -290,7 +301,7 @@ impl SensitivityRun {
                 for point in points {
                     let per_step = self.config.quantizer.activation.per_step;
                     let range = ranges
-                        .get(&point.tensor)
+                        .get(&range_key(&point.tensor, point.first_row_float))
                         .map(|r| r.get(step).filter(|_| per_step).unwrap_or_else(|| r.merged()));
                     let quantizer = ActQuantizer::new(bits, range.unwrap_or_default())
                         .map_err(|source| ApplyError::Quant { layer: layer.name.clone(), source })?;

@@ -13,6 +13,7 @@ pub fn run(args: &QuantizeArgs) -> anyhow::Result<()> {
         calibration: WorkloadSpec::default(),
         bias_correction: args.bias_correction,
         ptqd: args.ptqd,
+        bos_aware: !args.no_bos_aware,
         overwrite: args.overwrite,
     };
     // Calibration runs on the sensitivity run's items (never the evaluation's).

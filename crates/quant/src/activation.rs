@@ -5,7 +5,7 @@
 
 use crate::QuantError;
 use bitsearch_types::ACTIVATION_BITS;
-use ndarray::{ArrayD, ArrayViewD};
+use ndarray::{ArrayD, ArrayViewD, Axis};
 use serde::{Deserialize, Serialize};
 
 /// Running min/max of observed activations. Starts empty (min > max); the empty bounds are
@@ -127,6 +127,19 @@ impl ActQuantizer {
 /// 2^b − 1, the largest code.
 fn levels(bits: u8) -> f32 {
     ((1u32 << bits) - 1) as f32
+}
+
+/// The key of an activation's calibrated range: the tensor, marked when its first token row
+/// (MixDQ's BOS) is left out of the range.
+pub fn range_key(tensor: &str, first_row_float: bool) -> String {
+    if first_row_float { format!("{tensor}#rows-1..") } else { tensor.to_string() }
+}
+
+/// Every token row but the first along [`bitsearch_types::TOKEN_AXIS`] (the values themselves
+/// when they have no second row to keep).
+pub fn without_first_row(values: ArrayViewD<'_, f32>) -> ArrayViewD<'_, f32> {
+    let axis = bitsearch_types::TOKEN_AXIS;
+    if values.ndim() > axis && values.shape()[axis] > 1 { values.slice_axis_move(Axis(axis), (1..).into()) } else { values }
 }
 
 #[cfg(test)]

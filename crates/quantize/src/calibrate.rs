@@ -5,7 +5,7 @@
 use crate::{QuantizeError, Result};
 use bitsearch_onnx::Model;
 use bitsearch_pipeline::workload::{self, Workload, WorkloadSpec};
-use bitsearch_quant::{ActRange, StepRanges};
+use bitsearch_quant::{ActRange, StepRanges, range_key, without_first_row};
 use bitsearch_records::{Plan, PlanLayer};
 use bitsearch_runtime::SessionOptions;
 use bitsearch_types::{FLOAT_BITS, Layer, LayerKind};
@@ -21,10 +21,10 @@ pub struct ActivationRanges {
 }
 
 impl ActivationRanges {
-    /// The range of `tensor` over the steps of `groups` (over every step when the plan's
+    /// The range of `key` (a [`range_key`]) over the steps of `groups` (over every step when the plan's
     /// quantizer keeps one range for all steps).
-    pub fn get(&self, tensor: &str, groups: &[usize]) -> Option<ActRange> {
-        let ranges = self.ranges.get(tensor)?;
+    pub fn get(&self, key: &str, groups: &[usize]) -> Option<ActRange> {
+        let ranges = self.ranges.get(key)?;
         let range = if self.per_step {
             groups
                 .iter()
@@ -57,29 +57,37 @@ pub fn open(model: &Path, spec: &WorkloadSpec, plan: &Plan, plan_path: &Path) ->
 }
 
 /// Runs the calibration items through `fp` and records the ranges of the inputs (and, for
-/// weight layers, outputs) of every layer with 8-bit activations.
+/// weight layers, outputs) of every layer with 8-bit activations, keyed by
+/// [`range_key`]: without their first token row for the layers `first_row_float` picks.
 pub fn calibrate(
     workload: &mut dyn Workload,
     fp: &Model,
     chosen: &[(PlanLayer, Layer)],
     plan: &Plan,
     options: &SessionOptions,
+    first_row_float: impl Fn(&Layer) -> bool,
 ) -> Result<ActivationRanges> {
-    let mut tensors: Vec<String> = Vec::new();
+    let mut keys: Vec<(String, bool)> = Vec::new();
     for (p, layer) in chosen {
         if p.a_bits.iter().all(|&a| a == FLOAT_BITS) {
             continue;
         }
-        tensors.extend(layer.inputs.iter().cloned());
+        let first = first_row_float(layer);
+        keys.extend(layer.inputs.iter().map(|t| (t.clone(), first)));
         if layer.kind == LayerKind::Weight {
-            tensors.push(layer.output.clone());
+            keys.push((layer.output.clone(), first));
         }
     }
-    tensors.sort();
+    keys.sort();
+    keys.dedup();
+    let mut tensors: Vec<String> = keys.iter().map(|(t, _)| t.clone()).collect();
     tensors.dedup();
     let mut ranges: HashMap<String, StepRanges> = HashMap::new();
     workload::observe(workload, fp, &tensors, options, |tensor, step, values| {
-        ranges.entry(tensor.to_string()).or_default().observe(step, values)
+        for (_, first) in keys.iter().filter(|(t, _)| t == tensor) {
+            let observed = if *first { without_first_row(values.view()) } else { values.view() };
+            ranges.entry(range_key(tensor, *first)).or_default().observe(step, observed);
+        }
     })?;
     Ok(ActivationRanges { ranges, step_groups: plan.step_groups.clone(), per_step: plan.quantizer.activation.per_step })
 }

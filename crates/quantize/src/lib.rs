@@ -27,7 +27,7 @@ mod ptqd;
 use bitsearch_onnx::rewrite::{self, ActivationParams, Dequantize, WeightCodes};
 use bitsearch_onnx::{ExternalData, GraphView, Model, OnnxError, SharedData, discover_layers};
 use bitsearch_pipeline::workload::{self, WorkloadSpec};
-use bitsearch_quant::{ActQuantizer, ApplyError, QuantizedWeight, SPLIT_BITS, quantized_weight};
+use bitsearch_quant::{ActQuantizer, ApplyError, QuantizedWeight, SPLIT_BITS, quantized_weight, range_key};
 use bitsearch_records::plan::absolute;
 use bitsearch_records::{Corrections, Manifest, ManifestModel, Plan, PlanLayer, Storage};
 use bitsearch_runtime::SessionOptions;
@@ -88,6 +88,9 @@ pub struct QuantizeOptions {
     pub bias_correction: bool,
     /// Fit PTQD's noise correction and store it with the models.
     pub ptqd: bool,
+    /// MixDQ's BOS-aware text embedding: 8-bit cross-attention K/V projections run their first
+    /// token row through a float copy, calibrated without it.
+    pub bos_aware: bool,
     /// Replace an existing output folder.
     pub overwrite: bool,
 }
@@ -115,6 +118,13 @@ pub fn quantize(model: &Path, plan_path: &Path, out: &Path, options: &QuantizeOp
     if out.exists() && !options.overwrite {
         return Err(QuantizeError::Exists(out.to_path_buf()));
     }
+    // A folder copied into itself would never end.
+    if model.is_dir() && absolute(out).starts_with(absolute(model)) {
+        return Err(QuantizeError::Io {
+            path: out.to_path_buf(),
+            message: format!("is inside the pipeline folder {} that is copied into it; write it elsewhere", model.display()),
+        });
+    }
     let Prepared { plan, denoiser, sha, fp, chosen } = Prepared::new(model, plan_path)?;
     let configs = configurations(&plan, &chosen);
     let mut codes = Codebook::default();
@@ -132,7 +142,9 @@ pub fn quantize(model: &Path, plan_path: &Path, out: &Path, options: &QuantizeOp
     let mut shifts = BiasShifts::default();
     if let Some(workload) = calibration.as_deref_mut() {
         if chosen.iter().any(|(p, _)| p.a_bits.iter().any(|&a| a != FLOAT_BITS)) {
-            ranges = calibrate::calibrate(workload, &fp, &chosen, &plan, &session)?;
+            ranges = calibrate::calibrate(workload, &fp, &chosen, &plan, &session, |l| {
+                options.bos_aware && keeps_first_row(l)
+            })?;
         }
         if options.bias_correction {
             shifts = bias::measure(workload, &fp, &chosen, &configs, &mut codes, &plan, &session)?;
@@ -141,7 +153,8 @@ pub fn quantize(model: &Path, plan_path: &Path, out: &Path, options: &QuantizeOp
     let mut built = Vec::new();
     for (k, (config, groups)) in configs.iter().enumerate() {
         log::info!("model {}/{}: step groups {groups:?}", k + 1, configs.len());
-        let fixes = Fixes { ranges: &ranges, shifts: options.bias_correction.then_some(&shifts) };
+        let fixes =
+            Fixes { ranges: &ranges, shifts: options.bias_correction.then_some(&shifts), bos_aware: options.bos_aware };
         built.push(build(&fp, &chosen, config, &mut codes, &fixes, groups, &plan, options.storage)?);
     }
     let noise = match calibration.as_deref_mut() {
@@ -186,6 +199,8 @@ pub fn quantize(model: &Path, plan_path: &Path, out: &Path, options: &QuantizeOp
         activation_layers: chosen.iter().filter(|(p, _)| p.a_bits.iter().any(|&b| b != FLOAT_BITS)).count(),
         calibration_items: calibration.as_ref().map(|w| w.items().to_vec()).unwrap_or_default(),
         corrections: Corrections {
+            bos_aware: options.bos_aware
+                && chosen.iter().any(|(p, l)| keeps_first_row(l) && p.a_bits.iter().any(|&a| a != FLOAT_BITS)),
             bias_correction: options.bias_correction,
             noise_correction: noise.is_some().then(|| NOISE_CORRECTION_FILE.to_string()),
         },
@@ -386,6 +401,7 @@ impl Codebook {
 struct Fixes<'a> {
     ranges: &'a ActivationRanges,
     shifts: Option<&'a BiasShifts>,
+    bos_aware: bool,
 }
 
 /// The full-precision model with one configuration applied.
@@ -443,10 +459,11 @@ fn build(
         if !activations {
             continue;
         }
+        let first_row_float = fixes.bos_aware && keeps_first_row(layer);
         let params = |tensor: &str| -> Result<ActivationParams> {
             let range = fixes
                 .ranges
-                .get(tensor, groups)
+                .get(&range_key(tensor, first_row_float), groups)
                 .ok_or_else(|| layer_error(format!("no calibrated range for '{tensor}'")))?;
             let q = ActQuantizer::new(ACTIVATION_BITS as u8, range).map_err(|e| layer_error(e.to_string()))?;
             let (scale, zero_point) = q.params();
@@ -458,7 +475,12 @@ fn build(
             let slot = node.input.iter().position(|i| i == tensor).unwrap_or(0);
             let q = params(tensor)?;
             input_scale.get_or_insert(q.scale);
-            rewrite::quantize_input(&mut model, &layer.name, slot, &format!("{}/a8/in{slot}/g{group}", layer.name), q)?;
+            let prefix = format!("{}/a8/in{slot}/g{group}", layer.name);
+            if first_row_float {
+                rewrite::quantize_input_keeping_first_row(&mut model, &layer.name, slot, &prefix, q)?;
+            } else {
+                rewrite::quantize_input(&mut model, &layer.name, slot, &prefix, q)?;
+            }
         }
         if layer.kind == LayerKind::Weight {
             rewrite::quantize_output(
@@ -477,6 +499,12 @@ fn build(
         }
     }
     Ok(model)
+}
+
+/// MixDQ's BOS-aware layers: cross-attention K/V MatMuls of the text embedding (one activation
+/// input, `[batch, tokens, width]`).
+fn keeps_first_row(layer: &Layer) -> bool {
+    layer.role.reads_text() && layer.op == "MatMul" && layer.inputs.len() == 1
 }
 
 /// Conv, ConvTranspose and Gemm carry a bias input (which may be absent but can be added).

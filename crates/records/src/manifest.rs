@@ -64,6 +64,9 @@ pub struct Manifest {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Corrections {
+    /// MixDQ's BOS-aware text embedding: 8-bit cross-attention K/V projections run the first
+    /// token row in float.
+    pub bos_aware: bool,
     /// Each quantized layer's mean output shift on the calibration items is folded into its bias.
     pub bias_correction: bool,
     /// PTQD's noise correction (a [`crate::NoiseCorrection`] file beside the models), applied
@@ -164,7 +167,11 @@ mod tests {
             quantized_layers: 10,
             activation_layers: 0,
             calibration_items: Vec::new(),
-            corrections: Corrections { bias_correction: true, noise_correction: Some("noise.yaml".into()) },
+            corrections: Corrections {
+                bos_aware: false,
+                bias_correction: true,
+                noise_correction: Some("noise.yaml".into()),
+            },
         }
     }
 

@@ -80,7 +80,15 @@ crate::named_enum!(Role, "role", {
 
 crate::named_enum!(MetricGroup, "metric group", { Content => "content", Quality => "quality" });
 
+/// The token axis of a text embedding `[batch, tokens, width]`, and of the K/V projections of it.
+pub const TOKEN_AXIS: usize = 1;
+
 impl Role {
+    /// Whether the layer's activation input is the text-encoder output (cross-attention K/V).
+    pub fn reads_text(self) -> bool {
+        matches!(self, Role::CrossAttnK | Role::CrossAttnV)
+    }
+
     /// Cross-attention and feed-forward layers move *what* is drawn (MixDQ's content group).
     pub fn metric_group(self) -> MetricGroup {
         match self {

@@ -1,17 +1,22 @@
 //! The edits behind quantization corrections: a model run beside a second one on the same
 //! inputs (PTQD compares a quantized denoiser with the float one on every step's input), a layer
 //! run beside a copy of itself whose weight is replaced by a weight change (bias correction
-//! measures the mean output shift that change causes), and a constant added to a layer's bias.
+//! measures the mean output shift that change causes), a constant added to a layer's bias, and
+//! MixDQ's BOS-aware text embedding (the first token row of a cross-attention K/V projection's
+//! input kept out of activation quantization).
 
-use super::lowbit::{LOWBIT_OPSET, node_index, raise_opset};
-use crate::builder::node_proto;
+use super::lowbit::{ActivationParams, LOWBIT_OPSET, node_index, qdq_pair, raise_opset};
+use crate::builder::{Attr, node_proto};
 use crate::error::{OnnxError, Result};
 use crate::graph::GraphView;
 use crate::model::Model;
 use crate::pb;
-use crate::tensor::{DataType, tensor_from_f32, tensor_to_f32};
+use crate::tensor::{DataType, tensor_from_f32, tensor_from_i64, tensor_to_f32};
 use ndarray::{ArrayD, IxDyn};
 use std::collections::HashSet;
+
+/// The token axis of a text embedding `[batch, tokens, width]`.
+pub const TOKEN_AXIS: i64 = bitsearch_types::TOKEN_AXIS as i64;
 
 /// Ops whose input 2 is a per-output-channel bias.
 const BIAS_OPS: [&str; 3] = ["Conv", "ConvTranspose", "Gemm"];
@@ -185,6 +190,69 @@ pub fn add_to_bias(model: &mut Model, node_name: &str, prefix: &str, delta: &[f3
     graph.initializer.push(tensor_from_f32(&bias_name, &vector(delta.to_vec())?, DataType::F32));
     let add = node_proto(&format!("{prefix}/add"), "Add", &[&raw, &bias_name], vec![output], &[]);
     graph.node.insert(position + 1, add);
+    Ok(())
+}
+
+/// A Slice node `name` (writing the value `name`) taking the first token row of `value` along
+/// [`TOKEN_AXIS`] (`first`), or every other row, with its index initializers.
+pub(super) fn token_rows(value: &str, name: &str, first: bool) -> (pb::NodeProto, Vec<pb::TensorProto>) {
+    let (start, end) = if first { (0, 1) } else { (1, i64::MAX) };
+    let part = |p: &str| format!("{name}/{p}");
+    let initializers = vec![
+        tensor_from_i64(&part("start"), &[1], &[start]),
+        tensor_from_i64(&part("end"), &[1], &[end]),
+        tensor_from_i64(&part("axis"), &[1], &[TOKEN_AXIS]),
+    ];
+    let inputs = [value, &part("start"), &part("end"), &part("axis")];
+    (node_proto(name, "Slice", &inputs, vec![name.to_string()], &[]), initializers)
+}
+
+/// MixDQ's BOS-aware quantization of input `slot` of the MatMul `node_name` (a cross-attention
+/// K/V projection of the text embedding): the first token row goes through a float copy of the
+/// node, the other rows through a uint8 quantize-dequantize pair into the node itself (the form
+/// integer kernels take), and the two outputs are joined along the token axis. The node's own
+/// output becomes `{prefix}/rest_out`, so output quantization then leaves the first row float.
+pub fn quantize_input_keeping_first_row(
+    model: &mut Model,
+    node_name: &str,
+    slot: usize,
+    prefix: &str,
+    q: ActivationParams,
+) -> Result<()> {
+    let position = node_index(model, node_name)?;
+    let graph = model.graph_mut();
+    let node = graph.node[position].clone();
+    if node.op_type() != "MatMul" {
+        return Err(OnnxError::Graph(format!("'{node_name}' is a {}, not a MatMul of the text embedding", node.op_type())));
+    }
+    let tensor = node.input.get(slot).cloned().ok_or_else(|| OnnxError::Graph(format!("node '{node_name}' has no input {slot}")))?;
+    let (first, rest) = (format!("{prefix}/first"), format!("{prefix}/rest_in"));
+    let (first_node, mut initializers) = token_rows(&tensor, &first, true);
+    let (rest_node, rest_initializers) = token_rows(&tensor, &rest, false);
+    let (qdq_nodes, qdq_initializers, rest_dq) = qdq_pair(&rest, &format!("{prefix}/rest"), q);
+    let nodes: Vec<pb::NodeProto> = [first_node, rest_node].into_iter().chain(qdq_nodes).collect();
+    initializers.extend(rest_initializers.into_iter().chain(qdq_initializers));
+    let mut float_copy = node.clone();
+    float_copy.name = Some(format!("{prefix}/first_row"));
+    float_copy.input[slot].clone_from(&first);
+    let first_out = format!("{prefix}/first_out");
+    float_copy.output = vec![first_out.clone()];
+    let output = node.output[0].clone();
+    let rest_out = format!("{prefix}/rest_out");
+    let concat = node_proto(
+        &format!("{prefix}/join"),
+        "Concat",
+        &[&first_out, &rest_out],
+        vec![output],
+        &[Attr::Int("axis", TOKEN_AXIS)],
+    );
+    let target = &mut graph.node[position];
+    target.input[slot] = rest_dq;
+    target.output[0] = rest_out;
+    graph.node.insert(position + 1, concat);
+    graph.node.insert(position + 1, float_copy);
+    graph.node.splice(position..position, nodes);
+    graph.initializer.extend(initializers);
     Ok(())
 }
 

@@ -7,7 +7,9 @@
 mod correct;
 mod lowbit;
 
-pub use correct::{SideBySide, add_to_bias, side_by_side, weight_delta_branch};
+pub use correct::{
+    SideBySide, TOKEN_AXIS, add_to_bias, quantize_input_keeping_first_row, side_by_side, weight_delta_branch,
+};
 pub use lowbit::{
     ActivationParams, Dequantize, LOWBIT_OPSET, WeightCodes, name_nodes, quantize_input, quantize_output, raise_opset,
     store_bias, store_weight, strip_node_metadata,
@@ -92,6 +94,8 @@ pub struct FakeQuantPoint {
     pub qmax: String,
     /// 1 switches the quantizer on, 0 passes the activation through unchanged.
     pub on: String,
+    /// The first token row (MixDQ's BOS) passes through in float; its range is not calibrated.
+    pub first_row_float: bool,
 }
 
 impl FakeQuantPoint {
@@ -101,12 +105,16 @@ impl FakeQuantPoint {
     }
 }
 
-/// A copy of `model` with a fake quantizer on every activation input of `layers` (pairs of the
-/// caller's index and the layer), each in front of that layer only:
-/// `y = Where(on, (clip(round(x / s) + z, 0, qmax) − z) · s, x)`, its parameters initializers
-/// (switched off by default) that a run overrides. Round is ONNX's ties-to-even, as the
-/// activation quantizer rounds.
-pub fn insert_fake_quantizers(model: &Model, layers: &[(usize, &Layer)]) -> Result<(Model, Vec<FakeQuantPoint>)> {
+/// A copy of `model` with a fake quantizer on every activation input of `layers` (the caller's
+/// index, the layer, and whether it keeps the first token row of its input in float), each in
+/// front of that layer only: `y = Where(on, (clip(round(x / s) + z, 0, qmax) − z) · s, x)`
+/// (with the first row of `x` put back along [`TOKEN_AXIS`] where asked), its parameters
+/// initializers (switched off by default) that a run overrides. Round is ONNX's ties-to-even,
+/// as the activation quantizer rounds.
+pub fn insert_fake_quantizers(
+    model: &Model,
+    layers: &[(usize, &Layer, bool)],
+) -> Result<(Model, Vec<FakeQuantPoint>)> {
     let opset = model.proto.opset_import.iter().find(|o| o.domain().is_empty()).map_or(0, |o| o.version());
     if opset < MIN_FAKE_QUANT_OPSET {
         return Err(OnnxError::Graph(format!(
@@ -119,7 +127,7 @@ pub fn insert_fake_quantizers(model: &Model, layers: &[(usize, &Layer)]) -> Resu
     let mut rewires: Vec<(usize, usize, String)> = Vec::new();
     let mut initializers = Vec::new();
     let mut points = Vec::new();
-    for &(index, layer) in layers {
+    for &(index, layer, first_row_float) in layers {
         let node = *node_of
             .get(layer.name.as_str())
             .ok_or_else(|| OnnxError::Graph(format!("layer '{}' is not a node of the graph", layer.name)))?;
@@ -133,6 +141,7 @@ pub fn insert_fake_quantizers(model: &Model, layers: &[(usize, &Layer)]) -> Resu
                 zero_point: name("zero_point"),
                 qmax: name("qmax"),
                 on: name("on"),
+                first_row_float,
             };
             let qmin = name("qmin");
             for (param, value) in
@@ -143,16 +152,25 @@ pub fn insert_fake_quantizers(model: &Model, layers: &[(usize, &Layer)]) -> Resu
             let op = |part: &str, op_type: &str, inputs: &[&str], attrs: &[Attr]| {
                 node_proto(&name(part), op_type, inputs, vec![name(part)], attrs)
             };
-            let nodes = vec![
+            let mut nodes = vec![
                 op("div", "Div", &[tensor, &point.scale], &[]),
                 op("round", "Round", &[&name("div")], &[]),
                 op("shift", "Add", &[&name("round"), &point.zero_point], &[]),
                 op("clip", "Clip", &[&name("shift"), &qmin, &point.qmax], &[]),
                 op("unshift", "Sub", &[&name("clip"), &point.zero_point], &[]),
                 op("dequant", "Mul", &[&name("unshift"), &point.scale], &[]),
-                op("switch", "Cast", &[&point.on], &[Attr::Int("to", BOOL)]),
-                op("out", "Where", &[&name("switch"), &name("dequant"), tensor], &[]),
             ];
+            let mut quantized = name("dequant");
+            if first_row_float {
+                let (first, first_initializers) = correct::token_rows(tensor, &name("first"), true);
+                let (rest, rest_initializers) = correct::token_rows(&quantized, &name("rest"), false);
+                nodes.extend([first, rest]);
+                initializers.extend(first_initializers.into_iter().chain(rest_initializers));
+                nodes.push(op("join", "Concat", &[&name("first"), &name("rest")], &[Attr::Int("axis", TOKEN_AXIS)]));
+                quantized = name("join");
+            }
+            nodes.push(op("switch", "Cast", &[&point.on], &[Attr::Int("to", BOOL)]));
+            nodes.push(op("out", "Where", &[&name("switch"), &quantized, tensor], &[]));
             let slot = view
                 .node(node)
                 .input
