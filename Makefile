@@ -116,6 +116,7 @@ bench: setup models
 	cargo bench --bench solver
 	cargo build --release
 	scripts/bench-fidelity.sh $(BIN) $(TERRAIN) $(SHAPES) out/bench
+	scripts/bench-corrections.sh $(BIN) $(TERRAIN) $(SHAPES) out/bench
 
 ## device-check: the GPU checks in one call (scripts/device-check.sh) with this machine's binary
 device-check: build models

@@ -2,9 +2,11 @@
 # The corrections table of `make bench`: each correction of the seed methods on and off, applied
 # by `bitsearch quantize` and measured by `bitsearch eval` on held-out items (seeds 1000..,
 # shapes-t2i's held-out prompts); calibration and sensitivity use the sensitivity run's items.
-# Terrain: ILP plans at 3 and 4 mean bits and uniform W8, with and without bias correction.
-# shapes-t2i (DDIM 20 steps, guidance 4): ILP plans at 3 and 4 mean bits, plain, with PTQD and
-# with bias correction, evaluated at eta 0 and eta 1 (where PTQD also calibrates the variance).
+# Terrain: ILP plans at 3 and 4 mean bits and uniform W8, with and without bias correction;
+# MPQ-DM's outlier split probed at W2/W3 (per-layer gain) and ILP plans at 3 and 4 bits with and
+# without the split options. shapes-t2i (DDIM 20 steps, guidance 4): ILP plans at 3 and 4 mean
+# bits, plain, with PTQD and with bias correction, evaluated at eta 0 and eta 1 (where PTQD also
+# calibrates the variance); MixDQ's BOS-aware W8A8 cross-attention K/V on and off.
 #
 #   scripts/bench-corrections.sh BIN TERRAIN_MODEL SHAPES_FOLDER OUT_DIR
 set -euo pipefail
@@ -42,6 +44,23 @@ done
 with_and_without "$TERRAIN" "$T" uniform-8 bc:--bias-correction
 "$BIN" eval "$TERRAIN" "${applied[@]}" --batch 4 --repeats 1 --out "$T/eval.parquet" --markdown "$T/eval.md"
 
+# --- terrain: outlier split -----------------------------------------------------------------------
+"$BIN" sensitivity "$TERRAIN" --condition difficulty=0.5 --w-bits 2,3,4,8 --outlier-split \
+    --out "$T/split.parquet" --resume | tee "$T/split-sensitivity.txt"
+applied=()
+for bits in 3 4; do
+    "$BIN" solve --sensitivity "$T/split.parquet" --budget "avg-bits=$bits" --out "$T/ilp-split-$bits.yaml" \
+        | tee "$T/ilp-split-$bits.txt"
+    "$BIN" solve --sensitivity "$T/split.parquet" --budget "avg-bits=$bits" --no-outlier-split \
+        --out "$T/ilp-nosplit-$bits.yaml" -q
+    for kind in split nosplit; do
+        "$BIN" quantize "$TERRAIN" --plan "$T/ilp-$kind-$bits.yaml" --out "$T/q-ilp-$kind-$bits" --overwrite -q
+        applied+=("$T/q-ilp-$kind-$bits")
+    done
+done
+"$BIN" eval "$TERRAIN" "${applied[@]}" --batch 4 --repeats 1 --out "$T/eval-split.parquet" \
+    --markdown "$T/eval-split.md"
+
 # --- shapes-t2i: PTQD and bias correction ----------------------------------------------------------
 mapfile -t prompts < "$SHAPES/calibration_prompts.txt"
 prompt_args=()
@@ -58,6 +77,19 @@ for eta in 0 1; do
         --out "$S/eval-eta$eta.parquet" --markdown "$S/eval-eta$eta.md"
 done
 
+# --- shapes-t2i: BOS-aware W8A8 cross-attention K/V -------------------------------------------
+for kind in bos plain; do
+    flag=()
+    [[ $kind == plain ]] && flag=(--no-bos-aware)
+    "$BIN" sensitivity "$SHAPES" "${prompt_args[@]}" --steps 10 --guidance 4 --w-bits 8 --act-bits 8 \
+        --layers cross_attn_k,cross_attn_v "${flag[@]}" --out "$S/kv-$kind.parquet" --resume
+done
+"$BIN" solve --sensitivity "$S/kv-bos.parquet" --uniform 8 --protect "" --out "$S/kv-w8a8.yaml" -q
+"$BIN" quantize "$SHAPES" --plan "$S/kv-w8a8.yaml" --out "$S/q-kv-bos" --overwrite -q
+"$BIN" quantize "$SHAPES" --plan "$S/kv-w8a8.yaml" --out "$S/q-kv-plain" --no-bos-aware --overwrite -q
+"$BIN" eval "$SHAPES" "$S/q-kv-bos" "$S/q-kv-plain" --num-seeds 2 --batch 16 --repeats 1 \
+    --out "$S/eval-bos.parquet" --markdown "$S/eval-bos.md"
+
 {
     echo "# Corrections on and off"
     echo
@@ -67,12 +99,27 @@ done
     echo "## Terrain UNet: bias correction (ILP plans from a W2/W4/W8 table, uniform W8)"
     echo
     cat "$T/eval.md"
+    echo
+    echo "## Terrain UNet: MPQ-DM outlier split (W2/W3/W4/W8 table with split options at W2 and W3)"
+    echo
+    grep "outlier split" "$T/split-sensitivity.txt" | sed 's/^/- /'
+    for bits in 3 4; do
+        echo "- ILP $bits bits: $(grep -h "outlier split" "$T/ilp-split-$bits.txt" || echo "no layer takes the split")"
+    done
+    echo
+    echo "ILP plans with the split options (\"split\") and without them (\"nosplit\"), same table:"
+    echo
+    cat "$T/eval-split.md"
     for eta in 0 1; do
         echo
         echo "## shapes-t2i, DDIM 20 steps, guidance 4, eta $eta: PTQD and bias correction"
         echo
         cat "$S/eval-eta$eta.md"
     done
+    echo
+    echo "## shapes-t2i, DDIM 10 steps: W8A8 cross-attention K/V with and without the BOS row in float"
+    echo
+    cat "$S/eval-bos.md"
     echo
     echo "## PTQD fits (shapes-t2i, ILP 4 bits): per step k (as fitted), residual σ, rms error before"
     echo

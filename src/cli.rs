@@ -291,6 +291,9 @@ pub struct SolveArgs {
     /// ilp (the integer program) or greedy (the marginal-loss baseline; one budget) [default: ilp].
     #[arg(long)]
     pub method: Option<bitsearch_solver::Method>,
+    /// Leave the table's outlier-split options out (the plan the table allows without them).
+    #[arg(long)]
+    pub no_outlier_split: bool,
     /// Instead of solving, the uniform plan: every unprotected layer at B weight bits.
     #[arg(long, value_name = "B", conflicts_with_all = ["budgets", "sweep", "method"])]
     pub uniform: Option<u32>,

@@ -1,7 +1,7 @@
 //! `bitsearch sensitivity`: the config from YAML and flags, a progress bar, and the summary.
 
 use crate::cli::SensitivityArgs;
-use bitsearch_records::{ProbeRow, Shard, monotonicity};
+use bitsearch_records::{ProbeRow, Shard, monotonicity, split_gains};
 use bitsearch_sensitivity::{Existing, Progress, SensitivityConfig, SensitivityRun, run_to_table};
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -50,6 +50,12 @@ pub fn run(args: &SensitivityArgs) -> anyhow::Result<()> {
             m.checked,
             m.sqnr_exceptions.len(),
             m.ssim_exceptions.len()
+        );
+    }
+    for g in split_gains(&table.rows) {
+        println!(
+            "outlier split at W{}: {} of {} layers gain SQNR; median change {:+.2} dB SQNR, {:+.5} SSIM",
+            g.w_bits, g.improved, g.layers, g.median_sqnr_db, g.median_ssim
         );
     }
     if summary.nonfinite > 0 {

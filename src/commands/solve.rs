@@ -11,7 +11,10 @@ use bitsearch_solver::{Method, Problem, SolveConfig, Solved, plan, solve, unifor
 pub fn run(args: &SolveArgs) -> anyhow::Result<()> {
     let config = config(args)?;
     let options = config.options()?;
-    let table = SensitivityTable::read(&args.sensitivity)?;
+    let mut table = SensitivityTable::read(&args.sensitivity)?;
+    if args.no_outlier_split {
+        table.rows.retain(|r| !r.w_split);
+    }
     let problem = Problem::from_table(&table, &config.protect)?;
     let protected = problem.layers.iter().filter(|l| l.protected).count();
     log::info!(
@@ -110,6 +113,15 @@ fn print_summary(out: &str, problem: &Problem, solved: &Solved, content_weight: 
         e.predicted_sqnr_db(),
         e.predicted_ssim()
     );
+    let split = problem
+        .layers
+        .iter()
+        .zip(&solved.assignment)
+        .filter(|(l, chosen)| chosen.iter().flatten().any(|&o| l.options[o].split))
+        .count();
+    if split > 0 {
+        println!("  {split} layers take MPQ-DM's outlier split");
+    }
     for point in pareto::uniform_points(problem, Resource::AvgBits, content_weight) {
         println!(
             "  {}: objective {:.6}, SQNR {:.2} dB, SSIM {:.5}, {:.3} bits",

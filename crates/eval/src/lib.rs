@@ -271,6 +271,9 @@ fn describe(candidate: &Candidate) -> Result<(String, String, Predicted)> {
                     n => format!(", A8 on {n} layers"),
                 };
                 let mut corrections = String::new();
+                if m.corrections.bos_aware {
+                    corrections.push_str(", BOS-aware");
+                }
                 if m.corrections.bias_correction {
                     corrections.push_str(", bias-corrected");
                 }

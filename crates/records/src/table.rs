@@ -178,6 +178,8 @@ impl RunMeta {
         let value: serde_json::Value = serde_json::from_str(json)
             .map_err(|e| RecordError::file(path, format!("run metadata is not JSON: {e}")))?;
         let found = value.get("format").and_then(serde_json::Value::as_u64).unwrap_or(1);
+        // Format 2 differs only in having no outlier-split rows: it reads as is.
+        let found = if found == 2 { u64::from(TABLE_FORMAT) } else { found };
         check_format(path, "sensitivity table", found, TABLE_FORMAT, "bitsearch sensitivity")?;
         serde_json::from_value(value).map_err(|e| RecordError::file(path, format!("run metadata is not readable: {e}")))
     }
@@ -202,7 +204,10 @@ fn rows_of(frame: &DataFrame) -> PolarsResult<Vec<ProbeRow>> {
     let (probe, params, macs, weight_bytes, nonfinite) =
         (u64s("probe")?, u64s("params")?, u64s("macs")?, u64s("weight_bytes")?, u64s("nonfinite")?);
     let (w_bits, a_bits) = (u32s("w_bits")?, u32s("a_bits")?);
-    let w_split: Vec<bool> = frame.column("w_split")?.bool()?.iter().map(Option::unwrap_or_default).collect();
+    let w_split: Vec<bool> = match frame.column("w_split") {
+        Ok(column) => column.bool()?.iter().map(Option::unwrap_or_default).collect(),
+        Err(_) => vec![false; frame.height()],
+    };
     let (step_group, step_first, step_last) = (u32s("step_group")?, u32s("step_first")?, u32s("step_last")?);
     let (sqnr_db, ssim, mse, psnr_db) = (f64s("sqnr_db")?, f64s("ssim")?, f64s("mse")?, f64s("psnr_db")?);
     (0..frame.height())
@@ -330,6 +335,46 @@ pub fn monotonicity(rows: &[ProbeRow]) -> Monotonicity {
     result
 }
 
+/// What MPQ-DM's outlier split did at one weight bit-width: over the layers probed both ways
+/// (same activation bits and step group), the median SQNR and SSIM change from plain to split.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SplitGain {
+    pub w_bits: u32,
+    pub layers: usize,
+    /// Layers whose split measured a higher SQNR than their plain quantization.
+    pub improved: usize,
+    pub median_sqnr_db: f64,
+    pub median_ssim: f64,
+}
+
+/// [`SplitGain`] of every weight bit-width with split rows, in increasing bits.
+pub fn split_gains(rows: &[ProbeRow]) -> Vec<SplitGain> {
+    let key = |r: &ProbeRow| (r.layer.id(), r.w_bits, r.a_bits, r.step_group);
+    let plain: std::collections::HashMap<_, &ProbeRow> =
+        rows.iter().filter(|r| !r.w_split).map(|r| (key(r), r)).collect();
+    let mut by_bits: std::collections::BTreeMap<u32, Vec<(f64, f64)>> = Default::default();
+    for split in rows.iter().filter(|r| r.w_split) {
+        if let Some(p) = plain.get(&key(split)) {
+            by_bits.entry(split.w_bits).or_default().push((split.sqnr_db - p.sqnr_db, split.ssim - p.ssim));
+        }
+    }
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        let n = v.len();
+        if n % 2 == 1 { v[n / 2] } else { (v[n / 2 - 1] + v[n / 2]) / 2.0 }
+    };
+    by_bits
+        .into_iter()
+        .map(|(w_bits, gains)| SplitGain {
+            w_bits,
+            layers: gains.len(),
+            improved: gains.iter().filter(|g| g.0 > 0.0).count(),
+            median_sqnr_db: median(gains.iter().map(|g| g.0).collect()),
+            median_ssim: median(gains.iter().map(|g| g.1).collect()),
+        })
+        .collect()
+}
+
 /// JSON has no infinities: non-finite floats are written as the strings `inf`, `-inf`, `NaN`.
 mod float_text {
     use serde::{Deserialize, Deserializer, Serializer};
@@ -432,6 +477,29 @@ pub(crate) mod tests {
         assert!(message.contains("'steps' differs"), "{message}");
         let message = merge(vec![("a".into(), a.clone()), ("a2".into(), a)]).unwrap_err().to_string();
         assert!(message.contains("more than one table"), "{message}");
+    }
+
+    #[test]
+    fn split_gains_are_medians_over_the_layers_probed_both_ways() {
+        let probe = |layer: &str, w_bits: u32, w_split: bool, sqnr_db: f64| {
+            let mut row = ProbeRow { w_bits, w_split, ..row(0, sqnr_db) };
+            row.layer.name = layer.into();
+            row
+        };
+        let rows = vec![
+            probe("a", 2, false, 5.0),
+            probe("a", 2, true, 8.0),
+            probe("b", 2, false, 6.0),
+            probe("b", 2, true, 5.0),
+            probe("c", 2, false, 1.0),
+            probe("c", 2, true, 3.0),
+            probe("a", 3, false, 9.0),
+            probe("d", 3, true, 9.0),
+        ];
+        let gains = split_gains(&rows);
+        assert_eq!(gains.len(), 1, "d has no plain W3 row to compare with");
+        assert_eq!((gains[0].w_bits, gains[0].layers, gains[0].improved), (2, 3, 2));
+        assert_eq!(gains[0].median_sqnr_db, 2.0);
     }
 
     #[test]
