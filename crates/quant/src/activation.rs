@@ -139,7 +139,11 @@ pub fn range_key(tensor: &str, first_row_float: bool) -> String {
 /// when they have no second row to keep).
 pub fn without_first_row(values: ArrayViewD<'_, f32>) -> ArrayViewD<'_, f32> {
     let axis = bitsearch_types::TOKEN_AXIS;
-    if values.ndim() > axis && values.shape()[axis] > 1 { values.slice_axis_move(Axis(axis), (1..).into()) } else { values }
+    if values.ndim() > axis && values.shape()[axis] > 1 {
+        values.slice_axis_move(Axis(axis), (1..).into())
+    } else {
+        values
+    }
 }
 
 #[cfg(test)]

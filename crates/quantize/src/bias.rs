@@ -17,11 +17,13 @@ use std::collections::HashMap;
 /// Ops whose output shift a weight change makes can be measured (a per-channel output).
 const MEASURED_OPS: [&str; 4] = ["Conv", "ConvTranspose", "Gemm", "MatMul"];
 
-/// The measured mean output shift of each (layer, weight bits), per step.
+/// One step's per-channel sums of a shift and how many values each sum adds up.
+type ChannelSums = (Vec<f64>, f64);
+
+/// The measured mean output shift of each (layer, weight width), per step.
 #[derive(Debug, Default)]
 pub struct BiasShifts {
-    /// Per (layer, width), per step: the per-channel sum of shifts and how many values it adds.
-    sums: HashMap<(String, Width), Vec<(Vec<f64>, f64)>>,
+    sums: HashMap<(String, Width), Vec<ChannelSums>>,
 }
 
 impl BiasShifts {
@@ -29,7 +31,7 @@ impl BiasShifts {
     /// when it was not measured (a layer whose output has no channel axis to correct).
     pub fn get(&self, layer: &str, width: Width, groups: &[usize], plan: &Plan) -> Option<Vec<f32>> {
         let steps = self.sums.get(&(layer.to_string(), width))?;
-        let mut total: Option<(Vec<f64>, f64)> = None;
+        let mut total: Option<ChannelSums> = None;
         for &g in groups {
             let [first, last] = *plan.step_groups.get(g)?;
             for (sums, count) in steps.iter().take(last + 1).skip(first) {
@@ -96,7 +98,7 @@ pub fn measure(
 
 /// Adds each channel's sum along `axis` (the last one for `usize::MAX`) and the number of values
 /// per channel.
-fn add_channel_sums((sums, count): &mut (Vec<f64>, f64), values: ArrayViewD<'_, f32>, axis: usize) {
+fn add_channel_sums((sums, count): &mut ChannelSums, values: ArrayViewD<'_, f32>, axis: usize) {
     let axis = if axis == usize::MAX { values.ndim().saturating_sub(1) } else { axis };
     if axis >= values.ndim() {
         return;

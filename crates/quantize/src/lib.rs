@@ -122,7 +122,10 @@ pub fn quantize(model: &Path, plan_path: &Path, out: &Path, options: &QuantizeOp
     if model.is_dir() && absolute(out).starts_with(absolute(model)) {
         return Err(QuantizeError::Io {
             path: out.to_path_buf(),
-            message: format!("is inside the pipeline folder {} that is copied into it; write it elsewhere", model.display()),
+            message: format!(
+                "is inside the pipeline folder {} that is copied into it; write it elsewhere",
+                model.display()
+            ),
         });
     }
     let Prepared { plan, denoiser, sha, fp, chosen } = Prepared::new(model, plan_path)?;

@@ -25,7 +25,9 @@ pub use eval::{Cost, EVAL_FORMAT, EvalRecord, EvalRun, read_evals, write_evals};
 pub use frontier::{FrontierPoint, PointKind, read_frontier, write_frontier};
 pub use manifest::{Corrections, MANIFEST_FILE, Manifest, ManifestModel, Storage};
 pub use plan::{Plan, PlanLayer};
-pub use table::{Monotonicity, ProbeRow, RunMeta, SensitivityTable, Shard, SplitGain, merge, monotonicity, split_gains};
+pub use table::{
+    Monotonicity, ProbeRow, RunMeta, SensitivityTable, Shard, SplitGain, merge, monotonicity, split_gains,
+};
 
 use std::path::Path;
 

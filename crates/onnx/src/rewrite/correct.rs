@@ -223,9 +223,16 @@ pub fn quantize_input_keeping_first_row(
     let graph = model.graph_mut();
     let node = graph.node[position].clone();
     if node.op_type() != "MatMul" {
-        return Err(OnnxError::Graph(format!("'{node_name}' is a {}, not a MatMul of the text embedding", node.op_type())));
+        return Err(OnnxError::Graph(format!(
+            "'{node_name}' is a {}, not a MatMul of the text embedding",
+            node.op_type()
+        )));
     }
-    let tensor = node.input.get(slot).cloned().ok_or_else(|| OnnxError::Graph(format!("node '{node_name}' has no input {slot}")))?;
+    let tensor = node
+        .input
+        .get(slot)
+        .cloned()
+        .ok_or_else(|| OnnxError::Graph(format!("node '{node_name}' has no input {slot}")))?;
     let (first, rest) = (format!("{prefix}/first"), format!("{prefix}/rest_in"));
     let (first_node, mut initializers) = token_rows(&tensor, &first, true);
     let (rest_node, rest_initializers) = token_rows(&tensor, &rest, false);

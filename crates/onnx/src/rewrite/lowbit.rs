@@ -197,7 +197,11 @@ pub struct ActivationParams {
 
 /// The quantize-dequantize pair of `tensor`: initializers `{prefix}/scale`, `{prefix}/zero_point`
 /// and nodes writing `{prefix}/dq`.
-pub(super) fn qdq_pair(tensor: &str, prefix: &str, q: ActivationParams) -> (Vec<pb::NodeProto>, Vec<pb::TensorProto>, String) {
+pub(super) fn qdq_pair(
+    tensor: &str,
+    prefix: &str,
+    q: ActivationParams,
+) -> (Vec<pb::NodeProto>, Vec<pb::TensorProto>, String) {
     let (scale, zero) = (format!("{prefix}/scale"), format!("{prefix}/zero_point"));
     let (quantized, out) = (format!("{prefix}/q"), format!("{prefix}/dq"));
     let initializers = vec![

@@ -111,10 +111,7 @@ impl FakeQuantPoint {
 /// (with the first row of `x` put back along [`TOKEN_AXIS`] where asked), its parameters
 /// initializers (switched off by default) that a run overrides. Round is ONNX's ties-to-even,
 /// as the activation quantizer rounds.
-pub fn insert_fake_quantizers(
-    model: &Model,
-    layers: &[(usize, &Layer, bool)],
-) -> Result<(Model, Vec<FakeQuantPoint>)> {
+pub fn insert_fake_quantizers(model: &Model, layers: &[(usize, &Layer, bool)]) -> Result<(Model, Vec<FakeQuantPoint>)> {
     let opset = model.proto.opset_import.iter().find(|o| o.domain().is_empty()).map_or(0, |o| o.version());
     if opset < MIN_FAKE_QUANT_OPSET {
         return Err(OnnxError::Graph(format!(
