@@ -58,6 +58,11 @@ impl StepFit {
         Ok(())
     }
 
+    /// Whether no pair was added yet.
+    pub fn is_empty(&self) -> bool {
+        self.channels.is_empty()
+    }
+
     /// The least-squares fit of Δ on ε with one intercept per channel: the slope pools the
     /// within-channel (centred) sums; with a negative slope PTQD corrects the bias alone, so the
     /// bias and residual are those of slope 0 then.

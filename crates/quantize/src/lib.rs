@@ -133,8 +133,9 @@ pub fn quantize(model: &Path, plan_path: &Path, out: &Path, options: &QuantizeOp
     let mut codes = Codebook::default();
     let mut calibration = None;
     if options.needs_calibration(&plan) {
-        log::info!("calibrating on {} item(s)", options.calibration.seeds.len());
-        calibration = Some(calibrate::open(model, &options.calibration, &plan, plan_path)?);
+        let workload = calibrate::open(model, &options.calibration, &plan, plan_path)?;
+        log::info!("calibrating on {} item(s)", workload.items().len());
+        calibration = Some(workload);
     }
     let session = SessionOptions {
         device: options.calibration.device,

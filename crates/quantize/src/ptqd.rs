@@ -68,6 +68,9 @@ pub fn fit(
     if let Some(message) = failure {
         return Err(QuantizeError::Ptqd(message));
     }
+    if let Some(step) = fits.iter().position(StepFit::is_empty) {
+        return Err(QuantizeError::Ptqd(format!("step {step}: the calibration pass returned no estimates")));
+    }
     let steps: Vec<_> = fits.iter().zip(&timesteps).map(|(fit, &t)| fit.finish(f64::from(t))).collect();
     for (i, s) in steps.iter().enumerate() {
         log::info!(
