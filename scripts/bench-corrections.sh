@@ -5,8 +5,9 @@
 # Terrain: ILP plans at 3 and 4 mean bits and uniform W8, with and without bias correction;
 # MPQ-DM's outlier split probed at W2/W3 (per-layer gain) and ILP plans at 3 and 4 bits with and
 # without the split options. shapes-t2i (DDIM 20 steps, guidance 4): ILP plans at 3 and 4 mean
-# bits, plain, with PTQD and with bias correction, evaluated at eta 0 and eta 1 (where PTQD also
-# calibrates the variance); MixDQ's BOS-aware W8A8 cross-attention K/V on and off.
+# bits, plain, with PTQD, with bias correction and with the outlier-split options, evaluated at
+# eta 0 and eta 1 (where PTQD also calibrates the variance); MixDQ's BOS-aware W8A8
+# cross-attention K/V on and off.
 #
 #   scripts/bench-corrections.sh BIN TERRAIN_MODEL SHAPES_FOLDER OUT_DIR
 set -euo pipefail
@@ -65,12 +66,17 @@ done
 mapfile -t prompts < "$SHAPES/calibration_prompts.txt"
 prompt_args=()
 for p in "${prompts[@]}"; do prompt_args+=(--prompt "$p"); done
-"$BIN" sensitivity "$SHAPES" "${prompt_args[@]}" --steps 20 --guidance 4 --w-bits 2,3,4,8 \
-    --out "$S/s20.parquet" --resume
+"$BIN" sensitivity "$SHAPES" "${prompt_args[@]}" --steps 20 --guidance 4 --w-bits 2,3,4,8 --outlier-split \
+    --out "$S/s20.parquet" --resume | tee "$S/s20-sensitivity.txt"
 applied=()
 for bits in 3 4; do
-    "$BIN" solve --sensitivity "$S/s20.parquet" --budget "avg-bits=$bits" --out "$S/ilp-$bits.yaml" -q
+    "$BIN" solve --sensitivity "$S/s20.parquet" --budget "avg-bits=$bits" --no-outlier-split \
+        --out "$S/ilp-$bits.yaml" -q
     with_and_without "$SHAPES" "$S" "ilp-$bits" ptqd:--ptqd bc:--bias-correction
+    "$BIN" solve --sensitivity "$S/s20.parquet" --budget "avg-bits=$bits" --out "$S/ilp-split-$bits.yaml" \
+        | tee "$S/ilp-split-$bits.txt"
+    "$BIN" quantize "$SHAPES" --plan "$S/ilp-split-$bits.yaml" --out "$S/q-ilp-split-$bits" --overwrite -q
+    applied+=("$S/q-ilp-split-$bits")
 done
 for eta in 0 1; do
     "$BIN" eval "$SHAPES" "${applied[@]}" --eta "$eta" --num-seeds 2 --batch 16 --repeats 1 \
@@ -110,9 +116,16 @@ done
     echo "ILP plans with the split options (\"split\") and without them (\"nosplit\"), same table:"
     echo
     cat "$T/eval-split.md"
+    echo
+    echo "## shapes-t2i: outlier split (W2/W3/W4/W8 table with split options at W2 and W3, 20 steps)"
+    echo
+    grep "outlier split" "$S/s20-sensitivity.txt" | sed 's/^/- /'
+    for bits in 3 4; do
+        echo "- ILP $bits bits: $(grep -h "outlier split" "$S/ilp-split-$bits.txt" || echo "no layer takes the split")"
+    done
     for eta in 0 1; do
         echo
-        echo "## shapes-t2i, DDIM 20 steps, guidance 4, eta $eta: PTQD and bias correction"
+        echo "## shapes-t2i, DDIM 20 steps, guidance 4, eta $eta: PTQD, bias correction, outlier split"
         echo
         cat "$S/eval-eta$eta.md"
     done
