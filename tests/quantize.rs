@@ -369,7 +369,11 @@ fn an_outlier_split_is_probed_solved_and_stored_in_the_plain_widths_space() {
     plan.write(&split_path).unwrap();
     assert!(std::fs::read_to_string(&split_path).unwrap().contains("w_split"));
     let (q_split, q_plain) = (dir.path().join("q-split"), dir.path().join("q-plain"));
-    assert_success(&quantize(&model, &split_path, &q_split, &[]));
+    assert!(assert_success(&quantize(&model, &split_path, &q_split, &[])).contains("outlier split"));
+    assert_eq!(
+        Manifest::find(&q_split).unwrap().unwrap().split_layers,
+        plan.layers.iter().filter(|l| l.split(0)).count()
+    );
     assert_success(&quantize(&model, &plain_path, &q_plain, &[]));
     // Same mean bits in the same int4 containers: the weight files are the same size.
     let size = |d: &Path| std::fs::metadata(d.join("weights.bin")).unwrap().len();
@@ -377,6 +381,7 @@ fn an_outlier_split_is_probed_solved_and_stored_in_the_plain_widths_space() {
 
     let records = eval(&model, &[&q_split], &split_path, dir.path());
     let (q, sim) = (&records[0], &records[1]);
+    assert!(q.label.contains("split on"), "{}", q.label);
     assert!((q.sqnr_db - sim.sqnr_db).abs() < 0.5, "stored {} dB vs simulated {} dB", q.sqnr_db, sim.sqnr_db);
     let plain = eval(&model, &[], &plain_path, &dir.path().join("plain"));
     assert_ne!(plain[0].sqnr_db, sim.sqnr_db, "the split must change the weights");

@@ -37,6 +37,9 @@ pub fn run(args: &QuantizeArgs) -> anyhow::Result<()> {
         m.quantized_layers,
         m.activation_layers
     );
+    if m.split_layers > 0 {
+        println!("outlier split: {} layers stored with one bit-width per output channel", m.split_layers);
+    }
     if m.corrections.bias_correction {
         println!("bias correction: each quantized layer's mean output shift folded into its bias");
     }

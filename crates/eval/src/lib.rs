@@ -271,6 +271,9 @@ fn describe(candidate: &Candidate) -> Result<(String, String, Predicted)> {
                     n => format!(", A8 on {n} layers"),
                 };
                 let mut corrections = String::new();
+                if m.split_layers > 0 {
+                    corrections.push_str(&format!(", split on {} layers", m.split_layers));
+                }
                 if m.corrections.bos_aware {
                     corrections.push_str(", BOS-aware");
                 }

@@ -201,6 +201,7 @@ pub fn quantize(model: &Path, plan_path: &Path, out: &Path, options: &QuantizeOp
         weights: WEIGHTS_FILE.to_string(),
         quantized_layers: chosen.iter().filter(|(p, _)| p.w_bits.iter().any(|&b| b != FLOAT_BITS)).count(),
         activation_layers: chosen.iter().filter(|(p, _)| p.a_bits.iter().any(|&b| b != FLOAT_BITS)).count(),
+        split_layers: chosen.iter().filter(|(p, _)| p.w_split.contains(&true)).count(),
         calibration_items: calibration.as_ref().map(|w| w.items().to_vec()).unwrap_or_default(),
         corrections: Corrections {
             bos_aware: options.bos_aware

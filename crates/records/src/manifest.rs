@@ -53,6 +53,9 @@ pub struct Manifest {
     /// Layers stored with integer codes, and those of them given 8-bit activations (QDQ).
     pub quantized_layers: usize,
     pub activation_layers: usize,
+    /// Layers stored with MPQ-DM's outlier split in some step group.
+    #[serde(default)]
+    pub split_layers: usize,
     /// Items the activation ranges and corrections were calibrated on (empty without either).
     pub calibration_items: Vec<String>,
     /// Corrections applied beyond the plan (absent in folders of earlier bitsearch: none).
@@ -166,6 +169,7 @@ mod tests {
             weights: "weights.bin".into(),
             quantized_layers: 10,
             activation_layers: 0,
+            split_layers: 2,
             calibration_items: Vec::new(),
             corrections: Corrections {
                 bos_aware: false,
