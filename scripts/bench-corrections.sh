@@ -2,7 +2,8 @@
 # The corrections table of `make bench`: each correction of the seed methods on and off, applied
 # by `bitsearch quantize` and measured by `bitsearch eval` on held-out items (seeds 1000..,
 # shapes-t2i's held-out prompts); calibration and sensitivity use the sensitivity run's items.
-# Terrain: ILP plans at 3 and 4 mean bits and uniform W8, with and without bias correction;
+# Terrain: ILP plans at 3 and 4 mean bits and uniform W8, with and without bias correction, and
+# the 4-bit plan solved on bias-corrected probes;
 # MPQ-DM's outlier split probed at W2/W3 (per-layer gain) and ILP plans at 3 and 4 bits with and
 # without the split options. shapes-t2i (DDIM 20 steps, guidance 4): ILP plans at 3 and 4 mean
 # bits, plain, with PTQD, with bias correction and with the outlier-split options, evaluated at
@@ -43,6 +44,13 @@ for bits in 3 4; do
 done
 "$BIN" solve --sensitivity "$T/s248.parquet" --uniform 8 --out "$T/uniform-8.yaml" -q
 with_and_without "$TERRAIN" "$T" uniform-8 bc:--bias-correction
+# The same plan solved on bias-corrected probes, applied with bias correction.
+"$BIN" sensitivity "$TERRAIN" --condition difficulty=0.5 --w-bits 2,4,8 --bias-correction \
+    --out "$T/s248-bc.parquet" --resume
+"$BIN" solve --sensitivity "$T/s248-bc.parquet" --budget avg-bits=4 --out "$T/ilp-bc-probes-4.yaml" -q
+"$BIN" quantize "$TERRAIN" --plan "$T/ilp-bc-probes-4.yaml" --out "$T/q-ilp-bc-probes-4" --bias-correction \
+    --overwrite -q
+applied+=("$T/q-ilp-bc-probes-4")
 "$BIN" eval "$TERRAIN" "${applied[@]}" --batch 4 --repeats 1 --out "$T/eval.parquet" --markdown "$T/eval.md"
 
 # --- terrain: outlier split -----------------------------------------------------------------------

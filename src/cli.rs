@@ -190,6 +190,10 @@ pub struct SensitivityArgs {
     /// of keeping it in float and out of the range calibration (MixDQ's BOS-aware default).
     #[arg(long)]
     pub no_bos_aware: bool,
+    /// Bias-correct each probe (Conv and Gemm layers): the quantized weight's mean output shift
+    /// on the probe items comes out of the layer's bias, as `quantize --bias-correction` does.
+    #[arg(long)]
+    pub bias_correction: bool,
     /// Activation bit-widths (2 to 16) to probe with each weight bit-width, e.g. 8 [default: none].
     #[arg(long, value_delimiter = ',')]
     pub act_bits: Option<Vec<u8>>,

@@ -304,6 +304,25 @@ fn bias_correction_removes_the_mean_shift_a_quantized_layer_adds() {
     let largest = |v: &[f64]| v.iter().fold(0.0f64, |m, x| m.max(x.abs()));
     assert!(largest(&before) > 1e-3, "2-bit weights must shift the output: {before:?}");
     assert!(largest(&after) < 1e-3 * largest(&before).max(1e-2), "before {before:?}, after {after:?}");
+
+    // The probe with bias correction simulates exactly that model on the same items, and taking
+    // the mean out of the error can only lower its power.
+    let corrected_table = dir.path().join("s1-bc.parquet");
+    let args = ["sensitivity", s(&model), "--out", s(&corrected_table), "--w-bits", "2", "--steps", "1"];
+    assert_success(&bitsearch(
+        &[&args[..], &["--layers", "conv_out", "--bias-correction", "--device", "cpu"]].concat(),
+    ));
+    let probe = |table: &Path| {
+        let rows = SensitivityTable::read(table).unwrap().rows;
+        rows.into_iter().find(|r| r.layer.name.contains("conv_out") && r.w_bits == 2).unwrap().sqnr_db
+    };
+    let (plain_db, corrected_db) = (probe(&table), probe(&corrected_table));
+    let q = &raw_outputs(&corrected, &spec)[0];
+    let signal: f64 = fp.iter().map(|&v| f64::from(v).powi(2)).sum();
+    let noise: f64 = (q - fp).iter().map(|&v| f64::from(v).powi(2)).sum();
+    let measured_db = 10.0 * (signal / noise).log10();
+    assert!(corrected_db > plain_db, "probe {corrected_db} dB with bias correction vs {plain_db} dB without");
+    assert!((measured_db - corrected_db).abs() < 0.05, "model {measured_db} dB vs its probe {corrected_db} dB");
 }
 
 #[test]

@@ -21,6 +21,10 @@ pub struct SensitivityConfig {
     /// channel stays within 4 bits), for layers with at least 10 output channels: a further
     /// option the solver weighs against the plain one at the same mean bits.
     pub outlier_split: bool,
+    /// Bias correction inside each probe: the quantized weight's mean output shift (measured on
+    /// the probe items, float input) is taken out of the layer's bias (Conv, Gemm), as
+    /// `quantize --bias-correction` does.
+    pub bias_correction: bool,
     /// MixDQ's BOS-aware text embedding: where the input of a cross-attention K/V projection is
     /// quantized, its first token row stays in float and out of the range calibration.
     pub bos_aware: bool,
@@ -48,6 +52,7 @@ impl Default for SensitivityConfig {
         Self {
             w_bits: vec![4, 8],
             outlier_split: false,
+            bias_correction: false,
             bos_aware: true,
             a_bits: Vec::new(),
             step_groups: 1,

@@ -7,9 +7,10 @@ use crate::error::{Result, SensitivityError};
 use crate::journal::{Journal, journal_path};
 use crate::probes::{Probe, Window, plan, shard, step_groups};
 use bitsearch_metrics::{Mse, Sqnr, count_nonfinite, ssim_per_item};
-use bitsearch_onnx::Model;
 use bitsearch_onnx::rewrite::{self, FakeQuantPoint};
+use bitsearch_onnx::{GraphView, Model, tensor_to_f32};
 use bitsearch_pipeline::sampler::SampleError;
+use bitsearch_pipeline::workload::shift::{self, WeightChange};
 use bitsearch_pipeline::workload::{self, Evaluate, StepControl, Workload};
 use bitsearch_quant::{ActQuantizer, ApplyError, StepRanges, fake_quantized_weight, range_key, without_first_row};
 use bitsearch_records::table::TABLE_FORMAT;
@@ -196,8 +197,13 @@ impl SensitivityRun {
                 continue;
             }
             progress.stage(&format!("window {}/{} ({} layers)", w + 1, windows.len(), window.layers.len()));
-            let (points, ranges) = self.load_window(window)?;
             let mut weights: HashMap<(usize, u8, bool), (ArrayD<f32>, u64)> = HashMap::new();
+            let biases = if self.config.bias_correction {
+                self.corrected_biases(&probes, &mut weights)?
+            } else {
+                HashMap::new()
+            };
+            let (points, ranges) = self.load_window(window)?;
             for probe in probes {
                 let weight_name = self.layers[probe.layer].weight.clone();
                 let weight = match (probe.w_bits, &weight_name) {
@@ -212,7 +218,10 @@ impl SensitivityRun {
                     _ => None,
                 };
                 let layer_points: Vec<&FakeQuantPoint> = points.iter().filter(|p| p.layer == probe.layer).collect();
-                let row = self.measure(probe, weight, &layer_points, &ranges, &reference)?;
+                let bias =
+                    probe.w_bits.and_then(|bits| biases.get(&(probe.layer, bits, probe.split, probe.step_group)));
+                let bias = bias.map(|(name, values)| (name.as_str(), values));
+                let row = self.measure(probe, weight, bias, &layer_points, &ranges, &reference)?;
                 summary.computed += 1;
                 summary.nonfinite += usize::from(row.nonfinite > 0);
                 journal.append(&row)?;
@@ -241,9 +250,56 @@ impl SensitivityRun {
     /// Builds the window's session: its layers' weights overridable, and fake quantizers on
     /// their inputs when activations are probed. Returns the quantizers with the per-step
     /// ranges of the activations they quantize.
+    /// Bias correction inside the probes: for every (layer, weight width) the probes quantize and
+    /// whose layer has a bias initializer, one pass measures the mean output shift of the
+    /// quantized weight (float input); per step group, the bias minus that shift over the group.
+    fn corrected_biases(
+        &mut self,
+        probes: &[&Probe],
+        weights: &mut HashMap<(usize, u8, bool), (ArrayD<f32>, u64)>,
+    ) -> Result<HashMap<(usize, u8, bool, usize), (String, ArrayD<f32>)>> {
+        let view = GraphView::new(self.model.graph());
+        let (mut changes, mut keys) = (Vec::new(), Vec::new());
+        for probe in probes {
+            let layer = &self.layers[probe.layer];
+            let (Some(bits), Some(weight)) = (probe.w_bits, layer.weight.as_deref()) else { continue };
+            let key = (probe.layer, bits, probe.split);
+            let Some(bias) = bias_of(&self.model, layer) else { continue };
+            if keys.iter().any(|(k, _)| *k == key) {
+                continue;
+            }
+            let original = view.initializer(weight).map(tensor_to_f32).transpose()?.unwrap_or_default();
+            if let Entry::Vacant(slot) = weights.entry(key) {
+                let scheme = &self.config.quantizer.weight;
+                slot.insert(fake_quantized_weight(&self.model, layer, scheme, bits, probe.split)?);
+            }
+            let delta = &weights[&key].0 - &original;
+            changes.push(WeightChange { layer: layer.name.clone(), weight: weight.to_string(), delta });
+            keys.push((key, bias));
+        }
+        let options = self.session_options();
+        let sums = shift::output_shifts(self.workload.as_mut(), &self.model, &changes, &options)?;
+        let mut corrected = HashMap::new();
+        for (((layer, bits, split), (name, bias)), sums) in keys.into_iter().zip(sums) {
+            for (g, steps) in self.steps.iter().enumerate() {
+                let Some(shift) = shift::mean_shift(&sums, steps.clone()).filter(|s| s.len() == bias.len()) else {
+                    continue;
+                };
+                let mut values = bias.clone();
+                values.iter_mut().zip(&shift).for_each(|(b, s)| *b -= s);
+                corrected.insert((layer, bits, split, g), (name.clone(), values));
+            }
+        }
+        Ok(corrected)
+    }
+
     fn load_window(&mut self, window: &Window) -> Result<(Vec<FakeQuantPoint>, HashMap<String, StepRanges>)> {
         let mut options = self.session_options();
         options.overridable = window.layers.iter().filter_map(|&l| self.layers[l].weight.clone()).collect();
+        if self.config.bias_correction {
+            let biases = window.layers.iter().filter_map(|&l| bias_of(&self.model, &self.layers[l]));
+            options.overridable.extend(biases.map(|(name, _)| name));
+        }
         if self.config.a_bits.is_empty() {
             self.workload.load(&self.model, &options)?;
             return Ok((Vec::new(), HashMap::new()));
@@ -287,6 +343,7 @@ impl SensitivityRun {
         &mut self,
         probe: &Probe,
         weight: Option<(&str, &ArrayD<f32>, u64)>,
+        bias: Option<(&str, &ArrayD<f32>)>,
         points: &[&FakeQuantPoint],
         ranges: &HashMap<String, StepRanges>,
         reference: &[Reference],
@@ -321,6 +378,7 @@ impl SensitivityRun {
                 reference: &fp.outputs,
                 steps: steps.clone(),
                 weight: weight.map(|(name, w, _)| (name, w.view())),
+                bias: bias.map(|(name, b)| (name, b.view())),
                 act_params: &act_params,
                 sqnr: &mut sqnr,
                 nonfinite: &mut nonfinite,
@@ -378,6 +436,8 @@ struct ProbeControl<'a> {
     reference: &'a [ArrayD<f32>],
     steps: Range<usize>,
     weight: Option<(&'a str, ArrayViewD<'a, f32>)>,
+    /// The layer's bias corrected for the quantized weight's mean output shift.
+    bias: Option<(&'a str, ArrayViewD<'a, f32>)>,
     act_params: &'a HashMap<usize, Vec<(String, ArrayD<f32>)>>,
     sqnr: &'a mut Sqnr,
     nonfinite: &'a mut u64,
@@ -394,6 +454,7 @@ impl StepControl for ProbeControl<'_> {
         let mut overrides: Vec<(&str, ArrayViewD<'_, f32>)> = Vec::new();
         if self.steps.contains(&step) {
             overrides.extend(self.weight.as_ref().map(|(name, w)| (*name, w.view())));
+            overrides.extend(self.bias.as_ref().map(|(name, b)| (*name, b.view())));
             if let Some(params) = self.act_params.get(&step) {
                 overrides.extend(params.iter().map(|(name, v)| (name.as_str(), v.view())));
             }
@@ -531,4 +592,16 @@ pub fn run_to_table(
     let table = SensitivityTable { meta, rows };
     table.write(out)?;
     Ok((summary, table))
+}
+
+/// The bias initializer of a Conv, ConvTranspose or Gemm layer (input 2) and its values.
+fn bias_of(model: &Model, layer: &Layer) -> Option<(String, ArrayD<f32>)> {
+    if !matches!(layer.op.as_str(), "Conv" | "ConvTranspose" | "Gemm") || layer.weight.is_none() {
+        return None;
+    }
+    let view = GraphView::new(model.graph());
+    let node = (0..view.nodes().len()).find(|&i| view.node_name(i) == layer.name).map(|i| view.node(i))?;
+    let name = node.input.get(2).filter(|b| !b.is_empty())?;
+    let values = tensor_to_f32(view.initializer(name)?).ok()?;
+    Some((name.clone(), values))
 }

@@ -78,6 +78,7 @@ fn config(args: &SensitivityArgs) -> anyhow::Result<SensitivityConfig> {
     set(&mut c.w_bits, &args.w_bits);
     c.outlier_split |= args.outlier_split;
     c.bos_aware &= !args.no_bos_aware;
+    c.bias_correction |= args.bias_correction;
     set(&mut c.a_bits, &args.act_bits);
     set(&mut c.step_groups, &args.step_groups);
     set(&mut c.layers, &args.layers);

@@ -6,6 +6,7 @@
 
 mod denoiser;
 mod diffusers;
+pub mod shift;
 mod spec;
 
 pub use denoiser::DenoiserWorkload;
