@@ -45,7 +45,10 @@ pub struct Session {
     inner: ort::session::Session,
     label: String,
     inputs: Vec<InputSpec>,
+    /// What the caller sees: the graph outputs, then the requested extra outputs.
     outputs: Vec<String>,
+    /// The graph output that carries each of `outputs`.
+    fetch: Vec<String>,
     overridable: Overridable,
     device: ActiveDevice,
 }
@@ -62,7 +65,7 @@ impl Session {
         crate::library::init()?;
         let label = model.path().map_or_else(|| model.graph().name().to_string(), |p| p.display().to_string());
         let inputs = declared_inputs(model, &label)?;
-        let (prepared, overridable) = prepare(model, options)?;
+        let (prepared, overridable, carriers) = prepare(model, options)?;
         let session_error = |message: String| RuntimeError::Session { model: label.clone(), message };
         let make_builder = || builder(options, &label);
         // Kept alive until the session is built: large models are read from it.
@@ -79,8 +82,10 @@ impl Session {
             session.map_err(|e| session_error(e.to_string()))
         };
         let (inner, device) = device::build(options.device, make_builder, commit)?;
-        let outputs = inner.outputs().iter().map(|o| o.name().to_string()).collect();
-        Ok(Self { inner, label, inputs, outputs, overridable, device })
+        let declared: Vec<String> = model.graph().output.iter().map(|o| o.name().to_string()).collect();
+        let outputs = declared.iter().chain(&options.extra_outputs).cloned().collect();
+        let fetch = declared.into_iter().chain(carriers).collect();
+        Ok(Self { inner, label, inputs, outputs, fetch, overridable, device })
     }
 
     /// Builds the session from the file itself, so that ONNX Runtime memory-maps its external
@@ -107,8 +112,9 @@ impl Session {
                 .map_err(|e| RuntimeError::Session { model: label.clone(), message: e.to_string() })
         };
         let (inner, device) = device::build(options.device, || builder(options, &label), commit)?;
-        let outputs = inner.outputs().iter().map(|o| o.name().to_string()).collect();
-        Ok(Self { inner, label, inputs, outputs, overridable: Overridable::new(), device })
+        let outputs: Vec<String> = inner.outputs().iter().map(|o| o.name().to_string()).collect();
+        let fetch = outputs.clone();
+        Ok(Self { inner, label, inputs, outputs, fetch, overridable: Overridable::new(), device })
     }
 
     pub fn inputs(&self) -> &[InputSpec] {
@@ -138,8 +144,9 @@ impl Session {
         let outputs = self.inner.run(feeds).map_err(run_error)?;
         self.outputs
             .iter()
-            .map(|name| {
-                to_f32(&outputs[name.as_str()]).map_err(|message| RuntimeError::Run {
+            .zip(&self.fetch)
+            .map(|(name, carrier)| {
+                to_f32(&outputs[carrier.as_str()]).map_err(|message| RuntimeError::Run {
                     model: label.clone(),
                     message: format!("output '{name}': {message}"),
                 })
@@ -154,7 +161,7 @@ impl Session {
         let outputs =
             self.inner.run(feeds).map_err(|e| RuntimeError::Run { model: label.clone(), message: e.to_string() })?;
         Ok(self
-            .outputs
+            .fetch
             .iter()
             .map(|name| match outputs[name.as_str()].dtype() {
                 ort::value::ValueType::Tensor { shape, .. } => shape.iter().map(|&d| d.max(0) as usize).collect(),
@@ -232,12 +239,13 @@ fn declared_inputs(model: &Model, label: &str) -> Result<Vec<InputSpec>> {
         .collect()
 }
 
-/// Copies the model, exposes the overridable weights as inputs and the extra values as outputs.
-fn prepare(model: &Model, options: &SessionOptions) -> Result<(Model, Overridable)> {
+/// Copies the model, exposes the overridable weights as inputs and the extra values as outputs;
+/// returns it with the overridable weights and the graph output carrying each extra value.
+fn prepare(model: &Model, options: &SessionOptions) -> Result<(Model, Overridable, Vec<String>)> {
     let mut prepared = model.clone();
     let overridable = rewrite::expose_initializers(&mut prepared, &options.overridable)?;
-    rewrite::add_outputs(&mut prepared, &options.extra_outputs);
-    Ok((prepared, overridable))
+    let carriers = rewrite::add_outputs(&mut prepared, &options.extra_outputs);
+    Ok((prepared, overridable, carriers))
 }
 
 fn check_shape(declared: &[Option<usize>], given: &[usize]) -> std::result::Result<(), String> {

@@ -102,3 +102,21 @@ fn device_auto_falls_back_to_cpu_and_cuda_is_strict() {
         }
     }
 }
+
+#[test]
+fn a_graph_input_asked_for_as_an_output_comes_back_as_fed() {
+    // ONNX Runtime returns a graph input as the caller's own buffer, gone once the run's inputs
+    // are dropped; the session returns it through a copy, under the name it was asked by.
+    let model = bitsearch_fixtures::conv_net();
+    let output = model.graph().output[0].name().to_string();
+    let extra = vec!["x".to_string(), output.clone(), "x".to_string()];
+    let options = SessionOptions { device: Device::Cpu, extra_outputs: extra, ..Default::default() };
+    let mut session = Session::new(&model, &options).unwrap();
+    assert_eq!(session.outputs(), [output.clone(), "x".into(), output, "x".into()]);
+    for batch in [1, 3, 2] {
+        let x = input(batch);
+        let out = session.run(&[("x", x.view())], &[]).unwrap();
+        assert_eq!((&out[1], &out[3]), (&x, &x), "batch {batch}");
+        assert_eq!(out[0], out[2]);
+    }
+}

@@ -61,15 +61,26 @@ pub fn expose_initializers(model: &mut Model, names: &[String]) -> Result<Expose
     Ok(exposed)
 }
 
-/// Adds the values `names` as graph outputs (after the existing ones).
-pub fn add_outputs(model: &mut Model, names: &[String]) {
+/// Adds the values `names` as graph outputs (after the existing ones) and returns, for each,
+/// the graph output that carries it. A graph input or initializer is returned through an
+/// Identity (`{name}/bitsearch_output`): ONNX Runtime hands a graph input back as the caller's
+/// own buffer, which is gone once the run's inputs are dropped.
+pub fn add_outputs(model: &mut Model, names: &[String]) -> Vec<String> {
     let graph = model.graph_mut();
+    let mut carriers = Vec::new();
     for name in names {
-        if !graph.output.iter().any(|v| v.name() == name) {
-            // ONNX Runtime infers the type of an output declared by name only.
-            graph.output.push(pb::ValueInfoProto { name: Some(name.clone()), ..Default::default() });
+        let fed = graph.input.iter().any(|v| v.name() == name) || graph.initializer.iter().any(|t| t.name() == name);
+        let carrier = if fed { format!("{name}/bitsearch_output") } else { name.clone() };
+        if fed && !graph.node.iter().any(|n| n.output.contains(&carrier)) {
+            graph.node.push(node_proto(&carrier, "Identity", &[name], vec![carrier.clone()], &[]));
         }
+        if !graph.output.iter().any(|v| v.name() == carrier) {
+            // ONNX Runtime infers the type of an output declared by name only.
+            graph.output.push(pb::ValueInfoProto { name: Some(carrier.clone()), ..Default::default() });
+        }
+        carriers.push(carrier);
     }
+    carriers
 }
 
 /// Replaces the values of initializers, keeping each one's element type.
@@ -227,7 +238,9 @@ mod tests {
         let view = GraphView::new(model.graph());
         let w = crate::tensor_to_f32(view.initializer("w").unwrap()).unwrap();
         assert_eq!(w.as_slice().unwrap(), &[5.0, 7.0]);
-        add_outputs(&mut model, &["x".to_string(), "x".to_string()]);
-        assert_eq!(model.graph().output.len(), 2, "an output is added once");
+        let carriers = add_outputs(&mut model, &["mul".to_string(), "mul".to_string(), "x".to_string()]);
+        assert_eq!(carriers, vec!["mul", "mul", "x/bitsearch_output"]);
+        assert_eq!(model.graph().output.len(), 2, "an output is added once, an input through an Identity");
+        assert_eq!(model.graph().node.last().unwrap().op_type(), "Identity");
     }
 }
