@@ -24,6 +24,9 @@ use std::ops::Range;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+/// Per (layer, weight bits, split, step group): the bias initializer and its corrected values.
+type CorrectedBiases = HashMap<(usize, u8, bool, usize), (String, ArrayD<f32>)>;
+
 /// Timed full-precision passes whose median is the plain-pass time.
 const PLAIN_PASSES: usize = 3;
 
@@ -257,7 +260,7 @@ impl SensitivityRun {
         &mut self,
         probes: &[&Probe],
         weights: &mut HashMap<(usize, u8, bool), (ArrayD<f32>, u64)>,
-    ) -> Result<HashMap<(usize, u8, bool, usize), (String, ArrayD<f32>)>> {
+    ) -> Result<CorrectedBiases> {
         let view = GraphView::new(self.model.graph());
         let (mut changes, mut keys) = (Vec::new(), Vec::new());
         for probe in probes {
