@@ -108,8 +108,9 @@ test: setup models check-deps
 check-deps:
 	scripts/check-deps.sh
 
-## bench: timing tables under out/bench/ (speed claims live here, not in tests), and the
-## fidelity-and-cost table of applied plans (out/bench/fidelity.md, about 25 minutes)
+## bench: timing tables under out/bench/ (speed claims live here, not in tests), the
+## fidelity-and-cost table of applied plans (out/bench/fidelity.md, about 25 minutes) and the
+## corrections on and off (out/bench/corrections.md, about 35 minutes)
 bench: setup models
 	cargo bench --bench runtime
 	cargo bench --bench sensitivity
