@@ -104,6 +104,15 @@ done
 "$BIN" eval "$SHAPES" "$S/q-kv-bos" "$S/q-kv-plain" --num-seeds 2 --batch 16 --repeats 1 \
     --out "$S/eval-bos.parquet" --markdown "$S/eval-bos.md"
 
+# The split lines of a sensitivity run's output, then how many layers each ILP-split-BITS plan
+# splits: SENSITIVITY_TXT PLAN_PREFIX (the solve outputs are PLAN_PREFIX-BITS.txt).
+split_summary() {
+    grep "outlier split" "$1" | sed 's/^/- /'
+    for bits in 3 4; do
+        echo "- ILP $bits bits: $(grep -h "outlier split" "$2-$bits.txt" || echo "no layer takes the split")"
+    done
+}
+
 {
     echo "# Corrections on and off"
     echo
@@ -116,10 +125,7 @@ done
     echo
     echo "## Terrain UNet: MPQ-DM outlier split (W2/W3/W4/W8 table with split options at W2 and W3)"
     echo
-    grep "outlier split" "$T/split-sensitivity.txt" | sed 's/^/- /'
-    for bits in 3 4; do
-        echo "- ILP $bits bits: $(grep -h "outlier split" "$T/ilp-split-$bits.txt" || echo "no layer takes the split")"
-    done
+    split_summary "$T/split-sensitivity.txt" "$T/ilp-split"
     echo
     echo "ILP plans with the split options (\"split\") and without them (\"nosplit\"), same table:"
     echo
@@ -127,10 +133,7 @@ done
     echo
     echo "## shapes-t2i: outlier split (W2/W3/W4/W8 table with split options at W2 and W3, 20 steps)"
     echo
-    grep "outlier split" "$S/s20-sensitivity.txt" | sed 's/^/- /'
-    for bits in 3 4; do
-        echo "- ILP $bits bits: $(grep -h "outlier split" "$S/ilp-split-$bits.txt" || echo "no layer takes the split")"
-    done
+    split_summary "$S/s20-sensitivity.txt" "$S/ilp-split"
     for eta in 0 1; do
         echo
         echo "## shapes-t2i, DDIM 20 steps, guidance 4, eta $eta: PTQD, bias correction, outlier split"

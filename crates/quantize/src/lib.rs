@@ -154,11 +154,11 @@ pub fn quantize(model: &Path, plan_path: &Path, out: &Path, options: &QuantizeOp
             shifts = bias::measure(workload, &fp, &chosen, &configs, &mut codes, &plan, &session)?;
         }
     }
+    let fixes =
+        Fixes { ranges: &ranges, shifts: options.bias_correction.then_some(&shifts), bos_aware: options.bos_aware };
     let mut built = Vec::new();
     for (k, (config, groups)) in configs.iter().enumerate() {
         log::info!("model {}/{}: step groups {groups:?}", k + 1, configs.len());
-        let fixes =
-            Fixes { ranges: &ranges, shifts: options.bias_correction.then_some(&shifts), bos_aware: options.bos_aware };
         built.push(build(&fp, &chosen, config, &mut codes, &fixes, groups, &plan, options.storage)?);
     }
     let noise = match calibration.as_deref_mut() {

@@ -44,23 +44,23 @@ pub fn fit(
     let mut fits = vec![StepFit::default(); alphas.len()];
     let mut call: Vec<ArrayD<f32>> = Vec::new();
     let mut failure = None;
-    let last = tensors.len() - 1;
-    let tensor_names = tensors.clone();
+    let last = &tensors[tensors.len() - 1];
     workload::observe_steps(workload, &paired, by_step, &tensors, options, |tensor, step, values| {
         call.push(values.to_owned());
-        if tensor != tensor_names[last] {
+        if tensor != last {
             return;
         }
-        let values = std::mem::take(&mut call);
+        let mut values = std::mem::take(&mut call).into_iter();
+        let (Some(fp_out), Some(q_out)) = (values.next(), values.next()) else { return };
         let (Some(fit), Some(&alpha)) = (fits.get_mut(step), alphas.get(step)) else { return };
-        let (fp_out, q_out) = (&values[0], &values[1]);
-        let Some(x) = values[2..].iter().find(|v| v.shape() == fp_out.shape()) else {
+        let inputs: Vec<ArrayD<f32>> = values.collect();
+        let Some(x) = inputs.iter().find(|v| v.shape() == fp_out.shape()) else {
             failure
                 .get_or_insert(format!("step {step}: no graph input is shaped like the estimate {:?}", fp_out.shape()));
             return;
         };
-        let eps = sampler::to_epsilon(settings.prediction, fp_out.clone(), x, alpha);
-        let eps_q = sampler::to_epsilon(settings.prediction, q_out.clone(), x, alpha);
+        let eps = sampler::to_epsilon(settings.prediction, fp_out, x, alpha);
+        let eps_q = sampler::to_epsilon(settings.prediction, q_out, x, alpha);
         if let Err(e) = fit.add(eps.view(), eps_q.view()) {
             failure.get_or_insert(format!("step {step}: {e}"));
         }

@@ -5,7 +5,7 @@
 //! MixDQ's BOS-aware text embedding (the first token row of a cross-attention K/V projection's
 //! input kept out of activation quantization).
 
-use super::lowbit::{ActivationParams, LOWBIT_OPSET, node_index, qdq_pair, raise_opset};
+use super::lowbit::{ActivationParams, LOWBIT_OPSET, node_index, node_input, qdq_pair, raise_opset};
 use crate::builder::{Attr, node_proto};
 use crate::error::{OnnxError, Result};
 use crate::graph::GraphView;
@@ -219,7 +219,7 @@ pub fn quantize_input_keeping_first_row(
     prefix: &str,
     q: ActivationParams,
 ) -> Result<()> {
-    let position = node_index(model, node_name)?;
+    let (position, tensor) = node_input(model, node_name, slot)?;
     let graph = model.graph_mut();
     let node = graph.node[position].clone();
     if node.op_type() != "MatMul" {
@@ -228,11 +228,6 @@ pub fn quantize_input_keeping_first_row(
             node.op_type()
         )));
     }
-    let tensor = node
-        .input
-        .get(slot)
-        .cloned()
-        .ok_or_else(|| OnnxError::Graph(format!("node '{node_name}' has no input {slot}")))?;
     let (first, rest) = (format!("{prefix}/first"), format!("{prefix}/rest_in"));
     let (first_node, mut initializers) = token_rows(&tensor, &first, true);
     let (rest_node, rest_initializers) = token_rows(&tensor, &rest, false);

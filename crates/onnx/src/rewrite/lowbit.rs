@@ -224,13 +224,8 @@ pub fn quantize_input(
     prefix: &str,
     q: ActivationParams,
 ) -> Result<()> {
-    let node = node_index(model, node_name)?;
+    let (node, tensor) = node_input(model, node_name, slot)?;
     let graph = model.graph_mut();
-    let tensor = graph.node[node]
-        .input
-        .get(slot)
-        .cloned()
-        .ok_or_else(|| OnnxError::Graph(format!("node '{node_name}' has no input {slot}")))?;
     let (nodes, initializers, out) = qdq_pair(&tensor, prefix, q);
     graph.node[node].input[slot] = out;
     graph.node.splice(node..node, nodes);
@@ -325,6 +320,17 @@ pub fn strip_node_metadata(model: &mut Model) {
         node.doc_string = None;
         node.metadata_props.clear();
     }
+}
+
+/// The position of node `node_name` and the value it reads at input `slot`.
+pub(super) fn node_input(model: &Model, node_name: &str, slot: usize) -> Result<(usize, String)> {
+    let node = node_index(model, node_name)?;
+    let tensor = model.graph().node[node]
+        .input
+        .get(slot)
+        .cloned()
+        .ok_or_else(|| OnnxError::Graph(format!("node '{node_name}' has no input {slot}")))?;
+    Ok((node, tensor))
 }
 
 pub(super) fn node_index(model: &Model, node_name: &str) -> Result<usize> {
