@@ -179,7 +179,7 @@ pub struct SensitivityArgs {
     /// Compute part i of N of the probe list (0-based), e.g. --shard 0/4; join with `merge`.
     #[arg(long)]
     pub shard: Option<bitsearch_records::Shard>,
-    /// Weight bit-widths to probe, e.g. 2,4,8 [default: 4,8].
+    /// Weight bit-widths to probe, e.g. 2,4,8; 16 keeps the weight in float16 [default: 4,8].
     #[arg(long, value_delimiter = ',')]
     pub w_bits: Option<Vec<u8>>,
     /// Also probe MPQ-DM's outlier split at 2 and 3 weight bits: a tenth of each layer's output
@@ -318,6 +318,25 @@ pub struct SolveArgs {
     /// Seconds HiGHS may spend per program [default: 60].
     #[arg(long)]
     pub time_limit: Option<f64>,
+    /// A quality the plan must measure on the calibration items: sqnr=30dB, psnr=30dB,
+    /// ssim=0.99, caption=0.95 (repeat for several). The smallest plan that meets them all is
+    /// searched by solving, measuring (the plan simulated in float) and re-solving.
+    #[arg(long = "target", conflicts_with_all = ["sweep", "uniform"])]
+    pub targets: Vec<bitsearch_records::Target>,
+    /// What a target search minimises: memory or bops [default: memory].
+    #[arg(long)]
+    pub minimise: Option<bitsearch_solver::Minimise>,
+    /// Measurements a target search may take.
+    #[arg(long, default_value_t = 8)]
+    pub rounds: usize,
+    /// Seeds a target search measures on [default: the sensitivity run's, extended by the
+    /// next small seeds to at least 8 items].
+    #[arg(long, value_delimiter = ',')]
+    pub calibration_seeds: Option<Vec<u64>>,
+    /// Layers that must take one precision: NAME+NAME+… or ROLE+ROLE+… (each run of those roles
+    /// in graph order, e.g. attn_q+attn_k+attn_v); repeat for several.
+    #[arg(long = "tie")]
+    pub ties: Vec<String>,
 }
 
 #[derive(Debug, clap::Args)]

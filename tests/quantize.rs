@@ -405,3 +405,34 @@ fn an_outlier_split_is_probed_solved_and_stored_in_the_plain_widths_space() {
     let plain = eval(&model, &[], &plain_path, &dir.path().join("plain"));
     assert_ne!(plain[0].sqnr_db, sim.sqnr_db, "the split must change the weights");
 }
+
+#[test]
+fn float16_is_an_option_probed_solved_and_stored_at_half_the_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = common::tiny_unet(dir.path());
+    let table = dir.path().join("s16.parquet");
+    let args = ["sensitivity", s(&model), "--out", s(&table), "--w-bits", "4,16", "--steps", "2", "--device", "cpu"];
+    assert_success(&bitsearch(&args));
+    let rows = SensitivityTable::read(&table).unwrap().rows;
+    for row in rows.iter().filter(|r| r.w_bits == 16) {
+        // Two bytes per value, and float16 rounding is far below 4-bit noise.
+        assert_eq!(row.weight_bytes, 2 * row.layer.params, "{}", row.layer.name);
+        let w4 = rows.iter().find(|r| r.w_bits == 4 && r.layer == row.layer && r.step_group == row.step_group).unwrap();
+        assert!(row.sqnr_db > w4.sqnr_db + 20.0, "{}: {} vs {} dB", row.layer.name, row.sqnr_db, w4.sqnr_db);
+    }
+    // A budget between the two widths keeps some layers in float16 and quantizes the rest.
+    let plan = dir.path().join("plan.yaml");
+    assert_success(&bitsearch(&["solve", "--sensitivity", s(&table), "--budget", "10bits", "--out", s(&plan)]));
+    let layers = Plan::read(&plan).unwrap().layers;
+    let widths: std::collections::BTreeSet<u32> = layers.iter().filter(|l| !l.protected).flat_map(|l| l.w_bits.clone()).collect();
+    assert_eq!(widths, [4, 16].into(), "{widths:?}");
+    let out = dir.path().join("q");
+    assert_success(&quantize(&model, &plan, &out, &[]));
+    let records = eval(&model, &[&out], &plan, dir.path());
+    let (q, sim) = (&records[0], &records[1]);
+    assert!((q.sqnr_db - sim.sqnr_db).abs() < 0.5, "quantized {} dB vs simulated {} dB", q.sqnr_db, sim.sqnr_db);
+    let manifest = Manifest::find(&out).unwrap().unwrap();
+    let onnx = bitsearch_onnx::Model::load(&out.join(&manifest.models[0].file)).unwrap();
+    let halves = onnx.graph().initializer.iter().filter(|t| t.name().ends_with("/w16/half")).count();
+    assert_eq!(halves, layers.iter().filter(|l| l.w_bits[0] == 16).count());
+}

@@ -5,6 +5,7 @@
 mod common;
 
 use bitsearch_records::{Plan, SensitivityTable};
+use bitsearch_types::Role;
 use common::{assert_clean_failure, assert_refused, assert_success, bitsearch, tiny_table, tiny_unet};
 use std::collections::HashMap;
 use std::path::Path;
@@ -226,4 +227,71 @@ fn greedy_and_uniform_plans_are_baselines_in_the_same_format() {
     assert_clean_failure(&bitsearch(&args), &["budget", "exactly one budget"]);
     let conflict = ["solve", "--sensitivity", table_arg, "--uniform", "4", "--budget", "4bits", "--out", "x.yaml"];
     assert_eq!(bitsearch(&conflict).status.code(), Some(2));
+}
+
+/// SQNR of `plans` simulated in float on `seeds` of the tiny table's items, as `eval` measures it.
+fn simulated_sqnr(model: &Path, plans: &[&Path], seeds: &str, dir: &Path) -> Vec<f64> {
+    let record = dir.join("eval.parquet");
+    let mut args = vec!["eval", model.to_str().unwrap(), "--seeds", seeds, "--repeats", "0", "--device", "cpu"];
+    for plan in plans {
+        args.extend(["--simulate", plan.to_str().unwrap()]);
+    }
+    args.extend(["--out", record.to_str().unwrap()]);
+    assert_success(&bitsearch(&args));
+    bitsearch_records::read_evals(&record).unwrap().1.iter().map(|r| r.sqnr_db).collect()
+}
+
+#[test]
+fn a_target_search_finds_a_plan_that_measures_the_target_and_is_smaller_than_uniform() {
+    let dir = tempfile::tempdir().unwrap();
+    let (model, table) = tiny_table(dir.path());
+    let t = table.to_str().unwrap();
+    let uniform = dir.path().join("uniform-8.yaml");
+    assert_success(&bitsearch(&["solve", "--sensitivity", t, "--uniform", "8", "--out", uniform.to_str().unwrap()]));
+    let seeds = "0,1,2,3";
+    // A target below what uniform W8 measures, so that something smaller meets it.
+    let w8 = simulated_sqnr(&model, &[&uniform], seeds, dir.path())[0];
+    let target = format!("sqnr={:.2}dB", w8 - 12.0);
+    let plan_path = dir.path().join("target.yaml");
+    let p = plan_path.to_str().unwrap();
+    let args = ["solve", "--sensitivity", t, "--target", &target, "--calibration-seeds", seeds, "--out", p];
+    let stdout = assert_success(&bitsearch(&args));
+    assert!(stdout.contains("rounds (target"), "{stdout}");
+    let plan = Plan::read(&plan_path).unwrap();
+    let search = plan.target.as_ref().expect("the plan records its rounds");
+    let chosen = &search.rounds[search.chosen];
+    assert!(chosen.meets && chosen.measured.sqnr_db >= w8 - 12.0, "{chosen:?}");
+    // Every round that met the target is at least as large as the chosen one.
+    assert!(search.rounds.iter().filter(|r| r.meets).all(|r| r.bytes >= chosen.bytes));
+    let w8_bytes = Plan::read(&uniform).unwrap().summary.bytes;
+    assert!(plan.summary.bytes < w8_bytes, "{} vs uniform W8 {w8_bytes} (W8 {w8} dB): {stdout}", plan.summary.bytes);
+    // The round's measurement is what `eval` measures of the plan on the same items.
+    let measured = simulated_sqnr(&model, &[&plan_path], seeds, dir.path())[0];
+    assert!((measured - chosen.measured.sqnr_db).abs() < 1e-6, "{measured} vs {}", chosen.measured.sqnr_db);
+
+    // A target no plan reaches is refused with the best measured value.
+    let args = ["solve", "--sensitivity", t, "--target", "sqnr=150dB", "--rounds", "3", "--out", p];
+    assert_refused(&bitsearch(&args), &["no plan met sqnr=150dB", "best measured plan"]);
+    let args = ["solve", "--sensitivity", t, "--target", "caption=0.9", "--rounds", "1", "--out", p];
+    assert_clean_failure(&bitsearch(&args), &["caption"]);
+}
+
+#[test]
+fn tied_layers_take_one_precision() {
+    let dir = tempfile::tempdir().unwrap();
+    let table = sensitivity(dir.path());
+    let plan_path = dir.path().join("plan.yaml");
+    let (t, p) = (table.to_str().unwrap(), plan_path.to_str().unwrap());
+    let args = ["solve", "--sensitivity", t, "--budget", "3bits", "--tie", "attn_q+attn_k+attn_v", "--out", p];
+    assert_success(&bitsearch(&args));
+    let plan = Plan::read(&plan_path).unwrap();
+    let roles = [Role::AttnQ, Role::AttnK, Role::AttnV];
+    let projections: Vec<&bitsearch_records::PlanLayer> =
+        plan.layers.iter().filter(|l| roles.contains(&l.layer.role)).collect();
+    assert!(projections.len() >= 3, "the tiny UNet has attention projections");
+    for run in projections.chunks(3) {
+        assert!(run.iter().all(|l| l.w_bits == run[0].w_bits), "{:?}", run.iter().map(|l| &l.w_bits).collect::<Vec<_>>());
+    }
+    let args = ["solve", "--sensitivity", t, "--budget", "3bits", "--tie", "attn_q+nothing", "--out", p];
+    assert_clean_failure(&bitsearch(&args), &["tie", "nothing"]);
 }

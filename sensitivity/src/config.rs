@@ -6,8 +6,8 @@
 use crate::error::{Result, SensitivityError};
 use bitsearch_pipeline::PipelineError;
 use bitsearch_pipeline::workload::WorkloadSpec;
-use bitsearch_types::quantizer::check_bits;
-use bitsearch_types::{ACTIVATION_BITS, MetricGroup, QuantizerSpec, WEIGHT_BITS};
+use bitsearch_types::quantizer::{check_bits, check_weight_bits};
+use bitsearch_types::{ACTIVATION_BITS, MetricGroup, QuantizerSpec};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -83,7 +83,7 @@ impl SensitivityConfig {
 
     /// Checks every value that does not depend on the model.
     pub fn validate(&self) -> Result<()> {
-        check_bits(&self.w_bits, &WEIGHT_BITS).map_err(|m| SensitivityError::config("w_bits", m))?;
+        check_weight_bits(&self.w_bits).map_err(|m| SensitivityError::config("w_bits", m))?;
         check_bits(&self.a_bits, &ACTIVATION_BITS).map_err(|m| SensitivityError::config("a_bits", m))?;
         if self.w_bits.is_empty() {
             return Err(SensitivityError::config("w_bits", "needs at least one bit-width"));
@@ -147,7 +147,7 @@ mod tests {
         let message = |yaml: &str| parse(yaml).unwrap_err().to_string();
         assert!(message("w_bitz: [4]").contains("w_bitz"), "{}", message("w_bitz: [4]"));
         assert!(message("w_bits: [4, 9]").starts_with("w_bits: 9 bits"), "{}", message("w_bits: [4, 9]"));
-        assert!(message("w_bits: [12]").starts_with("w_bits: 12 bits is outside 2..=8"));
+        assert!(message("w_bits: [12]").starts_with("w_bits: 12 bits is outside 2..=8 (integer codes) or 16"));
         assert!(message("a_bits: [1]").starts_with("a_bits:"));
         assert!(message("a_bits: [17]").starts_with("a_bits: 17 bits is outside 2..=16"));
         assert!(message("generation:\n  batch: 0").starts_with("generation.batch:"));

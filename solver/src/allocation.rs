@@ -2,7 +2,7 @@
 //! and is predicted to lose, computed directly from the problem (never from the solver), so
 //! plans and tests can check the solver's answers.
 
-use crate::problem::Problem;
+use crate::problem::{Precision, Problem};
 use bitsearch_records::Resource;
 use bitsearch_types::FLOAT_BITS;
 use bitsearch_types::MetricGroup;
@@ -141,6 +141,43 @@ impl Problem {
                 Some(vec![Some(option); self.groups()])
             })
             .collect()
+    }
+
+    /// Every quantized layer at its least lossy option in every group (ties: the option least
+    /// lossy over the whole set). The smallest objective any plan can have.
+    pub fn least_loss(&self, content_weight: f64) -> Assignment {
+        let mut assignment: Assignment = (0..self.layers.len())
+            .map(|l| {
+                let layer = &self.layers[l];
+                (0..self.groups())
+                    .map(|g| {
+                        let by_loss =
+                            |a: &usize, b: &usize| self.cost(l, *a, g, content_weight).total_cmp(&self.cost(l, *b, g, content_weight));
+                        (!layer.protected).then(|| (0..layer.options.len()).min_by(by_loss)).flatten()
+                    })
+                    .collect()
+            })
+            .collect();
+        for tie in &self.ties {
+            let lead = &self.layers[tie[0]];
+            for g in 0..self.groups() {
+                let total = |p: Precision| -> f64 {
+                    tie.iter()
+                        .map(|&l| {
+                            let o = self.layers[l].options.iter().position(|&q| q == p).unwrap_or(0);
+                            self.cost(l, o, g, content_weight)
+                        })
+                        .sum()
+                };
+                let Some(best) = lead.options.iter().copied().min_by(|&a, &b| total(a).total_cmp(&total(b))) else {
+                    continue;
+                };
+                for &l in tie {
+                    assignment[l][g] = self.layers[l].options.iter().position(|&q| q == best);
+                }
+            }
+        }
+        assignment
     }
 
     /// The allocation using the least (or with `most`, the most) of `resource` among plans

@@ -1,7 +1,7 @@
 //! `bitsearch solve`'s settings from YAML (`--config`), overridden by flags.
 
 use crate::error::{Result, SolverError};
-use crate::ilp::{Method, Share, SolveOptions};
+use crate::ilp::{Method, Minimise, Share, SolveOptions};
 use crate::problem::DEFAULT_PROTECT;
 use bitsearch_records::Budget;
 use serde::{Deserialize, Serialize};
@@ -19,6 +19,10 @@ pub struct SolveConfig {
     pub content_share: Option<Share>,
     /// Layers kept in float: names, roles, `input`, `output`.
     pub protect: Vec<String>,
+    /// Layers that take one precision: `name+name+…` or `role+role+…` (see [`crate::Problem::tie`]).
+    pub ties: Vec<String>,
+    /// `loss` under the budgets, or `memory` / `bops` under a quality target.
+    pub minimise: Minimise,
     /// Lower bound of the first budget as a fraction of it (default: MixDQ's window).
     pub fill: Option<f64>,
     /// Seconds HiGHS may spend per program.
@@ -33,6 +37,8 @@ impl Default for SolveConfig {
             content_weight: 1.0,
             content_share: None,
             protect: DEFAULT_PROTECT.iter().map(|s| s.to_string()).collect(),
+            ties: Vec::new(),
+            minimise: Minimise::Loss,
             fill: None,
             time_limit: 60.0,
         }
@@ -71,6 +77,8 @@ impl SolveConfig {
         Ok(SolveOptions {
             method: self.method,
             budgets,
+            minimise: self.minimise,
+            loss_cap: None,
             content_weight: self.content_weight,
             content_share: self.content_share,
             fill: self.fill,

@@ -7,7 +7,10 @@
 //! - budgets as linear rows over `x` (BOPs) or the stored weights (memory, avg-bits); the first
 //!   budget also gets a lower bound so the plan uses what it is given (MixDQ's window);
 //! - with a content share, the first budget is split between the content and quality layers;
-//! - objective: Σ cost · x, the normalised losses of [`Problem::cost`].
+//! - objective: Σ cost · x, the normalised losses of [`Problem::cost`] — or, with
+//!   [`Minimise::Memory`] / [`Minimise::Bops`], that resource, with Σ cost · x capped instead
+//!   (the program a quality target solves);
+//! - ties: layers of one [`Problem::ties`] set take the same precision in every group.
 
 use crate::allocation::{Assignment, Evaluation};
 use crate::error::{Result, SolverError};
@@ -71,11 +74,42 @@ pub enum Method {
 
 bitsearch_types::named_enum!(Method, "method", { Ilp => "ilp", Greedy => "greedy" });
 
+/// What the program minimises.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Minimise {
+    /// The predicted loss, under the budgets.
+    #[default]
+    Loss,
+    /// Stored weight bytes, under the budgets and the loss cap.
+    Memory,
+    /// BOPs of a generation, under the budgets and the loss cap.
+    Bops,
+}
+
+bitsearch_types::named_enum!(Minimise, "minimised quantity", { Loss => "loss", Memory => "memory", Bops => "bops" });
+
+impl Minimise {
+    /// The resource minimised; None for the loss.
+    pub fn resource(self) -> Option<Resource> {
+        match self {
+            Minimise::Loss => None,
+            Minimise::Memory => Some(Resource::Memory),
+            Minimise::Bops => Some(Resource::Bops),
+        }
+    }
+}
+
 /// How to solve.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SolveOptions {
     pub method: Method,
+    /// Upper limits; the first also gets a lower bound when the loss is minimised.
     pub budgets: Vec<Budget>,
+    pub minimise: Minimise,
+    /// Largest predicted objective ([`Evaluation::objective`]) a plan may have; needed when a
+    /// resource is minimised.
+    pub loss_cap: Option<f64>,
     /// Weight of the content group's normalised loss against the quality group's.
     pub content_weight: f64,
     /// How the first budget (beyond protected layers) is split between content and quality
@@ -92,6 +126,8 @@ impl Default for SolveOptions {
         Self {
             method: Method::Ilp,
             budgets: Vec::new(),
+            minimise: Minimise::Loss,
+            loss_cap: None,
             content_weight: 1.0,
             content_share: None,
             fill: None,
@@ -122,6 +158,12 @@ pub struct Solved {
 /// Solves the allocation under `options` with its method. An unreachable budget is an error
 /// naming the smallest feasible one.
 pub fn solve(problem: &Problem, options: &SolveOptions) -> Result<Solved> {
+    if options.method == Method::Greedy && (options.minimise != Minimise::Loss || !problem.ties.is_empty()) {
+        return Err(SolverError::Config {
+            field: "method".into(),
+            message: "the greedy plan minimises the loss of untied layers: use the ilp method".into(),
+        });
+    }
     match (options.method, options.content_share) {
         (Method::Greedy, _) => crate::greedy::solve(problem, options),
         (Method::Ilp, Some(Share::Search(_))) => solve_searching_share(problem, options),
@@ -148,8 +190,20 @@ pub(crate) fn check_feasible(problem: &Problem, budget: &Budget, limit: f64) -> 
 /// One program (with a fixed content share or none).
 fn solve_once(problem: &Problem, options: &SolveOptions) -> Result<Solved> {
     let started = Instant::now();
-    if options.budgets.is_empty() {
-        return Err(SolverError::Config { field: "budget".into(), message: "give at least one budget".into() });
+    match (options.minimise, options.loss_cap) {
+        (Minimise::Loss, _) if options.budgets.is_empty() => {
+            return Err(SolverError::Config { field: "budget".into(), message: "give at least one budget".into() });
+        }
+        (Minimise::Memory | Minimise::Bops, None) => {
+            return Err(SolverError::Config {
+                field: "loss_cap".into(),
+                message: format!("minimising {} needs a cap on the predicted loss", options.minimise),
+            });
+        }
+        _ => {}
+    }
+    if let Some(cap) = options.loss_cap {
+        check_reachable(problem, cap, options.content_weight)?;
     }
     let full = problem.full_precision();
     let limits: Vec<(Resource, f64)> =
@@ -157,21 +211,27 @@ fn solve_once(problem: &Problem, options: &SolveOptions) -> Result<Solved> {
     for (budget, &(_, limit)) in options.budgets.iter().zip(&limits) {
         check_feasible(problem, budget, limit)?;
     }
-    let (first_resource, first_limit) = limits[0];
-    let lower = {
-        let wanted = match (options.fill, first_resource) {
-            (Some(f), _) => f * first_limit,
-            (None, Resource::AvgBits) => first_limit - AVG_BITS_WINDOW,
-            (None, _) => first_limit * (1.0 - RELATIVE_WINDOW),
-        };
-        // A budget above what the most generous plan can use is met by that plan.
-        let reachable = problem.evaluate(&problem.extreme(first_resource, true), 1.0).usage.get(first_resource);
-        wanted.min(reachable)
+    // The lower bound keeps a loss-minimising plan from leaving its budget unused; a plan that
+    // minimises a resource has no reason to be held up.
+    let lower = match limits.first() {
+        Some(&(first_resource, first_limit)) if options.minimise == Minimise::Loss => {
+            let wanted = match (options.fill, first_resource) {
+                (Some(f), _) => f * first_limit,
+                (None, Resource::AvgBits) => first_limit - AVG_BITS_WINDOW,
+                (None, _) => first_limit * (1.0 - RELATIVE_WINDOW),
+            };
+            // A budget above what the most generous plan can use is met by that plan.
+            let reachable =
+                problem.evaluate(&problem.extreme(first_resource, true), 1.0).usage.get(first_resource);
+            wanted.min(reachable)
+        }
+        _ => 0.0,
     };
 
     let solved = program(problem, options, &limits, lower, started);
     match solved {
         Err(SolverError::Infeasible { .. }) if lower > 0.0 => {
+            let (first_resource, first_limit) = limits[0];
             log::warn!(
                 "no plan uses between {} and {} of {}; solved without the lower bound",
                 first_resource.format(lower),
@@ -184,6 +244,19 @@ fn solve_once(problem: &Problem, options: &SolveOptions) -> Result<Solved> {
     }
 }
 
+/// An error naming the smallest reachable cap when `cap` is below the predicted objective of
+/// every layer at its least lossy option.
+fn check_reachable(problem: &Problem, cap: f64, content_weight: f64) -> Result<()> {
+    let best = problem.evaluate(&problem.least_loss(content_weight), content_weight).objective;
+    if cap < best * (1.0 - TOLERANCE) {
+        return Err(SolverError::Unreachable {
+            cap: format!("{cap:.6e}"),
+            best: format!("{best:.6e}"),
+        });
+    }
+    Ok(())
+}
+
 /// Builds and solves the program with `lower` as the first budget's lower bound.
 fn program(
     problem: &Problem,
@@ -193,27 +266,26 @@ fn program(
     started: Instant,
 ) -> Result<Solved> {
     let full = problem.full_precision();
-    let (first_resource, first_limit) = limits[0];
     let groups = problem.groups();
     // avg-bits rows are written in total stored bits: Σ params·w ≤ limit · Σ params.
     let scale =
         |resource: Resource| if resource == Resource::AvgBits { problem.quantized_params() as f64 } else { 1.0 };
     // A fixed share applies only where there are content layers to hold to it.
-    let content_share = match options.content_share {
-        Some(Share::Fixed(share)) if has_content(problem) => Some(share),
+    let content_share = match (options.content_share, limits.first()) {
+        (Some(Share::Fixed(share)), Some(&first)) if has_content(problem) => Some((share, first)),
         _ => None,
     };
-    let single_row = limits.len() == 1 && content_share.is_none() && (groups == 1 || first_resource == Resource::Bops);
-    let pruned = if single_row {
-        prune_options(
-            problem,
-            options,
-            first_resource,
-            first_limit * scale(first_resource),
-            lower * scale(first_resource),
-        )
-    } else {
-        None
+    // The reduction's proof holds for one budget row, a loss objective and independent layers.
+    let pruned = match limits {
+        &[(resource, limit)]
+            if content_share.is_none()
+                && options.minimise == Minimise::Loss
+                && problem.ties.is_empty()
+                && (groups == 1 || resource == Resource::Bops) =>
+        {
+            prune_options(problem, options, resource, limit * scale(resource), lower * scale(resource))
+        }
+        _ => None,
     };
     let mut vars = ProblemVariables::new();
     // HiGHS numbers its columns in the order the variables are made; the solution is read back
@@ -245,7 +317,7 @@ fn program(
         .collect();
     // z[l][w]: only needed when a layer can use different bits in different groups and a
     // budget counts stored weights.
-    let counts_storage = limits.iter().any(|(r, _)| matches!(r, Resource::Memory | Resource::AvgBits));
+    let counts_storage = limits.iter().map(|&(r, _)| r).chain(options.minimise.resource()).any(|r| r != Resource::Bops);
     let z: Vec<BTreeMap<(u32, bool), Column>> = problem
         .layers
         .iter()
@@ -267,37 +339,6 @@ fn program(
         })
     };
 
-    let mut objective = Expression::from(0.0);
-    for (l, o, g, c) in entries() {
-        objective += OBJECTIVE_SCALE * problem.cost(l, o, g, options.content_weight) * c.variable;
-    }
-    let mut model = vars.minimise(objective).using(good_lp::highs);
-    let mut constraints = 0;
-    let mut add = |model: &mut good_lp::solvers::highs::HighsProblem, c: good_lp::Constraint| {
-        model.add_constraint(c);
-        constraints += 1;
-    };
-
-    for (l, layer) in problem.layers.iter().enumerate() {
-        if layer.protected {
-            continue;
-        }
-        for g in 0..groups {
-            let one: Expression = x[l].iter().filter_map(|per| per[g]).map(|c| Expression::from(c.variable)).sum();
-            add(&mut model, one.eq(1.0));
-        }
-        for (&w, &zw) in &z[l] {
-            let users: Vec<Variable> = (0..layer.options.len())
-                .filter(|&o| layer.options[o].weight() == w)
-                .flat_map(|o| x[l][o].iter().flatten().map(|c| c.variable))
-                .collect();
-            for &u in &users {
-                add(&mut model, (Expression::from(u) - zw.variable).leq(0.0));
-            }
-            let used: Expression = users.iter().map(|&u| Expression::from(u)).sum();
-            add(&mut model, (Expression::from(zw.variable) - used).leq(0.0));
-        }
-    }
 
     let usage = |resource: Resource, only: Option<MetricGroup>| -> (Expression, f64) {
         let mut expr = Expression::from(0.0);
@@ -320,18 +361,75 @@ fn program(
         }
         (expr, fixed)
     };
+    let mut loss = Expression::from(0.0);
+    for (l, o, g, c) in entries() {
+        loss += OBJECTIVE_SCALE * problem.cost(l, o, g, options.content_weight) * c.variable;
+    }
+    let objective = match options.minimise.resource() {
+        None => loss.clone(),
+        // Divided by the full-precision amount so the objective is a fraction near 1.
+        Some(resource) => usage(resource, None).0 / full.get(resource) * OBJECTIVE_SCALE,
+    };
+    let mut model = vars.minimise(objective).using(good_lp::highs);
+    let mut constraints = 0;
+    let mut add = |model: &mut good_lp::solvers::highs::HighsProblem, c: good_lp::Constraint| {
+        model.add_constraint(c);
+        constraints += 1;
+    };
+    for (l, layer) in problem.layers.iter().enumerate() {
+        if layer.protected {
+            continue;
+        }
+        for g in 0..groups {
+            let one: Expression = x[l].iter().filter_map(|per| per[g]).map(|c| Expression::from(c.variable)).sum();
+            add(&mut model, one.eq(1.0));
+        }
+        for (&w, &zw) in &z[l] {
+            let users: Vec<Variable> = (0..layer.options.len())
+                .filter(|&o| layer.options[o].weight() == w)
+                .flat_map(|o| x[l][o].iter().flatten().map(|c| c.variable))
+                .collect();
+            for &u in &users {
+                add(&mut model, (Expression::from(u) - zw.variable).leq(0.0));
+            }
+            let used: Expression = users.iter().map(|&u| Expression::from(u)).sum();
+            add(&mut model, (Expression::from(zw.variable) - used).leq(0.0));
+        }
+    }
+
+    if let Some(cap) = options.loss_cap {
+        add(&mut model, loss.leq(OBJECTIVE_SCALE * cap));
+    }
+    for tie in &problem.ties {
+        for pair in tie.windows(2) {
+            let (a, b) = (pair[0], pair[1]);
+            for p in &problem.layers[a].options {
+                let taking = |l: usize, g: usize| -> Expression {
+                    let layer = &problem.layers[l];
+                    (0..layer.options.len())
+                        .filter(|&o| layer.options[o] == *p)
+                        .filter_map(|o| x[l][o][g])
+                        .map(|c| Expression::from(c.variable))
+                        .sum()
+                };
+                for g in 0..groups {
+                    add(&mut model, (taking(a, g) - taking(b, g)).eq(0.0));
+                }
+            }
+        }
+    }
     for &(resource, limit) in limits {
         let (expr, fixed) = usage(resource, None);
         // Rows divided by their limit: BOPs run to 1e15, and HiGHS's tolerances are absolute.
         let unit = limit * scale(resource);
         add(&mut model, (expr / unit).leq(1.0 - fixed / unit));
     }
-    if lower > 0.0 {
+    if let (true, Some(&(first_resource, first_limit))) = (lower > 0.0, limits.first()) {
         let (expr, fixed) = usage(first_resource, None);
         let unit = first_limit * scale(first_resource);
         add(&mut model, (expr / unit).geq((lower * scale(first_resource) - fixed) / unit));
     }
-    if let Some(share) = content_share {
+    if let Some((share, (first_resource, first_limit))) = content_share {
         let (_, fixed) = usage(first_resource, None);
         let available = first_limit * scale(first_resource) - fixed;
         let (content, _) = usage(first_resource, Some(MetricGroup::Content));
@@ -355,10 +453,16 @@ fn program(
         HighsModelStatus::ReachedTimeLimit | HighsModelStatus::ReachedInterrupt => "time_limit",
         HighsModelStatus::Infeasible | HighsModelStatus::UnboundedOrInfeasible => {
             return Err(SolverError::Infeasible {
-                budget: options.budgets.iter().map(Budget::to_string).collect::<Vec<_>>().join(" and "),
-                resource: first_resource.name().into(),
+                budget: options
+                    .budgets
+                    .iter()
+                    .map(Budget::to_string)
+                    .chain(options.loss_cap.map(|cap| format!("loss cap {cap:.6e}")))
+                    .collect::<Vec<_>>()
+                    .join(" and "),
+                resource: limits.first().map_or("loss cap", |(r, _)| r.name()).into(),
                 minimum: "not reachable together with the other limits".into(),
-                how: "each budget alone is feasible; loosen one, or the fill window / content share".into(),
+                how: "each limit alone is feasible; loosen one, or the fill window / content share / ties".into(),
             });
         }
         other => return Err(SolverError::Solver(format!("HiGHS ended with {other:?}"))),
@@ -401,7 +505,7 @@ fn program(
         seconds: started.elapsed().as_secs_f64(),
         variables,
         constraints,
-        content_share,
+        content_share: content_share.map(|(share, _)| share),
     })
 }
 

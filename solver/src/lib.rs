@@ -6,7 +6,8 @@
 //! [`plan()`] (the YAML record of `bitsearch_records`). [`Problem::evaluate`] recomputes any
 //! allocation's usage and loss from the problem alone, so plans can be checked without trusting
 //! the solver. Tables, budgets, plans and frontiers are `bitsearch_records` types; this crate
-//! adds only the program and HiGHS.
+//! adds only the program and HiGHS. [`target`] closes the loop with measurement: the smallest
+//! plan whose measured quality meets a target.
 
 #![warn(clippy::unwrap_used, clippy::expect_used)]
 
@@ -19,11 +20,12 @@ pub mod pareto;
 mod plan;
 mod problem;
 mod reduce;
+pub mod target;
 
 pub use allocation::{Assignment, Evaluation, Usage};
 pub use config::SolveConfig;
 pub use error::{Result, SolverError};
 pub use greedy::uniform;
-pub use ilp::{AVG_BITS_WINDOW, Method, RELATIVE_WINDOW, Share, SolveOptions, Solved, solve};
+pub use ilp::{AVG_BITS_WINDOW, Method, Minimise, RELATIVE_WINDOW, Share, SolveOptions, Solved, solve};
 pub use plan::plan;
 pub use problem::{DEFAULT_PROTECT, INPUT, LayerOptions, OUTPUT, Precision, Problem};

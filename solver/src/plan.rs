@@ -74,6 +74,7 @@ pub fn plan(
             variables: solved.variables,
             constraints: solved.constraints,
         },
+        target: None,
         summary: PlanSummary {
             layers: problem.layers.len(),
             protected: problem.layers.iter().filter(|l| l.protected).count(),

@@ -82,6 +82,8 @@ pub struct Problem {
     /// losses are fractions of their worst and can be added.
     pub quality_scale: f64,
     pub content_scale: f64,
+    /// Sets of layers (indices into `layers`) that must take the same precision in every group.
+    pub ties: Vec<Vec<usize>>,
 }
 
 impl Problem {
@@ -126,7 +128,76 @@ impl Problem {
         };
         let (quality_scale, content_scale) = (scale(MetricGroup::Quality), scale(MetricGroup::Content));
         let steps_per_group = step_groups.iter().map(|[a, b]| (b + 1 - a) as u64).collect();
-        Ok(Self { layers, step_groups, steps_per_group, quality_scale, content_scale })
+        Ok(Self { layers, step_groups, steps_per_group, quality_scale, content_scale, ties: Vec::new() })
+    }
+
+    /// Adds the ties `specs` declare: `a+b+…` with every part a layer name ties those layers;
+    /// with every part a role (e.g. `attn_q+attn_k+attn_v`), each run of layers with those roles
+    /// in graph order, one layer of each role (the projections of one attention), is tied. Tied
+    /// layers must offer the same precisions; a tie of protected layers is dropped, one mixing
+    /// protected and quantized layers is an error.
+    pub fn tie(&mut self, specs: &[String]) -> Result<()> {
+        let error = |message: String| SolverError::Config { field: "tie".into(), message };
+        for spec in specs {
+            let parts: Vec<&str> = spec.split('+').map(str::trim).collect();
+            if parts.len() < 2 || parts.iter().any(|p| p.is_empty()) {
+                return Err(error(format!("'{spec}' is not a tie: expected two or more names or roles joined by '+'")));
+            }
+            let roles: Option<Vec<Role>> = parts.iter().map(|p| p.parse::<Role>().ok()).collect();
+            let sets = match roles {
+                Some(roles) => self.role_runs(&roles),
+                None => {
+                    let named = parts
+                        .iter()
+                        .map(|&p| {
+                            (0..self.layers.len()).find(|&l| self.layers[l].layer.is_named(p)).ok_or_else(|| {
+                                error(format!("'{p}' in '{spec}' is not a layer of the table (nor are all parts roles)"))
+                            })
+                        })
+                        .collect::<Result<Vec<_>>>()?;
+                    vec![named]
+                }
+            };
+            if sets.is_empty() {
+                return Err(error(format!("'{spec}': no layers of the table have those roles")));
+            }
+            for set in sets {
+                let names = || set.iter().map(|&l| self.layers[l].layer.id()).collect::<Vec<_>>().join(", ");
+                let protected = set.iter().filter(|&&l| self.layers[l].protected).count();
+                if protected == set.len() {
+                    continue;
+                }
+                if protected > 0 {
+                    return Err(error(format!("{} mix protected and quantized layers", names())));
+                }
+                let offered = |l: usize| {
+                    let mut o = self.layers[l].options.clone();
+                    o.sort();
+                    o
+                };
+                if set.iter().any(|&l| offered(l) != offered(set[0])) {
+                    return Err(error(format!("{} do not offer the same precisions", names())));
+                }
+                self.ties.push(set);
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs of layers with roles in `roles`, in graph order: a run ends when a role repeats.
+    /// Runs of one layer tie nothing and are left out.
+    fn role_runs(&self, roles: &[Role]) -> Vec<Vec<usize>> {
+        let mut runs: Vec<Vec<usize>> = Vec::new();
+        let mut run: Vec<usize> = Vec::new();
+        for (l, layer) in self.layers.iter().enumerate().filter(|(_, l)| roles.contains(&l.layer.role)) {
+            if run.iter().any(|&m| self.layers[m].layer.role == layer.layer.role) {
+                runs.push(std::mem::take(&mut run));
+            }
+            run.push(l);
+        }
+        runs.push(run);
+        runs.retain(|r| r.len() > 1);
+        runs
     }
 
     pub fn groups(&self) -> usize {
@@ -255,4 +326,55 @@ fn check_complete(layers: &[LayerOptions]) -> Result<()> {
 
 fn precision(row: &ProbeRow) -> Precision {
     Precision { w_bits: row.w_bits, a_bits: row.a_bits, split: row.w_split }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use bitsearch_types::Component;
+
+    /// `n` quality layers of growing size at W2/W4/W8, losses falling 4× per bit.
+    pub fn synthetic(n: usize) -> Problem {
+        const BITS: [u32; 3] = [2, 4, 8];
+        let layers: Vec<LayerOptions> = (0..n)
+            .map(|i| {
+                let params = 16 * (i as u64 + 1);
+                LayerOptions {
+                    layer: LayerInfo {
+                        component: Component::Unet,
+                        name: format!("l{i}"),
+                        op: "Conv".into(),
+                        role: if i % 3 == 0 { Role::AttnQ } else if i % 3 == 1 { Role::AttnK } else { Role::Conv },
+                        group: MetricGroup::Quality,
+                        params,
+                        macs: Some(params * 4),
+                    },
+                    protected: false,
+                    options: BITS.iter().map(|&w_bits| Precision { w_bits, a_bits: FLOAT_BITS, split: false }).collect(),
+                    bytes: BITS.iter().map(|&w| params * u64::from(w) / 8).collect(),
+                    loss: BITS.iter().map(|&w| vec![(1.0 + (i % 5) as f64) * 4f64.powi(-(w as i32))]).collect(),
+                    metric: vec![vec![0.0]; BITS.len()],
+                }
+            })
+            .collect();
+        let quality_scale = layers.iter().map(|l| l.loss[0][0]).sum();
+        Problem {
+            layers,
+            step_groups: vec![[0, 0]],
+            steps_per_group: vec![1],
+            quality_scale,
+            content_scale: 1.0,
+            ties: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_role_tie_joins_the_projections_of_each_attention() {
+        let mut problem = synthetic(7);
+        // Roles: q k conv q k conv q — two complete runs, the last q alone.
+        problem.tie(&["attn_q+attn_k".to_string()]).expect("tie");
+        assert_eq!(problem.ties, vec![vec![0, 1], vec![3, 4]]);
+        problem.layers[0].protected = true;
+        assert!(problem.tie(&["l0+l1".to_string()]).is_err(), "a tie of protected and quantized layers");
+    }
 }

@@ -3,7 +3,7 @@
 //! larger ones; every plan's budget use recomputed here from its bits and layer sizes.
 
 use bitsearch_records::{Amount, Budget, Resource};
-use bitsearch_solver::{LayerOptions, Method, Precision, Problem, SolveOptions, SolverError, solve, uniform};
+use bitsearch_solver::{LayerOptions, Method, Minimise, Precision, Problem, SolveOptions, SolverError, solve, uniform};
 use bitsearch_types::{Component, LayerInfo, MetricGroup, Role};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -54,6 +54,7 @@ fn random_problem(rng: &mut ChaCha8Rng, layers: usize, groups: usize) -> Problem
         layers,
         steps_per_group: vec![1; groups],
         step_groups,
+        ties: Vec::new(),
     }
 }
 
@@ -178,6 +179,64 @@ fn the_program_finds_the_exhaustive_optimum() {
         );
         assert!((solved.limits[0].used - used).abs() <= 1e-9 * used);
     }
+}
+
+/// The smallest memory (or BOPs) with the predicted objective under a cap — the program a quality
+/// target solves — equals exhaustive search, with and without ties, with step groups too; tied
+/// layers take one width in every group.
+#[test]
+fn the_smallest_plan_under_a_loss_cap_is_the_exhaustive_one_and_ties_hold() {
+    let mut rng = ChaCha8Rng::seed_from_u64(11);
+    for case in 0..40 {
+        let groups = if case % 4 == 3 { 2 } else { 1 };
+        let layers = if groups == 2 { rng.random_range(2..=4) } else { rng.random_range(2..=10) };
+        let mut problem = random_problem(&mut rng, layers, groups);
+        let tied = case % 2 == 1;
+        if tied {
+            problem.tie(&["l0+l1".to_string()]).unwrap();
+            assert_eq!(problem.ties, vec![vec![0, 1]]);
+        }
+        let (minimise, pick): (Minimise, fn((f64, f64, f64)) -> f64) =
+            if case % 3 == 2 { (Minimise::Bops, |u| u.2) } else { (Minimise::Memory, |u| u.0) };
+        let lossless = problem.evaluate(&problem.least_loss(1.0), 1.0).objective;
+        let worst = problem.evaluate(&problem.extreme(Resource::Memory, false), 1.0).objective;
+        let cap = lossless + rng.random_range(0.0..1.0) * (worst - lossless);
+        let options = SolveOptions { minimise, loss_cap: Some(cap), ..Default::default() };
+        let solved = solve(&problem, &options).unwrap_or_else(|e| panic!("case {case}: {e}"));
+        assert_eq!(solved.status, "optimal");
+        let bits = plan_bits(&problem, &solved);
+        let honours_ties = |bits: &[Vec<u32>]| !tied || bits[0] == bits[1];
+        assert!(honours_ties(&bits), "case {case}: tie broken: {bits:?}");
+        let best = all_allocations(&problem)
+            .into_iter()
+            .filter(|bits| honours_ties(bits) && objective_by_hand(&problem, bits) <= cap * (1.0 + 1e-9))
+            .map(|bits| pick(usage_by_hand(&problem, &bits)))
+            .fold(f64::INFINITY, f64::min);
+        let found = pick(usage_by_hand(&problem, &bits));
+        assert!((found - best).abs() <= 1e-9 * best, "case {case}: ILP {found} vs exhaustive {best}");
+        assert!(objective_by_hand(&problem, &bits) <= cap * (1.0 + 1e-9));
+    }
+}
+
+#[test]
+fn a_cap_below_the_least_lossy_plan_is_refused_and_so_are_bad_ties() {
+    let mut rng = ChaCha8Rng::seed_from_u64(5);
+    let mut problem = random_problem(&mut rng, 4, 1);
+    let lossless = problem.evaluate(&problem.least_loss(1.0), 1.0).objective;
+    let options = SolveOptions { minimise: Minimise::Memory, loss_cap: Some(lossless * 0.5), ..Default::default() };
+    assert!(matches!(solve(&problem, &options), Err(SolverError::Unreachable { .. })));
+    let uncapped = SolveOptions { minimise: Minimise::Memory, ..Default::default() };
+    assert!(matches!(solve(&problem, &uncapped), Err(SolverError::Config { .. })));
+    for bad in ["l0", "l0+nope", "conv+", "attn_q+attn_k"] {
+        assert!(problem.tie(&[bad.to_string()]).is_err(), "{bad}");
+    }
+    problem.tie(&["l2+l3".to_string()]).unwrap();
+    let greedy = SolveOptions {
+        method: Method::Greedy,
+        budgets: vec![Budget { resource: Resource::AvgBits, amount: Amount::Absolute(4.0) }],
+        ..Default::default()
+    };
+    assert!(matches!(solve(&problem, &greedy), Err(SolverError::Config { .. })));
 }
 
 /// Minimum total loss with Σ params·bits ≤ capacity: the multiple-choice knapsack, exactly.

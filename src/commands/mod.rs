@@ -42,6 +42,12 @@ pub struct Refused(pub String);
 pub fn exit_status(error: &anyhow::Error) -> u8 {
     let refused = error
         .chain()
-        .any(|e| e.is::<Refused>() || matches!(e.downcast_ref::<SolverError>(), Some(SolverError::Infeasible { .. })));
+        .any(|e| {
+            e.is::<Refused>()
+                || matches!(
+                    e.downcast_ref::<SolverError>(),
+                    Some(SolverError::Infeasible { .. } | SolverError::Unreachable { .. } | SolverError::Unmet { .. })
+                )
+        });
     if refused { EXIT_REFUSED } else { EXIT_ERROR }
 }

@@ -1,12 +1,14 @@
-//! `bitsearch solve`: settings from YAML and flags, one plan or a sweep, and a summary that
-//! puts the plan next to the uniform bit-widths.
+//! `bitsearch solve`: settings from YAML and flags, one plan, a sweep, or the smallest plan that
+//! meets measured targets, and a summary that puts the plan next to the uniform bit-widths.
 
 use super::Refused;
+use super::quantize::sensitivity_generation;
 use crate::cli::SolveArgs;
-use anyhow::bail;
-use bitsearch_records::{PointKind, Resource, SensitivityTable, write_frontier};
-use bitsearch_solver::pareto;
-use bitsearch_solver::{Method, Problem, SolveConfig, Solved, plan, solve, uniform};
+use anyhow::{Context, bail};
+use bitsearch_eval::{CALIBRATION_ITEMS, Candidate, EvalOptions, Reference, calibration};
+use bitsearch_records::{Measured, PointKind, Resource, SensitivityTable, Target, TargetSearch, write_frontier};
+use bitsearch_solver::{Method, Minimise, Problem, SolveConfig, SolveOptions, Solved, plan, solve, uniform};
+use bitsearch_solver::{pareto, target};
 
 pub fn run(args: &SolveArgs) -> anyhow::Result<()> {
     let config = config(args)?;
@@ -15,7 +17,8 @@ pub fn run(args: &SolveArgs) -> anyhow::Result<()> {
     if args.no_outlier_split {
         table.rows.retain(|r| !r.w_split);
     }
-    let problem = Problem::from_table(&table, &config.protect)?;
+    let mut problem = Problem::from_table(&table, &config.protect)?;
+    problem.tie(&config.ties)?;
     let protected = problem.layers.iter().filter(|l| l.protected).count();
     log::info!(
         "{}: {} layers ({protected} protected), {} step groups",
@@ -23,6 +26,12 @@ pub fn run(args: &SolveArgs) -> anyhow::Result<()> {
         problem.layers.len(),
         problem.groups()
     );
+    if !problem.ties.is_empty() {
+        log::info!("{} ties over {} layers", problem.ties.len(), problem.ties.iter().map(Vec::len).sum::<usize>());
+    }
+    if !args.targets.is_empty() {
+        return target(args, &problem, &options, &table);
+    }
     if let Some(bits) = args.uniform {
         let solved = uniform(&problem, bits, options.content_weight)?;
         plan(&problem, &solved, &options, &table, &args.sensitivity)?.write(&args.out)?;
@@ -80,7 +89,72 @@ fn config(args: &SolveArgs) -> anyhow::Result<SolveConfig> {
     c.fill = args.fill.or(c.fill);
     c.time_limit = args.time_limit.unwrap_or(c.time_limit);
     c.method = args.method.unwrap_or(c.method);
+    c.ties.extend(args.ties.iter().cloned());
+    c.minimise = match (args.minimise, args.targets.is_empty()) {
+        (Some(m), _) => m,
+        // A target search minimises memory unless told otherwise.
+        (None, false) if c.minimise == Minimise::Loss => Minimise::Memory,
+        (None, _) => c.minimise,
+    };
     Ok(c)
+}
+
+/// `--target`: the smallest plan whose simulation meets every target on the calibration items
+/// (the sensitivity run's), searched round by round; exits with [`Refused`] if none does.
+fn target(args: &SolveArgs, problem: &Problem, options: &SolveOptions, table: &SensitivityTable) -> anyhow::Result<()> {
+    let base = sensitivity_generation(&args.sensitivity)?;
+    let (spec, items) = calibration(&base, args.calibration_seeds.clone(), CALIBRATION_ITEMS);
+    let eval = EvalOptions { spec, repeats: 0, held_out: items.clone() };
+    let model = &table.meta.model;
+    log::info!("target {}: measuring plans simulated in float on the {items}", list(&args.targets));
+    let mut reference = Reference::open(std::path::Path::new(model), &eval)?;
+    let scratch = tempfile::tempdir().context("a scratch folder for the rounds' plans")?;
+    let measure = |round: usize, solved: &Solved| -> anyhow::Result<Measured> {
+        let path = scratch.path().join(format!("round_{round:02}.yaml"));
+        plan(problem, solved, options, table, &args.sensitivity)?.write(&path)?;
+        let (record, _) = reference.measure(&Candidate::Simulated(path), 0)?;
+        let measured = record.measured();
+        if let Some(t) = args.targets.iter().find(|t| t.measured(&measured).is_nan()) {
+            bail!("target {t}: {model} cannot measure {} (caption needs a pipeline with a classifier)", t.metric);
+        }
+        Ok(measured)
+    };
+    let searched = target::search(problem, options, &args.targets, args.rounds, measure)?;
+    let Some((chosen, solved)) = searched.chosen.clone() else {
+        return Err(Refused(target::unmet(&searched, &args.targets).to_string()).into());
+    };
+    let mut plan = plan(problem, &solved, options, table, &args.sensitivity)?;
+    plan.target = Some(TargetSearch {
+        targets: args.targets.clone(),
+        minimised: options.minimise.to_string(),
+        items,
+        rounds: searched.rounds.clone(),
+        chosen,
+    });
+    plan.write(&args.out)?;
+    print_summary(&args.out.display().to_string(), problem, &solved, options.content_weight);
+    println!("  rounds (target {}; measured on the calibration items):", list(&args.targets));
+    for r in &searched.rounds {
+        println!(
+            "  {} {:>2}: cap {:.3e}, predicted SQNR {:>6.2} dB, measured SQNR {:>6.2} dB, SSIM {:.4}, PSNR {:>6.2} dB{}, margin {:+.2} dB, {:.3} MB, {:.3} bits",
+            if r.round == chosen { "*" } else { " " },
+            r.round,
+            r.loss_cap,
+            r.predicted_sqnr_db,
+            r.measured.sqnr_db,
+            r.measured.ssim,
+            r.measured.psnr_db,
+            if r.measured.caption.is_nan() { String::new() } else { format!(", caption {:.3}", r.measured.caption) },
+            r.margin_db,
+            r.bytes / 1e6,
+            r.avg_bits
+        );
+    }
+    Ok(())
+}
+
+fn list(targets: &[Target]) -> String {
+    targets.iter().map(Target::to_string).collect::<Vec<_>>().join(", ")
 }
 
 fn print_summary(out: &str, problem: &Problem, solved: &Solved, content_weight: f64) {

@@ -110,6 +110,37 @@ pub fn held_out(
     (spec, words.join("; "))
 }
 
+/// Items a target search measures on unless told otherwise: the SQNR of one or two items
+/// says little about the next ones.
+pub const CALIBRATION_ITEMS: usize = 8;
+
+/// The items a target search measures on: `seeds` with the sensitivity run's other settings
+/// `base`, or its own seeds followed by the next unused small seeds until there are at least
+/// `min_items` items (far below [`HELD_OUT_SEED`], so evaluation stays held out). Returns the
+/// spec and a sentence saying what they are.
+pub fn calibration(base: &WorkloadSpec, seeds: Option<Vec<u64>>, min_items: usize) -> (WorkloadSpec, String) {
+    let mut spec = base.clone();
+    let per_seed = base.prompts.len().max(1) * base.conditions.values().map(|v| v.len().max(1)).product::<usize>();
+    spec.seeds = seeds.unwrap_or_else(|| {
+        let mut seeds = base.seeds.clone();
+        let mut next = 0;
+        while seeds.len() * per_seed < min_items {
+            if !seeds.contains(&next) {
+                seeds.push(next);
+            }
+            next += 1;
+        }
+        seeds
+    });
+    let words = format!(
+        "calibration items: seeds {:?} (sensitivity: {:?}), {} item(s)",
+        spec.seeds,
+        base.seeds,
+        spec.seeds.len() * per_seed
+    );
+    (spec, words)
+}
+
 /// First default evaluation seed: far from the small seeds sensitivity runs use.
 pub const HELD_OUT_SEED: u64 = 1000;
 
@@ -126,66 +157,103 @@ pub fn evaluate(
     progress: &mut dyn Progress,
 ) -> Result<Evaluation> {
     progress.stage(&format!("reference {}", reference.display()));
-    let (mut workload, mut reference_cost) = open(reference, &options.spec, None)?;
-    reference_cost.file_bytes = model_bytes(reference)?;
-    let (fp, _) = run_all(workload.as_mut(), options.repeats, None)?;
-    reference_cost.call_ms = fp.call_ms;
-    reference_cost.image_ms = fp.image_ms;
-    let run = EvalRun {
-        format: EVAL_FORMAT,
-        reference: reference.display().to_string(),
-        device: workload.device().to_string(),
-        sampler: workload.sampler(),
-        steps: workload.steps(),
-        items: workload.items().to_vec(),
-        held_out: options.held_out.clone(),
-    };
-    let mut captions = Captions::open(reference, &options.spec)?;
-    let reference_caption = captions.as_mut().map(|c| c.accuracy(&fp.images)).transpose()?;
+    let mut fp = Reference::open(reference, options)?;
     let mut records = Vec::new();
     let mut candidate_images = Vec::new();
     for (i, candidate) in candidates.iter().enumerate() {
+        progress.stage(&format!("candidate {}/{}: {}", i + 1, candidates.len(), describe(candidate)?.0));
+        let (record, images) = fp.measure(candidate, options.repeats)?;
+        records.push(record);
+        candidate_images.push(images);
+    }
+    Ok(Evaluation { run: fp.run, records, reference_images: fp.outputs.images, candidate_images })
+}
+
+/// The full-precision model, run once on the items, against which candidates are measured one
+/// at a time.
+pub struct Reference {
+    path: PathBuf,
+    spec: WorkloadSpec,
+    workload: Box<dyn Workload>,
+    outputs: Run,
+    cost: Cost,
+    captions: Option<Captions>,
+    caption: Option<f64>,
+    /// The items and sampler every record shares.
+    pub run: EvalRun,
+}
+
+impl std::fmt::Debug for Reference {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reference").field("path", &self.path).field("run", &self.run).finish_non_exhaustive()
+    }
+}
+
+impl Reference {
+    /// Opens `path` and runs it on the items of `options` (a warm-up and `options.repeats`
+    /// timed passes).
+    pub fn open(path: &Path, options: &EvalOptions) -> Result<Self> {
+        let (mut workload, mut cost) = open(path, &options.spec, None)?;
+        cost.file_bytes = model_bytes(path)?;
+        let (outputs, _) = run_all(workload.as_mut(), options.repeats, None)?;
+        cost.call_ms = outputs.call_ms;
+        cost.image_ms = outputs.image_ms;
+        let run = EvalRun {
+            format: EVAL_FORMAT,
+            reference: path.display().to_string(),
+            device: workload.device().to_string(),
+            sampler: workload.sampler(),
+            steps: workload.steps(),
+            items: workload.items().to_vec(),
+            held_out: options.held_out.clone(),
+        };
+        let mut captions = Captions::open(path, &options.spec)?;
+        let caption = captions.as_mut().map(|c| c.accuracy(&outputs.images)).transpose()?;
+        Ok(Self { path: path.to_path_buf(), spec: options.spec.clone(), workload, outputs, cost, captions, caption, run })
+    }
+
+    /// Runs `candidate` on the same items: its record (fidelity, and with `repeats` > 0 the
+    /// latency of both, timed in alternation) and its final images.
+    pub fn measure(&mut self, candidate: &Candidate, repeats: usize) -> Result<(EvalRecord, ArrayD<f32>)> {
         let (label, kind, predicted) = describe(candidate)?;
         let path = match candidate {
             Candidate::Model(path) | Candidate::Simulated(path) => path.clone(),
         };
-        progress.stage(&format!("candidate {}/{}: {label}", i + 1, candidates.len()));
         let (mut candidate_workload, mut cost) = match candidate {
-            Candidate::Model(path) => open(path, &options.spec, None)?,
-            Candidate::Simulated(plan) => open(reference, &options.spec, Some(plan))?,
+            Candidate::Model(path) => open(path, &self.spec, None)?,
+            Candidate::Simulated(plan) => open(&self.path, &self.spec, Some(plan))?,
         };
-        if candidate_workload.items() != run.items.as_slice() || candidate_workload.steps() != run.steps {
+        if candidate_workload.items() != self.run.items.as_slice() || candidate_workload.steps() != self.run.steps {
             return Err(EvalError::Mismatch(format!(
                 "{}: runs {} items in {} steps, the reference {} in {}",
                 path.display(),
                 candidate_workload.items().len(),
                 candidate_workload.steps(),
-                run.items.len(),
-                run.steps
+                self.run.items.len(),
+                self.run.steps
             )));
         }
         cost.file_bytes = match candidate {
             Candidate::Model(path) => model_bytes(path)?,
-            Candidate::Simulated(_) => reference_cost.file_bytes,
+            Candidate::Simulated(_) => self.cost.file_bytes,
         };
-        let (measured, paired) = run_all(candidate_workload.as_mut(), options.repeats, Some(workload.as_mut()))?;
+        let alongside: Option<&mut dyn Workload> = if repeats > 0 { Some(&mut *self.workload) } else { None };
+        let (measured, paired) = run_all(candidate_workload.as_mut(), repeats, alongside)?;
         drop(candidate_workload);
         cost.call_ms = measured.call_ms;
         cost.image_ms = measured.image_ms;
-        let mut reference_cost = reference_cost;
+        let mut reference_cost = self.cost;
         if let Some(paired) = paired {
             (reference_cost.call_ms, reference_cost.image_ms) = (paired.call_ms, paired.image_ms);
         }
-        let mut record = compare(&fp, &measured, label, &path, kind, predicted);
-        if let Some(captions) = captions.as_mut() {
+        let mut record = compare(&self.outputs, &measured, label, &path, kind, predicted);
+        if let Some(captions) = self.captions.as_mut() {
             record.caption = captions.accuracy(&measured.images)?;
         }
-        record.reference_caption = reference_caption.unwrap_or(f64::NAN);
+        record.reference_caption = self.caption.unwrap_or(f64::NAN);
         (record.cost, record.reference_cost) = (cost, reference_cost);
-        records.push(record);
-        candidate_images.push(measured.images);
+        Ok((record, measured.images))
     }
-    Ok(Evaluation { run, records, reference_images: fp.images, candidate_images })
 }
 
 /// Resident memory that opening the model at `path` (its sessions started) adds to a process

@@ -76,12 +76,15 @@ impl Times {
 /// `repeats` timed passes over every batch; the first pass's outputs are kept. With `alongside`
 /// (the reference), each batch of it runs right after the same batch of `workload`, timed too,
 /// so that both timings see the same machine load: the ratio of the two is what `eval` reports.
+/// With `repeats` = 0, one untimed pass for the outputs alone.
 pub fn run_all(
     workload: &mut dyn Workload,
     repeats: usize,
     mut alongside: Option<&mut dyn Workload>,
 ) -> Result<(Run, Option<Timing>)> {
-    workload.run(0, &mut Timed::default())?;
+    if repeats > 0 {
+        workload.run(0, &mut Timed::default())?;
+    }
     let (mut times, mut other) = (Times::default(), Times::default());
     let (mut outputs, mut images) = (Vec::new(), Vec::new());
     for repeat in 0..repeats.max(1) {

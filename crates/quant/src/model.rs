@@ -5,8 +5,8 @@
 
 use crate::{QuantError, QuantizedWeight, SPLIT_BITS, WeightQuantizer, outlier_split_bits};
 use bitsearch_onnx::{GraphView, Model, OnnxError, rewrite, tensor_to_f32};
-use bitsearch_types::Layer;
 use bitsearch_types::quantizer::WeightScheme;
+use bitsearch_types::{HALF_BITS, Layer};
 use ndarray::ArrayD;
 use std::collections::HashMap;
 
@@ -51,8 +51,48 @@ pub fn quantized_weight(
     quantizer.quantize_mixed(values.view(), &channel_bits).map_err(quant_error)
 }
 
-/// The fake-quantized values of `layer`'s weight at `bits` (split as [`quantized_weight`]) with
-/// `scheme`, and the bytes its quantized form takes (codes plus scales; a split keeps the mean).
+/// What a layer's weight is stored as at one plan width.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StoredWeight {
+    /// Integer codes and scales.
+    Codes(QuantizedWeight),
+    /// The values rounded to float16 (held here as the f32 they stand for).
+    Half(ArrayD<f32>),
+}
+
+impl StoredWeight {
+    /// The weight the stored form gives back.
+    pub fn dequantize(&self) -> ArrayD<f32> {
+        match self {
+            StoredWeight::Codes(q) => q.dequantize(),
+            StoredWeight::Half(values) => values.clone(),
+        }
+    }
+}
+
+/// `layer`'s weight at `bits`: [`HALF_BITS`] rounds it to float16, any other width gives
+/// [`quantized_weight`]'s codes.
+pub fn stored_weight(
+    model: &Model,
+    layer: &Layer,
+    scheme: &WeightScheme,
+    bits: u8,
+    split: bool,
+) -> Result<StoredWeight, ApplyError> {
+    if bits != HALF_BITS {
+        return quantized_weight(model, layer, scheme, bits, split).map(StoredWeight::Codes);
+    }
+    let name = layer.weight.as_deref().ok_or_else(|| ApplyError::NoWeight { layer: layer.name.clone() })?;
+    let view = GraphView::new(model.graph());
+    let tensor = view
+        .initializer(name)
+        .ok_or_else(|| ApplyError::NotInitializer { layer: layer.name.clone(), weight: name.to_string() })?;
+    Ok(StoredWeight::Half(tensor_to_f32(tensor)?.mapv(|v| half::f16::from_f32(v).to_f32())))
+}
+
+/// The fake-quantized values of `layer`'s weight at `bits` (split as [`quantized_weight`];
+/// float16 at [`HALF_BITS`]) with `scheme`, and the bytes its stored form takes (codes plus
+/// scales, a split keeping the mean; two per value in float16).
 pub fn fake_quantized_weight(
     model: &Model,
     layer: &Layer,
@@ -61,10 +101,17 @@ pub fn fake_quantized_weight(
     split: bool,
 ) -> Result<(ArrayD<f32>, u64), ApplyError> {
     let quant_error = |source| ApplyError::Quant { layer: layer.name.clone(), source };
-    let q = quantized_weight(model, layer, scheme, bits, split)?;
-    let quantizer = WeightQuantizer::new(scheme, bits, layer.channel_axis.unwrap_or(0));
-    let bytes = quantizer.storage_bits(q.codes.shape()).map_err(quant_error)?.div_ceil(8);
-    Ok((q.dequantize(), bytes))
+    match stored_weight(model, layer, scheme, bits, split)? {
+        StoredWeight::Half(values) => {
+            let bytes = (values.len() * 2) as u64;
+            Ok((values, bytes))
+        }
+        StoredWeight::Codes(q) => {
+            let quantizer = WeightQuantizer::new(scheme, bits, layer.channel_axis.unwrap_or(0));
+            let bytes = quantizer.storage_bits(q.codes.shape()).map_err(quant_error)?.div_ceil(8);
+            Ok((q.dequantize(), bytes))
+        }
+    }
 }
 
 /// A copy of `model` whose every weight layer among `layers` holds its weight fake-quantized

@@ -2,7 +2,8 @@
 //!
 //! Every quantized weight is stored as the integer codes the sensitivity probes simulated (the
 //! plan's quantizer, same clipping search) with its scales: packed int4 up to 4 bits, an int8
-//! container otherwise. [`Storage::Lowbit`] keeps them low-bit in memory (DequantizeLinear in
+//! container otherwise; a layer the plan keeps in float16 (16 bits) as a float16 initializer
+//! and a Cast. [`Storage::Lowbit`] keeps them low-bit in memory (DequantizeLinear in
 //! front of the float op); [`Storage::Unpacked`] has ONNX Runtime turn them into float weights at
 //! session start. Layers the plan gives 8-bit activations get the QDQ form (uint8 activations,
 //! int8 per-channel weights, int32 bias) that the CPU provider runs with integer kernels, with
@@ -27,11 +28,11 @@ mod ptqd;
 use bitsearch_onnx::rewrite::{self, ActivationParams, Dequantize, WeightCodes};
 use bitsearch_onnx::{ExternalData, GraphView, Model, OnnxError, SharedData, discover_layers};
 use bitsearch_pipeline::workload::{self, WorkloadSpec};
-use bitsearch_quant::{ActQuantizer, ApplyError, QuantizedWeight, SPLIT_BITS, quantized_weight, range_key};
+use bitsearch_quant::{ActQuantizer, ApplyError, SPLIT_BITS, StoredWeight, range_key, stored_weight};
 use bitsearch_records::plan::absolute;
 use bitsearch_records::{Corrections, Manifest, ManifestModel, Plan, PlanLayer, Storage};
 use bitsearch_runtime::SessionOptions;
-use bitsearch_types::{Component, FLOAT_BITS, Layer, LayerKind};
+use bitsearch_types::{Component, FLOAT_BITS, HALF_BITS, Layer, LayerKind, WEIGHT_BITS};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
@@ -322,8 +323,12 @@ fn match_layers(plan: &Plan, plan_path: &Path, layers: &[Layer], model: &Path) -
                     return Err(plan_error(field(name), format!("{} values for {groups} step groups", bits.len())));
                 }
             }
-            if let Some(b) = p.w_bits.iter().find(|&&b| b != FLOAT_BITS && !(2..=8).contains(&b)) {
-                return Err(plan_error(field("w_bits"), format!("{b} bits: expected 2..=8 or {FLOAT_BITS} (float)")));
+            let known = |b: u32| b == FLOAT_BITS || b == u32::from(HALF_BITS) || u8::try_from(b).is_ok_and(|b| WEIGHT_BITS.contains(&b));
+            if let Some(b) = p.w_bits.iter().find(|&&b| !known(b)) {
+                return Err(plan_error(
+                    field("w_bits"),
+                    format!("{b} bits: expected 2..=8, {HALF_BITS} (float16) or {FLOAT_BITS} (float)"),
+                ));
             }
             if !p.w_split.is_empty() && p.w_split.len() != groups {
                 return Err(plan_error(
@@ -387,14 +392,14 @@ fn configurations(plan: &Plan, chosen: &[(PlanLayer, Layer)]) -> Vec<(Config, Ve
 /// The codes of each (weight, width), computed once for every model that stores them.
 #[derive(Debug, Default)]
 struct Codebook {
-    codes: HashMap<(String, Width), QuantizedWeight>,
+    codes: HashMap<(String, Width), StoredWeight>,
 }
 
 impl Codebook {
-    fn get(&mut self, model: &Model, layer: &Layer, plan: &Plan, width: Width) -> Result<&QuantizedWeight> {
+    fn get(&mut self, model: &Model, layer: &Layer, plan: &Plan, width: Width) -> Result<&StoredWeight> {
         let key = (layer.weight.clone().unwrap_or_default(), width);
         if !self.codes.contains_key(&key) {
-            let q = quantized_weight(model, layer, &plan.quantizer.weight, width.bits as u8, width.split)?;
+            let q = stored_weight(model, layer, &plan.quantizer.weight, width.bits as u8, width.split)?;
             self.codes.insert(key.clone(), q);
         }
         Ok(&self.codes[&key])
@@ -433,7 +438,17 @@ fn build(
         let mut weight_scales = None;
         if w_bits != FLOAT_BITS {
             let weight = layer.weight.clone().unwrap_or_default();
-            let q = codes.get(fp, layer, plan, width)?;
+            let prefix = format!("{weight}/{}", width.label());
+            let q = match codes.get(fp, layer, plan, width)? {
+                StoredWeight::Codes(q) => q,
+                StoredWeight::Half(_) if activations => {
+                    return Err(layer_error("8-bit activations need integer weights, not float16".into()));
+                }
+                StoredWeight::Half(values) => {
+                    rewrite::store_half(&mut model, &weight, &prefix, values)?;
+                    continue;
+                }
+            };
             if activations && group_size.is_some() {
                 return Err(layer_error("8-bit activations need per-channel weight scales (no group_size)".into()));
             }
@@ -447,7 +462,7 @@ fn build(
             };
             let form =
                 if storage == Storage::Unpacked && !activations { Dequantize::CastMul } else { Dequantize::Linear };
-            rewrite::store_weight(&mut model, &weight, &format!("{weight}/{}", width.label()), w, form)?;
+            rewrite::store_weight(&mut model, &weight, &prefix, w, form)?;
             weight_scales = Some(q.scales.iter().copied().collect::<Vec<f32>>());
             let shift = fixes.shifts.and_then(|s| s.get(&layer.name, width, groups, plan));
             // Integer kernels need the bias as an input of the op: no Add behind a QDQ layer.

@@ -70,6 +70,11 @@ pub struct EvalRecord {
 }
 
 impl EvalRecord {
+    /// The fidelity measured, as a target search reads it.
+    pub fn measured(&self) -> crate::Measured {
+        crate::Measured { sqnr_db: self.sqnr_db, ssim: self.ssim, psnr_db: self.psnr_db, caption: self.caption }
+    }
+
     /// Latency of the candidate's denoiser call over the reference's.
     pub fn latency_ratio(&self) -> f64 {
         self.cost.call_ms / self.reference_cost.call_ms

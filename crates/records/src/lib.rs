@@ -17,6 +17,7 @@ pub mod frontier;
 pub mod manifest;
 pub mod plan;
 pub mod table;
+pub mod target;
 
 pub use budget::{Amount, Budget, Limit, Resource, Sweep};
 pub use correction::{NoiseCorrection, StepNoise};
@@ -28,6 +29,7 @@ pub use plan::{Plan, PlanLayer};
 pub use table::{
     Monotonicity, ProbeRow, RunMeta, SensitivityTable, Shard, SplitGain, merge, monotonicity, split_gains,
 };
+pub use target::{Measured, Metric, Round, Target, TargetSearch};
 
 use std::path::Path;
 

@@ -27,6 +27,9 @@ pub struct Plan {
     pub prediction: Prediction,
     pub solver: SolverReport,
     pub summary: PlanSummary,
+    /// With `solve --target`: the rounds of measurement that chose this plan.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<crate::TargetSearch>,
     pub layers: Vec<PlanLayer>,
 }
 
@@ -201,6 +204,7 @@ mod tests {
                 variables: 3,
                 constraints: 2,
             },
+            target: None,
             summary: PlanSummary {
                 layers: 1,
                 protected: 0,

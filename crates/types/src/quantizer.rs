@@ -9,6 +9,9 @@ use std::ops::RangeInclusive;
 pub const FLOAT_BITS: u32 = 32;
 /// Weight bit-widths the weight quantizer supports (codes are stored as `i8`).
 pub const WEIGHT_BITS: RangeInclusive<u8> = 2..=8;
+/// The weight width that means "kept in float16": an option open to every layer beside the
+/// integer widths (MixDQ keeps its most sensitive layers in FP16).
+pub const HALF_BITS: u8 = 16;
 /// Activation bit-widths the activation quantizer supports.
 pub const ACTIVATION_BITS: RangeInclusive<u8> = 2..=16;
 
@@ -83,6 +86,22 @@ pub fn check_bits(bits: &[u8], range: &RangeInclusive<u8>) -> Result<(), String>
     if let Some(b) = bits.iter().find(|b| !range.contains(b)) {
         return Err(format!("{b} bits is outside {}..={}", range.start(), range.end()));
     }
+    check_distinct(bits)
+}
+
+/// [`check_bits`] for weight widths: [`WEIGHT_BITS`] or [`HALF_BITS`].
+pub fn check_weight_bits(bits: &[u8]) -> Result<(), String> {
+    if let Some(b) = bits.iter().find(|b| !WEIGHT_BITS.contains(b) && **b != HALF_BITS) {
+        return Err(format!(
+            "{b} bits is outside {}..={} (integer codes) or {HALF_BITS} (float16)",
+            WEIGHT_BITS.start(),
+            WEIGHT_BITS.end()
+        ));
+    }
+    check_distinct(bits)
+}
+
+fn check_distinct(bits: &[u8]) -> Result<(), String> {
     if bits.iter().enumerate().any(|(i, b)| bits[..i].contains(b)) {
         return Err(format!("{bits:?} lists a bit-width twice"));
     }
@@ -98,6 +117,8 @@ mod tests {
         assert!(check_bits(&[2, 8], &WEIGHT_BITS).is_ok());
         assert_eq!(check_bits(&[4, 9], &WEIGHT_BITS).unwrap_err(), "9 bits is outside 2..=8");
         assert!(check_bits(&[12], &ACTIVATION_BITS).is_ok());
+        assert!(check_weight_bits(&[4, 8, 16]).is_ok());
+        assert!(check_weight_bits(&[12]).unwrap_err().starts_with("12 bits is outside 2..=8"));
         assert!(check_bits(&[4, 4], &ACTIVATION_BITS).unwrap_err().contains("twice"));
     }
 

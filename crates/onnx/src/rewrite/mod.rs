@@ -12,7 +12,7 @@ pub use correct::{
 };
 pub use lowbit::{
     ActivationParams, Dequantize, LOWBIT_OPSET, WeightCodes, name_nodes, quantize_input, quantize_output, raise_opset,
-    store_bias, store_weight, strip_node_metadata,
+    store_bias, store_half, store_weight, strip_node_metadata,
 };
 
 use crate::builder::{Attr, Dim, node_proto, value_info};

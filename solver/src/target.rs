@@ -1,0 +1,220 @@
+//! Plans that meet a *measured* quality target with the smallest model: the program minimises
+//! memory (or BOPs) under a cap on the predicted loss, the plan is measured, and the cap moves
+//! until the smallest plan whose measurement clears every target is found.
+//!
+//! The additive model is optimistic (layers' errors are not independent), so the cap the
+//! prediction suggests is only a first guess. Each round turns the measured margin (in dB, see
+//! [`Target::margin_db`]) into a new cap: alone, by assuming the measured noise is the predicted
+//! noise times a factor (one dB of cap per dB of margin: the factor fitted on the last plan);
+//! once one plan has met the targets and another has missed, by the secant between the two,
+//! kept inside the bracket. The search stops when the bracket is narrower than a tenth of a dB,
+//! when a cap gives a plan already measured, at the ends of the cap's range, or after the
+//! allowed rounds.
+
+use crate::allocation::Assignment;
+use crate::error::SolverError;
+use crate::ilp::{SolveOptions, Solved, solve};
+use crate::problem::Problem;
+use bitsearch_records::{Measured, Round, Target};
+
+/// Width of the bracket, in decades of the cap, below which the search stops (0.1 dB).
+const BRACKET: f64 = 0.01;
+/// A plan that meets its targets by less than this margin (dB) is close enough.
+const CLOSE_DB: f64 = 0.05;
+/// The smallest step a single-sided round takes, in decades (0.5 dB): a plan that misses by a
+/// hair must still move far enough to change.
+const MIN_STEP: f64 = 0.05;
+
+/// The outcome of a search: every measured round, and the index of the smallest plan that met
+/// every target (None: none did) with its solution.
+#[derive(Debug, Clone)]
+pub struct Searched {
+    pub rounds: Vec<Round>,
+    pub chosen: Option<(usize, Solved)>,
+}
+
+impl Searched {
+    /// The round that came closest to the targets (largest margin), for the refusal message.
+    pub fn closest(&self) -> Option<&Round> {
+        self.rounds.iter().max_by(|a, b| a.margin_db.total_cmp(&b.margin_db))
+    }
+}
+
+/// Searches the cap on the predicted objective for the smallest plan (by `options.minimise`,
+/// memory or BOPs) whose measurement meets every target; `measure` runs a solved plan on the
+/// calibration items. At most `max_rounds` measurements.
+pub fn search<E: From<SolverError>>(
+    problem: &Problem,
+    options: &SolveOptions,
+    targets: &[Target],
+    max_rounds: usize,
+    mut measure: impl FnMut(usize, &Solved) -> std::result::Result<Measured, E>,
+) -> std::result::Result<Searched, E> {
+    let Some(resource) = options.minimise.resource() else {
+        return Err(SolverError::Config {
+            field: "minimise".into(),
+            message: "a target search minimises memory or bops".into(),
+        }
+        .into());
+    };
+    if targets.is_empty() {
+        return Err(SolverError::Config { field: "target".into(), message: "give at least one target".into() }.into());
+    }
+    let weight = options.content_weight;
+    let least = problem.evaluate(&problem.least_loss(weight), weight).objective;
+    let cheapest = problem.evaluate(&problem.extreme(resource, false), weight).objective;
+    let (x_min, x_max) = (least.max(f64::MIN_POSITIVE).log10(), cheapest.max(least).max(f64::MIN_POSITIVE).log10());
+    let mut x = first_cap(problem, targets).map_or((x_min + x_max) / 2.0, f64::log10).clamp(x_min, x_max);
+    let mut rounds: Vec<Round> = Vec::new();
+    let mut measured: Vec<(Assignment, usize)> = Vec::new();
+    let mut chosen: Option<(usize, Solved)> = None;
+    // (cap exponent, margin) of the largest cap that met the targets and the smallest that missed.
+    let (mut met, mut missed): (Option<(f64, f64)>, Option<(f64, f64)>) = (None, None);
+    // Solves are cheap, measurements are not: a bound on both keeps the loop finite.
+    for _ in 0..4 * max_rounds.max(1) {
+        if rounds.len() >= max_rounds {
+            break;
+        }
+        // Round-off must not push the least lossy cap below the least lossy plan.
+        let cap = if x <= x_min { least * (1.0 + 1e-9) } else { 10f64.powf(x) };
+        let solved = solve(problem, &SolveOptions { loss_cap: Some(cap), ..options.clone() })?;
+        let margin = match measured.iter().find(|(a, _)| *a == solved.assignment) {
+            // The same plan as before: its measurement holds, and it tells where the cap lies.
+            Some(&(_, r)) => {
+                let margin = rounds[r].margin_db;
+                let bracket = if margin >= 0.0 { &mut met } else { &mut missed };
+                if bracket.is_some_and(|(b, _)| (b - x).abs() < BRACKET) {
+                    break;
+                }
+                margin
+            }
+            None => {
+                let index = rounds.len();
+                let m = measure(index, &solved)?;
+                let margin = targets.iter().map(|t| t.margin_db(&m)).fold(f64::INFINITY, f64::min);
+                let e = &solved.evaluation;
+                let predicted = e.predicted_sqnr_db();
+                let round = Round {
+                    round: index,
+                    loss_cap: cap,
+                    predicted_objective: e.objective,
+                    predicted_sqnr_db: predicted,
+                    noise_factor: 10f64.powf((predicted - m.sqnr_db) / 10.0),
+                    measured: m,
+                    margin_db: margin,
+                    bytes: e.usage.memory,
+                    avg_bits: e.usage.avg_bits,
+                    meets: margin >= 0.0,
+                };
+                log::info!(
+                    "round {index}: cap {cap:.3e}: predicted SQNR {predicted:.2} dB; measured SQNR {:.2} dB, SSIM {:.4}, PSNR {:.2} dB{}; margin {margin:+.2} dB; {:.3} MB, {:.3} bits{}",
+                    m.sqnr_db,
+                    m.ssim,
+                    m.psnr_db,
+                    if m.caption.is_nan() { String::new() } else { format!(", caption {:.3}", m.caption) },
+                    e.usage.memory / 1e6,
+                    e.usage.avg_bits,
+                    if round.meets { " — meets" } else { "" },
+                );
+                let smaller = chosen.as_ref().is_none_or(|(_, best)| {
+                    solved.evaluation.usage.get(resource) < best.evaluation.usage.get(resource)
+                });
+                if round.meets && smaller {
+                    chosen = Some((index, solved.clone()));
+                }
+                measured.push((solved.assignment.clone(), index));
+                rounds.push(round);
+                margin
+            }
+        };
+        if margin >= 0.0 {
+            met = Some(met.map_or((x, margin), |m| if x > m.0 { (x, margin) } else { m }));
+        } else {
+            missed = Some(missed.map_or((x, margin), |m| if x < m.0 { (x, margin) } else { m }));
+        }
+        x = match (met, missed) {
+            (Some((lo, m_lo)), Some((hi, m_hi))) => {
+                if hi - lo < BRACKET {
+                    break;
+                }
+                // The secant through the two, kept a fifth of the bracket inside it.
+                let t = (m_lo / (m_lo - m_hi)).clamp(0.2, 0.8);
+                lo + t * (hi - lo)
+            }
+            (Some((lo, m_lo)), None) => {
+                if lo >= x_max || m_lo < CLOSE_DB {
+                    break;
+                }
+                (lo + (m_lo / 10.0).max(MIN_STEP)).min(x_max)
+            }
+            (None, Some((hi, m_hi))) => {
+                if hi <= x_min {
+                    break;
+                }
+                (hi + (m_hi / 10.0).min(-MIN_STEP)).max(x_min)
+            }
+            (None, None) => break,
+        };
+    }
+    Ok(Searched { rounds, chosen })
+}
+
+/// The cap at which the additive model predicts an SQNR target exactly (the first guess when
+/// one is given); None without an SQNR target.
+fn first_cap(problem: &Problem, targets: &[Target]) -> Option<f64> {
+    let sqnr = targets.iter().filter(|t| t.metric == bitsearch_records::Metric::Sqnr).map(|t| t.value).reduce(f64::max)?;
+    Some(10f64.powf(-sqnr / 10.0) / problem.quality_scale)
+}
+
+/// The error for a search that ended with no plan meeting its targets.
+pub fn unmet(searched: &Searched, targets: &[Target]) -> SolverError {
+    let list = targets.iter().map(Target::to_string).collect::<Vec<_>>().join(", ");
+    let best = searched.closest().map_or("no round was measured".to_string(), |r| {
+        let values: Vec<String> =
+            targets.iter().map(|t| format!("{} {:.4}", t.metric, t.measured(&r.measured))).collect();
+        format!(
+            "the best measured plan (round {}) reached {} at {:.3} MB, {:.3} bits",
+            r.round,
+            values.join(", "),
+            r.bytes / 1e6,
+            r.avg_bits
+        )
+    });
+    SolverError::Unmet { targets: list, best }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::Result;
+    use crate::ilp::Minimise;
+
+    /// Problem losses are synthetic, and "measuring" a plan applies a known model error: the
+    /// search must find the smallest plan the measurement accepts.
+    #[test]
+    fn the_search_finds_the_smallest_plan_the_measurement_accepts() {
+        let problem = crate::problem::tests::synthetic(12);
+        let options = SolveOptions { minimise: Minimise::Memory, ..Default::default() };
+        let target: Target = "sqnr=20dB".parse().expect("target");
+        // Layers interact: the measured noise is three times the predicted noise.
+        let measure = |_: usize, s: &Solved| -> Result<Measured> {
+            let sqnr_db = s.evaluation.predicted_sqnr_db() - 10.0 * 3f64.log10();
+            Ok(Measured { sqnr_db, ssim: f64::NAN, psnr_db: f64::NAN, caption: f64::NAN })
+        };
+        let searched = search(&problem, &options, &[target], 12, measure).expect("search");
+        let (index, best) = searched.chosen.clone().expect("a plan meets the target");
+        assert!(searched.rounds[index].meets && searched.rounds[index].measured.sqnr_db >= 20.0);
+        // What the search should find: the smallest plan whose *predicted* SQNR is 20 dB + 4.77 dB.
+        let cap = 10f64.powf(-(20.0 + 10.0 * 3f64.log10()) / 10.0) / problem.quality_scale;
+        let exact = solve(&problem, &SolveOptions { loss_cap: Some(cap), ..options.clone() }).expect("solve");
+        let bytes = |s: &Solved| s.evaluation.usage.memory;
+        assert!(bytes(&best) <= bytes(&exact) * 1.02, "{} vs {}", bytes(&best), bytes(&exact));
+        assert!((searched.rounds[0].noise_factor - 3.0).abs() < 1e-9);
+
+        // A target no plan reaches: no plan chosen, and the closest round is named.
+        let far: Target = "sqnr=200dB".parse().expect("target");
+        let searched = search(&problem, &options, &[far], 6, measure).expect("search");
+        assert!(searched.chosen.is_none() && !searched.rounds.is_empty());
+        assert!(unmet(&searched, &[far]).to_string().contains("best measured plan"));
+    }
+}
