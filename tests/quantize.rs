@@ -424,7 +424,8 @@ fn float16_is_an_option_probed_solved_and_stored_at_half_the_bytes() {
     let plan = dir.path().join("plan.yaml");
     assert_success(&bitsearch(&["solve", "--sensitivity", s(&table), "--budget", "10bits", "--out", s(&plan)]));
     let layers = Plan::read(&plan).unwrap().layers;
-    let widths: std::collections::BTreeSet<u32> = layers.iter().filter(|l| !l.protected).flat_map(|l| l.w_bits.clone()).collect();
+    let widths: std::collections::BTreeSet<u32> =
+        layers.iter().filter(|l| !l.protected).flat_map(|l| l.w_bits.clone()).collect();
     assert_eq!(widths, [4, 16].into(), "{widths:?}");
     let out = dir.path().join("q");
     assert_success(&quantize(&model, &plan, &out, &[]));
@@ -432,7 +433,7 @@ fn float16_is_an_option_probed_solved_and_stored_at_half_the_bytes() {
     let (q, sim) = (&records[0], &records[1]);
     assert!((q.sqnr_db - sim.sqnr_db).abs() < 0.5, "quantized {} dB vs simulated {} dB", q.sqnr_db, sim.sqnr_db);
     let manifest = Manifest::find(&out).unwrap().unwrap();
-    let onnx = bitsearch_onnx::Model::load(&out.join(&manifest.models[0].file)).unwrap();
+    let onnx = bitsearch_onnx::Model::load(out.join(&manifest.models[0].file)).unwrap();
     let halves = onnx.graph().initializer.iter().filter(|t| t.name().ends_with("/w16/half")).count();
     assert_eq!(halves, layers.iter().filter(|l| l.w_bits[0] == 16).count());
 }

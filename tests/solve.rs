@@ -290,7 +290,11 @@ fn tied_layers_take_one_precision() {
         plan.layers.iter().filter(|l| roles.contains(&l.layer.role)).collect();
     assert!(projections.len() >= 3, "the tiny UNet has attention projections");
     for run in projections.chunks(3) {
-        assert!(run.iter().all(|l| l.w_bits == run[0].w_bits), "{:?}", run.iter().map(|l| &l.w_bits).collect::<Vec<_>>());
+        assert!(
+            run.iter().all(|l| l.w_bits == run[0].w_bits),
+            "{:?}",
+            run.iter().map(|l| &l.w_bits).collect::<Vec<_>>()
+        );
     }
     let args = ["solve", "--sensitivity", t, "--budget", "3bits", "--tie", "attn_q+nothing", "--out", p];
     assert_clean_failure(&bitsearch(&args), &["tie", "nothing"]);

@@ -151,8 +151,9 @@ impl Problem {
                 let layer = &self.layers[l];
                 (0..self.groups())
                     .map(|g| {
-                        let by_loss =
-                            |a: &usize, b: &usize| self.cost(l, *a, g, content_weight).total_cmp(&self.cost(l, *b, g, content_weight));
+                        let by_loss = |a: &usize, b: &usize| {
+                            self.cost(l, *a, g, content_weight).total_cmp(&self.cost(l, *b, g, content_weight))
+                        };
                         (!layer.protected).then(|| (0..layer.options.len()).min_by(by_loss)).flatten()
                     })
                     .collect()
@@ -160,6 +161,8 @@ impl Problem {
             .collect();
         for tie in &self.ties {
             let lead = &self.layers[tie[0]];
+            // `g` indexes the costs and every tied layer's row of the assignment alike.
+            #[allow(clippy::needless_range_loop)]
             for g in 0..self.groups() {
                 let total = |p: Precision| -> f64 {
                     tie.iter()

@@ -221,8 +221,7 @@ fn solve_once(problem: &Problem, options: &SolveOptions) -> Result<Solved> {
                 (None, _) => first_limit * (1.0 - RELATIVE_WINDOW),
             };
             // A budget above what the most generous plan can use is met by that plan.
-            let reachable =
-                problem.evaluate(&problem.extreme(first_resource, true), 1.0).usage.get(first_resource);
+            let reachable = problem.evaluate(&problem.extreme(first_resource, true), 1.0).usage.get(first_resource);
             wanted.min(reachable)
         }
         _ => 0.0,
@@ -249,10 +248,7 @@ fn solve_once(problem: &Problem, options: &SolveOptions) -> Result<Solved> {
 fn check_reachable(problem: &Problem, cap: f64, content_weight: f64) -> Result<()> {
     let best = problem.evaluate(&problem.least_loss(content_weight), content_weight).objective;
     if cap < best * (1.0 - TOLERANCE) {
-        return Err(SolverError::Unreachable {
-            cap: format!("{cap:.6e}"),
-            best: format!("{best:.6e}"),
-        });
+        return Err(SolverError::Unreachable { cap: format!("{cap:.6e}"), best: format!("{best:.6e}") });
     }
     Ok(())
 }
@@ -338,7 +334,6 @@ fn program(
                 .flat_map(move |(o, gs)| gs.iter().enumerate().filter_map(move |(g, c)| c.map(|c| (l, o, g, c))))
         })
     };
-
 
     let usage = |resource: Resource, only: Option<MetricGroup>| -> (Expression, f64) {
         let mut expr = Expression::from(0.0);

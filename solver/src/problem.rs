@@ -151,7 +151,9 @@ impl Problem {
                         .iter()
                         .map(|&p| {
                             (0..self.layers.len()).find(|&l| self.layers[l].layer.is_named(p)).ok_or_else(|| {
-                                error(format!("'{p}' in '{spec}' is not a layer of the table (nor are all parts roles)"))
+                                error(format!(
+                                    "'{p}' in '{spec}' is not a layer of the table (nor are all parts roles)"
+                                ))
                             })
                         })
                         .collect::<Result<Vec<_>>>()?;
@@ -344,13 +346,22 @@ pub(crate) mod tests {
                         component: Component::Unet,
                         name: format!("l{i}"),
                         op: "Conv".into(),
-                        role: if i % 3 == 0 { Role::AttnQ } else if i % 3 == 1 { Role::AttnK } else { Role::Conv },
+                        role: if i % 3 == 0 {
+                            Role::AttnQ
+                        } else if i % 3 == 1 {
+                            Role::AttnK
+                        } else {
+                            Role::Conv
+                        },
                         group: MetricGroup::Quality,
                         params,
                         macs: Some(params * 4),
                     },
                     protected: false,
-                    options: BITS.iter().map(|&w_bits| Precision { w_bits, a_bits: FLOAT_BITS, split: false }).collect(),
+                    options: BITS
+                        .iter()
+                        .map(|&w_bits| Precision { w_bits, a_bits: FLOAT_BITS, split: false })
+                        .collect(),
                     bytes: BITS.iter().map(|&w| params * u64::from(w) / 8).collect(),
                     loss: BITS.iter().map(|&w| vec![(1.0 + (i % 5) as f64) * 4f64.powi(-(w as i32))]).collect(),
                     metric: vec![vec![0.0]; BITS.len()],

@@ -25,6 +25,9 @@ const CLOSE_DB: f64 = 0.05;
 /// hair must still move far enough to change.
 const MIN_STEP: f64 = 0.05;
 
+/// (log10 of a cap, the margin its plan measured).
+type Bracket = Option<(f64, f64)>;
+
 /// The outcome of a search: every measured round, and the index of the smallest plan that met
 /// every target (None: none did) with its solution.
 #[derive(Debug, Clone)]
@@ -68,8 +71,8 @@ pub fn search<E: From<SolverError>>(
     let mut rounds: Vec<Round> = Vec::new();
     let mut measured: Vec<(Assignment, usize)> = Vec::new();
     let mut chosen: Option<(usize, Solved)> = None;
-    // (cap exponent, margin) of the largest cap that met the targets and the smallest that missed.
-    let (mut met, mut missed): (Option<(f64, f64)>, Option<(f64, f64)>) = (None, None);
+    // The largest cap that met the targets and the smallest that missed.
+    let (mut met, mut missed): (Bracket, Bracket) = (None, None);
     // Solves are cheap, measurements are not: a bound on both keeps the loop finite.
     for _ in 0..4 * max_rounds.max(1) {
         if rounds.len() >= max_rounds {
@@ -162,7 +165,8 @@ pub fn search<E: From<SolverError>>(
 /// The cap at which the additive model predicts an SQNR target exactly (the first guess when
 /// one is given); None without an SQNR target.
 fn first_cap(problem: &Problem, targets: &[Target]) -> Option<f64> {
-    let sqnr = targets.iter().filter(|t| t.metric == bitsearch_records::Metric::Sqnr).map(|t| t.value).reduce(f64::max)?;
+    let sqnr =
+        targets.iter().filter(|t| t.metric == bitsearch_records::Metric::Sqnr).map(|t| t.value).reduce(f64::max)?;
     Some(10f64.powf(-sqnr / 10.0) / problem.quality_scale)
 }
 

@@ -196,8 +196,8 @@ fn the_smallest_plan_under_a_loss_cap_is_the_exhaustive_one_and_ties_hold() {
             problem.tie(&["l0+l1".to_string()]).unwrap();
             assert_eq!(problem.ties, vec![vec![0, 1]]);
         }
-        let (minimise, pick): (Minimise, fn((f64, f64, f64)) -> f64) =
-            if case % 3 == 2 { (Minimise::Bops, |u| u.2) } else { (Minimise::Memory, |u| u.0) };
+        let minimise = if case % 3 == 2 { Minimise::Bops } else { Minimise::Memory };
+        let pick = |u: (f64, f64, f64)| if minimise == Minimise::Bops { u.2 } else { u.0 };
         let lossless = problem.evaluate(&problem.least_loss(1.0), 1.0).objective;
         let worst = problem.evaluate(&problem.extreme(Resource::Memory, false), 1.0).objective;
         let cap = lossless + rng.random_range(0.0..1.0) * (worst - lossless);

@@ -40,14 +40,12 @@ pub struct Refused(pub String);
 
 /// [`EXIT_REFUSED`] for an answer of no, [`EXIT_ERROR`] for anything else.
 pub fn exit_status(error: &anyhow::Error) -> u8 {
-    let refused = error
-        .chain()
-        .any(|e| {
-            e.is::<Refused>()
-                || matches!(
-                    e.downcast_ref::<SolverError>(),
-                    Some(SolverError::Infeasible { .. } | SolverError::Unreachable { .. } | SolverError::Unmet { .. })
-                )
-        });
+    let refused = error.chain().any(|e| {
+        e.is::<Refused>()
+            || matches!(
+                e.downcast_ref::<SolverError>(),
+                Some(SolverError::Infeasible { .. } | SolverError::Unreachable { .. } | SolverError::Unmet { .. })
+            )
+    });
     if refused { EXIT_REFUSED } else { EXIT_ERROR }
 }

@@ -29,7 +29,7 @@ pub fn run(args: &QuantizeArgs) -> anyhow::Result<()> {
     let m = &written.manifest;
     let float_bytes = std::fs::metadata(&m.model).map(|f| f.len()).unwrap_or(0);
     println!(
-        "{}: {} model(s) for {} step group(s), {} storage; {} layers with integer weights, {} with 8-bit activations",
+        "{}: {} model(s) for {} step group(s), {} storage; {} layers with low-bit weights (integer codes or float16), {} with 8-bit activations",
         args.out.display(),
         m.models.len(),
         m.step_groups.len(),

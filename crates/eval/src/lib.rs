@@ -209,7 +209,16 @@ impl Reference {
         };
         let mut captions = Captions::open(path, &options.spec)?;
         let caption = captions.as_mut().map(|c| c.accuracy(&outputs.images)).transpose()?;
-        Ok(Self { path: path.to_path_buf(), spec: options.spec.clone(), workload, outputs, cost, captions, caption, run })
+        Ok(Self {
+            path: path.to_path_buf(),
+            spec: options.spec.clone(),
+            workload,
+            outputs,
+            cost,
+            captions,
+            caption,
+            run,
+        })
     }
 
     /// Runs `candidate` on the same items: its record (fidelity, and with `repeats` > 0 the

@@ -30,5 +30,7 @@ mod weight;
 pub use activation::{ActQuantizer, ActRange, StepRanges, range_key, without_first_row};
 pub use error::QuantError;
 pub use kurtosis::{SPLIT_BITS, channel_bits, channel_kurtosis, outlier_split_bits, split_channels};
-pub use model::{ApplyError, StoredWeight, fake_quantize_weights, fake_quantized_weight, quantized_weight, stored_weight};
+pub use model::{
+    ApplyError, StoredWeight, fake_quantize_weights, fake_quantized_weight, quantized_weight, stored_weight,
+};
 pub use weight::{Clipping, Granularity, QuantizedWeight, WeightQuantizer};

@@ -323,7 +323,9 @@ fn match_layers(plan: &Plan, plan_path: &Path, layers: &[Layer], model: &Path) -
                     return Err(plan_error(field(name), format!("{} values for {groups} step groups", bits.len())));
                 }
             }
-            let known = |b: u32| b == FLOAT_BITS || b == u32::from(HALF_BITS) || u8::try_from(b).is_ok_and(|b| WEIGHT_BITS.contains(&b));
+            let known = |b: u32| {
+                b == FLOAT_BITS || b == u32::from(HALF_BITS) || u8::try_from(b).is_ok_and(|b| WEIGHT_BITS.contains(&b))
+            };
             if let Some(b) = p.w_bits.iter().find(|&&b| !known(b)) {
                 return Err(plan_error(
                     field("w_bits"),
