@@ -33,13 +33,8 @@ pub fn quantized_weight(
     bits: u8,
     split: bool,
 ) -> Result<QuantizedWeight, ApplyError> {
-    let name = layer.weight.as_deref().ok_or_else(|| ApplyError::NoWeight { layer: layer.name.clone() })?;
     let quantizer = WeightQuantizer::new(scheme, bits, layer.channel_axis.unwrap_or(0));
-    let view = GraphView::new(model.graph());
-    let tensor = view
-        .initializer(name)
-        .ok_or_else(|| ApplyError::NotInitializer { layer: layer.name.clone(), weight: name.to_string() })?;
-    let values = tensor_to_f32(tensor)?;
+    let values = weight_values(model, layer)?;
     let quant_error = |source| ApplyError::Quant { layer: layer.name.clone(), source };
     if !split {
         return quantizer.quantize(values.view()).map_err(quant_error);
@@ -82,12 +77,17 @@ pub fn stored_weight(
     if bits != HALF_BITS {
         return quantized_weight(model, layer, scheme, bits, split).map(StoredWeight::Codes);
     }
+    Ok(StoredWeight::Half(weight_values(model, layer)?.mapv(|v| half::f16::from_f32(v).to_f32())))
+}
+
+/// The float values of `layer`'s weight initializer.
+fn weight_values(model: &Model, layer: &Layer) -> Result<ArrayD<f32>, ApplyError> {
     let name = layer.weight.as_deref().ok_or_else(|| ApplyError::NoWeight { layer: layer.name.clone() })?;
     let view = GraphView::new(model.graph());
     let tensor = view
         .initializer(name)
         .ok_or_else(|| ApplyError::NotInitializer { layer: layer.name.clone(), weight: name.to_string() })?;
-    Ok(StoredWeight::Half(tensor_to_f32(tensor)?.mapv(|v| half::f16::from_f32(v).to_f32())))
+    Ok(tensor_to_f32(tensor)?)
 }
 
 /// The fake-quantized values of `layer`'s weight at `bits` (split as [`quantized_weight`];
