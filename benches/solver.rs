@@ -6,7 +6,7 @@ mod common;
 
 use bitsearch_records::{Budget, Sweep};
 use bitsearch_solver::pareto;
-use bitsearch_solver::{DEFAULT_PROTECT, Problem, SolveOptions, solve};
+use bitsearch_solver::{DEFAULT_PROTECT, LossBasis, Problem, SolveOptions, solve};
 use std::time::Instant;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -15,7 +15,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "# Solver benchmark\n\nSynthetic sensitivity tables (crates/fixtures), default protection, HiGHS with zero gap \
          tolerance, 1 thread. Times include building the program.\n\n| instance | budget | status | gap | variables | constraints | seconds |\n|---|---|---|---:|---:|---:|---:|\n",
     );
-    let big = Problem::from_table(&bitsearch_fixtures::sensitivity_table(1, 1000, &[2, 3, 4, 8], 8), &protect)?;
+    let big = Problem::from_table(
+        &bitsearch_fixtures::sensitivity_table(1, 1000, &[2, 3, 4, 8], 8),
+        &protect,
+        LossBasis::Decoupled,
+    )?;
     // BOPs is the step-aware budget; a memory-like one over step groups also has to count every
     // stored copy of a weight (z variables), which makes a much harder program.
     for (budget, time_limit) in [("bops=12%", 60.0), ("avg-bits=4.5", 20.0)] {
@@ -26,7 +30,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             solved.status, solved.gap, solved.variables, solved.constraints, solved.seconds
         );
     }
-    let terrain_sized = Problem::from_table(&bitsearch_fixtures::sensitivity_table(2, 255, &[2, 4, 8], 1), &protect)?;
+    let terrain_sized = Problem::from_table(
+        &bitsearch_fixtures::sensitivity_table(2, 255, &[2, 4, 8], 1),
+        &protect,
+        LossBasis::Decoupled,
+    )?;
     let sweep: Sweep = "avg-bits=2.5..8:50".parse()?;
     let started = Instant::now();
     let solved = pareto::run(&terrain_sized, &sweep, &SolveOptions::default());

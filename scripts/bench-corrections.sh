@@ -60,7 +60,7 @@ applied=()
 for bits in 3 4; do
     "$BIN" solve --sensitivity "$T/split.parquet" --budget "avg-bits=$bits" --out "$T/ilp-split-$bits.yaml" \
         | tee "$T/ilp-split-$bits.txt"
-    "$BIN" solve --sensitivity "$T/split.parquet" --budget "avg-bits=$bits" --no-outlier-split \
+    "$BIN" solve --sensitivity "$T/split.parquet" --budget "avg-bits=$bits" --without split \
         --out "$T/ilp-nosplit-$bits.yaml" -q
     for kind in split nosplit; do
         "$BIN" quantize "$TERRAIN" --plan "$T/ilp-$kind-$bits.yaml" --out "$T/q-ilp-$kind-$bits" --overwrite -q
@@ -78,7 +78,7 @@ for p in "${prompts[@]}"; do prompt_args+=(--prompt "$p"); done
     --out "$S/s20.parquet" --resume | tee "$S/s20-sensitivity.txt"
 applied=()
 for bits in 3 4; do
-    "$BIN" solve --sensitivity "$S/s20.parquet" --budget "avg-bits=$bits" --no-outlier-split \
+    "$BIN" solve --sensitivity "$S/s20.parquet" --budget "avg-bits=$bits" --without split \
         --out "$S/ilp-$bits.yaml" -q
     with_and_without "$SHAPES" "$S" "ilp-$bits" ptqd:--ptqd bc:--bias-correction
     "$BIN" solve --sensitivity "$S/s20.parquet" --budget "avg-bits=$bits" --out "$S/ilp-split-$bits.yaml" \

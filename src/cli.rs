@@ -186,6 +186,13 @@ pub struct SensitivityArgs {
     /// channels (highest weight kurtosis) one bit wider, as many (lowest) one bit narrower.
     #[arg(long)]
     pub outlier_split: bool,
+    /// Also probe per-group scales of these sizes at each integer width below 8, e.g. 32,64,128:
+    /// a group size chosen per layer by `solve`.
+    #[arg(long, value_delimiter = ',')]
+    pub w_groups: Option<Vec<usize>>,
+    /// Also probe 8-bit float weights (E4M3, per-channel scales) for every weight layer.
+    #[arg(long)]
+    pub fp8: bool,
     /// Quantize the first (BOS) token row of cross-attention K/V inputs like the others, instead
     /// of keeping it in float and out of the range calibration (MixDQ's BOS-aware default).
     #[arg(long)]
@@ -295,9 +302,15 @@ pub struct SolveArgs {
     /// ilp (the integer program) or greedy (the marginal-loss baseline; one budget) [default: ilp].
     #[arg(long)]
     pub method: Option<bitsearch_solver::Method>,
-    /// Leave the table's outlier-split options out (the plan the table allows without them).
+    /// Leave these kinds of the table's weight options out, comma-separated: split (outlier
+    /// split), groups (per-layer group sizes), fp8 (E4M3), half (float16).
+    #[arg(long, value_delimiter = ',')]
+    pub without: Vec<bitsearch_solver::Variant>,
+    /// What the losses measure: decoupled (MixDQ: denoiser SQNR for quality layers, image SSIM
+    /// for content layers) or image (the final image's MSE for every layer, predicting PSNR)
+    /// [default: decoupled].
     #[arg(long)]
-    pub no_outlier_split: bool,
+    pub loss: Option<bitsearch_solver::LossBasis>,
     /// Instead of solving, the uniform plan: every unprotected layer at B weight bits.
     #[arg(long, value_name = "B", conflicts_with_all = ["budgets", "sweep", "method"])]
     pub uniform: Option<u32>,

@@ -437,3 +437,79 @@ fn float16_is_an_option_probed_solved_and_stored_at_half_the_bytes() {
     let halves = onnx.graph().initializer.iter().filter(|t| t.name().ends_with("/w16/half")).count();
     assert_eq!(halves, layers.iter().filter(|l| l.w_bits[0] == 16).count());
 }
+
+#[test]
+fn group_sizes_and_float8_are_probed_costed_stored_and_measured_as_simulated() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = common::tiny_unet(dir.path());
+    let table = dir.path().join("groups.parquet");
+    let args = ["sensitivity", s(&model), "--out", s(&table), "--w-bits", "3,8", "--w-groups", "8", "--fp8"];
+    assert_success(&bitsearch(&[&args[..], &["--steps", "2", "--device", "cpu"]].concat()));
+    let rows = SensitivityTable::read(&table).unwrap().rows;
+    let find = |layer: &bitsearch_types::LayerInfo, bits: u32, group: u32, fp8: bool| {
+        rows.iter()
+            .find(|r| &r.layer == layer && r.w_bits == bits && r.w_group == group && r.w_fp8 == fp8 && !r.w_split)
+            .unwrap_or_else(|| panic!("{}: no W{bits} g{group} fp8={fp8} row", layer.name))
+    };
+    let mut better = 0;
+    let plain3: Vec<_> = rows.iter().filter(|r| r.w_bits == 3 && !r.variant()).collect();
+    for plain in &plain3 {
+        let grouped = find(&plain.layer, 3, 8, false);
+        // Three-bit codes take an int4 container; the group scales are f32 each.
+        let scales = grouped.weight_bytes - plain.layer.params.div_ceil(2);
+        assert!(scales > plain.weight_bytes - plain.layer.params.div_ceil(2), "{}", plain.layer.name);
+        assert_eq!(scales % 4, 0);
+        better += usize::from(grouped.sqnr_db > plain.sqnr_db);
+        let fp8 = find(&plain.layer, 8, 0, true);
+        assert_eq!(
+            fp8.weight_bytes,
+            find(&plain.layer, 8, 0, false).weight_bytes,
+            "one byte a value, one scale a channel"
+        );
+        assert!(fp8.sqnr_db > plain.sqnr_db, "{}: E4M3 {} vs W3 {} dB", plain.layer.name, fp8.sqnr_db, plain.sqnr_db);
+    }
+    assert!(
+        better * 4 >= plain3.len() * 3,
+        "groups of 8 beat per-channel scales on {better} of {} layers",
+        plain3.len()
+    );
+
+    // A plan that stores both kinds: quantized = simulated, with the tensors each kind implies.
+    let plan = dir.path().join("plan.yaml");
+    assert_success(&bitsearch(&["solve", "--sensitivity", s(&table), "--uniform", "3", "--out", s(&plan)]));
+    let mut written = Plan::read(&plan).unwrap();
+    for (i, layer) in written.layers.iter_mut().filter(|l| !l.protected).enumerate() {
+        if i % 2 == 0 {
+            layer.w_group = vec![8];
+        } else {
+            (layer.w_bits, layer.w_fp8) = (vec![8], vec![true]);
+        }
+    }
+    written.write(&plan).unwrap();
+    let out = dir.path().join("q");
+    assert_success(&quantize(&model, &plan, &out, &[]));
+    let records = eval(&model, &[&out], &plan, dir.path());
+    let (q, sim) = (&records[0], &records[1]);
+    assert!((q.sqnr_db - sim.sqnr_db).abs() < 0.5, "quantized {} dB vs simulated {} dB", q.sqnr_db, sim.sqnr_db);
+    let manifest = Manifest::find(&out).unwrap().unwrap();
+    let onnx = bitsearch_onnx::Model::load(out.join(&manifest.models[0].file)).unwrap();
+    let graph = onnx.graph();
+    let fp8 = graph.initializer.iter().filter(|t| t.name().ends_with("/w8e4m3/codes")).collect::<Vec<_>>();
+    assert!(!fp8.is_empty() && fp8.iter().all(|t| t.data_type() == 17), "FLOAT8E4M3FN codes");
+    let blocked = graph
+        .node
+        .iter()
+        .filter(|n| n.name().ends_with("/w3g8/dequantize"))
+        .filter(|n| n.attribute.iter().any(|a| a.name() == "block_size" && a.i() == 8))
+        .count();
+    assert!(blocked > 0, "grouped layers dequantize blocked");
+    // Group sizes on 8-bit activations have no integer kernel: refused, naming the layer.
+    let refused = dir.path().join("a8.yaml");
+    let mut a8 = Plan::read(&plan).unwrap();
+    let layer = a8.layers.iter_mut().find(|l| !l.w_group.is_empty()).unwrap();
+    layer.a_bits = vec![8];
+    let name = layer.layer.name.clone();
+    a8.write(&refused).unwrap();
+    let output = quantize(&model, &refused, &dir.path().join("q8"), &[]);
+    assert_clean_failure(&output, &[&name, "per-channel scales"]);
+}

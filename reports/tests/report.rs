@@ -20,7 +20,7 @@ fn inputs(dir: &Path) -> ReportInputs {
     let table_path = dir.join("s.parquet");
     table.write(&table_path).unwrap();
     let protect: Vec<String> = DEFAULT_PROTECT.iter().map(|s| s.to_string()).collect();
-    let problem = Problem::from_table(&table, &protect).unwrap();
+    let problem = Problem::from_table(&table, &protect, bitsearch_solver::LossBasis::Decoupled).unwrap();
     let options = SolveOptions { budgets: vec!["bops=40%".parse().unwrap()], ..Default::default() };
     let solved = solve(&problem, &options).unwrap();
     let plan_path = dir.join("plan.yaml");

@@ -21,6 +21,12 @@ pub struct SensitivityConfig {
     /// channel stays within 4 bits), for layers with at least 10 output channels: a further
     /// option the solver weighs against the plain one at the same mean bits.
     pub outlier_split: bool,
+    /// Group sizes probed beside per-channel scales at each integer width of `w_bits` below
+    /// 8 bits (where per-channel scales lose most): per-layer options, their scales' bytes
+    /// counted.
+    pub w_groups: Vec<usize>,
+    /// Also probe 8-bit float weights (E4M3, per-channel scales) for every weight layer.
+    pub fp8: bool,
     /// Bias correction inside each probe: the quantized weight's mean output shift (measured on
     /// the probe items, float input) is taken out of the layer's bias (Conv, Gemm), as
     /// `quantize --bias-correction` does.
@@ -52,6 +58,8 @@ impl Default for SensitivityConfig {
         Self {
             w_bits: vec![4, 8],
             outlier_split: false,
+            w_groups: Vec::new(),
+            fp8: false,
             bias_correction: false,
             bos_aware: true,
             a_bits: Vec::new(),
@@ -85,6 +93,12 @@ impl SensitivityConfig {
     pub fn validate(&self) -> Result<()> {
         check_weight_bits(&self.w_bits).map_err(|m| SensitivityError::config("w_bits", m))?;
         check_bits(&self.a_bits, &ACTIVATION_BITS).map_err(|m| SensitivityError::config("a_bits", m))?;
+        if let Some(bad) = self.w_groups.iter().find(|&&g| g < 2) {
+            return Err(SensitivityError::config("w_groups", format!("{bad}: a group holds at least 2 values")));
+        }
+        if self.w_groups.iter().enumerate().any(|(i, g)| self.w_groups[..i].contains(g)) {
+            return Err(SensitivityError::config("w_groups", format!("{:?} lists a group size twice", self.w_groups)));
+        }
         if self.w_bits.is_empty() {
             return Err(SensitivityError::config("w_bits", "needs at least one bit-width"));
         }

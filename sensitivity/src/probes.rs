@@ -1,23 +1,21 @@
-//! The probe list: every (layer, weight bits and split, activation bits, step group) to
-//! measure, in a fixed order that shards, resumes and merges rely on, cut into windows of layers
+//! The probe list: every (layer, weight form, activation bits, step group) to measure, in a fixed order that shards, resumes and merges rely on, cut into windows of layers
 //! that share one session.
 
 use crate::config::SensitivityConfig;
 use bitsearch_quant::{SPLIT_BITS, split_channels};
 use bitsearch_records::Shard;
-use bitsearch_types::{Layer, LayerKind};
+use bitsearch_types::{FP8_BITS, Layer, LayerKind, WeightForm};
 use std::ops::Range;
 
-/// One measurement: layer `layer` (an index into the run's layers) quantized at `w_bits`
-/// weights (with MPQ-DM's outlier split when `split`) and `a_bits` input activations (None:
-/// left in float) during the steps of `step_group`, every other layer in float.
+/// One measurement: layer `layer` (an index into the run's layers) with its weight in `weight`
+/// (None: left in float) and `a_bits` input activations (None: left in float) during the steps
+/// of `step_group`, every other layer in float.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Probe {
     /// Position in the full probe list; the key of a table row.
     pub index: usize,
     pub layer: usize,
-    pub w_bits: Option<u8>,
-    pub split: bool,
+    pub weight: Option<WeightForm>,
     pub a_bits: Option<u8>,
     pub step_group: usize,
 }
@@ -44,10 +42,11 @@ pub fn step_groups(steps: usize, groups: usize) -> Vec<Range<usize>> {
         .collect()
 }
 
-/// The probes of `selected` layers, windowed. Weight layers run at every `w_bits` (and, with
-/// `outlier_split`, split at each of them that allows it, when the layer has channels to move);
-/// activation products only when activation bits are probed. Within a layer the order is weight
-/// bits, split, activation bits, step group.
+/// The probes of `selected` layers, windowed. Weight layers run at every `w_bits`, each followed
+/// by its variants: split (with `outlier_split`, where the width allows it and the layer has
+/// channels to move), then each of `w_groups` (integer widths below 8); then E4M3 with `fp8`.
+/// Activation products run only when activation bits are probed. Within a layer the order is
+/// weight form, activation bits, step group.
 pub fn plan(layers: &[Layer], selected: &[usize], config: &SensitivityConfig) -> Vec<Window> {
     let a_bits: Vec<Option<u8>> =
         if config.a_bits.is_empty() { vec![None] } else { config.a_bits.iter().copied().map(Some).collect() };
@@ -59,21 +58,29 @@ pub fn plan(layers: &[Layer], selected: &[usize], config: &SensitivityConfig) ->
             let l = &layers[layer];
             let channels = l.channel_axis.and_then(|axis| l.weight_shape.get(axis)).copied().unwrap_or(0);
             let splits = config.outlier_split && split_channels(channels) > 0;
-            let weights: Vec<(Option<u8>, bool)> = match l.kind {
+            let weights: Vec<Option<WeightForm>> = match l.kind {
                 LayerKind::Weight => config
                     .w_bits
                     .iter()
                     .flat_map(|&w| {
-                        let split = splits && SPLIT_BITS.contains(&w);
-                        std::iter::once((Some(w), false)).chain(split.then_some((Some(w), true)))
+                        let plain = WeightForm::plain(w);
+                        let split = (splits && SPLIT_BITS.contains(&w)).then_some(WeightForm { split: true, ..plain });
+                        let groups = config
+                            .w_groups
+                            .iter()
+                            .filter(move |_| plain.integer() && w < 8)
+                            .map(move |&g| WeightForm { group: Some(g), ..plain });
+                        std::iter::once(plain).chain(split).chain(groups)
                     })
+                    .chain(config.fp8.then_some(WeightForm { fp8: true, ..WeightForm::plain(FP8_BITS) }))
+                    .map(Some)
                     .collect(),
-                LayerKind::ActMatMul => vec![(None, false)],
+                LayerKind::ActMatMul => vec![None],
             };
-            for &(w, split) in &weights {
+            for &weight in &weights {
                 for &a in &a_bits {
                     for step_group in 0..config.step_groups {
-                        probes.push(Probe { index, layer, w_bits: w, split, a_bits: a, step_group });
+                        probes.push(Probe { index, layer, weight, a_bits: a, step_group });
                         index += 1;
                     }
                 }
@@ -129,15 +136,16 @@ mod tests {
         let probes = &windows[0].probes;
         assert_eq!(probes.len(), 8);
         assert!(probes.iter().enumerate().all(|(i, p)| p.index == i));
-        assert_eq!((probes[1].w_bits, probes[1].step_group), (Some(4), 1));
-        assert_eq!((probes[4].layer, probes[4].w_bits), (2, Some(4)));
+        let bits = |p: &Probe| p.weight.map(|w| w.bits);
+        assert_eq!((bits(&probes[1]), probes[1].step_group), (Some(4), 1));
+        assert_eq!((probes[4].layer, bits(&probes[4])), (2, Some(4)));
 
         let with_acts = SensitivityConfig { a_bits: vec![8], window: 2, ..config.clone() };
         let windows = plan(&layers, &[0, 1, 2], &with_acts);
         assert_eq!(windows.iter().map(|w| w.layers.len()).collect::<Vec<_>>(), vec![2, 1]);
         let act_only: Vec<_> = windows.iter().flat_map(|w| &w.probes).filter(|p| p.layer == 1).collect();
         assert_eq!(act_only.len(), 2);
-        assert!(act_only.iter().all(|p| p.w_bits.is_none() && p.a_bits == Some(8)));
+        assert!(act_only.iter().all(|p| p.weight.is_none() && p.a_bits == Some(8)));
     }
 
     #[test]
@@ -148,7 +156,8 @@ mod tests {
         (narrow.weight_shape, narrow.channel_axis) = (vec![9, 3], Some(0));
         let config = SensitivityConfig { w_bits: vec![2, 4], outlier_split: true, ..Default::default() };
         let probes: Vec<Probe> = plan(&[wide, narrow], &[0, 1], &config).into_iter().flat_map(|w| w.probes).collect();
-        let described: Vec<(usize, Option<u8>, bool)> = probes.iter().map(|p| (p.layer, p.w_bits, p.split)).collect();
+        let described: Vec<(usize, Option<u8>, bool)> =
+            probes.iter().map(|p| (p.layer, p.weight.map(|w| w.bits), p.weight.is_some_and(|w| w.split))).collect();
         // 4 bits has no split (5-bit channels), a 9-channel layer no channel to move.
         assert_eq!(
             described,
@@ -161,6 +170,25 @@ mod tests {
             ]
         );
         assert!(probes.iter().enumerate().all(|(i, p)| p.index == i));
+    }
+
+    #[test]
+    fn group_sizes_follow_the_integer_widths_below_8_and_fp8_comes_last() {
+        let mut conv = layer("conv", LayerKind::Weight);
+        (conv.weight_shape, conv.channel_axis) = (vec![20, 64], Some(0));
+        let config = SensitivityConfig {
+            w_bits: vec![4, 8, 16],
+            w_groups: vec![32, 128],
+            fp8: true,
+            outlier_split: true,
+            ..Default::default()
+        };
+        let labels: Vec<String> = plan(&[conv], &[0], &config)
+            .into_iter()
+            .flat_map(|w| w.probes)
+            .map(|p| p.weight.map(|w| w.label()).unwrap_or_default())
+            .collect();
+        assert_eq!(labels, vec!["w4", "w4g32", "w4g128", "w8", "w16", "w8e4m3"]);
     }
 
     #[test]

@@ -16,7 +16,7 @@ use bitsearch_quant::{ActQuantizer, ApplyError, StepRanges, fake_quantized_weigh
 use bitsearch_records::table::TABLE_FORMAT;
 use bitsearch_records::{ProbeRow, RunMeta, SensitivityTable, Shard};
 use bitsearch_runtime::{ActiveDevice, Device, SessionOptions, layers_with_costs};
-use bitsearch_types::{Component, FLOAT_BITS, Layer, LayerKind, MetricGroup, Role};
+use bitsearch_types::{Component, FLOAT_BITS, Layer, LayerKind, MetricGroup, Role, WeightForm};
 use ndarray::{ArrayD, ArrayViewD, IxDyn};
 use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet};
@@ -25,7 +25,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 /// Per (layer, weight bits, split, step group): the bias initializer and its corrected values.
-type CorrectedBiases = HashMap<(usize, u8, bool, usize), (String, ArrayD<f32>)>;
+type CorrectedBiases = HashMap<(usize, WeightForm, usize), (String, ArrayD<f32>)>;
 
 /// Timed full-precision passes whose median is the plain-pass time.
 const PLAIN_PASSES: usize = 3;
@@ -200,7 +200,7 @@ impl SensitivityRun {
                 continue;
             }
             progress.stage(&format!("window {}/{} ({} layers)", w + 1, windows.len(), window.layers.len()));
-            let mut weights: HashMap<(usize, u8, bool), (ArrayD<f32>, u64)> = HashMap::new();
+            let mut weights: HashMap<(usize, WeightForm), (ArrayD<f32>, u64)> = HashMap::new();
             let biases = if self.config.bias_correction {
                 self.corrected_biases(&probes, &mut weights)?
             } else {
@@ -209,20 +209,19 @@ impl SensitivityRun {
             let (points, ranges) = self.load_window(window)?;
             for probe in probes {
                 let weight_name = self.layers[probe.layer].weight.clone();
-                let weight = match (probe.w_bits, &weight_name) {
-                    (Some(bits), Some(name)) => {
-                        let key = (probe.layer, bits, probe.split);
+                let weight = match (probe.weight, &weight_name) {
+                    (Some(form), Some(name)) => {
+                        let key = (probe.layer, form);
                         if let Entry::Vacant(slot) = weights.entry(key) {
                             let (scheme, layer) = (&self.config.quantizer.weight, &self.layers[probe.layer]);
-                            slot.insert(fake_quantized_weight(&self.model, layer, scheme, bits, probe.split)?);
+                            slot.insert(fake_quantized_weight(&self.model, layer, scheme, form)?);
                         }
                         weights.get(&key).map(|(w, bytes)| (name.as_str(), w, *bytes))
                     }
                     _ => None,
                 };
                 let layer_points: Vec<&FakeQuantPoint> = points.iter().filter(|p| p.layer == probe.layer).collect();
-                let bias =
-                    probe.w_bits.and_then(|bits| biases.get(&(probe.layer, bits, probe.split, probe.step_group)));
+                let bias = probe.weight.and_then(|form| biases.get(&(probe.layer, form, probe.step_group)));
                 let bias = bias.map(|(name, values)| (name.as_str(), values));
                 let row = self.measure(probe, weight, bias, &layer_points, &ranges, &reference)?;
                 summary.computed += 1;
@@ -259,14 +258,14 @@ impl SensitivityRun {
     fn corrected_biases(
         &mut self,
         probes: &[&Probe],
-        weights: &mut HashMap<(usize, u8, bool), (ArrayD<f32>, u64)>,
+        weights: &mut HashMap<(usize, WeightForm), (ArrayD<f32>, u64)>,
     ) -> Result<CorrectedBiases> {
         let view = GraphView::new(self.model.graph());
         let (mut changes, mut keys) = (Vec::new(), Vec::new());
         for probe in probes {
             let layer = &self.layers[probe.layer];
-            let (Some(bits), Some(weight)) = (probe.w_bits, layer.weight.as_deref()) else { continue };
-            let key = (probe.layer, bits, probe.split);
+            let (Some(form), Some(weight)) = (probe.weight, layer.weight.as_deref()) else { continue };
+            let key = (probe.layer, form);
             let Some(bias) = bias_of(&self.model, layer) else { continue };
             if keys.iter().any(|(k, _)| *k == key) {
                 continue;
@@ -274,7 +273,7 @@ impl SensitivityRun {
             let original = view.initializer(weight).map(tensor_to_f32).transpose()?.unwrap_or_default();
             if let Entry::Vacant(slot) = weights.entry(key) {
                 let scheme = &self.config.quantizer.weight;
-                slot.insert(fake_quantized_weight(&self.model, layer, scheme, bits, probe.split)?);
+                slot.insert(fake_quantized_weight(&self.model, layer, scheme, form)?);
             }
             let delta = &weights[&key].0 - &original;
             changes.push(WeightChange { layer: layer.name.clone(), weight: weight.to_string(), delta });
@@ -283,14 +282,14 @@ impl SensitivityRun {
         let options = self.session_options();
         let sums = shift::output_shifts(self.workload.as_mut(), &self.model, &changes, &options)?;
         let mut corrected = HashMap::new();
-        for (((layer, bits, split), (name, bias)), sums) in keys.into_iter().zip(sums) {
+        for (((layer, form), (name, bias)), sums) in keys.into_iter().zip(sums) {
             for (g, steps) in self.steps.iter().enumerate() {
                 let Some(shift) = shift::mean_shift(&sums, steps.clone()).filter(|s| s.len() == bias.len()) else {
                     continue;
                 };
                 let mut values = bias.clone();
                 values.iter_mut().zip(&shift).for_each(|(b, s)| *b -= s);
-                corrected.insert((layer, bits, split, g), (name.clone(), values));
+                corrected.insert((layer, form, g), (name.clone(), values));
             }
         }
         Ok(corrected)
@@ -398,8 +397,10 @@ impl SensitivityRun {
         Ok(ProbeRow {
             probe: probe.index as u64,
             layer: layer.info(group),
-            w_bits: probe.w_bits.map_or(FLOAT_BITS, u32::from),
-            w_split: probe.split,
+            w_bits: probe.weight.map_or(FLOAT_BITS, |w| u32::from(w.bits)),
+            w_split: probe.weight.is_some_and(|w| w.split),
+            w_group: probe.weight.and_then(|w| w.group).map_or(0, |g| g as u32),
+            w_fp8: probe.weight.is_some_and(|w| w.fp8),
             a_bits: probe.a_bits.map_or(FLOAT_BITS, u32::from),
             step_group: probe.step_group as u32,
             step_first: steps.start as u32,

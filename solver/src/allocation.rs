@@ -2,7 +2,7 @@
 //! and is predicted to lose, computed directly from the problem (never from the solver), so
 //! plans and tests can check the solver's answers.
 
-use crate::problem::{Precision, Problem};
+use crate::problem::{Precision, Problem, StoredKey};
 use bitsearch_records::Resource;
 use bitsearch_types::FLOAT_BITS;
 use bitsearch_types::MetricGroup;
@@ -41,6 +41,8 @@ pub struct Evaluation {
     pub quality_loss: f64,
     /// Σ (1 − SSIM) over content layers and step groups.
     pub content_loss: f64,
+    /// Σ final-image MSE over every quantized layer and step group, whatever the loss basis.
+    pub image_mse: f64,
 }
 
 impl Evaluation {
@@ -52,6 +54,11 @@ impl Evaluation {
     /// The final-image SSIM the additive model predicts.
     pub fn predicted_ssim(&self) -> f64 {
         1.0 - self.content_loss
+    }
+
+    /// The final-image PSNR the additive image-MSE model predicts, dB.
+    pub fn predicted_psnr_db(&self) -> f64 {
+        bitsearch_metrics::psnr_db(self.image_mse)
     }
 }
 
@@ -94,13 +101,14 @@ impl Problem {
 
     pub fn evaluate(&self, assignment: &Assignment, content_weight: f64) -> Evaluation {
         let (mut memory, mut bops, mut bits, mut quality_loss, mut content_loss) = (0.0, 0.0, 0.0, 0.0, 0.0);
-        for (layer, chosen) in self.layers.iter().zip(assignment) {
+        let mut image_mse = 0.0;
+        for (l, (layer, chosen)) in self.layers.iter().zip(assignment).enumerate() {
             if layer.protected {
                 memory += layer.float_bytes() as f64;
                 bops += layer.macs() as f64 * f64::from(FLOAT_BITS * FLOAT_BITS) * self.total_steps() as f64;
                 continue;
             }
-            let mut stored: Vec<(u32, bool)> = Vec::new();
+            let mut stored: Vec<StoredKey> = Vec::new();
             for (g, option) in chosen.iter().enumerate() {
                 let Some(o) = *option else { continue };
                 let p = layer.options[o];
@@ -110,16 +118,17 @@ impl Problem {
                     bits += layer.layer.params as f64 * f64::from(p.w_bits);
                 }
                 bops += layer.macs() as f64 * f64::from(p.w_bits * p.a_bits) * self.steps_per_group[g] as f64;
-                match layer.layer.group {
+                match self.group(l) {
                     MetricGroup::Quality => quality_loss += layer.loss[o][g],
                     MetricGroup::Content => content_loss += layer.loss[o][g],
                 }
+                image_mse += layer.image_mse[o][g];
             }
         }
         let params = self.quantized_params();
         let avg_bits = if params > 0 { bits / params as f64 } else { 0.0 };
         let objective = quality_loss / self.quality_scale + content_weight * content_loss / self.content_scale;
-        Evaluation { usage: Usage { memory, bops, avg_bits }, objective, quality_loss, content_loss }
+        Evaluation { usage: Usage { memory, bops, avg_bits }, objective, quality_loss, content_loss, image_mse }
     }
 
     /// Every quantized layer at `w_bits` weights, plain (activation-only layers and the activation
@@ -135,7 +144,7 @@ impl Problem {
                 let option = (0..layer.options.len())
                     .filter(|&o| {
                         let p = layer.options[o];
-                        p.w_bits == wanted && !p.split && layer.loss[o].iter().all(|l| l.is_finite())
+                        p.w_bits == wanted && !p.variant() && layer.loss[o].iter().all(|l| l.is_finite())
                     })
                     .min_by_key(|&o| layer.options[o].a_bits)?;
                 Some(vec![Some(option); self.groups()])

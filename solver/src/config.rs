@@ -2,7 +2,7 @@
 
 use crate::error::{Result, SolverError};
 use crate::ilp::{Method, Minimise, Share, SolveOptions};
-use crate::problem::DEFAULT_PROTECT;
+use crate::problem::{DEFAULT_PROTECT, LossBasis};
 use bitsearch_records::Budget;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
@@ -15,6 +15,8 @@ pub struct SolveConfig {
     /// Budgets as on the command line (`avg-bits=4`, `2.5MB`, `30%`); the first also gets a
     /// lower bound.
     pub budgets: Vec<String>,
+    /// What the losses measure: `decoupled` (MixDQ's SQNR/SSIM) or `image` (final-image MSE).
+    pub loss: LossBasis,
     pub content_weight: f64,
     pub content_share: Option<Share>,
     /// Layers kept in float: names, roles, `input`, `output`.
@@ -34,6 +36,7 @@ impl Default for SolveConfig {
         Self {
             method: Method::Ilp,
             budgets: Vec::new(),
+            loss: LossBasis::Decoupled,
             content_weight: 1.0,
             content_share: None,
             protect: DEFAULT_PROTECT.iter().map(|s| s.to_string()).collect(),

@@ -14,7 +14,7 @@
 
 use crate::allocation::{Assignment, Evaluation};
 use crate::error::{Result, SolverError};
-use crate::problem::Problem;
+use crate::problem::{Problem, StoredKey};
 use crate::reduce;
 use bitsearch_records::{Budget, Limit, Resource};
 use bitsearch_types::MetricGroup;
@@ -314,14 +314,14 @@ fn program(
     // z[l][w]: only needed when a layer can use different bits in different groups and a
     // budget counts stored weights.
     let counts_storage = limits.iter().map(|&(r, _)| r).chain(options.minimise.resource()).any(|r| r != Resource::Bops);
-    let z: Vec<BTreeMap<(u32, bool), Column>> = problem
+    let z: Vec<BTreeMap<StoredKey, Column>> = problem
         .layers
         .iter()
         .map(|layer| {
             if groups == 1 || layer.protected || !counts_storage {
                 return BTreeMap::new();
             }
-            let widths: std::collections::BTreeSet<(u32, bool)> = layer.options.iter().map(|p| p.weight()).collect();
+            let widths: std::collections::BTreeSet<StoredKey> = layer.options.iter().map(|p| p.weight()).collect();
             widths.into_iter().map(|w| (w, binary())).collect()
         })
         .collect();
@@ -338,14 +338,13 @@ fn program(
     let usage = |resource: Resource, only: Option<MetricGroup>| -> (Expression, f64) {
         let mut expr = Expression::from(0.0);
         let fixed = if only.is_none() { problem.protected_usage(resource) } else { 0.0 };
-        let counted =
-            |layer: &crate::problem::LayerOptions| !layer.protected && only.is_none_or(|g| g == layer.layer.group);
+        let counted = |l: usize| !problem.layers[l].protected && only.is_none_or(|g| g == problem.group(l));
         if groups == 1 || resource == Resource::Bops {
-            for (l, o, g, c) in entries().filter(|&(l, ..)| counted(&problem.layers[l])) {
+            for (l, o, g, c) in entries().filter(|&(l, ..)| counted(l)) {
                 expr += problem.coefficient(resource, l, o, g) * c.variable;
             }
         } else {
-            for (l, layer) in problem.layers.iter().enumerate().filter(|(_, layer)| counted(layer)) {
+            for (l, layer) in problem.layers.iter().enumerate().filter(|&(l, _)| counted(l)) {
                 for (&w, &zw) in &z[l] {
                     // Any option with this weight width stores the same bytes.
                     if let Some(o) = (0..layer.options.len()).find(|&o| layer.options[o].weight() == w) {
@@ -557,7 +556,7 @@ struct Column {
 }
 
 fn has_content(problem: &Problem) -> bool {
-    problem.layers.iter().any(|l| l.layer.group == MetricGroup::Content && !l.protected)
+    (0..problem.layers.len()).any(|l| problem.group(l) == MetricGroup::Content && !problem.layers[l].protected)
 }
 
 /// Content shares tried by [`solve_searching_share`].

@@ -28,4 +28,4 @@ pub use error::{Result, SolverError};
 pub use greedy::uniform;
 pub use ilp::{AVG_BITS_WINDOW, Method, Minimise, RELATIVE_WINDOW, Share, SolveOptions, Solved, solve};
 pub use plan::plan;
-pub use problem::{DEFAULT_PROTECT, INPUT, LayerOptions, OUTPUT, Precision, Problem};
+pub use problem::{DEFAULT_PROTECT, INPUT, LayerOptions, LossBasis, OUTPUT, Precision, Problem, Variant};

@@ -25,7 +25,10 @@ pub fn plan(
                 chosen.iter().map(|o| o.map_or(FLOAT_BITS, |o| f(layer.options[o]))).collect::<Vec<_>>()
             };
             let w_bits = bits(|p| p.w_bits);
-            let w_split: Vec<bool> = chosen.iter().map(|o| o.is_some_and(|o| layer.options[o].split)).collect();
+            let flag = |f: fn(Precision) -> bool| {
+                chosen.iter().map(|o| o.is_some_and(|o| f(layer.options[o]))).collect::<Vec<_>>()
+            };
+            let w_group = chosen.iter().map(|o| o.map_or(0, |o| layer.options[o].group)).collect();
             let mut stored: Vec<usize> = chosen.iter().flatten().copied().collect();
             stored.sort_by_key(|&o| layer.options[o].weight());
             stored.dedup_by_key(|o| layer.options[*o].weight());
@@ -35,7 +38,9 @@ pub fn plan(
                 layer: layer.layer.clone(),
                 protected: layer.protected,
                 w_bits,
-                w_split,
+                w_split: flag(|p| p.split),
+                w_group,
+                w_fp8: flag(|p| p.fp8),
                 a_bits: bits(|p| p.a_bits),
                 weight_bytes,
             }
@@ -65,6 +70,8 @@ pub fn plan(
             ssim: e.predicted_ssim(),
             quality_loss: e.quality_loss,
             content_loss: e.content_loss,
+            psnr_db: e.predicted_psnr_db(),
+            loss: problem.basis.as_str().into(),
         },
         solver: SolverReport {
             name: solved.solver.into(),

@@ -1,8 +1,9 @@
 //! The allocation problem read off a sensitivity table: for every layer (and step group) the
 //! precisions it may take, what each costs in memory and BOPs, and the loss each is predicted
-//! to cause — MixDQ's decoupled metrics turned into additive losses:
-//! quality layers `10^(−SQNR/10)` (noise power relative to the signal, which adds up across
-//! layers when their errors are independent), content layers `1 − SSIM`.
+//! to cause. Two bases: MixDQ's decoupled metrics turned into additive losses — quality layers
+//! `10^(−SQNR/10)` (noise power relative to the signal, which adds up across layers when their
+//! errors are independent), content layers `1 − SSIM` — or the final image's mean squared error
+//! for every layer (which adds up the same way and predicts the image's PSNR).
 
 use crate::error::{Result, SolverError};
 use bitsearch_records::{ProbeRow, SensitivityTable};
@@ -21,27 +22,95 @@ pub const OUTPUT: &str = "output";
 /// stay in full precision.
 pub const DEFAULT_PROTECT: [&str; 3] = [INPUT, OUTPUT, "embedding"];
 
-/// Weight and input-activation bits of one layer, and whether the weight takes MPQ-DM's outlier
-/// split (the same mean bits, spread over channels by kurtosis).
+/// What the program's losses measure.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LossBasis {
+    /// MixDQ's decoupled metrics: denoiser-output SQNR for quality layers, final-image SSIM
+    /// for content layers, mixed by the content weight.
+    #[default]
+    Decoupled,
+    /// The final image's MSE for every layer: one additive loss whose sum predicts the PSNR.
+    Image,
+}
+
+bitsearch_types::named_enum!(LossBasis, "loss basis", { Decoupled => "decoupled", Image => "image" });
+
+/// A kind of weight option a solve may leave out of its table (`solve --without`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Variant {
+    /// MPQ-DM's outlier split.
+    Split,
+    /// Per-group scales chosen per layer.
+    Groups,
+    /// E4M3 weights.
+    Fp8,
+    /// Float16 weights.
+    Half,
+}
+
+bitsearch_types::named_enum!(Variant, "weight option", { Split => "split", Groups => "groups", Fp8 => "fp8", Half => "half" });
+
+impl Variant {
+    /// Whether `row` probes an option of this kind.
+    pub fn matches(self, row: &ProbeRow) -> bool {
+        match self {
+            Variant::Split => row.w_split,
+            Variant::Groups => row.w_group > 0,
+            Variant::Fp8 => row.w_fp8,
+            Variant::Half => row.w_bits == u32::from(bitsearch_types::HALF_BITS),
+        }
+    }
+}
+
+/// Identifies a stored weight: bits, split, group size, float8.
+pub type StoredKey = (u32, bool, u32, bool);
+
+/// Weight and input-activation bits of one layer, and how the weight is stored beside its
+/// bits: MPQ-DM's outlier split (the same mean bits, spread over channels by kurtosis), per-group
+/// scales, or E4M3 codes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct Precision {
     pub w_bits: u32,
     pub a_bits: u32,
     pub split: bool,
+    /// Values per scale group; 0: the table's quantizer granularity.
+    pub group: u32,
+    pub fp8: bool,
 }
 
 impl Precision {
     /// What is stored for the weight: options with the same key store the same tensor.
-    pub fn weight(&self) -> (u32, bool) {
-        (self.w_bits, self.split)
+    pub fn weight(&self) -> StoredKey {
+        (self.w_bits, self.split, self.group, self.fp8)
+    }
+
+    /// The plain option at `w_bits` weights and `a_bits` activations.
+    pub fn plain(w_bits: u32, a_bits: u32) -> Self {
+        Self { w_bits, a_bits, split: false, group: 0, fp8: false }
+    }
+
+    /// Split, grouped or float8: an option beside the plain precision of the same bits.
+    pub fn variant(&self) -> bool {
+        self.split || self.group > 0 || self.fp8
     }
 }
 
 impl fmt::Display for Precision {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let side = |b: u32| if b == FLOAT_BITS { "F".to_string() } else { b.to_string() };
-        let split = if self.split { " split" } else { "" };
-        write!(f, "W{}A{}{split}", side(self.w_bits), side(self.a_bits))
+        write!(f, "W{}A{}", side(self.w_bits), side(self.a_bits))?;
+        if self.split {
+            write!(f, " split")?;
+        }
+        if self.group > 0 {
+            write!(f, " g{}", self.group)?;
+        }
+        if self.fp8 {
+            write!(f, " e4m3")?;
+        }
+        Ok(())
     }
 }
 
@@ -56,8 +125,11 @@ pub struct LayerOptions {
     pub bytes: Vec<u64>,
     /// `loss[option][step_group]`; +∞ where the probe gave NaN/Inf (the option is forbidden).
     pub loss: Vec<Vec<f64>>,
-    /// The measured metric behind each loss (SQNR dB or SSIM), for the plan's record.
+    /// The measured metric behind each loss (SQNR dB, SSIM or PSNR dB), for the plan's record.
     pub metric: Vec<Vec<f64>>,
+    /// `image_mse[option][step_group]`: the final image's MSE, whatever the basis (the PSNR the
+    /// plan predicts).
+    pub image_mse: Vec<Vec<f64>>,
 }
 
 impl LayerOptions {
@@ -84,13 +156,14 @@ pub struct Problem {
     pub content_scale: f64,
     /// Sets of layers (indices into `layers`) that must take the same precision in every group.
     pub ties: Vec<Vec<usize>>,
+    pub basis: LossBasis,
 }
 
 impl Problem {
-    /// Builds the problem from `table`; `protect` lists layer names, roles, `input` and
-    /// `output`. A layer missing a precision that others have, or NaN metrics, is an error
-    /// naming the layer.
-    pub fn from_table(table: &SensitivityTable, protect: &[String]) -> Result<Self> {
+    /// Builds the problem from `table` with losses on `basis`; `protect` lists layer names,
+    /// roles, `input` and `output`. A layer missing a precision that others have, or NaN
+    /// metrics, is an error naming the layer.
+    pub fn from_table(table: &SensitivityTable, protect: &[String], basis: LossBasis) -> Result<Self> {
         let step_groups = table.meta.step_groups.clone();
         if step_groups.is_empty() {
             return Err(SolverError::Table("the table's run metadata lists no step groups".into()));
@@ -111,13 +184,13 @@ impl Problem {
         let protected = protected_layers(&by_layer, protect)?;
         let mut layers = Vec::new();
         for ((layer, rows), protected) in by_layer.iter().zip(protected) {
-            layers.push(layer_options(layer, rows, step_groups.len(), protected)?);
+            layers.push(layer_options(layer, rows, step_groups.len(), protected, basis)?);
         }
         check_complete(&layers)?;
         let scale = |group: MetricGroup| {
             let worst: f64 = layers
                 .iter()
-                .filter(|l| l.layer.group == group && !l.protected)
+                .filter(|l| metric_group(basis, &l.layer) == group && !l.protected)
                 .map(|l| {
                     (0..step_groups.len())
                         .map(|g| l.loss.iter().map(|loss| loss[g]).filter(|v| v.is_finite()).fold(0.0, f64::max))
@@ -128,7 +201,7 @@ impl Problem {
         };
         let (quality_scale, content_scale) = (scale(MetricGroup::Quality), scale(MetricGroup::Content));
         let steps_per_group = step_groups.iter().map(|[a, b]| (b + 1 - a) as u64).collect();
-        Ok(Self { layers, step_groups, steps_per_group, quality_scale, content_scale, ties: Vec::new() })
+        Ok(Self { layers, step_groups, steps_per_group, quality_scale, content_scale, ties: Vec::new(), basis })
     }
 
     /// Adds the ties `specs` declare: `a+b+…` with every part a layer name ties those layers;
@@ -215,14 +288,27 @@ impl Problem {
         self.layers.iter().filter(|l| !l.protected).map(|l| l.layer.params).sum()
     }
 
+    /// The metric group whose loss layer `l` adds to: its own under decoupled losses, quality
+    /// (the one image loss) under image losses.
+    pub fn group(&self, l: usize) -> MetricGroup {
+        metric_group(self.basis, &self.layers[l].layer)
+    }
+
     /// The normalised, weighted loss of `option` of layer `l` in step group `g`.
     pub fn cost(&self, l: usize, option: usize, g: usize, content_weight: f64) -> f64 {
         let layer = &self.layers[l];
         let loss = layer.loss[option][g];
-        match layer.layer.group {
+        match self.group(l) {
             MetricGroup::Quality => loss / self.quality_scale,
             MetricGroup::Content => content_weight * loss / self.content_scale,
         }
+    }
+}
+
+fn metric_group(basis: LossBasis, layer: &LayerInfo) -> MetricGroup {
+    match basis {
+        LossBasis::Decoupled => layer.group,
+        LossBasis::Image => MetricGroup::Quality,
     }
 }
 
@@ -257,9 +343,15 @@ fn protected_layers(by_layer: &[(&LayerInfo, Vec<&ProbeRow>)], protect: &[String
     Ok(protected)
 }
 
-fn layer_options(layer: &LayerInfo, rows: &[&ProbeRow], groups: usize, protected: bool) -> Result<LayerOptions> {
+fn layer_options(
+    layer: &LayerInfo,
+    rows: &[&ProbeRow],
+    groups: usize,
+    protected: bool,
+    basis: LossBasis,
+) -> Result<LayerOptions> {
     let layer_error = |message: String| SolverError::Layer { layer: layer.id(), message };
-    let group = layer.group;
+    let group = metric_group(basis, layer);
     let mut cells: BTreeMap<Precision, Vec<Option<&ProbeRow>>> = BTreeMap::new();
     for row in rows {
         for (column, value) in
@@ -278,40 +370,44 @@ fn layer_options(layer: &LayerInfo, rows: &[&ProbeRow], groups: usize, protected
             return Err(layer_error(format!("two rows for {} in step group {g}", precision(row))));
         }
     }
-    let (mut options, mut bytes, mut loss, mut metric) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut options, mut bytes): (Vec<Precision>, Vec<u64>) = Default::default();
+    let (mut loss, mut metric, mut image_mse) = (Vec::new(), Vec::new(), Vec::<Vec<f64>>::new());
     for (p, slots) in cells {
-        let mut per_group_loss = Vec::new();
-        let mut per_group_metric = Vec::new();
+        let (mut per_group_loss, mut per_group_metric, mut per_group_mse) = (Vec::new(), Vec::new(), Vec::new());
         for (g, slot) in slots.iter().enumerate() {
             let row = slot.ok_or_else(|| {
                 layer_error(format!("no row for {p} in step group {g} (an unfinished run, or shards not merged?)"))
             })?;
-            let (value, l) = match group {
-                MetricGroup::Quality => (row.sqnr_db, 10f64.powf(-row.sqnr_db / 10.0)),
-                MetricGroup::Content => (row.ssim, (1.0 - row.ssim).max(0.0)),
+            let mse = if row.nonfinite > 0 { f64::INFINITY } else { row.mse };
+            let (value, l) = match (basis, group) {
+                (LossBasis::Image, _) => (row.psnr_db, mse),
+                (LossBasis::Decoupled, MetricGroup::Quality) => (row.sqnr_db, 10f64.powf(-row.sqnr_db / 10.0)),
+                (LossBasis::Decoupled, MetricGroup::Content) => (row.ssim, (1.0 - row.ssim).max(0.0)),
             };
             per_group_loss.push(if row.nonfinite > 0 { f64::INFINITY } else { l });
             per_group_metric.push(value);
+            per_group_mse.push(mse);
         }
         options.push(p);
         bytes.push(slots.iter().flatten().next().map_or(0, |r| r.weight_bytes));
         loss.push(per_group_loss);
         metric.push(per_group_metric);
+        image_mse.push(per_group_mse);
     }
     if !protected && (0..groups).any(|g| loss.iter().all(|l| !l[g].is_finite())) {
         return Err(layer_error("every precision gave NaN/Inf: protect the layer (keep it in float)".into()));
     }
-    Ok(LayerOptions { layer: layer.clone(), protected, options, bytes, loss, metric })
+    Ok(LayerOptions { layer: layer.clone(), protected, options, bytes, loss, metric, image_mse })
 }
 
 /// Every weight layer must offer the precisions any weight layer offers (and likewise for
-/// activation-only layers): a hole means an unfinished run or a missing shard. Outlier splits
-/// are exempt: layers with fewer than ten output channels have none.
+/// activation-only layers): a hole means an unfinished run or a missing shard. Variants are
+/// exempt (layers with fewer than ten output channels have no outlier split).
 fn check_complete(layers: &[LayerOptions]) -> Result<()> {
     for weights in [true, false] {
         let kind: Vec<&LayerOptions> = layers.iter().filter(|l| (l.layer.params > 0) == weights).collect();
         let all: std::collections::BTreeSet<Precision> =
-            kind.iter().flat_map(|l| l.options.iter().copied()).filter(|p| !p.split).collect();
+            kind.iter().flat_map(|l| l.options.iter().copied()).filter(|p| !p.variant()).collect();
         for layer in kind {
             if let Some(missing) = all.iter().find(|p| !layer.options.contains(p)) {
                 return Err(SolverError::Layer {
@@ -327,7 +423,7 @@ fn check_complete(layers: &[LayerOptions]) -> Result<()> {
 }
 
 fn precision(row: &ProbeRow) -> Precision {
-    Precision { w_bits: row.w_bits, a_bits: row.a_bits, split: row.w_split }
+    Precision { w_bits: row.w_bits, a_bits: row.a_bits, split: row.w_split, group: row.w_group, fp8: row.w_fp8 }
 }
 
 #[cfg(test)]
@@ -358,13 +454,11 @@ pub(crate) mod tests {
                         macs: Some(params * 4),
                     },
                     protected: false,
-                    options: BITS
-                        .iter()
-                        .map(|&w_bits| Precision { w_bits, a_bits: FLOAT_BITS, split: false })
-                        .collect(),
+                    options: BITS.iter().map(|&w_bits| Precision::plain(w_bits, FLOAT_BITS)).collect(),
                     bytes: BITS.iter().map(|&w| params * u64::from(w) / 8).collect(),
                     loss: BITS.iter().map(|&w| vec![(1.0 + (i % 5) as f64) * 4f64.powi(-(w as i32))]).collect(),
                     metric: vec![vec![0.0]; BITS.len()],
+                    image_mse: vec![vec![0.0]; BITS.len()],
                 }
             })
             .collect();
@@ -376,6 +470,7 @@ pub(crate) mod tests {
             quality_scale,
             content_scale: 1.0,
             ties: Vec::new(),
+            basis: LossBasis::Decoupled,
         }
     }
 

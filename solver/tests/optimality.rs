@@ -3,7 +3,9 @@
 //! larger ones; every plan's budget use recomputed here from its bits and layer sizes.
 
 use bitsearch_records::{Amount, Budget, Resource};
-use bitsearch_solver::{LayerOptions, Method, Minimise, Precision, Problem, SolveOptions, SolverError, solve, uniform};
+use bitsearch_solver::{
+    LayerOptions, LossBasis, Method, Minimise, Precision, Problem, SolveOptions, SolverError, solve, uniform,
+};
 use bitsearch_types::{Component, LayerInfo, MetricGroup, Role};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -28,7 +30,7 @@ fn random_problem(rng: &mut ChaCha8Rng, layers: usize, groups: usize) -> Problem
                     macs: Some(params * rng.random_range(1..=16)),
                 },
                 protected: false,
-                options: BITS.iter().map(|&w| Precision { w_bits: w, a_bits: 32, split: false }).collect(),
+                options: BITS.iter().map(|&w| Precision::plain(w, 32)).collect(),
                 // Codes plus one f32 scale per layer.
                 bytes: BITS.iter().map(|&w| (params * u64::from(w)).div_ceil(8) + 4).collect(),
                 loss: BITS
@@ -36,6 +38,7 @@ fn random_problem(rng: &mut ChaCha8Rng, layers: usize, groups: usize) -> Problem
                     .map(|&w| (0..groups).map(|_| base * 4f64.powi(-(w as i32)) * rng.random_range(0.5..2.0)).collect())
                     .collect(),
                 metric: vec![vec![0.0; groups]; BITS.len()],
+                image_mse: vec![vec![0.0; groups]; BITS.len()],
             }
         })
         .collect::<Vec<_>>();
@@ -55,6 +58,7 @@ fn random_problem(rng: &mut ChaCha8Rng, layers: usize, groups: usize) -> Problem
         steps_per_group: vec![1; groups],
         step_groups,
         ties: Vec::new(),
+        basis: LossBasis::Decoupled,
     }
 }
 
@@ -374,7 +378,7 @@ fn the_program_takes_an_outlier_split_wherever_it_loses_less_at_the_same_cost() 
         })
         .collect();
     table.rows.extend(split);
-    let problem = Problem::from_table(&table, &[]).unwrap();
+    let problem = Problem::from_table(&table, &[], LossBasis::Decoupled).unwrap();
     let budget = Budget { resource: Resource::AvgBits, amount: Amount::Absolute(3.0) };
     let solved = solve(&problem, &options(budget, 0.0)).unwrap();
     let mut splits = 0;

@@ -77,6 +77,8 @@ fn config(args: &SensitivityArgs) -> anyhow::Result<SensitivityConfig> {
     }
     set(&mut c.w_bits, &args.w_bits);
     c.outlier_split |= args.outlier_split;
+    set(&mut c.w_groups, &args.w_groups);
+    c.fp8 |= args.fp8;
     c.bos_aware &= !args.no_bos_aware;
     c.bias_correction |= args.bias_correction;
     set(&mut c.a_bits, &args.act_bits);

@@ -14,10 +14,8 @@ pub fn run(args: &SolveArgs) -> anyhow::Result<()> {
     let config = config(args)?;
     let options = config.options()?;
     let mut table = SensitivityTable::read(&args.sensitivity)?;
-    if args.no_outlier_split {
-        table.rows.retain(|r| !r.w_split);
-    }
-    let mut problem = Problem::from_table(&table, &config.protect)?;
+    table.rows.retain(|r| !args.without.iter().any(|v| v.matches(r)));
+    let mut problem = Problem::from_table(&table, &config.protect, config.loss)?;
     problem.tie(&config.ties)?;
     let protected = problem.layers.iter().filter(|l| l.protected).count();
     log::info!(
@@ -85,6 +83,7 @@ fn config(args: &SolveArgs) -> anyhow::Result<SolveConfig> {
         c.protect = protect.iter().filter(|p| !p.is_empty()).cloned().collect();
     }
     c.content_weight = args.content_weight.unwrap_or(c.content_weight);
+    c.loss = args.loss.unwrap_or(c.loss);
     c.content_share = args.content_share.or(c.content_share);
     c.fill = args.fill.or(c.fill);
     c.time_limit = args.time_limit.unwrap_or(c.time_limit);

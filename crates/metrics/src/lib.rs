@@ -59,11 +59,15 @@ impl Mse {
         if self.count == 0 { 0.0 } else { self.sum / self.count as f64 }
     }
 
-    /// 10·log10(range² / MSE) in dB; +∞ for identical images.
+    /// [`psnr_db`] of the mean squared error.
     pub fn psnr_db(&self) -> f64 {
-        let mse = self.value();
-        if mse == 0.0 { f64::INFINITY } else { 10.0 * (DATA_RANGE * DATA_RANGE / mse).log10() }
+        psnr_db(self.value())
     }
+}
+
+/// 10·log10(range² / `mse`) in dB for images in [−1, 1]; +∞ for identical images.
+pub fn psnr_db(mse: f64) -> f64 {
+    if mse == 0.0 { f64::INFINITY } else { 10.0 * (DATA_RANGE * DATA_RANGE / mse).log10() }
 }
 
 /// Number of NaN or infinite values.

@@ -162,19 +162,21 @@ pub enum Codes<'a> {
     Int8(&'a [i8]),
     Uint8(&'a [u8]),
     Int32(&'a [i32]),
+    /// FLOAT8E4M3FN bit patterns, one per byte.
+    Float8E4m3(&'a [u8]),
 }
 
 impl Codes<'_> {
     fn len(&self) -> usize {
         match self {
             Codes::Int4(v) | Codes::Int8(v) => v.len(),
-            Codes::Uint8(v) => v.len(),
+            Codes::Uint8(v) | Codes::Float8E4m3(v) => v.len(),
             Codes::Int32(v) => v.len(),
         }
     }
 }
 
-/// An integer tensor of shape `dims` holding `codes`; Int4 values must lie in −8..=7.
+/// A tensor of shape `dims` holding `codes`; Int4 values must lie in −8..=7.
 ///
 /// # Panics
 /// If `codes` does not hold one value per element of `dims`.
@@ -189,6 +191,7 @@ pub fn tensor_from_codes(name: &str, dims: &[usize], codes: Codes<'_>) -> Tensor
         Codes::Int8(v) => (PbType::Int8, v.iter().map(|&q| q as u8).collect()),
         Codes::Uint8(v) => (PbType::Uint8, v.to_vec()),
         Codes::Int32(v) => (PbType::Int32, v.iter().flat_map(|q| q.to_le_bytes()).collect()),
+        Codes::Float8E4m3(v) => (PbType::Float8e4m3fn, v.to_vec()),
     };
     TensorProto {
         name: Some(name.to_string()),

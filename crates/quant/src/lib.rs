@@ -23,12 +23,14 @@
 
 mod activation;
 mod error;
+mod fp8;
 mod kurtosis;
 mod model;
 mod weight;
 
 pub use activation::{ActQuantizer, ActRange, StepRanges, range_key, without_first_row};
 pub use error::QuantError;
+pub use fp8::{E4M3_MAX, Fp8Weight, round_e4m3};
 pub use kurtosis::{SPLIT_BITS, channel_bits, channel_kurtosis, outlier_split_bits, split_channels};
 pub use model::{
     ApplyError, StoredWeight, fake_quantize_weights, fake_quantized_weight, quantized_weight, stored_weight,

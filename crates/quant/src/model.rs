@@ -3,10 +3,11 @@
 //! model with every layer's weight fake-quantized at one bit-width (the uniform baseline of a
 //! plan).
 
+use crate::fp8::Fp8Weight;
 use crate::{QuantError, QuantizedWeight, SPLIT_BITS, WeightQuantizer, outlier_split_bits};
 use bitsearch_onnx::{GraphView, Model, OnnxError, rewrite, tensor_to_f32};
 use bitsearch_types::quantizer::WeightScheme;
-use bitsearch_types::{HALF_BITS, Layer};
+use bitsearch_types::{Layer, WeightForm};
 use ndarray::ArrayD;
 use std::collections::HashMap;
 
@@ -15,6 +16,8 @@ use std::collections::HashMap;
 pub enum ApplyError {
     #[error("layer '{layer}': {source}")]
     Quant { layer: String, source: QuantError },
+    #[error("layer '{layer}': {message}")]
+    Form { layer: String, message: String },
     #[error("layer '{layer}' has no weight to quantize")]
     NoWeight { layer: String },
     #[error("layer '{layer}': weight '{weight}' is not an initializer")]
@@ -23,20 +26,20 @@ pub enum ApplyError {
     Onnx(#[from] OnnxError),
 }
 
-/// The integer codes and scales of `layer`'s weight at `bits` with `scheme` (scales along the
-/// layer's output channels), or with MPQ-DM's outlier split at a mean of `bits` when `split`:
-/// what a probe simulates and what the apply stage stores.
+/// The integer codes and scales of `layer`'s weight in the integer `form` with `scheme` (scales
+/// along the layer's output channels, per group when the form or scheme has a group size),
+/// with MPQ-DM's outlier split at a mean of its bits when the form is split.
 pub fn quantized_weight(
     model: &Model,
     layer: &Layer,
     scheme: &WeightScheme,
-    bits: u8,
-    split: bool,
+    form: WeightForm,
 ) -> Result<QuantizedWeight, ApplyError> {
-    let quantizer = WeightQuantizer::new(scheme, bits, layer.channel_axis.unwrap_or(0));
+    let bits = form.bits;
+    let quantizer = WeightQuantizer::new(&form.scheme(scheme), bits, layer.channel_axis.unwrap_or(0));
     let values = weight_values(model, layer)?;
     let quant_error = |source| ApplyError::Quant { layer: layer.name.clone(), source };
-    if !split {
+    if !form.split {
         return quantizer.quantize(values.view()).map_err(quant_error);
     }
     if !SPLIT_BITS.contains(&bits) {
@@ -46,11 +49,13 @@ pub fn quantized_weight(
     quantizer.quantize_mixed(values.view(), &channel_bits).map_err(quant_error)
 }
 
-/// What a layer's weight is stored as at one plan width.
+/// What a layer's weight is stored as in one [`WeightForm`].
 #[derive(Debug, Clone, PartialEq)]
 pub enum StoredWeight {
     /// Integer codes and scales.
     Codes(QuantizedWeight),
+    /// E4M3 codes and per-channel scales.
+    Fp8(Fp8Weight),
     /// The values rounded to float16 (held here as the f32 they stand for).
     Half(ArrayD<f32>),
 }
@@ -60,24 +65,41 @@ impl StoredWeight {
     pub fn dequantize(&self) -> ArrayD<f32> {
         match self {
             StoredWeight::Codes(q) => q.dequantize(),
+            StoredWeight::Fp8(q) => q.dequantize(),
             StoredWeight::Half(values) => values.clone(),
         }
     }
+
+    /// Bytes of the stored tensors: the codes in their container (int4 packs two per byte up to
+    /// 4 bits, int8 one per byte up to 8; whatever the nominal width), plus an f32 per scale.
+    pub fn bytes(&self, form: WeightForm) -> u64 {
+        let (values, scales) = match self {
+            StoredWeight::Codes(q) => (q.codes.len(), q.scales.len()),
+            StoredWeight::Fp8(q) => (q.codes.len(), q.scales.len()),
+            StoredWeight::Half(values) => (values.len(), 0),
+        };
+        (values as u64 * form.container_bits()).div_ceil(8) + (scales * size_of::<f32>()) as u64
+    }
 }
 
-/// `layer`'s weight at `bits`: [`HALF_BITS`] rounds it to float16, any other width gives
-/// [`quantized_weight`]'s codes.
+/// `layer`'s weight stored in `form`: float16, E4M3 or [`quantized_weight`]'s integer codes.
 pub fn stored_weight(
     model: &Model,
     layer: &Layer,
     scheme: &WeightScheme,
-    bits: u8,
-    split: bool,
+    form: WeightForm,
 ) -> Result<StoredWeight, ApplyError> {
-    if bits != HALF_BITS {
-        return quantized_weight(model, layer, scheme, bits, split).map(StoredWeight::Codes);
+    form.check().map_err(|message| ApplyError::Form { layer: layer.name.clone(), message })?;
+    if form.half() {
+        return Ok(StoredWeight::Half(weight_values(model, layer)?.mapv(|v| half::f16::from_f32(v).to_f32())));
     }
-    Ok(StoredWeight::Half(weight_values(model, layer)?.mapv(|v| half::f16::from_f32(v).to_f32())))
+    if form.fp8 {
+        let values = weight_values(model, layer)?;
+        return Fp8Weight::quantize(values.view(), layer.channel_axis.unwrap_or(0))
+            .map(StoredWeight::Fp8)
+            .map_err(|source| ApplyError::Quant { layer: layer.name.clone(), source });
+    }
+    quantized_weight(model, layer, scheme, form).map(StoredWeight::Codes)
 }
 
 /// The float values of `layer`'s weight initializer.
@@ -90,28 +112,17 @@ fn weight_values(model: &Model, layer: &Layer) -> Result<ArrayD<f32>, ApplyError
     Ok(tensor_to_f32(tensor)?)
 }
 
-/// The fake-quantized values of `layer`'s weight at `bits` (split as [`quantized_weight`];
-/// float16 at [`HALF_BITS`]) with `scheme`, and the bytes its stored form takes (codes plus
-/// scales, a split keeping the mean; two per value in float16).
+/// The fake-quantized values of `layer`'s weight in `form` with `scheme` (what a probe feeds to
+/// ONNX Runtime), and the bytes its stored form takes ([`StoredWeight::bytes`]).
 pub fn fake_quantized_weight(
     model: &Model,
     layer: &Layer,
     scheme: &WeightScheme,
-    bits: u8,
-    split: bool,
+    form: WeightForm,
 ) -> Result<(ArrayD<f32>, u64), ApplyError> {
-    let quant_error = |source| ApplyError::Quant { layer: layer.name.clone(), source };
-    match stored_weight(model, layer, scheme, bits, split)? {
-        StoredWeight::Half(values) => {
-            let bytes = (values.len() * 2) as u64;
-            Ok((values, bytes))
-        }
-        StoredWeight::Codes(q) => {
-            let quantizer = WeightQuantizer::new(scheme, bits, layer.channel_axis.unwrap_or(0));
-            let bytes = quantizer.storage_bits(q.codes.shape()).map_err(quant_error)?.div_ceil(8);
-            Ok((q.dequantize(), bytes))
-        }
-    }
+    let stored = stored_weight(model, layer, scheme, form)?;
+    let bytes = stored.bytes(form);
+    Ok((stored.dequantize(), bytes))
 }
 
 /// A copy of `model` whose every weight layer among `layers` holds its weight fake-quantized
@@ -125,10 +136,40 @@ pub fn fake_quantize_weights(
     let mut quantized = HashMap::new();
     for layer in layers {
         if let Some(name) = &layer.weight {
-            quantized.insert(name.clone(), fake_quantized_weight(model, layer, scheme, bits, false)?.0);
+            quantized.insert(name.clone(), fake_quantized_weight(model, layer, scheme, WeightForm::plain(bits))?.0);
         }
     }
     let mut copy = model.clone();
     rewrite::replace_initializers(&mut copy, &quantized);
     Ok(copy)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Clipping, Granularity};
+    use ndarray::{Array, IxDyn};
+
+    #[test]
+    fn stored_bytes_count_the_container_and_the_scales() {
+        // A conv [8, 4, 3, 3]: 288 values, 36 per channel.
+        let w = Array::from_shape_fn(IxDyn(&[8, 4, 3, 3]), |i| (i[0] * 36 + i[1] * 9 + i[2] * 3 + i[3]) as f32 - 100.0);
+        let quantize = |bits, granularity| {
+            let q = WeightQuantizer { bits, granularity, clipping: Clipping::MinMax };
+            StoredWeight::Codes(q.quantize(w.view()).unwrap())
+        };
+        let per_channel = Granularity::PerChannel { axis: 0 };
+        // 2, 3 and 4 bits all pack two codes per byte; 5 bits takes a byte.
+        for bits in [2, 3, 4] {
+            assert_eq!(quantize(bits, per_channel).bytes(WeightForm::plain(bits)), 144 + 8 * 4);
+        }
+        assert_eq!(quantize(5, per_channel).bytes(WeightForm::plain(5)), 288 + 8 * 4);
+        // Groups of 8: 5 per channel (8, 8, 8, 8, 4).
+        let grouped = WeightForm { group: Some(8), ..WeightForm::plain(3) };
+        let stored = quantize(3, Granularity::PerGroup { axis: 0, group_size: 8 });
+        assert_eq!(stored.bytes(grouped), 144 + 8 * 5 * 4);
+        let fp8 = StoredWeight::Fp8(Fp8Weight::quantize(w.view(), 0).unwrap());
+        assert_eq!(fp8.bytes(WeightForm { fp8: true, ..WeightForm::plain(8) }), 288 + 8 * 4);
+        assert_eq!(StoredWeight::Half(w.clone()).bytes(WeightForm::plain(16)), 576);
+    }
 }

@@ -168,25 +168,6 @@ impl WeightQuantizer {
         Ok(self.quantize_mixed(w, channel_bits)?.dequantize())
     }
 
-    /// Bytes of scale metadata: one f32 per channel or group.
-    pub fn overhead_bytes(&self, weight_shape: &[usize]) -> Result<u64, QuantError> {
-        let axis = self.check_layout(weight_shape.len())?;
-        let channels = weight_shape[axis];
-        let inner: usize = weight_shape.iter().enumerate().filter(|&(i, _)| i != axis).map(|(_, &d)| d).product();
-        let n_groups = match self.granularity {
-            Granularity::PerChannel { .. } => 1,
-            Granularity::PerGroup { group_size, .. } => inner.div_ceil(group_size),
-        };
-        Ok((channels * n_groups * size_of::<f32>()) as u64)
-    }
-
-    /// Total storage in bits: every weight at `self.bits` plus the scale metadata.
-    pub fn storage_bits(&self, weight_shape: &[usize]) -> Result<u64, QuantError> {
-        check_bits(self.bits)?;
-        let params: usize = weight_shape.iter().product();
-        Ok(params as u64 * u64::from(self.bits) + self.overhead_bytes(weight_shape)? * 8)
-    }
-
     /// Validates the layout and the clipping against an `ndim`-D weight; returns the channel axis.
     fn check_layout(&self, ndim: usize) -> Result<usize, QuantError> {
         let axis = self.granularity.axis();
@@ -432,23 +413,17 @@ mod tests {
     }
 
     #[test]
-    fn scale_shapes_and_storage_counts() {
+    fn scale_shapes() {
         let conv = random(&[8, 4, 3, 3], false, 1);
         let pc = wq(4, Granularity::PerChannel { axis: 0 }, Clipping::MinMax);
         assert_eq!(pc.quantize(conv.view()).unwrap().scales.shape(), &[8]);
-        assert_eq!(pc.overhead_bytes(&[8, 4, 3, 3]).unwrap(), 8 * 4);
-        assert_eq!(pc.storage_bits(&[8, 4, 3, 3]).unwrap(), 288 * 4 + 8 * 4 * 8);
         // 36 values per channel in groups of 8: 8, 8, 8, 8, 4.
         let pg = wq(3, Granularity::PerGroup { axis: 0, group_size: 8 }, Clipping::MinMax);
         assert_eq!(pg.quantize(conv.view()).unwrap().scales.shape(), &[8, 5]);
-        assert_eq!(pg.overhead_bytes(&[8, 4, 3, 3]).unwrap(), 8 * 5 * 4);
-        assert_eq!(pg.storage_bits(&[8, 4, 3, 3]).unwrap(), 288 * 3 + 8 * 5 * 4 * 8);
         // Gemm [K=16, N=32], channels on axis 1: 32 channels of 16 values, groups of 5 → 4.
         let gemm = random(&[16, 32], false, 2);
         let pg = wq(8, Granularity::PerGroup { axis: 1, group_size: 5 }, Clipping::MinMax);
         assert_eq!(pg.quantize(gemm.view()).unwrap().scales.shape(), &[32, 4]);
-        assert_eq!(pg.overhead_bytes(&[16, 32]).unwrap(), 32 * 4 * 4);
-        assert_eq!(pg.storage_bits(&[16, 32]).unwrap(), 512 * 8 + 32 * 4 * 4 * 8);
     }
 
     #[test]
@@ -522,14 +497,11 @@ mod tests {
         for bits in [0, 1, 9, 16] {
             let q = wq(bits, pc(0), Clipping::MinMax);
             assert_eq!(q.quantize(w.view()), Err(QuantError::Bits { bits, min: 2, max: 8 }));
-            assert!(q.storage_bits(&[4, 6]).is_err());
         }
         let q = wq(4, pc(2), Clipping::MinMax);
         assert_eq!(q.quantize(w.view()), Err(QuantError::Axis { axis: 2, ndim: 2 }));
-        assert_eq!(q.overhead_bytes(&[4, 6]), Err(QuantError::Axis { axis: 2, ndim: 2 }));
         let q = wq(4, Granularity::PerGroup { axis: 0, group_size: 0 }, Clipping::MinMax);
         assert_eq!(q.quantize(w.view()), Err(QuantError::GroupSize));
-        assert_eq!(q.overhead_bytes(&[4, 6]), Err(QuantError::GroupSize));
         let q = wq(4, pc(0), Clipping::MseSearch { grid: 0 });
         assert_eq!(q.fake_quantize(w.view()), Err(QuantError::Grid));
         let q = wq(4, pc(0), Clipping::MinMax);

@@ -5,26 +5,26 @@
 //! subtracts it from the layer's bias, per step-group configuration (the mean is over the steps
 //! that configuration runs).
 
-use crate::{Codebook, Config, Result, Width};
+use crate::{Codebook, Config, Result};
 use bitsearch_onnx::{GraphView, Model, tensor_to_f32};
 use bitsearch_pipeline::workload::Workload;
 use bitsearch_pipeline::workload::shift::{self, ChannelSums, SHIFTED_OPS, WeightChange};
 use bitsearch_records::{Plan, PlanLayer};
 use bitsearch_runtime::SessionOptions;
-use bitsearch_types::{FLOAT_BITS, Layer, LayerKind};
+use bitsearch_types::{Layer, LayerKind, WeightForm};
 use std::collections::HashMap;
 
 /// The measured mean output shift of each (layer, weight width), per step.
 #[derive(Debug, Default)]
 pub struct BiasShifts {
-    sums: HashMap<(String, Width), Vec<ChannelSums>>,
+    sums: HashMap<(String, WeightForm), Vec<ChannelSums>>,
 }
 
 impl BiasShifts {
-    /// The mean shift per output channel of `layer` at `width` over the steps of `groups`; None
-    /// when it was not measured (a layer whose output has no channel axis to correct).
-    pub fn get(&self, layer: &str, width: Width, groups: &[usize], plan: &Plan) -> Option<Vec<f32>> {
-        let sums = self.sums.get(&(layer.to_string(), width))?;
+    /// The mean shift per output channel of `layer` stored in `form` over the steps of `groups`;
+    /// None when it was not measured (a layer whose output has no channel axis to correct).
+    pub fn get(&self, layer: &str, form: WeightForm, groups: &[usize], plan: &Plan) -> Option<Vec<f32>> {
+        let sums = self.sums.get(&(layer.to_string(), form))?;
         let steps = groups.iter().filter_map(|&g| plan.step_groups.get(g)).flat_map(|&[first, last]| first..=last);
         shift::mean_shift(sums, steps)
     }
@@ -51,17 +51,16 @@ pub fn measure(
             continue;
         }
         let original = tensor_to_f32(original)?;
-        let mut widths: Vec<Width> = Vec::new();
+        let mut forms: Vec<WeightForm> = Vec::new();
         for (config, _) in configs {
-            let width = config[i].0;
-            if width.bits != FLOAT_BITS && !widths.contains(&width) {
-                widths.push(width);
+            if let Some(form) = config[i].0.filter(|f| !forms.contains(f)) {
+                forms.push(form);
             }
         }
-        for width in widths {
-            let delta = codes.get(fp, layer, plan, width)?.dequantize() - &original;
+        for form in forms {
+            let delta = codes.get(fp, layer, plan, form)?.dequantize() - &original;
             changes.push(WeightChange { layer: layer.name.clone(), weight: weight.to_string(), delta });
-            keys.push((layer.name.clone(), width));
+            keys.push((layer.name.clone(), form));
         }
     }
     let sums = shift::output_shifts(workload, fp, &changes, options)?;

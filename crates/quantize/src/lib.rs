@@ -25,14 +25,14 @@ mod calibrate;
 mod folder;
 mod ptqd;
 
-use bitsearch_onnx::rewrite::{self, ActivationParams, Dequantize, WeightCodes};
+use bitsearch_onnx::rewrite::{self, ActivationParams, CodeArray, Dequantize, WeightCodes};
 use bitsearch_onnx::{ExternalData, GraphView, Model, OnnxError, SharedData, discover_layers};
 use bitsearch_pipeline::workload::{self, WorkloadSpec};
 use bitsearch_quant::{ActQuantizer, ApplyError, SPLIT_BITS, StoredWeight, range_key, stored_weight};
 use bitsearch_records::plan::absolute;
 use bitsearch_records::{Corrections, Manifest, ManifestModel, Plan, PlanLayer, Storage};
 use bitsearch_runtime::SessionOptions;
-use bitsearch_types::{Component, FLOAT_BITS, HALF_BITS, Layer, LayerKind, WEIGHT_BITS};
+use bitsearch_types::{Component, FLOAT_BITS, HALF_BITS, Layer, LayerKind, WEIGHT_BITS, WeightForm};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
@@ -228,9 +228,9 @@ pub fn simulate(model: &Path, plan_path: &Path) -> Result<(Vec<Model>, Vec<usize
     let mut models = Vec::new();
     for (config, _) in &configs {
         let mut values = HashMap::new();
-        for ((_, layer), &(width, _)) in chosen.iter().zip(config) {
-            if width.bits != FLOAT_BITS {
-                let q = codes.get(&fp, layer, &plan, width)?;
+        for ((_, layer), &(form, _)) in chosen.iter().zip(config) {
+            if let Some(form) = form {
+                let q = codes.get(&fp, layer, &plan, form)?;
                 values.insert(layer.weight.clone().unwrap_or_default(), q.dequantize());
             }
         }
@@ -332,11 +332,14 @@ fn match_layers(plan: &Plan, plan_path: &Path, layers: &[Layer], model: &Path) -
                     format!("{b} bits: expected 2..=8, {HALF_BITS} (float16) or {FLOAT_BITS} (float)"),
                 ));
             }
-            if !p.w_split.is_empty() && p.w_split.len() != groups {
-                return Err(plan_error(
-                    field("w_split"),
-                    format!("{} values for {groups} step groups", p.w_split.len()),
-                ));
+            // Optional per-group lists: absent, or one value per step group.
+            for (name, len) in [("w_split", p.w_split.len()), ("w_group", p.w_group.len()), ("w_fp8", p.w_fp8.len())] {
+                if len != 0 && len != groups {
+                    return Err(plan_error(field(name), format!("{len} values for {groups} step groups")));
+                }
+            }
+            if let Some(message) = (0..groups).find_map(|g| p.weight_form(g).and_then(|f| f.check().err())) {
+                return Err(plan_error(field("w_bits"), message));
             }
             if let Some(g) =
                 (0..groups).find(|&g| p.split(g) && !SPLIT_BITS.iter().any(|&b| u32::from(b) == p.w_bits[g]))
@@ -360,29 +363,14 @@ fn match_layers(plan: &Plan, plan_path: &Path, layers: &[Layer], model: &Path) -
         .collect()
 }
 
-/// How one layer's weight is stored: its (mean) bits and whether it takes the outlier split.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-struct Width {
-    bits: u32,
-    split: bool,
-}
-
-impl Width {
-    /// The width in tensor names: `w3`, or `w3s` when split.
-    fn label(self) -> String {
-        format!("w{}{}", self.bits, if self.split { "s" } else { "" })
-    }
-}
-
-/// The (weight width, activation bits) of every chosen layer in one step group.
-type Config = Vec<(Width, u32)>;
+/// The (weight form, None in float; activation bits) of every chosen layer in one step group.
+type Config = Vec<(Option<WeightForm>, u32)>;
 
 /// The distinct configurations of the plan's step groups, each with the groups that share it.
 fn configurations(plan: &Plan, chosen: &[(PlanLayer, Layer)]) -> Vec<(Config, Vec<usize>)> {
     let mut configs: Vec<(Config, Vec<usize>)> = Vec::new();
     for g in 0..plan.step_groups.len().max(1) {
-        let config: Config =
-            chosen.iter().map(|(p, _)| (Width { bits: p.w_bits[g], split: p.split(g) }, p.a_bits[g])).collect();
+        let config: Config = chosen.iter().map(|(p, _)| (p.weight_form(g), p.a_bits[g])).collect();
         match configs.iter_mut().find(|(c, _)| *c == config) {
             Some((_, groups)) => groups.push(g),
             None => configs.push((config, vec![g])),
@@ -391,17 +379,17 @@ fn configurations(plan: &Plan, chosen: &[(PlanLayer, Layer)]) -> Vec<(Config, Ve
     configs
 }
 
-/// The codes of each (weight, width), computed once for every model that stores them.
+/// The codes of each (weight, form), computed once for every model that stores them.
 #[derive(Debug, Default)]
 struct Codebook {
-    codes: HashMap<(String, Width), StoredWeight>,
+    codes: HashMap<(String, WeightForm), StoredWeight>,
 }
 
 impl Codebook {
-    fn get(&mut self, model: &Model, layer: &Layer, plan: &Plan, width: Width) -> Result<&StoredWeight> {
-        let key = (layer.weight.clone().unwrap_or_default(), width);
+    fn get(&mut self, model: &Model, layer: &Layer, plan: &Plan, form: WeightForm) -> Result<&StoredWeight> {
+        let key = (layer.weight.clone().unwrap_or_default(), form);
         if !self.codes.contains_key(&key) {
-            let q = stored_weight(model, layer, &plan.quantizer.weight, width.bits as u8, width.split)?;
+            let q = stored_weight(model, layer, &plan.quantizer.weight, form)?;
             self.codes.insert(key.clone(), q);
         }
         Ok(&self.codes[&key])
@@ -432,40 +420,34 @@ fn build(
     rewrite::raise_opset(&mut model)?;
     rewrite::strip_node_metadata(&mut model);
     let group = groups.first().copied().unwrap_or(0);
-    let group_size = plan.quantizer.weight.group_size;
-    for ((_, layer), &(width, a_bits)) in chosen.iter().zip(config) {
-        let w_bits = width.bits;
+    for ((_, layer), &(weight_form, a_bits)) in chosen.iter().zip(config) {
         let activations = a_bits != FLOAT_BITS;
         let layer_error = |message: String| QuantizeError::Layer { layer: layer.name.clone(), message };
         let mut weight_scales = None;
-        if w_bits != FLOAT_BITS {
+        if let Some(width) = weight_form {
             let weight = layer.weight.clone().unwrap_or_default();
             let prefix = format!("{weight}/{}", width.label());
-            let q = match codes.get(fp, layer, plan, width)? {
-                StoredWeight::Codes(q) => q,
-                StoredWeight::Half(_) if activations => {
-                    return Err(layer_error("8-bit activations need integer weights, not float16".into()));
-                }
+            let group_size = width.scheme(&plan.quantizer.weight).group_size;
+            if activations && (!width.integer() || group_size.is_some()) {
+                return Err(layer_error(format!(
+                    "8-bit activations need integer weights with per-channel scales, not {width}"
+                )));
+            }
+            let (codes, scales) = match codes.get(fp, layer, plan, width)? {
                 StoredWeight::Half(values) => {
                     rewrite::store_half(&mut model, &weight, &prefix, values)?;
                     continue;
                 }
-            };
-            if activations && group_size.is_some() {
-                return Err(layer_error("8-bit activations need per-channel weight scales (no group_size)".into()));
-            }
-            let w = WeightCodes {
-                codes: &q.codes,
-                scales: &q.scales,
-                axis: layer.channel_axis.unwrap_or(0),
-                group_size,
+                StoredWeight::Fp8(q) => (CodeArray::E4m3(&q.codes), &q.scales),
                 // Integer kernels take int8 weights only: narrower codes go in an int8 container.
-                int4: w_bits <= 4 && !activations,
+                StoredWeight::Codes(q) if width.bits <= 4 && !activations => (CodeArray::Int4(&q.codes), &q.scales),
+                StoredWeight::Codes(q) => (CodeArray::Int8(&q.codes), &q.scales),
             };
+            let w = WeightCodes { codes, scales, axis: layer.channel_axis.unwrap_or(0), group_size };
             let form =
                 if storage == Storage::Unpacked && !activations { Dequantize::CastMul } else { Dequantize::Linear };
             rewrite::store_weight(&mut model, &weight, &prefix, w, form)?;
-            weight_scales = Some(q.scales.iter().copied().collect::<Vec<f32>>());
+            weight_scales = Some(scales.iter().copied().collect::<Vec<f32>>());
             let shift = fixes.shifts.and_then(|s| s.get(&layer.name, width, groups, plan));
             // Integer kernels need the bias as an input of the op: no Add behind a QDQ layer.
             if let Some(shift) = shift.filter(|_| !activations || has_bias_input(layer)) {

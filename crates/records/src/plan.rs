@@ -7,7 +7,7 @@
 
 use crate::budget::Limit;
 use crate::error::{RecordError, Result, check_format};
-use bitsearch_types::{LayerInfo, QuantizerSpec};
+use bitsearch_types::{FLOAT_BITS, LayerInfo, QuantizerSpec, WeightForm};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
@@ -56,6 +56,20 @@ pub struct Prediction {
     pub ssim: f64,
     pub quality_loss: f64,
     pub content_loss: f64,
+    /// Final-image PSNR (additive MSE over every quantized layer), dB; absent in older plans.
+    #[serde(default = "unknown")]
+    pub psnr_db: f64,
+    /// What the objective's losses measure: `decoupled` (SQNR and SSIM) or `image` (MSE).
+    #[serde(default = "decoupled")]
+    pub loss: String,
+}
+
+fn unknown() -> f64 {
+    f64::NAN
+}
+
+fn decoupled() -> String {
+    "decoupled".into()
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -92,21 +106,46 @@ pub struct PlanLayer {
     pub w_bits: Vec<u32>,
     /// Per step group: the weight takes MPQ-DM's outlier split at a mean of `w_bits` (absent:
     /// no split anywhere).
-    #[serde(default, skip_serializing_if = "no_split")]
+    #[serde(default, skip_serializing_if = "none")]
     pub w_split: Vec<bool>,
+    /// Per step group: values per weight scale group, 0 for the plan's quantizer granularity
+    /// (absent: 0 everywhere).
+    #[serde(default, skip_serializing_if = "all_zero")]
+    pub w_group: Vec<u32>,
+    /// Per step group: E4M3 codes (absent: integer codes everywhere).
+    #[serde(default, skip_serializing_if = "none")]
+    pub w_fp8: Vec<bool>,
     pub a_bits: Vec<u32>,
     /// Stored bytes of the weight (every distinct weight bit-width once).
     pub weight_bytes: u64,
 }
 
-fn no_split(split: &[bool]) -> bool {
-    !split.contains(&true)
+fn none(flags: &[bool]) -> bool {
+    !flags.contains(&true)
+}
+
+fn all_zero(values: &[u32]) -> bool {
+    values.iter().all(|&v| v == 0)
 }
 
 impl PlanLayer {
     /// Whether the weight is split in step group `g`.
     pub fn split(&self, g: usize) -> bool {
         self.w_split.get(g).copied().unwrap_or(false)
+    }
+
+    /// How the weight is stored in step group `g`; None when it stays in float.
+    pub fn weight_form(&self, g: usize) -> Option<WeightForm> {
+        let bits = *self.w_bits.get(g)?;
+        if bits == FLOAT_BITS {
+            return None;
+        }
+        Some(WeightForm {
+            bits: u8::try_from(bits).ok()?,
+            split: self.split(g),
+            group: self.w_group.get(g).filter(|&&n| n > 0).map(|&n| n as usize),
+            fp8: self.w_fp8.get(g).copied().unwrap_or(false),
+        })
     }
 }
 
@@ -195,6 +234,8 @@ mod tests {
                 ssim: 1.0,
                 quality_loss: 0.001,
                 content_loss: 0.0,
+                psnr_db: 40.0,
+                loss: "decoupled".into(),
             },
             solver: SolverReport {
                 name: "test".into(),

@@ -14,7 +14,8 @@ use std::str::FromStr;
 pub const META_KEY: &str = "bitsearch.sensitivity";
 /// Format of the table this bitsearch writes. 1 (no `format` field): layers without their
 /// component, the run's config embedded in the engine's own types. 2: no outlier-split rows.
-pub const TABLE_FORMAT: u32 = 3;
+/// 3: no group-size or float8 rows.
+pub const TABLE_FORMAT: u32 = 4;
 
 /// One probe's measurement against the full-precision run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -29,6 +30,12 @@ pub struct ProbeRow {
     /// weight kurtosis) one bit wider, as many (lowest) one bit narrower.
     #[serde(default)]
     pub w_split: bool,
+    /// Values per weight scale group; 0: the run's quantizer granularity.
+    #[serde(default)]
+    pub w_group: u32,
+    /// E4M3 codes with per-channel scales (at 8 bits).
+    #[serde(default)]
+    pub w_fp8: bool,
     /// Input-activation bits; [`FLOAT_BITS`] when activations stay in float.
     pub a_bits: u32,
     pub step_group: u32,
@@ -49,6 +56,13 @@ pub struct ProbeRow {
     pub psnr_db: f64,
     /// NaN or infinite values in the denoiser outputs and final images.
     pub nonfinite: u64,
+}
+
+impl ProbeRow {
+    /// Split, grouped or float8: a row beside the plain one of the same bits.
+    pub fn variant(&self) -> bool {
+        self.w_split || self.w_group > 0 || self.w_fp8
+    }
 }
 
 /// Which part of the probe list a process computes: windows `index`, `index + count`, ….
@@ -156,6 +170,8 @@ impl SensitivityTable {
             Column::new("macs".into(), rows.iter().map(|r| r.layer.macs).collect::<Vec<_>>()),
             Column::new("w_bits".into(), u32s(|r| r.w_bits)),
             Column::new("w_split".into(), rows.iter().map(|r| r.w_split).collect::<Vec<_>>()),
+            Column::new("w_group".into(), u32s(|r| r.w_group)),
+            Column::new("w_fp8".into(), rows.iter().map(|r| r.w_fp8).collect::<Vec<_>>()),
             Column::new("a_bits".into(), u32s(|r| r.a_bits)),
             Column::new("step_group".into(), u32s(|r| r.step_group)),
             Column::new("step_first".into(), u32s(|r| r.step_first)),
@@ -178,8 +194,8 @@ impl RunMeta {
         let value: serde_json::Value = serde_json::from_str(json)
             .map_err(|e| RecordError::file(path, format!("run metadata is not JSON: {e}")))?;
         let found = value.get("format").and_then(serde_json::Value::as_u64).unwrap_or(1);
-        // Format 2 differs only in having no outlier-split rows: it reads as is.
-        let found = if found == 2 { u64::from(TABLE_FORMAT) } else { found };
+        // Formats 2 and 3 differ only in lacking some kinds of rows: they read as they are.
+        let found = if matches!(found, 2 | 3) { u64::from(TABLE_FORMAT) } else { found };
         check_format(path, "sensitivity table", found, TABLE_FORMAT, "bitsearch sensitivity")?;
         serde_json::from_value(value).map_err(|e| RecordError::file(path, format!("run metadata is not readable: {e}")))
     }
@@ -204,10 +220,15 @@ fn rows_of(frame: &DataFrame) -> PolarsResult<Vec<ProbeRow>> {
     let (probe, params, macs, weight_bytes, nonfinite) =
         (u64s("probe")?, u64s("params")?, u64s("macs")?, u64s("weight_bytes")?, u64s("nonfinite")?);
     let (w_bits, a_bits) = (u32s("w_bits")?, u32s("a_bits")?);
-    let w_split: Vec<bool> = match frame.column("w_split") {
-        Ok(column) => column.bool()?.iter().map(Option::unwrap_or_default).collect(),
-        Err(_) => vec![false; frame.height()],
+    // Columns later formats added: absent in older tables.
+    let bools = |name: &str| -> PolarsResult<Vec<bool>> {
+        match frame.column(name) {
+            Ok(column) => Ok(column.bool()?.iter().map(Option::unwrap_or_default).collect()),
+            Err(_) => Ok(vec![false; frame.height()]),
+        }
     };
+    let (w_split, w_fp8) = (bools("w_split")?, bools("w_fp8")?);
+    let w_group = if frame.column("w_group").is_ok() { u32s("w_group")? } else { vec![0; frame.height()] };
     let (step_group, step_first, step_last) = (u32s("step_group")?, u32s("step_first")?, u32s("step_last")?);
     let (sqnr_db, ssim, mse, psnr_db) = (f64s("sqnr_db")?, f64s("ssim")?, f64s("mse")?, f64s("psnr_db")?);
     (0..frame.height())
@@ -227,6 +248,8 @@ fn rows_of(frame: &DataFrame) -> PolarsResult<Vec<ProbeRow>> {
                 },
                 w_bits: w_bits[i],
                 w_split: w_split[i],
+                w_group: w_group[i],
+                w_fp8: w_fp8[i],
                 a_bits: a_bits[i],
                 step_group: step_group[i],
                 step_first: step_first[i],
@@ -297,7 +320,7 @@ pub const SSIM_TOLERANCE: f64 = 1e-9;
 
 /// Layers where fewer weight bits measured *better* than more: for each layer (and activation
 /// bits and step group), every pair of consecutive weight bit-widths is compared on one metric
-/// (plain quantization only: outlier-split rows sit beside the plain ones at the same mean).
+/// (plain quantization only: split, grouped and float8 rows sit beside the plain ones at the same bits).
 /// Differences inside float rounding noise ([`SQNR_FLOOR_DB`], [`SSIM_TOLERANCE`]) are ties.
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct Monotonicity {
@@ -311,7 +334,7 @@ pub struct Monotonicity {
 
 pub fn monotonicity(rows: &[ProbeRow]) -> Monotonicity {
     let mut series: std::collections::BTreeMap<(String, u32, u32), Vec<&ProbeRow>> = Default::default();
-    for row in rows.iter().filter(|r| r.w_bits != FLOAT_BITS && !r.w_split) {
+    for row in rows.iter().filter(|r| r.w_bits != FLOAT_BITS && !r.variant()) {
         series.entry((row.layer.id(), row.a_bits, row.step_group)).or_default().push(row);
     }
     let mut result = Monotonicity::default();
@@ -351,7 +374,7 @@ pub struct SplitGain {
 pub fn split_gains(rows: &[ProbeRow]) -> Vec<SplitGain> {
     let key = |r: &ProbeRow| (r.layer.id(), r.w_bits, r.a_bits, r.step_group);
     let plain: std::collections::HashMap<_, &ProbeRow> =
-        rows.iter().filter(|r| !r.w_split).map(|r| (key(r), r)).collect();
+        rows.iter().filter(|r| !r.variant()).map(|r| (key(r), r)).collect();
     let mut by_bits: std::collections::BTreeMap<u32, Vec<(f64, f64)>> = Default::default();
     for split in rows.iter().filter(|r| r.w_split) {
         if let Some(p) = plain.get(&key(split)) {
@@ -415,6 +438,8 @@ pub(crate) mod tests {
             },
             w_bits: 4,
             w_split: false,
+            w_group: 0,
+            w_fp8: false,
             a_bits: 32,
             step_group: 0,
             step_first: 0,

@@ -57,17 +57,45 @@ pub fn raise_opset(model: &mut Model) -> Result<()> {
     Ok(())
 }
 
-/// A quantized weight: integer codes in the weight's shape and the scale of each output channel
+/// A quantized weight: codes in the weight's shape and the scale of each output channel
 /// (`[C]`) or of each group of a channel's values in row-major order (`[C, groups]`).
 #[derive(Debug, Clone, Copy)]
 pub struct WeightCodes<'a> {
-    pub codes: &'a ArrayD<i8>,
+    pub codes: CodeArray<'a>,
     pub scales: &'a ArrayD<f32>,
     /// The output-channel axis of the weight.
     pub axis: usize,
     pub group_size: Option<usize>,
-    /// Store two codes per byte (codes within −8..=7); else one per byte.
-    pub int4: bool,
+}
+
+/// The codes of a weight and the element type they are stored as.
+#[derive(Debug, Clone, Copy)]
+pub enum CodeArray<'a> {
+    /// Two codes per byte (codes within −8..=7).
+    Int4(&'a ArrayD<i8>),
+    Int8(&'a ArrayD<i8>),
+    /// FLOAT8E4M3FN bit patterns.
+    E4m3(&'a ArrayD<u8>),
+}
+
+impl CodeArray<'_> {
+    fn shape(&self) -> &[usize] {
+        match self {
+            CodeArray::Int4(c) | CodeArray::Int8(c) => c.shape(),
+            CodeArray::E4m3(c) => c.shape(),
+        }
+    }
+
+    /// The codes as the initializer `name` of shape `dims` (as many elements as the weight).
+    fn tensor(&self, name: &str, dims: &[usize]) -> pb::TensorProto {
+        match self {
+            CodeArray::Int4(c) => tensor_from_codes(name, dims, Codes::Int4(&c.iter().copied().collect::<Vec<_>>())),
+            CodeArray::Int8(c) => tensor_from_codes(name, dims, Codes::Int8(&c.iter().copied().collect::<Vec<_>>())),
+            CodeArray::E4m3(c) => {
+                tensor_from_codes(name, dims, Codes::Float8E4m3(&c.iter().copied().collect::<Vec<_>>()))
+            }
+        }
+    }
 }
 
 /// How stored codes become the float weight the layer reads.
@@ -91,11 +119,7 @@ pub fn store_weight(model: &mut Model, name: &str, prefix: &str, w: WeightCodes<
     let shape = w.codes.shape().to_vec();
     let float = DataType::from_onnx(original.data_type()).unwrap_or(DataType::F32);
     let (codes_name, scale_name) = (format!("{prefix}/codes"), format!("{prefix}/scale"));
-    let flat: Vec<i8> = w.codes.iter().copied().collect();
-    let pack = |dims: &[usize]| {
-        let codes = if w.int4 { Codes::Int4(&flat) } else { Codes::Int8(&flat) };
-        tensor_from_codes(&codes_name, dims, codes)
-    };
+    let pack = |dims: &[usize]| w.codes.tensor(&codes_name, dims);
     let mut nodes = Vec::new();
     let mut initializers = Vec::new();
     match (w.group_size, form) {
@@ -387,7 +411,7 @@ mod tests {
     fn a_stored_weight_is_computed_under_its_own_name_from_packed_codes() {
         let mut model = matmul(17);
         let (c, scales) = codes();
-        let w = WeightCodes { codes: &c, scales: &scales, axis: 1, group_size: None, int4: true };
+        let w = WeightCodes { codes: CodeArray::Int4(&c), scales: &scales, axis: 1, group_size: None };
         store_weight(&mut model, "w", "w/w4", w, Dequantize::Linear).unwrap();
         let graph = model.graph();
         assert!(graph.initializer.iter().all(|t| t.name() != "w"));
@@ -399,7 +423,8 @@ mod tests {
 
         // Cast + Mul: the scales broadcast along the channel axis.
         let mut model = matmul(17);
-        store_weight(&mut model, "w", "w/w4", WeightCodes { int4: false, ..w }, Dequantize::CastMul).unwrap();
+        store_weight(&mut model, "w", "w/w4", WeightCodes { codes: CodeArray::Int8(&c), ..w }, Dequantize::CastMul)
+            .unwrap();
         let scale = model.graph().initializer.iter().find(|t| t.name() == "w/w4/scale").unwrap();
         assert_eq!(scale.dims, vec![1, 3]);
         assert_eq!(model.graph().node[1].op_type(), "Mul");
@@ -411,7 +436,7 @@ mod tests {
         let (c, _) = codes();
         // Channels on axis 1, one group of 2 values each: scales [3, 1] transposed to [1, 3].
         let scales = ndarray::arr2(&[[0.1f32], [0.2], [0.3]]).into_dyn();
-        let w = WeightCodes { codes: &c, scales: &scales, axis: 1, group_size: Some(2), int4: false };
+        let w = WeightCodes { codes: CodeArray::Int8(&c), scales: &scales, axis: 1, group_size: Some(2) };
         store_weight(&mut model, "w", "w/w8", w, Dequantize::Linear).unwrap();
         let scale = model.graph().initializer.iter().find(|t| t.name() == "w/w8/scale").unwrap();
         assert_eq!(scale.dims, vec![1, 3]);
