@@ -46,6 +46,18 @@ fn eval(reference: &Path, candidates: &[&Path], plan: &Path, out: &Path) -> Vec<
     records
 }
 
+/// Quantizes `plan` into DIR/q, checks that it measures what the plan's simulation does, and
+/// returns its (first) model.
+fn quantized_as_simulated(model: &Path, plan: &Path, dir: &Path) -> bitsearch_onnx::Model {
+    let out = dir.join("q");
+    assert_success(&quantize(model, plan, &out, &[]));
+    let records = eval(model, &[&out], plan, dir);
+    let (q, sim) = (&records[0], &records[1]);
+    assert!((q.sqnr_db - sim.sqnr_db).abs() < 0.5, "quantized {} dB vs simulated {} dB", q.sqnr_db, sim.sqnr_db);
+    let manifest = Manifest::find(&out).unwrap().unwrap();
+    bitsearch_onnx::Model::load(out.join(&manifest.models[0].file)).unwrap()
+}
+
 #[test]
 fn a_quantized_plan_measures_what_its_float_simulation_does_in_both_storage_modes() {
     let dir = tempfile::tempdir().unwrap();
@@ -427,13 +439,7 @@ fn float16_is_an_option_probed_solved_and_stored_at_half_the_bytes() {
     let widths: std::collections::BTreeSet<u32> =
         layers.iter().filter(|l| !l.protected).flat_map(|l| l.w_bits.clone()).collect();
     assert_eq!(widths, [4, 16].into(), "{widths:?}");
-    let out = dir.path().join("q");
-    assert_success(&quantize(&model, &plan, &out, &[]));
-    let records = eval(&model, &[&out], &plan, dir.path());
-    let (q, sim) = (&records[0], &records[1]);
-    assert!((q.sqnr_db - sim.sqnr_db).abs() < 0.5, "quantized {} dB vs simulated {} dB", q.sqnr_db, sim.sqnr_db);
-    let manifest = Manifest::find(&out).unwrap().unwrap();
-    let onnx = bitsearch_onnx::Model::load(out.join(&manifest.models[0].file)).unwrap();
+    let onnx = quantized_as_simulated(&model, &plan, dir.path());
     let halves = onnx.graph().initializer.iter().filter(|t| t.name().ends_with("/w16/half")).count();
     assert_eq!(halves, layers.iter().filter(|l| l.w_bits[0] == 16).count());
 }
@@ -486,13 +492,7 @@ fn group_sizes_and_float8_are_probed_costed_stored_and_measured_as_simulated() {
         }
     }
     written.write(&plan).unwrap();
-    let out = dir.path().join("q");
-    assert_success(&quantize(&model, &plan, &out, &[]));
-    let records = eval(&model, &[&out], &plan, dir.path());
-    let (q, sim) = (&records[0], &records[1]);
-    assert!((q.sqnr_db - sim.sqnr_db).abs() < 0.5, "quantized {} dB vs simulated {} dB", q.sqnr_db, sim.sqnr_db);
-    let manifest = Manifest::find(&out).unwrap().unwrap();
-    let onnx = bitsearch_onnx::Model::load(out.join(&manifest.models[0].file)).unwrap();
+    let onnx = quantized_as_simulated(&model, &plan, dir.path());
     let graph = onnx.graph();
     let fp8 = graph.initializer.iter().filter(|t| t.name().ends_with("/w8e4m3/codes")).collect::<Vec<_>>();
     assert!(!fp8.is_empty() && fp8.iter().all(|t| t.data_type() == 17), "FLOAT8E4M3FN codes");

@@ -2,8 +2,9 @@
 
 use crate::error::{Result, SolverError};
 use crate::ilp::{Method, Minimise, Share, SolveOptions};
-use crate::problem::{DEFAULT_PROTECT, LossBasis};
+use crate::problem::DEFAULT_PROTECT;
 use bitsearch_records::Budget;
+use bitsearch_types::LossBasis;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 

@@ -23,9 +23,10 @@ mod reduce;
 pub mod target;
 
 pub use allocation::{Assignment, Evaluation, Usage};
+pub use bitsearch_types::LossBasis;
 pub use config::SolveConfig;
 pub use error::{Result, SolverError};
 pub use greedy::uniform;
 pub use ilp::{AVG_BITS_WINDOW, Method, Minimise, RELATIVE_WINDOW, Share, SolveOptions, Solved, solve};
 pub use plan::plan;
-pub use problem::{DEFAULT_PROTECT, INPUT, LayerOptions, LossBasis, OUTPUT, Precision, Problem, Variant};
+pub use problem::{DEFAULT_PROTECT, INPUT, LayerOptions, OUTPUT, Precision, Problem, Variant};

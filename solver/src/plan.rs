@@ -71,7 +71,7 @@ pub fn plan(
             quality_loss: e.quality_loss,
             content_loss: e.content_loss,
             psnr_db: e.predicted_psnr_db(),
-            loss: problem.basis.as_str().into(),
+            loss: problem.basis,
         },
         solver: SolverReport {
             name: solved.solver.into(),

@@ -7,7 +7,7 @@
 
 use crate::error::{Result, SolverError};
 use bitsearch_records::{ProbeRow, SensitivityTable};
-use bitsearch_types::{FLOAT_BITS, LayerInfo, MetricGroup, Role};
+use bitsearch_types::{FLOAT_BITS, LayerInfo, LossBasis, MetricGroup, Role};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt;
@@ -21,20 +21,6 @@ pub const OUTPUT: &str = "output";
 /// ModelOpt's default: the model's input and output layers and the time/condition embeddings
 /// stay in full precision.
 pub const DEFAULT_PROTECT: [&str; 3] = [INPUT, OUTPUT, "embedding"];
-
-/// What the program's losses measure.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum LossBasis {
-    /// MixDQ's decoupled metrics: denoiser-output SQNR for quality layers, final-image SSIM
-    /// for content layers, mixed by the content weight.
-    #[default]
-    Decoupled,
-    /// The final image's MSE for every layer: one additive loss whose sum predicts the PSNR.
-    Image,
-}
-
-bitsearch_types::named_enum!(LossBasis, "loss basis", { Decoupled => "decoupled", Image => "image" });
 
 /// A kind of weight option a solve may leave out of its table (`solve --without`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -60,14 +60,7 @@ pub fn round_e4m3(x: f32) -> f32 {
     let exponent = binade(magnitude).max(MIN_EXPONENT);
     // Values of one binade are spaced 2^(e − 3) apart; rounding may carry into the next binade.
     let quantum = 2f32.powi(exponent - MANTISSA_BITS);
-    let steps = magnitude / quantum;
-    let rounded = steps.round();
-    let rounded = if (steps - steps.trunc() - 0.5).abs() < f32::EPSILON && rounded % 2.0 != 0.0 {
-        rounded - 1.0
-    } else {
-        rounded
-    };
-    (rounded * quantum).min(E4M3_MAX).copysign(x)
+    ((magnitude / quantum).round_ties_even() * quantum).min(E4M3_MAX).copysign(x)
 }
 
 /// The bit pattern of `x` rounded to E4M3.

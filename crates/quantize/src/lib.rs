@@ -440,7 +440,9 @@ fn build(
                 }
                 StoredWeight::Fp8(q) => (CodeArray::E4m3(&q.codes), &q.scales),
                 // Integer kernels take int8 weights only: narrower codes go in an int8 container.
-                StoredWeight::Codes(q) if width.bits <= 4 && !activations => (CodeArray::Int4(&q.codes), &q.scales),
+                StoredWeight::Codes(q) if width.container_bits() == 4 && !activations => {
+                    (CodeArray::Int4(&q.codes), &q.scales)
+                }
                 StoredWeight::Codes(q) => (CodeArray::Int8(&q.codes), &q.scales),
             };
             let w = WeightCodes { codes, scales, axis: layer.channel_axis.unwrap_or(0), group_size };

@@ -7,7 +7,7 @@
 
 use crate::budget::Limit;
 use crate::error::{RecordError, Result, check_format};
-use bitsearch_types::{FLOAT_BITS, LayerInfo, QuantizerSpec, WeightForm};
+use bitsearch_types::{FLOAT_BITS, LayerInfo, LossBasis, QuantizerSpec, WeightForm};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
@@ -60,16 +60,12 @@ pub struct Prediction {
     #[serde(default = "unknown")]
     pub psnr_db: f64,
     /// What the objective's losses measure: `decoupled` (SQNR and SSIM) or `image` (MSE).
-    #[serde(default = "decoupled")]
-    pub loss: String,
+    #[serde(default)]
+    pub loss: LossBasis,
 }
 
 fn unknown() -> f64 {
     f64::NAN
-}
-
-fn decoupled() -> String {
-    "decoupled".into()
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -235,7 +231,7 @@ mod tests {
                 quality_loss: 0.001,
                 content_loss: 0.0,
                 psnr_db: 40.0,
-                loss: "decoupled".into(),
+                loss: LossBasis::Decoupled,
             },
             solver: SolverReport {
                 name: "test".into(),

@@ -57,6 +57,20 @@ pub enum MetricGroup {
     Quality,
 }
 
+/// What the program's losses measure.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LossBasis {
+    /// MixDQ's decoupled metrics: denoiser-output SQNR for quality layers, final-image SSIM
+    /// for content layers, mixed by the content weight.
+    #[default]
+    Decoupled,
+    /// The final image's MSE for every layer: one additive loss whose sum predicts the PSNR.
+    Image,
+}
+
+crate::named_enum!(LossBasis, "loss basis", { Decoupled => "decoupled", Image => "image" });
+
 crate::named_enum!(Role, "role", {
     Conv => "conv",
     Linear => "linear",

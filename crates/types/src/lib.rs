@@ -10,5 +10,5 @@ mod named;
 pub mod quantizer;
 
 pub use atomic::{sha256_file, tree_bytes, write_atomically};
-pub use layer::{Component, Layer, LayerInfo, LayerKind, MetricGroup, Role, TOKEN_AXIS};
+pub use layer::{Component, Layer, LayerInfo, LayerKind, LossBasis, MetricGroup, Role, TOKEN_AXIS};
 pub use quantizer::{ACTIVATION_BITS, FLOAT_BITS, FP8_BITS, HALF_BITS, QuantizerSpec, WEIGHT_BITS, WeightForm};
