@@ -109,8 +109,9 @@ check-deps:
 	scripts/check-deps.sh
 
 ## bench: timing tables under out/bench/ (speed claims live here, not in tests), the
-## fidelity-and-cost table of applied plans (out/bench/fidelity.md, about 25 minutes) and the
-## corrections on and off (out/bench/corrections.md, about 35 minutes)
+## fidelity-and-cost table of applied plans (out/bench/fidelity.md, about 25 minutes), the
+## corrections on and off (out/bench/corrections.md, about 35 minutes) and the frontier with and
+## without float16, group sizes and E4M3 (out/bench/frontier.md, about 40 minutes)
 bench: setup models
 	cargo bench --bench runtime
 	cargo bench --bench sensitivity
@@ -118,6 +119,7 @@ bench: setup models
 	cargo build --release
 	scripts/bench-fidelity.sh $(BIN) $(TERRAIN) $(SHAPES) out/bench
 	scripts/bench-corrections.sh $(BIN) $(TERRAIN) $(SHAPES) out/bench
+	scripts/bench-frontier.sh $(BIN) $(TERRAIN) $(SHAPES) out/bench
 
 ## device-check: the GPU checks in one call (scripts/device-check.sh) with this machine's binary
 device-check: build models

@@ -308,7 +308,7 @@ pub struct SolveArgs {
     pub without: Vec<bitsearch_solver::Variant>,
     /// What the losses measure: decoupled (MixDQ: denoiser SQNR for quality layers, image SSIM
     /// for content layers) or image (the final image's MSE for every layer, predicting PSNR)
-    /// [default: decoupled].
+    /// [default: image with a --target psnr=…, else decoupled].
     #[arg(long)]
     pub loss: Option<bitsearch_solver::LossBasis>,
     /// Instead of solving, the uniform plan: every unprotected layer at B weight bits.
@@ -336,7 +336,7 @@ pub struct SolveArgs {
     /// searched by solving, measuring (the plan simulated in float) and re-solving.
     #[arg(long = "target", conflicts_with_all = ["sweep", "uniform"])]
     pub targets: Vec<bitsearch_records::Target>,
-    /// What a target search minimises: memory or bops [default: memory].
+    /// What a target search minimises: memory, bops or avg-bits [default: memory].
     #[arg(long)]
     pub minimise: Option<bitsearch_solver::Minimise>,
     /// Measurements a target search may take.

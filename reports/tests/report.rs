@@ -77,6 +77,7 @@ fn candidate(label: &str, kind: &str, avg_bits: f64, sqnr_db: f64) -> EvalRecord
         avg_bits,
         predicted_sqnr_db: sqnr_db + 4.0,
         predicted_ssim: 0.99,
+        predicted_psnr_db: 33.0,
         sqnr_db,
         ssim: 0.98,
         psnr_db: 31.5,

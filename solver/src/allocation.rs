@@ -4,8 +4,7 @@
 
 use crate::problem::{Precision, Problem, StoredKey};
 use bitsearch_records::Resource;
-use bitsearch_types::FLOAT_BITS;
-use bitsearch_types::MetricGroup;
+use bitsearch_types::{FLOAT_BITS, LossBasis, MetricGroup};
 use serde::{Deserialize, Serialize};
 
 /// `assignment[layer][step_group]`: the index of the option taken, None for protected layers.
@@ -43,17 +42,35 @@ pub struct Evaluation {
     pub content_loss: f64,
     /// Σ final-image MSE over every quantized layer and step group, whatever the loss basis.
     pub image_mse: f64,
+    /// What the quality and content losses measure.
+    pub basis: LossBasis,
 }
 
 impl Evaluation {
-    /// The denoiser-output SQNR the additive noise model predicts, dB.
+    /// The denoiser-output SQNR the additive noise model predicts, dB (NaN on the image basis,
+    /// which predicts no SQNR).
     pub fn predicted_sqnr_db(&self) -> f64 {
-        if self.quality_loss > 0.0 { -10.0 * self.quality_loss.log10() } else { f64::INFINITY }
+        match self.basis {
+            LossBasis::Image => f64::NAN,
+            LossBasis::Decoupled if self.quality_loss > 0.0 => -10.0 * self.quality_loss.log10(),
+            LossBasis::Decoupled => f64::INFINITY,
+        }
     }
 
-    /// The final-image SSIM the additive model predicts.
+    /// The final-image SSIM the additive model predicts (NaN on the image basis).
     pub fn predicted_ssim(&self) -> f64 {
-        1.0 - self.content_loss
+        match self.basis {
+            LossBasis::Image => f64::NAN,
+            LossBasis::Decoupled => 1.0 - self.content_loss,
+        }
+    }
+
+    /// The headline prediction of the basis, dB: denoiser SQNR (decoupled) or image PSNR (image).
+    pub fn predicted_db(&self) -> f64 {
+        match self.basis {
+            LossBasis::Decoupled => self.predicted_sqnr_db(),
+            LossBasis::Image => self.predicted_psnr_db(),
+        }
     }
 
     /// The final-image PSNR the additive image-MSE model predicts, dB.
@@ -128,7 +145,14 @@ impl Problem {
         let params = self.quantized_params();
         let avg_bits = if params > 0 { bits / params as f64 } else { 0.0 };
         let objective = quality_loss / self.quality_scale + content_weight * content_loss / self.content_scale;
-        Evaluation { usage: Usage { memory, bops, avg_bits }, objective, quality_loss, content_loss, image_mse }
+        Evaluation {
+            usage: Usage { memory, bops, avg_bits },
+            objective,
+            quality_loss,
+            content_loss,
+            image_mse,
+            basis: self.basis,
+        }
     }
 
     /// Every quantized layer at `w_bits` weights, plain (activation-only layers and the activation

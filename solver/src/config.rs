@@ -3,7 +3,7 @@
 use crate::error::{Result, SolverError};
 use crate::ilp::{Method, Minimise, Share, SolveOptions};
 use crate::problem::DEFAULT_PROTECT;
-use bitsearch_records::Budget;
+use bitsearch_records::{Budget, Metric, Target};
 use bitsearch_types::LossBasis;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
@@ -16,8 +16,9 @@ pub struct SolveConfig {
     /// Budgets as on the command line (`avg-bits=4`, `2.5MB`, `30%`); the first also gets a
     /// lower bound.
     pub budgets: Vec<String>,
-    /// What the losses measure: `decoupled` (MixDQ's SQNR/SSIM) or `image` (final-image MSE).
-    pub loss: LossBasis,
+    /// What the losses measure: `decoupled` (MixDQ's SQNR/SSIM) or `image` (final-image MSE);
+    /// unset: see [`SolveConfig::basis`].
+    pub loss: Option<LossBasis>,
     pub content_weight: f64,
     pub content_share: Option<Share>,
     /// Layers kept in float: names, roles, `input`, `output`.
@@ -37,7 +38,7 @@ impl Default for SolveConfig {
         Self {
             method: Method::Ilp,
             budgets: Vec::new(),
-            loss: LossBasis::Decoupled,
+            loss: None,
             content_weight: 1.0,
             content_share: None,
             protect: DEFAULT_PROTECT.iter().map(|s| s.to_string()).collect(),
@@ -54,6 +55,13 @@ impl SolveConfig {
         let error = |message: String| SolverError::Config { field: path.display().to_string(), message };
         let text = std::fs::read_to_string(path).map_err(|e| error(format!("cannot read: {e}")))?;
         serde_norway::from_str(&text).map_err(|e| error(e.to_string()))
+    }
+
+    /// The loss basis: as set, else `image` when a target bounds the image's PSNR (the image
+    /// MSE predicts it, the denoiser's SQNR does not), else `decoupled`.
+    pub fn basis(&self, targets: &[Target]) -> LossBasis {
+        let psnr = targets.iter().any(|t| t.metric == Metric::Psnr);
+        self.loss.unwrap_or(if psnr { LossBasis::Image } else { LossBasis::Decoupled })
     }
 
     /// Checks the values and turns them into solver options.
@@ -88,5 +96,22 @@ impl SolveConfig {
             fill: self.fill,
             time_limit: self.time_limit,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_psnr_target_solves_on_image_losses_unless_told_otherwise() {
+        let psnr: Vec<Target> = vec!["sqnr=20dB".parse().unwrap(), "psnr=30dB".parse().unwrap()];
+        let sqnr: Vec<Target> = vec!["sqnr=20dB".parse().unwrap()];
+        let unset = SolveConfig::default();
+        assert_eq!(unset.basis(&[]), LossBasis::Decoupled);
+        assert_eq!(unset.basis(&sqnr), LossBasis::Decoupled);
+        assert_eq!(unset.basis(&psnr), LossBasis::Image);
+        let set = SolveConfig { loss: Some(LossBasis::Decoupled), ..SolveConfig::default() };
+        assert_eq!(set.basis(&psnr), LossBasis::Decoupled);
     }
 }

@@ -8,8 +8,8 @@
 //!   budget also gets a lower bound so the plan uses what it is given (MixDQ's window);
 //! - with a content share, the first budget is split between the content and quality layers;
 //! - objective: Σ cost · x, the normalised losses of [`Problem::cost`] — or, with
-//!   [`Minimise::Memory`] / [`Minimise::Bops`], that resource, with Σ cost · x capped instead
-//!   (the program a quality target solves);
+//!   [`Minimise::Memory`] / [`Minimise::Bops`] / [`Minimise::AvgBits`], that resource, with
+//!   Σ cost · x capped instead (the program a quality target solves);
 //! - ties: layers of one [`Problem::ties`] set take the same precision in every group.
 
 use crate::allocation::{Assignment, Evaluation};
@@ -85,9 +85,15 @@ pub enum Minimise {
     Memory,
     /// BOPs of a generation, under the budgets and the loss cap.
     Bops,
+    /// Mean stored weight bits, under the budgets and the loss cap: what tells 2-, 3- and 4-bit
+    /// layers apart when they share the int4 container and so the same bytes.
+    #[serde(rename = "avg-bits")]
+    AvgBits,
 }
 
-bitsearch_types::named_enum!(Minimise, "minimised quantity", { Loss => "loss", Memory => "memory", Bops => "bops" });
+bitsearch_types::named_enum!(Minimise, "minimised quantity", {
+    Loss => "loss", Memory => "memory", Bops => "bops", AvgBits => "avg-bits"
+});
 
 impl Minimise {
     /// The resource minimised; None for the loss.
@@ -96,6 +102,7 @@ impl Minimise {
             Minimise::Loss => None,
             Minimise::Memory => Some(Resource::Memory),
             Minimise::Bops => Some(Resource::Bops),
+            Minimise::AvgBits => Some(Resource::AvgBits),
         }
     }
 }
@@ -194,7 +201,7 @@ fn solve_once(problem: &Problem, options: &SolveOptions) -> Result<Solved> {
         (Minimise::Loss, _) if options.budgets.is_empty() => {
             return Err(SolverError::Config { field: "budget".into(), message: "give at least one budget".into() });
         }
-        (Minimise::Memory | Minimise::Bops, None) => {
+        (Minimise::Memory | Minimise::Bops | Minimise::AvgBits, None) => {
             return Err(SolverError::Config {
                 field: "loss_cap".into(),
                 message: format!("minimising {} needs a cap on the predicted loss", options.minimise),

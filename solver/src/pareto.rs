@@ -23,6 +23,7 @@ pub fn point(
         objective: e.objective,
         sqnr_db: e.predicted_sqnr_db(),
         ssim: e.predicted_ssim(),
+        psnr_db: e.predicted_psnr_db(),
         memory: e.usage.memory,
         bops: e.usage.bops,
         avg_bits: e.usage.avg_bits,

@@ -15,7 +15,8 @@ use crate::allocation::Assignment;
 use crate::error::SolverError;
 use crate::ilp::{SolveOptions, Solved, solve};
 use crate::problem::Problem;
-use bitsearch_records::{Measured, Round, Target};
+use bitsearch_records::{Measured, Metric, Round, Target};
+use bitsearch_types::LossBasis;
 
 /// Width of the bracket, in decades of the cap, below which the search stops (0.1 dB).
 const BRACKET: f64 = 0.01;
@@ -56,7 +57,7 @@ pub fn search<E: From<SolverError>>(
     let Some(resource) = options.minimise.resource() else {
         return Err(SolverError::Config {
             field: "minimise".into(),
-            message: "a target search minimises memory or bops".into(),
+            message: "a target search minimises memory, bops or avg-bits".into(),
         }
         .into());
     };
@@ -96,13 +97,14 @@ pub fn search<E: From<SolverError>>(
                 let m = measure(index, &solved)?;
                 let margin = targets.iter().map(|t| t.margin_db(&m)).fold(f64::INFINITY, f64::min);
                 let e = &solved.evaluation;
-                let predicted = e.predicted_sqnr_db();
+                let (predicted, name) = (e.predicted_db(), basis_metric(problem.basis));
                 let round = Round {
                     round: index,
                     loss_cap: cap,
                     predicted_objective: e.objective,
-                    predicted_sqnr_db: predicted,
-                    noise_factor: 10f64.powf((predicted - m.sqnr_db) / 10.0),
+                    predicted_sqnr_db: e.predicted_sqnr_db(),
+                    predicted_psnr_db: e.predicted_psnr_db(),
+                    noise_factor: 10f64.powf((predicted - name.of(&m)) / 10.0),
                     measured: m,
                     margin_db: margin,
                     bytes: e.usage.memory,
@@ -110,7 +112,8 @@ pub fn search<E: From<SolverError>>(
                     meets: margin >= 0.0,
                 };
                 log::info!(
-                    "round {index}: cap {cap:.3e}: predicted SQNR {predicted:.2} dB; measured SQNR {:.2} dB, SSIM {:.4}, PSNR {:.2} dB{}; margin {margin:+.2} dB; {:.3} MB, {:.3} bits{}",
+                    "round {index}: cap {cap:.3e}: predicted {} {predicted:.2} dB; measured SQNR {:.2} dB, SSIM {:.4}, PSNR {:.2} dB{}; margin {margin:+.2} dB; {:.3} MB, {:.3} bits{}",
+                    name.to_string().to_uppercase(),
                     m.sqnr_db,
                     m.ssim,
                     m.psnr_db,
@@ -162,12 +165,26 @@ pub fn search<E: From<SolverError>>(
     Ok(Searched { rounds, chosen })
 }
 
-/// The cap at which the additive model predicts an SQNR target exactly (the first guess when
-/// one is given); None without an SQNR target.
+/// The measured metric the basis predicts: the denoiser's SQNR (decoupled) or the image's PSNR.
+pub fn basis_metric(basis: LossBasis) -> Metric {
+    match basis {
+        LossBasis::Decoupled => Metric::Sqnr,
+        LossBasis::Image => Metric::Psnr,
+    }
+}
+
+/// The cap at which the additive model predicts a target on the basis's metric exactly (the
+/// first guess when one is given): an SQNR target on the decoupled basis, a PSNR target on the
+/// image basis; None without one.
 fn first_cap(problem: &Problem, targets: &[Target]) -> Option<f64> {
-    let sqnr =
-        targets.iter().filter(|t| t.metric == bitsearch_records::Metric::Sqnr).map(|t| t.value).reduce(f64::max)?;
-    Some(10f64.powf(-sqnr / 10.0) / problem.quality_scale)
+    let metric = basis_metric(problem.basis);
+    let db = targets.iter().filter(|t| t.metric == metric).map(|t| t.value).reduce(f64::max)?;
+    // Both losses are noise powers: 10^(−SQNR/10) of the output, or the MSE at that PSNR.
+    let loss = match problem.basis {
+        LossBasis::Decoupled => 10f64.powf(-db / 10.0),
+        LossBasis::Image => bitsearch_metrics::mse_at_psnr_db(db),
+    };
+    Some(loss / problem.quality_scale)
 }
 
 /// The error for a search that ended with no plan meeting its targets.
@@ -220,5 +237,32 @@ mod tests {
         let searched = search(&problem, &options, &[far], 6, measure).expect("search");
         assert!(searched.chosen.is_none() && !searched.rounds.is_empty());
         assert!(unmet(&searched, &[far]).to_string().contains("best measured plan"));
+    }
+
+    /// On image losses the search steers by the predicted PSNR: its first guess is the cap at
+    /// which the additive MSE predicts the PSNR target, and the rounds record PSNR, not SQNR.
+    #[test]
+    fn on_image_losses_a_psnr_target_is_searched_on_the_predicted_psnr() {
+        let mut problem = crate::problem::tests::synthetic(12);
+        problem.basis = LossBasis::Image;
+        for layer in &mut problem.layers {
+            layer.image_mse = layer.loss.clone();
+        }
+        let options = SolveOptions { minimise: Minimise::Memory, ..Default::default() };
+        let target: Target = "psnr=14dB".parse().expect("target");
+        // The model is right: every plan measures what it predicts.
+        let measure = |_: usize, s: &Solved| -> Result<Measured> {
+            let psnr_db = s.evaluation.predicted_psnr_db();
+            Ok(Measured { sqnr_db: f64::NAN, ssim: f64::NAN, psnr_db, caption: f64::NAN })
+        };
+        let searched = search(&problem, &options, &[target], 12, measure).expect("search");
+        let first = &searched.rounds[0];
+        assert!(first.predicted_sqnr_db.is_nan() && first.predicted_psnr_db >= 14.0);
+        assert!((first.noise_factor - 1.0).abs() < 1e-9);
+        let cap = bitsearch_metrics::mse_at_psnr_db(14.0) / problem.quality_scale;
+        assert!((first.loss_cap - cap).abs() < 1e-9 * cap, "first cap {} vs {cap}", first.loss_cap);
+        let (_, best) = searched.chosen.expect("a plan meets the target");
+        let exact = solve(&problem, &SolveOptions { loss_cap: Some(cap), ..options.clone() }).expect("solve");
+        assert!(best.evaluation.usage.memory <= exact.evaluation.usage.memory);
     }
 }

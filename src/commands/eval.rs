@@ -126,12 +126,13 @@ fn read_prompts(path: &Path) -> anyhow::Result<Vec<String>> {
 /// The measured table: one row per candidate, measured beside predicted; Markdown (for the
 /// bench tables) or aligned text.
 fn table(records: &[EvalRecord], markdown: bool) -> String {
-    const HEADER: [&str; 12] = [
+    const HEADER: [&str; 13] = [
         "candidate",
         "bits",
         "pred. SQNR dB",
         "SQNR dB",
         "SSIM",
+        "pred. PSNR dB",
         "PSNR dB",
         "caption",
         "size MB",
@@ -141,15 +142,18 @@ fn table(records: &[EvalRecord], markdown: bool) -> String {
         "time ×",
     ];
     let mb = |b: u64| format!("{:.2}", b as f64 / 1e6);
-    let rows: Vec<[String; 12]> = records
+    // Predictions a plan's loss basis does not make (or a candidate without a plan) print as "-".
+    let predicted = |v: f64| if v.is_nan() { "-".into() } else { format!("{v:.2}") };
+    let rows: Vec<[String; 13]> = records
         .iter()
         .map(|r| {
             [
                 r.label.clone(),
                 format!("{:.2}", r.avg_bits),
-                format!("{:.2}", r.predicted_sqnr_db),
+                predicted(r.predicted_sqnr_db),
                 format!("{:.2}", r.sqnr_db),
                 format!("{:.4}", r.ssim),
+                predicted(r.predicted_psnr_db),
                 format!("{:.2}", r.psnr_db),
                 if r.caption.is_nan() { "-".into() } else { format!("{:.3}", r.caption) },
                 mb(r.cost.file_bytes),

@@ -7,15 +7,15 @@ use crate::cli::SolveArgs;
 use anyhow::{Context, bail};
 use bitsearch_eval::{CALIBRATION_ITEMS, Candidate, EvalOptions, Reference, calibration};
 use bitsearch_records::{Measured, PointKind, Resource, SensitivityTable, Target, TargetSearch, write_frontier};
+use bitsearch_solver::{LossBasis, pareto, target};
 use bitsearch_solver::{Method, Minimise, Problem, SolveConfig, SolveOptions, Solved, plan, solve, uniform};
-use bitsearch_solver::{pareto, target};
 
 pub fn run(args: &SolveArgs) -> anyhow::Result<()> {
     let config = config(args)?;
     let options = config.options()?;
     let mut table = SensitivityTable::read(&args.sensitivity)?;
     table.rows.retain(|r| !args.without.iter().any(|v| v.matches(r)));
-    let mut problem = Problem::from_table(&table, &config.protect, config.loss)?;
+    let mut problem = Problem::from_table(&table, &config.protect, config.basis(&args.targets))?;
     problem.tie(&config.ties)?;
     let protected = problem.layers.iter().filter(|l| l.protected).count();
     log::info!(
@@ -83,7 +83,7 @@ fn config(args: &SolveArgs) -> anyhow::Result<SolveConfig> {
         c.protect = protect.iter().filter(|p| !p.is_empty()).cloned().collect();
     }
     c.content_weight = args.content_weight.unwrap_or(c.content_weight);
-    c.loss = args.loss.unwrap_or(c.loss);
+    c.loss = args.loss.or(c.loss);
     c.content_share = args.content_share.or(c.content_share);
     c.fill = args.fill.or(c.fill);
     c.time_limit = args.time_limit.unwrap_or(c.time_limit);
@@ -135,11 +135,14 @@ fn target(args: &SolveArgs, problem: &Problem, options: &SolveOptions, table: &S
     println!("  rounds (target {}; measured on the calibration items):", list(&args.targets));
     for r in &searched.rounds {
         println!(
-            "  {} {:>2}: cap {:.3e}, predicted SQNR {:>6.2} dB, measured SQNR {:>6.2} dB, SSIM {:.4}, PSNR {:>6.2} dB{}, margin {:+.2} dB, {:.3} MB, {:.3} bits",
+            "  {} {:>2}: cap {:.3e}, predicted {}, measured SQNR {:>6.2} dB, SSIM {:.4}, PSNR {:>6.2} dB{}, margin {:+.2} dB, {:.3} MB, {:.3} bits",
             if r.round == chosen { "*" } else { " " },
             r.round,
             r.loss_cap,
-            r.predicted_sqnr_db,
+            match problem.basis {
+                LossBasis::Decoupled => format!("SQNR {:>6.2} dB", r.predicted_sqnr_db),
+                LossBasis::Image => format!("PSNR {:>6.2} dB", r.predicted_psnr_db),
+            },
             r.measured.sqnr_db,
             r.measured.ssim,
             r.measured.psnr_db,
@@ -180,12 +183,8 @@ fn print_summary(out: &str, problem: &Problem, solved: &Solved, content_weight: 
         e.usage.avg_bits,
         Resource::Bops.format(e.usage.bops)
     );
-    println!(
-        "  predicted: objective {:.6}, denoiser SQNR {:.2} dB, image SSIM {:.5}",
-        e.objective,
-        e.predicted_sqnr_db(),
-        e.predicted_ssim()
-    );
+    let words = predicted(e.basis, e.predicted_sqnr_db(), e.predicted_ssim(), e.predicted_psnr_db());
+    println!("  predicted: objective {:.6}, {words}", e.objective);
     let split = problem
         .layers
         .iter()
@@ -195,10 +194,19 @@ fn print_summary(out: &str, problem: &Problem, solved: &Solved, content_weight: 
     if split > 0 {
         println!("  {split} layers take MPQ-DM's outlier split");
     }
-    for point in pareto::uniform_points(problem, Resource::AvgBits, content_weight) {
-        println!(
-            "  {}: objective {:.6}, SQNR {:.2} dB, SSIM {:.5}, {:.3} bits",
-            point.plan, point.objective, point.sqnr_db, point.ssim, point.avg_bits
-        );
+    for p in pareto::uniform_points(problem, Resource::AvgBits, content_weight) {
+        let words = predicted(problem.basis, p.sqnr_db, p.ssim, p.psnr_db);
+        println!("  {}: objective {:.6}, {words}, {:.3} bits", p.plan, p.objective, p.avg_bits);
+    }
+}
+
+/// What a plan's losses predict, in words: denoiser SQNR and image SSIM (decoupled), or the
+/// image's PSNR (image MSE), which both bases predict.
+fn predicted(basis: LossBasis, sqnr_db: f64, ssim: f64, psnr_db: f64) -> String {
+    match basis {
+        LossBasis::Decoupled => {
+            format!("denoiser SQNR {sqnr_db:.2} dB, image SSIM {ssim:.5} (image PSNR {psnr_db:.2} dB)")
+        }
+        LossBasis::Image => format!("image PSNR {psnr_db:.2} dB"),
     }
 }

@@ -319,16 +319,17 @@ pub fn manifest_of(path: &Path) -> Result<Option<Manifest>> {
     Ok(Manifest::find(path)?.or(Manifest::find(&path.join("unet"))?))
 }
 
-/// What a plan predicted: mean weight bits, SQNR, SSIM (NaN without a plan).
+/// What a plan predicted: mean weight bits, SQNR, SSIM, PSNR (NaN without a plan).
 #[derive(Debug, Clone, Copy)]
 struct Predicted {
     avg_bits: f64,
     sqnr_db: f64,
     ssim: f64,
+    psnr_db: f64,
 }
 
 impl Predicted {
-    const NONE: Self = Self { avg_bits: f64::NAN, sqnr_db: f64::NAN, ssim: f64::NAN };
+    const NONE: Self = Self { avg_bits: f64::NAN, sqnr_db: f64::NAN, ssim: f64::NAN, psnr_db: f64::NAN };
 }
 
 /// A candidate's label, its record kind and what its plan predicted.
@@ -336,9 +337,10 @@ fn describe(candidate: &Candidate) -> Result<(String, String, Predicted)> {
     Ok(match candidate {
         Candidate::Simulated(plan) => {
             let plan = Plan::read(plan)?;
-            let (avg_bits, sqnr_db, ssim) = (plan.summary.avg_bits, plan.prediction.sqnr_db, plan.prediction.ssim);
+            let p = &plan.prediction;
+            let avg_bits = plan.summary.avg_bits;
             let label = format!("{} {avg_bits:.2} bits (simulated)", kind_of(&plan.solver.name));
-            (label, "simulated".into(), Predicted { avg_bits, sqnr_db, ssim })
+            (label, "simulated".into(), Predicted { avg_bits, sqnr_db: p.sqnr_db, ssim: p.ssim, psnr_db: p.psnr_db })
         }
         Candidate::Model(path) => match manifest_of(path)? {
             Some(m) => {
@@ -361,8 +363,13 @@ fn describe(candidate: &Candidate) -> Result<(String, String, Predicted)> {
                     corrections.push_str(", PTQD");
                 }
                 let label = format!("{kind} {:.2} bits{activations}{corrections} ({})", m.avg_bits, m.storage);
-                let (avg_bits, sqnr_db, ssim) = (m.avg_bits, m.predicted_sqnr_db, m.predicted_ssim);
-                (label, kind, Predicted { avg_bits, sqnr_db, ssim })
+                let predicted = Predicted {
+                    avg_bits: m.avg_bits,
+                    sqnr_db: m.predicted_sqnr_db,
+                    ssim: m.predicted_ssim,
+                    psnr_db: m.predicted_psnr_db,
+                };
+                (label, kind, predicted)
             }
             None => {
                 let label = path.file_name().map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into());
@@ -402,6 +409,7 @@ fn compare(fp: &Run, candidate: &Run, label: String, path: &Path, kind: String, 
         avg_bits: predicted.avg_bits,
         predicted_sqnr_db: predicted.sqnr_db,
         predicted_ssim: predicted.ssim,
+        predicted_psnr_db: predicted.psnr_db,
         sqnr_db: sqnr.db(),
         ssim: ssim.iter().sum::<f64>() / ssim.len().max(1) as f64,
         psnr_db: mse.psnr_db(),

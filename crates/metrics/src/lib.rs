@@ -70,6 +70,11 @@ pub fn psnr_db(mse: f64) -> f64 {
     if mse == 0.0 { f64::INFINITY } else { 10.0 * (DATA_RANGE * DATA_RANGE / mse).log10() }
 }
 
+/// The MSE at which [`psnr_db`] gives `db`: its inverse.
+pub fn mse_at_psnr_db(db: f64) -> f64 {
+    DATA_RANGE * DATA_RANGE * 10f64.powf(-db / 10.0)
+}
+
 /// Number of NaN or infinite values.
 pub fn count_nonfinite(values: ArrayViewD<'_, f32>) -> u64 {
     values.iter().filter(|v| !v.is_finite()).count() as u64
@@ -181,6 +186,7 @@ mod tests {
         m.add(y.view(), q.view());
         assert!((m.value() - 0.125).abs() < 1e-12);
         assert!((m.psnr_db() - 10.0 * (4.0f64 / 0.125).log10()).abs() < 1e-9);
+        assert!((mse_at_psnr_db(m.psnr_db()) - 0.125).abs() < 1e-12);
     }
 
     #[test]

@@ -195,6 +195,7 @@ pub fn quantize(model: &Path, plan_path: &Path, out: &Path, options: &QuantizeOp
         avg_bits: plan.summary.avg_bits,
         predicted_sqnr_db: plan.prediction.sqnr_db,
         predicted_ssim: plan.prediction.ssim,
+        predicted_psnr_db: plan.prediction.psnr_db,
         storage: options.storage,
         steps: plan.steps(),
         step_groups: plan.step_groups.clone(),

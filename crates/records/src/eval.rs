@@ -54,6 +54,8 @@ pub struct EvalRecord {
     pub avg_bits: f64,
     pub predicted_sqnr_db: f64,
     pub predicted_ssim: f64,
+    /// The plan's additive image-MSE prediction (NaN in records from before it was kept).
+    pub predicted_psnr_db: f64,
     /// Denoiser-output SQNR over every step and item, dB.
     pub sqnr_db: f64,
     /// Final-image SSIM, PSNR (data range 2) and MSE against the reference's images.
@@ -99,6 +101,7 @@ pub fn write_evals(path: &Path, run: &EvalRun, records: &[EvalRecord]) -> Result
         Column::new("avg_bits".into(), num(|r| r.avg_bits)),
         Column::new("predicted_sqnr_db".into(), num(|r| r.predicted_sqnr_db)),
         Column::new("predicted_ssim".into(), num(|r| r.predicted_ssim)),
+        Column::new("predicted_psnr_db".into(), num(|r| r.predicted_psnr_db)),
         Column::new("sqnr_db".into(), num(|r| r.sqnr_db)),
         Column::new("ssim".into(), num(|r| r.ssim)),
         Column::new("psnr_db".into(), num(|r| r.psnr_db)),
@@ -169,6 +172,11 @@ fn records_of(frame: &DataFrame) -> PolarsResult<Vec<EvalRecord>> {
     };
     let (label, candidate, kind) = (text("label")?, text("candidate")?, text("kind")?);
     let (avg_bits, p_sqnr, p_ssim) = (num("avg_bits")?, num("predicted_sqnr_db")?, num("predicted_ssim")?);
+    let p_psnr = if frame.column("predicted_psnr_db").is_ok() {
+        num("predicted_psnr_db")?
+    } else {
+        vec![f64::NAN; frame.height()]
+    };
     let (sqnr, ssim, psnr, mse) = (num("sqnr_db")?, num("ssim")?, num("psnr_db")?, num("mse")?);
     let (nonfinite, caption, ref_caption) = (int("nonfinite")?, num("caption")?, num("reference_caption")?);
     let (cost, reference_cost) = (costs("")?, costs("reference_")?);
@@ -180,6 +188,7 @@ fn records_of(frame: &DataFrame) -> PolarsResult<Vec<EvalRecord>> {
             avg_bits: avg_bits[i],
             predicted_sqnr_db: p_sqnr[i],
             predicted_ssim: p_ssim[i],
+            predicted_psnr_db: p_psnr[i],
             sqnr_db: sqnr[i],
             ssim: ssim[i],
             psnr_db: psnr[i],
@@ -207,6 +216,7 @@ pub(crate) mod tests {
             avg_bits,
             predicted_sqnr_db: sqnr_db + 4.0,
             predicted_ssim: 0.99,
+            predicted_psnr_db: 31.0,
             sqnr_db,
             ssim: 0.98,
             psnr_db: 30.0,

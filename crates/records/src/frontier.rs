@@ -33,6 +33,8 @@ pub struct FrontierPoint {
     pub objective: f64,
     pub sqnr_db: f64,
     pub ssim: f64,
+    /// The additive image-MSE prediction, dB; NaN in frontiers from before it was recorded.
+    pub psnr_db: f64,
     pub memory: f64,
     pub bops: f64,
     pub avg_bits: f64,
@@ -52,6 +54,7 @@ pub fn write_frontier(points: &[FrontierPoint], path: &Path) -> Result<()> {
         Column::new("objective".into(), num(|p| p.objective)),
         Column::new("sqnr_db".into(), num(|p| p.sqnr_db)),
         Column::new("ssim".into(), num(|p| p.ssim)),
+        Column::new("psnr_db".into(), num(|p| p.psnr_db)),
         Column::new("memory".into(), num(|p| p.memory)),
         Column::new("bops".into(), num(|p| p.bops)),
         Column::new("avg_bits".into(), num(|p| p.avg_bits)),
@@ -86,6 +89,7 @@ pub fn read_frontier(path: &Path) -> Result<Vec<FrontierPoint>> {
         let (kind, plan, resource, status) = (text("kind")?, text("plan")?, text("resource")?, text("status")?);
         let (budget, objective, sqnr, ssim) = (num("budget")?, num("objective")?, num("sqnr_db")?, num("ssim")?);
         let (memory, bops, avg_bits) = (num("memory")?, num("bops")?, num("avg_bits")?);
+        let psnr = if frame.column("psnr_db").is_ok() { num("psnr_db")? } else { vec![f64::NAN; frame.height()] };
         (0..frame.height())
             .map(|i| {
                 let resource = resource[i].parse::<Resource>().map_err(|e| PolarsError::ComputeError(e.into()))?;
@@ -98,6 +102,7 @@ pub fn read_frontier(path: &Path) -> Result<Vec<FrontierPoint>> {
                     objective: objective[i],
                     sqnr_db: sqnr[i],
                     ssim: ssim[i],
+                    psnr_db: psnr[i],
                     memory: memory[i],
                     bops: bops[i],
                     avg_bits: avg_bits[i],

@@ -41,6 +41,9 @@ pub struct Manifest {
     /// What the plan predicted (additive single-layer losses).
     pub predicted_sqnr_db: f64,
     pub predicted_ssim: f64,
+    /// Absent in manifests from before it was recorded.
+    #[serde(default = "crate::plan::unknown")]
+    pub predicted_psnr_db: f64,
     pub storage: Storage,
     /// Denoising steps the step groups cover; a sampler must run exactly this many when more
     /// than one model is listed.
@@ -159,6 +162,7 @@ mod tests {
             avg_bits: 4.0,
             predicted_sqnr_db: 30.0,
             predicted_ssim: 0.99,
+            predicted_psnr_db: 33.0,
             storage: Storage::Lowbit,
             steps: 6,
             step_groups: vec![[0, 1], [2, 3], [4, 5]],

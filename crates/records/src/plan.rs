@@ -64,7 +64,7 @@ pub struct Prediction {
     pub loss: LossBasis,
 }
 
-fn unknown() -> f64 {
+pub(crate) fn unknown() -> f64 {
     f64::NAN
 }
 

@@ -46,7 +46,14 @@ impl Target {
 
     /// The measured value of this target's metric.
     pub fn measured(&self, measured: &Measured) -> f64 {
-        match self.metric {
+        self.metric.of(measured)
+    }
+}
+
+impl Metric {
+    /// This metric's value in `measured`.
+    pub fn of(self, measured: &Measured) -> f64 {
+        match self {
             Metric::Sqnr => measured.sqnr_db,
             Metric::Psnr => measured.psnr_db,
             Metric::Ssim => measured.ssim,
@@ -104,9 +111,14 @@ pub struct Round {
     /// The cap on the predicted objective the program was held to.
     pub loss_cap: f64,
     pub predicted_objective: f64,
+    /// NaN when the losses were image MSE (`--loss image`).
     pub predicted_sqnr_db: f64,
-    /// Measured noise over predicted noise of the denoiser output (10^((pred − meas SQNR)/10)):
-    /// how far the additive model is from what the layers do together.
+    /// The additive image-MSE prediction; absent in plans from before it was recorded.
+    #[serde(default = "crate::plan::unknown")]
+    pub predicted_psnr_db: f64,
+    /// Measured noise over predicted noise of what the losses measure: the denoiser output
+    /// (10^((pred − meas SQNR)/10)) or, with image losses, the final image (PSNR): how far
+    /// the additive model is from what the layers do together.
     pub noise_factor: f64,
     pub measured: Measured,
     /// The smallest margin over the targets, dB (negative: missed).

@@ -1,6 +1,8 @@
 """Writes calibration_prompts.txt: prompts drawn from the training distribution (no unseen
 object, no held-out pair, no held-out prompt), for sensitivity runs and activation calibration,
-so that `bitsearch eval` can measure on heldout_prompts.txt without reusing them.
+so that `bitsearch eval` can measure on heldout_prompts.txt without reusing them; and
+calibration_prompts_64.txt: those 16 and 48 more drawn the same way, for sensitivity runs whose
+plans must not fit a few prompts.
 
 Standard library only; deterministic. Usage: python3 calibration_prompts.py MODEL_DIR
 """
@@ -15,6 +17,8 @@ COLOURS = ("red", "green", "blue", "yellow")
 SIZES = ("small", "large")
 PHRASES = ("on the left", "on the right", "at the top", "at the bottom")
 SINGLES, PAIRS = 6, 10
+# The wider set: 24 single objects and 40 pairs, the first 16 prompts those above.
+WIDE_SINGLES, WIDE_PAIRS = 24, 40
 
 
 def main(model_dir: Path) -> None:
@@ -25,14 +29,25 @@ def main(model_dir: Path) -> None:
     seen = [o for o in objects if o not in unseen]
     position = {o: next(p for p in PHRASES if o.endswith(p)) for o in seen}
     rng = random.Random(2026)
-    prompts = rng.sample([o for o in seen if o not in held], SINGLES)
-    while len(prompts) < SINGLES + PAIRS:
-        first, second = rng.sample(seen, 2)
-        pair = f"{first} and {second}"
-        swapped = f"{second} and {first}"
-        if position[first] != position[second] and pair not in held and swapped not in held and pair not in prompts:
-            prompts.append(pair)
+
+    def add_pairs(prompts: list, count: int) -> None:
+        goal = len(prompts) + count
+        while len(prompts) < goal:
+            first, second = rng.sample(seen, 2)
+            pair = f"{first} and {second}"
+            swapped = f"{second} and {first}"
+            fresh = pair not in prompts and swapped not in prompts
+            if position[first] != position[second] and pair not in held and swapped not in held and fresh:
+                prompts.append(pair)
+
+    singles = rng.sample([o for o in seen if o not in held], SINGLES)
+    prompts = list(singles)
+    add_pairs(prompts, PAIRS)
     (model_dir / "calibration_prompts.txt").write_text("\n".join(prompts) + "\n")
+    more = [o for o in seen if o not in held and o not in singles]
+    wide = prompts + rng.sample(more, WIDE_SINGLES - SINGLES)
+    add_pairs(wide, WIDE_PAIRS - PAIRS)
+    (model_dir / "calibration_prompts_64.txt").write_text("\n".join(wide) + "\n")
 
 
 if __name__ == "__main__":
