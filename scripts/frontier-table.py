@@ -45,7 +45,7 @@ def main(folder: Path) -> None:
     print("| budget MB | all: MB | bits | SQNR dB | PSNR dB | caption | plain: MB | bits | SQNR dB | PSNR dB | caption "
           "| Δ SQNR | Δ PSNR | all takes |")
     print("|" + "---:|" * 13 + "---|")
-    worse = []
+    worse = {"SQNR": [], "PSNR": []}
     for plan in both:
         cols = []
         for kind in ("all", "plain"):
@@ -55,16 +55,18 @@ def main(folder: Path) -> None:
         a, p = values[("all", plan)], values[("plain", plan)]
         d_sqnr = float(a["SQNR dB"]) - float(p["SQNR dB"])
         d_psnr = float(a["PSNR dB"]) - float(p["PSNR dB"])
-        if d_psnr < 0 or d_sqnr < 0:
-            worse.append(plan)
+        for name, delta in (("SQNR", d_sqnr), ("PSNR", d_psnr)):
+            if delta < 0:
+                worse[name].append(f"{float(runs['all'][plan]['budget']) / 1e6:.3f} MB ({delta:+.2f} dB)")
         budget = float(runs["all"][plan]["budget"]) / 1e6
         taken = options_taken(folder / "all" / plan)
         print(f"| {budget:.3f} | " + " | ".join(cols) + f" | {d_sqnr:+.2f} | {d_psnr:+.2f} | {taken} |")
     print()
-    if worse:
-        print(f"\"all\" measures below \"plain\" (SQNR or PSNR) at {len(worse)} of {len(both)} budgets: {', '.join(worse)}.")
-    else:
-        print(f"\"all\" measures at least as well as \"plain\" (SQNR and PSNR) at every one of the {len(both)} budgets.")
+    for name, budgets in worse.items():
+        if budgets:
+            print(f"- {name}: \"all\" below \"plain\" at {len(budgets)} of {len(both)} budgets: {', '.join(budgets)}.")
+        else:
+            print(f"- {name}: \"all\" at least as good as \"plain\" at every one of the {len(both)} budgets.")
 
 
 if __name__ == "__main__":
