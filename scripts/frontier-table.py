@@ -55,10 +55,10 @@ def main(folder: Path) -> None:
         a, p = values[("all", plan)], values[("plain", plan)]
         d_sqnr = float(a["SQNR dB"]) - float(p["SQNR dB"])
         d_psnr = float(a["PSNR dB"]) - float(p["PSNR dB"])
+        budget = float(runs["all"][plan]["budget"]) / 1e6
         for name, delta in (("SQNR", d_sqnr), ("PSNR", d_psnr)):
             if delta < 0:
-                worse[name].append(f"{float(runs['all'][plan]['budget']) / 1e6:.3f} MB ({delta:+.2f} dB)")
-        budget = float(runs["all"][plan]["budget"]) / 1e6
+                worse[name].append(f"{budget:.3f} MB ({delta:+.2f} dB)")
         taken = options_taken(folder / "all" / plan)
         print(f"| {budget:.3f} | " + " | ".join(cols) + f" | {d_sqnr:+.2f} | {d_psnr:+.2f} | {taken} |")
     print()

@@ -172,11 +172,7 @@ fn records_of(frame: &DataFrame) -> PolarsResult<Vec<EvalRecord>> {
     };
     let (label, candidate, kind) = (text("label")?, text("candidate")?, text("kind")?);
     let (avg_bits, p_sqnr, p_ssim) = (num("avg_bits")?, num("predicted_sqnr_db")?, num("predicted_ssim")?);
-    let p_psnr = if frame.column("predicted_psnr_db").is_ok() {
-        num("predicted_psnr_db")?
-    } else {
-        vec![f64::NAN; frame.height()]
-    };
+    let p_psnr = crate::added_floats(frame, "predicted_psnr_db")?;
     let (sqnr, ssim, psnr, mse) = (num("sqnr_db")?, num("ssim")?, num("psnr_db")?, num("mse")?);
     let (nonfinite, caption, ref_caption) = (int("nonfinite")?, num("caption")?, num("reference_caption")?);
     let (cost, reference_cost) = (costs("")?, costs("reference_")?);

@@ -89,7 +89,7 @@ pub fn read_frontier(path: &Path) -> Result<Vec<FrontierPoint>> {
         let (kind, plan, resource, status) = (text("kind")?, text("plan")?, text("resource")?, text("status")?);
         let (budget, objective, sqnr, ssim) = (num("budget")?, num("objective")?, num("sqnr_db")?, num("ssim")?);
         let (memory, bops, avg_bits) = (num("memory")?, num("bops")?, num("avg_bits")?);
-        let psnr = if frame.column("psnr_db").is_ok() { num("psnr_db")? } else { vec![f64::NAN; frame.height()] };
+        let psnr = crate::added_floats(&frame, "psnr_db")?;
         (0..frame.height())
             .map(|i| {
                 let resource = resource[i].parse::<Resource>().map_err(|e| PolarsError::ComputeError(e.into()))?;

@@ -50,6 +50,16 @@ fn write_parquet(path: &Path, frame: &mut polars::prelude::DataFrame, key: &str,
     write_file(path, &bytes)
 }
 
+/// A float column a later format added: its values (null as NaN), or NaN for every row of a
+/// file written before it.
+fn added_floats(frame: &polars::prelude::DataFrame, name: &str) -> polars::prelude::PolarsResult<Vec<f64>> {
+    use polars::prelude::DataType;
+    match frame.column(name) {
+        Ok(column) => Ok(column.cast(&DataType::Float64)?.f64()?.iter().map(|v| v.unwrap_or(f64::NAN)).collect()),
+        Err(_) => Ok(vec![f64::NAN; frame.height()]),
+    }
+}
+
 /// Reads a Parquet file written by [`write_parquet`]: the metadata under `key` and the rows.
 /// A file without it is not a `what`.
 fn read_parquet(path: &Path, key: &str, what: &str) -> Result<(String, polars::prelude::DataFrame)> {
