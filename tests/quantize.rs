@@ -513,3 +513,47 @@ fn group_sizes_and_float8_are_probed_costed_stored_and_measured_as_simulated() {
     let output = quantize(&model, &refused, &dir.path().join("q8"), &[]);
     assert_clean_failure(&output, &[&name, "per-channel scales"]);
 }
+
+#[test]
+fn two_bit_codes_are_stored_four_per_byte_at_opset_25_and_measure_as_simulated() {
+    let dir = tempfile::tempdir().unwrap();
+    let (model, table, _) = tiny_plan(dir.path());
+    let uniform = |bits: &str| {
+        let plan = dir.path().join(format!("w{bits}.yaml"));
+        assert_success(&bitsearch(&["solve", "--sensitivity", s(&table), "--uniform", bits, "--out", s(&plan)]));
+        plan
+    };
+    // Half the layers per-group: int2 codes behind a blocked DequantizeLinear too.
+    let w2 = uniform("2");
+    let mut plan = Plan::read(&w2).unwrap();
+    for layer in plan.layers.iter_mut().filter(|l| !l.protected).step_by(2) {
+        layer.w_group = vec![8];
+    }
+    plan.write(&w2).unwrap();
+    let onnx = quantized_as_simulated(&model, &w2, &dir.path().join("two"));
+    assert_eq!(onnx.proto.opset_import.iter().find(|o| o.domain().is_empty()).unwrap().version(), 25);
+    let int2 = onnx.graph().initializer.iter().filter(|t| t.data_type() == 26).count();
+    assert_eq!(int2, plan.layers.iter().filter(|l| !l.protected).count(), "every quantized weight as INT2");
+    let unpacked = dir.path().join("q2-unpacked");
+    let mut per_channel = Plan::read(&w2).unwrap();
+    per_channel.layers.iter_mut().for_each(|l| l.w_group.clear());
+    let w2c = dir.path().join("w2c.yaml");
+    per_channel.write(&w2c).unwrap();
+    assert_success(&quantize(&model, &w2c, &unpacked, &["--storage", "unpacked"]));
+    let records = eval(&model, &[&unpacked], &w2c, &dir.path().join("unpacked"));
+    assert!((records[0].sqnr_db - records[1].sqnr_db).abs() < 0.5, "{} vs {}", records[0].sqnr_db, records[1].sqnr_db);
+
+    // A quarter of a byte per value: the 2-bit file is smaller than the 4-bit one by about a
+    // quarter of the quantized values' count in bytes.
+    let w4 = uniform("4");
+    let (q2, q4) = (dir.path().join("q2"), dir.path().join("q4"));
+    assert_success(&quantize(&model, &w2c, &q2, &[]));
+    assert_success(&quantize(&model, &w4, &q4, &[]));
+    // Small tensors stay inside the .onnx file, large ones go to weights.bin: count both.
+    let size = |d: &Path| -> u64 {
+        ["model.onnx", "weights.bin"].iter().map(|f| std::fs::metadata(d.join(f)).map_or(0, |m| m.len())).sum()
+    };
+    let values: u64 = per_channel.layers.iter().filter(|l| !l.protected).map(|l| l.layer.params).sum();
+    let saved = size(&q4) - size(&q2);
+    assert!(saved.abs_diff(values / 4) <= values / 64, "saved {saved} bytes of {values} values");
+}

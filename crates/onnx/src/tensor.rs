@@ -157,6 +157,8 @@ pub fn tensor_from_i64(name: &str, dims: &[usize], values: &[i64]) -> TensorProt
 /// Integer data of a quantized tensor, in the element type it is stored as.
 #[derive(Debug, Clone, Copy)]
 pub enum Codes<'a> {
+    /// Signed 2-bit, four per byte (first element in the lowest two bits), opset 25.
+    Int2(&'a [i8]),
     /// Signed 4-bit, two per byte (first element in the low nibble), opset 21.
     Int4(&'a [i8]),
     Int8(&'a [i8]),
@@ -169,25 +171,22 @@ pub enum Codes<'a> {
 impl Codes<'_> {
     fn len(&self) -> usize {
         match self {
-            Codes::Int4(v) | Codes::Int8(v) => v.len(),
+            Codes::Int2(v) | Codes::Int4(v) | Codes::Int8(v) => v.len(),
             Codes::Uint8(v) | Codes::Float8E4m3(v) => v.len(),
             Codes::Int32(v) => v.len(),
         }
     }
 }
 
-/// A tensor of shape `dims` holding `codes`; Int4 values must lie in −8..=7.
+/// A tensor of shape `dims` holding `codes`; Int2 values must lie in −2..=1, Int4 ones in −8..=7.
 ///
 /// # Panics
 /// If `codes` does not hold one value per element of `dims`.
 pub fn tensor_from_codes(name: &str, dims: &[usize], codes: Codes<'_>) -> TensorProto {
     assert_eq!(codes.len(), dims.iter().product::<usize>(), "tensor '{name}': codes do not fit {dims:?}");
     let (data_type, raw): (PbType, Vec<u8>) = match codes {
-        Codes::Int4(v) => {
-            let nibble = |q: i8| (q as u8) & 0x0f;
-            let packed = v.chunks(2).map(|p| nibble(p[0]) | (p.get(1).map_or(0, |&q| nibble(q)) << 4)).collect();
-            (PbType::Int4, packed)
-        }
+        Codes::Int2(v) => (PbType::Int2, pack(v, 2)),
+        Codes::Int4(v) => (PbType::Int4, pack(v, 4)),
         Codes::Int8(v) => (PbType::Int8, v.iter().map(|&q| q as u8).collect()),
         Codes::Uint8(v) => (PbType::Uint8, v.to_vec()),
         Codes::Int32(v) => (PbType::Int32, v.iter().flat_map(|q| q.to_le_bytes()).collect()),
@@ -200,6 +199,16 @@ pub fn tensor_from_codes(name: &str, dims: &[usize], codes: Codes<'_>) -> Tensor
         raw_data: Some(raw.into()),
         ..Default::default()
     }
+}
+
+/// Two's-complement codes of `bits` bits packed `8 / bits` to a byte, the first element in the
+/// lowest bits (ONNX's layout of INT4 and INT2).
+fn pack(codes: &[i8], bits: usize) -> Vec<u8> {
+    let mask = (1u8 << bits) - 1;
+    codes
+        .chunks(8 / bits)
+        .map(|chunk| chunk.iter().enumerate().fold(0u8, |byte, (i, &q)| byte | (((q as u8) & mask) << (i * bits))))
+        .collect()
 }
 
 #[cfg(test)]
@@ -230,10 +239,13 @@ mod tests {
     }
 
     #[test]
-    fn int4_codes_pack_two_per_byte_low_nibble_first() {
+    fn int4_and_int2_codes_pack_the_first_element_lowest() {
         let t = tensor_from_codes("q", &[3], Codes::Int4(&[-1, 7, -8]));
         assert_eq!(t.raw_data.as_deref(), Some(&[0x7f, 0x08][..]));
         assert_eq!(t.data_type(), PbType::Int4 as i32);
+        let t = tensor_from_codes("q2", &[5], Codes::Int2(&[-2, 1, 0, -1, 1]));
+        assert_eq!(t.raw_data.as_deref(), Some(&[0b1100_0110, 0b01][..]));
+        assert_eq!(t.data_type(), PbType::Int2 as i32);
         let t = tensor_from_codes("b", &[2], Codes::Int32(&[-2, 3]));
         assert_eq!(t.raw_data.as_deref().map(<[u8]>::len), Some(8));
     }

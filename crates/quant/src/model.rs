@@ -70,8 +70,8 @@ impl StoredWeight {
         }
     }
 
-    /// Bytes of the stored tensors: the codes in their container (int4 packs two per byte up to
-    /// 4 bits, int8 one per byte up to 8; whatever the nominal width), plus an f32 per scale.
+    /// Bytes of the stored tensors: the codes in their container ([`WeightForm::container_bits`]),
+    /// plus an f32 per scale.
     pub fn bytes(&self, form: WeightForm) -> u64 {
         let (values, scales) = match self {
             StoredWeight::Codes(q) => (q.codes.len(), q.scales.len()),

@@ -418,7 +418,7 @@ fn build(
     storage: Storage,
 ) -> Result<Model> {
     let mut model = fp.clone();
-    rewrite::raise_opset(&mut model)?;
+    rewrite::raise_opset(&mut model, rewrite::LOWBIT_OPSET)?;
     rewrite::strip_node_metadata(&mut model);
     let group = groups.first().copied().unwrap_or(0);
     for ((_, layer), &(weight_form, a_bits)) in chosen.iter().zip(config) {
@@ -441,10 +441,12 @@ fn build(
                 }
                 StoredWeight::Fp8(q) => (CodeArray::E4m3(&q.codes), &q.scales),
                 // Integer kernels take int8 weights only: narrower codes go in an int8 container.
-                StoredWeight::Codes(q) if width.container_bits() == 4 && !activations => {
-                    (CodeArray::Int4(&q.codes), &q.scales)
-                }
-                StoredWeight::Codes(q) => (CodeArray::Int8(&q.codes), &q.scales),
+                StoredWeight::Codes(q) if activations => (CodeArray::Int8(&q.codes), &q.scales),
+                StoredWeight::Codes(q) => match width.container_bits() {
+                    2 => (CodeArray::Int2(&q.codes), &q.scales),
+                    4 => (CodeArray::Int4(&q.codes), &q.scales),
+                    _ => (CodeArray::Int8(&q.codes), &q.scales),
+                },
             };
             let w = WeightCodes { codes, scales, axis: layer.channel_axis.unwrap_or(0), group_size };
             let form =

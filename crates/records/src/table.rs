@@ -14,8 +14,9 @@ use std::str::FromStr;
 pub const META_KEY: &str = "bitsearch.sensitivity";
 /// Format of the table this bitsearch writes. 1 (no `format` field): layers without their
 /// component, the run's config embedded in the engine's own types. 2: no outlier-split rows.
-/// 3: no group-size or float8 rows.
-pub const TABLE_FORMAT: u32 = 4;
+/// 3: no group-size or float8 rows. 4: 2-bit codes costed in int4 containers (read with their
+/// bytes re-costed as int2, four codes per byte).
+pub const TABLE_FORMAT: u32 = 5;
 
 /// One probe's measurement against the full-precision run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -147,8 +148,12 @@ impl SensitivityTable {
     /// Reads a table written by [`SensitivityTable::write`].
     pub fn read(path: &Path) -> Result<Self> {
         let (meta, frame) = crate::read_parquet(path, META_KEY, "sensitivity table")?;
-        let meta = RunMeta::from_json(path, &meta)?;
-        let rows = rows_of(&frame).map_err(|e| RecordError::file(path, format!("unexpected columns: {e}")))?;
+        let mut meta = RunMeta::from_json(path, &meta)?;
+        let mut rows = rows_of(&frame).map_err(|e| RecordError::file(path, format!("unexpected columns: {e}")))?;
+        if meta.format < 5 {
+            recost_two_bit_codes(&mut rows);
+            meta.format = TABLE_FORMAT;
+        }
         Ok(Self { meta, rows })
     }
 
@@ -194,10 +199,18 @@ impl RunMeta {
         let value: serde_json::Value = serde_json::from_str(json)
             .map_err(|e| RecordError::file(path, format!("run metadata is not JSON: {e}")))?;
         let found = value.get("format").and_then(serde_json::Value::as_u64).unwrap_or(1);
-        // Formats 2 and 3 differ only in lacking some kinds of rows: they read as they are.
-        let found = if matches!(found, 2 | 3) { u64::from(TABLE_FORMAT) } else { found };
+        // Formats 2 to 4 lack some kinds of rows or cost 2-bit codes as int4 (mended on read).
+        let found = if matches!(found, 2..=4) { u64::from(TABLE_FORMAT) } else { found };
         check_format(path, "sensitivity table", found, TABLE_FORMAT, "bitsearch sensitivity")?;
         serde_json::from_value(value).map_err(|e| RecordError::file(path, format!("run metadata is not readable: {e}")))
+    }
+}
+
+/// Tables before format 5 stored unsplit 2-bit integer codes two per byte; they take four.
+fn recost_two_bit_codes(rows: &mut [ProbeRow]) {
+    for row in rows.iter_mut().filter(|r| r.w_bits == 2 && !r.w_split && !r.w_fp8) {
+        let params = row.layer.params;
+        row.weight_bytes -= params.div_ceil(2) - params.div_ceil(4);
     }
 }
 
@@ -569,6 +582,22 @@ pub(crate) mod tests {
         assert!(message.starts_with(&path.display().to_string()), "{message}");
         assert!(message.contains("written by an older bitsearch (sensitivity table format 1"), "{message}");
         assert!(message.ends_with("rerun `bitsearch sensitivity`"), "{message}");
+    }
+
+    #[test]
+    fn format_4_tables_are_read_with_unsplit_two_bit_codes_four_per_byte() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("four.parquet");
+        let mut meta = meta(Shard::WHOLE);
+        meta.format = 4;
+        // 100 values: 50 bytes as int4, 25 as int2, plus 8 bytes of scales either way.
+        let two = |split: bool| ProbeRow { w_bits: 2, w_split: split, weight_bytes: 58, ..row(0, 1.0) };
+        let rows = vec![two(false), ProbeRow { probe: 1, ..two(true) }, row(2, 12.5)];
+        SensitivityTable { meta, rows }.write(&path).unwrap();
+        let read = SensitivityTable::read(&path).unwrap();
+        assert_eq!(read.meta.format, TABLE_FORMAT);
+        let bytes: Vec<u64> = read.rows.iter().map(|r| r.weight_bytes).collect();
+        assert_eq!(bytes, vec![33, 58, 58], "split 2-bit codes keep their int4 container");
     }
 
     #[test]

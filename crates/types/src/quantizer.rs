@@ -82,10 +82,12 @@ impl WeightForm {
         WeightScheme { group_size: self.group.or(base.group_size), ..*base }
     }
 
-    /// Bits one value takes in the stored file: integer codes up to 4 bits are packed two per
-    /// byte (int4), wider ones take a byte each (int8), whatever their nominal width.
+    /// Bits one value takes in the stored file: 2-bit integer codes are packed four per byte
+    /// (int2), 3- and 4-bit ones two per byte (int4), wider ones take a byte each (int8),
+    /// whatever their nominal width. A split 2-bit weight has 3-bit channels: int4.
     pub fn container_bits(&self) -> u64 {
         match self.bits {
+            b if self.integer() && b <= 2 && !self.split => 2,
             b if self.integer() && b <= 4 => 4,
             _ if self.integer() => 8,
             b => u64::from(b),
@@ -214,7 +216,8 @@ mod tests {
     #[test]
     fn weight_forms_cost_their_container_and_refuse_impossible_mixes() {
         let containers: Vec<u64> = [2, 3, 4, 5, 8].iter().map(|&b| WeightForm::plain(b).container_bits()).collect();
-        assert_eq!(containers, vec![4, 4, 4, 8, 8]);
+        assert_eq!(containers, vec![2, 4, 4, 8, 8]);
+        assert_eq!(WeightForm { split: true, ..WeightForm::plain(2) }.container_bits(), 4);
         let fp8 = WeightForm { fp8: true, ..WeightForm::plain(8) };
         assert_eq!((fp8.container_bits(), fp8.label()), (8, "w8e4m3".to_string()));
         assert_eq!(WeightForm::plain(HALF_BITS).container_bits(), 16);

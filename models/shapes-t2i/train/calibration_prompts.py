@@ -2,7 +2,9 @@
 object, no held-out pair, no held-out prompt), for sensitivity runs and activation calibration,
 so that `bitsearch eval` can measure on heldout_prompts.txt without reusing them; and
 calibration_prompts_64.txt: those 16 and 48 more drawn the same way, for sensitivity runs whose
-plans must not fit a few prompts.
+plans must not fit a few prompts; and calibration_prompts_deploy.txt: 64 prompts mixed as the
+held-out set is (half of them hold an object training never shows), none of them held out, for
+plans that must hold on prompts unlike the training captions.
 
 Standard library only; deterministic. Usage: python3 calibration_prompts.py MODEL_DIR
 """
@@ -19,6 +21,8 @@ PHRASES = ("on the left", "on the right", "at the top", "at the bottom")
 SINGLES, PAIRS = 6, 10
 # The wider set: 24 single objects and 40 pairs, the first 16 prompts those above.
 WIDE_SINGLES, WIDE_PAIRS = 24, 40
+# The deployment-like set: seen singles, pairs with one unseen object, pairs of seen objects.
+DEPLOY_SINGLES, DEPLOY_UNSEEN_PAIRS, DEPLOY_SEEN_PAIRS = 8, 32, 24
 
 
 def main(model_dir: Path) -> None:
@@ -27,13 +31,20 @@ def main(model_dir: Path) -> None:
     unseen = set(held[:8])
     objects = [f"a {s} {c} {h} {p}" for s, c, h, p in itertools.product(SIZES, COLOURS, SHAPES, PHRASES)]
     seen = [o for o in objects if o not in unseen]
-    position = {o: next(p for p in PHRASES if o.endswith(p)) for o in seen}
+    position = {o: next(p for p in PHRASES if o.endswith(p)) for o in objects}
     rng = random.Random(2026)
 
-    def add_pairs(prompts: list, count: int) -> None:
+    def two_seen() -> tuple:
+        return tuple(rng.sample(seen, 2))
+
+    def one_unseen() -> tuple:
+        pair = (rng.choice(sorted(unseen)), rng.choice(seen))
+        return pair if rng.random() < 0.5 else pair[::-1]
+
+    def add_pairs(prompts: list, count: int, draw=two_seen) -> None:
         goal = len(prompts) + count
         while len(prompts) < goal:
-            first, second = rng.sample(seen, 2)
+            first, second = draw()
             pair = f"{first} and {second}"
             swapped = f"{second} and {first}"
             fresh = pair not in prompts and swapped not in prompts
@@ -48,6 +59,10 @@ def main(model_dir: Path) -> None:
     wide = prompts + rng.sample(more, WIDE_SINGLES - SINGLES)
     add_pairs(wide, WIDE_PAIRS - PAIRS)
     (model_dir / "calibration_prompts_64.txt").write_text("\n".join(wide) + "\n")
+    deploy = rng.sample([o for o in seen if o not in held], DEPLOY_SINGLES)
+    add_pairs(deploy, DEPLOY_UNSEEN_PAIRS, one_unseen)
+    add_pairs(deploy, DEPLOY_SEEN_PAIRS)
+    (model_dir / "calibration_prompts_deploy.txt").write_text("\n".join(deploy) + "\n")
 
 
 if __name__ == "__main__":

@@ -5,7 +5,7 @@
 //! MixDQ's BOS-aware text embedding (the first token row of a cross-attention K/V projection's
 //! input kept out of activation quantization).
 
-use super::lowbit::{ActivationParams, LOWBIT_OPSET, node_index, node_input, qdq_pair, raise_opset};
+use super::lowbit::{ActivationParams, LOWBIT_OPSET, default_opset, node_index, node_input, qdq_pair, raise_opset};
 use crate::builder::{Attr, node_proto};
 use crate::error::{OnnxError, Result};
 use crate::graph::GraphView;
@@ -35,17 +35,15 @@ pub struct SideBySide {
 /// its graph inputs gets `prefix`. `main`'s outputs are unchanged. Both must be at one default
 /// opset, or `main` must be liftable to `side`'s low-bit opset; graphs with subgraphs are refused.
 pub fn side_by_side(main: &Model, side: &Model, prefix: &str) -> Result<(Model, SideBySide)> {
-    let opset = |m: &Model| m.proto.opset_import.iter().find(|o| o.domain().is_empty()).map_or(0, |o| o.version());
+    let (main_opset, side_opset) = (default_opset(main), default_opset(side));
     let mut merged = main.clone();
-    if opset(main) != opset(side) {
-        if opset(side) != LOWBIT_OPSET {
+    if main_opset != side_opset {
+        if side_opset < LOWBIT_OPSET.max(main_opset) {
             return Err(OnnxError::Graph(format!(
-                "cannot run an opset {} graph beside an opset {} one",
-                opset(side),
-                opset(main)
+                "cannot run an opset {side_opset} graph beside an opset {main_opset} one"
             )));
         }
-        raise_opset(&mut merged)?;
+        raise_opset(&mut merged, side_opset)?;
     }
     if side
         .graph()

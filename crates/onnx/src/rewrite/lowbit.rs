@@ -13,11 +13,17 @@ use ndarray::{ArrayD, IxDyn};
 
 /// The opset low-bit models are written at: packed int4 and blocked scales need it.
 pub const LOWBIT_OPSET: i64 = 21;
-/// The IR version opset 21 requires.
-const LOWBIT_IR: i64 = 10;
-/// Ops whose definition changed between the opsets a model may have and [`LOWBIT_OPSET`], with
+/// The opset of models holding int2 weights (ONNX 1.20).
+pub const INT2_OPSET: i64 = 25;
+/// The IR version each of those opsets requires: INT4 came with IR 10, INT2 with IR 13.
+const fn ir_version(opset: i64) -> i64 {
+    if opset >= INT2_OPSET { 13 } else { 10 }
+}
+/// Ops whose definition changed between the opsets a model may have and [`INT2_OPSET`], with
 /// the opset of the change: a model using one below that opset cannot simply be relabelled.
-const CHANGED_OPS: [(&str, i64); 11] = [
+/// Opsets 22 to 25 otherwise only widened type lists (bfloat16, float4, float8e8m0, int2) and
+/// added ops.
+const CHANGED_OPS: [(&str, i64); 12] = [
     ("ReduceL1", 18),
     ("ReduceL2", 18),
     ("ReduceLogSum", 18),
@@ -29,30 +35,38 @@ const CHANGED_OPS: [(&str, i64); 11] = [
     ("ReduceSumSquare", 18),
     ("Split", 18),
     ("GroupNormalization", 21),
+    ("Attention", 24),
 ];
 
-/// Relabels the model to [`LOWBIT_OPSET`] when it is older. Every op the model uses must mean
-/// the same at both opsets; otherwise the error names the op.
-pub fn raise_opset(model: &mut Model) -> Result<()> {
-    let current = model.proto.opset_import.iter().find(|o| o.domain().is_empty()).map_or(0, |o| o.version());
-    if current >= LOWBIT_OPSET {
+/// The model's default-domain opset.
+pub fn default_opset(model: &Model) -> i64 {
+    model.proto.opset_import.iter().find(|o| o.domain().is_empty()).map_or(0, |o| o.version())
+}
+
+/// Relabels the model to `target` (a low-bit opset) when it is older. Every op the model uses
+/// must mean the same at both opsets; otherwise the error names the op.
+pub fn raise_opset(model: &mut Model, target: i64) -> Result<()> {
+    let current = default_opset(model);
+    if current >= target {
         return Ok(());
     }
     for node in &model.graph().node {
-        if let Some((op, changed)) = CHANGED_OPS.iter().find(|(op, v)| node.op_type() == *op && current < *v) {
+        if let Some((op, changed)) =
+            CHANGED_OPS.iter().find(|(op, v)| node.op_type() == *op && current < *v && *v <= target)
+        {
             return Err(OnnxError::Graph(format!(
                 "the model is opset {current} and uses {op}, whose definition changed in opset {changed}; \
-                 low-bit storage needs opset {LOWBIT_OPSET}: re-export the model at opset {LOWBIT_OPSET}"
+                 low-bit storage needs opset {target}: re-export the model at opset {target}"
             )));
         }
     }
     for opset in &mut model.proto.opset_import {
         if opset.domain().is_empty() {
-            opset.version = Some(LOWBIT_OPSET);
+            opset.version = Some(target);
         }
     }
-    if model.proto.ir_version() < LOWBIT_IR {
-        model.proto.ir_version = Some(LOWBIT_IR);
+    if model.proto.ir_version() < ir_version(target) {
+        model.proto.ir_version = Some(ir_version(target));
     }
     Ok(())
 }
@@ -71,6 +85,8 @@ pub struct WeightCodes<'a> {
 /// The codes of a weight and the element type they are stored as.
 #[derive(Debug, Clone, Copy)]
 pub enum CodeArray<'a> {
+    /// Four codes per byte (codes within −2..=1); the model is raised to [`INT2_OPSET`].
+    Int2(&'a ArrayD<i8>),
     /// Two codes per byte (codes within −8..=7).
     Int4(&'a ArrayD<i8>),
     Int8(&'a ArrayD<i8>),
@@ -81,14 +97,20 @@ pub enum CodeArray<'a> {
 impl CodeArray<'_> {
     fn shape(&self) -> &[usize] {
         match self {
-            CodeArray::Int4(c) | CodeArray::Int8(c) => c.shape(),
+            CodeArray::Int2(c) | CodeArray::Int4(c) | CodeArray::Int8(c) => c.shape(),
             CodeArray::E4m3(c) => c.shape(),
         }
+    }
+
+    /// The least opset whose DequantizeLinear and Cast read this element type.
+    fn opset(&self) -> i64 {
+        if matches!(self, CodeArray::Int2(_)) { INT2_OPSET } else { LOWBIT_OPSET }
     }
 
     /// The codes as the initializer `name` of shape `dims` (as many elements as the weight).
     fn tensor(&self, name: &str, dims: &[usize]) -> pb::TensorProto {
         match self {
+            CodeArray::Int2(c) => tensor_from_codes(name, dims, Codes::Int2(&c.iter().copied().collect::<Vec<_>>())),
             CodeArray::Int4(c) => tensor_from_codes(name, dims, Codes::Int4(&c.iter().copied().collect::<Vec<_>>())),
             CodeArray::Int8(c) => tensor_from_codes(name, dims, Codes::Int8(&c.iter().copied().collect::<Vec<_>>())),
             CodeArray::E4m3(c) => {
@@ -109,9 +131,11 @@ pub enum Dequantize {
 
 /// Replaces the initializer `name` with `w`'s codes and scales (initializers `{prefix}/codes`,
 /// `{prefix}/scale`) and a node at the front of the graph computing `name` from them, so every
-/// reader of the weight is unchanged.
+/// reader of the weight is unchanged. The model's opset is raised to the one the codes' element
+/// type needs.
 pub fn store_weight(model: &mut Model, name: &str, prefix: &str, w: WeightCodes<'_>, form: Dequantize) -> Result<()> {
     let graph_error = |reason: String| OnnxError::Graph(format!("weight '{name}': {reason}"));
+    raise_opset(model, w.codes.opset())?;
     let original = take_initializer(model, name)?;
     if w.codes.shape() != original.dims.iter().map(|&d| d as usize).collect::<Vec<_>>().as_slice() {
         return Err(graph_error(format!("codes of shape {:?} do not fit the weight", w.codes.shape())));
@@ -447,13 +471,14 @@ mod tests {
     #[test]
     fn the_opset_is_raised_unless_an_op_changed_meaning() {
         let mut model = matmul(17);
-        raise_opset(&mut model).unwrap();
-        assert_eq!(model.proto.opset_import[0].version(), LOWBIT_OPSET);
-        assert!(model.proto.ir_version() >= LOWBIT_IR);
+        raise_opset(&mut model, LOWBIT_OPSET).unwrap();
+        assert_eq!((default_opset(&model), model.proto.ir_version()), (LOWBIT_OPSET, 10));
+        raise_opset(&mut model, INT2_OPSET).unwrap();
+        assert_eq!((default_opset(&model), model.proto.ir_version()), (INT2_OPSET, 13));
         let mut reduce = matmul(17);
         let node = node_proto("mean", "ReduceMean", &["mm"], vec!["m".into()], &[]);
         reduce.graph_mut().node.push(node);
-        let message = raise_opset(&mut reduce).unwrap_err().to_string();
+        let message = raise_opset(&mut reduce, LOWBIT_OPSET).unwrap_err().to_string();
         assert!(message.contains("ReduceMean") && message.contains("opset 18"), "{message}");
     }
 
