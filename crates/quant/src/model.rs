@@ -159,8 +159,9 @@ mod tests {
             StoredWeight::Codes(q.quantize(w.view()).unwrap())
         };
         let per_channel = Granularity::PerChannel { axis: 0 };
-        // 2, 3 and 4 bits all pack two codes per byte; 5 bits takes a byte.
-        for bits in [2, 3, 4] {
+        // 2 bits pack four codes per byte, 3 and 4 bits two; 5 bits takes a byte.
+        assert_eq!(quantize(2, per_channel).bytes(WeightForm::plain(2)), 72 + 8 * 4);
+        for bits in [3, 4] {
             assert_eq!(quantize(bits, per_channel).bytes(WeightForm::plain(bits)), 144 + 8 * 4);
         }
         assert_eq!(quantize(5, per_channel).bytes(WeightForm::plain(5)), 288 + 8 * 4);

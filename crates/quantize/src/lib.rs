@@ -440,13 +440,15 @@ fn build(
                     continue;
                 }
                 StoredWeight::Fp8(q) => (CodeArray::E4m3(&q.codes), &q.scales),
-                // Integer kernels take int8 weights only: narrower codes go in an int8 container.
-                StoredWeight::Codes(q) if activations => (CodeArray::Int8(&q.codes), &q.scales),
-                StoredWeight::Codes(q) => match width.container_bits() {
-                    2 => (CodeArray::Int2(&q.codes), &q.scales),
-                    4 => (CodeArray::Int4(&q.codes), &q.scales),
-                    _ => (CodeArray::Int8(&q.codes), &q.scales),
-                },
+                StoredWeight::Codes(q) => {
+                    // Integer kernels take int8 weights only: narrower codes go in an int8 container.
+                    let codes = match (activations, width.container_bits()) {
+                        (false, 2) => CodeArray::Int2(&q.codes),
+                        (false, 4) => CodeArray::Int4(&q.codes),
+                        _ => CodeArray::Int8(&q.codes),
+                    };
+                    (codes, &q.scales)
+                }
             };
             let w = WeightCodes { codes, scales, axis: layer.channel_axis.unwrap_or(0), group_size };
             let form =

@@ -2,9 +2,10 @@
 object, no held-out pair, no held-out prompt), for sensitivity runs and activation calibration,
 so that `bitsearch eval` can measure on heldout_prompts.txt without reusing them; and
 calibration_prompts_64.txt: those 16 and 48 more drawn the same way, for sensitivity runs whose
-plans must not fit a few prompts; and calibration_prompts_deploy.txt: 64 prompts mixed as the
-held-out set is (half of them hold an object training never shows), none of them held out, for
-plans that must hold on prompts unlike the training captions.
+plans must not fit a few prompts; and calibration_prompts_deploy.txt: 128 prompts mixed as the
+held-out set is (half of them hold an object training never shows; the first 64 and the last 64
+each so mixed), none of them held out, for plans that must hold on prompts unlike the training
+captions.
 
 Standard library only; deterministic. Usage: python3 calibration_prompts.py MODEL_DIR
 """
@@ -59,9 +60,12 @@ def main(model_dir: Path) -> None:
     wide = prompts + rng.sample(more, WIDE_SINGLES - SINGLES)
     add_pairs(wide, WIDE_PAIRS - PAIRS)
     (model_dir / "calibration_prompts_64.txt").write_text("\n".join(wide) + "\n")
-    deploy = rng.sample([o for o in seen if o not in held], DEPLOY_SINGLES)
-    add_pairs(deploy, DEPLOY_UNSEEN_PAIRS, one_unseen)
-    add_pairs(deploy, DEPLOY_SEEN_PAIRS)
+    # Twice the mix: the first 64 prompts are a smaller set of the same kind.
+    deploy: list = []
+    for _ in range(2):
+        deploy += rng.sample([o for o in seen if o not in held and o not in deploy], DEPLOY_SINGLES)
+        add_pairs(deploy, DEPLOY_UNSEEN_PAIRS, one_unseen)
+        add_pairs(deploy, DEPLOY_SEEN_PAIRS)
     (model_dir / "calibration_prompts_deploy.txt").write_text("\n".join(deploy) + "\n")
 
 
