@@ -133,16 +133,15 @@ fn target(args: &SolveArgs, problem: &Problem, options: &SolveOptions, table: &S
     plan.write(&args.out)?;
     print_summary(&args.out.display().to_string(), problem, &solved, options.content_weight);
     println!("  rounds (target {}; measured on the calibration items):", list(&args.targets));
+    let metric = target::basis_metric(problem.basis);
+    let name = metric.to_string().to_uppercase();
     for r in &searched.rounds {
         println!(
-            "  {} {:>2}: cap {:.3e}, predicted {}, measured SQNR {:>6.2} dB, SSIM {:.4}, PSNR {:>6.2} dB{}, margin {:+.2} dB, {:.3} MB, {:.3} bits",
+            "  {} {:>2}: cap {:.3e}, predicted {name} {:>6.2} dB, measured SQNR {:>6.2} dB, SSIM {:.4}, PSNR {:>6.2} dB{}, margin {:+.2} dB, {:.3} MB, {:.3} bits",
             if r.round == chosen { "*" } else { " " },
             r.round,
             r.loss_cap,
-            match problem.basis {
-                LossBasis::Decoupled => format!("SQNR {:>6.2} dB", r.predicted_sqnr_db),
-                LossBasis::Image => format!("PSNR {:>6.2} dB", r.predicted_psnr_db),
-            },
+            r.predicted_db(metric),
             r.measured.sqnr_db,
             r.measured.ssim,
             r.measured.psnr_db,

@@ -128,6 +128,18 @@ pub struct Round {
     pub meets: bool,
 }
 
+impl Round {
+    /// What the additive model predicted for the denoiser's SQNR or the image's PSNR (NaN for
+    /// the other metrics, which it does not predict).
+    pub fn predicted_db(&self, metric: Metric) -> f64 {
+        match metric {
+            Metric::Sqnr => self.predicted_sqnr_db,
+            Metric::Psnr => self.predicted_psnr_db,
+            Metric::Ssim | Metric::Caption => f64::NAN,
+        }
+    }
+}
+
 /// The record of a target search, in the plan it chose.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
