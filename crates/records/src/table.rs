@@ -3,7 +3,7 @@
 //! back through [`SensitivityTable::read`].
 
 use crate::error::{RecordError, Result, check_format};
-use bitsearch_types::{Component, FLOAT_BITS, LayerInfo, MetricGroup, QuantizerSpec, Role};
+use bitsearch_types::{Component, FLOAT_BITS, LayerInfo, MetricGroup, QuantizerSpec, Role, WeightForm};
 use polars::prelude::*;
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -151,7 +151,7 @@ impl SensitivityTable {
         let mut meta = RunMeta::from_json(path, &meta)?;
         let mut rows = rows_of(&frame).map_err(|e| RecordError::file(path, format!("unexpected columns: {e}")))?;
         if meta.format < 5 {
-            recost_two_bit_codes(&mut rows);
+            recost_narrow_codes(&mut rows);
             meta.format = TABLE_FORMAT;
         }
         Ok(Self { meta, rows })
@@ -206,11 +206,20 @@ impl RunMeta {
     }
 }
 
-/// Tables before format 5 stored unsplit 2-bit integer codes two per byte; they take four.
-fn recost_two_bit_codes(rows: &mut [ProbeRow]) {
-    for row in rows.iter_mut().filter(|r| r.w_bits == 2 && !r.w_split && !r.w_fp8) {
-        let params = row.layer.params;
-        row.weight_bytes -= params.div_ceil(2) - params.div_ceil(4);
+/// Tables before format 5 costed every integer code of up to 4 bits in an int4 container: the
+/// codes' bytes are re-costed in the container [`WeightForm::container_bits`] gives them now.
+fn recost_narrow_codes(rows: &mut [ProbeRow]) {
+    for row in rows.iter_mut().filter(|r| r.w_bits <= 4) {
+        let form = WeightForm {
+            bits: row.w_bits as u8,
+            split: row.w_split,
+            group: (row.w_group > 0).then_some(row.w_group as usize),
+            fp8: row.w_fp8,
+        };
+        if form.integer() {
+            let params = row.layer.params;
+            row.weight_bytes -= (params * 4).div_ceil(8) - (params * form.container_bits()).div_ceil(8);
+        }
     }
 }
 

@@ -11,8 +11,8 @@ pub use correct::{
     SideBySide, TOKEN_AXIS, add_to_bias, quantize_input_keeping_first_row, side_by_side, weight_delta_branch,
 };
 pub use lowbit::{
-    ActivationParams, CodeArray, Dequantize, LOWBIT_OPSET, WeightCodes, name_nodes, quantize_input, quantize_output,
-    raise_opset, store_bias, store_half, store_weight, strip_node_metadata,
+    ActivationParams, CodeArray, Dequantize, LOWBIT_OPSET, WeightCodes, default_opset, name_nodes, quantize_input,
+    quantize_output, raise_opset, store_bias, store_half, store_weight, strip_node_metadata,
 };
 
 use crate::builder::{Attr, Dim, node_proto, value_info};
