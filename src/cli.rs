@@ -215,9 +215,13 @@ pub struct SensitivityArgs {
     pub sampler: Option<bitsearch_pipeline::sampler::SamplerKind>,
     #[arg(long)]
     pub eta: Option<f64>,
-    /// Seeds; every condition runs with every seed [default: 0].
+    /// Seeds [default: 0]; --pairing says which prompts or conditions run with which.
     #[arg(long, value_delimiter = ',')]
     pub seeds: Option<Vec<u64>>,
+    /// every: each prompt (or condition set) runs with every seed; zip: prompt i runs with seed i
+    /// alone, so each item has noise of its own (one seed S stands for S, S+1, …) [default: every].
+    #[arg(long)]
+    pub pairing: Option<bitsearch_pipeline::workload::Pairing>,
     /// Values of a condition input, e.g. --condition difficulty=0.2,0.8 (the product is taken).
     #[arg(long = "condition", value_parser = parse_values)]
     pub conditions: Vec<(String, Vec<f32>)>,

@@ -2,7 +2,7 @@
 
 use crate::cli::QuantizeArgs;
 use anyhow::Context;
-use bitsearch_pipeline::workload::WorkloadSpec;
+use bitsearch_pipeline::workload::{Pairing, WorkloadSpec};
 use bitsearch_quantize::{QuantizeOptions, quantize};
 use bitsearch_records::{Plan, SensitivityTable};
 
@@ -22,6 +22,7 @@ pub fn run(args: &QuantizeArgs) -> anyhow::Result<()> {
     }
     if let Some(seeds) = &args.calibration_seeds {
         options.calibration.seeds = seeds.clone();
+        options.calibration.pairing = Pairing::Every;
     }
     options.calibration.device = args.device;
     options.calibration.threads = args.threads.or(options.calibration.threads);

@@ -92,6 +92,7 @@ fn config(args: &SensitivityArgs) -> anyhow::Result<SensitivityConfig> {
     let g = &mut c.generation;
     set(&mut g.eta, &args.eta);
     set(&mut g.seeds, &args.seeds);
+    set(&mut g.pairing, &args.pairing);
     set(&mut g.guidance, &args.guidance);
     set(&mut g.sigma_min, &args.sigma_min);
     set(&mut g.sigma_max, &args.sigma_max);

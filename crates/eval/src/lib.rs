@@ -17,7 +17,7 @@ mod measure;
 
 use bitsearch_alignment::{AttributeClassifier, ObjectSpec, Scorer, parse_prompt};
 use bitsearch_metrics::{Mse, Sqnr, count_nonfinite, ssim_per_item};
-use bitsearch_pipeline::workload::{self, Workload, WorkloadSpec};
+use bitsearch_pipeline::workload::{self, Pairing, Workload, WorkloadSpec};
 use bitsearch_records::{Cost, EVAL_FORMAT, EvalRecord, EvalRun, Manifest, Plan};
 use bitsearch_runtime::SessionOptions;
 use bitsearch_types::tree_bytes;
@@ -75,9 +75,9 @@ pub struct Evaluation {
 }
 
 /// The evaluation items: the sensitivity run's generation settings `base` with seeds that
-/// neither it nor calibration (which reuses its items) used, and `prompts` (held-out prompts)
-/// in place of its prompts when given. Returns the spec and a sentence saying how its items
-/// relate to the sensitivity items.
+/// neither it nor calibration (which reuses its items) used, every prompt with every seed, and
+/// `prompts` (held-out prompts) in place of its prompts when given. Returns the spec and a
+/// sentence saying how its items relate to the sensitivity items.
 pub fn held_out(
     base: &WorkloadSpec,
     seeds: Option<Vec<u64>>,
@@ -85,9 +85,11 @@ pub fn held_out(
     prompts: Option<Vec<String>>,
 ) -> (WorkloadSpec, String) {
     let mut spec = base.clone();
+    spec.pairing = Pairing::Every;
     spec.seeds = seeds.unwrap_or_else(|| (0..num_seeds.max(1)).map(|i| HELD_OUT_SEED + i).collect());
-    let shared_seeds: Vec<u64> = spec.seeds.iter().copied().filter(|s| base.seeds.contains(s)).collect();
-    let mut words = vec![format!("seeds {:?} (sensitivity and calibration: {:?}", spec.seeds, base.seeds)];
+    let used = base.item_seeds();
+    let shared_seeds: Vec<u64> = spec.seeds.iter().copied().filter(|s| used.contains(s)).collect();
+    let mut words = vec![format!("seeds {:?} (sensitivity and calibration: {}", spec.seeds, base.describe_seeds())];
     words[0].push_str(
         if shared_seeds.is_empty() { ")".into() } else { format!("; {shared_seeds:?} shared: NOT held out)") }.as_str(),
     );
@@ -114,30 +116,26 @@ pub fn held_out(
 /// says little about the next ones.
 pub const CALIBRATION_ITEMS: usize = 8;
 
-/// The items a target search measures on: `seeds` with the sensitivity run's other settings
-/// `base`, or its own seeds followed by the next unused small seeds until there are at least
-/// `min_items` items (far below [`HELD_OUT_SEED`], so evaluation stays held out). Returns the
-/// spec and a sentence saying what they are.
+/// The items a target search measures on: every prompt with each of `seeds` and the sensitivity
+/// run's other settings `base`; else the sensitivity items themselves, under `every` pairing
+/// followed by the next unused small seeds until there are at least `min_items` items (far
+/// below [`HELD_OUT_SEED`], so evaluation stays held out). Returns the spec and a sentence
+/// saying what they are.
 pub fn calibration(base: &WorkloadSpec, seeds: Option<Vec<u64>>, min_items: usize) -> (WorkloadSpec, String) {
     let mut spec = base.clone();
     let per_seed = base.prompts.len().max(1) * base.conditions.values().map(|v| v.len().max(1)).product::<usize>();
-    spec.seeds = seeds.unwrap_or_else(|| {
-        let mut seeds = base.seeds.clone();
-        let mut next = 0;
-        while seeds.len() * per_seed < min_items {
-            if !seeds.contains(&next) {
-                seeds.push(next);
-            }
-            next += 1;
+    if let Some(seeds) = seeds {
+        spec.pairing = Pairing::Every;
+        spec.seeds = seeds;
+    } else if base.pairing == Pairing::Every {
+        while spec.seeds.len() * per_seed < min_items {
+            let next = (0..).find(|s| !spec.seeds.contains(s)).unwrap_or_default();
+            spec.seeds.push(next);
         }
-        seeds
-    });
-    let words = format!(
-        "calibration items: seeds {:?} (sensitivity: {:?}), {} item(s)",
-        spec.seeds,
-        base.seeds,
-        spec.seeds.len() * per_seed
-    );
+    }
+    let items = spec.pairs(per_seed).map_or(0, |p| p.len());
+    let words =
+        format!("calibration items: seeds {} (sensitivity: {}), {items} item(s)", spec.describe_seeds(), base.describe_seeds());
     (spec, words)
 }
 
@@ -438,12 +436,9 @@ impl Captions {
         }
         let options = SessionOptions { device: spec.device, threads: spec.threads, ..Default::default() };
         let classifier = AttributeClassifier::open(&dir, &options)?;
-        // Items are prompt-major: every prompt with every seed.
-        let mut wanted = Vec::new();
-        for prompt in &spec.prompts {
-            let objects = parse_prompt(prompt, classifier.schema())?;
-            wanted.extend(std::iter::repeat_n(objects, spec.seeds.len()));
-        }
+        let objects: Vec<Vec<ObjectSpec>> =
+            spec.prompts.iter().map(|p| parse_prompt(p, classifier.schema())).collect::<Result<_, _>>()?;
+        let wanted = spec.pairs(objects.len())?.into_iter().map(|(p, _)| objects[p].clone()).collect();
         Ok(Some(Self { classifier, wanted }))
     }
 
@@ -453,5 +448,37 @@ impl Captions {
             scorer.add(wanted, &seen);
         }
         Ok(scorer.caption.value())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn zipped() -> WorkloadSpec {
+        let prompts = (0..4).map(|i| format!("prompt {i}")).collect();
+        WorkloadSpec { prompts, seeds: vec![998], pairing: Pairing::Zip, ..Default::default() }
+    }
+
+    #[test]
+    fn held_out_items_take_every_seed_and_see_the_zipped_seeds_of_the_sensitivity_run() {
+        let (spec, words) = held_out(&zipped(), None, 2, None);
+        assert_eq!((spec.pairing, spec.seeds.clone()), (Pairing::Every, vec![1000, 1001]));
+        assert_eq!(spec.pairs(spec.prompts.len()).unwrap().len(), 8);
+        assert!(words.contains("[1000, 1001] shared: NOT held out"), "{words}");
+        assert!(words.contains("998..=1001, one per item"), "{words}");
+    }
+
+    #[test]
+    fn calibration_reuses_zipped_items_and_extends_shared_seeds_to_the_minimum() {
+        let (spec, words) = calibration(&zipped(), None, 8);
+        assert_eq!(spec, zipped());
+        assert!(words.ends_with("4 item(s)"), "{words}");
+        let every = WorkloadSpec { pairing: Pairing::Every, seeds: vec![1], ..zipped() };
+        let (spec, words) = calibration(&every, None, 9);
+        assert_eq!(spec.seeds, vec![1, 0, 2]);
+        assert!(words.ends_with("12 item(s)"), "{words}");
+        let (spec, _) = calibration(&zipped(), Some(vec![5, 6]), 8);
+        assert_eq!((spec.pairing, spec.seeds), (Pairing::Every, vec![5, 6]));
     }
 }

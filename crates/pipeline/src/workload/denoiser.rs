@@ -1,5 +1,5 @@
 //! A single denoiser file (the terrain UNet, bare epsilon UNets): items are the product of the
-//! condition values times the seeds, batched together whatever their conditions.
+//! condition values paired with the seeds, batched together whatever their conditions.
 
 use super::{Result, StepControl, Workload, WorkloadSpec, batch_ranges};
 use crate::denoiser::{DenoiserConfig, DenoiserSpec, Network};
@@ -84,18 +84,17 @@ impl DenoiserWorkload {
         sampler::timesteps(&settings).map_err(|e| PipelineError::spec("sampler", e.to_string()))?;
         sessions.prepare(settings.steps)?;
         let (mut items, mut seeds, mut values) = (Vec::new(), Vec::new(), Vec::new());
-        for set in &sets {
-            for &seed in &config.seeds {
-                let described: Vec<String> = set.iter().map(|(n, v)| format!("{n}={v}")).collect();
-                items.push(format!("{} seed={seed}", described.join(" ")).trim_start().to_string());
-                seeds.push(seed);
-                values.push(
-                    spec.conditions
-                        .iter()
-                        .map(|(input, v)| set.iter().find(|(n, _)| *n == input.name).map_or(*v, |(_, v)| *v))
-                        .collect(),
-                );
-            }
+        for (set, seed) in config.pairs(sets.len())? {
+            let set = &sets[set];
+            let described: Vec<String> = set.iter().map(|(n, v)| format!("{n}={v}")).collect();
+            items.push(format!("{} seed={seed}", described.join(" ")).trim_start().to_string());
+            seeds.push(seed);
+            values.push(
+                spec.conditions
+                    .iter()
+                    .map(|(input, v)| set.iter().find(|(n, _)| *n == input.name).map_or(*v, |(_, v)| *v))
+                    .collect(),
+            );
         }
         let batches = batch_ranges(items.len(), config.batch);
         Ok(Self { path: path.clone(), sessions, spec, settings, items, seeds, values, batches })

@@ -1,4 +1,4 @@
-//! A diffusers/optimum folder: items are prompts times seeds. Prompts are encoded once; only
+//! A diffusers/optimum folder: items are prompts paired with seeds. Prompts are encoded once; only
 //! the UNet's session is swapped, the text encoder and VAE stay in float.
 
 use super::{Result, StepControl, Workload, WorkloadSpec, batch_ranges};
@@ -47,7 +47,7 @@ impl DiffusersWorkload {
         let options = SessionOptions { device: config.device, threads: config.threads, ..Default::default() };
         let mut pipeline = DiffusersPipeline::open(dir, &options)?;
         let pairs: Vec<(&String, u64)> =
-            config.prompts.iter().flat_map(|p| config.seeds.iter().map(move |&s| (p, s))).collect();
+            config.pairs(config.prompts.len())?.into_iter().map(|(p, s)| (&config.prompts[p], s)).collect();
         let items = pairs.iter().map(|(p, s)| format!("{p:?} seed={s}")).collect();
         let steps = config.steps.unwrap_or(DEFAULT_STEPS);
         pipeline.unet_mut().sessions_mut().prepare(steps)?;

@@ -11,7 +11,7 @@ mod spec;
 
 pub use denoiser::DenoiserWorkload;
 pub use diffusers::DiffusersWorkload;
-pub use spec::WorkloadSpec;
+pub use spec::{Pairing, WorkloadSpec};
 
 use crate::error::PipelineError;
 use crate::sampler::{SampleError, SamplerSettings};

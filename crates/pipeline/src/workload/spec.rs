@@ -17,8 +17,9 @@ pub struct WorkloadSpec {
     pub steps: Option<usize>,
     pub sampler: Option<SamplerKind>,
     pub eta: f64,
-    /// Seeds of the initial noise; every condition (or prompt) runs with every seed.
+    /// Seeds of the initial noise; `pairing` says which prompts (or conditions) run with which.
     pub seeds: Vec<u64>,
+    pub pairing: Pairing,
     /// Denoiser files: values of each condition input; the conditions are their product.
     pub conditions: BTreeMap<String, Vec<f32>>,
     /// Diffusers folders: the prompts.
@@ -41,6 +42,46 @@ pub struct WorkloadSpec {
     pub threads: Option<usize>,
 }
 
+/// How seeds meet the prompts (or condition sets) to make the items.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Pairing {
+    /// Every prompt runs with every seed: prompts × seeds items, the seeds' noise shared by all
+    /// prompts.
+    #[default]
+    Every,
+    /// Prompt i runs with seed i alone, so every item has noise of its own (a calibration set
+    /// whose items share one noise draw fits the layers to that draw). A single seed S stands
+    /// for S, S+1, …
+    Zip,
+}
+
+impl Pairing {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Every => "every",
+            Self::Zip => "zip",
+        }
+    }
+}
+
+impl std::fmt::Display for Pairing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for Pairing {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        [Self::Every, Self::Zip]
+            .into_iter()
+            .find(|p| p.name() == s)
+            .ok_or_else(|| format!("unknown pairing {s:?}; expected every or zip"))
+    }
+}
+
 impl Default for WorkloadSpec {
     fn default() -> Self {
         Self {
@@ -48,6 +89,7 @@ impl Default for WorkloadSpec {
             sampler: None,
             eta: 0.0,
             seeds: vec![0],
+            pairing: Pairing::Every,
             conditions: BTreeMap::new(),
             prompts: Vec::new(),
             negative_prompt: None,
@@ -84,6 +126,7 @@ impl WorkloadSpec {
         if self.seeds.iter().enumerate().any(|(i, s)| self.seeds[..i].contains(s)) {
             return Err(PipelineError::spec("seeds", "lists a seed twice"));
         }
+        self.pairs(self.sets())?;
         if !(0.0..=1.0).contains(&self.eta) {
             return Err(PipelineError::spec("eta", format!("{} is outside [0, 1]", self.eta)));
         }
@@ -96,6 +139,49 @@ impl WorkloadSpec {
             }
         }
         Ok(())
+    }
+
+    /// The items as (index into `sets` prompts or condition sets, seed), in order.
+    pub fn pairs(&self, sets: usize) -> Result<Vec<(usize, u64)>, PipelineError> {
+        match self.pairing {
+            Pairing::Every => Ok((0..sets).flat_map(|set| self.seeds.iter().map(move |&s| (set, s))).collect()),
+            Pairing::Zip => match self.seeds[..] {
+                [first] => Ok((0..sets).map(|set| (set, first + set as u64)).collect()),
+                _ if self.seeds.len() == sets => Ok(self.seeds.iter().copied().enumerate().collect()),
+                _ => Err(PipelineError::spec(
+                    "seeds",
+                    format!(
+                        "pairing zip takes one seed per prompt or condition set ({sets}) or a single first seed; got {}",
+                        self.seeds.len()
+                    ),
+                )),
+            },
+        }
+    }
+
+    /// The prompts or condition sets the seeds pair with.
+    fn sets(&self) -> usize {
+        if self.prompts.is_empty() { self.condition_sets().len() } else { self.prompts.len() }
+    }
+
+    /// Every seed the items use, once each, in order of first use; empty when the seeds do not
+    /// fit the pairing.
+    pub fn item_seeds(&self) -> Vec<u64> {
+        let mut seeds = Vec::new();
+        for (_, seed) in self.pairs(self.sets()).unwrap_or_default() {
+            if !seeds.contains(&seed) {
+                seeds.push(seed);
+            }
+        }
+        seeds
+    }
+
+    /// The seeds in a few words: `[0, 1]`, or `0..=127, one per prompt` under zip.
+    pub fn describe_seeds(&self) -> String {
+        match (self.pairing, &self.item_seeds()[..]) {
+            (Pairing::Zip, [first, .., last]) => format!("{first}..={last}, one per item"),
+            _ => format!("{:?}", self.seeds),
+        }
     }
 
     /// Every combination of condition values, in the order of the names then the values.
@@ -127,6 +213,22 @@ mod tests {
         assert_eq!(sets.len(), 6);
         assert_eq!(sets[1], vec![("a".to_string(), 1.0), ("b".to_string(), 0.6)]);
         assert_eq!(WorkloadSpec::default().condition_sets(), vec![Vec::new()]);
+    }
+
+    #[test]
+    fn zip_gives_each_item_a_seed_of_its_own() {
+        let mut spec = WorkloadSpec { seeds: vec![5, 9], ..Default::default() };
+        assert_eq!(spec.pairs(2).unwrap(), vec![(0, 5), (0, 9), (1, 5), (1, 9)]);
+        spec.pairing = Pairing::Zip;
+        assert_eq!(spec.pairs(2).unwrap(), vec![(0, 5), (1, 9)]);
+        let err = spec.pairs(3).unwrap_err().to_string();
+        assert!(err.starts_with("seeds:") && err.contains("(3)"), "{err}");
+        spec.seeds = vec![7];
+        assert_eq!(spec.pairs(3).unwrap(), vec![(0, 7), (1, 8), (2, 9)]);
+        spec.prompts = vec!["a".into(), "b".into(), "c".into()];
+        assert_eq!(spec.item_seeds(), vec![7, 8, 9]);
+        assert_eq!(spec.describe_seeds(), "7..=9, one per item");
+        assert_eq!("zip".parse::<Pairing>(), Ok(Pairing::Zip));
     }
 
     #[test]
