@@ -45,8 +45,9 @@ sweep_both "$TERRAIN" "$T/s.parquet" "$T" 9MB..13.6MB:7
 mapfile -t prompts < "$SHAPES/calibration_prompts.txt"
 prompt_args=()
 for p in "${prompts[@]}"; do prompt_args+=(--prompt "$p"); done
-"$BIN" sensitivity "$SHAPES" "${prompt_args[@]}" --steps 20 --guidance 4 "${OPTIONS[@]}" --batch 16 \
-    --out "$S/s.parquet" --resume
+# Each prompt on a seed of its own (--pairing zip): items sharing one noise draw fit the plan to it.
+"$BIN" sensitivity "$SHAPES" "${prompt_args[@]}" --seeds 0 --pairing zip --steps 20 --guidance 4 "${OPTIONS[@]}" \
+    --batch 16 --out "$S/s.parquet" --resume
 # The same range for shapes-t2i.
 solve_flags=(--loss image)
 eval_flags=(--num-seeds 2 --batch 16)

@@ -134,8 +134,11 @@ pub fn calibration(base: &WorkloadSpec, seeds: Option<Vec<u64>>, min_items: usiz
         }
     }
     let items = spec.pairs(per_seed).map_or(0, |p| p.len());
-    let words =
-        format!("calibration items: seeds {} (sensitivity: {}), {items} item(s)", spec.describe_seeds(), base.describe_seeds());
+    let words = format!(
+        "calibration items: seeds {} (sensitivity: {}), {items} item(s)",
+        spec.describe_seeds(),
+        base.describe_seeds()
+    );
     (spec, words)
 }
 
