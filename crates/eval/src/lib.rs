@@ -123,7 +123,7 @@ pub const CALIBRATION_ITEMS: usize = 8;
 /// saying what they are.
 pub fn calibration(base: &WorkloadSpec, seeds: Option<Vec<u64>>, min_items: usize) -> (WorkloadSpec, String) {
     let mut spec = base.clone();
-    let per_seed = base.prompts.len().max(1) * base.conditions.values().map(|v| v.len().max(1)).product::<usize>();
+    let per_seed = base.sets();
     if let Some(seeds) = seeds {
         spec.pairing = Pairing::Every;
         spec.seeds = seeds;

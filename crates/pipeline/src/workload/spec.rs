@@ -159,8 +159,8 @@ impl WorkloadSpec {
         }
     }
 
-    /// The prompts or condition sets the seeds pair with.
-    fn sets(&self) -> usize {
+    /// How many prompts or condition sets the seeds pair with.
+    pub fn sets(&self) -> usize {
         if self.prompts.is_empty() { self.condition_sets().len() } else { self.prompts.len() }
     }
 
@@ -176,7 +176,7 @@ impl WorkloadSpec {
         seeds
     }
 
-    /// The seeds in a few words: `[0, 1]`, or `0..=127, one per prompt` under zip.
+    /// The seeds in a few words: `[0, 1]`, or `0..=127, one per item` under zip.
     pub fn describe_seeds(&self) -> String {
         match (self.pairing, &self.item_seeds()[..]) {
             (Pairing::Zip, [first, .., last]) => format!("{first}..={last}, one per item"),
