@@ -2,7 +2,7 @@
 
 use crate::cli::QuantizeArgs;
 use anyhow::Context;
-use bitsearch_pipeline::workload::{Pairing, WorkloadSpec};
+use bitsearch_pipeline::workload::WorkloadSpec;
 use bitsearch_quantize::{QuantizeOptions, quantize};
 use bitsearch_records::{Plan, SensitivityTable};
 
@@ -21,8 +21,7 @@ pub fn run(args: &QuantizeArgs) -> anyhow::Result<()> {
         options.calibration = sensitivity_generation(&plan.source.sensitivity_table)?;
     }
     if let Some(seeds) = &args.calibration_seeds {
-        options.calibration.seeds = seeds.clone();
-        options.calibration.pairing = Pairing::Every;
+        options.calibration.pair_every_with(seeds.clone());
     }
     options.calibration.device = args.device;
     options.calibration.threads = args.threads.or(options.calibration.threads);

@@ -85,8 +85,7 @@ pub fn held_out(
     prompts: Option<Vec<String>>,
 ) -> (WorkloadSpec, String) {
     let mut spec = base.clone();
-    spec.pairing = Pairing::Every;
-    spec.seeds = seeds.unwrap_or_else(|| (0..num_seeds.max(1)).map(|i| HELD_OUT_SEED + i).collect());
+    spec.pair_every_with(seeds.unwrap_or_else(|| (0..num_seeds.max(1)).map(|i| HELD_OUT_SEED + i).collect()));
     let used = base.item_seeds();
     let shared_seeds: Vec<u64> = spec.seeds.iter().copied().filter(|s| used.contains(s)).collect();
     let mut words = vec![format!("seeds {:?} (sensitivity and calibration: {}", spec.seeds, base.describe_seeds())];
@@ -125,8 +124,7 @@ pub fn calibration(base: &WorkloadSpec, seeds: Option<Vec<u64>>, min_items: usiz
     let mut spec = base.clone();
     let per_seed = base.sets();
     if let Some(seeds) = seeds {
-        spec.pairing = Pairing::Every;
-        spec.seeds = seeds;
+        spec.pair_every_with(seeds);
     } else if base.pairing == Pairing::Every {
         while spec.seeds.len() * per_seed < min_items {
             let next = (0..).find(|s| !spec.seeds.contains(s)).unwrap_or_default();

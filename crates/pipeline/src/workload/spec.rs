@@ -159,6 +159,13 @@ impl WorkloadSpec {
         }
     }
 
+    /// Every prompt (or condition set) with each of `seeds`: what seeds given for other items
+    /// (held-out, calibration) mean, whatever the pairing of the run they came from.
+    pub fn pair_every_with(&mut self, seeds: Vec<u64>) {
+        self.pairing = Pairing::Every;
+        self.seeds = seeds;
+    }
+
     /// How many prompts or condition sets the seeds pair with.
     pub fn sets(&self) -> usize {
         if self.prompts.is_empty() { self.condition_sets().len() } else { self.prompts.len() }
