@@ -201,6 +201,11 @@ pub struct SensitivityArgs {
     /// on the probe items comes out of the layer's bias, as `quantize --bias-correction` does.
     #[arg(long)]
     pub bias_correction: bool,
+    /// Probe around this plan instead of the float model: every layer it quantizes keeps its
+    /// planned weight and each probe changes one layer from there (e.g. a uniform W4 plan
+    /// before solving a 4-bit budget). Weights only, one step group.
+    #[arg(long, value_name = "PLAN")]
+    pub base: Option<PathBuf>,
     /// Activation bit-widths (2 to 16) to probe with each weight bit-width, e.g. 8 [default: none].
     #[arg(long, value_delimiter = ',')]
     pub act_bits: Option<Vec<u8>>,

@@ -183,36 +183,111 @@ fn terrain_probes_equal_onnx_runtime_on_a_hand_quantized_model() {
     let m = monotonicity(&table.rows);
     assert_eq!((m.checked, m.sqnr_exceptions.len(), m.ssim_exceptions.len()), (5, 0, 0), "{m:?}");
 
-    // One step of the consistency model: the image is the network's output at sigma_max.
     let model = Model::load(&model_path).unwrap();
+    let fp = terrain_output(&model);
+    for layer in ["node_conv2d_24", "node_linear"] {
+        let row = table.rows.iter().find(|r| r.layer.name == layer && r.w_bits == 4).unwrap();
+        let probe = terrain_output(&with_weight(&model, &model, layer, 4));
+        let (sqnr, ssim) = (sqnr_db(&fp, &probe), ssim_per_item(fp.view(), probe.view()).iter().sum::<f64>() / 2.0);
+        assert!((row.sqnr_db - sqnr).abs() < 1e-3, "{layer}: SQNR {} vs by hand {sqnr}", row.sqnr_db);
+        assert!((row.ssim - ssim).abs() < 1e-3, "{layer}: SSIM {} vs by hand {ssim}", row.ssim);
+    }
+}
+
+/// Probes around a base plan: every layer of a uniform W4 plan holds its 4-bit weight and each
+/// probe changes one layer from there; checked against ONNX Runtime on hand-built models, and
+/// the solver predicts the base itself exactly from the table.
+#[test]
+fn probes_around_a_base_plan_equal_the_plan_with_one_layer_changed_by_hand() {
+    let model_path = terrain_model();
+    let dir = tempfile::tempdir().unwrap();
+    let path = |name: &str| dir.path().join(name).to_str().unwrap().to_string();
+    let layers = TERRAIN_LAYERS.join(",");
+    let sensitivity = |out: &str, w_bits: &str, base: Option<&str>| {
+        let mut args = vec!["sensitivity", model_path.to_str().unwrap(), "--out", out, "--condition"];
+        args.extend(["difficulty=0.3", "--seeds", "0,1", "--w-bits", w_bits, "--layers", &layers, "--device", "cpu"]);
+        args.extend(base.map(|b| ["--base", b]).into_iter().flatten());
+        assert_success(&bitsearch(&args))
+    };
+    let (first, base, table) = (path("w4.parquet"), path("u4.yaml"), path("around.parquet"));
+    sensitivity(&first, "4", None);
+    assert_success(&bitsearch(&["solve", "--sensitivity", &first, "--uniform", "4", "--protect", "", "--out", &base]));
+    sensitivity(&table, "2,4,8", Some(&base));
+    let table = SensitivityTable::read(Path::new(&table)).unwrap();
+    let point = table.meta.base.clone().expect("the table records its base");
+    assert_eq!(point.layers.len(), TERRAIN_LAYERS.len());
+
+    let model = Model::load(&model_path).unwrap();
+    let (based, _) = bitsearch_quantize::simulate(&model_path, Path::new(&base)).unwrap();
+    let fp = terrain_output(&model);
+    let at_base = sqnr_db(&fp, &terrain_output(&based[0]));
+    for row in &table.rows {
+        let expected = if row.w_bits == 4 {
+            at_base
+        } else {
+            sqnr_db(&fp, &terrain_output(&with_weight(&based[0], &model, &row.layer.name, row.w_bits as u8)))
+        };
+        assert_eq!(point.is_base(row), row.w_bits == 4);
+        let name = &row.layer.name;
+        assert!((row.sqnr_db - expected).abs() < 1e-3, "{name} W{}: {} vs by hand {expected}", row.w_bits, row.sqnr_db);
+    }
+    // Moving a layer to 2 bits costs SQNR and to 8 bits gains it, all from the same base.
+    for layer in TERRAIN_LAYERS {
+        let sqnr = |bits| table.rows.iter().find(|r| r.layer.name == layer && r.w_bits == bits).unwrap().sqnr_db;
+        assert!(sqnr(2) < sqnr(4) && sqnr(4) < sqnr(8), "{layer}: {} {} {}", sqnr(2), sqnr(4), sqnr(8));
+    }
+
+    // Solved from this table, the base plan predicts what it measured.
+    let again = path("again.yaml");
+    let around = path("around.parquet");
+    assert_success(&bitsearch(&[
+        "solve",
+        "--sensitivity",
+        &around,
+        "--uniform",
+        "4",
+        "--protect",
+        "",
+        "--out",
+        &again,
+    ]));
+    let predicted = bitsearch_records::Plan::read(Path::new(&again)).unwrap().prediction.sqnr_db;
+    assert!((predicted - at_base).abs() < 1e-3, "predicted {predicted} dB, measured {at_base} dB");
+    // Keeping a layer the base quantizes in float is a plan the table cannot predict.
+    let refused = bitsearch(&["solve", "--sensitivity", &around, "--budget", "avg-bits=4", "--out", &again]);
+    assert_clean_failure(&refused, &["protect", "base plan"]);
+}
+
+/// The terrain model's one-step image (seeds 0 and 1 at sigma 80, difficulty 0.3): the
+/// network's output.
+fn terrain_output(model: &Model) -> ArrayD<f32> {
     let options = SessionOptions { device: Device::Cpu, ..Default::default() };
     let seeds = [0u64, 1];
     let noisy = batch_noise(&[1, 128, 128], &seeds) * 80.0f32;
     let sigma = ArrayD::from_elem(IxDyn(&[2]), 80.0f32);
     let difficulty = ArrayD::from_elem(IxDyn(&[2]), 0.3f32);
-    let run = |model: &Model| {
-        let mut session = Session::new(model, &options).unwrap();
-        let feeds = [("noisy", noisy.view()), ("sigma", sigma.view()), ("difficulty", difficulty.view())];
-        session.run(&feeds, &[]).unwrap().swap_remove(0)
-    };
-    let fp = run(&model);
-    let spec = QuantizerSpec::default();
-    for (layer, weight, axis) in [("node_conv2d_24", 0), ("node_linear", 0)].map(|(l, a)| (l, weight_of(&model, l), a))
-    {
-        let row = table.rows.iter().find(|r| r.layer.name == layer && r.w_bits == 4).unwrap();
-        let mut quantized = model.clone();
-        let tensor = quantized.graph_mut().initializer.iter_mut().find(|t| t.name() == weight).unwrap();
-        let quantizer = WeightQuantizer::new(&spec.weight, 4, axis);
-        let fq = quantizer.fake_quantize(tensor_to_f32(tensor).unwrap().view()).unwrap();
-        *tensor = tensor_from_f32(&weight, &fq, DataType::F32);
-        let probe = run(&quantized);
-        let signal: f64 = fp.iter().map(|&v| f64::from(v).powi(2)).sum();
-        let noise: f64 = fp.iter().zip(probe.iter()).map(|(&a, &b)| (f64::from(b) - f64::from(a)).powi(2)).sum();
-        let sqnr = 10.0 * (signal / noise).log10();
-        let ssim = ssim_per_item(fp.view(), probe.view()).iter().sum::<f64>() / 2.0;
-        assert!((row.sqnr_db - sqnr).abs() < 1e-3, "{layer}: SQNR {} vs by hand {sqnr}", row.sqnr_db);
-        assert!((row.ssim - ssim).abs() < 1e-3, "{layer}: SSIM {} vs by hand {ssim}", row.ssim);
-    }
+    let mut session = Session::new(model, &options).unwrap();
+    let feeds = [("noisy", noisy.view()), ("sigma", sigma.view()), ("difficulty", difficulty.view())];
+    session.run(&feeds, &[]).unwrap().swap_remove(0)
+}
+
+/// `model` with the weight of `layer` replaced by `float`'s, fake-quantized at `bits` (default
+/// quantizer, scales per output channel).
+fn with_weight(model: &Model, float: &Model, layer: &str, bits: u8) -> Model {
+    let weight = weight_of(float, layer);
+    let original = float.graph().initializer.iter().find(|t| t.name() == weight).unwrap();
+    let quantizer = WeightQuantizer::new(&QuantizerSpec::default().weight, bits, 0);
+    let fq = quantizer.fake_quantize(tensor_to_f32(original).unwrap().view()).unwrap();
+    let mut changed = model.clone();
+    let tensor = changed.graph_mut().initializer.iter_mut().find(|t| t.name() == weight).unwrap();
+    *tensor = tensor_from_f32(&weight, &fq, DataType::F32);
+    changed
+}
+
+fn sqnr_db(fp: &ArrayD<f32>, probe: &ArrayD<f32>) -> f64 {
+    let signal: f64 = fp.iter().map(|&v| f64::from(v).powi(2)).sum();
+    let noise: f64 = fp.iter().zip(probe.iter()).map(|(&a, &b)| (f64::from(b) - f64::from(a)).powi(2)).sum();
+    10.0 * (signal / noise).log10()
 }
 
 /// The weight initializer read by the node named `layer`.

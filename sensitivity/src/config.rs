@@ -10,7 +10,7 @@ use bitsearch_types::quantizer::{check_bits, check_weight_bits};
 use bitsearch_types::{ACTIVATION_BITS, MetricGroup, QuantizerSpec};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -51,6 +51,12 @@ pub struct SensitivityConfig {
     pub window: usize,
     /// Items, sampler and sessions (MixDQ used 32 prompts).
     pub generation: WorkloadSpec,
+    /// A plan the probes start from instead of the float model: every layer it quantizes holds
+    /// its planned weight and each probe changes one layer from there, so the table measures
+    /// each change in the company of the others (its losses are linear around the plan, which
+    /// the solver takes into account). Weights only: one step group, no activation bits, no
+    /// bias correction.
+    pub base: Option<PathBuf>,
 }
 
 impl Default for SensitivityConfig {
@@ -69,6 +75,7 @@ impl Default for SensitivityConfig {
             groups: BTreeMap::new(),
             window: 16,
             generation: WorkloadSpec::default(),
+            base: None,
         }
     }
 }
@@ -109,6 +116,16 @@ impl SensitivityConfig {
             }
         }
         self.generation.validate().map_err(in_generation)?;
+        if self.base.is_some() {
+            let refused = [
+                (self.step_groups > 1, "step_groups", "a base plan is measured over all steps: use one step group"),
+                (!self.a_bits.is_empty(), "a_bits", "a base plan probes weights only"),
+                (self.bias_correction, "bias_correction", "a base plan probes weights without bias correction"),
+            ];
+            if let Some((_, field, message)) = refused.into_iter().find(|(bad, _, _)| *bad) {
+                return Err(SensitivityError::config(field, message));
+            }
+        }
         if let Some(steps) = self.generation.steps
             && self.step_groups > steps
         {
@@ -173,5 +190,8 @@ mod tests {
         let clipping = message("quantizer:\n  weight:\n    clipping: best");
         assert!(clipping.contains("clipping"), "{clipping}");
         assert!(message("quantizer:\n  weight:\n    clip_grid: 0").starts_with("quantizer.weight.clip_grid:"));
+        // A base plan is one configuration of weights over all steps.
+        assert!(message("base: u4.yaml\nstep_groups: 2\ngeneration:\n  steps: 4").starts_with("step_groups: a base"));
+        assert!(message("base: u4.yaml\na_bits: [8]").starts_with("a_bits: a base plan probes weights only"));
     }
 }

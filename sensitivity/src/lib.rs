@@ -11,6 +11,7 @@
 
 #![warn(clippy::unwrap_used, clippy::expect_used)]
 
+mod base;
 pub mod config;
 mod error;
 pub mod journal;

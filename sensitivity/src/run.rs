@@ -2,6 +2,7 @@
 //! session makes only its own layers' weights (and fake quantizers) overridable, so a probe is
 //! one pipeline run with one override, no session build, and the FP outputs are reused.
 
+use crate::base::Base;
 use crate::config::{SensitivityConfig, in_generation};
 use crate::error::{Result, SensitivityError};
 use crate::journal::{Journal, journal_path};
@@ -53,6 +54,8 @@ impl Progress for Silent {
 pub struct Summary {
     /// Probes computed by this process (those found in the journal excluded).
     pub computed: usize,
+    /// Of those, probes of a layer at its base plan's own form, answered by one pass of the base.
+    pub at_base: usize,
     pub skipped: usize,
     /// Probes whose output held NaN or infinity.
     pub nonfinite: usize,
@@ -70,10 +73,12 @@ impl Summary {
     /// Mean wall time of a probe over the time of a plain pass: 1 means probing costs nothing
     /// beyond running the model.
     pub fn probe_to_plain_ratio(&self) -> f64 {
-        if self.computed == 0 {
+        // The probes at the base form share one pass.
+        let passes = self.computed - self.at_base + usize::from(self.at_base > 0);
+        if passes == 0 {
             return f64::NAN;
         }
-        self.probing.as_secs_f64() / self.computed as f64 / self.plain_pass.as_secs_f64().max(f64::MIN_POSITIVE)
+        self.probing.as_secs_f64() / passes as f64 / self.plain_pass.as_secs_f64().max(f64::MIN_POSITIVE)
     }
 }
 
@@ -81,8 +86,11 @@ impl Summary {
 #[derive(Debug)]
 pub struct SensitivityRun {
     workload: Box<dyn Workload>,
-    /// The denoiser as loaded, kept to build every window's session from.
+    /// The denoiser as loaded: what the probes quantize, and (without a base) what every
+    /// window's session is built from.
     model: Model,
+    /// The plan the probes start from, if any: its model is what the sessions run.
+    base: Option<Base>,
     /// The device the first session settled on (`auto` resolved once, not per window).
     device: Device,
     config: SensitivityConfig,
@@ -122,12 +130,17 @@ impl SensitivityRun {
         let probes_total = all.iter().map(|w| w.probes.len()).sum();
         let denoiser_file = workload::denoiser_file(model);
         let absolute = model.canonicalize().map_err(|e| SensitivityError::table(model, format!("cannot read: {e}")))?;
+        let model_sha256 = bitsearch_types::sha256_file(&denoiser_file)
+            .map_err(|e| SensitivityError::table(&denoiser_file, format!("cannot read: {e}")))?;
+        let base = match &config.base {
+            Some(path) => Some(Base::open(path, &denoiser, &layers, &config, &model_sha256)?),
+            None => None,
+        };
         let meta = RunMeta {
             format: TABLE_FORMAT,
             tool_version: env!("CARGO_PKG_VERSION").to_string(),
             model: absolute.display().to_string(),
-            model_sha256: bitsearch_types::sha256_file(&denoiser_file)
-                .map_err(|e| SensitivityError::table(&denoiser_file, format!("cannot read: {e}")))?,
+            model_sha256,
             pipeline: workload.kind().to_string(),
             sampler: workload.sampler(),
             steps: workload.steps(),
@@ -140,13 +153,14 @@ impl SensitivityRun {
             quantizer: config.quantizer,
             config: serde_json::to_value(&config)
                 .map_err(|e| SensitivityError::config("config", format!("cannot be recorded: {e}")))?,
+            base: base.as_ref().map(|b| b.point.clone()),
         };
         let windows = shard(all, shard_of);
         let device = match workload.device() {
             ActiveDevice::Cpu => Device::Cpu,
             ActiveDevice::Cuda => Device::Cuda,
         };
-        Ok(Self { workload, model: denoiser, device, config, layers, groups, windows, steps, meta })
+        Ok(Self { workload, model: denoiser, base, device, config, layers, groups, windows, steps, meta })
     }
 
     pub fn meta(&self) -> &RunMeta {
@@ -170,6 +184,7 @@ impl SensitivityRun {
         progress.start(total, total - todo);
         let mut summary = Summary {
             computed: 0,
+            at_base: 0,
             skipped: total - todo,
             nonfinite: 0,
             plain_pass: Duration::ZERO,
@@ -193,6 +208,8 @@ impl SensitivityRun {
         passes.sort();
         summary.plain_pass = passes[PLAIN_PASSES / 2];
         let started = Instant::now();
+        // Every probe of a layer at its base form measures the base itself: one pass for all.
+        let mut base_scores: Option<Scores> = None;
         let windows = self.windows.clone();
         for (w, window) in windows.iter().enumerate() {
             let probes: Vec<&Probe> = window.probes.iter().filter(pending).collect();
@@ -223,8 +240,24 @@ impl SensitivityRun {
                 let layer_points: Vec<&FakeQuantPoint> = points.iter().filter(|p| p.layer == probe.layer).collect();
                 let bias = probe.weight.and_then(|form| biases.get(&(probe.layer, form, probe.step_group)));
                 let bias = bias.map(|(name, values)| (name.as_str(), values));
-                let row = self.measure(probe, weight, bias, &layer_points, &ranges, &reference)?;
+                let at_base = self.base.as_ref().is_some_and(|b| {
+                    probe.a_bits.is_none() && probe.weight.is_some() && b.forms[probe.layer] == probe.weight
+                });
+                let scores = match base_scores {
+                    Some(scores) if at_base => scores,
+                    _ if at_base => {
+                        let scores = self.score(probe, None, None, &[], &ranges, &reference)?;
+                        base_scores = Some(scores);
+                        scores
+                    }
+                    _ => {
+                        let quantized = weight.map(|(name, w, _)| (name, w));
+                        self.score(probe, quantized, bias, &layer_points, &ranges, &reference)?
+                    }
+                };
+                let row = self.row(probe, weight.map_or(0, |(_, _, bytes)| bytes), scores);
                 summary.computed += 1;
+                summary.at_base += usize::from(at_base);
                 summary.nonfinite += usize::from(row.nonfinite > 0);
                 journal.append(&row)?;
                 progress.finished(&row);
@@ -303,7 +336,8 @@ impl SensitivityRun {
             options.overridable.extend(biases.map(|(name, _)| name));
         }
         if self.config.a_bits.is_empty() {
-            self.workload.load(&self.model, &options)?;
+            let model = self.base.as_ref().map_or(&self.model, |b| &b.model);
+            self.workload.load(model, &options)?;
             return Ok((Vec::new(), HashMap::new()));
         }
         let bos = self.config.bos_aware;
@@ -341,15 +375,15 @@ impl SensitivityRun {
     }
 
     /// Runs one probe over every batch and compares it with the reference.
-    fn measure(
+    fn score(
         &mut self,
         probe: &Probe,
-        weight: Option<(&str, &ArrayD<f32>, u64)>,
+        weight: Option<(&str, &ArrayD<f32>)>,
         bias: Option<(&str, &ArrayD<f32>)>,
         points: &[&FakeQuantPoint],
         ranges: &HashMap<String, StepRanges>,
         reference: &[Reference],
-    ) -> Result<ProbeRow> {
+    ) -> Result<Scores> {
         let layer = &self.layers[probe.layer];
         let steps = self.steps[probe.step_group].clone();
         // Activation parameters of every step the probe quantizes.
@@ -379,7 +413,7 @@ impl SensitivityRun {
             let mut control = ProbeControl {
                 reference: &fp.outputs,
                 steps: steps.clone(),
-                weight: weight.map(|(name, w, _)| (name, w.view())),
+                weight: weight.map(|(name, w)| (name, w.view())),
                 bias: bias.map(|(name, b)| (name, b.view())),
                 act_params: &act_params,
                 sqnr: &mut sqnr,
@@ -392,9 +426,22 @@ impl SensitivityRun {
             items += per_item.len();
             ssim_sum += per_item.iter().sum::<f64>();
         }
+        // A non-finite output is the worst a probe can do on every metric.
         let finite = nonfinite == 0;
-        let group = self.groups[probe.layer];
-        Ok(ProbeRow {
+        Ok(Scores {
+            sqnr_db: if finite { sqnr.db() } else { f64::NEG_INFINITY },
+            ssim: if finite { ssim_sum / items.max(1) as f64 } else { -1.0 },
+            mse: if finite { mse.value() } else { f64::INFINITY },
+            psnr_db: if finite { mse.psnr_db() } else { f64::NEG_INFINITY },
+            nonfinite,
+        })
+    }
+
+    /// The table row of `probe`, whose weight takes `weight_bytes` stored.
+    fn row(&self, probe: &Probe, weight_bytes: u64, scores: Scores) -> ProbeRow {
+        let (layer, group) = (&self.layers[probe.layer], self.groups[probe.layer]);
+        let steps = &self.steps[probe.step_group];
+        ProbeRow {
             probe: probe.index as u64,
             layer: layer.info(group),
             w_bits: probe.weight.map_or(FLOAT_BITS, |w| u32::from(w.bits)),
@@ -405,15 +452,24 @@ impl SensitivityRun {
             step_group: probe.step_group as u32,
             step_first: steps.start as u32,
             step_last: (steps.end - 1) as u32,
-            weight_bytes: weight.map_or(0, |(_, _, bytes)| bytes),
-            // A non-finite output is the worst a probe can do on every metric.
-            sqnr_db: if finite { sqnr.db() } else { f64::NEG_INFINITY },
-            ssim: if finite { ssim_sum / items.max(1) as f64 } else { -1.0 },
-            mse: if finite { mse.value() } else { f64::INFINITY },
-            psnr_db: if finite { mse.psnr_db() } else { f64::NEG_INFINITY },
-            nonfinite,
-        })
+            weight_bytes,
+            sqnr_db: scores.sqnr_db,
+            ssim: scores.ssim,
+            mse: scores.mse,
+            psnr_db: scores.psnr_db,
+            nonfinite: scores.nonfinite,
+        }
     }
+}
+
+/// What one probe measured against the reference.
+#[derive(Debug, Clone, Copy)]
+struct Scores {
+    sqnr_db: f64,
+    ssim: f64,
+    mse: f64,
+    psnr_db: f64,
+    nonfinite: u64,
 }
 
 /// Records the prediction of every step (the reference pass).

@@ -34,13 +34,16 @@ impl Usage {
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Evaluation {
     pub usage: Usage,
-    /// Normalised quality loss plus content weight times normalised content loss.
+    /// Normalised quality loss plus content weight times normalised content loss, as the
+    /// program sums them (around a base plan, with the base counted once per layer).
     pub objective: f64,
-    /// Σ 10^(−SQNR/10) over quality layers and step groups.
+    /// Σ 10^(−SQNR/10) over quality layers and step groups (around a base plan: the base's
+    /// plus every layer's change from it).
     pub quality_loss: f64,
-    /// Σ (1 − SSIM) over content layers and step groups.
+    /// Σ (1 − SSIM) over content layers and step groups (likewise).
     pub content_loss: f64,
-    /// Σ final-image MSE over every quantized layer and step group, whatever the loss basis.
+    /// Σ final-image MSE over every quantized layer and step group, whatever the loss basis
+    /// (likewise).
     pub image_mse: f64,
     /// What the quality and content losses measure.
     pub basis: LossBasis,
@@ -145,12 +148,15 @@ impl Problem {
         let params = self.quantized_params();
         let avg_bits = if params > 0 { bits / params as f64 } else { 0.0 };
         let objective = quality_loss / self.quality_scale + content_weight * content_loss / self.content_scale;
+        // Around a base plan the changes are linear estimates; one that predicts less noise
+        // than none is held at none.
+        let o = self.offset;
         Evaluation {
             usage: Usage { memory, bops, avg_bits },
             objective,
-            quality_loss,
-            content_loss,
-            image_mse,
+            quality_loss: (quality_loss - o.quality).max(0.0),
+            content_loss: (content_loss - o.content).max(0.0),
+            image_mse: (image_mse - o.image_mse).max(0.0),
             basis: self.basis,
         }
     }

@@ -6,7 +6,7 @@
 //! for every layer (which adds up the same way and predicts the image's PSNR).
 
 use crate::error::{Result, SolverError};
-use bitsearch_records::{ProbeRow, SensitivityTable};
+use bitsearch_records::{BasePoint, ProbeRow, SensitivityTable};
 use bitsearch_types::{FLOAT_BITS, LayerInfo, LossBasis, MetricGroup, Role};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -143,6 +143,19 @@ pub struct Problem {
     /// Sets of layers (indices into `layers`) that must take the same precision in every group.
     pub ties: Vec<Vec<usize>>,
     pub basis: LossBasis,
+    /// What the losses of a table probed around a base plan count too often (zero otherwise).
+    pub offset: BaseOffset,
+}
+
+/// A table probed around a base plan (`sensitivity --base`) gives each layer's options the
+/// base's loss plus the option's change from it. Summed over n layers the base is counted n
+/// times; the prediction is the base plus every change, so n − 1 of them come off. The
+/// program's objective keeps them (a constant does not move its optimum).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct BaseOffset {
+    pub quality: f64,
+    pub content: f64,
+    pub image_mse: f64,
 }
 
 impl Problem {
@@ -187,7 +200,55 @@ impl Problem {
         };
         let (quality_scale, content_scale) = (scale(MetricGroup::Quality), scale(MetricGroup::Content));
         let steps_per_group = step_groups.iter().map(|[a, b]| (b + 1 - a) as u64).collect();
-        Ok(Self { layers, step_groups, steps_per_group, quality_scale, content_scale, ties: Vec::new(), basis })
+        let mut problem = Self {
+            layers,
+            step_groups,
+            steps_per_group,
+            quality_scale,
+            content_scale,
+            ties: Vec::new(),
+            basis,
+            offset: BaseOffset::default(),
+        };
+        if let Some(base) = &table.meta.base {
+            problem.offset = problem.base_offset(table, base)?;
+        }
+        Ok(problem)
+    }
+
+    /// The offset of a table probed around `base`. Every layer the base quantizes must be
+    /// quantized by the plans too: the table has no row for moving it back to float.
+    fn base_offset(&self, table: &SensitivityTable, base: &BasePoint) -> Result<BaseOffset> {
+        if let Some(l) = self.layers.iter().find(|l| l.protected && base.quantizes(l.layer.component, &l.layer.name)) {
+            return Err(SolverError::Config {
+                field: "protect".into(),
+                message: format!(
+                    "'{}' is quantized in the table's base plan {}, and the table cannot predict it in float: \
+                     protect only layers the base keeps in float",
+                    l.layer.id(),
+                    base.plan
+                ),
+            });
+        }
+        let row = table.rows.iter().find(|r| base.is_base(r)).ok_or_else(|| {
+            SolverError::Table(format!("no row measures the base plan {} (an unfinished run?)", base.plan))
+        })?;
+        let cells = |group: Option<MetricGroup>| {
+            let layers = (0..self.layers.len()).filter(|&l| !self.layers[l].protected);
+            (layers.filter(|&l| group.is_none_or(|g| self.group(l) == g)).count() * self.groups()) as f64
+        };
+        // n layers count the base n times; the prediction wants it once.
+        let extra = |group: Option<MetricGroup>| cells(group) - 1.0;
+        let (quality, content) = match self.basis {
+            LossBasis::Image => (row.mse, 0.0),
+            LossBasis::Decoupled => (10f64.powf(-row.sqnr_db / 10.0), (1.0 - row.ssim).max(0.0)),
+        };
+        let content = if content > 0.0 { extra(Some(MetricGroup::Content)) * content } else { 0.0 };
+        Ok(BaseOffset {
+            quality: extra(Some(MetricGroup::Quality)) * quality,
+            content,
+            image_mse: extra(None) * row.mse,
+        })
     }
 
     /// Adds the ties `specs` declare: `a+b+…` with every part a layer name ties those layers;
@@ -415,7 +476,8 @@ fn precision(row: &ProbeRow) -> Precision {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use bitsearch_types::Component;
+    use bitsearch_records::BaseLayer;
+    use bitsearch_types::{Component, WeightForm};
 
     /// `n` quality layers of growing size at W2/W4/W8, losses falling 4× per bit.
     pub fn synthetic(n: usize) -> Problem {
@@ -457,7 +519,48 @@ pub(crate) mod tests {
             content_scale: 1.0,
             ties: Vec::new(),
             basis: LossBasis::Decoupled,
+            offset: BaseOffset::default(),
         }
+    }
+
+    /// A table probed around uniform W4 (three layers at W2/W4/W8): every W4 row measures the
+    /// base, the others the base with that one layer changed.
+    fn base_table() -> SensitivityTable {
+        let mut table = bitsearch_fixtures::sensitivity_table(3, 3, &[2, 4, 8], 1);
+        let base_mse = 0.01;
+        for row in &mut table.rows {
+            let l: u32 = row.layer.name.trim_start_matches("layer_").parse().expect("fixture names");
+            row.mse = match row.w_bits {
+                2 => base_mse + 0.001 * f64::from(l + 1),
+                4 => base_mse,
+                _ => base_mse - 0.0001 * f64::from(l + 1),
+            };
+        }
+        let layers = table.rows.iter().filter(|r| r.w_bits == 4);
+        let layers = layers.map(|r| BaseLayer::new(r.layer.component, &r.layer.name, WeightForm::plain(4))).collect();
+        table.meta.base = Some(BasePoint { plan: "u4.yaml".into(), plan_sha256: "0".repeat(64), layers });
+        table
+    }
+
+    #[test]
+    fn around_a_base_plan_the_prediction_is_the_base_plus_each_change() {
+        let table = base_table();
+        let problem = Problem::from_table(&table, &[], LossBasis::Image).expect("problem");
+        let mse = |a: &crate::allocation::Assignment| problem.evaluate(a, 1.0).image_mse;
+        let uniform = problem.uniform(4).expect("W4");
+        assert!((mse(&uniform) - 0.01).abs() < 1e-15, "the base predicts itself: {}", mse(&uniform));
+        let option = |l: usize, bits: u32| problem.layers[l].options.iter().position(|p| p.w_bits == bits);
+        let mut changed = uniform.clone();
+        changed[0][0] = option(0, 2);
+        assert!((mse(&changed) - 0.011).abs() < 1e-15, "one change: {}", mse(&changed));
+        changed[2][0] = option(2, 8);
+        assert!((mse(&changed) - (0.011 - 0.0003)).abs() < 1e-15, "two changes add: {}", mse(&changed));
+
+        // layer_0000 is the time embedding: the default protection would keep it in float,
+        // which the table cannot predict.
+        let protect: Vec<String> = DEFAULT_PROTECT.iter().map(|p| p.to_string()).collect();
+        let message = Problem::from_table(&table, &protect, LossBasis::Image).unwrap_err().to_string();
+        assert!(message.starts_with("protect: ") && message.contains("base plan u4.yaml"), "{message}");
     }
 
     #[test]

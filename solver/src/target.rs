@@ -184,7 +184,7 @@ fn first_cap(problem: &Problem, targets: &[Target]) -> Option<f64> {
         LossBasis::Decoupled => 10f64.powf(-db / 10.0),
         LossBasis::Image => bitsearch_metrics::mse_at_psnr_db(db),
     };
-    Some(loss / problem.quality_scale)
+    Some((loss + problem.offset.quality) / problem.quality_scale)
 }
 
 /// The error for a search that ended with no plan meeting its targets.

@@ -59,6 +59,7 @@ fn random_problem(rng: &mut ChaCha8Rng, layers: usize, groups: usize) -> Problem
         step_groups,
         ties: Vec::new(),
         basis: LossBasis::Decoupled,
+        offset: Default::default(),
     }
 }
 

@@ -20,6 +20,9 @@ pub fn run(args: &SensitivityArgs) -> anyhow::Result<()> {
         meta.device
     );
     log::info!("{}", meta.metric_groups);
+    if let Some(base) = &meta.base {
+        log::info!("probes start from the base plan {} ({} layers quantized)", base.plan, base.layers.len());
+    }
     let existing = match (args.resume, args.overwrite) {
         (true, _) => Existing::Resume,
         (_, true) => Existing::Overwrite,
@@ -36,6 +39,9 @@ pub fn run(args: &SensitivityArgs) -> anyhow::Result<()> {
         summary.computed,
         summary.skipped
     );
+    if summary.at_base > 0 {
+        println!("{} probes were of a layer at its base form: one pass of the base answered them", summary.at_base);
+    }
     if summary.computed > 0 {
         println!(
             "speed: {:.2} probes/s; probe / plain forward = {:.3} (plain pass {:.3} s)",
@@ -85,6 +91,7 @@ fn config(args: &SensitivityArgs) -> anyhow::Result<SensitivityConfig> {
     set(&mut c.step_groups, &args.step_groups);
     set(&mut c.layers, &args.layers);
     set(&mut c.window, &args.window);
+    c.base = args.base.clone().or(c.base.take());
     let w = &mut c.quantizer.weight;
     set(&mut w.clipping, &args.clipping);
     set(&mut w.clip_grid, &args.clip_grid);

@@ -127,6 +127,67 @@ pub struct RunMeta {
     /// The whole configuration of the run as the sensitivity stage read it, kept to compare
     /// runs (resume, merge); other stages use the typed fields above.
     pub config: serde_json::Value,
+    /// The operating point the probes started from (`sensitivity --base`); absent: every other
+    /// layer in float.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base: Option<BasePoint>,
+}
+
+/// A plan every probe of a table starts from: each layer the plan quantizes holds its planned
+/// weight, and a probe changes one layer from there (to another weight form, or from float to
+/// one). A layer's probe at its own planned form measures the base point itself.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BasePoint {
+    /// The plan file as given.
+    pub plan: String,
+    pub plan_sha256: String,
+    /// The layers the plan quantizes and their weight forms (the others stay in float).
+    pub layers: Vec<BaseLayer>,
+}
+
+/// One quantized layer of a [`BasePoint`], its weight form in the table's columns.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BaseLayer {
+    pub component: Component,
+    pub name: String,
+    pub w_bits: u32,
+    pub w_split: bool,
+    pub w_group: u32,
+    pub w_fp8: bool,
+}
+
+impl BaseLayer {
+    pub fn new(component: Component, name: &str, form: WeightForm) -> Self {
+        Self {
+            component,
+            name: name.to_string(),
+            w_bits: u32::from(form.bits),
+            w_split: form.split,
+            w_group: form.group.map_or(0, |g| g as u32),
+            w_fp8: form.fp8,
+        }
+    }
+
+    /// Whether `row` probes this layer at this form, with float activations.
+    pub fn matches(&self, row: &ProbeRow) -> bool {
+        self.component == row.layer.component
+            && self.name == row.layer.name
+            && (self.w_bits, self.w_split, self.w_group, self.w_fp8)
+                == (row.w_bits, row.w_split, row.w_group, row.w_fp8)
+            && row.a_bits == FLOAT_BITS
+    }
+}
+
+impl BasePoint {
+    /// Whether `row` probes its layer at the base's own form: it measures the base point.
+    pub fn is_base(&self, row: &ProbeRow) -> bool {
+        self.layers.iter().any(|l| l.matches(row))
+    }
+
+    /// Whether the base quantizes the layer `component/name`.
+    pub fn quantizes(&self, component: Component, name: &str) -> bool {
+        self.layers.iter().any(|l| l.component == component && l.name == name)
+    }
 }
 
 /// A table read back: its rows and the run they came from.
@@ -492,6 +553,7 @@ pub(crate) mod tests {
             shard,
             quantizer: QuantizerSpec::default(),
             config: serde_json::json!({"w_bits": [4]}),
+            base: None,
         }
     }
 
