@@ -47,6 +47,9 @@ pub struct Evaluation {
     pub image_mse: f64,
     /// What the quality and content losses measure.
     pub basis: LossBasis,
+    /// Around a base plan: the changes predicted less noise than none (held at none), so the
+    /// plan lies where the linear model around the base says nothing.
+    pub beyond_base: bool,
 }
 
 impl Evaluation {
@@ -151,6 +154,7 @@ impl Problem {
         // Around a base plan the changes are linear estimates; one that predicts less noise
         // than none is held at none.
         let o = self.offset;
+        let beyond_base = quality_loss < o.quality || content_loss < o.content || image_mse < o.image_mse;
         Evaluation {
             usage: Usage { memory, bops, avg_bits },
             objective,
@@ -158,6 +162,7 @@ impl Problem {
             content_loss: (content_loss - o.content).max(0.0),
             image_mse: (image_mse - o.image_mse).max(0.0),
             basis: self.basis,
+            beyond_base,
         }
     }
 

@@ -555,6 +555,17 @@ pub(crate) mod tests {
         assert!((mse(&changed) - 0.011).abs() < 1e-15, "one change: {}", mse(&changed));
         changed[2][0] = option(2, 8);
         assert!((mse(&changed) - (0.011 - 0.0003)).abs() < 1e-15, "two changes add: {}", mse(&changed));
+        assert!(!problem.evaluate(&changed, 1.0).beyond_base);
+        // Two changes that each claim to remove nine tenths of the base's noise overshoot it.
+        let mut far = problem.clone();
+        for l in [1, 2] {
+            let o = option(l, 8).expect("W8");
+            far.layers[l].loss[o][0] = 0.001;
+            far.layers[l].image_mse[o][0] = 0.001;
+        }
+        let eight = far.uniform(8).expect("W8");
+        let e = far.evaluate(&eight, 1.0);
+        assert!(e.beyond_base && e.image_mse == 0.0, "{e:?}");
 
         // layer_0000 is the time embedding: the default protection would keep it in float,
         // which the table cannot predict.

@@ -184,6 +184,12 @@ fn print_summary(out: &str, problem: &Problem, solved: &Solved, content_weight: 
     );
     let words = predicted(e.basis, e.predicted_sqnr_db(), e.predicted_ssim(), e.predicted_psnr_db());
     println!("  predicted: objective {:.6}, {words}", e.objective);
+    if e.beyond_base {
+        log::warn!(
+            "the plan's changes from the table's base plan add up to less noise than none: the linear model around \
+             the base does not reach this far, so its prediction means nothing (measure the plan with `eval`)"
+        );
+    }
     let split = problem
         .layers
         .iter()
