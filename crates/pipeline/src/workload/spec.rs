@@ -146,7 +146,12 @@ impl WorkloadSpec {
         match self.pairing {
             Pairing::Every => Ok((0..sets).flat_map(|set| self.seeds.iter().map(move |&s| (set, s))).collect()),
             Pairing::Zip => match self.seeds[..] {
-                [first] => Ok((0..sets).map(|set| (set, first + set as u64)).collect()),
+                [first] => (0..sets)
+                    .map(|set| first.checked_add(set as u64).map(|seed| (set, seed)))
+                    .collect::<Option<_>>()
+                    .ok_or_else(|| {
+                        PipelineError::spec("seeds", format!("{first}: {sets} seeds from it run past the largest seed"))
+                    }),
                 _ if self.seeds.len() == sets => Ok(self.seeds.iter().copied().enumerate().collect()),
                 _ => Err(PipelineError::spec(
                     "seeds",
@@ -235,6 +240,9 @@ mod tests {
         spec.prompts = vec!["a".into(), "b".into(), "c".into()];
         assert_eq!(spec.item_seeds(), vec![7, 8, 9]);
         assert_eq!(spec.describe_seeds(), "7..=9, one per item");
+        spec.seeds = vec![u64::MAX - 1];
+        let err = spec.pairs(3).unwrap_err().to_string();
+        assert!(err.starts_with("seeds:") && err.contains("largest seed"), "{err}");
         assert_eq!("zip".parse::<Pairing>(), Ok(Pairing::Zip));
     }
 
