@@ -212,7 +212,8 @@ fn probes_around_a_base_plan_equal_the_plan_with_one_layer_changed_by_hand() {
     let (first, base, table) = (path("w4.parquet"), path("u4.yaml"), path("around.parquet"));
     sensitivity(&first, "4", None);
     assert_success(&bitsearch(&["solve", "--sensitivity", &first, "--uniform", "4", "--protect", "", "--out", &base]));
-    sensitivity(&table, "2,4,8", Some(&base));
+    let stdout = sensitivity(&table, "2,4,8", Some(&base));
+    assert!(stdout.contains("5 probes were of a layer at its base form"), "{stdout}");
     let table = SensitivityTable::read(Path::new(&table)).unwrap();
     let point = table.meta.base.clone().expect("the table records its base");
     assert_eq!(point.layers.len(), TERRAIN_LAYERS.len());

@@ -17,8 +17,6 @@ use std::path::Path;
 pub(crate) struct Base {
     /// The denoiser with every layer the plan quantizes holding its fake-quantized weight.
     pub model: Model,
-    /// Per run layer: its weight form in the plan (None: float).
-    pub forms: Vec<Option<WeightForm>>,
     pub point: BasePoint,
 }
 
@@ -49,7 +47,6 @@ impl Base {
                     .into(),
             ));
         }
-        let mut forms = vec![None; layers.len()];
         let mut weights = HashMap::new();
         let mut based = Vec::new();
         for p in &plan.layers {
@@ -73,7 +70,6 @@ impl Base {
             let (Some(form), Some(name)) = (form, layers[index].weight.as_ref()) else { continue };
             weights
                 .insert(name.clone(), fake_quantized_weight(float, &layers[index], &config.quantizer.weight, form)?.0);
-            forms[index] = Some(form);
             based.push(BaseLayer::new(p.layer.component, &p.layer.name, form));
         }
         if based.is_empty() {
@@ -84,6 +80,11 @@ impl Base {
         let plan_sha256 = bitsearch_types::sha256_file(path)
             .map_err(|e| SensitivityError::table(path, format!("cannot read: {e}")))?;
         let point = BasePoint { plan: path.display().to_string(), plan_sha256, layers: based };
-        Ok(Self { model, forms, point })
+        Ok(Self { model, point })
+    }
+
+    /// Whether `form` is the plan's own weight for `layer`: a probe there measures the base.
+    pub fn holds(&self, layer: &Layer, form: WeightForm) -> bool {
+        self.point.layers.contains(&BaseLayer::new(layer.component, &layer.name, form))
     }
 }

@@ -240,9 +240,10 @@ impl SensitivityRun {
                 let layer_points: Vec<&FakeQuantPoint> = points.iter().filter(|p| p.layer == probe.layer).collect();
                 let bias = probe.weight.and_then(|form| biases.get(&(probe.layer, form, probe.step_group)));
                 let bias = bias.map(|(name, values)| (name.as_str(), values));
-                let at_base = self.base.as_ref().is_some_and(|b| {
-                    probe.a_bits.is_none() && probe.weight.is_some() && b.forms[probe.layer] == probe.weight
-                });
+                let at_base = match (&self.base, probe.weight, probe.a_bits) {
+                    (Some(base), Some(form), None) => base.holds(&self.layers[probe.layer], form),
+                    _ => false,
+                };
                 let scores = match base_scores {
                     Some(scores) if at_base => scores,
                     _ if at_base => {

@@ -243,10 +243,9 @@ impl Problem {
             LossBasis::Image => (row.mse, 0.0),
             LossBasis::Decoupled => (10f64.powf(-row.sqnr_db / 10.0), (1.0 - row.ssim).max(0.0)),
         };
-        let content = if content > 0.0 { extra(Some(MetricGroup::Content)) * content } else { 0.0 };
         Ok(BaseOffset {
             quality: extra(Some(MetricGroup::Quality)) * quality,
-            content,
+            content: extra(Some(MetricGroup::Content)) * content,
             image_mse: extra(None) * row.mse,
         })
     }
