@@ -298,7 +298,7 @@ pub struct SolveArgs {
     /// The plan (YAML) to write; with --sweep, a folder for the plans and the frontier.
     #[arg(long)]
     pub out: PathBuf,
-    /// YAML file with budgets, content_weight, content_share, protect, fill, time_limit.
+    /// YAML file with budgets, content_weight, content_share, protect, fill, time_limit, shrink.
     #[arg(long)]
     pub config: Option<PathBuf>,
     /// A budget: avg-bits=4.0, memory=2.5MB, bops=1.2e12, or 4.0bits, 2.5MB, 1.2e12bops, 30%
@@ -328,7 +328,7 @@ pub struct SolveArgs {
     pub content_weight: Option<f64>,
     /// Fraction of the first budget for content layers, or `search` (MixDQ's sweep).
     #[arg(long)]
-    pub content_share: Option<bitsearch_solver::Share>,
+    pub content_share: Option<bitsearch_solver::Fraction>,
     /// Layers kept in float (names, roles, `input`, `output`), comma-separated
     /// [default: input,output,embedding]; `--protect ''` protects nothing.
     #[arg(long, value_delimiter = ',')]
@@ -340,6 +340,12 @@ pub struct SolveArgs {
     /// Seconds HiGHS may spend per program [default: 60].
     #[arg(long)]
     pub time_limit: Option<f64>,
+    /// Shrink each layer's measured losses toward its size's share, by a fraction in [0, 1]:
+    /// 0 trusts the table, 1 makes every parameter equally sensitive (uniform bits); or
+    /// `search`: solve at 0, 0.25 … 1, measure each plan (simulated in float) on the sensitivity
+    /// prompts with fresh seeds (--calibration-seeds), keep the best [default: 0].
+    #[arg(long)]
+    pub shrink: Option<bitsearch_solver::Fraction>,
     /// A quality the plan must measure on the calibration items: sqnr=30dB, psnr=30dB,
     /// ssim=0.99, caption=0.95 (repeat for several). The smallest plan that meets them all is
     /// searched by solving, measuring (the plan simulated in float) and re-solving.
@@ -352,7 +358,8 @@ pub struct SolveArgs {
     #[arg(long, default_value_t = 8)]
     pub rounds: usize,
     /// Seeds a target search measures on [default: the sensitivity run's, extended by the
-    /// next small seeds to at least 8 items].
+    /// next small seeds to at least 8 items]; a shrinkage search [default: the two smallest
+    /// seeds the sensitivity run did not use].
     #[arg(long, value_delimiter = ',')]
     pub calibration_seeds: Option<Vec<u64>>,
     /// Layers that must take one precision: NAME+NAME+… or ROLE+ROLE+… (each run of those roles

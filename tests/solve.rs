@@ -277,6 +277,37 @@ fn a_target_search_finds_a_plan_that_measures_the_target_and_is_smaller_than_uni
 }
 
 #[test]
+fn a_shrinkage_search_keeps_the_plan_that_measures_best_on_fresh_seeds() {
+    let dir = tempfile::tempdir().unwrap();
+    let (model, table) = tiny_table(dir.path());
+    let plan_path = dir.path().join("shrunk.yaml");
+    let (t, p) = (table.to_str().unwrap(), plan_path.to_str().unwrap());
+    let seeds = "7,8";
+    let args = ["solve", "--sensitivity", t, "--budget", "4bits", "--shrink", "search", "--calibration-seeds", seeds];
+    let stdout = assert_success(&bitsearch(&[&args[..], &["--out", p]].concat()));
+    assert!(stdout.contains("shrinkages (measured on the selection items)"), "{stdout}");
+    let plan = Plan::read(&plan_path).unwrap();
+    let search = plan.shrink_search.as_ref().expect("the plan records the shrinkages");
+    assert_eq!(search.rounds.iter().map(|r| r.shrink).collect::<Vec<_>>(), [0.0, 0.25, 0.5, 0.75, 1.0]);
+    assert!(search.items.starts_with("selection items: seeds [7, 8]"), "{}", search.items);
+    let chosen = &search.rounds[search.chosen];
+    assert!(search.rounds.iter().all(|r| r.measured.sqnr_db <= chosen.measured.sqnr_db), "{search:?}");
+    assert!(search.rounds.iter().all(|r| (3.98 - 1e-9..=4.0 + 1e-9).contains(&r.avg_bits)), "{search:?}");
+    assert_eq!(plan.prediction.shrink, chosen.shrink);
+    // The chosen round's measurement is what `eval` measures of the written plan on those seeds.
+    let measured = simulated_sqnr(&model, &[&plan_path], seeds, dir.path())[0];
+    assert!((measured - chosen.measured.sqnr_db).abs() < 1e-6, "{measured} vs {}", chosen.measured.sqnr_db);
+
+    // A search picks one plan under a budget: it does not combine with a target or a sweep.
+    let args = ["solve", "--sensitivity", t, "--shrink", "search", "--target", "sqnr=20dB", "--out", p];
+    assert_clean_failure(&bitsearch(&args), &["shrink", "--budget"]);
+    let args = ["solve", "--sensitivity", t, "--shrink", "search", "--sweep", "avg-bits=3..5:3", "--out", p];
+    assert_clean_failure(&bitsearch(&args), &["shrink", "--budget"]);
+    let args = ["solve", "--sensitivity", t, "--budget", "4bits", "--shrink", "1.5", "--out", p];
+    assert_clean_failure(&bitsearch(&args), &["1.5", "fraction"]);
+}
+
+#[test]
 fn tied_layers_take_one_precision() {
     let dir = tempfile::tempdir().unwrap();
     let table = sensitivity(dir.path());

@@ -1,7 +1,7 @@
 //! `bitsearch solve`'s settings from YAML (`--config`), overridden by flags.
 
 use crate::error::{Result, SolverError};
-use crate::ilp::{Method, Minimise, Share, SolveOptions};
+use crate::ilp::{Fraction, Method, Minimise, SolveOptions};
 use crate::problem::DEFAULT_PROTECT;
 use bitsearch_records::{Budget, Metric, Target};
 use bitsearch_types::LossBasis;
@@ -20,7 +20,7 @@ pub struct SolveConfig {
     /// unset: see [`SolveConfig::basis`].
     pub loss: Option<LossBasis>,
     pub content_weight: f64,
-    pub content_share: Option<Share>,
+    pub content_share: Option<Fraction>,
     /// Layers kept in float: names, roles, `input`, `output`.
     pub protect: Vec<String>,
     /// Layers that take one precision: `name+name+…` or `role+role+…` (see [`crate::Problem::tie`]).
@@ -31,6 +31,9 @@ pub struct SolveConfig {
     pub fill: Option<f64>,
     /// Seconds HiGHS may spend per program.
     pub time_limit: f64,
+    /// How far each layer's losses are shrunk toward what its size predicts, in [0, 1] (see
+    /// [`crate::Problem::shrink`]), or `search`: chosen by measuring plans ([`crate::select`]).
+    pub shrink: Fraction,
 }
 
 impl Default for SolveConfig {
@@ -46,6 +49,7 @@ impl Default for SolveConfig {
             minimise: Minimise::Loss,
             fill: None,
             time_limit: 60.0,
+            shrink: Fraction::Fixed(0.0),
         }
     }
 }
@@ -75,10 +79,12 @@ impl SolveConfig {
         if !(self.content_weight.is_finite() && self.content_weight >= 0.0) {
             return Err(field("content_weight", format!("{} is not a non-negative number", self.content_weight)));
         }
-        if let Some(Share::Fixed(s)) = self.content_share
-            && !(0.0..=1.0).contains(&s)
-        {
-            return Err(field("content_share", format!("{s} is not a fraction in [0, 1]")));
+        for (name, value) in [("content_share", self.content_share), ("shrink", Some(self.shrink))] {
+            if let Some(Fraction::Fixed(s)) = value
+                && !(0.0..=1.0).contains(&s)
+            {
+                return Err(field(name, format!("{s} is not a fraction in [0, 1]")));
+            }
         }
         if let Some(f) = self.fill.filter(|f| !(0.0..=1.0).contains(f)) {
             return Err(field("fill", format!("{f} is not a fraction in [0, 1]")));

@@ -33,13 +33,13 @@ const OBJECTIVE_SCALE: f64 = 1e4;
 /// Slack for float round-off when checking a plan against its budgets.
 pub(crate) const TOLERANCE: f64 = 1e-9;
 
-/// How the first budget is split between content and quality layers.
+/// A fraction in [0, 1] the user fixes, or `search` for the solver to choose: the share of the
+/// first budget that content layers take (searched at 0.1, 0.2 … 0.9 for the best prediction,
+/// MixDQ's sweep), or how far losses are shrunk (searched by measuring, see [`crate::select`]).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(untagged)]
-pub enum Share {
-    /// This fraction for content layers.
+pub enum Fraction {
     Fixed(f64),
-    /// `search`: solve at shares 0.1, 0.2 … 0.9 and keep the best prediction (MixDQ's sweep).
     Search(SearchWord),
 }
 
@@ -49,16 +49,16 @@ pub enum SearchWord {
     Search,
 }
 
-impl FromStr for Share {
+impl FromStr for Fraction {
     type Err = String;
 
     fn from_str(s: &str) -> std::result::Result<Self, String> {
         if s == "search" {
-            return Ok(Share::Search(SearchWord::Search));
+            return Ok(Fraction::Search(SearchWord::Search));
         }
         match s.parse::<f64>() {
-            Ok(v) if (0.0..=1.0).contains(&v) => Ok(Share::Fixed(v)),
-            _ => Err(format!("'{s}' is not a content share: expected a fraction in [0, 1] or 'search'")),
+            Ok(v) if (0.0..=1.0).contains(&v) => Ok(Fraction::Fixed(v)),
+            _ => Err(format!("'{s}' is not a fraction in [0, 1] or 'search'")),
         }
     }
 }
@@ -121,7 +121,7 @@ pub struct SolveOptions {
     pub content_weight: f64,
     /// How the first budget (beyond protected layers) is split between content and quality
     /// layers; None lets the program trade freely between the groups.
-    pub content_share: Option<Share>,
+    pub content_share: Option<Fraction>,
     /// Lower bound of the first budget as a fraction of it; None: MixDQ's window.
     pub fill: Option<f64>,
     /// Seconds before HiGHS stops with its best plan so far.
@@ -173,7 +173,7 @@ pub fn solve(problem: &Problem, options: &SolveOptions) -> Result<Solved> {
     }
     match (options.method, options.content_share) {
         (Method::Greedy, _) => crate::greedy::solve(problem, options),
-        (Method::Ilp, Some(Share::Search(_))) => solve_searching_share(problem, options),
+        (Method::Ilp, Some(Fraction::Search(_))) => solve_searching_share(problem, options),
         (Method::Ilp, _) => solve_once(problem, options),
     }
 }
@@ -275,7 +275,7 @@ fn program(
         |resource: Resource| if resource == Resource::AvgBits { problem.quantized_params() as f64 } else { 1.0 };
     // A fixed share applies only where there are content layers to hold to it.
     let content_share = match (options.content_share, limits.first()) {
-        (Some(Share::Fixed(share)), Some(&first)) if has_content(problem) => Some((share, first)),
+        (Some(Fraction::Fixed(share)), Some(&first)) if has_content(problem) => Some((share, first)),
         _ => None,
     };
     // The reduction's proof holds for one budget row, a loss objective and independent layers.
@@ -578,7 +578,7 @@ fn solve_searching_share(problem: &Problem, options: &SolveOptions) -> Result<So
     let mut best: Option<Solved> = None;
     let mut last_error = None;
     for share in SHARES {
-        let options = SolveOptions { content_share: Some(Share::Fixed(share)), ..options.clone() };
+        let options = SolveOptions { content_share: Some(Fraction::Fixed(share)), ..options.clone() };
         match solve_once(problem, &options) {
             Ok(s) if best.as_ref().is_none_or(|b| s.evaluation.objective < b.evaluation.objective) => best = Some(s),
             Ok(_) => {}

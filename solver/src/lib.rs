@@ -7,7 +7,8 @@
 //! allocation's usage and loss from the problem alone, so plans can be checked without trusting
 //! the solver. Tables, budgets, plans and frontiers are `bitsearch_records` types; this crate
 //! adds only the program and HiGHS. [`target`] closes the loop with measurement: the smallest
-//! plan whose measured quality meets a target.
+//! plan whose measured quality meets a target, and [`select`] the shrinkage of the
+//! table's losses whose plan measures best.
 
 #![warn(clippy::unwrap_used, clippy::expect_used)]
 
@@ -20,6 +21,7 @@ pub mod pareto;
 mod plan;
 mod problem;
 mod reduce;
+pub mod select;
 pub mod target;
 
 pub use allocation::{Assignment, Evaluation, Usage};
@@ -27,6 +29,6 @@ pub use bitsearch_types::LossBasis;
 pub use config::SolveConfig;
 pub use error::{Result, SolverError};
 pub use greedy::uniform;
-pub use ilp::{AVG_BITS_WINDOW, Method, Minimise, RELATIVE_WINDOW, Share, SolveOptions, Solved, solve};
+pub use ilp::{AVG_BITS_WINDOW, Fraction, Method, Minimise, RELATIVE_WINDOW, SolveOptions, Solved, solve};
 pub use plan::plan;
 pub use problem::{DEFAULT_PROTECT, INPUT, LayerOptions, OUTPUT, Precision, Problem, Variant};

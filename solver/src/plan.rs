@@ -72,6 +72,7 @@ pub fn plan(
             content_loss: e.content_loss,
             psnr_db: e.predicted_psnr_db(),
             loss: problem.basis,
+            shrink: problem.shrunk,
         },
         solver: SolverReport {
             name: solved.solver.into(),
@@ -82,6 +83,7 @@ pub fn plan(
             constraints: solved.constraints,
         },
         target: None,
+        shrink_search: None,
         summary: PlanSummary {
             layers: problem.layers.len(),
             protected: problem.layers.iter().filter(|l| l.protected).count(),

@@ -145,6 +145,8 @@ pub struct Problem {
     pub basis: LossBasis,
     /// What the losses of a table probed around a base plan count too often (zero otherwise).
     pub offset: BaseOffset,
+    /// How far the losses have been shrunk toward each layer's size's share ([`Problem::shrink`]).
+    pub shrunk: f64,
 }
 
 /// A table probed around a base plan (`sensitivity --base`) gives each layer's options the
@@ -209,6 +211,7 @@ impl Problem {
             ties: Vec::new(),
             basis,
             offset: BaseOffset::default(),
+            shrunk: 0.0,
         };
         if let Some(base) = &table.meta.base {
             problem.offset = problem.base_offset(table, base)?;
@@ -248,6 +251,66 @@ impl Problem {
             content: extra(Some(MetricGroup::Content)) * content,
             image_mse: extra(None) * row.mse,
         })
+    }
+
+    /// Shrinks every layer's measured losses toward what its size alone predicts: a fraction
+    /// `lambda` of each loss is replaced by the layer's parameters times the mean loss per
+    /// parameter of its metric group at that option and step group. Under that prior every
+    /// parameter is equally sensitive and a uniform plan is the best one, so `lambda` runs
+    /// from trusting the table (0) to uniform bits (1). The losses each option sums to over the
+    /// layers are unchanged, and so is the prediction of every uniform plan; shrinking twice
+    /// composes (`shrunk` records the total). Errors on a table probed around a base plan,
+    /// whose losses hold the base's loss in every layer.
+    pub fn shrink(&mut self, lambda: f64) -> Result<()> {
+        if !(0.0..=1.0).contains(&lambda) {
+            return Err(SolverError::Config { field: "shrink".into(), message: format!("{lambda} is not in [0, 1]") });
+        }
+        if lambda == 0.0 {
+            return Ok(());
+        }
+        if self.offset != BaseOffset::default() {
+            return Err(SolverError::Config {
+                field: "shrink".into(),
+                message: "a table probed around a base plan holds changes from it, not losses to shrink".into(),
+            });
+        }
+        // (metric group, option, step group) → (Σ loss, Σ image MSE, Σ parameters), finite cells only.
+        let mut sums: BTreeMap<(MetricGroup, Precision, usize), [f64; 3]> = BTreeMap::new();
+        // Activation-only layers have no parameters to share a weight's loss by.
+        for (l, layer) in self.layers.iter().enumerate().filter(|(_, l)| !l.protected && l.layer.params > 0) {
+            for (o, &p) in layer.options.iter().enumerate() {
+                for g in 0..self.groups() {
+                    let (loss, mse) = (layer.loss[o][g], layer.image_mse[o][g]);
+                    if loss.is_finite() && mse.is_finite() {
+                        let s = sums.entry((self.group(l), p, g)).or_default();
+                        s[0] += loss;
+                        s[1] += mse;
+                        s[2] += layer.layer.params as f64;
+                    }
+                }
+            }
+        }
+        let groups = self.groups();
+        for l in 0..self.layers.len() {
+            let group = self.group(l);
+            let layer = &mut self.layers[l];
+            if layer.protected || layer.layer.params == 0 {
+                continue;
+            }
+            let params = layer.layer.params as f64;
+            for (o, &p) in layer.options.iter().enumerate() {
+                for g in 0..groups {
+                    let Some(&[loss, mse, n]) = sums.get(&(group, p, g)) else { continue };
+                    let blend = |own: f64, total: f64| (1.0 - lambda) * own + lambda * params * total / n;
+                    if layer.loss[o][g].is_finite() && layer.image_mse[o][g].is_finite() {
+                        layer.loss[o][g] = blend(layer.loss[o][g], loss);
+                        layer.image_mse[o][g] = blend(layer.image_mse[o][g], mse);
+                    }
+                }
+            }
+        }
+        self.shrunk = 1.0 - (1.0 - self.shrunk) * (1.0 - lambda);
+        Ok(())
     }
 
     /// Adds the ties `specs` declare: `a+b+…` with every part a layer name ties those layers;
@@ -519,6 +582,7 @@ pub(crate) mod tests {
             ties: Vec::new(),
             basis: LossBasis::Decoupled,
             offset: BaseOffset::default(),
+            shrunk: 0.0,
         }
     }
 
@@ -571,6 +635,67 @@ pub(crate) mod tests {
         let protect: Vec<String> = DEFAULT_PROTECT.iter().map(|p| p.to_string()).collect();
         let message = Problem::from_table(&table, &protect, LossBasis::Image).unwrap_err().to_string();
         assert!(message.starts_with("protect: ") && message.contains("base plan u4.yaml"), "{message}");
+    }
+
+    #[test]
+    fn shrinking_keeps_uniform_predictions_and_ends_at_uniform_bits() {
+        let mut raw = synthetic(12);
+        // The smallest layers the most sensitive per parameter, so the table wants mixed bits.
+        for (i, l) in raw.layers.iter_mut().enumerate() {
+            for loss in &mut l.loss {
+                loss[0] *= 2f64.powi(12 - i as i32);
+            }
+            l.image_mse = l.loss.clone();
+        }
+        let options = crate::SolveOptions {
+            budgets: vec!["avg-bits=4".parse().expect("budget")],
+            ..crate::SolveOptions::default()
+        };
+        let bits = |p: &Problem| {
+            let solved = crate::solve(p, &options).expect("solve");
+            solved.assignment.iter().zip(&p.layers).map(|(a, l)| l.options[a[0].expect("quantized")].w_bits).collect()
+        };
+        let mixed: Vec<u32> = bits(&raw);
+        assert!(mixed.iter().any(|&b| b != 4), "the table alone mixes bits: {mixed:?}");
+        for lambda in [0.0, 0.3, 1.0] {
+            let mut p = raw.clone();
+            p.shrink(lambda).expect("shrink");
+            for w in [2, 4, 8] {
+                let (a, b) = (raw.evaluate(&raw.uniform(w).unwrap(), 1.0), p.evaluate(&p.uniform(w).unwrap(), 1.0));
+                assert!((a.quality_loss - b.quality_loss).abs() <= 1e-12 * a.quality_loss, "W{w} at {lambda}");
+                assert!((a.image_mse - b.image_mse).abs() <= 1e-12 * a.image_mse, "W{w} at {lambda}");
+            }
+            // Each loss is the blend of its own and its size's share of the option's total.
+            for (l, (shrunk, own)) in p.layers.iter().zip(&raw.layers).enumerate() {
+                for o in 0..own.options.len() {
+                    let total: f64 = raw.layers.iter().map(|x| x.loss[o][0]).sum();
+                    let params: u64 = raw.layers.iter().map(|x| x.layer.params).sum();
+                    let share = total * own.layer.params as f64 / params as f64;
+                    let want = (1.0 - lambda) * own.loss[o][0] + lambda * share;
+                    assert!((shrunk.loss[o][0] - want).abs() <= 1e-12 * want, "layer {l} option {o} at {lambda}");
+                }
+            }
+            if lambda == 0.0 {
+                assert_eq!(p, raw);
+            }
+            if lambda == 1.0 {
+                assert!(bits(&p).iter().all(|&b| b == 4), "every parameter equally sensitive: uniform W4");
+            }
+        }
+        // Shrinking twice by a half is shrinking once by three quarters.
+        let (mut twice, mut once) = (raw.clone(), raw.clone());
+        twice.shrink(0.5).and_then(|()| twice.shrink(0.5)).expect("shrink");
+        once.shrink(0.75).expect("shrink");
+        assert_eq!(twice.shrunk, 0.75);
+        for (a, b) in twice.layers.iter().zip(&once.layers) {
+            for (x, y) in a.loss.iter().flatten().zip(b.loss.iter().flatten()) {
+                assert!((x - y).abs() <= 1e-12 * y, "{x} vs {y}");
+            }
+        }
+        let message = raw.clone().shrink(1.5).unwrap_err().to_string();
+        assert!(message.starts_with("shrink: "), "{message}");
+        let based = Problem::from_table(&base_table(), &[], LossBasis::Image).expect("problem");
+        assert!(based.clone().shrink(0.5).unwrap_err().to_string().contains("base plan"));
     }
 
     #[test]

@@ -60,6 +60,7 @@ fn random_problem(rng: &mut ChaCha8Rng, layers: usize, groups: usize) -> Problem
         ties: Vec::new(),
         basis: LossBasis::Decoupled,
         offset: Default::default(),
+        shrunk: 0.0,
     }
 }
 

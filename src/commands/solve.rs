@@ -5,9 +5,12 @@ use super::Refused;
 use super::quantize::sensitivity_generation;
 use crate::cli::SolveArgs;
 use anyhow::{Context, bail};
-use bitsearch_eval::{CALIBRATION_ITEMS, Candidate, EvalOptions, Reference, calibration};
-use bitsearch_records::{Measured, PointKind, Resource, SensitivityTable, Target, TargetSearch, write_frontier};
-use bitsearch_solver::{LossBasis, pareto, target};
+use bitsearch_eval::{CALIBRATION_ITEMS, Candidate, EvalOptions, Reference, calibration, fresh};
+use bitsearch_pipeline::workload::WorkloadSpec;
+use bitsearch_records::write_frontier;
+use bitsearch_records::{Measured, Metric, PointKind, Resource, SensitivityTable, ShrinkSearch, Target, TargetSearch};
+use bitsearch_solver::select::{SHRINK_GRID, select};
+use bitsearch_solver::{Fraction, LossBasis, SolverError, pareto, target};
 use bitsearch_solver::{Method, Minimise, Problem, SolveConfig, SolveOptions, Solved, plan, solve, uniform};
 
 pub fn run(args: &SolveArgs) -> anyhow::Result<()> {
@@ -17,6 +20,17 @@ pub fn run(args: &SolveArgs) -> anyhow::Result<()> {
     table.rows.retain(|r| !args.without.iter().any(|v| v.matches(r)));
     let mut problem = Problem::from_table(&table, &config.protect, config.basis(&args.targets))?;
     problem.tie(&config.ties)?;
+    let search_shrink = match config.shrink {
+        Fraction::Fixed(lambda) => {
+            problem.shrink(lambda)?;
+            false
+        }
+        Fraction::Search(_) => true,
+    };
+    if search_shrink && (!args.targets.is_empty() || args.sweep.is_some() || args.uniform.is_some()) {
+        let message = "a search picks one plan under --budget: give --target, --sweep and --uniform a fixed shrinkage";
+        return Err(SolverError::Config { field: "shrink".into(), message: message.into() }.into());
+    }
     let protected = problem.layers.iter().filter(|l| l.protected).count();
     log::info!(
         "{}: {} layers ({protected} protected), {} step groups",
@@ -39,6 +53,9 @@ pub fn run(args: &SolveArgs) -> anyhow::Result<()> {
     let Some(sweep) = args.sweep else {
         if options.budgets.is_empty() {
             bail!("give a budget (--budget avg-bits=4.0, memory=2.5MB, …) or a --sweep");
+        }
+        if search_shrink {
+            return select_shrink(args, &problem, &options, &table);
         }
         let solved = solve(&problem, &options)?;
         plan(&problem, &solved, &options, &table, &args.sensitivity)?.write(&args.out)?;
@@ -87,6 +104,7 @@ fn config(args: &SolveArgs) -> anyhow::Result<SolveConfig> {
     c.content_share = args.content_share.or(c.content_share);
     c.fill = args.fill.or(c.fill);
     c.time_limit = args.time_limit.unwrap_or(c.time_limit);
+    c.shrink = args.shrink.unwrap_or(c.shrink);
     c.method = args.method.unwrap_or(c.method);
     c.ties.extend(args.ties.iter().cloned());
     c.minimise = match (args.minimise, args.targets.is_empty()) {
@@ -98,26 +116,96 @@ fn config(args: &SolveArgs) -> anyhow::Result<SolveConfig> {
     Ok(c)
 }
 
+/// Plans simulated in float and measured against the reference on one set of items: what the
+/// target and shrinkage searches measure their rounds with.
+struct Bench<'a> {
+    args: &'a SolveArgs,
+    options: &'a SolveOptions,
+    table: &'a SensitivityTable,
+    reference: Reference,
+    scratch: tempfile::TempDir,
+    /// Metrics the search reads: a model that cannot measure one is an error.
+    needs: Vec<Metric>,
+}
+
+impl<'a> Bench<'a> {
+    fn open(
+        args: &'a SolveArgs,
+        options: &'a SolveOptions,
+        table: &'a SensitivityTable,
+        spec: WorkloadSpec,
+        items: &str,
+        needs: Vec<Metric>,
+    ) -> anyhow::Result<Self> {
+        let eval = EvalOptions { spec, repeats: 0, held_out: items.to_string() };
+        let reference = Reference::open(std::path::Path::new(&table.meta.model), &eval)?;
+        let scratch = tempfile::tempdir().context("a scratch folder for the rounds' plans")?;
+        Ok(Self { args, options, table, reference, scratch, needs })
+    }
+
+    fn measure(&mut self, round: usize, problem: &Problem, solved: &Solved) -> anyhow::Result<Measured> {
+        let path = self.scratch.path().join(format!("round_{round:02}.yaml"));
+        plan(problem, solved, self.options, self.table, &self.args.sensitivity)?.write(&path)?;
+        let (record, _) = self.reference.measure(&Candidate::Simulated(path), 0)?;
+        let measured = record.measured();
+        if let Some(metric) = self.needs.iter().find(|m| m.of(&measured).is_nan()) {
+            let model = &self.table.meta.model;
+            bail!("{metric}: {model} cannot measure it (caption needs a pipeline with a classifier)");
+        }
+        Ok(measured)
+    }
+}
+
+/// `--shrink search`: the plan, under the budgets, of the shrinkage whose plan measures best on
+/// items the sensitivity run never saw.
+fn select_shrink(
+    args: &SolveArgs,
+    problem: &Problem,
+    options: &SolveOptions,
+    table: &SensitivityTable,
+) -> anyhow::Result<()> {
+    let base = sensitivity_generation(&args.sensitivity)?;
+    let (spec, items) = fresh(&base, args.calibration_seeds.clone(), CALIBRATION_ITEMS);
+    let metric = target::basis_metric(problem.basis);
+    log::info!("shrink search: measuring {metric} of plans simulated in float on the {items}");
+    let mut bench = Bench::open(args, options, table, spec, &items, vec![metric])?;
+    let selected = select(problem, options, &SHRINK_GRID, metric, |r, p, s| bench.measure(r, p, s))?;
+    let mut plan = plan(&selected.problem, &selected.solved, options, table, &args.sensitivity)?;
+    plan.shrink_search = Some(ShrinkSearch { metric, items, rounds: selected.rounds.clone(), chosen: selected.chosen });
+    plan.write(&args.out)?;
+    print_summary(&args.out.display().to_string(), &selected.problem, &selected.solved, options.content_weight);
+    println!("  shrinkages (measured on the selection items):");
+    for (i, r) in selected.rounds.iter().enumerate() {
+        let m = &r.measured;
+        println!(
+            "  {} {:.2}: {:.3} MB, {:.3} bits, measured SQNR {:>6.2} dB, SSIM {:.4}, PSNR {:>6.2} dB{}{}",
+            if i == selected.chosen { "*" } else { " " },
+            r.shrink,
+            r.bytes / 1e6,
+            r.avg_bits,
+            m.sqnr_db,
+            m.ssim,
+            m.psnr_db,
+            caption(m),
+            r.same_as.map_or(String::new(), |first| format!(" (the plan of {:.2})", selected.rounds[first].shrink)),
+        );
+    }
+    Ok(())
+}
+
+fn caption(m: &Measured) -> String {
+    if m.caption.is_nan() { String::new() } else { format!(", caption {:.3}", m.caption) }
+}
+
 /// `--target`: the smallest plan whose simulation meets every target on the calibration items
 /// (the sensitivity run's), searched round by round; exits with [`Refused`] if none does.
 fn target(args: &SolveArgs, problem: &Problem, options: &SolveOptions, table: &SensitivityTable) -> anyhow::Result<()> {
     let base = sensitivity_generation(&args.sensitivity)?;
     let (spec, items) = calibration(&base, args.calibration_seeds.clone(), CALIBRATION_ITEMS);
-    let eval = EvalOptions { spec, repeats: 0, held_out: items.clone() };
-    let model = &table.meta.model;
     log::info!("target {}: measuring plans simulated in float on the {items}", list(&args.targets));
-    let mut reference = Reference::open(std::path::Path::new(model), &eval)?;
-    let scratch = tempfile::tempdir().context("a scratch folder for the rounds' plans")?;
-    let measure = |round: usize, solved: &Solved| -> anyhow::Result<Measured> {
-        let path = scratch.path().join(format!("round_{round:02}.yaml"));
-        plan(problem, solved, options, table, &args.sensitivity)?.write(&path)?;
-        let (record, _) = reference.measure(&Candidate::Simulated(path), 0)?;
-        let measured = record.measured();
-        if let Some(t) = args.targets.iter().find(|t| t.measured(&measured).is_nan()) {
-            bail!("target {t}: {model} cannot measure {} (caption needs a pipeline with a classifier)", t.metric);
-        }
-        Ok(measured)
-    };
+    let needs = args.targets.iter().map(|t| t.metric).collect();
+    let mut bench = Bench::open(args, options, table, spec, &items, needs)?;
+    let measure = |round: usize, solved: &Solved| bench.measure(round, problem, solved);
     let searched = target::search(problem, options, &args.targets, args.rounds, measure)?;
     let Some((chosen, solved)) = searched.chosen.clone() else {
         return Err(Refused(target::unmet(&searched, &args.targets).to_string()).into());
@@ -145,7 +233,7 @@ fn target(args: &SolveArgs, problem: &Problem, options: &SolveOptions, table: &S
             r.measured.sqnr_db,
             r.measured.ssim,
             r.measured.psnr_db,
-            if r.measured.caption.is_nan() { String::new() } else { format!(", caption {:.3}", r.measured.caption) },
+            caption(&r.measured),
             r.margin_db,
             r.bytes / 1e6,
             r.avg_bits

@@ -131,13 +131,31 @@ pub fn calibration(base: &WorkloadSpec, seeds: Option<Vec<u64>>, min_items: usiz
             spec.seeds.push(next);
         }
     }
-    let items = spec.pairs(per_seed).map_or(0, |p| p.len());
-    let words = format!(
-        "calibration items: seeds {} (sensitivity: {}), {items} item(s)",
-        spec.describe_seeds(),
-        base.describe_seeds()
-    );
+    let words = describe_items("calibration", &spec, base);
     (spec, words)
+}
+
+/// The items a shrinkage search measures on: every prompt (or condition set) of the sensitivity
+/// run `base` with each of `seeds`, else with the smallest seeds it did not use, at least two
+/// and enough for `min_items` items, below [`HELD_OUT_SEED`]. A plan chosen by how well it
+/// measures on the table's own items would be rewarded for trusting the table's noise. Returns
+/// the spec and a sentence saying what they are.
+pub fn fresh(base: &WorkloadSpec, seeds: Option<Vec<u64>>, min_items: usize) -> (WorkloadSpec, String) {
+    let per_seed = base.sets().max(1);
+    let seeds = seeds.unwrap_or_else(|| {
+        let used = base.item_seeds();
+        let wanted = min_items.div_ceil(per_seed).max(2);
+        (0..HELD_OUT_SEED).filter(|s| !used.contains(s)).take(wanted).collect()
+    });
+    let mut spec = base.clone();
+    spec.pair_every_with(seeds);
+    let words = describe_items("selection", &spec, base);
+    (spec, words)
+}
+
+fn describe_items(what: &str, spec: &WorkloadSpec, base: &WorkloadSpec) -> String {
+    let items = spec.pairs(base.sets()).map_or(0, |p| p.len());
+    format!("{what} items: seeds {} (sensitivity: {}), {items} item(s)", spec.describe_seeds(), base.describe_seeds())
 }
 
 /// First default evaluation seed: far from the small seeds sensitivity runs use.
@@ -481,5 +499,17 @@ mod tests {
         assert!(words.ends_with("12 item(s)"), "{words}");
         let (spec, _) = calibration(&zipped(), Some(vec![5, 6]), 8);
         assert_eq!((spec.pairing, spec.seeds), (Pairing::Every, vec![5, 6]));
+    }
+
+    #[test]
+    fn selection_items_take_seeds_the_sensitivity_run_never_used() {
+        let (spec, words) = fresh(&zipped(), None, 8);
+        let used = zipped().item_seeds();
+        assert_eq!(spec.pairing, Pairing::Every);
+        assert!(spec.seeds.len() >= 2 && spec.seeds.iter().all(|s| !used.contains(s) && *s < HELD_OUT_SEED));
+        assert!(words.starts_with("selection items") && words.ends_with(&format!("{} item(s)", spec.seeds.len() * 4)));
+        assert_eq!(spec.seeds.len() * zipped().sets(), 8);
+        let (spec, _) = fresh(&zipped(), Some(vec![7]), 8);
+        assert_eq!(spec.seeds, vec![7]);
     }
 }

@@ -30,7 +30,7 @@ pub use table::{
     BaseLayer, BasePoint, Monotonicity, ProbeRow, RunMeta, SensitivityTable, Shard, SplitGain, merge, monotonicity,
     split_gains,
 };
-pub use target::{Measured, Metric, Round, Target, TargetSearch};
+pub use target::{Measured, Metric, Round, ShrinkRound, ShrinkSearch, Target, TargetSearch};
 
 use std::path::Path;
 

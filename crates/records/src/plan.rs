@@ -30,6 +30,9 @@ pub struct Plan {
     /// With `solve --target`: the rounds of measurement that chose this plan.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target: Option<crate::TargetSearch>,
+    /// With `solve --shrink search`: the shrinkages measured and the one chosen.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shrink_search: Option<crate::ShrinkSearch>,
     pub layers: Vec<PlanLayer>,
 }
 
@@ -62,6 +65,14 @@ pub struct Prediction {
     /// What the objective's losses measure: `decoupled` (SQNR and SSIM) or `image` (MSE).
     #[serde(default)]
     pub loss: LossBasis,
+    /// How far every layer's losses were shrunk toward its size's share before solving (0: the
+    /// table's own losses).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub shrink: f64,
+}
+
+fn is_zero(value: &f64) -> bool {
+    *value == 0.0
 }
 
 pub(crate) fn unknown() -> f64 {
@@ -232,6 +243,7 @@ mod tests {
                 content_loss: 0.0,
                 psnr_db: 40.0,
                 loss: LossBasis::Decoupled,
+                shrink: 0.0,
             },
             solver: SolverReport {
                 name: "test".into(),
@@ -242,6 +254,7 @@ mod tests {
                 constraints: 2,
             },
             target: None,
+            shrink_search: None,
             summary: PlanSummary {
                 layers: 1,
                 protected: 0,

@@ -154,6 +154,37 @@ pub struct TargetSearch {
     pub chosen: usize,
 }
 
+/// One shrinkage `solve --shrink search` measured: the plan the program chose with every layer's
+/// losses shrunk by `shrink` toward its size's share.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShrinkRound {
+    pub shrink: f64,
+    pub predicted_objective: f64,
+    /// NaN when the losses were image MSE.
+    pub predicted_sqnr_db: f64,
+    pub predicted_psnr_db: f64,
+    pub measured: Measured,
+    pub bytes: f64,
+    pub avg_bits: f64,
+    /// The earlier round that chose the same plan (so it was not measured again).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub same_as: Option<usize>,
+}
+
+/// The record of a shrinkage selection, in the plan it chose.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShrinkSearch {
+    /// What the selection maximised.
+    pub metric: Metric,
+    /// The items measured, in words.
+    pub items: String,
+    pub rounds: Vec<ShrinkRound>,
+    /// The round whose plan this is: the best measured.
+    pub chosen: usize,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -50,7 +50,7 @@ pub enum Role {
 
 /// MixDQ's metric decoupling: content layers are scored by the final image's SSIM, quality
 /// layers by the SQNR of the denoiser output.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum MetricGroup {
     Content,
