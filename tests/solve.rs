@@ -298,10 +298,23 @@ fn a_shrinkage_search_keeps_the_plan_that_measures_best_on_fresh_seeds() {
     let measured = simulated_sqnr(&model, &[&plan_path], seeds, dir.path())[0];
     assert!((measured - chosen.measured.sqnr_db).abs() < 1e-6, "{measured} vs {}", chosen.measured.sqnr_db);
 
-    // A search picks one plan under a budget: it does not combine with a target or a sweep.
+    // A sweep searches every budget's shrinkage.
+    let sweep = dir.path().join("sweep");
+    let s = sweep.to_str().unwrap();
+    let args = ["solve", "--sensitivity", t, "--sweep", "avg-bits=3..5:2", "--shrink", "search", "--out", s];
+    assert_success(&bitsearch(&args));
+    for name in ["plan_000.yaml", "plan_001.yaml"] {
+        let plan = Plan::read(&sweep.join(name)).unwrap();
+        let search = plan.shrink_search.as_ref().expect("each plan records its shrinkages");
+        let chosen = &search.rounds[search.chosen];
+        assert!(search.rounds.iter().all(|r| r.measured.sqnr_db <= chosen.measured.sqnr_db), "{name}: {search:?}");
+        assert!(search.rounds.iter().all(|r| (r.avg_bits - plan.summary.avg_bits).abs() < 0.03), "{name}");
+    }
+
+    // A search compares plans under budgets: a target or a uniform plan takes a fixed shrinkage.
     let args = ["solve", "--sensitivity", t, "--shrink", "search", "--target", "sqnr=20dB", "--out", p];
     assert_clean_failure(&bitsearch(&args), &["shrink", "--budget"]);
-    let args = ["solve", "--sensitivity", t, "--shrink", "search", "--sweep", "avg-bits=3..5:3", "--out", p];
+    let args = ["solve", "--sensitivity", t, "--shrink", "search", "--uniform", "4", "--out", p];
     assert_clean_failure(&bitsearch(&args), &["shrink", "--budget"]);
     let args = ["solve", "--sensitivity", t, "--budget", "4bits", "--shrink", "1.5", "--out", p];
     assert_clean_failure(&bitsearch(&args), &["1.5", "fraction"]);

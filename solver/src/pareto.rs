@@ -36,15 +36,23 @@ pub fn point(
 /// meet (or solve) is left out with a warning, so one bad point does not cost the frontier.
 pub fn run(problem: &Problem, sweep: &Sweep, base: &SolveOptions) -> Vec<(usize, Budget, Solved)> {
     let mut solved = Vec::new();
-    for (i, budget) in sweep.budgets().into_iter().enumerate() {
-        let mut options = base.clone();
-        options.budgets.insert(0, budget);
+    for (i, budget, options) in budgets(sweep, base) {
         match solve(problem, &options) {
             Ok(s) => solved.push((i, budget, s)),
             Err(e) => log::warn!("sweep point {budget}: {e}; left out"),
         }
     }
     solved
+}
+
+/// Every budget of `sweep` with its position and its options: `base` with the budget first.
+pub fn budgets(sweep: &Sweep, base: &SolveOptions) -> Vec<(usize, Budget, SolveOptions)> {
+    let with = |budget: Budget| {
+        let mut options = base.clone();
+        options.budgets.insert(0, budget);
+        options
+    };
+    sweep.budgets().into_iter().enumerate().map(|(i, b)| (i, b, with(b))).collect()
 }
 
 /// The uniform plans every layer offers, as frontier points.

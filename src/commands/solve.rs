@@ -1,5 +1,6 @@
-//! `bitsearch solve`: settings from YAML and flags, one plan, a sweep, or the smallest plan that
-//! meets measured targets, and a summary that puts the plan next to the uniform bit-widths.
+//! `bitsearch solve`: settings from YAML and flags, one plan, a sweep, the smallest plan that
+//! meets measured targets, or the shrinkage whose plan measures best, and a summary that puts
+//! the plan next to the uniform bit-widths.
 
 use super::Refused;
 use super::quantize::sensitivity_generation;
@@ -7,9 +8,9 @@ use crate::cli::SolveArgs;
 use anyhow::{Context, bail};
 use bitsearch_eval::{CALIBRATION_ITEMS, Candidate, EvalOptions, Reference, calibration, fresh};
 use bitsearch_pipeline::workload::WorkloadSpec;
-use bitsearch_records::write_frontier;
-use bitsearch_records::{Measured, Metric, PointKind, Resource, SensitivityTable, ShrinkSearch, Target, TargetSearch};
-use bitsearch_solver::select::{SHRINK_GRID, select};
+use bitsearch_records::{Measured, Metric, Plan, PointKind, Resource, SensitivityTable, ShrinkSearch, Target};
+use bitsearch_records::{TargetSearch, write_frontier};
+use bitsearch_solver::select::{SHRINK_GRID, Selected, select};
 use bitsearch_solver::{Fraction, LossBasis, SolverError, pareto, target};
 use bitsearch_solver::{Method, Minimise, Problem, SolveConfig, SolveOptions, Solved, plan, solve, uniform};
 
@@ -27,8 +28,9 @@ pub fn run(args: &SolveArgs) -> anyhow::Result<()> {
         }
         Fraction::Search(_) => true,
     };
-    if search_shrink && (!args.targets.is_empty() || args.sweep.is_some() || args.uniform.is_some()) {
-        let message = "a search picks one plan under --budget: give --target, --sweep and --uniform a fixed shrinkage";
+    if search_shrink && (!args.targets.is_empty() || args.uniform.is_some()) {
+        let message =
+            "a search compares plans under a --budget or a --sweep: give --target and --uniform a fixed shrinkage";
         return Err(SolverError::Config { field: "shrink".into(), message: message.into() }.into());
     }
     let protected = problem.layers.iter().filter(|l| l.protected).count();
@@ -55,7 +57,12 @@ pub fn run(args: &SolveArgs) -> anyhow::Result<()> {
             bail!("give a budget (--budget avg-bits=4.0, memory=2.5MB, …) or a --sweep");
         }
         if search_shrink {
-            return select_shrink(args, &problem, &options, &table);
+            let mut bench = Bench::selection(args, &problem, &table)?;
+            let (plan, selected) = select_plan(&mut bench, &problem, &options)?;
+            plan.write(&args.out)?;
+            print_summary(&args.out.display().to_string(), &selected.problem, &selected.solved, options.content_weight);
+            print_shrinkages(&selected);
+            return Ok(());
         }
         let solved = solve(&problem, &options)?;
         plan(&problem, &solved, &options, &table, &args.sensitivity)?.write(&args.out)?;
@@ -63,10 +70,26 @@ pub fn run(args: &SolveArgs) -> anyhow::Result<()> {
         return Ok(());
     };
     std::fs::create_dir_all(&args.out)?;
+    let mut bench = if search_shrink { Some(Bench::selection(args, &problem, &table)?) } else { None };
     let mut points = Vec::new();
-    for (i, _, solved) in pareto::run(&problem, &sweep, &options) {
+    for (i, budget, options) in pareto::budgets(&sweep, &options) {
+        let chosen = match &mut bench {
+            Some(bench) => select_plan(bench, &problem, &options).map(|(plan, selected)| (plan, selected.solved)),
+            None => solve(&problem, &options)
+                .map_err(anyhow::Error::from)
+                .and_then(|s| Ok((plan(&problem, &s, &options, &table, &args.sensitivity)?, s))),
+        };
+        let (plan, solved) = match chosen {
+            Ok(chosen) => chosen,
+            // One budget the program cannot meet does not cost the frontier.
+            Err(e) if e.is::<SolverError>() => {
+                log::warn!("sweep point {budget}: {e}; left out");
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
         let name = format!("plan_{i:03}.yaml");
-        plan(&problem, &solved, &options, &table, &args.sensitivity)?.write(&args.out.join(&name))?;
+        plan.write(&args.out.join(&name))?;
         let limit = solved.limits[0].limit;
         let kind = match options.method {
             Method::Ilp => PointKind::Ilp,
@@ -120,10 +143,11 @@ fn config(args: &SolveArgs) -> anyhow::Result<SolveConfig> {
 /// target and shrinkage searches measure their rounds with.
 struct Bench<'a> {
     args: &'a SolveArgs,
-    options: &'a SolveOptions,
     table: &'a SensitivityTable,
     reference: Reference,
     scratch: tempfile::TempDir,
+    /// The items, in words.
+    items: String,
     /// Metrics the search reads: a model that cannot measure one is an error.
     needs: Vec<Metric>,
 }
@@ -131,21 +155,36 @@ struct Bench<'a> {
 impl<'a> Bench<'a> {
     fn open(
         args: &'a SolveArgs,
-        options: &'a SolveOptions,
         table: &'a SensitivityTable,
         spec: WorkloadSpec,
-        items: &str,
+        items: String,
         needs: Vec<Metric>,
     ) -> anyhow::Result<Self> {
-        let eval = EvalOptions { spec, repeats: 0, held_out: items.to_string() };
+        let eval = EvalOptions { spec, repeats: 0, held_out: items.clone() };
         let reference = Reference::open(std::path::Path::new(&table.meta.model), &eval)?;
         let scratch = tempfile::tempdir().context("a scratch folder for the rounds' plans")?;
-        Ok(Self { args, options, table, reference, scratch, needs })
+        Ok(Self { args, table, reference, scratch, items, needs })
     }
 
-    fn measure(&mut self, round: usize, problem: &Problem, solved: &Solved) -> anyhow::Result<Measured> {
+    /// The bench of `--shrink search`: the sensitivity prompts on fresh seeds, measuring the
+    /// metric the problem's losses predict.
+    fn selection(args: &'a SolveArgs, problem: &Problem, table: &'a SensitivityTable) -> anyhow::Result<Self> {
+        let base = sensitivity_generation(&args.sensitivity)?;
+        let (spec, items) = fresh(&base, args.calibration_seeds.clone(), CALIBRATION_ITEMS);
+        let metric = target::basis_metric(problem.basis);
+        log::info!("shrink search: measuring {metric} of plans simulated in float on the {items}");
+        Self::open(args, table, spec, items, vec![metric])
+    }
+
+    fn measure(
+        &mut self,
+        round: usize,
+        problem: &Problem,
+        solved: &Solved,
+        options: &SolveOptions,
+    ) -> anyhow::Result<Measured> {
         let path = self.scratch.path().join(format!("round_{round:02}.yaml"));
-        plan(problem, solved, self.options, self.table, &self.args.sensitivity)?.write(&path)?;
+        plan(problem, solved, options, self.table, &self.args.sensitivity)?.write(&path)?;
         let (record, _) = self.reference.measure(&Candidate::Simulated(path), 0)?;
         let measured = record.measured();
         if let Some(metric) = self.needs.iter().find(|m| m.of(&measured).is_nan()) {
@@ -156,24 +195,18 @@ impl<'a> Bench<'a> {
     }
 }
 
-/// `--shrink search`: the plan, under the budgets, of the shrinkage whose plan measures best on
-/// items the sensitivity run never saw.
-fn select_shrink(
-    args: &SolveArgs,
-    problem: &Problem,
-    options: &SolveOptions,
-    table: &SensitivityTable,
-) -> anyhow::Result<()> {
-    let base = sensitivity_generation(&args.sensitivity)?;
-    let (spec, items) = fresh(&base, args.calibration_seeds.clone(), CALIBRATION_ITEMS);
+/// `--shrink search` under `options`' budgets: the plan of the shrinkage that measures best on
+/// the bench's items, recording every round.
+fn select_plan(bench: &mut Bench, problem: &Problem, options: &SolveOptions) -> anyhow::Result<(Plan, Selected)> {
     let metric = target::basis_metric(problem.basis);
-    log::info!("shrink search: measuring {metric} of plans simulated in float on the {items}");
-    let mut bench = Bench::open(args, options, table, spec, &items, vec![metric])?;
-    let selected = select(problem, options, &SHRINK_GRID, metric, |r, p, s| bench.measure(r, p, s))?;
-    let mut plan = plan(&selected.problem, &selected.solved, options, table, &args.sensitivity)?;
-    plan.shrink_search = Some(ShrinkSearch { metric, items, rounds: selected.rounds.clone(), chosen: selected.chosen });
-    plan.write(&args.out)?;
-    print_summary(&args.out.display().to_string(), &selected.problem, &selected.solved, options.content_weight);
+    let selected = select(problem, options, &SHRINK_GRID, metric, |r, p, s| bench.measure(r, p, s, options))?;
+    let mut plan = plan(&selected.problem, &selected.solved, options, bench.table, &bench.args.sensitivity)?;
+    let rounds = selected.rounds.clone();
+    plan.shrink_search = Some(ShrinkSearch { metric, items: bench.items.clone(), rounds, chosen: selected.chosen });
+    Ok((plan, selected))
+}
+
+fn print_shrinkages(selected: &Selected) {
     println!("  shrinkages (measured on the selection items):");
     for (i, r) in selected.rounds.iter().enumerate() {
         let m = &r.measured;
@@ -190,7 +223,6 @@ fn select_shrink(
             r.same_as.map_or(String::new(), |first| format!(" (the plan of {:.2})", selected.rounds[first].shrink)),
         );
     }
-    Ok(())
 }
 
 fn caption(m: &Measured) -> String {
@@ -204,8 +236,8 @@ fn target(args: &SolveArgs, problem: &Problem, options: &SolveOptions, table: &S
     let (spec, items) = calibration(&base, args.calibration_seeds.clone(), CALIBRATION_ITEMS);
     log::info!("target {}: measuring plans simulated in float on the {items}", list(&args.targets));
     let needs = args.targets.iter().map(|t| t.metric).collect();
-    let mut bench = Bench::open(args, options, table, spec, &items, needs)?;
-    let measure = |round: usize, solved: &Solved| bench.measure(round, problem, solved);
+    let mut bench = Bench::open(args, table, spec, items.clone(), needs)?;
+    let measure = |round: usize, solved: &Solved| bench.measure(round, problem, solved, options);
     let searched = target::search(problem, options, &args.targets, args.rounds, measure)?;
     let Some((chosen, solved)) = searched.chosen.clone() else {
         return Err(Refused(target::unmet(&searched, &args.targets).to_string()).into());
