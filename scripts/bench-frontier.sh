@@ -7,6 +7,9 @@
 # held-out prompts). Memory budgets, because they count the group scales' bytes that mean bits
 # leave out. Terrain solves on MixDQ's decoupled losses; shapes-t2i (DDIM 20, guidance 4) on
 # image losses (`--loss image`), which track its final images where the decoupled ones do not.
+# Both sweeps choose each budget's shrinkage by measurement (`--shrink search`, on fresh seeds of
+# the sensitivity items, never the held-out ones): more options per layer are more chances for a
+# layer to measure well by luck, and the search keeps the richer sweep from paying for that.
 #
 #   scripts/bench-frontier.sh BIN TERRAIN_MODEL SHAPES_FOLDER OUT_DIR
 set -euo pipefail
@@ -38,7 +41,7 @@ sweep_both() {
 
 "$BIN" sensitivity "$TERRAIN" --condition difficulty=0.5 "${OPTIONS[@]}" --out "$T/s.parquet" --resume
 # From uniform W4's bytes (3- and 4-bit codes share the int4 container) to uniform W8's.
-solve_flags=()
+solve_flags=(--shrink search)
 eval_flags=(--batch 4)
 sweep_both "$TERRAIN" "$T/s.parquet" "$T" 9MB..13.6MB:7
 
@@ -49,7 +52,7 @@ for p in "${prompts[@]}"; do prompt_args+=(--prompt "$p"); done
 "$BIN" sensitivity "$SHAPES" "${prompt_args[@]}" --seeds 0 --pairing zip --steps 20 --guidance 4 "${OPTIONS[@]}" \
     --batch 16 --out "$S/s.parquet" --resume
 # The same range for shapes-t2i.
-solve_flags=(--loss image)
+solve_flags=(--loss image --shrink search)
 eval_flags=(--num-seeds 2 --batch 16)
 sweep_both "$SHAPES" "$S/s.parquet" "$S" 2.4MB..3.7MB:7
 

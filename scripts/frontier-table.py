@@ -38,13 +38,19 @@ def options_taken(plan: Path) -> str:
     return f"{half} f16, {groups} grouped, {fp8} E4M3"
 
 
+def shrinkage(plan: Path) -> str:
+    """The shrinkage the plan was solved at (prediction.shrink; absent: 0)."""
+    found = re.search(r"^  shrink: ([0-9.eE+-]+)$", plan.read_text(), re.MULTILINE)
+    return f"{float(found.group(1)):.2f}" if found else "0.00"
+
+
 def main(folder: Path) -> None:
     runs = {kind: ilp_points(folder / kind) for kind in ("all", "plain")}
     values = measured(folder)
     both = sorted(set(runs["all"]) & set(runs["plain"]), key=lambda p: float(runs["all"][p]["budget"]))
     print("| budget MB | all: MB | bits | SQNR dB | PSNR dB | caption | plain: MB | bits | SQNR dB | PSNR dB | caption "
-          "| Δ SQNR | Δ PSNR | all takes |")
-    print("|" + "---:|" * 13 + "---|")
+          "| Δ SQNR | Δ PSNR | shrink all / plain | all takes |")
+    print("|" + "---:|" * 13 + "---|---|")
     worse = {"SQNR": [], "PSNR": []}
     for plan in both:
         cols = []
@@ -60,7 +66,8 @@ def main(folder: Path) -> None:
             if delta < 0:
                 worse[name].append(f"{budget:.3f} MB ({delta:+.2f} dB)")
         taken = options_taken(folder / "all" / plan)
-        print(f"| {budget:.3f} | " + " | ".join(cols) + f" | {d_sqnr:+.2f} | {d_psnr:+.2f} | {taken} |")
+        shrunk = f"{shrinkage(folder / 'all' / plan)} / {shrinkage(folder / 'plain' / plan)}"
+        print(f"| {budget:.3f} | " + " | ".join(cols) + f" | {d_sqnr:+.2f} | {d_psnr:+.2f} | {shrunk} | {taken} |")
     print()
     for name, budgets in worse.items():
         if budgets:
