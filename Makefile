@@ -111,7 +111,8 @@ check-deps:
 ## bench: timing tables under out/bench/ (speed claims live here, not in tests), the
 ## fidelity-and-cost table of applied plans (out/bench/fidelity.md, about 25 minutes), the
 ## corrections on and off (out/bench/corrections.md, about 35 minutes) and the frontier with and
-## without float16, group sizes and E4M3 (out/bench/frontier.md, about 40 minutes)
+## without float16, group sizes and E4M3 (out/bench/frontier.md, about 50 minutes, 12 of them the
+## measured shrinkage searches)
 bench: setup models
 	cargo bench --bench runtime
 	cargo bench --bench sensitivity
