@@ -274,12 +274,13 @@ impl Problem {
                 message: "a table probed around a base plan holds changes from it, not losses to shrink".into(),
             });
         }
+        let groups = self.groups();
         // (metric group, option, step group) → (Σ loss, Σ image MSE, Σ parameters), finite cells only.
         let mut sums: BTreeMap<(MetricGroup, Precision, usize), [f64; 3]> = BTreeMap::new();
         // Activation-only layers have no parameters to share a weight's loss by.
         for (l, layer) in self.layers.iter().enumerate().filter(|(_, l)| !l.protected && l.layer.params > 0) {
             for (o, &p) in layer.options.iter().enumerate() {
-                for g in 0..self.groups() {
+                for g in 0..groups {
                     let (loss, mse) = (layer.loss[o][g], layer.image_mse[o][g]);
                     if loss.is_finite() && mse.is_finite() {
                         let s = sums.entry((self.group(l), p, g)).or_default();
@@ -290,7 +291,6 @@ impl Problem {
                 }
             }
         }
-        let groups = self.groups();
         for l in 0..self.layers.len() {
             let group = self.group(l);
             let layer = &mut self.layers[l];

@@ -8,6 +8,7 @@
 //! grid is solved under the same budgets, its plan measured on items the table never saw, and
 //! the plan that measures best is kept.
 
+use crate::allocation::Assignment;
 use crate::error::SolverError;
 use crate::ilp::{Minimise, SolveOptions, Solved, solve};
 use crate::problem::Problem;
@@ -45,13 +46,14 @@ pub fn select<E: From<SolverError>>(
     }
     let mut rounds: Vec<ShrinkRound> = Vec::new();
     let mut best: Option<(usize, Problem, Solved)> = None;
-    let mut plans: Vec<(usize, Solved)> = Vec::new();
+    // The first round of each distinct plan.
+    let mut plans: Vec<(usize, Assignment)> = Vec::new();
     for &lambda in grid {
         let mut shrunk = problem.clone();
         shrunk.shrink(lambda)?;
         let solved = solve(&shrunk, options)?;
         let index = rounds.len();
-        let same_as = plans.iter().find(|(_, s)| s.assignment == solved.assignment).map(|&(r, _)| r);
+        let same_as = plans.iter().find(|(_, a)| *a == solved.assignment).map(|&(r, _)| r);
         let measured = match same_as {
             Some(r) => rounds[r].measured,
             None => measure(index, &shrunk, &solved)?,
@@ -74,13 +76,13 @@ pub fn select<E: From<SolverError>>(
             measured.sqnr_db,
             measured.ssim,
             measured.psnr_db,
-            if measured.caption.is_nan() { String::new() } else { format!(", caption {:.3}", measured.caption) },
+            measured.caption_words(),
             same_as.map_or(String::new(), |r| format!(" (the plan of round {r})")),
         );
         let value = metric.of(&measured);
         let better = best.as_ref().is_none_or(|(b, _, _)| value > metric.of(&rounds[*b].measured));
         if same_as.is_none() {
-            plans.push((index, solved.clone()));
+            plans.push((index, solved.assignment.clone()));
         }
         if better && !value.is_nan() {
             best = Some((index, shrunk, solved));

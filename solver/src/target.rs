@@ -117,7 +117,7 @@ pub fn search<E: From<SolverError>>(
                     m.sqnr_db,
                     m.ssim,
                     m.psnr_db,
-                    if m.caption.is_nan() { String::new() } else { format!(", caption {:.3}", m.caption) },
+                    m.caption_words(),
                     e.usage.memory / 1e6,
                     e.usage.avg_bits,
                     if round.meets { " — meets" } else { "" },

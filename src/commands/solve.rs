@@ -219,14 +219,10 @@ fn print_shrinkages(selected: &Selected) {
             m.sqnr_db,
             m.ssim,
             m.psnr_db,
-            caption(m),
+            m.caption_words(),
             r.same_as.map_or(String::new(), |first| format!(" (the plan of {:.2})", selected.rounds[first].shrink)),
         );
     }
-}
-
-fn caption(m: &Measured) -> String {
-    if m.caption.is_nan() { String::new() } else { format!(", caption {:.3}", m.caption) }
 }
 
 /// `--target`: the smallest plan whose simulation meets every target on the calibration items
@@ -265,7 +261,7 @@ fn target(args: &SolveArgs, problem: &Problem, options: &SolveOptions, table: &S
             r.measured.sqnr_db,
             r.measured.ssim,
             r.measured.psnr_db,
-            caption(&r.measured),
+            r.measured.caption_words(),
             r.margin_db,
             r.bytes / 1e6,
             r.avg_bits

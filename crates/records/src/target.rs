@@ -103,6 +103,13 @@ pub struct Measured {
     pub caption: f64,
 }
 
+impl Measured {
+    /// `, caption 0.984` for a line of measurements, or nothing where no classifier scored it.
+    pub fn caption_words(&self) -> String {
+        if self.caption.is_nan() { String::new() } else { format!(", caption {:.3}", self.caption) }
+    }
+}
+
 /// One round of the search.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
