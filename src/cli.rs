@@ -343,7 +343,8 @@ pub struct SolveArgs {
     /// Shrink each layer's measured losses toward its size's share, by a fraction in [0, 1]:
     /// 0 trusts the table, 1 makes every parameter equally sensitive (uniform bits); or
     /// `search`: solve at 0, 0.25 … 1, measure each plan (simulated in float) on the sensitivity
-    /// prompts with fresh seeds (--calibration-seeds), keep the best [default: 0].
+    /// prompts with fresh seeds (--calibration-seeds), keep the largest shrinkage within one
+    /// standard error of the best [default: 0].
     #[arg(long)]
     pub shrink: Option<bitsearch_solver::Fraction>,
     /// A quality the plan must measure on the calibration items: sqnr=30dB, psnr=30dB,

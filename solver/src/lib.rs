@@ -7,8 +7,8 @@
 //! allocation's usage and loss from the problem alone, so plans can be checked without trusting
 //! the solver. Tables, budgets, plans and frontiers are `bitsearch_records` types; this crate
 //! adds only the program and HiGHS. [`target`] closes the loop with measurement: the smallest
-//! plan whose measured quality meets a target, and [`select`] the shrinkage of the
-//! table's losses whose plan measures best.
+//! plan whose measured quality meets a target, and [`select`] how far to shrink the table's
+//! losses, by measuring their plans.
 
 #![warn(clippy::unwrap_used, clippy::expect_used)]
 

@@ -1,16 +1,16 @@
 //! `bitsearch solve`: settings from YAML and flags, one plan, a sweep, the smallest plan that
-//! meets measured targets, or the shrinkage whose plan measures best, and a summary that puts
+//! meets measured targets, or the shrinkage chosen by measurement, and a summary that puts
 //! the plan next to the uniform bit-widths.
 
 use super::Refused;
 use super::quantize::sensitivity_generation;
 use crate::cli::SolveArgs;
 use anyhow::{Context, bail};
-use bitsearch_eval::{CALIBRATION_ITEMS, Candidate, EvalOptions, Reference, calibration, fresh};
+use bitsearch_eval::{CALIBRATION_ITEMS, Candidate, EvalOptions, ItemErrors, Reference, calibration, fresh};
 use bitsearch_pipeline::workload::WorkloadSpec;
 use bitsearch_records::{Measured, Metric, Plan, PointKind, Resource, SensitivityTable, ShrinkSearch, Target};
 use bitsearch_records::{TargetSearch, write_frontier};
-use bitsearch_solver::select::{SHRINK_GRID, Selected, select};
+use bitsearch_solver::select::{SHRINK_GRID, Selected, Trial, select};
 use bitsearch_solver::{Fraction, LossBasis, SolverError, pareto, target};
 use bitsearch_solver::{Method, Minimise, Problem, SolveConfig, SolveOptions, Solved, plan, solve, uniform};
 
@@ -182,24 +182,27 @@ impl<'a> Bench<'a> {
         problem: &Problem,
         solved: &Solved,
         options: &SolveOptions,
-    ) -> anyhow::Result<Measured> {
+    ) -> anyhow::Result<(Measured, ItemErrors)> {
         let path = self.scratch.path().join(format!("round_{round:02}.yaml"));
         plan(problem, solved, options, self.table, &self.args.sensitivity)?.write(&path)?;
-        let (record, _) = self.reference.measure(&Candidate::Simulated(path), 0)?;
-        let measured = record.measured();
+        let measurement = self.reference.measure(&Candidate::Simulated(path), 0)?;
+        let measured = measurement.record.measured();
         if let Some(metric) = self.needs.iter().find(|m| m.of(&measured).is_nan()) {
             let model = &self.table.meta.model;
             bail!("{metric}: {model} cannot measure it (caption needs a pipeline with a classifier)");
         }
-        Ok(measured)
+        Ok((measured, measurement.errors))
     }
 }
 
-/// `--shrink search` under `options`' budgets: the plan of the shrinkage that measures best on
-/// the bench's items, recording every round.
+/// `--shrink search` under `options`' budgets: the plan of the largest shrinkage that measures
+/// within one standard error of the best on the bench's items, recording every round.
 fn select_plan(bench: &mut Bench, problem: &Problem, options: &SolveOptions) -> anyhow::Result<(Plan, Selected)> {
     let metric = target::basis_metric(problem.basis);
-    let selected = select(problem, options, &SHRINK_GRID, metric, |r, p, s| bench.measure(r, p, s, options))?;
+    let selected = select(problem, options, &SHRINK_GRID, metric, |r, p, s| {
+        let (measured, errors) = bench.measure(r, p, s, options)?;
+        anyhow::Ok(Trial { measured, errors: errors.of(metric).to_vec() })
+    })?;
     let mut plan = plan(&selected.problem, &selected.solved, options, bench.table, &bench.args.sensitivity)?;
     let rounds = selected.rounds.clone();
     plan.shrink_search = Some(ShrinkSearch { metric, items: bench.items.clone(), rounds, chosen: selected.chosen });
@@ -207,11 +210,13 @@ fn select_plan(bench: &mut Bench, problem: &Problem, options: &SolveOptions) -> 
 }
 
 fn print_shrinkages(selected: &Selected) {
-    println!("  shrinkages (measured on the selection items):");
+    println!(
+        "  shrinkages (measured on the selection items; kept: the largest within one standard error of the best):"
+    );
     for (i, r) in selected.rounds.iter().enumerate() {
         let m = &r.measured;
         println!(
-            "  {} {:.2}: {:.3} MB, {:.3} bits, measured SQNR {:>6.2} dB, SSIM {:.4}, PSNR {:>6.2} dB{}{}",
+            "  {} {:.2}: {:.3} MB, {:.3} bits, measured SQNR {:>6.2} dB, SSIM {:.4}, PSNR {:>6.2} dB{}, s.e. {:.2} dB{}",
             if i == selected.chosen { "*" } else { " " },
             r.shrink,
             r.bytes / 1e6,
@@ -220,6 +225,7 @@ fn print_shrinkages(selected: &Selected) {
             m.ssim,
             m.psnr_db,
             m.caption_words(),
+            r.below_best_se_db,
             r.same_as.map_or(String::new(), |first| format!(" (the plan of {:.2})", selected.rounds[first].shrink)),
         );
     }
@@ -233,7 +239,7 @@ fn target(args: &SolveArgs, problem: &Problem, options: &SolveOptions, table: &S
     log::info!("target {}: measuring plans simulated in float on the {items}", list(&args.targets));
     let needs = args.targets.iter().map(|t| t.metric).collect();
     let mut bench = Bench::open(args, table, spec, items.clone(), needs)?;
-    let measure = |round: usize, solved: &Solved| bench.measure(round, problem, solved, options);
+    let measure = |round: usize, solved: &Solved| bench.measure(round, problem, solved, options).map(|(m, _)| m);
     let searched = target::search(problem, options, &args.targets, args.rounds, measure)?;
     let Some((chosen, solved)) = searched.chosen.clone() else {
         return Err(Refused(target::unmet(&searched, &args.targets).to_string()).into());

@@ -18,11 +18,11 @@ mod measure;
 use bitsearch_alignment::{AttributeClassifier, ObjectSpec, Scorer, parse_prompt};
 use bitsearch_metrics::{Mse, Sqnr, count_nonfinite, ssim_per_item};
 use bitsearch_pipeline::workload::{self, Pairing, Workload, WorkloadSpec};
-use bitsearch_records::{Cost, EVAL_FORMAT, EvalRecord, EvalRun, Manifest, Plan};
+use bitsearch_records::{Cost, EVAL_FORMAT, EvalRecord, EvalRun, Manifest, Metric, Plan};
 use bitsearch_runtime::SessionOptions;
 use bitsearch_types::tree_bytes;
 use measure::{Run, resident_bytes, run_all};
-use ndarray::ArrayD;
+use ndarray::{ArrayD, Axis};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -179,9 +179,9 @@ pub fn evaluate(
     let mut candidate_images = Vec::new();
     for (i, candidate) in candidates.iter().enumerate() {
         progress.stage(&format!("candidate {}/{}: {}", i + 1, candidates.len(), describe(candidate)?.0));
-        let (record, images) = fp.measure(candidate, options.repeats)?;
-        records.push(record);
-        candidate_images.push(images);
+        let measurement = fp.measure(candidate, options.repeats)?;
+        records.push(measurement.record);
+        candidate_images.push(measurement.images);
     }
     Ok(Evaluation { run: fp.run, records, reference_images: fp.outputs.images, candidate_images })
 }
@@ -239,8 +239,8 @@ impl Reference {
     }
 
     /// Runs `candidate` on the same items: its record (fidelity, and with `repeats` > 0 the
-    /// latency of both, timed in alternation) and its final images.
-    pub fn measure(&mut self, candidate: &Candidate, repeats: usize) -> Result<(EvalRecord, ArrayD<f32>)> {
+    /// latency of both, timed in alternation), its final images and each item's errors.
+    pub fn measure(&mut self, candidate: &Candidate, repeats: usize) -> Result<Measurement> {
         let (label, kind, predicted) = describe(candidate)?;
         let path = match candidate {
             Candidate::Model(path) | Candidate::Simulated(path) => path.clone(),
@@ -278,8 +278,69 @@ impl Reference {
         }
         record.reference_caption = self.caption.unwrap_or(f64::NAN);
         (record.cost, record.reference_cost) = (cost, reference_cost);
-        Ok((record, measured.images))
+        let errors = item_errors(&self.outputs, &measured)?;
+        Ok(Measurement { record, images: measured.images, errors })
     }
+}
+
+/// A candidate measured against the reference.
+#[derive(Debug)]
+pub struct Measurement {
+    pub record: EvalRecord,
+    /// Its final images, in item order.
+    pub images: ArrayD<f32>,
+    pub errors: ItemErrors,
+}
+
+/// Each item's errors against the reference, in item order: what the record's PSNR and SQNR
+/// are logarithms of, item by item (PSNR of a constant over the mean of `image_mse`, SQNR of the
+/// reference's energy over the sum of `output_noise`), so that two candidates' difference and
+/// its noise can be read off the same items.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ItemErrors {
+    /// Mean squared error of the final image.
+    pub image_mse: Vec<f64>,
+    /// Squared error of the denoiser's predictions, summed over elements and steps.
+    pub output_noise: Vec<f64>,
+}
+
+impl ItemErrors {
+    /// The errors `metric` is a logarithm of: image MSE for PSNR, output noise for SQNR; empty
+    /// for the others.
+    pub fn of(&self, metric: Metric) -> &[f64] {
+        match metric {
+            Metric::Psnr => &self.image_mse,
+            Metric::Sqnr => &self.output_noise,
+            Metric::Ssim | Metric::Caption => &[],
+        }
+    }
+}
+
+fn item_errors(fp: &Run, candidate: &Run) -> Result<ItemErrors> {
+    let image_mse = fp
+        .images
+        .outer_iter()
+        .zip(candidate.images.outer_iter())
+        .map(|(a, b)| {
+            let mut mse = Mse::default();
+            mse.add(a, b);
+            mse.value()
+        })
+        .collect::<Vec<_>>();
+    let mut output_noise = vec![0.0; image_mse.len()];
+    for ((a, b), &first) in fp.outputs.iter().zip(&candidate.outputs).zip(&fp.first_items) {
+        for (j, (y, q)) in a.outer_iter().zip(b.outer_iter()).enumerate() {
+            let items = output_noise.len();
+            let noise = output_noise.get_mut(first + j).ok_or_else(|| {
+                EvalError::Mismatch(format!(
+                    "a denoiser output of {} rows from item {first} of {items}",
+                    a.len_of(Axis(0))
+                ))
+            })?;
+            *noise += y.iter().zip(q.iter()).map(|(&y, &q)| (f64::from(q) - f64::from(y)).powi(2)).sum::<f64>();
+        }
+    }
+    Ok(ItemErrors { image_mse, output_noise })
 }
 
 /// Resident memory that opening the model at `path` (its sessions started) adds to a process
@@ -473,6 +534,7 @@ impl Captions {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use ndarray::IxDyn;
 
     fn zipped() -> WorkloadSpec {
         let prompts = (0..4).map(|i| format!("prompt {i}")).collect();
@@ -511,5 +573,43 @@ mod tests {
         assert_eq!(spec.seeds.len() * zipped().sets(), 8);
         let (spec, _) = fresh(&zipped(), Some(vec![7]), 8);
         assert_eq!(spec.seeds, vec![7]);
+    }
+
+    /// Two batches (3 items and 1) of two steps each: per-item errors must add up to the
+    /// record's PSNR and SQNR, land on the right items, and refuse outputs that overrun them.
+    #[test]
+    fn item_errors_are_what_the_record_is_a_logarithm_of() {
+        let array = |rows: usize, f: &dyn Fn(usize, usize) -> f32| {
+            ArrayD::from_shape_fn(IxDyn(&[rows, 2, 3]), |i| f(i[0], i[1] * 3 + i[2]))
+        };
+        let run = |shift: f32| {
+            let out = |first: usize, rows: usize, step: usize| {
+                array(rows, &|r, e| (e + step) as f32 + if first + r == 2 { 3.0 * shift } else { shift * r as f32 })
+            };
+            Run {
+                outputs: vec![out(0, 3, 0), out(0, 3, 1), out(3, 1, 0), out(3, 1, 1)],
+                first_items: vec![0, 0, 3, 3],
+                images: array(4, &|r, e| (e as f32 / 10.0) - shift * r as f32),
+                call_ms: f64::NAN,
+                image_ms: f64::NAN,
+            }
+        };
+        let (fp, candidate) = (run(0.0), run(0.5));
+        let errors = item_errors(&fp, &candidate).expect("errors");
+        let record = compare(&fp, &candidate, "c".into(), Path::new("c"), "model".into(), Predicted::NONE);
+        let mean = errors.image_mse.iter().sum::<f64>() / 4.0;
+        assert!((mean - record.mse).abs() < 1e-12 && (bitsearch_metrics::psnr_db(mean) - record.psnr_db).abs() < 1e-9);
+        let signal: f64 = fp.outputs.iter().flat_map(|o| o.iter()).map(|&y| f64::from(y).powi(2)).sum();
+        let noise: f64 = errors.output_noise.iter().sum();
+        assert!((10.0 * (signal / noise).log10() - record.sqnr_db).abs() < 1e-9);
+        // Item 2 is off by 1.5 in each of 6 elements at both steps; item 3, the second batch's
+        // first row, by nothing.
+        let close = |got: &[f64], want: &[f64]| got.iter().zip(want).all(|(g, w)| (g - w).abs() < 1e-6);
+        assert!(close(&errors.output_noise, &[0.0, 2.0 * 6.0 * 0.25, 2.0 * 6.0 * 2.25, 0.0]), "{errors:?}");
+        assert!(close(&errors.image_mse, &[0.0, 0.25, 1.0, 2.25]), "{errors:?}");
+        assert_eq!(errors.of(Metric::Psnr), errors.image_mse.as_slice());
+        assert!(errors.of(Metric::Caption).is_empty());
+        let shifted = Run { first_items: vec![1, 1, 4, 4], ..run(0.0) };
+        assert!(item_errors(&shifted, &candidate).unwrap_err().to_string().contains("rows from item 4 of 4"));
     }
 }

@@ -12,6 +12,8 @@ use std::time::{Duration, Instant};
 pub struct Run {
     /// The prediction of every step of every batch, batch-major.
     pub outputs: Vec<ArrayD<f32>>,
+    /// The item each output's first row is.
+    pub first_items: Vec<usize>,
     /// Final images of every item, in item order.
     pub images: ArrayD<f32>,
     /// Median wall time of one denoiser call, ms.
@@ -86,14 +88,17 @@ pub fn run_all(
         workload.run(0, &mut Timed::default())?;
     }
     let (mut times, mut other) = (Times::default(), Times::default());
-    let (mut outputs, mut images) = (Vec::new(), Vec::new());
+    let (mut outputs, mut first_items, mut images) = (Vec::new(), Vec::new(), Vec::new());
     for repeat in 0..repeats.max(1) {
+        let mut first = 0;
         for b in 0..workload.batches() {
             let (batch_images, batch_outputs) = times.run(workload, b)?;
             if let Some(reference) = alongside.as_deref_mut() {
                 other.run(reference, b)?;
             }
             if repeat == 0 {
+                first_items.extend(std::iter::repeat_n(first, batch_outputs.len()));
+                first += batch_images.shape().first().copied().unwrap_or(1);
                 outputs.extend(batch_outputs);
                 images.push(batch_images);
             }
@@ -102,7 +107,7 @@ pub fn run_all(
     let views: Vec<_> = images.iter().map(|i| i.view()).collect();
     let images = ndarray::concatenate(Axis(0), &views).map_err(|e| EvalError::Mismatch(format!("images: {e}")))?;
     let timing = times.timing();
-    let run = Run { outputs, images, call_ms: timing.call_ms, image_ms: timing.image_ms };
+    let run = Run { outputs, first_items, images, call_ms: timing.call_ms, image_ms: timing.image_ms };
     Ok((run, alongside.map(|_| other.timing())))
 }
 

@@ -177,6 +177,14 @@ pub struct ShrinkRound {
     /// The earlier round that chose the same plan (so it was not measured again).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub same_as: Option<usize>,
+    /// The standard error, over the items, of the best round's metric less this one's, dB: the
+    /// noise a shortfall is judged against (0 for the best's plan; NaN where it cannot be read).
+    #[serde(default = "not_measured")]
+    pub below_best_se_db: f64,
+}
+
+fn not_measured() -> f64 {
+    f64::NAN
 }
 
 /// The record of a shrinkage selection, in the plan it chose.
@@ -188,7 +196,8 @@ pub struct ShrinkSearch {
     /// The items measured, in words.
     pub items: String,
     pub rounds: Vec<ShrinkRound>,
-    /// The round whose plan this is: the best measured.
+    /// The round whose plan this is: the largest shrinkage within one standard error of the
+    /// best measured.
     pub chosen: usize,
 }
 
