@@ -28,8 +28,12 @@ use std::time::{Duration, Instant};
 /// Per (layer, weight bits, split, step group): the bias initializer and its corrected values.
 type CorrectedBiases = HashMap<(usize, WeightForm, usize), (String, ArrayD<f32>)>;
 
-/// Timed full-precision passes whose median is the plain-pass time.
+/// Timed full-precision passes before the probes.
 const PLAIN_PASSES: usize = 3;
+
+/// Probes between two plain passes during the probing: probe and plain times then share the
+/// machine's load, whatever else runs beside them, at about 1/16 of the run's time.
+pub const PLAIN_EVERY: usize = 16;
 
 /// What a long run tells its user as it goes.
 pub trait Progress {
@@ -59,9 +63,15 @@ pub struct Summary {
     pub skipped: usize,
     /// Probes whose output held NaN or infinity.
     pub nonfinite: usize,
-    /// One full-precision pass over every batch.
-    pub plain_pass: Duration,
-    /// Wall time of the probing phase: session builds, quantization, calibration, runs.
+    /// Every timed full-precision pass over every batch: three before the probes, then one
+    /// every [`PLAIN_EVERY`] probes among them.
+    pub plain_passes: Vec<Duration>,
+    /// Each computed probe's wall time (quantization, runs, metrics), its window's session
+    /// build and calibration shared among the window's probes; the probes answered by one pass
+    /// of the base count as one.
+    pub probe_times: Vec<Duration>,
+    /// Wall time of the probing phase: session builds, quantization, calibration, runs, and
+    /// the plain passes among them.
     pub probing: Duration,
 }
 
@@ -70,21 +80,33 @@ impl Summary {
         self.computed as f64 / self.probing.as_secs_f64().max(f64::MIN_POSITIVE)
     }
 
-    /// Mean wall time of a probe over the time of a plain pass: 1 means probing costs nothing
-    /// beyond running the model.
+    /// The median plain pass.
+    pub fn plain_pass(&self) -> Duration {
+        median(&self.plain_passes)
+    }
+
+    /// The median probe over the median plain pass, both timed in the same run (interleaved):
+    /// 1 means a probe costs one forward of the model.
     pub fn probe_to_plain_ratio(&self) -> f64 {
-        // The probes at the base form share one pass.
-        let passes = self.computed - self.at_base + usize::from(self.at_base > 0);
-        if passes == 0 {
+        if self.probe_times.is_empty() || self.plain_passes.is_empty() {
             return f64::NAN;
         }
-        self.probing.as_secs_f64() / passes as f64 / self.plain_pass.as_secs_f64().max(f64::MIN_POSITIVE)
+        median(&self.probe_times).as_secs_f64() / self.plain_pass().as_secs_f64().max(f64::MIN_POSITIVE)
     }
+}
+
+/// The median of `times` (the upper one of an even count); zero for none.
+fn median(times: &[Duration]) -> Duration {
+    let mut sorted = times.to_vec();
+    sorted.sort();
+    sorted.get(sorted.len() / 2).copied().unwrap_or_default()
 }
 
 /// A prepared sensitivity run over one model.
 #[derive(Debug)]
 pub struct SensitivityRun {
+    /// The model's path, to open the float workload of the plain passes.
+    path: std::path::PathBuf,
     workload: Box<dyn Workload>,
     /// The denoiser as loaded: what the probes quantize, and (without a base) what every
     /// window's session is built from.
@@ -160,7 +182,8 @@ impl SensitivityRun {
             ActiveDevice::Cpu => Device::Cpu,
             ActiveDevice::Cuda => Device::Cuda,
         };
-        Ok(Self { workload, model: denoiser, base, device, config, layers, groups, windows, steps, meta })
+        let path = model.to_path_buf();
+        Ok(Self { path, workload, model: denoiser, base, device, config, layers, groups, windows, steps, meta })
     }
 
     pub fn meta(&self) -> &RunMeta {
@@ -187,26 +210,29 @@ impl SensitivityRun {
             at_base: 0,
             skipped: total - todo,
             nonfinite: 0,
-            plain_pass: Duration::ZERO,
+            plain_passes: Vec::new(),
+            probe_times: Vec::new(),
             probing: Duration::ZERO,
         };
         if todo == 0 {
             return Ok(summary);
         }
         progress.stage("full-precision reference");
-        // ONNX Runtime's first runs allocate and tune: a warm-up, then the median of three
-        // timed passes (the reference itself and two more) is what a plain pass costs.
+        // ONNX Runtime's first runs allocate and tune: a warm-up, then three timed passes (the
+        // reference itself and two more).
         self.workload.run(0, &mut Record::default())?;
         let started = Instant::now();
         let reference = self.reference()?;
-        let mut passes = vec![started.elapsed()];
+        summary.plain_passes.push(started.elapsed());
         for _ in 0..PLAIN_PASSES - 1 {
             let started = Instant::now();
             self.reference()?;
-            passes.push(started.elapsed());
+            summary.plain_passes.push(started.elapsed());
         }
-        passes.sort();
-        summary.plain_pass = passes[PLAIN_PASSES / 2];
+        // The windows replace the workload's session: plain passes among the probes run on a
+        // float workload of their own, warmed up like the first.
+        let mut plain = workload::open(&self.path, &self.config.generation).map_err(in_generation)?;
+        plain.run(0, &mut Record::default())?;
         let started = Instant::now();
         // Every probe of a layer at its base form measures the base itself: one pass for all.
         let mut base_scores: Option<Scores> = None;
@@ -217,6 +243,7 @@ impl SensitivityRun {
                 continue;
             }
             progress.stage(&format!("window {}/{} ({} layers)", w + 1, windows.len(), window.layers.len()));
+            let window_started = Instant::now();
             let mut weights: HashMap<(usize, WeightForm), (ArrayD<f32>, u64)> = HashMap::new();
             let biases = if self.config.bias_correction {
                 self.corrected_biases(&probes, &mut weights)?
@@ -224,7 +251,15 @@ impl SensitivityRun {
                 HashMap::new()
             };
             let (points, ranges) = self.load_window(window)?;
+            let setup = window_started.elapsed();
+            let first_time = summary.probe_times.len();
             for probe in probes {
+                if summary.computed > 0 && summary.computed.is_multiple_of(PLAIN_EVERY) {
+                    let started = Instant::now();
+                    (0..plain.batches()).try_for_each(|b| plain.run(b, &mut Record::default()).map(drop))?;
+                    summary.plain_passes.push(started.elapsed());
+                }
+                let probe_started = Instant::now();
                 let weight_name = self.layers[probe.layer].weight.clone();
                 let weight = match (probe.weight, &weight_name) {
                     (Some(form), Some(name)) => {
@@ -257,12 +292,18 @@ impl SensitivityRun {
                     }
                 };
                 let row = self.row(probe, weight.map_or(0, |(_, _, bytes)| bytes), scores);
+                if !at_base || summary.at_base == 0 {
+                    summary.probe_times.push(probe_started.elapsed());
+                }
                 summary.computed += 1;
                 summary.at_base += usize::from(at_base);
                 summary.nonfinite += usize::from(row.nonfinite > 0);
                 journal.append(&row)?;
                 progress.finished(&row);
             }
+            let timed = &mut summary.probe_times[first_time..];
+            let share = setup / timed.len().max(1) as u32;
+            timed.iter_mut().for_each(|t| *t += share);
         }
         summary.probing = started.elapsed();
         Ok(summary)

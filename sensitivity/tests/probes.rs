@@ -11,7 +11,7 @@ use bitsearch_pipeline::workload::WorkloadSpec;
 use bitsearch_quant::WeightQuantizer;
 use bitsearch_records::{ProbeRow, SensitivityTable, Shard, merge, monotonicity};
 use bitsearch_runtime::{Device, Session, SessionOptions};
-use bitsearch_sensitivity::{Existing, SensitivityConfig, SensitivityRun, Silent, run_to_table};
+use bitsearch_sensitivity::{Existing, PLAIN_EVERY, SensitivityConfig, SensitivityRun, Silent, run_to_table};
 use bitsearch_types::quantizer::{ClipSearch, WeightScheme};
 use bitsearch_types::{MetricGroup, QuantizerSpec, Role};
 use ndarray::{ArrayD, IxDyn};
@@ -65,6 +65,27 @@ fn error_grows_as_weight_bits_fall_on_every_layer() {
     for layer in layers {
         assert!(find(&table.rows, layer, 2, 0).sqnr_db < find(&table.rows, layer, 8, 0).sqnr_db, "{layer}");
     }
+}
+
+/// The speed record of a run: plain passes among the probes (one every PLAIN_EVERY), one time
+/// per probe with the windows' builds shared out, and a ratio of their medians.
+#[test]
+fn plain_passes_are_timed_among_the_probes() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = save(&bitsearch_fixtures::attention_unet(false), dir.path(), "unet.onnx");
+    let config = SensitivityConfig { w_bits: vec![2, 3, 4, 8], window: 4, ..cpu_config(steps(2)) };
+    let mut run = SensitivityRun::open(&model, config, Shard::WHOLE).unwrap();
+    let (summary, table) =
+        run_to_table(&mut run, &dir.path().join("s.parquet"), Existing::Overwrite, &mut Silent).unwrap();
+    let n = summary.computed;
+    assert!(n > 2 * PLAIN_EVERY, "{n} probes");
+    assert_eq!(n, table.rows.len());
+    assert_eq!(summary.plain_passes.len(), 3 + (n - 1) / PLAIN_EVERY);
+    assert_eq!(summary.probe_times.len(), n);
+    let timed: std::time::Duration = summary.probe_times.iter().sum();
+    assert!(timed <= summary.probing, "{timed:?} of {:?}", summary.probing);
+    let ratio = summary.probe_to_plain_ratio();
+    assert!(ratio.is_finite() && ratio > 0.0, "{ratio}");
 }
 
 /// Runs the DDIM pipeline by hand: the network of `fp` outside `quantized_steps`, the one of

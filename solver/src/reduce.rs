@@ -5,7 +5,8 @@
 //! exceeds the objective of a plan known to be feasible cannot be in an optimal plan, so it gets
 //! no variable; HiGHS proves optimality on what is left. (HiGHS fixes the same variables at its
 //! root node, but only after an LP that costs seconds at a thousand layers × eight step groups;
-//! the bound here costs milliseconds.)
+//! the bound here costs milliseconds.) A layer whose step groups share stored widths is one
+//! choice among its sets of widths (see the solver's `reduce_stored`).
 
 /// One option of a choice: its objective cost and what it adds to the budget row.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -14,10 +15,33 @@ pub(crate) struct Option_ {
     pub usage: f64,
 }
 
-/// The options to drop (`drop[k][o]`) and the greedy plan (`plan[k]`, an index into choice k)
-/// whose objective justified it; None when no λ makes the greedy plan meet the budget.
+/// The Lagrangian bound at the multiplier where the greedy plan just fits the budget, and that
+/// plan (improved by spending its slack) as the incumbent it is compared with.
+#[derive(Debug, Clone)]
+pub(crate) struct Bound {
+    pub lambda: f64,
+    /// Per choice, the smallest cost + λ·usage.
+    minima: Vec<f64>,
+    /// Σ minima − λ·budget: no plan within the budget costs less.
+    total: f64,
+    /// An index into each choice.
+    pub plan: Vec<usize>,
+    /// The plan's cost.
+    incumbent: f64,
+}
+
+impl Bound {
+    /// Whether every plan that takes, in choice `k`, an option whose cost + λ·usage is `term`
+    /// costs more than the incumbent (so no optimal plan takes it).
+    pub fn excludes(&self, k: usize, term: f64) -> bool {
+        let slack = 1e-9 * self.incumbent.abs() + 1e-12;
+        self.total - self.minima[k] + term > self.incumbent + slack
+    }
+}
+
+/// The bound of `choices` under `budget`; None when no λ makes the greedy plan meet it.
 /// `choices[k][o]` is None for options that have no variable anyway.
-pub(crate) fn prune(choices: &[Vec<Option<Option_>>], budget: f64) -> Option<(Vec<Vec<bool>>, Vec<usize>)> {
+pub(crate) fn bound(choices: &[Vec<Option<Option_>>], budget: f64) -> Option<Bound> {
     // The plan minimising c + λ·a in every choice, ties to the smaller usage.
     let greedy = |lambda: f64| -> Option<(Vec<usize>, f64)> {
         let mut usage = 0.0;
@@ -57,16 +81,22 @@ pub(crate) fn prune(choices: &[Vec<Option<Option_>>], budget: f64) -> Option<(Ve
     let term = |x: &Option_| x.cost + lambda * x.usage;
     let minima: Vec<f64> =
         choices.iter().map(|options| options.iter().flatten().map(term).fold(f64::INFINITY, f64::min)).collect();
-    let bound = minima.iter().sum::<f64>() - lambda * budget;
-    let slack = 1e-9 * incumbent.abs() + 1e-12;
+    let total = minima.iter().sum::<f64>() - lambda * budget;
+    Some(Bound { lambda, minima, total, plan, incumbent })
+}
+
+/// The options to drop (`drop[k][o]`) and the greedy plan (`plan[k]`, an index into choice k)
+/// whose objective justified it; None when no λ makes the greedy plan meet the budget.
+pub(crate) fn prune(choices: &[Vec<Option<Option_>>], budget: f64) -> Option<(Vec<Vec<bool>>, Vec<usize>)> {
+    let b = bound(choices, budget)?;
     let drop = choices
         .iter()
-        .zip(&minima)
-        .map(|(options, &m)| {
-            options.iter().map(|x| x.is_some_and(|x| bound - m + term(&x) > incumbent + slack)).collect()
+        .enumerate()
+        .map(|(k, options)| {
+            options.iter().map(|x| x.is_some_and(|x| b.excludes(k, x.cost + b.lambda * x.usage))).collect()
         })
         .collect();
-    Some((drop, plan))
+    Some((drop, b.plan))
 }
 
 /// Spends what the greedy plan left of the budget: repeatedly takes the single switch that

@@ -315,6 +315,29 @@ fn step_groups_let_a_layer_change_bits_and_pay_for_both_copies() {
     assert!((solved.evaluation.usage.memory - memory).abs() < 1e-9, "both copies of each weight are counted");
 }
 
+/// Under one budget on stored weights with step groups the program becomes a knapsack over each
+/// layer's stored-width sets (solved there, or its bound prunes the options); a second budget
+/// that binds nothing turns that off. Both must reach the same optimum, the first with fewer
+/// variables.
+#[test]
+fn the_stored_width_sets_reach_the_optimum_of_the_whole_program() {
+    let mut rng = ChaCha8Rng::seed_from_u64(11);
+    for case in 0..6 {
+        let problem = random_problem(&mut rng, 30, 2 + case % 3);
+        let resource = [Resource::Memory, Resource::AvgBits][case % 2];
+        let fraction = rng.random_range(0.15..0.4);
+        let budget = Budget { resource, amount: Amount::OfFullPrecision(fraction) };
+        let all_bops = Budget { resource: Resource::Bops, amount: Amount::OfFullPrecision(1.0) };
+        let pruned = solve(&problem, &options(budget, 0.0)).unwrap_or_else(|e| panic!("case {case}: {e}"));
+        let plain = SolveOptions { budgets: vec![budget, all_bops], ..options(budget, 0.0) };
+        let whole = solve(&problem, &plain).unwrap_or_else(|e| panic!("case {case}: {e}"));
+        assert_eq!((pruned.status.as_str(), whole.status.as_str()), ("optimal", "optimal"), "case {case}");
+        let (a, b) = (pruned.evaluation.objective, whole.evaluation.objective);
+        assert!((a - b).abs() <= 1e-9 * b.max(1e-12), "case {case}: pruned {a} vs whole {b}");
+        assert!(pruned.variables < whole.variables, "case {case}: {} vs {}", pruned.variables, whole.variables);
+    }
+}
+
 #[test]
 fn an_infeasible_budget_names_the_smallest_feasible_one() {
     let mut rng = ChaCha8Rng::seed_from_u64(5);

@@ -44,10 +44,13 @@ pub fn run(args: &SensitivityArgs) -> anyhow::Result<()> {
     }
     if summary.computed > 0 {
         println!(
-            "speed: {:.2} probes/s; probe / plain forward = {:.3} (plain pass {:.3} s)",
+            "speed: {:.2} probes/s; probe / plain forward = {:.3} (medians of {} probes and {} plain passes among \
+             them; plain pass {:.3} s)",
             summary.probes_per_second(),
             summary.probe_to_plain_ratio(),
-            summary.plain_pass.as_secs_f64()
+            summary.probe_times.len(),
+            summary.plain_passes.len(),
+            summary.plain_pass().as_secs_f64()
         );
     }
     if m.checked > 0 {
