@@ -33,8 +33,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
          MSE clipping, CPU ({} threads available). A probe is one pipeline run with one layer quantized; the ratio \
          divides the median probe wall time (quantization and metrics included, each window's session build \
          shared among its probes) by the median full-precision pass, timed among the probes (one every \
-         {PLAIN_EVERY}) so that both see the same load.\n\n| window (layers per session) | probes | plain passes | \
-         plain pass ms | probes/s | probe / plain |\n|---:|---:|---:|---:|---:|---:|\n",
+         {PLAIN_EVERY}) so that both see the same load. The shares split the probing time: window sessions and \
+         calibration, weight quantization, pipeline runs, image metrics, plain passes.\n\n| window (layers per \
+         session) | probes | plain passes | plain pass ms | probes/s | probe / plain | sessions | quantize | runs | \
+         metrics | plain |\n|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
         std::thread::available_parallelism().map_or(1, |n| n.get())
     );
     for window in [1, 16, LAYERS] {
@@ -43,13 +45,22 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let out = dir.path().join(format!("window{window}.parquet"));
         let (summary, _) = run_to_table(&mut run, &out, Existing::Overwrite, &mut Silent)?;
         table += &format!(
-            "| {window} | {} | {} | {:.1} | {:.2} | {:.3} |\n",
+            "| {window} | {} | {} | {:.1} | {:.2} | {:.3} |",
             summary.computed,
             summary.plain_passes.len(),
             summary.plain_pass().as_secs_f64() * 1e3,
             summary.probes_per_second(),
             summary.probe_to_plain_ratio()
         );
+        let p = &summary.phases;
+        for time in [p.sessions, p.quantize, p.runs, p.image_metrics, p.plain] {
+            table += &format!(" {:.1}% |", 100.0 * time.as_secs_f64() / summary.probing.as_secs_f64());
+        }
+        table += "\n";
     }
+    table += &format!(
+        "\npeak memory of the process: {:.1} MB resident\n",
+        bitsearch_types::peak_resident_bytes() as f64 / 1e6
+    );
     Ok(common::publish("sensitivity.md", &table)?)
 }

@@ -21,4 +21,4 @@ mod run;
 pub use config::SensitivityConfig;
 pub use error::{Result, SensitivityError};
 pub use journal::{Journal, journal_path};
-pub use run::{Existing, PLAIN_EVERY, Progress, SensitivityRun, Silent, Summary, run_to_table};
+pub use run::{Existing, PLAIN_EVERY, Phases, Progress, SensitivityRun, Silent, Summary, run_to_table};

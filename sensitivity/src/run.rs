@@ -73,6 +73,39 @@ pub struct Summary {
     /// Wall time of the probing phase: session builds, quantization, calibration, runs, and
     /// the plain passes among them.
     pub probing: Duration,
+    /// Where that time went.
+    pub phases: Phases,
+}
+
+/// Where a run's probing time went, summed over its probes.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Phases {
+    /// Window sessions built, activation ranges calibrated, bias shifts measured.
+    pub sessions: Duration,
+    /// Weights fake-quantized (with the clipping search).
+    pub quantize: Duration,
+    /// The probes' pipeline runs, with the per-step SQNR against the reference.
+    pub runs: Duration,
+    /// MSE and SSIM of the final images.
+    pub image_metrics: Duration,
+    /// The plain passes among the probes.
+    pub plain: Duration,
+    /// Rows written to the journal.
+    pub journal: Duration,
+}
+
+impl Phases {
+    /// Each phase with its name, in the order of a probe.
+    pub fn named(&self) -> [(&'static str, Duration); 6] {
+        [
+            ("sessions and calibration", self.sessions),
+            ("weight quantization", self.quantize),
+            ("runs", self.runs),
+            ("image metrics", self.image_metrics),
+            ("plain passes", self.plain),
+            ("journal", self.journal),
+        ]
+    }
 }
 
 impl Summary {
@@ -213,6 +246,7 @@ impl SensitivityRun {
             plain_passes: Vec::new(),
             probe_times: Vec::new(),
             probing: Duration::ZERO,
+            phases: Phases::default(),
         };
         if todo == 0 {
             return Ok(summary);
@@ -252,12 +286,14 @@ impl SensitivityRun {
             };
             let (points, ranges) = self.load_window(window)?;
             let setup = window_started.elapsed();
+            summary.phases.sessions += setup;
             let first_time = summary.probe_times.len();
             for probe in probes {
                 if summary.computed > 0 && summary.computed.is_multiple_of(PLAIN_EVERY) {
                     let started = Instant::now();
                     (0..plain.batches()).try_for_each(|b| plain.run(b, &mut Record::default()).map(drop))?;
                     summary.plain_passes.push(started.elapsed());
+                    summary.phases.plain += started.elapsed();
                 }
                 let probe_started = Instant::now();
                 let weight_name = self.layers[probe.layer].weight.clone();
@@ -265,8 +301,10 @@ impl SensitivityRun {
                     (Some(form), Some(name)) => {
                         let key = (probe.layer, form);
                         if let Entry::Vacant(slot) = weights.entry(key) {
+                            let started = Instant::now();
                             let (scheme, layer) = (&self.config.quantizer.weight, &self.layers[probe.layer]);
                             slot.insert(fake_quantized_weight(&self.model, layer, scheme, form)?);
+                            summary.phases.quantize += started.elapsed();
                         }
                         weights.get(&key).map(|(w, bytes)| (name.as_str(), w, *bytes))
                     }
@@ -281,24 +319,31 @@ impl SensitivityRun {
                 };
                 let scores = match base_scores {
                     Some(scores) if at_base => scores,
-                    _ if at_base => {
-                        let scores = self.score(probe, None, None, &[], &ranges, &reference)?;
-                        base_scores = Some(scores);
-                        scores
-                    }
                     _ => {
-                        let quantized = weight.map(|(name, w, _)| (name, w));
-                        self.score(probe, quantized, bias, &layer_points, &ranges, &reference)?
+                        let (scores, times) = if at_base {
+                            self.score(probe, None, None, &[], &ranges, &reference)?
+                        } else {
+                            let quantized = weight.map(|(name, w, _)| (name, w));
+                            self.score(probe, quantized, bias, &layer_points, &ranges, &reference)?
+                        };
+                        if at_base {
+                            base_scores = Some(scores);
+                        }
+                        summary.phases.runs += times.runs;
+                        summary.phases.image_metrics += times.image_metrics;
+                        scores
                     }
                 };
                 let row = self.row(probe, weight.map_or(0, |(_, _, bytes)| bytes), scores);
+                let started = Instant::now();
+                journal.append(&row)?;
+                summary.phases.journal += started.elapsed();
                 if !at_base || summary.at_base == 0 {
                     summary.probe_times.push(probe_started.elapsed());
                 }
                 summary.computed += 1;
                 summary.at_base += usize::from(at_base);
                 summary.nonfinite += usize::from(row.nonfinite > 0);
-                journal.append(&row)?;
                 progress.finished(&row);
             }
             let timed = &mut summary.probe_times[first_time..];
@@ -416,7 +461,8 @@ impl SensitivityRun {
         Ok(ranges)
     }
 
-    /// Runs one probe over every batch and compares it with the reference.
+    /// Runs one probe over every batch and compares it with the reference; the time its runs
+    /// and image metrics took.
     fn score(
         &mut self,
         probe: &Probe,
@@ -425,7 +471,7 @@ impl SensitivityRun {
         points: &[&FakeQuantPoint],
         ranges: &HashMap<String, StepRanges>,
         reference: &[Reference],
-    ) -> Result<Scores> {
+    ) -> Result<(Scores, Phases)> {
         let layer = &self.layers[probe.layer];
         let steps = self.steps[probe.step_group].clone();
         // Activation parameters of every step the probe quantizes.
@@ -451,6 +497,7 @@ impl SensitivityRun {
             }
         }
         let (mut sqnr, mut mse, mut ssim_sum, mut items, mut nonfinite) = (Sqnr::default(), Mse::default(), 0.0, 0, 0);
+        let mut phases = Phases::default();
         for (b, fp) in reference.iter().enumerate() {
             let mut control = ProbeControl {
                 reference: &fp.outputs,
@@ -461,22 +508,27 @@ impl SensitivityRun {
                 sqnr: &mut sqnr,
                 nonfinite: &mut nonfinite,
             };
+            let started = Instant::now();
             let images = self.workload.run(b, &mut control)?;
+            phases.runs += started.elapsed();
+            let started = Instant::now();
             nonfinite += count_nonfinite(images.view());
             mse.add(fp.images.view(), images.view());
             let per_item = ssim_per_item(fp.images.view(), images.view());
             items += per_item.len();
             ssim_sum += per_item.iter().sum::<f64>();
+            phases.image_metrics += started.elapsed();
         }
         // A non-finite output is the worst a probe can do on every metric.
         let finite = nonfinite == 0;
-        Ok(Scores {
+        let scores = Scores {
             sqnr_db: if finite { sqnr.db() } else { f64::NEG_INFINITY },
             ssim: if finite { ssim_sum / items.max(1) as f64 } else { -1.0 },
             mse: if finite { mse.value() } else { f64::INFINITY },
             psnr_db: if finite { mse.psnr_db() } else { f64::NEG_INFINITY },
             nonfinite,
-        })
+        };
+        Ok((scores, phases))
     }
 
     /// The table row of `probe`, whose weight takes `weight_bytes` stored.

@@ -84,6 +84,10 @@ fn plain_passes_are_timed_among_the_probes() {
     assert_eq!(summary.probe_times.len(), n);
     let timed: std::time::Duration = summary.probe_times.iter().sum();
     assert!(timed <= summary.probing, "{timed:?} of {:?}", summary.probing);
+    // The phases are parts of the probing time, and every phase was timed.
+    let phases: std::time::Duration = summary.phases.named().iter().map(|(_, t)| *t).sum();
+    assert!(phases <= summary.probing, "{phases:?} of {:?}", summary.probing);
+    assert!(summary.phases.named().iter().all(|(_, t)| !t.is_zero()), "{:?}", summary.phases);
     let ratio = summary.probe_to_plain_ratio();
     assert!(ratio.is_finite() && ratio > 0.0, "{ratio}");
 }
