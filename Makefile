@@ -108,11 +108,12 @@ test: setup models check-deps
 check-deps:
 	scripts/check-deps.sh
 
-## bench: timing tables under out/bench/ (speed claims live here, not in tests), the
-## fidelity-and-cost table of applied plans (out/bench/fidelity.md, about 25 minutes), the
-## corrections on and off (out/bench/corrections.md, about 35 minutes) and the frontier with and
-## without float16, group sizes and E4M3 (out/bench/frontier.md, about 50 minutes, 12 of them the
-## measured shrinkage searches)
+## bench: timing tables under out/bench/ (speed claims live here, not in tests; the scaling
+## table about 20 minutes, most of it the 1000-layer run), the fidelity-and-cost table of
+## applied plans (out/bench/fidelity.md, about 25 minutes), the corrections on and off
+## (out/bench/corrections.md, about 35 minutes) and the frontier with and without float16,
+## group sizes and E4M3 (out/bench/frontier.md, about 50 minutes, 12 of them the measured
+## shrinkage searches)
 bench: setup models
 	cargo bench --bench runtime
 	cargo bench --bench sensitivity
