@@ -691,7 +691,8 @@ fn reduce_stored(
     if stored(&bound.plan) < lower {
         return None;
     }
-    if let Some((plan, variables, constraints)) = best_sets(&choices, &bound, (lower - fixed, limit - fixed)) {
+    let window = (lower - fixed, limit - fixed);
+    if let Some((plan, variables, constraints)) = best_sets(&choices, &bound, window, options.time_limit) {
         let used = stored(&plan);
         if used >= lower && used <= limit {
             let mut assignment: Assignment = problem.layers.iter().map(|_| vec![None; groups]).collect();
@@ -722,12 +723,14 @@ fn reduce_stored(
 }
 
 /// The knapsack over the options of `choices` that `bound` keeps, with its usage within
-/// `window` (lower, upper), solved by HiGHS to proven optimality: an index into each choice,
-/// and the program's variables and constraints; None if HiGHS proves none.
+/// `window` (lower, upper), solved by HiGHS to proven optimality within `time_limit` seconds: an
+/// index into each choice, and the program's variables and constraints; None if HiGHS proves
+/// none.
 fn best_sets(
     choices: &[Vec<Option<reduce::Option_>>],
     bound: &reduce::Bound,
     (lower, upper): (f64, f64),
+    time_limit: f64,
 ) -> Option<(Vec<usize>, usize, usize)> {
     let mut vars = ProblemVariables::new();
     let kept: Vec<Vec<(usize, reduce::Option_, Variable)>> = choices
@@ -759,6 +762,7 @@ fn best_sets(
     // The caller checks the plan's bytes exactly; a loose tolerance would let it overrun.
     highs.set_option("primal_feasibility_tolerance", 1e-10);
     highs.set_option("mip_feasibility_tolerance", 1e-10);
+    highs.set_option("time_limit", time_limit);
     highs.set_option("threads", 1);
     let solved = highs.try_solve().ok()?;
     if solved.status() != HighsModelStatus::Optimal {
