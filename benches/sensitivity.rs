@@ -54,7 +54,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         );
         let p = &summary.phases;
         for time in [p.sessions, p.quantize, p.runs, p.image_metrics, p.plain] {
-            table += &format!(" {:.1}% |", 100.0 * time.as_secs_f64() / summary.probing.as_secs_f64());
+            table += &format!(" {:.1}% |", summary.share(time));
         }
         table += "\n";
     }

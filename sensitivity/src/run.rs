@@ -113,6 +113,11 @@ impl Summary {
         self.computed as f64 / self.probing.as_secs_f64().max(f64::MIN_POSITIVE)
     }
 
+    /// `time` as a percentage of the probing time.
+    pub fn share(&self, time: Duration) -> f64 {
+        100.0 * time.as_secs_f64() / self.probing.as_secs_f64().max(f64::MIN_POSITIVE)
+    }
+
     /// The median plain pass.
     pub fn plain_pass(&self) -> Duration {
         median(&self.plain_passes)
@@ -161,6 +166,18 @@ pub struct SensitivityRun {
 struct Reference {
     outputs: Vec<ArrayD<f32>>,
     images: ArrayD<f32>,
+}
+
+/// A full-precision pass over every batch of `workload`, on the session it holds: the reference,
+/// and the plain passes timed beside the probes.
+fn full_pass(workload: &mut dyn Workload) -> Result<Vec<Reference>> {
+    (0..workload.batches())
+        .map(|b| {
+            let mut record = Record::default();
+            let images = workload.run(b, &mut record)?;
+            Ok(Reference { outputs: record.outputs, images })
+        })
+        .collect()
 }
 
 impl SensitivityRun {
@@ -256,11 +273,11 @@ impl SensitivityRun {
         // reference itself and two more).
         self.workload.run(0, &mut Record::default())?;
         let started = Instant::now();
-        let reference = self.reference()?;
+        let reference = full_pass(self.workload.as_mut())?;
         summary.plain_passes.push(started.elapsed());
         for _ in 0..PLAIN_PASSES - 1 {
             let started = Instant::now();
-            self.reference()?;
+            full_pass(self.workload.as_mut())?;
             summary.plain_passes.push(started.elapsed());
         }
         // The windows replace the workload's session: plain passes among the probes run on a
@@ -291,7 +308,7 @@ impl SensitivityRun {
             for probe in probes {
                 if summary.computed > 0 && summary.computed.is_multiple_of(PLAIN_EVERY) {
                     let started = Instant::now();
-                    (0..plain.batches()).try_for_each(|b| plain.run(b, &mut Record::default()).map(drop))?;
+                    full_pass(plain.as_mut())?;
                     summary.plain_passes.push(started.elapsed());
                     summary.phases.plain += started.elapsed();
                 }
@@ -356,17 +373,6 @@ impl SensitivityRun {
 
     fn session_options(&self) -> SessionOptions {
         SessionOptions { device: self.device, threads: self.config.generation.threads, ..Default::default() }
-    }
-
-    /// The full-precision pass, on the session the workload opened with.
-    fn reference(&mut self) -> Result<Vec<Reference>> {
-        (0..self.workload.batches())
-            .map(|b| {
-                let mut record = Record::default();
-                let images = self.workload.run(b, &mut record)?;
-                Ok(Reference { outputs: record.outputs, images })
-            })
-            .collect()
     }
 
     /// Builds the window's session: its layers' weights overridable, and fake quantizers on

@@ -454,13 +454,7 @@ fn program(
     }
 
     // Solved by HiGHS directly (good_lp builds the model) to read the status and the gap.
-    let mut highs = model.try_into_inner().map_err(|e| SolverError::Solver(e.to_string()))?;
-    highs.make_quiet();
-    // Proven optimality: no relative or absolute gap tolerated.
-    highs.set_option("mip_rel_gap", 0.0);
-    highs.set_option("mip_abs_gap", 0.0);
-    highs.set_option("time_limit", options.time_limit);
-    highs.set_option("threads", 1);
+    let highs = exact(model, options.time_limit).map_err(SolverError::Solver)?;
     let solved = highs.try_solve().map_err(|e| SolverError::Solver(format!("{e:?}")))?;
     let status = match solved.status() {
         HighsModelStatus::Optimal => "optimal",
@@ -755,15 +749,10 @@ fn best_sets(
     let used: Expression = kept.iter().flatten().map(|&(_, x, v)| x.usage / upper * v).sum();
     model.add_constraint(used.clone().leq(1.0));
     model.add_constraint(used.geq(lower / upper));
-    let mut highs = model.try_into_inner().ok()?;
-    highs.make_quiet();
-    highs.set_option("mip_rel_gap", 0.0);
-    highs.set_option("mip_abs_gap", 0.0);
+    let mut highs = exact(model, time_limit).ok()?;
     // The caller checks the plan's bytes exactly; a loose tolerance would let it overrun.
     highs.set_option("primal_feasibility_tolerance", 1e-10);
     highs.set_option("mip_feasibility_tolerance", 1e-10);
-    highs.set_option("time_limit", time_limit);
-    highs.set_option("threads", 1);
     let solved = highs.try_solve().ok()?;
     if solved.status() != HighsModelStatus::Optimal {
         return None;
@@ -785,6 +774,18 @@ fn best_sets(
         })
         .collect::<Option<Vec<usize>>>()?;
     Some((plan, column, kept.len() + 2))
+}
+
+/// HiGHS's own model of `model`, quiet, on one thread, set to prove optimality (no relative or
+/// absolute gap tolerated) within `time_limit` seconds.
+fn exact(model: good_lp::solvers::highs::HighsProblem, time_limit: f64) -> std::result::Result<highs::Model, String> {
+    let mut highs = model.try_into_inner().map_err(|e| e.to_string())?;
+    highs.make_quiet();
+    highs.set_option("mip_rel_gap", 0.0);
+    highs.set_option("mip_abs_gap", 0.0);
+    highs.set_option("time_limit", time_limit);
+    highs.set_option("threads", 1);
+    Ok(highs)
 }
 
 /// A binary variable and the HiGHS column it becomes.

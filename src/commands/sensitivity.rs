@@ -52,13 +52,8 @@ pub fn run(args: &SensitivityArgs) -> anyhow::Result<()> {
             summary.plain_passes.len(),
             summary.plain_pass().as_secs_f64()
         );
-        let probing = summary.probing.as_secs_f64().max(f64::MIN_POSITIVE);
-        let phases: Vec<String> = summary
-            .phases
-            .named()
-            .iter()
-            .map(|(name, time)| format!("{name} {:.1}%", 100.0 * time.as_secs_f64() / probing))
-            .collect();
+        let phases: Vec<String> =
+            summary.phases.named().iter().map(|&(name, time)| format!("{name} {:.1}%", summary.share(time))).collect();
         println!("probing time: {}", phases.join(", "));
         println!("peak memory: {:.1} MB resident", bitsearch_types::peak_resident_bytes() as f64 / 1e6);
     }
