@@ -272,6 +272,10 @@ pub struct SensitivityArgs {
     /// Layers per session [default: 16].
     #[arg(long)]
     pub window: Option<usize>,
+    /// Megabytes for the values crossing the windows' cuts, so that a probe runs only the graph
+    /// below its window; 0 runs every probe on the whole model [default: 2000].
+    #[arg(long)]
+    pub cache_mb: Option<usize>,
     #[arg(long)]
     pub device: Option<bitsearch_runtime::Device>,
     /// ONNX Runtime intra-op threads [default: one per core].

@@ -49,6 +49,11 @@ pub struct SensitivityConfig {
     /// Layers whose weights one session can replace; a session is built per window, so larger
     /// windows build fewer sessions but lose more of ONNX Runtime's weight pre-packing.
     pub window: usize,
+    /// Megabytes (10^6 bytes) for the full-precision values that cross the windows' cuts: a
+    /// probe's first quantized step then runs only the graph below its window. Values beyond
+    /// it are not kept (those batches run the whole model); 0 runs every probe on the whole
+    /// model.
+    pub cache_mb: usize,
     /// Items, sampler and sessions (MixDQ used 32 prompts).
     pub generation: WorkloadSpec,
     /// A plan the probes start from instead of the float model: every layer it quantizes holds
@@ -74,6 +79,7 @@ impl Default for SensitivityConfig {
             layers: Vec::new(),
             groups: BTreeMap::new(),
             window: 16,
+            cache_mb: 2000,
             generation: WorkloadSpec::default(),
             base: None,
         }

@@ -20,6 +20,9 @@ pub enum SensitivityError {
     Pipeline(#[from] bitsearch_pipeline::PipelineError),
     #[error(transparent)]
     Apply(#[from] bitsearch_quant::ApplyError),
+    /// The thread quantizing a window's weights ended before the window's last weight.
+    #[error("the weight quantizer thread stopped early (it panicked)")]
+    QuantizerStopped,
 }
 
 impl SensitivityError {

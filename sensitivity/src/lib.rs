@@ -13,12 +13,14 @@
 
 mod base;
 pub mod config;
+mod cut;
 mod error;
 pub mod journal;
 pub mod probes;
 mod run;
 
 pub use config::SensitivityConfig;
+pub use cut::CacheStats;
 pub use error::{Result, SensitivityError};
 pub use journal::{Journal, journal_path};
 pub use run::{Existing, PLAIN_EVERY, Phases, Progress, SensitivityRun, Silent, Summary, run_to_table};

@@ -4,6 +4,7 @@
 
 use crate::base::Base;
 use crate::config::{SensitivityConfig, in_generation};
+use crate::cut::{CacheStats, CutCache};
 use crate::error::{Result, SensitivityError};
 use crate::journal::{Journal, journal_path};
 use crate::probes::{Probe, Window, plan, shard, step_groups};
@@ -17,13 +18,22 @@ use bitsearch_quant::{ActQuantizer, ApplyError, StepRanges, fake_quantized_weigh
 use bitsearch_records::table::TABLE_FORMAT;
 use bitsearch_records::{ProbeRow, RunMeta, SensitivityTable, Shard};
 use bitsearch_runtime::{ActiveDevice, Device, SessionOptions, layers_with_costs};
+use bitsearch_types::quantizer::WeightScheme;
 use bitsearch_types::{Component, FLOAT_BITS, Layer, LayerKind, MetricGroup, Role, WeightForm};
 use ndarray::{ArrayD, ArrayViewD, IxDyn};
+use std::borrow::Cow;
 use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet};
 use std::ops::Range;
 use std::path::Path;
+use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
+
+/// Activation ranges by [`range_key`].
+type Ranges = HashMap<String, StepRanges>;
+
+/// Values fed to a session by name.
+type Feeds<'a> = Vec<(&'a str, ArrayViewD<'a, f32>)>;
 
 /// Per (layer, weight bits, split, step group): the bias initializer and its corrected values.
 type CorrectedBiases = HashMap<(usize, WeightForm, usize), (String, ArrayD<f32>)>;
@@ -75,11 +85,15 @@ pub struct Summary {
     pub probing: Duration,
     /// Where that time went.
     pub phases: Phases,
+    /// The values fed to the windows' cuts (downstream-only probes).
+    pub cache: CacheStats,
 }
 
 /// Where a run's probing time went, summed over its probes.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct Phases {
+    /// Passes capturing the values that cross the windows' cuts.
+    pub capture: Duration,
     /// Window sessions built, activation ranges calibrated, bias shifts measured.
     pub sessions: Duration,
     /// Weights fake-quantized (with the clipping search).
@@ -96,8 +110,9 @@ pub struct Phases {
 
 impl Phases {
     /// Each phase with its name, in the order of a probe.
-    pub fn named(&self) -> [(&'static str, Duration); 6] {
+    pub fn named(&self) -> [(&'static str, Duration); 7] {
         [
+            ("cut values captured", self.capture),
             ("sessions and calibration", self.sessions),
             ("weight quantization", self.quantize),
             ("runs", self.runs),
@@ -148,7 +163,7 @@ pub struct SensitivityRun {
     workload: Box<dyn Workload>,
     /// The denoiser as loaded: what the probes quantize, and (without a base) what every
     /// window's session is built from.
-    model: Model,
+    model: Arc<Model>,
     /// The plan the probes start from, if any: its model is what the sessions run.
     base: Option<Base>,
     /// The device the first session settled on (`auto` resolved once, not per window).
@@ -233,7 +248,19 @@ impl SensitivityRun {
             ActiveDevice::Cuda => Device::Cuda,
         };
         let path = model.to_path_buf();
-        Ok(Self { path, workload, model: denoiser, base, device, config, layers, groups, windows, steps, meta })
+        Ok(Self {
+            path,
+            workload,
+            model: Arc::new(denoiser),
+            base,
+            device,
+            config,
+            layers,
+            groups,
+            windows,
+            steps,
+            meta,
+        })
     }
 
     pub fn meta(&self) -> &RunMeta {
@@ -264,6 +291,7 @@ impl SensitivityRun {
             probe_times: Vec::new(),
             probing: Duration::ZERO,
             phases: Phases::default(),
+            cache: CacheStats::default(),
         };
         if todo == 0 {
             return Ok(summary);
@@ -288,6 +316,7 @@ impl SensitivityRun {
         // Every probe of a layer at its base form measures the base itself: one pass for all.
         let mut base_scores: Option<Scores> = None;
         let windows = self.windows.clone();
+        let mut cache = self.cut_cache(&windows);
         for (w, window) in windows.iter().enumerate() {
             let probes: Vec<&Probe> = window.probes.iter().filter(pending).collect();
             if probes.is_empty() {
@@ -301,9 +330,20 @@ impl SensitivityRun {
             } else {
                 HashMap::new()
             };
-            let (points, ranges) = self.load_window(window)?;
+            let jobs = probes.iter().filter_map(|p| Some((p.layer, p.weight?))).filter(|k| !weights.contains_key(k));
+            let quantizing = Quantizing::start(&self.model, &self.layers, self.config.quantizer.weight, jobs.collect());
+            let capture_started = Instant::now();
+            let model = self.base.as_ref().map_or(&*self.model, |b| &b.model);
+            let options = self.session_options();
+            let capture = if cache.prepare(w, self.workload.as_mut(), model, &options)? {
+                capture_started.elapsed()
+            } else {
+                Duration::ZERO
+            };
+            summary.phases.capture += capture;
+            let (points, ranges, cut) = self.load_window(window, w, &cache)?;
             let setup = window_started.elapsed();
-            summary.phases.sessions += setup;
+            summary.phases.sessions += setup - capture;
             let first_time = summary.probe_times.len();
             for probe in probes {
                 if summary.computed > 0 && summary.computed.is_multiple_of(PLAIN_EVERY) {
@@ -317,12 +357,9 @@ impl SensitivityRun {
                 let weight = match (probe.weight, &weight_name) {
                     (Some(form), Some(name)) => {
                         let key = (probe.layer, form);
-                        if let Entry::Vacant(slot) = weights.entry(key) {
-                            let started = Instant::now();
-                            let (scheme, layer) = (&self.config.quantizer.weight, &self.layers[probe.layer]);
-                            slot.insert(fake_quantized_weight(&self.model, layer, scheme, form)?);
-                            summary.phases.quantize += started.elapsed();
-                        }
+                        let started = Instant::now();
+                        quantizing.wait(key, &mut weights)?;
+                        summary.phases.quantize += started.elapsed();
                         weights.get(&key).map(|(w, bytes)| (name.as_str(), w, *bytes))
                     }
                     _ => None,
@@ -337,12 +374,15 @@ impl SensitivityRun {
                 let scores = match base_scores {
                     Some(scores) if at_base => scores,
                     _ => {
-                        let (scores, times) = if at_base {
-                            self.score(probe, None, None, &[], &ranges, &reference)?
+                        let below = Below { at: cut, window: w, cache: &cache };
+                        let (scores, times, cut_runs) = if at_base {
+                            self.score(probe, None, None, &[], &ranges, &reference, below)?
                         } else {
                             let quantized = weight.map(|(name, w, _)| (name, w));
-                            self.score(probe, quantized, bias, &layer_points, &ranges, &reference)?
+                            self.score(probe, quantized, bias, &layer_points, &ranges, &reference, below)?
                         };
+                        summary.cache.cut_runs += cut_runs;
+                        summary.cache.whole_runs += reference.len() - cut_runs;
                         if at_base {
                             base_scores = Some(scores);
                         }
@@ -368,6 +408,8 @@ impl SensitivityRun {
             timed.iter_mut().for_each(|t| *t += share);
         }
         summary.probing = started.elapsed();
+        summary.cache =
+            CacheStats { cut_runs: summary.cache.cut_runs, whole_runs: summary.cache.whole_runs, ..cache.stats };
         Ok(summary)
     }
 
@@ -421,26 +463,75 @@ impl SensitivityRun {
         Ok(corrected)
     }
 
-    fn load_window(&mut self, window: &Window) -> Result<(Vec<FakeQuantPoint>, HashMap<String, StepRanges>)> {
+    /// Builds the sessions of window `w` (its `w`-th window in this shard): the whole model
+    /// with the window's layers' weights overridable, and fake quantizers on their inputs
+    /// when activations are probed; and where `cache` holds the values crossing the window's
+    /// cut, the graph below the window too. Returns the quantizers with the per-step ranges of
+    /// the activations they quantize, and which loaded model is the cut.
+    fn load_window(
+        &mut self,
+        window: &Window,
+        w: usize,
+        cache: &CutCache,
+    ) -> Result<(Vec<FakeQuantPoint>, Ranges, Option<usize>)> {
         let mut options = self.session_options();
         options.overridable = window.layers.iter().filter_map(|&l| self.layers[l].weight.clone()).collect();
         if self.config.bias_correction {
             let biases = window.layers.iter().filter_map(|&l| bias_of(&self.model, &self.layers[l]));
             options.overridable.extend(biases.map(|(name, _)| name));
         }
-        if self.config.a_bits.is_empty() {
-            let model = self.base.as_ref().map_or(&self.model, |b| &b.model);
-            self.workload.load(model, &options)?;
-            return Ok((Vec::new(), HashMap::new()));
-        }
-        let bos = self.config.bos_aware;
-        let chosen: Vec<(usize, &Layer, bool)> =
-            window.layers.iter().map(|&l| (l, &self.layers[l], bos && self.layers[l].role.reads_text())).collect();
-        let (model, points) = rewrite::insert_fake_quantizers(&self.model, &chosen)?;
-        let ranges = self.calibrate(&points)?;
-        options.overridable.extend(points.iter().flat_map(|p| p.parameters().map(str::to_string)));
-        self.workload.load(&model, &options)?;
-        Ok((points, ranges))
+        let (model, points, ranges) = if self.config.a_bits.is_empty() {
+            let model = self.base.as_ref().map_or(&*self.model, |b| &b.model);
+            (Cow::Borrowed(model), Vec::new(), HashMap::new())
+        } else {
+            let bos = self.config.bos_aware;
+            let chosen: Vec<(usize, &Layer, bool)> =
+                window.layers.iter().map(|&l| (l, &self.layers[l], bos && self.layers[l].role.reads_text())).collect();
+            let (model, points) = rewrite::insert_fake_quantizers(&self.model, &chosen)?;
+            let ranges = self.calibrate(&points)?;
+            options.overridable.extend(points.iter().flat_map(|p| p.parameters().map(str::to_string)));
+            (Cow::Owned(model), points, ranges)
+        };
+        let nodes: Vec<&str> = window.layers.iter().map(|&l| self.layers[l].name.as_str()).collect();
+        let sources: Vec<&str> = options.overridable.iter().map(String::as_str).collect();
+        // The cut of the window's own model must read what the cache captured on the plain one.
+        let cut = cache.crossing(w).and_then(|crossing| {
+            let cut = rewrite::cut_below(&model, &nodes, &sources)?;
+            let same = cut.fed.len() == crossing.len() && cut.fed.iter().all(|n| crossing.contains(n));
+            same.then_some(cut)
+        });
+        // The whole model runs every step after a probe's first, and batches the cache lacks.
+        let whole = self.workload.steps() > 1;
+        let at = match cut {
+            None => {
+                self.workload.load(&model, &options)?;
+                None
+            }
+            Some(cut) if !whole && cache.holds_all(w) => {
+                self.workload.load(&cut.model, &options)?;
+                Some(0)
+            }
+            Some(cut) => {
+                self.workload.load_steps(&[model.into_owned(), cut.model], Vec::new(), &options)?;
+                Some(1)
+            }
+        };
+        Ok((points, ranges, at))
+    }
+
+    /// The cache of the values crossing each window's cut, none where `cache_mb` is 0.
+    fn cut_cache(&self, windows: &[Window]) -> CutCache {
+        let budget = self.config.cache_mb * 1_000_000;
+        let model = self.base.as_ref().map_or(&*self.model, |b| &b.model);
+        let crossing = windows
+            .iter()
+            .map(|window| {
+                let nodes: Vec<&str> = window.layers.iter().map(|&l| self.layers[l].name.as_str()).collect();
+                (budget > 0).then(|| rewrite::crossing(model, &nodes, &[])).flatten()
+            })
+            .collect();
+        let starts = self.steps.iter().map(|g| g.start).collect();
+        CutCache::new(budget, crossing, starts, self.workload.batches())
     }
 
     /// Per-step ranges of the activations `points` quantize, over a full-precision pass of
@@ -455,7 +546,7 @@ impl SensitivityRun {
         tensors.dedup();
         let mut ranges: HashMap<String, StepRanges> = HashMap::new();
         let options = self.session_options();
-        workload::observe(self.workload.as_mut(), &self.model, &tensors, &options, |tensor, step, values| {
+        workload::observe(self.workload.as_mut(), &self.model, &tensors, &options, |tensor, _, step, values| {
             for first_row_float in [false, true] {
                 if points.iter().any(|p| p.tensor == tensor && p.first_row_float == first_row_float) {
                     let key = range_key(tensor, first_row_float);
@@ -468,7 +559,9 @@ impl SensitivityRun {
     }
 
     /// Runs one probe over every batch and compares it with the reference; the time its runs
-    /// and image metrics took.
+    /// and image metrics took, and how many batches ran their first quantized step below the
+    /// window's cut.
+    #[allow(clippy::too_many_arguments)]
     fn score(
         &mut self,
         probe: &Probe,
@@ -477,7 +570,8 @@ impl SensitivityRun {
         points: &[&FakeQuantPoint],
         ranges: &HashMap<String, StepRanges>,
         reference: &[Reference],
-    ) -> Result<(Scores, Phases)> {
+        below: Below<'_>,
+    ) -> Result<(Scores, Phases, usize)> {
         let layer = &self.layers[probe.layer];
         let steps = self.steps[probe.step_group].clone();
         // Activation parameters of every step the probe quantizes.
@@ -503,10 +597,13 @@ impl SensitivityRun {
             }
         }
         let (mut sqnr, mut mse, mut ssim_sum, mut items, mut nonfinite) = (Sqnr::default(), Mse::default(), 0.0, 0, 0);
-        let mut phases = Phases::default();
+        let (mut phases, mut cut_runs) = (Phases::default(), 0);
         for (b, fp) in reference.iter().enumerate() {
+            let cut = below.at.zip(below.cache.feeds(below.window, b, probe.step_group));
+            cut_runs += usize::from(cut.is_some());
             let mut control = ProbeControl {
                 reference: &fp.outputs,
+                cut,
                 steps: steps.clone(),
                 weight: weight.map(|(name, w)| (name, w.view())),
                 bias: bias.map(|(name, b)| (name, b.view())),
@@ -534,7 +631,7 @@ impl SensitivityRun {
             psnr_db: if finite { mse.psnr_db() } else { f64::NEG_INFINITY },
             nonfinite,
         };
-        Ok((scores, phases))
+        Ok((scores, phases, cut_runs))
     }
 
     /// The table row of `probe`, whose weight takes `weight_bytes` stored.
@@ -559,6 +656,47 @@ impl SensitivityRun {
             psnr_db: scores.psnr_db,
             nonfinite: scores.nonfinite,
         }
+    }
+}
+
+/// A window's quantized weights, computed on a thread of their own in probe order while the
+/// window's sessions are built and its probes run: the quantization (and its clipping search)
+/// leaves the critical path, but for the wait of a probe that overtakes it.
+struct Quantizing {
+    done: mpsc::Receiver<QuantizedJob>,
+}
+
+/// A (layer, form) quantized: the fake-quantized weight and its stored bytes.
+type QuantizedJob = ((usize, WeightForm), std::result::Result<(ArrayD<f32>, u64), ApplyError>);
+
+impl Quantizing {
+    fn start(model: &Arc<Model>, layers: &[Layer], scheme: WeightScheme, jobs: Vec<(usize, WeightForm)>) -> Self {
+        let (send, done) = mpsc::channel();
+        let model = Arc::clone(model);
+        let jobs: Vec<((usize, WeightForm), Layer)> = jobs.into_iter().map(|k| (k, layers[k.0].clone())).collect();
+        // Detached: once the window is done (or failed) the receiver is gone and the worker
+        // stops at its next weight.
+        std::thread::spawn(move || {
+            for (key, layer) in jobs {
+                if send.send((key, fake_quantized_weight(&model, &layer, &scheme, key.1))).is_err() {
+                    return;
+                }
+            }
+        });
+        Self { done }
+    }
+
+    /// Waits until `weights` holds `key`, keeping whatever the worker finished before it.
+    fn wait(
+        &self,
+        key: (usize, WeightForm),
+        weights: &mut HashMap<(usize, WeightForm), (ArrayD<f32>, u64)>,
+    ) -> Result<()> {
+        while !weights.contains_key(&key) {
+            let (finished, weight) = self.done.recv().map_err(|_| SensitivityError::QuantizerStopped)?;
+            weights.insert(finished, weight?);
+        }
+        Ok(())
     }
 }
 
@@ -589,11 +727,24 @@ impl StepControl for Record {
     }
 }
 
+/// Where a window's probes may run below its cut: the loaded model that is the cut, and the
+/// cache of what crosses it.
+#[derive(Clone, Copy)]
+struct Below<'a> {
+    at: Option<usize>,
+    window: usize,
+    cache: &'a CutCache,
+}
+
 /// One probe's run: before its step group the stored FP predictions stand in for the network
 /// (the inputs are the FP ones, so the outputs would be too); during the group the layer is
-/// quantized; after it the network runs in float on the drifted inputs.
+/// quantized, its first step below the window's cut where the cut is loaded and fed; after it
+/// the network runs in float on the drifted inputs.
 struct ProbeControl<'a> {
     reference: &'a [ArrayD<f32>],
+    /// The loaded model that is the window's cut, and the values crossing it at the group's
+    /// first step.
+    cut: Option<(usize, Feeds<'a>)>,
     steps: Range<usize>,
     weight: Option<(&'a str, ArrayViewD<'a, f32>)>,
     /// The layer's bias corrected for the quantized weight's mean output shift.
@@ -619,10 +770,17 @@ impl StepControl for ProbeControl<'_> {
                 overrides.extend(params.iter().map(|(name, v)| (name.as_str(), v.view())));
             }
         }
+        if let Some((_, fed)) = self.cut.as_ref().filter(|_| step == self.steps.start) {
+            overrides.extend(fed.iter().map(|(name, v)| (*name, v.view())));
+        }
         let output = first(evaluate(&overrides)?, step)?;
         self.sqnr.add(fp.view(), output.view());
         *self.nonfinite += count_nonfinite(output.view());
         Ok(output)
+    }
+
+    fn model(&self, _: usize, step: usize) -> Option<usize> {
+        self.cut.as_ref().filter(|_| step == self.steps.start).map(|(at, _)| *at)
     }
 }
 

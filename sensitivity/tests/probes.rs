@@ -92,6 +92,64 @@ fn plain_passes_are_timed_among_the_probes() {
     assert!(ratio.is_finite() && ratio > 0.0, "{ratio}");
 }
 
+/// The table of `config` run on the whole model (cache 0) and below the windows' cuts, row by
+/// row within the float floor, and what the cache did.
+fn below_the_cut_equals_the_whole_model(config: SensitivityConfig) -> bitsearch_sensitivity::CacheStats {
+    let dir = tempfile::tempdir().unwrap();
+    let model = save(&bitsearch_fixtures::attention_unet(false), dir.path(), "unet.onnx");
+    let run = |config: SensitivityConfig, name: &str| {
+        let mut run = SensitivityRun::open(&model, config, Shard::WHOLE).unwrap();
+        run_to_table(&mut run, &dir.path().join(name), Existing::Overwrite, &mut Silent).unwrap()
+    };
+    let (whole_summary, whole) = run(SensitivityConfig { cache_mb: 0, ..config.clone() }, "whole.parquet");
+    assert_eq!((whole_summary.cache.cut_runs, whole_summary.cache.captures), (0, 0));
+    let (summary, cut) = run(config, "cut.parquet");
+    assert_eq!(cut.rows.len(), whole.rows.len());
+    for (a, b) in whole.rows.iter().zip(&cut.rows) {
+        let what = format!("{} W{} A{} group {}", a.layer.name, a.w_bits, a.a_bits, a.step_group);
+        assert_eq!((a.probe, a.weight_bytes, a.nonfinite), (b.probe, b.weight_bytes, b.nonfinite), "{what}");
+        assert!(a.sqnr_db.is_finite() && a.sqnr_db < 80.0, "{what}: {} dB is not a real probe", a.sqnr_db);
+        assert!((a.sqnr_db - b.sqnr_db).abs() < 1e-4, "{what}: SQNR {} vs {}", a.sqnr_db, b.sqnr_db);
+        assert!((a.psnr_db - b.psnr_db).abs() < 1e-4, "{what}: PSNR {} vs {}", a.psnr_db, b.psnr_db);
+        assert!((a.ssim - b.ssim).abs() < 1e-7, "{what}: SSIM {} vs {}", a.ssim, b.ssim);
+    }
+    assert!(summary.cache.peak <= summary.cache.budget, "{:?}", summary.cache);
+    summary.cache
+}
+
+#[test]
+fn probes_below_the_cut_equal_probes_of_the_whole_model() {
+    // One step: every probe is one run below its window's cut.
+    let generation = WorkloadSpec { seeds: vec![0, 1, 2], batch: 2, ..steps(1) };
+    let config = SensitivityConfig { w_bits: vec![2, 4], window: 3, ..cpu_config(generation) };
+    let stats = below_the_cut_equals_the_whole_model(config.clone());
+    assert_eq!((stats.whole_runs, stats.captures), (0, 1), "{stats:?}");
+    assert!(stats.cut_runs > 0 && stats.peak > 0);
+    // Step groups, activation probes and bias correction: the first step of each group below the cut.
+    let generation = WorkloadSpec { seeds: vec![0, 1], ..steps(4) };
+    let config = SensitivityConfig {
+        w_bits: vec![4],
+        a_bits: vec![6],
+        step_groups: 2,
+        bias_correction: true,
+        window: 4,
+        ..cpu_config(generation)
+    };
+    let stats = below_the_cut_equals_the_whole_model(config);
+    assert!(stats.cut_runs > 0 && stats.whole_runs == 0, "{stats:?}");
+}
+
+#[test]
+fn a_budget_too_small_for_every_batch_runs_the_rest_on_the_whole_model() {
+    // The values crossing a cut of this UNet take a few kB per batch: 1 MB holds those of 40
+    // batches for some windows only, so later windows capture again, and what still does not
+    // fit runs on the whole model.
+    let generation = WorkloadSpec { seeds: (0..40).collect(), batch: 1, ..steps(1) };
+    let config = SensitivityConfig { w_bits: vec![4], window: 2, cache_mb: 1, ..cpu_config(generation) };
+    let stats = below_the_cut_equals_the_whole_model(config);
+    assert!(stats.cut_runs > 0 && stats.whole_runs > 0 && stats.captures > 1, "{stats:?}");
+}
+
 /// Runs the DDIM pipeline by hand: the network of `fp` outside `quantized_steps`, the one of
 /// `quantized` inside; returns every step's prediction and the final samples.
 fn by_hand(

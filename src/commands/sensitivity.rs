@@ -55,6 +55,15 @@ pub fn run(args: &SensitivityArgs) -> anyhow::Result<()> {
         let phases: Vec<String> =
             summary.phases.named().iter().map(|&(name, time)| format!("{name} {:.1}%", summary.share(time))).collect();
         println!("probing time: {}", phases.join(", "));
+        let cache = &summary.cache;
+        println!(
+            "below the cut: {} of {} batch runs, their values captured in {} passes, at most {:.1} of {:.0} MB held",
+            cache.cut_runs,
+            cache.cut_runs + cache.whole_runs,
+            cache.captures,
+            cache.peak as f64 / 1e6,
+            cache.budget as f64 / 1e6
+        );
         println!("peak memory: {:.1} MB resident", bitsearch_types::peak_resident_bytes() as f64 / 1e6);
     }
     if m.checked > 0 {
@@ -98,6 +107,7 @@ fn config(args: &SensitivityArgs) -> anyhow::Result<SensitivityConfig> {
     set(&mut c.step_groups, &args.step_groups);
     set(&mut c.layers, &args.layers);
     set(&mut c.window, &args.window);
+    set(&mut c.cache_mb, &args.cache_mb);
     c.base = args.base.clone().or(c.base.take());
     let w = &mut c.quantizer.weight;
     set(&mut w.clipping, &args.clipping);

@@ -83,6 +83,20 @@ impl DenoiserSessions {
         &mut self.sessions[index]
     }
 
+    /// The session of model `model` where a caller chooses one (a [`StepControl::model`]),
+    /// else the one that runs `step`.
+    ///
+    /// [`StepControl::model`]: crate::workload::StepControl::model
+    pub fn routed(&mut self, step: usize, model: Option<usize>) -> Result<&mut Session, String> {
+        match model {
+            None => Ok(self.for_step(step)),
+            Some(m) => {
+                let count = self.sessions.len();
+                self.sessions.get_mut(m).ok_or_else(|| format!("step {step}: no model {m} among the {count} loaded"))
+            }
+        }
+    }
+
     /// The first session (the one that declares the inputs every model shares).
     pub fn first(&self) -> &Session {
         &self.sessions[0]

@@ -83,7 +83,7 @@ pub fn calibrate(
     let mut tensors: Vec<String> = keys.iter().map(|(t, _)| t.clone()).collect();
     tensors.dedup();
     let mut ranges: HashMap<String, StepRanges> = HashMap::new();
-    workload::observe(workload, fp, &tensors, options, |tensor, step, values| {
+    workload::observe(workload, fp, &tensors, options, |tensor, _, step, values| {
         for (_, first) in keys.iter().filter(|(t, _)| t == tensor) {
             let observed = if *first { without_first_row(values.view()) } else { values.view() };
             ranges.entry(range_key(tensor, *first)).or_default().observe(step, observed);

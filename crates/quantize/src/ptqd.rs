@@ -45,7 +45,7 @@ pub fn fit(
     let mut call: Vec<ArrayD<f32>> = Vec::new();
     let mut failure = None;
     let last = &tensors[tensors.len() - 1];
-    workload::observe_steps(workload, &paired, by_step, &tensors, options, |tensor, step, values| {
+    workload::observe_steps(workload, &paired, by_step, &tensors, options, |tensor, _, step, values| {
         call.push(values.to_owned());
         if tensor != last {
             return;

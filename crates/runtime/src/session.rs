@@ -131,7 +131,8 @@ impl Session {
     }
 
     /// Runs the model. Inputs are f32 and converted to each input's declared type (token ids
-    /// included: they are exact in f32). `overrides` replace overridable weights for this run.
+    /// included: they are exact in f32). `overrides` replace overridable weights for this run,
+    /// or feed declared inputs that `inputs` leaves out.
     /// Returns every output as f32, in [`Session::outputs`] order.
     pub fn run(
         &mut self,
@@ -185,10 +186,17 @@ impl Session {
             check_shape(&spec.shape, values.shape()).map_err(|m| input_error(name, m))?;
             feeds.push((name.to_string(), to_value(spec.dtype, values).map_err(|m| input_error(name, m))?));
         }
-        if let Some(missing) = self.inputs.iter().find(|s| !inputs.iter().any(|(n, _)| *n == s.name)) {
+        // An override may also feed an input the caller's network does not know of (the values
+        // crossing into a cut graph).
+        let given = |s: &&InputSpec| inputs.iter().chain(overrides).any(|(n, _)| *n == s.name);
+        if let Some(missing) = self.inputs.iter().find(|s| !given(s)) {
             return Err(input_error(&missing.name, "missing: the model needs a value for it".into()));
         }
         for (name, values) in overrides {
+            if let Some(spec) = self.inputs.iter().find(|s| s.name == *name && !inputs.iter().any(|(n, _)| n == name)) {
+                feeds.push((name.to_string(), to_value(spec.dtype, values).map_err(|m| input_error(name, m))?));
+                continue;
+            }
             let (dtype, shape) = self.overridable.get(*name).ok_or_else(|| {
                 input_error(
                     name,

@@ -140,11 +140,14 @@ impl Unet {
         &mut self.sessions
     }
 
-    /// One UNet run at time `t` for every item of `sample`, on the session of `step`. Returns
-    /// the prediction, then the extra outputs the session was built with.
+    /// One UNet run at time `t` for every item of `sample`, on the session of model `model`
+    /// (None: the one that runs `step`). Returns the prediction, then the extra outputs the
+    /// session was built with.
+    #[allow(clippy::too_many_arguments)]
     pub fn run(
         &mut self,
         step: usize,
+        model: Option<usize>,
         sample: ArrayViewD<'_, f32>,
         t: f32,
         context: ArrayViewD<'_, f32>,
@@ -159,7 +162,11 @@ impl Unet {
         let time = ArrayD::from_elem(IxDyn(shape), t);
         let mut feeds = vec![(SAMPLE, sample), (TIMESTEP, time.view()), (CONTEXT, context)];
         feeds.extend(timestep_cond.map(|c| (TIMESTEP_COND, c)));
-        self.sessions.for_step(step).run(&feeds, overrides)
+        let session = self
+            .sessions
+            .routed(step, model)
+            .map_err(|message| RuntimeError::Run { model: self.path.display().to_string(), message })?;
+        session.run(&feeds, overrides)
     }
 }
 
@@ -182,12 +189,14 @@ pub struct UnetDenoiser<'u> {
     unet: &'u mut Unet,
     conditioning: Conditioning,
     overrides: Vec<(String, ArrayD<f32>)>,
+    /// The loaded model that runs the next evaluations (None: the one of their step).
+    model: Option<usize>,
     extras: Vec<ArrayD<f32>>,
 }
 
 impl<'u> UnetDenoiser<'u> {
     pub fn new(unet: &'u mut Unet, conditioning: Conditioning) -> Self {
-        Self { unet, conditioning, overrides: Vec::new(), extras: Vec::new() }
+        Self { unet, conditioning, overrides: Vec::new(), model: None, extras: Vec::new() }
     }
 
     pub fn conditioning(&self) -> &Conditioning {
@@ -198,6 +207,11 @@ impl<'u> UnetDenoiser<'u> {
     /// in the UNet's `SessionOptions::overridable`.
     pub fn set_overrides(&mut self, overrides: Vec<(String, ArrayD<f32>)>) {
         self.overrides = overrides;
+    }
+
+    /// Which of the UNet's loaded models runs the following evaluations (None: that of each step).
+    pub fn set_model(&mut self, model: Option<usize>) {
+        self.model = model;
     }
 
     /// The extra outputs of the last run, in the UNet's `SessionOptions::extra_outputs` order. Under
@@ -232,7 +246,7 @@ impl Denoiser for UnetDenoiser<'_> {
         let cond = self.conditioning.timestep_cond.as_ref().map(|c| c.view());
         let mut outputs = self
             .unet
-            .run(step, sample, t, context.view(), cond, &overrides)
+            .run(step, self.model, sample, t, context.view(), cond, &overrides)
             .map_err(|e| SampleError::Denoiser(format!("step {step}: {e}")))?;
         if outputs.is_empty() {
             return Err(SampleError::Denoiser(format!("step {step}: the UNet returned no output")));

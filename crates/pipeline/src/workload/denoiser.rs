@@ -163,7 +163,9 @@ struct Controlled<'n, 'c> {
 
 impl Denoiser for Controlled<'_, '_> {
     fn eval(&mut self, step: usize, x: &ArrayD<f32>, t: f32) -> std::result::Result<ArrayD<f32>, SampleError> {
-        let mut network = Network::per_item(self.sessions.for_step(step), self.spec, self.values);
+        let session =
+            self.sessions.routed(step, self.control.model(self.batch, step)).map_err(SampleError::Denoiser)?;
+        let mut network = Network::per_item(session, self.spec, self.values);
         self.control.step(self.batch, step, &mut |overrides| {
             network.run(x, t, overrides).map_err(|e| SampleError::Denoiser(format!("step {step}: {e}")))
         })

@@ -114,6 +114,7 @@ impl Workload for DiffusersWorkload {
     fn run(&mut self, batch: usize, control: &mut dyn StepControl) -> Result<ArrayD<f32>> {
         let (request, conditioning) = &self.requests[batch];
         let generated = self.pipeline.generate_from(request, conditioning.clone(), |denoiser, step, x, t| {
+            denoiser.set_model(control.model(batch, step));
             control.step(batch, step, &mut |overrides| {
                 denoiser.set_overrides(overrides.iter().map(|(n, v)| (n.to_string(), v.to_owned())).collect());
                 let prediction = denoiser.eval(step, x, t)?;

@@ -37,16 +37,22 @@ pub trait StepControl {
         step: usize,
         evaluate: &mut Evaluate<'_>,
     ) -> std::result::Result<ArrayD<f32>, SampleError>;
+
+    /// Which of the models last loaded ([`Workload::load_steps`]) evaluates step `step` of
+    /// batch `batch`; None leaves it to the models' per-step assignment.
+    fn model(&self, _batch: usize, _step: usize) -> Option<usize> {
+        None
+    }
 }
 
 /// Runs the network unchanged and hands each step's extra outputs (the values the session was
 /// asked to return beside the prediction) to the closure, with the step.
 struct Observe<F>(F);
 
-impl<F: FnMut(usize, &[ArrayD<f32>])> StepControl for Observe<F> {
+impl<F: FnMut(usize, usize, &[ArrayD<f32>])> StepControl for Observe<F> {
     fn step(
         &mut self,
-        _: usize,
+        batch: usize,
         step: usize,
         evaluate: &mut Evaluate<'_>,
     ) -> std::result::Result<ArrayD<f32>, SampleError> {
@@ -54,7 +60,7 @@ impl<F: FnMut(usize, &[ArrayD<f32>])> StepControl for Observe<F> {
         if outputs.is_empty() {
             return Err(SampleError::Denoiser(format!("step {step}: the denoiser returned nothing")));
         }
-        (self.0)(step, &outputs[1..]);
+        (self.0)(batch, step, &outputs[1..]);
         Ok(outputs.swap_remove(0))
     }
 }
@@ -96,14 +102,14 @@ pub fn open(path: &Path, spec: &WorkloadSpec) -> Result<Box<dyn Workload>> {
 }
 
 /// Loads `model` returning `tensors` beside the prediction, runs every batch, and hands each
-/// step's value of each tensor to `f(tensor, step, value)`: the calibration passes of activation
-/// ranges and corrections.
+/// step's value of each tensor to `f(tensor, batch, step, value)`: the calibration passes of
+/// activation ranges and corrections, and the values a cut graph is fed.
 pub fn observe(
     workload: &mut dyn Workload,
     model: &Model,
     tensors: &[String],
     options: &SessionOptions,
-    f: impl FnMut(&str, usize, ArrayViewD<'_, f32>),
+    f: impl FnMut(&str, usize, usize, ArrayViewD<'_, f32>),
 ) -> Result<()> {
     observe_steps(workload, std::slice::from_ref(model), Vec::new(), tensors, options, f)
 }
@@ -115,13 +121,13 @@ pub fn observe_steps(
     by_step: Vec<usize>,
     tensors: &[String],
     options: &SessionOptions,
-    mut f: impl FnMut(&str, usize, ArrayViewD<'_, f32>),
+    mut f: impl FnMut(&str, usize, usize, ArrayViewD<'_, f32>),
 ) -> Result<()> {
     let options = SessionOptions { extra_outputs: tensors.to_vec(), ..options.clone() };
     workload.load_steps(models, by_step, &options)?;
-    let mut control = Observe(|step: usize, outputs: &[ArrayD<f32>]| {
+    let mut control = Observe(|batch: usize, step: usize, outputs: &[ArrayD<f32>]| {
         for (tensor, values) in tensors.iter().zip(outputs) {
-            f(tensor, step, values.view());
+            f(tensor, batch, step, values.view());
         }
     });
     for b in 0..workload.batches() {

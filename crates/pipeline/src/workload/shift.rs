@@ -39,7 +39,7 @@ pub fn output_shifts(
     let tensors: Vec<String> = branches.iter().map(|(value, _)| value.clone()).collect();
     let steps = workload.steps();
     let mut sums = vec![vec![(Vec::new(), 0.0); steps]; changes.len()];
-    observe(workload, &probe, &tensors, options, |tensor, step, values| {
+    observe(workload, &probe, &tensors, options, |tensor, _, step, values| {
         if let Some(i) = tensors.iter().position(|t| t == tensor)
             && let Some(slot) = sums[i].get_mut(step)
         {
