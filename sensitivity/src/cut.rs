@@ -50,25 +50,16 @@ impl CutCache {
         self.crossing[w].as_deref()
     }
 
-    /// True when the values of window `w` at batch `batch` and step group `group` are all held.
-    pub fn holds(&self, w: usize, batch: usize, group: usize) -> bool {
+    /// The values to feed window `w`'s cut at batch `batch`, group `group`, if all are held.
+    pub fn feeds(&self, w: usize, batch: usize, group: usize) -> Option<Vec<(&str, ArrayViewD<'_, f32>)>> {
         let step = self.starts[group];
-        self.crossing(w).is_some_and(|names| names.iter().all(|n| self.values.contains_key(&(n.clone(), batch, step))))
+        let names = self.crossing(w)?;
+        names.iter().map(|n| Some((n.as_str(), self.values.get(&(n.clone(), batch, step))?.view()))).collect()
     }
 
     /// True when every (batch, group) of window `w` is held.
     pub fn holds_all(&self, w: usize) -> bool {
-        (0..self.batches).all(|b| (0..self.starts.len()).all(|g| self.holds(w, b, g)))
-    }
-
-    /// The values to feed window `w`'s cut at batch `batch`, group `group`, if held.
-    pub fn feeds(&self, w: usize, batch: usize, group: usize) -> Option<Vec<(&str, ArrayViewD<'_, f32>)>> {
-        if !self.holds(w, batch, group) {
-            return None;
-        }
-        let step = self.starts[group];
-        let names = self.crossing(w)?;
-        Some(names.iter().map(|n| (n.as_str(), self.values[&(n.clone(), batch, step)].view())).collect())
+        (0..self.batches).all(|b| (0..self.starts.len()).all(|g| self.feeds(w, b, g).is_some()))
     }
 
     /// Before window `w`'s probes: drops what no window from `w` on reads, and when `w` lacks

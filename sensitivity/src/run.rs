@@ -96,7 +96,8 @@ pub struct Phases {
     pub capture: Duration,
     /// Window sessions built, activation ranges calibrated, bias shifts measured.
     pub sessions: Duration,
-    /// Weights fake-quantized (with the clipping search).
+    /// Waits for the window's fake-quantized weights (quantized, with the clipping search, on a
+    /// thread of their own).
     pub quantize: Duration,
     /// The probes' pipeline runs, with the per-step SQNR against the reference.
     pub runs: Duration,
@@ -114,7 +115,7 @@ impl Phases {
         [
             ("cut values captured", self.capture),
             ("sessions and calibration", self.sessions),
-            ("weight quantization", self.quantize),
+            ("waits for quantized weights", self.quantize),
             ("runs", self.runs),
             ("image metrics", self.image_metrics),
             ("plain passes", self.plain),
@@ -381,8 +382,8 @@ impl SensitivityRun {
                             let quantized = weight.map(|(name, w, _)| (name, w));
                             self.score(probe, quantized, bias, &layer_points, &ranges, &reference, below)?
                         };
-                        summary.cache.cut_runs += cut_runs;
-                        summary.cache.whole_runs += reference.len() - cut_runs;
+                        cache.stats.cut_runs += cut_runs;
+                        cache.stats.whole_runs += reference.len() - cut_runs;
                         if at_base {
                             base_scores = Some(scores);
                         }
@@ -408,8 +409,7 @@ impl SensitivityRun {
             timed.iter_mut().for_each(|t| *t += share);
         }
         summary.probing = started.elapsed();
-        summary.cache =
-            CacheStats { cut_runs: summary.cache.cut_runs, whole_runs: summary.cache.whole_runs, ..cache.stats };
+        summary.cache = cache.stats;
         Ok(summary)
     }
 

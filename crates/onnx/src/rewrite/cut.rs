@@ -21,13 +21,13 @@ pub struct Cut {
     pub fed: Vec<String>,
 }
 
-/// Which nodes lie below `nodes` and `tensors` (node names and initializer names), and which
-/// values cross into them. A value crossing the cut is fed when its element type can be fed
+/// Which nodes lie below `nodes` and `tensors` (node names and initializer names), which
+/// values cross into them, and the element types of the graph's values. A value crossing the cut is fed when its element type can be fed
 /// (float or integer tensors); otherwise (booleans, types the graph leaves unknown) its
 /// producer moves below the cut too. None when a graph output does not depend on the nodes
 /// (the cut would not compute it) or the graph has subgraphs (If, Loop, Scan), whose outer
 /// values this analysis does not follow.
-fn below(view: &GraphView<'_>, nodes: &[&str], tensors: &[&str]) -> Option<(Vec<bool>, Vec<String>)> {
+fn below<'g>(view: &GraphView<'g>, nodes: &[&str], tensors: &[&str]) -> Option<Below<'g>> {
     let graph = view.graph;
     if graph
         .node
@@ -82,13 +82,21 @@ fn below(view: &GraphView<'_>, nodes: &[&str], tensors: &[&str]) -> Option<(Vec<
             }
         }
     }
-    Some((inside, fed))
+    Some(Below { inside, fed, types })
+}
+
+/// What [`below`] found.
+struct Below<'g> {
+    /// Per node of the graph: whether it lies below the cut.
+    inside: Vec<bool>,
+    fed: Vec<String>,
+    types: HashMap<&'g str, DataType>,
 }
 
 /// The values that cross the cut below `nodes` and `tensors` (see [`cut_below`]), without
 /// building the cut graph: what a caller must keep from a run of the whole graph.
 pub fn crossing(model: &Model, nodes: &[&str], tensors: &[&str]) -> Option<Vec<String>> {
-    below(&GraphView::new(model.graph()), nodes, tensors).map(|(_, fed)| fed)
+    below(&GraphView::new(model.graph()), nodes, tensors).map(|b| b.fed)
 }
 
 /// The graph below the nodes named `nodes` and the initializers `tensors`: every node that
@@ -98,8 +106,7 @@ pub fn crossing(model: &Model, nodes: &[&str], tensors: &[&str]) -> Option<Vec<S
 pub fn cut_below(model: &Model, nodes: &[&str], tensors: &[&str]) -> Option<Cut> {
     let graph = model.graph();
     let view = GraphView::new(graph);
-    let (inside, fed) = below(&view, nodes, tensors)?;
-    let types = element_types(graph);
+    let Below { inside, fed, types } = below(&view, nodes, tensors)?;
     let kept: Vec<pb::NodeProto> =
         graph.node.iter().zip(&inside).filter(|(_, inside)| **inside).map(|(n, _)| n.clone()).collect();
     let read: HashSet<&str> = kept.iter().flat_map(|n| n.input.iter().map(String::as_str)).collect();
@@ -110,12 +117,8 @@ pub fn cut_below(model: &Model, nodes: &[&str], tensors: &[&str]) -> Option<Cut>
     let mut inputs: Vec<pb::ValueInfoProto> =
         graph.input.iter().filter(|v| !is_initializer.contains(v.name()) || read.contains(v.name())).cloned().collect();
     inputs.extend(fed.iter().map(|name| typed(name, types[name.as_str()])));
-    let value_info = graph
-        .value_info
-        .iter()
-        .filter(|v| produced.contains(v.name()) && !fed.contains(&v.name().to_string()))
-        .cloned()
-        .collect();
+    // What crosses the cut is produced above it, so its value info goes with the producers.
+    let value_info = graph.value_info.iter().filter(|v| produced.contains(v.name())).cloned().collect();
     let mut proto = model.proto.clone();
     let cut = proto.graph.get_or_insert_with(Default::default);
     cut.node = kept;
