@@ -11,12 +11,13 @@ use bitsearch_records::{BaseLayer, BasePoint, Plan};
 use bitsearch_types::{FLOAT_BITS, Layer, WeightForm};
 use std::collections::HashMap;
 use std::path::Path;
+use std::sync::Arc;
 
 /// The base plan applied to the denoiser.
 #[derive(Debug)]
 pub(crate) struct Base {
     /// The denoiser with every layer the plan quantizes holding its fake-quantized weight.
-    pub model: Model,
+    pub model: Arc<Model>,
     pub point: BasePoint,
 }
 
@@ -80,7 +81,7 @@ impl Base {
         let plan_sha256 = bitsearch_types::sha256_file(path)
             .map_err(|e| SensitivityError::table(path, format!("cannot read: {e}")))?;
         let point = BasePoint { plan: path.display().to_string(), plan_sha256, layers: based };
-        Ok(Self { model, point })
+        Ok(Self { model: Arc::new(model), point })
     }
 
     /// Whether `form` is the plan's own weight for `layer`: a probe there measures the base.

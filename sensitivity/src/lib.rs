@@ -18,6 +18,7 @@ mod error;
 pub mod journal;
 pub mod probes;
 mod run;
+mod window;
 
 pub use config::SensitivityConfig;
 pub use cut::CacheStats;

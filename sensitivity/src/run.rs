@@ -1,6 +1,8 @@
 //! The engine: one full-precision reference pass, then the probes window by window. A window's
 //! session makes only its own layers' weights (and fake quantizers) overridable, so a probe is
-//! one pipeline run with one override, no session build, and the FP outputs are reused.
+//! one pipeline run with one override, no session build, and the FP outputs are reused. The
+//! next window's sessions are built, and this window's weights quantized, on threads of their
+//! own while the probes run.
 
 use crate::base::Base;
 use crate::config::{SensitivityConfig, in_generation};
@@ -8,20 +10,21 @@ use crate::cut::{CacheStats, CutCache};
 use crate::error::{Result, SensitivityError};
 use crate::journal::{Journal, journal_path};
 use crate::probes::{Probe, Window, plan, shard, step_groups};
+use crate::window::{WindowBuild, WindowSessions, bias_of};
 use bitsearch_metrics::{Mse, Sqnr, count_nonfinite, ssim_per_item};
 use bitsearch_onnx::rewrite::{self, FakeQuantPoint};
 use bitsearch_onnx::{GraphView, Model, tensor_to_f32};
 use bitsearch_pipeline::sampler::SampleError;
+use bitsearch_pipeline::sessions::DenoiserSessions;
 use bitsearch_pipeline::workload::shift::{self, WeightChange};
 use bitsearch_pipeline::workload::{self, Evaluate, StepControl, Workload};
 use bitsearch_quant::{ActQuantizer, ApplyError, StepRanges, fake_quantized_weight, range_key, without_first_row};
 use bitsearch_records::table::TABLE_FORMAT;
 use bitsearch_records::{ProbeRow, RunMeta, SensitivityTable, Shard};
-use bitsearch_runtime::{ActiveDevice, Device, SessionOptions, layers_with_costs};
+use bitsearch_runtime::{ActiveDevice, Device, Session, SessionOptions, layers_with_costs};
 use bitsearch_types::quantizer::WeightScheme;
 use bitsearch_types::{Component, FLOAT_BITS, Layer, LayerKind, MetricGroup, Role, WeightForm};
 use ndarray::{ArrayD, ArrayViewD, IxDyn};
-use std::borrow::Cow;
 use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet};
 use std::ops::Range;
@@ -74,7 +77,8 @@ pub struct Summary {
     /// Probes whose output held NaN or infinity.
     pub nonfinite: usize,
     /// Every timed full-precision pass over every batch: three before the probes, then one
-    /// every [`PLAIN_EVERY`] probes among them.
+    /// every [`PLAIN_EVERY`] probes among them, each at the first probe boundary where none of
+    /// the run's own threads (session builds, weight quantization) works beside it.
     pub plain_passes: Vec<Duration>,
     /// Each computed probe's wall time (quantization, runs, metrics), its window's session
     /// build and calibration shared among the window's probes; the probes answered by one pass
@@ -94,7 +98,8 @@ pub struct Summary {
 pub struct Phases {
     /// Passes capturing the values that cross the windows' cuts.
     pub capture: Duration,
-    /// Window sessions built, activation ranges calibrated, bias shifts measured.
+    /// Waits for the window's sessions (built on a thread of their own during the previous
+    /// window's probes), activation ranges calibrated, bias shifts measured.
     pub sessions: Duration,
     /// Waits for the window's fake-quantized weights (quantized, with the clipping search, on a
     /// thread of their own).
@@ -318,11 +323,20 @@ impl SensitivityRun {
         let mut base_scores: Option<Scores> = None;
         let windows = self.windows.clone();
         let mut cache = self.cut_cache(&windows);
-        for (w, window) in windows.iter().enumerate() {
+        let todo: Vec<usize> = (0..windows.len()).filter(|&w| windows[w].probes.iter().any(|p| pending(&p))).collect();
+        // The next window's sessions build while this one's probes run.
+        let spawn = |this: &Self, cache: &CutCache, k: usize| {
+            todo.get(k).map(|&w| (w, this.window_build(&windows[w], w, cache).spawn()))
+        };
+        let mut next = spawn(self, &cache, 0);
+        // A plain pass falls due every PLAIN_EVERY probes and runs once no thread of the run's
+        // own builds or quantizes beside it: the probes pay for that work, the plain pass not.
+        let mut plain_due = false;
+        let mut k = 0;
+        while let Some((w, build)) = next.take() {
+            k += 1;
+            let window = &windows[w];
             let probes: Vec<&Probe> = window.probes.iter().filter(pending).collect();
-            if probes.is_empty() {
-                continue;
-            }
             progress.stage(&format!("window {}/{} ({} layers)", w + 1, windows.len(), window.layers.len()));
             let window_started = Instant::now();
             let mut weights: HashMap<(usize, WeightForm), (ArrayD<f32>, u64)> = HashMap::new();
@@ -342,12 +356,16 @@ impl SensitivityRun {
                 Duration::ZERO
             };
             summary.phases.capture += capture;
-            let (points, ranges, cut) = self.load_window(window, w, &cache)?;
+            let built = build.wait()?;
+            next = spawn(self, &cache, k);
+            let (points, ranges, cut) = self.install_window(built, w, &cache)?;
             let setup = window_started.elapsed();
             summary.phases.sessions += setup - capture;
             let first_time = summary.probe_times.len();
             for probe in probes {
-                if summary.computed > 0 && summary.computed.is_multiple_of(PLAIN_EVERY) {
+                plain_due |= summary.computed > 0 && summary.computed.is_multiple_of(PLAIN_EVERY);
+                if plain_due && quantizing.is_finished() && next.as_ref().is_none_or(|(_, b)| b.is_finished()) {
+                    plain_due = false;
                     let started = Instant::now();
                     full_pass(plain.as_mut())?;
                     summary.plain_passes.push(started.elapsed());
@@ -417,9 +435,6 @@ impl SensitivityRun {
         SessionOptions { device: self.device, threads: self.config.generation.threads, ..Default::default() }
     }
 
-    /// Builds the window's session: its layers' weights overridable, and fake quantizers on
-    /// their inputs when activations are probed. Returns the quantizers with the per-step
-    /// ranges of the activations they quantize.
     /// Bias correction inside the probes: for every (layer, weight width) the probes quantize and
     /// whose layer has a bias initializer, one pass measures the mean output shift of the
     /// quantized weight (float input); per step group, the bias minus that shift over the group.
@@ -434,7 +449,7 @@ impl SensitivityRun {
             let layer = &self.layers[probe.layer];
             let (Some(form), Some(weight)) = (probe.weight, layer.weight.as_deref()) else { continue };
             let key = (probe.layer, form);
-            let Some(bias) = bias_of(&self.model, layer) else { continue };
+            let Some(bias) = bias_of(&view, layer) else { continue };
             if keys.iter().any(|(k, _)| *k == key) {
                 continue;
             }
@@ -463,60 +478,39 @@ impl SensitivityRun {
         Ok(corrected)
     }
 
-    /// Builds the sessions of window `w` (its `w`-th window in this shard): the whole model
-    /// with the window's layers' weights overridable, and fake quantizers on their inputs
-    /// when activations are probed; and where `cache` holds the values crossing the window's
-    /// cut, the graph below the window too. Returns the quantizers with the per-step ranges of
+    /// What window `w`'s sessions are built from (on a thread of their own).
+    fn window_build(&self, window: &Window, w: usize, cache: &CutCache) -> WindowBuild {
+        WindowBuild {
+            model: self.base.as_ref().map_or_else(|| Arc::clone(&self.model), |b| Arc::clone(&b.model)),
+            float: Arc::clone(&self.model),
+            layers: window.layers.iter().map(|&l| (l, self.layers[l].clone())).collect(),
+            activations: !self.config.a_bits.is_empty(),
+            bos_aware: self.config.bos_aware,
+            biases: self.config.bias_correction,
+            crossing: cache.crossing(w).map(<[String]>::to_vec),
+            whole_too: self.workload.steps() > 1,
+            options: self.session_options(),
+        }
+    }
+
+    /// Makes window `w`'s built sessions the workload's, after calibrating its activation
+    /// quantizers. A one-step window built as its cut alone also gets the whole model when the
+    /// cache lacks some of the cut's values. Returns the quantizers with the per-step ranges of
     /// the activations they quantize, and which loaded model is the cut.
-    fn load_window(
+    fn install_window(
         &mut self,
-        window: &Window,
+        built: WindowSessions,
         w: usize,
         cache: &CutCache,
     ) -> Result<(Vec<FakeQuantPoint>, Ranges, Option<usize>)> {
-        let mut options = self.session_options();
-        options.overridable = window.layers.iter().filter_map(|&l| self.layers[l].weight.clone()).collect();
-        if self.config.bias_correction {
-            let biases = window.layers.iter().filter_map(|&l| bias_of(&self.model, &self.layers[l]));
-            options.overridable.extend(biases.map(|(name, _)| name));
+        let ranges = if built.points.is_empty() { HashMap::new() } else { self.calibrate(&built.points)? };
+        let (mut sessions, mut cut) = (built.sessions, built.cut);
+        if cut == Some(0) && !cache.holds_all(w) {
+            sessions.insert(0, Session::new(&built.model, &built.options)?);
+            cut = Some(1);
         }
-        let (model, points, ranges) = if self.config.a_bits.is_empty() {
-            let model = self.base.as_ref().map_or(&*self.model, |b| &b.model);
-            (Cow::Borrowed(model), Vec::new(), HashMap::new())
-        } else {
-            let bos = self.config.bos_aware;
-            let chosen: Vec<(usize, &Layer, bool)> =
-                window.layers.iter().map(|&l| (l, &self.layers[l], bos && self.layers[l].role.reads_text())).collect();
-            let (model, points) = rewrite::insert_fake_quantizers(&self.model, &chosen)?;
-            let ranges = self.calibrate(&points)?;
-            options.overridable.extend(points.iter().flat_map(|p| p.parameters().map(str::to_string)));
-            (Cow::Owned(model), points, ranges)
-        };
-        let nodes: Vec<&str> = window.layers.iter().map(|&l| self.layers[l].name.as_str()).collect();
-        let sources: Vec<&str> = options.overridable.iter().map(String::as_str).collect();
-        // The cut of the window's own model must read what the cache captured on the plain one.
-        let cut = cache.crossing(w).and_then(|crossing| {
-            let cut = rewrite::cut_below(&model, &nodes, &sources)?;
-            let same = cut.fed.len() == crossing.len() && cut.fed.iter().all(|n| crossing.contains(n));
-            same.then_some(cut)
-        });
-        // The whole model runs every step after a probe's first, and batches the cache lacks.
-        let whole = self.workload.steps() > 1;
-        let at = match cut {
-            None => {
-                self.workload.load(&model, &options)?;
-                None
-            }
-            Some(cut) if !whole && cache.holds_all(w) => {
-                self.workload.load(&cut.model, &options)?;
-                Some(0)
-            }
-            Some(cut) => {
-                self.workload.load_steps(&[model.into_owned(), cut.model], Vec::new(), &options)?;
-                Some(1)
-            }
-        };
-        Ok((points, ranges, at))
+        self.workload.install(DenoiserSessions::from_sessions(sessions, Vec::new())?)?;
+        Ok((built.points, ranges, cut))
     }
 
     /// The cache of the values crossing each window's cut, none where `cache_mb` is 0.
@@ -664,6 +658,7 @@ impl SensitivityRun {
 /// leaves the critical path, but for the wait of a probe that overtakes it.
 struct Quantizing {
     done: mpsc::Receiver<QuantizedJob>,
+    worker: std::thread::JoinHandle<()>,
 }
 
 /// A (layer, form) quantized: the fake-quantized weight and its stored bytes.
@@ -676,14 +671,19 @@ impl Quantizing {
         let jobs: Vec<((usize, WeightForm), Layer)> = jobs.into_iter().map(|k| (k, layers[k.0].clone())).collect();
         // Detached: once the window is done (or failed) the receiver is gone and the worker
         // stops at its next weight.
-        std::thread::spawn(move || {
+        let worker = std::thread::spawn(move || {
             for (key, layer) in jobs {
                 if send.send((key, fake_quantized_weight(&model, &layer, &scheme, key.1))).is_err() {
                     return;
                 }
             }
         });
-        Self { done }
+        Self { done, worker }
+    }
+
+    /// True once every weight is quantized.
+    fn is_finished(&self) -> bool {
+        self.worker.is_finished()
     }
 
     /// Waits until `weights` holds `key`, keeping whatever the worker finished before it.
@@ -905,21 +905,10 @@ pub fn run_to_table(
     };
     let done: HashSet<u64> = done.iter().map(|r| r.probe).collect();
     let summary = run.run(&mut journal, &done, progress)?;
+    journal.sync()?;
     let (meta, mut rows) = Journal::contents(&path)?;
     rows.sort_by_key(|r| r.probe);
     let table = SensitivityTable { meta, rows };
     table.write(out)?;
     Ok((summary, table))
-}
-
-/// The bias initializer of a Conv, ConvTranspose or Gemm layer (input 2) and its values.
-fn bias_of(model: &Model, layer: &Layer) -> Option<(String, ArrayD<f32>)> {
-    if !matches!(layer.op.as_str(), "Conv" | "ConvTranspose" | "Gemm") || layer.weight.is_none() {
-        return None;
-    }
-    let view = GraphView::new(model.graph());
-    let node = (0..view.nodes().len()).find(|&i| view.node_name(i) == layer.name).map(|i| view.node(i))?;
-    let name = node.input.get(2).filter(|b| !b.is_empty())?;
-    let values = tensor_to_f32(view.initializer(name)?).ok()?;
-    Some((name.clone(), values))
 }

@@ -26,14 +26,23 @@ impl DenoiserSessions {
     /// One session per model in memory, `by_step[s]` running step `s` (empty: the first runs
     /// every step).
     pub fn from_models(models: &[Model], by_step: Vec<usize>, options: &SessionOptions) -> Result<Self, PipelineError> {
-        if models.is_empty() || by_step.iter().any(|&m| m >= models.len()) {
-            return Err(PipelineError::Request(format!(
-                "{} denoiser models cannot run the steps {by_step:?}",
-                models.len()
-            )));
-        }
+        Self::check_steps(models.len(), &by_step)?;
         let sessions = models.iter().map(|m| Session::new(m, options)).collect::<Result<_, _>>()?;
+        Self::from_sessions(sessions, by_step)
+    }
+
+    /// Sessions built elsewhere (on another thread, while the current ones still run),
+    /// `by_step[s]` running step `s` (empty: the first runs every step).
+    pub fn from_sessions(sessions: Vec<Session>, by_step: Vec<usize>) -> Result<Self, PipelineError> {
+        Self::check_steps(sessions.len(), &by_step)?;
         Ok(Self { sessions, manifest: None, correction: None, by_step })
+    }
+
+    fn check_steps(models: usize, by_step: &[usize]) -> Result<(), PipelineError> {
+        if models == 0 || by_step.iter().any(|&m| m >= models) {
+            return Err(PipelineError::Request(format!("{models} denoiser models cannot run the steps {by_step:?}")));
+        }
+        Ok(())
     }
 
     /// The sessions of the denoiser at `path`: a `quantize` folder, or a file with such a

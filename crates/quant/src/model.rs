@@ -5,7 +5,7 @@
 
 use crate::fp8::Fp8Weight;
 use crate::{QuantError, QuantizedWeight, SPLIT_BITS, WeightQuantizer, outlier_split_bits};
-use bitsearch_onnx::{GraphView, Model, OnnxError, rewrite, tensor_to_f32};
+use bitsearch_onnx::{Model, OnnxError, rewrite, tensor_to_f32};
 use bitsearch_types::quantizer::WeightScheme;
 use bitsearch_types::{Layer, WeightForm};
 use ndarray::ArrayD;
@@ -105,9 +105,13 @@ pub fn stored_weight(
 /// The float values of `layer`'s weight initializer.
 fn weight_values(model: &Model, layer: &Layer) -> Result<ArrayD<f32>, ApplyError> {
     let name = layer.weight.as_deref().ok_or_else(|| ApplyError::NoWeight { layer: layer.name.clone() })?;
-    let view = GraphView::new(model.graph());
-    let tensor = view
-        .initializer(name)
+    // A scan, not a GraphView: every weight of a model is quantized one call at a time, and a
+    // view indexes the whole graph.
+    let tensor = model
+        .graph()
+        .initializer
+        .iter()
+        .find(|t| t.name() == name)
         .ok_or_else(|| ApplyError::NotInitializer { layer: layer.name.clone(), weight: name.to_string() })?;
     Ok(tensor_to_f32(tensor)?)
 }

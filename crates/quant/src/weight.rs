@@ -233,13 +233,30 @@ impl Step {
         if clip > 0.0 { Step { scale: clip / qmax, inv: qmax / clip } } else { Step { scale: 0.0, inv: 0.0 } }
     }
 
-    /// Rounds half away from zero (`f32::round`) and saturates at ±qmax.
-    fn code(self, x: f32, qmax: f32) -> i8 {
-        (x * self.inv).round().clamp(-qmax, qmax) as i8
+    /// Saturates at ±qmax and rounds half away from zero, as `f32::round` would, but in
+    /// operations the compiler vectorizes (the clipping search calls this for every value at
+    /// every grid point): truncation, then the exact fractional part decides.
+    fn level(self, x: f32, qmax: f32) -> f32 {
+        let y = (x * self.inv).clamp(-qmax, qmax);
+        let t = y as i32 as f32;
+        let up = f32::from(u8::from(y - t >= 0.5)) - f32::from(u8::from(y - t <= -0.5));
+        t + up
     }
 
+    fn code(self, x: f32, qmax: f32) -> i8 {
+        self.level(x, qmax) as i8
+    }
+
+    /// Sum of squared rounding errors, in eight f64 lanes so that the loop vectorizes.
     fn sq_error(self, values: &[f32], qmax: f32) -> f64 {
-        values.iter().map(|&x| f64::from(x - f32::from(self.code(x, qmax)) * self.scale).powi(2)).sum()
+        let error = |x: f32| f64::from(x - self.level(x, qmax) * self.scale).powi(2);
+        let mut lanes = [0.0f64; 8];
+        let chunks = values.chunks_exact(8);
+        let tail: f64 = chunks.remainder().iter().map(|&x| error(x)).sum();
+        for chunk in chunks {
+            lanes.iter_mut().zip(chunk).for_each(|(lane, &x)| *lane += error(x));
+        }
+        lanes.iter().sum::<f64>() + tail
     }
 }
 
@@ -367,6 +384,17 @@ mod tests {
         let minmax = sq_err(&w, &wq(3, g, Clipping::MinMax).fake_quantize(w.view()).unwrap());
         let searched = sq_err(&w, &wq(3, g, Clipping::MseSearch { grid: 20 }).fake_quantize(w.view()).unwrap());
         assert!(searched < minmax, "{searched} vs {minmax}");
+    }
+
+    #[test]
+    fn level_rounds_like_f32_round_and_saturates() {
+        let qmax = qmax(4);
+        let step = Step::new(1.0, 1.0);
+        let halves = (-40..=40).map(|i| i as f32 * 0.25);
+        let near = [0.49999997f32, 0.50000006, 2.4999998, 6.5, 7.4999995, 7.5, 8.0, 1e6];
+        for x in halves.chain(near).chain(near.map(|v| -v)) {
+            assert_eq!(step.level(x, qmax), x.round().clamp(-qmax, qmax), "{x}");
+        }
     }
 
     #[test]

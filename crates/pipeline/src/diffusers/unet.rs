@@ -49,17 +49,12 @@ impl Unet {
     /// Replaces the session with one built from `model` (the UNet itself, or a copy of it with
     /// its graph edited), keeping the path it was loaded from.
     pub fn reload(&mut self, model: &Model, options: &SessionOptions) -> Result<(), PipelineError> {
-        self.reload_steps(std::slice::from_ref(model), Vec::new(), options)
+        self.install(DenoiserSessions::from_models(std::slice::from_ref(model), Vec::new(), options)?)
     }
 
-    /// Replaces the sessions with one per model, `by_step[s]` running step `s`.
-    pub fn reload_steps(
-        &mut self,
-        models: &[Model],
-        by_step: Vec<usize>,
-        options: &SessionOptions,
-    ) -> Result<(), PipelineError> {
-        *self = Self::from_sessions(DenoiserSessions::from_models(models, by_step, options)?, &self.path.clone())?;
+    /// Replaces the sessions (built from edited copies of this UNet), checking their inputs.
+    pub fn install(&mut self, sessions: DenoiserSessions) -> Result<(), PipelineError> {
+        *self = Self::from_sessions(sessions, &self.path.clone())?;
         Ok(())
     }
 

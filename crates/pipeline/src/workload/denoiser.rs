@@ -134,8 +134,8 @@ impl Workload for DenoiserWorkload {
         self.sessions.first().device()
     }
 
-    fn load_steps(&mut self, models: &[Model], by_step: Vec<usize>, options: &SessionOptions) -> Result<()> {
-        self.sessions = DenoiserSessions::from_models(models, by_step, options)?;
+    fn install(&mut self, sessions: DenoiserSessions) -> Result<()> {
+        self.sessions = sessions;
         Ok(())
     }
 

@@ -5,6 +5,7 @@ use super::{Result, StepControl, Workload, WorkloadSpec, batch_ranges};
 use crate::diffusers::{Conditioning, DiffusersPipeline, GenerateRequest};
 use crate::error::PipelineError;
 use crate::sampler::{Denoiser, SamplerSettings};
+use crate::sessions::DenoiserSessions;
 use bitsearch_onnx::Model;
 use bitsearch_runtime::{ActiveDevice, SessionOptions};
 use ndarray::ArrayD;
@@ -107,8 +108,8 @@ impl Workload for DiffusersWorkload {
         self.device
     }
 
-    fn load_steps(&mut self, models: &[Model], by_step: Vec<usize>, options: &SessionOptions) -> Result<()> {
-        self.pipeline.unet_mut().reload_steps(models, by_step, options)
+    fn install(&mut self, sessions: DenoiserSessions) -> Result<()> {
+        self.pipeline.unet_mut().install(sessions)
     }
 
     fn run(&mut self, batch: usize, control: &mut dyn StepControl) -> Result<ArrayD<f32>> {

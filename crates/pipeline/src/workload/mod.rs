@@ -15,6 +15,7 @@ pub use spec::{Pairing, WorkloadSpec};
 
 use crate::error::PipelineError;
 use crate::sampler::{SampleError, SamplerSettings};
+use crate::sessions::DenoiserSessions;
 use bitsearch_onnx::Model;
 use bitsearch_runtime::{ActiveDevice, SessionOptions};
 use ndarray::{ArrayD, ArrayViewD};
@@ -85,7 +86,11 @@ pub trait Workload: std::fmt::Debug {
     }
     /// Rebuilds the denoiser as one session per model, `by_step[s]` running step `s` (a
     /// step-aware plan simulated in float).
-    fn load_steps(&mut self, models: &[Model], by_step: Vec<usize>, options: &SessionOptions) -> Result<()>;
+    fn load_steps(&mut self, models: &[Model], by_step: Vec<usize>, options: &SessionOptions) -> Result<()> {
+        self.install(DenoiserSessions::from_models(models, by_step, options)?)
+    }
+    /// Replaces the denoiser's sessions with ones built from the denoiser or edited copies of it.
+    fn install(&mut self, sessions: DenoiserSessions) -> Result<()>;
     /// Generates batch `batch`; returns the final images `[items, ...]`.
     fn run(&mut self, batch: usize, control: &mut dyn StepControl) -> Result<ArrayD<f32>>;
 }
