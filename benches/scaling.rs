@@ -8,7 +8,7 @@ use bitsearch_onnx::ExternalData;
 use bitsearch_pipeline::workload::WorkloadSpec;
 use bitsearch_records::Shard;
 use bitsearch_runtime::Device;
-use bitsearch_sensitivity::{Existing, SensitivityConfig, SensitivityRun, Silent, run_to_table};
+use bitsearch_sensitivity::{Existing, PLAIN_EVERY, SensitivityConfig, SensitivityRun, Silent, run_to_table};
 
 /// One run: layers, weight bit-widths, seeds (one item each), denoising steps.
 struct Case {
@@ -32,10 +32,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut table = format!(
         "# How sensitivity scales\n\nSynthetic chain denoisers (conv_in, residual 16→16 3×3 convolutions, conv_out; \
          4×8×8 samples), every layer probed at each bit-width, default window, DDIM, items in one batch, CPU ({} \
-         threads available). Probe and plain times are medians of the same run (a plain pass every 16 probes); the \
-         shares split the run's probing time: window sessions, weight quantization, pipeline runs.\n\n\
+         threads available), probes below the windows' cuts (the default). Probe and plain times are medians of the \
+         same run (a plain pass every {PLAIN_EVERY} probes); the shares split the run's probing time: waits for the \
+         window sessions (built on a thread during the previous window's probes), waits for quantized weights, \
+         pipeline runs.\n\n\
          | layers | bits | items | steps | probes | plain pass ms | probe ms | probe / plain | run s | probes/s | \
-         sessions | quantize | runs |\n|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+         sessions (wait) | quantize (wait) | runs |\n|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
         std::thread::available_parallelism().map_or(1, |n| n.get())
     );
     let mut per_layer_probe = Vec::new();
@@ -73,12 +75,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             summary.share(summary.phases.runs),
         );
     }
-    // A probe runs the whole model, so the run grows as layers × bit-widths × (one forward,
-    // which itself grows with layers, items and steps): quadratic in depth.
+    // A probe runs the graph below its window, half a chain on average: the run still grows as
+    // layers × bit-widths × (a part of one forward, which grows with layers, items and steps).
     let (small, large) = (&per_layer_probe[0], &per_layer_probe[2]);
     table += &format!(
-        "\nProbe time per layer of depth: {:.3} ms at {} layers, {:.3} ms at {} layers (a probe is one forward, so \
-         a run grows with layers² × bit-widths × items × steps).\n",
+        "\nProbe time per layer of depth: {:.3} ms at {} layers, {:.3} ms at {} layers (a probe runs the chain below \
+         its window, so a run grows with layers² × bit-widths × items × steps).\n",
         small.1 * 1e3,
         small.0,
         large.1 * 1e3,

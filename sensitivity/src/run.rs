@@ -45,8 +45,14 @@ type CorrectedBiases = HashMap<(usize, WeightForm, usize), (String, ArrayD<f32>)
 const PLAIN_PASSES: usize = 3;
 
 /// Probes between two plain passes during the probing: probe and plain times then share the
-/// machine's load, whatever else runs beside them, at about 1/16 of the run's time.
-pub const PLAIN_EVERY: usize = 16;
+/// machine's load, whatever else runs beside them, at about 1/32 of the run's time.
+pub const PLAIN_EVERY: usize = 32;
+
+/// A pause before and after each plain pass among the probes, untimed: the threads of the
+/// session that ran last keep spinning for a while, and on the terrain UNet a plain pass
+/// straight after a probe took 9% longer than one 30 ms later (the next probe would pay the
+/// same for the plain session's threads).
+const SETTLE: Duration = Duration::from_millis(30);
 
 /// What a long run tells its user as it goes.
 pub trait Progress {
@@ -187,6 +193,21 @@ pub struct SensitivityRun {
 struct Reference {
     outputs: Vec<ArrayD<f32>>,
     images: ArrayD<f32>,
+}
+
+/// One plain pass among the probes, timed between two untimed pauses of [`SETTLE`] or one
+/// plain pass if shorter (so that they cost small models at most 2/[`PLAIN_EVERY`] of their
+/// probing); the pauses count in the plain passes' share.
+fn plain_pass(workload: &mut dyn Workload, summary: &mut Summary) -> Result<()> {
+    let settle = SETTLE.min(summary.plain_pass());
+    let settled = Instant::now();
+    std::thread::sleep(settle);
+    let started = Instant::now();
+    full_pass(workload)?;
+    summary.plain_passes.push(started.elapsed());
+    std::thread::sleep(settle);
+    summary.phases.plain += settled.elapsed();
+    Ok(())
 }
 
 /// A full-precision pass over every batch of `workload`, on the session it holds: the reference,
@@ -331,7 +352,8 @@ impl SensitivityRun {
         let mut next = spawn(self, &cache, 0);
         // A plain pass falls due every PLAIN_EVERY probes and runs once no thread of the run's
         // own builds or quantizes beside it: the probes pay for that work, the plain pass not.
-        let mut plain_due = false;
+        // Owed passes are counted, so a run has 3 + (probes − 1) / PLAIN_EVERY of them.
+        let mut plain_owed = 0;
         let mut k = 0;
         while let Some((w, build)) = next.take() {
             k += 1;
@@ -363,13 +385,10 @@ impl SensitivityRun {
             summary.phases.sessions += setup - capture;
             let first_time = summary.probe_times.len();
             for probe in probes {
-                plain_due |= summary.computed > 0 && summary.computed.is_multiple_of(PLAIN_EVERY);
-                if plain_due && quantizing.is_finished() && next.as_ref().is_none_or(|(_, b)| b.is_finished()) {
-                    plain_due = false;
-                    let started = Instant::now();
-                    full_pass(plain.as_mut())?;
-                    summary.plain_passes.push(started.elapsed());
-                    summary.phases.plain += started.elapsed();
+                plain_owed += usize::from(summary.computed > 0 && summary.computed.is_multiple_of(PLAIN_EVERY));
+                if plain_owed > 0 && quantizing.is_finished() && next.as_ref().is_none_or(|(_, b)| b.is_finished()) {
+                    plain_owed -= 1;
+                    plain_pass(plain.as_mut(), &mut summary)?;
                 }
                 let probe_started = Instant::now();
                 let weight_name = self.layers[probe.layer].weight.clone();
@@ -425,6 +444,10 @@ impl SensitivityRun {
             let timed = &mut summary.probe_times[first_time..];
             let share = setup / timed.len().max(1) as u32;
             timed.iter_mut().for_each(|t| *t += share);
+        }
+        // Passes still owed when the last window ended (its threads were busy until then).
+        for _ in 0..plain_owed {
+            plain_pass(plain.as_mut(), &mut summary)?;
         }
         summary.probing = started.elapsed();
         summary.cache = cache.stats;

@@ -73,7 +73,7 @@ fn error_grows_as_weight_bits_fall_on_every_layer() {
 fn plain_passes_are_timed_among_the_probes() {
     let dir = tempfile::tempdir().unwrap();
     let model = save(&bitsearch_fixtures::attention_unet(false), dir.path(), "unet.onnx");
-    let config = SensitivityConfig { w_bits: vec![2, 3, 4, 8], window: 4, ..cpu_config(steps(2)) };
+    let config = SensitivityConfig { w_bits: vec![2, 3, 4, 8], step_groups: 2, window: 4, ..cpu_config(steps(2)) };
     let mut run = SensitivityRun::open(&model, config, Shard::WHOLE).unwrap();
     let (summary, table) =
         run_to_table(&mut run, &dir.path().join("s.parquet"), Existing::Overwrite, &mut Silent).unwrap();
