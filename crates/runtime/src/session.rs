@@ -8,7 +8,8 @@ use crate::error::{Result, RuntimeError};
 use bitsearch_onnx::{DataType, ExternalData, Model, declared_elem_type, declared_shape, declared_symbols, rewrite};
 use half::{bf16, f16};
 use ndarray::{ArrayD, ArrayViewD, IxDyn};
-use ort::value::{DynValue, Tensor, TensorElementType};
+use ort::session::SessionInputValue;
+use ort::value::{DynValue, Tensor, TensorElementType, TensorRef};
 use std::path::Path;
 
 /// How to build a session.
@@ -171,11 +172,11 @@ impl Session {
             .collect())
     }
 
-    fn feeds(
+    fn feeds<'v>(
         &self,
-        inputs: &[(&str, ArrayViewD<'_, f32>)],
-        overrides: &[(&str, ArrayViewD<'_, f32>)],
-    ) -> Result<Vec<(String, DynValue)>> {
+        inputs: &[(&str, ArrayViewD<'v, f32>)],
+        overrides: &[(&str, ArrayViewD<'v, f32>)],
+    ) -> Result<Vec<(String, SessionInputValue<'v>)>> {
         let input_error = |name: &str, message: String| RuntimeError::Input { name: name.to_string(), message };
         let mut feeds = Vec::with_capacity(inputs.len() + overrides.len());
         for (name, values) in inputs {
@@ -184,7 +185,7 @@ impl Session {
                 input_error(name, format!("the model has no such input (it expects: {})", expected.join(", ")))
             })?;
             check_shape(&spec.shape, values.shape()).map_err(|m| input_error(name, m))?;
-            feeds.push((name.to_string(), to_value(spec.dtype, values).map_err(|m| input_error(name, m))?));
+            feeds.push((name.to_string(), to_input(spec.dtype, values).map_err(|m| input_error(name, m))?));
         }
         // An override may also feed an input the caller's network does not know of (the values
         // crossing into a cut graph).
@@ -194,7 +195,7 @@ impl Session {
         }
         for (name, values) in overrides {
             if let Some(spec) = self.inputs.iter().find(|s| s.name == *name && !inputs.iter().any(|(n, _)| n == name)) {
-                feeds.push((name.to_string(), to_value(spec.dtype, values).map_err(|m| input_error(name, m))?));
+                feeds.push((name.to_string(), to_input(spec.dtype, values).map_err(|m| input_error(name, m))?));
                 continue;
             }
             let (dtype, shape) = self.overridable.get(*name).ok_or_else(|| {
@@ -209,7 +210,7 @@ impl Session {
                     format!("override has shape {:?}, the weight has {:?}", values.shape(), shape),
                 ));
             }
-            feeds.push((name.to_string(), to_value(*dtype, values).map_err(|m| input_error(name, m))?));
+            feeds.push((name.to_string(), to_input(*dtype, values).map_err(|m| input_error(name, m))?));
         }
         Ok(feeds)
     }
@@ -264,6 +265,16 @@ fn check_shape(declared: &[Option<usize>], given: &[usize]) -> std::result::Resu
     }
     let dims: Vec<String> = declared.iter().map(|d| d.map_or("?".to_string(), |d| d.to_string())).collect();
     Err(format!("shape {given:?} does not match the declared [{}]", dims.join(", ")))
+}
+
+/// `values` as an input of element type `dtype`: f32 in standard layout is lent to ONNX Runtime
+/// as it is (a cut's fed values are megabytes, and converting them cost a sixth of a probe),
+/// anything else converted into a tensor of its own.
+fn to_input<'v>(dtype: DataType, values: &ArrayViewD<'v, f32>) -> std::result::Result<SessionInputValue<'v>, String> {
+    if dtype == DataType::F32 && values.is_standard_layout() {
+        return TensorRef::from_array_view(values.clone()).map(Into::into).map_err(|e| e.to_string());
+    }
+    to_value(dtype, values).map(Into::into)
 }
 
 fn to_value(dtype: DataType, values: &ArrayViewD<'_, f32>) -> std::result::Result<DynValue, String> {

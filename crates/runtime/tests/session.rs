@@ -51,6 +51,23 @@ fn overriding_a_weight_changes_the_output_and_dropping_it_restores_it_exactly() 
 }
 
 #[test]
+fn strided_views_feed_the_same_values_as_contiguous_ones() {
+    // Contiguous f32 is lent to ONNX Runtime in place; any other layout is copied first.
+    let model = bitsearch_fixtures::conv_net();
+    let (weight, values) = weights(&model).remove(0);
+    let mut session = cpu_session(&model, vec![weight.clone()]);
+    let (x, halved) = (input(2), values.mapv(|v| v * 0.5));
+    // Reversed axes of a reversed copy: the same values, not in standard layout.
+    let (x_t, halved_t) = (x.t().as_standard_layout().into_owned(), halved.t().as_standard_layout().into_owned());
+    let (x_strided, halved_strided) = (x_t.t(), halved_t.t());
+    assert!(!x_strided.is_standard_layout() && !halved_strided.is_standard_layout());
+    let contiguous = session.run(&[("x", x.view())], &[(&weight, halved.view())]).unwrap();
+    let strided = session.run(&[("x", x_strided)], &[(&weight, halved_strided)]).unwrap();
+    assert_eq!(contiguous, strided);
+    assert_ne!(contiguous, session.run(&[("x", x.view())], &[]).unwrap(), "the override took effect");
+}
+
+#[test]
 fn bad_inputs_and_overrides_are_errors_naming_the_input() {
     let model = bitsearch_fixtures::conv_net();
     let (weight, values) = weights(&model).remove(0);
