@@ -177,8 +177,10 @@ pub struct SensitivityArgs {
     #[arg(long)]
     pub overwrite: bool,
     /// Compute part i of N of the probe list (0-based), e.g. --shard 0/4; join with `merge`.
+    /// `auto` takes i and N from a Slurm job array's variables, `auto/N` i from a Kubernetes
+    /// Indexed Job's JOB_COMPLETION_INDEX (or checks Slurm's count against N).
     #[arg(long)]
-    pub shard: Option<bitsearch_records::Shard>,
+    pub shard: Option<bitsearch_records::ShardSpec>,
     /// Weight bit-widths to probe, e.g. 2,4,8; 16 keeps the weight in float16 [default: 4,8].
     #[arg(long, value_delimiter = ',')]
     pub w_bits: Option<Vec<u8>>,

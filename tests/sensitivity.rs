@@ -7,7 +7,7 @@ use bitsearch_metrics::ssim_per_item;
 use bitsearch_onnx::{DataType, Model, tensor_from_f32, tensor_to_f32};
 use bitsearch_pipeline::noise::batch_noise;
 use bitsearch_quant::WeightQuantizer;
-use bitsearch_records::{SensitivityTable, monotonicity};
+use bitsearch_records::{SensitivityTable, Shard, monotonicity};
 use bitsearch_runtime::{Device, Session, SessionOptions};
 use bitsearch_sensitivity::journal_path;
 use bitsearch_types::QuantizerSpec;
@@ -132,6 +132,119 @@ fn merge_joins_shards_and_refuses_a_corrupt_table() {
     std::fs::write(&corrupt, b"not a table").unwrap();
     let output = bitsearch(&["merge", corrupt.to_str().unwrap(), "--out", merged.to_str().unwrap()]);
     assert_clean_failure(&output, &["corrupt.parquet", "not a Parquet file"]);
+}
+
+/// The scheduler variables `--shard auto` reads, removed from the tasks' environment but for
+/// those a test sets.
+const SCHEDULER_VARIABLES: [&str; 6] = [
+    "SLURM_ARRAY_TASK_ID",
+    "SLURM_ARRAY_TASK_MIN",
+    "SLURM_ARRAY_TASK_MAX",
+    "SLURM_ARRAY_TASK_STEP",
+    "SLURM_ARRAY_TASK_COUNT",
+    "JOB_COMPLETION_INDEX",
+];
+
+/// Starts `program` with `args` as array task of a scheduler that sets `variables`, with the
+/// bitsearch binary on the PATH.
+fn array_task(program: &str, args: &[String], variables: Vec<(&str, String)>) -> std::process::Child {
+    let bin = std::path::Path::new(env!("CARGO_BIN_EXE_bitsearch")).parent().unwrap();
+    let path = std::env::join_paths(
+        std::iter::once(bin.to_path_buf()).chain(std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())),
+    )
+    .unwrap();
+    let mut command = std::process::Command::new(program);
+    command.args(args).env("PATH", path).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
+    for name in SCHEDULER_VARIABLES {
+        command.env_remove(name);
+    }
+    command.envs(variables).spawn().expect("the array task starts")
+}
+
+/// Waits for the tasks, then merges the shard tables in `tables` and returns the merged table.
+fn merged(tasks: Vec<std::process::Child>, tables: &std::path::Path) -> SensitivityTable {
+    for task in tasks {
+        assert_success(&task.wait_with_output().unwrap());
+    }
+    let mut shards: Vec<String> =
+        std::fs::read_dir(tables).unwrap().map(|e| e.unwrap().path().display().to_string()).collect();
+    shards.retain(|p| p.ends_with(".parquet"));
+    let count = shards.len();
+    let mut indices: Vec<Shard> =
+        shards.iter().map(|p| SensitivityTable::read(p.as_ref()).unwrap().meta.shard).collect();
+    indices.sort_by_key(|s| s.index);
+    assert_eq!(indices, (0..count).map(|index| Shard { index, count }).collect::<Vec<_>>());
+    let out = tables.join("merged.table");
+    let mut args = vec!["merge"];
+    args.extend(shards.iter().map(String::as_str));
+    args.extend(["--out", out.to_str().unwrap()]);
+    assert_success(&bitsearch(&args));
+    SensitivityTable::read(&out).unwrap()
+}
+
+#[test]
+fn array_tasks_of_the_docs_slurm_script_and_indexed_job_merge_into_one_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = tiny_unet(dir.path());
+    let flags = ["--steps", "2", "--window", "1"].map(String::from);
+    let whole = dir.path().join("whole.parquet");
+    let mut args = vec!["sensitivity", model.to_str().unwrap(), "--out", whole.to_str().unwrap(), "--device", "cpu"];
+    args.extend(flags.iter().map(String::as_str));
+    assert_success(&bitsearch(&args));
+    let whole = SensitivityTable::read(&whole).unwrap();
+
+    // `sbatch --array=1-3 docs/cluster/slurm-sensitivity.sh --steps 2 --window 1`, its three
+    // tasks at once.
+    let tables = dir.path().join("slurm");
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/cluster/slurm-sensitivity.sh").to_string();
+    let tasks = (1..=3)
+        .map(|id| {
+            let args: Vec<String> = std::iter::once(script.clone()).chain(flags.iter().cloned()).collect();
+            let variables = vec![
+                ("SLURM_ARRAY_TASK_ID", id.to_string()),
+                ("SLURM_ARRAY_TASK_MIN", "1".into()),
+                ("SLURM_ARRAY_TASK_MAX", "3".into()),
+                ("SLURM_ARRAY_TASK_COUNT", "3".into()),
+                ("MODEL", model.display().to_string()),
+                ("TABLES", tables.display().to_string()),
+                ("DEVICE", "cpu".into()),
+            ];
+            array_task("bash", &args, variables)
+        })
+        .collect();
+    assert_eq!(merged(tasks, &tables), whole, "Slurm array");
+
+    // The Indexed Job's command, on this machine's paths and CPU, one process per completion.
+    let manifest =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/cluster/sensitivity-indexed-job.yaml"));
+    let job: serde_norway::Value = serde_norway::from_str(&manifest.unwrap()).unwrap();
+    let spec = &job["spec"];
+    assert_eq!(spec["completionMode"].as_str(), Some("Indexed"));
+    let completions = spec["completions"].as_u64().unwrap() as usize;
+    let container = &spec["template"]["spec"]["containers"][0];
+    assert_eq!(container["resources"]["limits"]["nvidia.com/gpu"].as_u64(), Some(1), "one GPU per task");
+    let command = container["args"][0].as_str().unwrap();
+    assert!(command.contains(&format!("--shard auto/{completions}")), "the count must equal completions: {command}");
+    let tables = dir.path().join("indexed");
+    let command = command
+        .replace("/data/models/unet.onnx", model.to_str().unwrap())
+        .replace("/data/tables", tables.to_str().unwrap())
+        .replace("--device cuda", "--device cpu")
+        + " "
+        + &flags.join(" ");
+    let tasks = (0..completions)
+        .map(|index| {
+            array_task("sh", &["-c".into(), command.clone()], vec![("JOB_COMPLETION_INDEX", index.to_string())])
+        })
+        .collect();
+    assert_eq!(merged(tasks, &tables), whole, "Indexed Job");
+
+    // Outside an array the run refuses, naming what it looked for.
+    let mut args = args.clone();
+    args.extend(["--shard", "auto"]);
+    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    let output = array_task(env!("CARGO_BIN_EXE_bitsearch"), &args, Vec::new()).wait_with_output().unwrap();
+    assert_clean_failure(&output, &["--shard auto", "SLURM_ARRAY_TASK_ID", "JOB_COMPLETION_INDEX"]);
 }
 
 #[test]

@@ -7,7 +7,9 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 pub fn run(args: &SensitivityArgs) -> anyhow::Result<()> {
     let config = config(args)?;
-    let mut run = SensitivityRun::open(&args.model, config, args.shard.unwrap_or(Shard::WHOLE))?;
+    let shard =
+        args.shard.map(|s| s.resolve(|name| std::env::var(name).ok())).transpose().map_err(anyhow::Error::msg)?;
+    let mut run = SensitivityRun::open(&args.model, config, shard.unwrap_or(Shard::WHOLE))?;
     let meta = run.meta();
     log::info!(
         "{}: {} sampler, {} steps, {} items, {} probes{} on {}",
@@ -16,7 +18,7 @@ pub fn run(args: &SensitivityArgs) -> anyhow::Result<()> {
         meta.steps,
         meta.items.len(),
         run.probes(),
-        args.shard.map_or(String::new(), |s| format!(" (shard {s} of {} in all)", meta.probes_total)),
+        shard.map_or(String::new(), |s| format!(" (shard {s} of {} in all)", meta.probes_total)),
         meta.device
     );
     log::info!("{}", meta.metric_groups);

@@ -27,8 +27,8 @@ pub use frontier::{FrontierPoint, PointKind, read_frontier, write_frontier};
 pub use manifest::{Corrections, MANIFEST_FILE, Manifest, ManifestModel, Storage};
 pub use plan::{Plan, PlanLayer};
 pub use table::{
-    BaseLayer, BasePoint, Monotonicity, ProbeRow, RunMeta, SensitivityTable, Shard, SplitGain, merge, monotonicity,
-    split_gains,
+    BaseLayer, BasePoint, Monotonicity, ProbeRow, RunMeta, SensitivityTable, Shard, ShardSpec, SplitGain, merge,
+    monotonicity, split_gains,
 };
 pub use target::{Measured, Metric, Round, ShrinkRound, ShrinkSearch, Target, TargetSearch};
 
