@@ -119,6 +119,7 @@ bench: setup models
 	cargo bench --bench sensitivity
 	cargo bench --bench solver
 	cargo bench --bench scaling
+	cargo bench --bench serve
 	cargo build --release
 	scripts/bench-fidelity.sh $(BIN) $(TERRAIN) $(SHAPES) out/bench
 	scripts/bench-corrections.sh $(BIN) $(TERRAIN) $(SHAPES) out/bench

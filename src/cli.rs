@@ -52,6 +52,30 @@ pub enum Command {
     /// Measure prompt-image alignment of a text-to-image folder with its attribute classifier,
     /// at full precision and with the whole UNet fake-quantized.
     Align(AlignArgs),
+    /// Serve plans over HTTP/JSON from registered sensitivity tables (loopback unless told).
+    Serve(ServeArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ServeArgs {
+    /// Address to listen on; port 0 picks a free one (printed on start).
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub listen: std::net::SocketAddr,
+    /// Folder of the catalogue (SQLite database and table files), created if missing.
+    #[arg(long, default_value = "bitsearch-data")]
+    pub data: PathBuf,
+    /// File holding the bearer token every request but /health must carry.
+    #[arg(long)]
+    pub token_file: Option<PathBuf>,
+    /// Plans solved at once; further requests queue.
+    #[arg(long, default_value_t = 2)]
+    pub workers: usize,
+    /// Seconds HiGHS may spend on one plan request.
+    #[arg(long, default_value_t = 20.0)]
+    pub time_limit: f64,
+    /// Largest request body in MB (10^6 bytes): the size of the largest table to register.
+    #[arg(long, default_value_t = 64)]
+    pub max_body_mb: usize,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]

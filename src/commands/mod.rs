@@ -8,6 +8,7 @@ mod quantize;
 mod report;
 mod sample;
 mod sensitivity;
+mod serve;
 mod solve;
 
 use crate::cli::{Args, Command};
@@ -25,6 +26,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         Command::Memory(a) => eval::memory(&a),
         Command::Report(a) => report::run(&a),
         Command::Align(a) => align::run(&a),
+        Command::Serve(a) => serve::run(&a),
     }
 }
 

@@ -1,0 +1,189 @@
+//! `bitsearch serve` end to end: the real server on a loopback port, a registered table, plans
+//! equal to `bitsearch solve`'s, the cache across restarts, bad input answered 4xx with one
+//! line, and a registration killed at any moment leaving the catalogue consistent.
+
+mod common;
+
+use bitsearch_records::{Plan, SensitivityTable};
+use common::{assert_success, bitsearch};
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+/// A server process; killed when dropped.
+struct Server {
+    child: Child,
+    url: String,
+}
+
+impl Server {
+    fn start(data: &Path, extra: &[&str]) -> Server {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_bitsearch"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--data", data.to_str().unwrap()])
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("the server starts");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        let url = line.trim().rsplit(' ').next().unwrap().to_string();
+        assert!(url.starts_with("http://127.0.0.1:"), "{line}");
+        Server { child, url }
+    }
+
+    /// `method path` with `body`, the bearer `token` if any: the status and the body.
+    fn call(&self, method: &str, path: &str, body: &[u8], token: Option<&str>) -> (u16, String) {
+        let mut request = ureq::request(method, &format!("{}{path}", self.url));
+        if let Some(token) = token {
+            request = request.set("Authorization", &format!("Bearer {token}"));
+        }
+        let response = if method == "GET" { request.call() } else { request.send_bytes(body) };
+        match response {
+            Ok(r) => (r.status(), r.into_string().unwrap()),
+            Err(ureq::Error::Status(code, r)) => (code, r.into_string().unwrap()),
+            Err(e) => panic!("{method} {path}: {e}"),
+        }
+    }
+
+    fn json(&self, method: &str, path: &str, body: &[u8]) -> serde_json::Value {
+        let (status, text) = self.call(method, path, body, None);
+        assert!((200..300).contains(&status), "{method} {path}: {status} {text}");
+        serde_json::from_str(&text).unwrap()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A synthetic table of `layers` layers at W2/W4/W8, written to `dir`.
+fn table(dir: &Path, layers: usize) -> PathBuf {
+    let path = dir.join(format!("table-{layers}.parquet"));
+    bitsearch_fixtures::sensitivity_table(7, layers, &[2, 4, 8], 1).write(&path).unwrap();
+    path
+}
+
+fn plan_request(table: &str, budget: &str) -> Vec<u8> {
+    serde_json::json!({ "table": table, "budgets": [budget] }).to_string().into_bytes()
+}
+
+#[test]
+fn served_plans_equal_the_cli_and_are_cached_across_restarts() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let path = table(dir.path(), 12);
+    let bytes = std::fs::read(&path).unwrap();
+    let server = Server::start(&data, &[]);
+    assert_eq!(server.call("GET", "/health", b"", None), (200, "ok\n".into()));
+    let entry = server.json("POST", "/tables", &bytes);
+    let id = entry["id"].as_str().unwrap().to_string();
+    assert_eq!(id, bitsearch_types::sha256_hex(&bytes));
+    assert_eq!(entry["layers"], 12);
+    assert_eq!(server.json("POST", "/tables", &bytes)["id"], id.as_str(), "registering twice finds it");
+    assert_eq!(server.json("GET", "/tables", b"").as_array().unwrap().len(), 1);
+
+    let budgets = ["avg-bits=3.5", "avg-bits=5", "memory=60%"];
+    for budget in budgets {
+        let answer = server.json("POST", "/plans", &plan_request(&id, budget));
+        assert_eq!(answer["cached"], false, "{budget}");
+        assert_eq!(answer["status"], "optimal");
+        let served: Plan = serde_json::from_value(answer["plan"].clone()).unwrap();
+        let out = dir.path().join("cli.yaml");
+        let cli =
+            ["solve", "--sensitivity", path.to_str().unwrap(), "--budget", budget, "--out", out.to_str().unwrap()];
+        assert_success(&bitsearch(&cli));
+        let cli = Plan::read(&out).unwrap();
+        assert_eq!(served.layers, cli.layers, "{budget}: the served plan must be the CLI's");
+        assert_eq!(served.budgets, cli.budgets, "{budget}");
+        assert_eq!(served.summary, cli.summary, "{budget}");
+        let again = server.json("POST", "/plans", &plan_request(&id, budget));
+        assert_eq!(again["cached"], true, "{budget}: a repeated request is a cache hit");
+        assert_eq!(again["plan"], answer["plan"]);
+    }
+    let metrics = server.call("GET", "/metrics", b"", None).1;
+    assert!(metrics.contains("bitsearch_plan_cache_hits_total 3\n"), "{metrics}");
+    assert!(metrics.contains("bitsearch_solves_total 3\n"), "{metrics}");
+    drop(server);
+
+    let server = Server::start(&data, &[]);
+    assert_eq!(server.json("GET", "/tables", b"")[0]["id"], id.as_str(), "the catalogue survives a restart");
+    let answer = server.json("POST", "/plans", &plan_request(&id, budgets[0]));
+    assert_eq!(answer["cached"], true, "the cache survives a restart");
+    let (status, yaml) = server.call("POST", "/plans?format=yaml", &plan_request(&id, budgets[0]), None);
+    assert_eq!(status, 200);
+    let plan: Plan = serde_norway::from_str(&yaml).unwrap();
+    assert_eq!(serde_json::to_value(&plan).unwrap(), answer["plan"]);
+}
+
+#[test]
+fn bad_requests_are_answered_4xx_with_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let token_file = dir.path().join("token");
+    std::fs::write(&token_file, "s3cret\n").unwrap();
+    let server =
+        Server::start(&dir.path().join("data"), &["--token-file", token_file.to_str().unwrap(), "--max-body-mb", "1"]);
+    let token = Some("s3cret");
+    let (status, text) = server.call("POST", "/tables", &std::fs::read(table(dir.path(), 6)).unwrap(), token);
+    assert_eq!(status, 201, "{text}");
+    let id = serde_json::from_str::<serde_json::Value>(&text).unwrap()["id"].as_str().unwrap().to_string();
+    let big = vec![b'x'; 1_500_000];
+    // Method, path, body, token, expected status, words of the message.
+    type Case<'a> = (&'a str, &'a str, Vec<u8>, Option<&'a str>, u16, &'a str);
+    let cases: Vec<Case> = vec![
+        ("GET", "/tables", vec![], None, 401, "missing bearer token"),
+        ("GET", "/tables", vec![], Some("guess"), 403, "wrong bearer token"),
+        ("POST", "/plans", b"{not json".to_vec(), token, 400, "plan request"),
+        ("POST", "/plans", br#"{"table": "x", "budget": []}"#.to_vec(), token, 400, "unknown field `budget`"),
+        ("POST", "/plans", plan_request("feed", "avg-bits=4"), token, 404, "table 'feed' is not registered"),
+        ("GET", "/tables/feed", vec![], token, 404, "table 'feed' is not registered"),
+        ("POST", "/plans", plan_request(&id, "speed=4"), token, 400, "speed"),
+        ("POST", "/plans", plan_request(&id, "avg-bits=1"), token, 422, "smallest feasible"),
+        ("POST", "/plans?format=xml", plan_request(&id, "avg-bits=4"), token, 400, "expected json or yaml"),
+        ("POST", "/tables", b"not parquet".to_vec(), token, 400, "not a sensitivity table"),
+        ("POST", "/tables", big, token, 413, "request body"),
+    ];
+    for (method, path, body, token, expected, message) in cases {
+        let (status, text) = server.call(method, path, &body, token);
+        assert_eq!(status, expected, "{method} {path}: {text}");
+        let error = serde_json::from_str::<serde_json::Value>(&text).unwrap()["error"].as_str().unwrap().to_string();
+        assert!(error.contains(message) && !error.contains('\n'), "{method} {path}: {error}");
+    }
+    assert_eq!(server.call("GET", "/health", b"", None).0, 200, "health needs no token");
+    let metrics = server.call("GET", "/metrics", b"", token).1;
+    assert!(metrics.contains("bitsearch_server_errors_total 0\n"), "{metrics}");
+}
+
+#[test]
+fn a_registration_killed_at_any_moment_leaves_the_catalogue_consistent() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let bytes = std::fs::read(table(dir.path(), 400)).unwrap();
+    for delay_ms in [0, 2, 5, 10, 20, 40] {
+        let mut server = Server::start(&data, &[]);
+        let url = format!("{}/tables", server.url);
+        let body = bytes.clone();
+        // Whether the upload is answered depends on when the kill lands.
+        let upload = std::thread::spawn(move || ureq::post(&url).send_bytes(&body).is_ok());
+        std::thread::sleep(std::time::Duration::from_millis(delay_ms));
+        server.child.kill().unwrap(); // SIGKILL
+        server.child.wait().unwrap();
+        let _ = upload.join();
+        let server = Server::start(&data, &[]);
+        let listed = server.json("GET", "/tables", b"");
+        for entry in listed.as_array().unwrap() {
+            let id = entry["id"].as_str().unwrap();
+            let file = data.join("tables").join(format!("{id}.parquet"));
+            assert_eq!(bitsearch_types::sha256_hex(&std::fs::read(&file).unwrap()), id, "a listed table is whole");
+            SensitivityTable::read(&file).unwrap();
+        }
+        let leftovers = std::fs::read_dir(data.join("tables")).unwrap().flatten();
+        assert!(leftovers.into_iter().all(|e| !e.file_name().to_string_lossy().starts_with(".upload")));
+        assert_eq!(server.json("POST", "/tables", &bytes)["id"], bitsearch_types::sha256_hex(&bytes));
+        drop(server);
+        std::fs::remove_dir_all(&data).unwrap();
+    }
+}
