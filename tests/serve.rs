@@ -1,10 +1,11 @@
 //! `bitsearch serve` end to end: the real server on a loopback port, a registered table, plans
-//! equal to `bitsearch solve`'s, the cache across restarts, bad input answered 4xx with one
-//! line, and a registration killed at any moment leaving the catalogue consistent.
+//! and frontiers equal to `bitsearch solve`'s, the cache across restarts, the report served,
+//! the OpenAPI document covering every route, bad input answered 4xx with one line, and a
+//! registration killed at any moment leaving the catalogue consistent.
 
 mod common;
 
-use bitsearch_records::{Plan, SensitivityTable};
+use bitsearch_records::{FrontierPoint, Plan, PointKind, SensitivityTable, read_frontier};
 use common::{assert_success, bitsearch};
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -71,6 +72,10 @@ fn plan_request(table: &str, budget: &str) -> Vec<u8> {
     serde_json::json!({ "table": table, "budgets": [budget] }).to_string().into_bytes()
 }
 
+fn sweep_request(table: &str, sweep: &str) -> Vec<u8> {
+    serde_json::json!({ "table": table, "sweep": sweep }).to_string().into_bytes()
+}
+
 #[test]
 fn served_plans_equal_the_cli_and_are_cached_across_restarts() {
     let dir = tempfile::tempdir().unwrap();
@@ -103,10 +108,12 @@ fn served_plans_equal_the_cli_and_are_cached_across_restarts() {
         let again = server.json("POST", "/plans", &plan_request(&id, budget));
         assert_eq!(again["cached"], true, "{budget}: a repeated request is a cache hit");
         assert_eq!(again["plan"], answer["plan"]);
+        let by_id = server.json("GET", &format!("/plans/{}", answer["id"].as_str().unwrap()), b"");
+        assert_eq!(by_id["plan"], answer["plan"], "{budget}: the plan by its id");
     }
     let metrics = server.call("GET", "/metrics", b"", None).1;
     assert!(metrics.contains("bitsearch_plan_cache_hits_total 3\n"), "{metrics}");
-    assert!(metrics.contains("bitsearch_solves_total 3\n"), "{metrics}");
+    assert!(metrics.contains("bitsearch_solve_seconds_count 3\n"), "{metrics}");
     drop(server);
 
     let server = Server::start(&data, &[]);
@@ -117,6 +124,156 @@ fn served_plans_equal_the_cli_and_are_cached_across_restarts() {
     assert_eq!(status, 200);
     let plan: Plan = serde_norway::from_str(&yaml).unwrap();
     assert_eq!(serde_json::to_value(&plan).unwrap(), answer["plan"]);
+}
+
+/// `POST /frontiers` with `body`, whole and streamed: the whole answer, the streamed lines.
+fn frontier(server: &Server, body: &serde_json::Value) -> (serde_json::Value, Vec<serde_json::Value>) {
+    let body = body.to_string().into_bytes();
+    let whole = server.json("POST", "/frontiers", &body);
+    let (status, text) = server.call("POST", "/frontiers?stream=true", &body, None);
+    assert_eq!(status, 200, "{text}");
+    let lines = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    (whole, lines)
+}
+
+#[test]
+fn served_frontiers_equal_the_cli_sweep_streamed_or_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = table(dir.path(), 10);
+    let server = Server::start(&dir.path().join("data"), &[]);
+    let id = server.json("POST", "/tables", &std::fs::read(&path).unwrap())["id"].as_str().unwrap().to_string();
+    // The first budget is below every plan: left out, as the CLI leaves it out.
+    let sweep = "avg-bits=1..8:5";
+    let request = serde_json::json!({ "table": id, "sweep": sweep });
+    let (whole, lines) = frontier(&server, &request);
+    assert_eq!(whole["cached"], false);
+    assert_eq!((whole["solved"].as_u64(), whole["of"].as_u64()), (Some(4), Some(5)));
+    assert_eq!(whole["left_out"].as_array().unwrap().len(), 1);
+    assert!(whole["left_out"][0]["error"].as_str().unwrap().contains("smallest feasible"), "{whole}");
+
+    let out = dir.path().join("sweep");
+    let cli = ["solve", "--sensitivity", path.to_str().unwrap(), "--sweep", sweep, "--out", out.to_str().unwrap()];
+    assert_success(&bitsearch(&cli));
+    let cli = read_frontier(&out.join("frontier.parquet")).unwrap();
+    let served: Vec<FrontierPoint> = serde_json::from_value(whole["points"].clone()).unwrap();
+    assert_eq!(served.len(), cli.len());
+    for (s, c) in served.iter().zip(&cli) {
+        assert_eq!(FrontierPoint { plan: c.plan.clone(), ..s.clone() }, *c, "the served point is the CLI's");
+        if s.kind == PointKind::Ilp {
+            let plan: Plan =
+                serde_json::from_value(server.json("GET", &format!("/plans/{}", s.plan), b"")["plan"].clone()).unwrap();
+            assert_eq!(plan.layers, Plan::read(&out.join(&c.plan)).unwrap().layers, "point {}", s.budget);
+        }
+    }
+
+    // Streamed: the same points and left-out budget as they come, then the last line.
+    let point_lines: Vec<_> = lines.iter().filter_map(|l| l.get("point")).cloned().collect();
+    assert_eq!(point_lines, *whole["points"].as_array().unwrap());
+    assert_eq!(lines.iter().filter(|l| l.get("left_out").is_some()).count(), 1);
+    let done = &lines.last().unwrap()["done"];
+    assert_eq!((done["id"].clone(), done["solved"].clone()), (whole["id"].clone(), whole["solved"].clone()));
+    assert_eq!(done["cached"], true, "the streamed request came after the whole one");
+
+    let again = server.json("POST", "/frontiers", request.to_string().as_bytes());
+    assert_eq!(again["cached"], true);
+    assert_eq!(again["points"], whole["points"]);
+    // A request the catalogue has not seen streams as it solves.
+    let fresh = serde_json::json!({ "table": id, "sweep": "avg-bits=3..6:3", "budgets": ["memory=90%"] });
+    let (_, streamed) = frontier(&server, &fresh);
+    assert_eq!(streamed.iter().filter(|l| l.get("point").is_some()).count(), 3 + 3, "3 budgets and 3 uniform plans");
+    let nothing = serde_json::json!({ "table": id, "sweep": "avg-bits=0.5..1:2" });
+    let (status, text) = server.call("POST", "/frontiers", nothing.to_string().as_bytes(), None);
+    assert_eq!(status, 422, "{text}");
+    assert!(text.contains("none of the sweep's 2 budgets can be met"), "{text}");
+}
+
+#[test]
+fn the_report_of_a_table_and_its_plans_is_served() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let server = Server::start(&data, &[]);
+    let id = server.json("POST", "/tables", &std::fs::read(table(dir.path(), 8)).unwrap())["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let agent = ureq::AgentBuilder::new().redirects(0).build();
+    let report = |agent: &ureq::Agent| {
+        let response = match agent.get(&format!("{}/tables/{id}/report", server.url)).call() {
+            Ok(r) => r,
+            Err(ureq::Error::Status(_, r)) => r,
+            Err(e) => panic!("{e}"),
+        };
+        assert_eq!(response.status(), 303);
+        response.header("location").unwrap().to_string()
+    };
+    let bare = report(&agent);
+    let plan = server.json("POST", "/plans", &plan_request(&id, "avg-bits=4"));
+    server.json(
+        "POST",
+        "/frontiers",
+        serde_json::json!({ "table": id, "sweep": "avg-bits=3..6:3" }).to_string().as_bytes(),
+    );
+    let page = report(&agent);
+    assert_ne!(page, bare, "a new plan makes a new report");
+    assert_eq!(report(&agent), page, "an unchanged catalogue reuses the report");
+    let (status, html) = server.call("GET", &page, b"", None);
+    assert_eq!(status, 200);
+    let plan_id = &plan["id"].as_str().unwrap()[..16];
+    assert!(html.contains(plan_id), "the page names the plan");
+    assert!(html.contains("frontier.png"), "the page draws the frontier");
+    let folder = page.trim_end_matches("index.html");
+    let (status, _) = server.call("GET", &format!("{folder}frontier.png"), b"", None);
+    assert_eq!(status, 200, "figures are served beside the page");
+    let (status, _) = server.call("GET", &format!("{folder}plans/{plan_id}.yaml"), b"", None);
+    assert_eq!(status, 200, "so are the plans it draws");
+    assert_eq!(std::fs::read_dir(data.join("reports")).unwrap().count(), 1, "the newer report replaced the older");
+    assert_eq!(server.call("GET", "/reports/../catalogue.sqlite", b"", None).0, 404);
+}
+
+/// The routes the service answers, with their methods: what the OpenAPI document must list.
+const ROUTES: [(&str, &str); 10] = [
+    ("post", "/tables"),
+    ("get", "/tables"),
+    ("get", "/tables/{id}"),
+    ("get", "/tables/{id}/report"),
+    ("post", "/plans"),
+    ("get", "/plans/{id}"),
+    ("post", "/frontiers"),
+    ("get", "/metrics"),
+    ("get", "/openapi.json"),
+    ("get", "/health"),
+];
+
+#[test]
+fn the_openapi_document_describes_every_route_and_is_the_one_in_docs() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("data"), &[]);
+    let document = server.json("GET", "/openapi.json", b"");
+    let paths = document["paths"].as_object().unwrap();
+    let listed: usize = paths.values().map(|p| p.as_object().unwrap().len()).sum();
+    assert_eq!(listed, ROUTES.len(), "{:?}", paths.keys());
+    for (method, path) in ROUTES {
+        let operation = &paths[path][method];
+        assert!(operation["responses"].is_object(), "{method} {path}");
+        // Every route is there to answer: nothing the document lists is 404 or 405 here.
+        let url = path.replace("{id}", "0");
+        let status = server.call(&method.to_uppercase(), &url, b"{}", None).0;
+        assert!(status != 405 && (status != 404 || path.contains("{id}")), "{method} {path}: {status}");
+    }
+    for schema in ["PlanRequest", "PlanAnswer", "FrontierRequest", "FrontierAnswer", "FrontierEvent", "FrontierPoint"] {
+        assert!(document["components"]["schemas"][schema].is_object(), "{schema}");
+    }
+    assert!(document["components"]["securitySchemes"]["bearer"].is_object());
+    let docs = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/openapi.json");
+    let text = serde_json::to_string_pretty(&document).unwrap() + "\n";
+    if std::env::var_os("BITSEARCH_BLESS").is_some() {
+        std::fs::write(&docs, &text).unwrap();
+    }
+    assert_eq!(
+        std::fs::read_to_string(&docs).unwrap_or_default(),
+        text,
+        "docs/openapi.json is stale: rerun with BITSEARCH_BLESS=1"
+    );
 }
 
 #[test]
@@ -145,6 +302,11 @@ fn bad_requests_are_answered_4xx_with_one_line() {
         ("POST", "/plans?format=xml", plan_request(&id, "avg-bits=4"), token, 400, "expected json or yaml"),
         ("POST", "/tables", b"not parquet".to_vec(), token, 400, "not a sensitivity table"),
         ("POST", "/tables", big, token, 413, "request body"),
+        ("GET", "/plans/feed", vec![], token, 404, "plan 'feed' was never answered here"),
+        ("GET", "/tables/feed/report", vec![], token, 404, "table 'feed' is not registered"),
+        ("POST", "/frontiers", sweep_request(&id, "avg-bits=2..8"), token, 400, "is not a sweep"),
+        ("POST", "/frontiers", sweep_request(&id, "speed=1..2:3"), token, 400, "speed"),
+        ("POST", "/frontiers", sweep_request("feed", "avg-bits=2..8:4"), token, 404, "table 'feed'"),
     ];
     for (method, path, body, token, expected, message) in cases {
         let (status, text) = server.call(method, path, &body, token);
@@ -153,6 +315,8 @@ fn bad_requests_are_answered_4xx_with_one_line() {
         assert!(error.contains(message) && !error.contains('\n'), "{method} {path}: {error}");
     }
     assert_eq!(server.call("GET", "/health", b"", None).0, 200, "health needs no token");
+    assert_eq!(server.call("GET", "/reports/", b"", None).0, 401, "reports need the token");
+    assert_eq!(server.call("GET", "/openapi.json", b"", None).0, 401);
     let metrics = server.call("GET", "/metrics", b"", token).1;
     assert!(metrics.contains("bitsearch_server_errors_total 0\n"), "{metrics}");
 }

@@ -9,6 +9,7 @@ use std::str::FromStr;
 
 /// What a budget limits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "kebab-case")]
 pub enum Resource {
     /// Bytes of the weights: codes plus the quantizer's scales; protected layers in float32.

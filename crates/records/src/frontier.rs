@@ -9,6 +9,7 @@ use std::path::Path;
 
 /// Where a frontier point comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum PointKind {
     /// A plan of the integer program.
@@ -23,6 +24,7 @@ bitsearch_types::named_enum!(PointKind, "frontier point kind", { Ilp => "ilp", G
 
 /// One point of the frontier.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct FrontierPoint {
     pub kind: PointKind,
     /// Plan file (ILP) or `uniform-W4` etc.

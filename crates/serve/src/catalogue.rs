@@ -1,5 +1,5 @@
 //! The catalogue: registered tables (content-addressed files under the data folder, one row
-//! each in SQLite) and the plans answered from them. A table's file is written under a
+//! each in SQLite) and the plans and frontiers answered from them. A table's file is written under a
 //! temporary name and renamed before its row is committed, so a kill at any moment leaves
 //! either the whole registration or none of it (a file without a row is written again by the
 //! next registration of the same bytes). Another SQL database could hold the same two tables:
@@ -20,7 +20,7 @@ pub enum CatalogueError {
 }
 
 /// A registered table, as listed.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct TableEntry {
     /// sha256 of the file's bytes: the table's id.
     pub id: String,
@@ -58,7 +58,11 @@ impl Catalogue {
                 id TEXT PRIMARY KEY, model TEXT NOT NULL, layers INTEGER NOT NULL, rows INTEGER NOT NULL,
                 step_groups INTEGER NOT NULL, bytes INTEGER NOT NULL);
              CREATE TABLE IF NOT EXISTS plans (
-                request TEXT PRIMARY KEY, table_id TEXT NOT NULL REFERENCES tables(id), answer TEXT NOT NULL);",
+                id TEXT PRIMARY KEY, request TEXT NOT NULL UNIQUE, table_id TEXT NOT NULL REFERENCES tables(id),
+                frontier TEXT, answer TEXT NOT NULL);
+             CREATE TABLE IF NOT EXISTS frontiers (
+                id TEXT PRIMARY KEY, request TEXT NOT NULL UNIQUE, table_id TEXT NOT NULL REFERENCES tables(id),
+                answer TEXT NOT NULL);",
         )?;
         Ok(Self { db, tables })
     }
@@ -112,19 +116,78 @@ impl Catalogue {
         self.tables.join(format!("{id}.parquet"))
     }
 
-    /// The answer stored for a request (its canonical JSON), if any.
-    pub fn cached(&self, request: &str) -> Result<Option<String>, CatalogueError> {
-        let mut statement = self.db.prepare_cached("SELECT answer FROM plans WHERE request = ?1")?;
+    /// The plan stored for a request (its canonical JSON): its id and YAML.
+    pub fn cached(&self, request: &str) -> Result<Option<(String, String)>, CatalogueError> {
+        let mut statement = self.db.prepare_cached("SELECT id, answer FROM plans WHERE request = ?1")?;
+        Ok(statement.query_row([request], |row| Ok((row.get(0)?, row.get(1)?))).optional()?)
+    }
+
+    /// Plan `id`'s YAML.
+    pub fn plan(&self, id: &str) -> Result<Option<String>, CatalogueError> {
+        let mut statement = self.db.prepare_cached("SELECT answer FROM plans WHERE id = ?1")?;
+        Ok(statement.query_row([id], |row| row.get(0)).optional()?)
+    }
+
+    /// Table `table`'s plans asked for one at a time (not points of a frontier), oldest first:
+    /// ids and YAML.
+    pub fn plans_of(&self, table: &str) -> Result<Vec<(String, String)>, CatalogueError> {
+        let mut statement = self
+            .db
+            .prepare_cached("SELECT id, answer FROM plans WHERE table_id = ?1 AND frontier IS NULL ORDER BY rowid")?;
+        let rows = statement.query_map([table], |row| Ok((row.get(0)?, row.get(1)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Stores a plan answered for `request`; returns its id.
+    pub fn store(&self, request: &str, table: &str, answer: &str) -> Result<String, CatalogueError> {
+        let id = id(request);
+        self.db.execute(
+            "INSERT OR REPLACE INTO plans (id, request, table_id, answer) VALUES (?1, ?2, ?3, ?4)",
+            params![id, request, table, answer],
+        )?;
+        Ok(id)
+    }
+
+    /// The frontier stored for a request: its JSON.
+    pub fn frontier(&self, request: &str) -> Result<Option<String>, CatalogueError> {
+        let mut statement = self.db.prepare_cached("SELECT answer FROM frontiers WHERE request = ?1")?;
         Ok(statement.query_row([request], |row| row.get(0)).optional()?)
     }
 
-    pub fn store(&self, request: &str, table: &str, answer: &str) -> Result<(), CatalogueError> {
-        self.db.execute(
-            "INSERT OR REPLACE INTO plans (request, table_id, answer) VALUES (?1, ?2, ?3)",
-            params![request, table, answer],
-        )?;
-        Ok(())
+    /// Table `table`'s newest frontier: its id and JSON.
+    pub fn latest_frontier(&self, table: &str) -> Result<Option<(String, String)>, CatalogueError> {
+        let mut statement = self
+            .db
+            .prepare_cached("SELECT id, answer FROM frontiers WHERE table_id = ?1 ORDER BY rowid DESC LIMIT 1")?;
+        Ok(statement.query_row([table], |row| Ok((row.get(0)?, row.get(1)?))).optional()?)
     }
+
+    /// Stores a frontier and its points' plans (requests and YAML) in one transaction.
+    pub fn store_frontier(
+        &mut self,
+        request: &str,
+        table: &str,
+        answer: &str,
+        plans: &[(String, String)],
+    ) -> Result<(), CatalogueError> {
+        let transaction = self.db.transaction()?;
+        transaction.execute(
+            "INSERT OR REPLACE INTO frontiers (id, request, table_id, answer) VALUES (?1, ?2, ?3, ?4)",
+            params![id(request), request, table, answer],
+        )?;
+        for (plan_request, plan) in plans {
+            transaction.execute(
+                "INSERT OR REPLACE INTO plans (id, request, table_id, frontier, answer) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![id(plan_request), plan_request, table, id(request), plan],
+            )?;
+        }
+        Ok(transaction.commit()?)
+    }
+}
+
+/// The id of a plan or frontier: the hash of its request's canonical JSON.
+pub fn id(request: &str) -> String {
+    bitsearch_types::sha256_hex(request.as_bytes())
 }
 
 fn entry(row: &rusqlite::Row<'_>) -> rusqlite::Result<TableEntry> {
