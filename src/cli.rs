@@ -552,6 +552,11 @@ pub struct AlignArgs {
     /// (per-channel, MSE-searched clipping, as sensitivity probes do).
     #[arg(long, value_delimiter = ',', value_parser = clap::value_parser!(u8).range(2..=8))]
     pub w_bits: Vec<u8>,
+    /// Score these images instead of generating any: a float32 .npy of [prompts × seeds, 3, H, W]
+    /// in [-1, 1], image p·seeds + s being prompt p's seed s (the layout `sample --npy` writes),
+    /// from any generator, e.g. another library's pipeline run on the same folder.
+    #[arg(long, conflicts_with = "w_bits")]
+    pub images: Option<PathBuf>,
     /// Images per pipeline run.
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u16).range(1..))]
     pub batch: u16,

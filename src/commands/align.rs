@@ -1,10 +1,10 @@
 //! `bitsearch align`: prompt-image alignment of a text-to-image folder, at full precision and
 //! with every UNet weight fake-quantized at the asked bit-widths, plus the text encoder's BOS
-//! row magnitude.
+//! row magnitude; or, with `--images`, of images another generator made from the same prompts.
 
 use crate::cli::AlignArgs;
 use anyhow::Context;
-use bitsearch_alignment::{AttributeClassifier, Evaluation, PromptSet, evaluate};
+use bitsearch_alignment::{AttributeClassifier, Evaluation, PromptSet, Scorer, evaluate, score_images};
 use bitsearch_metrics::Mse;
 use bitsearch_onnx::{Model, discover_layers};
 use bitsearch_pipeline::diffusers::{DiffusersPipeline, GenerateRequest, token_norms};
@@ -12,7 +12,10 @@ use bitsearch_quant::fake_quantize_weights;
 use bitsearch_runtime::SessionOptions;
 use bitsearch_types::{Component, QuantizerSpec, write_atomically};
 use indicatif::{ProgressBar, ProgressStyle};
+use ndarray::ArrayD;
+use ndarray_npy::ReadNpyExt;
 use serde::Serialize;
+use std::path::Path;
 
 /// One row of the results: a precision and what it scored.
 #[derive(Debug, Serialize)]
@@ -31,22 +34,66 @@ struct Report {
     model: String,
     prompts: usize,
     seeds: usize,
+    /// The scored .npy file, when the images were given rather than generated.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    images: Option<String>,
+    #[serde(flatten)]
+    generation: Option<Generation>,
+    rows: Vec<Row>,
+}
+
+/// How bitsearch generated the images it scored.
+#[derive(Debug, Serialize)]
+struct Generation {
     steps: u16,
     guidance: f32,
     sampler: String,
     bos_norm: f64,
     other_tokens_median_norm: f64,
     other_tokens_max_norm: f64,
-    rows: Vec<Row>,
 }
 
 pub fn run(args: &AlignArgs) -> anyhow::Result<()> {
     let options = SessionOptions { device: args.device, ..Default::default() };
-    let mut pipeline = DiffusersPipeline::open(&args.model, &options)?;
     let classifier_dir = args.classifier.clone().unwrap_or_else(|| args.model.join("classifier"));
     let mut classifier = AttributeClassifier::open(&classifier_dir, &options)?;
     let prompts_path = args.prompts.clone().unwrap_or_else(|| args.model.join("heldout_prompts.txt"));
     let set = PromptSet::read(&prompts_path, &classifier)?;
+    let names: Vec<String> = classifier.schema().attributes.keys().cloned().collect();
+    let row = |weights: &str, scorer: &Scorer, psnr_db: Option<f64>| Row {
+        weights: weights.to_string(),
+        attributes: names.iter().cloned().zip(scorer.attributes.iter().map(|a| a.value())).collect(),
+        position: scorer.position.value(),
+        caption: scorer.caption.value(),
+        psnr_db,
+    };
+    let report = |generation: Option<Generation>, rows: Vec<Row>| Report {
+        model: args.model.display().to_string(),
+        prompts: set.prompts.len(),
+        seeds: usize::from(args.seeds),
+        images: args.images.as_ref().map(|p| p.display().to_string()),
+        generation,
+        rows,
+    };
+    if let Some(path) = &args.images {
+        let images = read_images(path)?;
+        let scorer =
+            score_images(&mut classifier, &set, images.view(), usize::from(args.seeds), usize::from(args.batch))
+                .with_context(|| format!("{}: does not fit {}", path.display(), prompts_path.display()))?;
+        println!(
+            "{}: {} prompts × {} seeds, images from {}",
+            args.model.display(),
+            set.prompts.len(),
+            args.seeds,
+            path.display()
+        );
+        let rows = vec![row("images", &scorer, None)];
+        print_header(&names);
+        print_row(&rows[0]);
+        return write_report(args.json.as_deref(), &report(None, rows));
+    }
+
+    let mut pipeline = DiffusersPipeline::open(&args.model, &options)?;
     let seeds: Vec<u64> = (0..u64::from(args.seeds)).map(|s| args.seed + s).collect();
     let mut template = GenerateRequest::new(Vec::new(), Vec::new());
     template.steps = usize::from(args.steps);
@@ -55,7 +102,6 @@ pub fn run(args: &AlignArgs) -> anyhow::Result<()> {
     let sampler = pipeline.sampler_settings(&template)?.kind;
 
     let norms = token_norms(pipeline.encode_prompts(&set.prompts)?.view());
-    let names: Vec<String> = classifier.schema().attributes.keys().cloned().collect();
     let total = set.prompts.len() * seeds.len();
     println!(
         "{}: {} prompts × {} seeds, {sampler} {} steps, guidance {}",
@@ -85,15 +131,8 @@ pub fn run(args: &AlignArgs) -> anyhow::Result<()> {
         bar.finish_and_clear();
         Ok(result?)
     };
-    let row = |weights: &str, e: &Evaluation, psnr_db: Option<f64>| Row {
-        weights: weights.to_string(),
-        attributes: names.iter().cloned().zip(e.scorer.attributes.iter().map(|a| a.value())).collect(),
-        position: e.scorer.position.value(),
-        caption: e.scorer.caption.value(),
-        psnr_db,
-    };
     let full = run("full precision", &mut pipeline)?;
-    let mut rows = vec![row("fp32", &full, None)];
+    let mut rows = vec![row("fp32", &full.scorer, None)];
     print_header(&names);
     print_row(&rows[0]);
     if !args.w_bits.is_empty() {
@@ -108,27 +147,34 @@ pub fn run(args: &AlignArgs) -> anyhow::Result<()> {
             let e = run(&label, &mut pipeline)?;
             let mut mse = Mse::default();
             mse.add(full.images.view(), e.images.view());
-            rows.push(row(&label, &e, Some(mse.psnr_db())));
+            rows.push(row(&label, &e.scorer, Some(mse.psnr_db())));
             print_row(rows.last().context("a row was just added")?);
         }
     }
-    if let Some(path) = &args.json {
-        let report = Report {
-            model: args.model.display().to_string(),
-            prompts: set.prompts.len(),
-            seeds: seeds.len(),
-            steps: args.steps,
-            guidance: args.guidance,
-            sampler: sampler.to_string(),
-            bos_norm: norms.bos,
-            other_tokens_median_norm: norms.others_median,
-            other_tokens_max_norm: norms.others_max,
-            rows,
-        };
-        write_atomically(path, serde_json::to_string_pretty(&report)?.as_bytes())
+    let generation = Generation {
+        steps: args.steps,
+        guidance: args.guidance,
+        sampler: sampler.to_string(),
+        bos_norm: norms.bos,
+        other_tokens_median_norm: norms.others_median,
+        other_tokens_max_norm: norms.others_max,
+    };
+    write_report(args.json.as_deref(), &report(Some(generation), rows))
+}
+
+fn write_report(path: Option<&Path>, report: &Report) -> anyhow::Result<()> {
+    if let Some(path) = path {
+        write_atomically(path, serde_json::to_string_pretty(report)?.as_bytes())
             .with_context(|| format!("{}: cannot write", path.display()))?;
     }
     Ok(())
+}
+
+/// Images [n, 3, H, W] from a float32 .npy file.
+fn read_images(path: &Path) -> anyhow::Result<ArrayD<f32>> {
+    let file = std::fs::File::open(path).with_context(|| format!("{}: cannot open", path.display()))?;
+    ArrayD::<f32>::read_npy(file)
+        .with_context(|| format!("{}: expected a float32 .npy array of images [n, 3, height, width]", path.display()))
 }
 
 fn print_header(names: &[String]) {

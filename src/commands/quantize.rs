@@ -54,6 +54,15 @@ pub fn run(args: &QuantizeArgs) -> anyhow::Result<()> {
         written.stored_tensors,
         m.weights
     );
+    // Other libraries load such a folder too, but know nothing of the manifest.
+    let routed = m.models.len() > 1 || m.corrections.noise_correction.is_some();
+    if routed && args.out.join("model_index.json").is_file() {
+        println!(
+            "note: diffusers and optimum run unet/{} at every step; the other step groups' models and PTQD's noise \
+             correction take effect only in bitsearch's samplers",
+            m.models.first().map_or("model.onnx", |model| model.file.as_str())
+        );
+    }
     Ok(())
 }
 

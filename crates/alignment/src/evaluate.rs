@@ -6,7 +6,7 @@ use crate::classifier::AttributeClassifier;
 use crate::error::AlignmentError;
 use crate::score::Scorer;
 use bitsearch_pipeline::diffusers::{DiffusersPipeline, GenerateRequest};
-use ndarray::{ArrayD, Axis};
+use ndarray::{ArrayD, ArrayViewD, Axis};
 use std::path::Path;
 
 /// Prompts read from a file, one per line, each parsed into the objects it asks for.
@@ -53,22 +53,46 @@ pub fn evaluate(
     mut progress: impl FnMut(usize),
 ) -> Result<Evaluation, AlignmentError> {
     let jobs: Vec<(usize, u64)> = (0..set.prompts.len()).flat_map(|p| seeds.iter().map(move |&s| (p, s))).collect();
-    let mut scorer = Scorer::new(classifier.schema().attributes.len());
     let mut parts = Vec::new();
     let mut done = 0;
     for chunk in jobs.chunks(batch.max(1)) {
         let mut request = template.clone();
         request.prompts = chunk.iter().map(|&(p, _)| set.prompts[p].clone()).collect();
         request.seeds = chunk.iter().map(|&(_, s)| s).collect();
-        let images = pipeline.generate(&request)?.images;
-        for (&(p, _), seen) in chunk.iter().zip(classifier.classify(images.view())?) {
-            scorer.add(&set.objects[p], &seen);
-        }
-        parts.push(images);
+        parts.push(pipeline.generate(&request)?.images);
         done += chunk.len();
         progress(done);
     }
     let views: Vec<_> = parts.iter().map(|p| p.view()).collect();
     let images = ndarray::concatenate(Axis(0), &views).map_err(|e| AlignmentError::Images(e.to_string()))?;
+    let scorer = score_images(classifier, set, images.view(), seeds.len(), batch)?;
     Ok(Evaluation { scorer, images })
+}
+
+/// Scores images made by any generator (another pipeline, a client library): `images`
+/// [prompts × seeds, 3, H, W] in the classifier's range, prompt-major as in
+/// [`Evaluation::images`], classified `batch` at a time.
+pub fn score_images(
+    classifier: &mut AttributeClassifier,
+    set: &PromptSet,
+    images: ArrayViewD<'_, f32>,
+    seeds: usize,
+    batch: usize,
+) -> Result<Scorer, AlignmentError> {
+    let expected = set.prompts.len() * seeds;
+    if images.ndim() != 4 || images.shape()[0] != expected || images.shape()[1] != 3 {
+        return Err(AlignmentError::Images(format!(
+            "images of shape {:?}, expected [{expected}, 3, height, width]: {} prompts × {seeds} seeds",
+            images.shape(),
+            set.prompts.len()
+        )));
+    }
+    let batch = batch.max(1);
+    let mut scorer = Scorer::new(classifier.schema().attributes.len());
+    for (k, chunk) in images.axis_chunks_iter(Axis(0), batch).enumerate() {
+        for (i, seen) in classifier.classify(chunk)?.iter().enumerate() {
+            scorer.add(&set.objects[(k * batch + i) / seeds.max(1)], seen);
+        }
+    }
+    Ok(scorer)
 }

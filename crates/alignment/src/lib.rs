@@ -24,6 +24,6 @@ mod score;
 pub use caption::{ObjectSpec, parse_prompt};
 pub use classifier::{AttributeClassifier, SlotReading};
 pub use error::AlignmentError;
-pub use evaluate::{Evaluation, PromptSet, evaluate};
+pub use evaluate::{Evaluation, PromptSet, evaluate, score_images};
 pub use schema::Schema;
 pub use score::{Accuracy, Scorer};

@@ -1,6 +1,7 @@
 """Writes the trained shapes-t2i networks as a diffusers/optimum ONNX folder, checks every ONNX
-file against PyTorch under ONNX Runtime, stores reference generations for bitsearch's test, and
-prints the held-out alignment accuracy of a Python sampler.
+file against PyTorch under ONNX Runtime, makes the folder loadable by diffusers' and optimum's
+pipelines (client_compat.py), stores reference generations for bitsearch's test, and prints the
+held-out alignment accuracy of a Python sampler.
 
     python export.py --work WORK_DIR --out models/shapes-t2i
 """
@@ -18,6 +19,7 @@ import onnx
 import onnxruntime as ort
 import torch
 
+import client_compat
 import nets
 import shapes
 from train import BETA_END, BETA_START, TRAIN_TIMESTEPS, alphas_cumprod
@@ -107,16 +109,16 @@ class Pipeline:
     """The sampler bitsearch implements, written again over the exported ONNX files: DDIM with
     trailing timesteps, classifier-free guidance with the empty prompt, VAE decode."""
 
-    def __init__(self, folder: Path, scaling: float):
+    def __init__(self, folder: Path):
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = 2
         load = lambda name: ort.InferenceSession(str(folder / name / "model.onnx"), opts)  # noqa: E731
         self.text, self.unet, self.vae = load("text_encoder"), load("unet"), load("vae_decoder")
         self.abar = alphas_cumprod().double().numpy()
-        self.scaling = scaling
+        self.scaling = json.loads((folder / "vae_decoder/config.json").read_text())["scaling_factor"]
 
     def encode(self, prompts: list[str]) -> np.ndarray:
-        ids = np.array([shapes.tokenize(p) for p in prompts], np.int64)
+        ids = np.array([shapes.tokenize(p) for p in prompts], np.int32)
         return self.text.run(None, {"input_ids": ids})[0]
 
     def generate(self, prompts: list[str], noise: np.ndarray, steps: int, guidance: float) -> np.ndarray:
@@ -217,7 +219,7 @@ def main() -> None:
     write_json(out / "scheduler/scheduler_config.json", {
         "_class_name": "DDIMScheduler", "num_train_timesteps": TRAIN_TIMESTEPS, "beta_start": BETA_START,
         "beta_end": BETA_END, "beta_schedule": "linear", "prediction_type": "epsilon",
-        "timestep_spacing": "trailing", "steps_offset": 0, "set_alpha_to_one": True, "clip_sample": False,
+        "timestep_spacing": "trailing", "set_alpha_to_one": True, "clip_sample": False,
     })
     write_json(out / "tokenizer/tokenizer.json", tokenizer_json())
     write_json(out / "tokenizer/tokenizer_config.json", {
@@ -237,7 +239,9 @@ def main() -> None:
     split = shapes.held_out()
     (out / "heldout_prompts.txt").write_text("".join(shapes.caption(p) + "\n" for p in split.prompts))
 
-    pipeline = Pipeline(out, scaling)
+    client_compat.apply(out)
+
+    pipeline = Pipeline(out)
     cases = []
     for k, (prompt, seed, steps, guidance) in enumerate(REFERENCE_CASES):
         noise = np.random.default_rng(seed).standard_normal((1, 4, 8, 8), dtype=np.float32)
