@@ -266,7 +266,7 @@ fn a_step_aware_plan_runs_as_two_models_over_one_weight_file() {
         "cpu",
     ]));
     four_then_eight_plan(&dir.path().join("s.parquet"), dir.path());
-    assert_success(&bitsearch(&[
+    let stdout = assert_success(&bitsearch(&[
         "quantize",
         model.to_str().unwrap(),
         "--plan",
@@ -276,6 +276,7 @@ fn a_step_aware_plan_runs_as_two_models_over_one_weight_file() {
         "--device",
         "cpu",
     ]));
+    assert!(stdout.contains("diffusers and optimum run unet/model.onnx at every step"), "{stdout}");
     let manifest = bitsearch_records::Manifest::find(&dir.path().join("q/unet")).unwrap().unwrap();
     assert_eq!(manifest.models_by_step(4).unwrap(), vec![0, 0, 1, 1]);
     assert_each_tensor_stored_once(&dir.path().join("q/unet"), &manifest);
