@@ -109,6 +109,7 @@ client-check: build $(CLIENT_VENV)/.installed
 
 $(CLIENT_VENV)/.installed: scripts/client-requirements.txt
 	$(PY) -m venv $(CLIENT_VENV)
+	$(CLIENT_VENV)/bin/pip install --quiet --upgrade pip
 	$(CLIENT_VENV)/bin/pip install --quiet -r $<
 	touch $@
 
