@@ -91,7 +91,7 @@ pub fn score_images(
     let mut scorer = Scorer::new(classifier.schema().attributes.len());
     for (k, chunk) in images.axis_chunks_iter(Axis(0), batch).enumerate() {
         for (i, seen) in classifier.classify(chunk)?.iter().enumerate() {
-            scorer.add(&set.objects[(k * batch + i) / seeds.max(1)], seen);
+            scorer.add(&set.objects[(k * batch + i) / seeds], seen);
         }
     }
     Ok(scorer)
