@@ -3,6 +3,7 @@
 //! Writes a Markdown table to out/bench/runtime.md and prints it.
 
 mod common;
+mod terrain;
 
 use bitsearch_onnx::{Model, discover_layers, tensor_to_f32};
 use bitsearch_runtime::{Device, Session, SessionOptions};
@@ -13,7 +14,7 @@ use std::time::{Duration, Instant};
 const RUNS: usize = 10;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let model = Model::load(common::terrain_model())?;
+    let model = Model::load(terrain::model())?;
     let layers = discover_layers(&model, Component::Unet)?;
     let weights: Vec<String> = layers.iter().filter_map(|l| l.weight.clone()).collect();
     let cpu = |overridable: Vec<String>| {

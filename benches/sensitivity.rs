@@ -5,6 +5,7 @@
 //! prints it.
 
 mod common;
+mod terrain;
 
 use bitsearch_pipeline::workload::WorkloadSpec;
 use bitsearch_records::{SensitivityTable, Shard};
@@ -12,7 +13,7 @@ use bitsearch_runtime::Device;
 use bitsearch_sensitivity::{Existing, PLAIN_EVERY, SensitivityConfig, SensitivityRun, Silent, run_to_table};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let model = common::terrain_model();
+    let model = terrain::model();
     let dir = tempfile::tempdir()?;
     let mut table = format!(
         "# Sensitivity benchmark\n\nterrain UNet, every weight layer × W4/W8, 2 conditions × 1 seed, 1 step, default \

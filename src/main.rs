@@ -2,8 +2,6 @@
 //! a thin shell: arguments in `cli`, one file per subcommand in `commands`, the work in the
 //! library crates.
 
-#![warn(clippy::unwrap_used, clippy::expect_used)]
-
 mod cli;
 mod commands;
 

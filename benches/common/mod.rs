@@ -1,14 +1,6 @@
-//! Shared by the benchmarks: where the terrain model is, and where tables go.
-
-#![allow(dead_code)] // each benchmark uses its own subset
+//! Shared by the benchmarks: where tables go.
 
 use std::path::PathBuf;
-
-/// The terrain UNet `make models` fetches (BITSEARCH_TERRAIN_MODEL overrides).
-pub fn terrain_model() -> PathBuf {
-    std::env::var_os("BITSEARCH_TERRAIN_MODEL")
-        .map_or_else(|| PathBuf::from("models/terrain/terrain_consistency_unet_difficulty100.onnx"), PathBuf::from)
-}
 
 /// Writes `markdown` to out/bench/`name` and prints it.
 pub fn publish(name: &str, markdown: &str) -> std::io::Result<()> {

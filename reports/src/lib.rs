@@ -4,8 +4,6 @@
 //! measured against what their plans predicted, and sample images side by side.
 //! A missing input leaves its section with a note; an unreadable one is an error.
 
-#![warn(clippy::unwrap_used, clippy::expect_used)]
-
 mod error;
 mod figures;
 mod fonts;

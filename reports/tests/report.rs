@@ -3,6 +3,9 @@
 //! table shows each candidate's values; missing inputs leave notes; a corrupt table or
 //! evaluation is an error naming the file.
 
+// Test code as a whole, so clippy.toml's unwrap/expect allowance reaches helpers (rust-clippy#11119).
+#![cfg(test)]
+
 use bitsearch_records::{Cost, EVAL_FORMAT, EvalRecord, EvalRun, PointKind, Sweep, write_evals, write_frontier};
 use bitsearch_reports::{ReportInputs, write_report};
 use bitsearch_solver::pareto;

@@ -9,8 +9,6 @@
 //! journal so that a killed run resumes where it stopped; the finished table is the
 //! [`bitsearch_records::SensitivityTable`].
 
-#![warn(clippy::unwrap_used, clippy::expect_used)]
-
 mod base;
 pub mod config;
 mod cut;

@@ -1,6 +1,9 @@
 //! Sensitivity runs on graphs the tests build: monotonic error in weight bits, equality with a
 //! computation done by hand, shards, NaN probes, text pipelines and config errors.
 
+// Test code as a whole, so clippy.toml's unwrap/expect allowance reaches helpers (rust-clippy#11119).
+#![cfg(test)]
+
 use bitsearch_metrics::ssim_per_item;
 use bitsearch_onnx::builder::Dim;
 use bitsearch_onnx::{DataType, GraphBuilder, Model, tensor_from_f32, tensor_to_f32};

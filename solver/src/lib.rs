@@ -10,8 +10,6 @@
 //! plan whose measured quality meets a target, and [`select`] how far to shrink the table's
 //! losses, by measuring their plans.
 
-#![warn(clippy::unwrap_used, clippy::expect_used)]
-
 mod allocation;
 mod config;
 mod error;

@@ -2,6 +2,9 @@
 //! random instances (with step groups too), and a multiple-choice-knapsack dynamic program on
 //! larger ones; every plan's budget use recomputed here from its bits and layer sizes.
 
+// Test code as a whole, so clippy.toml's unwrap/expect allowance reaches helpers (rust-clippy#11119).
+#![cfg(test)]
+
 use bitsearch_records::{Amount, Budget, Resource};
 use bitsearch_solver::{
     LayerOptions, LossBasis, Method, Minimise, Precision, Problem, SolveOptions, SolverError, solve, uniform,

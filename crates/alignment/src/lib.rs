@@ -12,8 +12,6 @@
 //!   "attributes": { "shape": ["circle", "square", "triangle"], "colour": ["red", "green"] } }
 //! ```
 
-#![warn(clippy::unwrap_used, clippy::expect_used)]
-
 mod caption;
 mod classifier;
 mod error;

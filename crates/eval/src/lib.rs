@@ -11,8 +11,6 @@
 //!
 //! Nothing is predicted here; a plan's predictions are copied beside the measurements.
 
-#![warn(clippy::unwrap_used, clippy::expect_used)]
-
 mod measure;
 
 use bitsearch_alignment::{AttributeClassifier, ObjectSpec, Scorer, parse_prompt};

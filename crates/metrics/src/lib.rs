@@ -3,8 +3,6 @@
 //! (MixDQ's quality metric), SSIM of the final image (its content metric), and the MSE / PSNR
 //! of the final image. Every stage that compares runs uses these.
 
-#![warn(clippy::unwrap_used, clippy::expect_used)]
-
 use ndarray::{Array2, ArrayView3, ArrayViewD, Axis, Ix3, Zip};
 
 /// Samples live in [-1, 1], the range diffusion models are trained on.

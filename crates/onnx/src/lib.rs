@@ -13,8 +13,6 @@
 //! # Ok::<(), bitsearch_onnx::OnnxError>(())
 //! ```
 
-#![warn(clippy::unwrap_used, clippy::expect_used)]
-
 pub mod builder;
 mod error;
 mod graph;

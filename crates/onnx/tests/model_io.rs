@@ -1,6 +1,9 @@
 //! Reading and writing models: inline and external data round trips, and the errors a user
 //! sees for files that are not ONNX models.
 
+// Test code as a whole, so clippy.toml's unwrap/expect allowance reaches helpers (rust-clippy#11119).
+#![cfg(test)]
+
 use bitsearch_onnx::builder::{Attr, Dim, GraphBuilder};
 use bitsearch_onnx::{DataType, ExternalData, Model, OnnxError, discover_layers};
 use bitsearch_types::{Component, LayerKind, Role};

@@ -2,8 +2,6 @@
 //! that drive a denoising network from pure noise to a finished sample (with PTQD's correction of
 //! a quantized network's noise estimate where its folder carries one).
 
-#![warn(clippy::unwrap_used, clippy::expect_used)]
-
 pub mod denoiser;
 pub mod diffusers;
 mod error;

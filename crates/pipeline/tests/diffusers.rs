@@ -1,6 +1,9 @@
 //! The diffusers/optimum folder pipeline on the tiny fixture folder: tokenization, text
 //! encoding, guidance, per-seed determinism, samplers, hooks, and errors that name the file.
 
+// Test code as a whole, so clippy.toml's unwrap/expect allowance reaches helpers (rust-clippy#11119).
+#![cfg(test)]
+
 use bitsearch_fixtures::{BOS, EOS, PAD, UNK, UnetSpec, VOCABULARY, sd_unet, write_tiny_sd_pipeline};
 use bitsearch_onnx::DataType;
 use bitsearch_pipeline::diffusers::{DiffusersPipeline, GenerateRequest, PromptTokenizer, UnetDenoiser};

@@ -3,6 +3,9 @@
 //! ([`gaussian_flow_end`]). Deterministic samplers must land there when told the model's time
 //! kind and prediction, and do not with the name-based guess.
 
+// Test code as a whole, so clippy.toml's unwrap/expect allowance reaches helpers (rust-clippy#11119).
+#![cfg(test)]
+
 use bitsearch_fixtures::{gaussian_flow_end, gaussian_score};
 use bitsearch_pipeline::denoiser::{DenoiserConfig, DenoiserPipeline, TimeKind};
 use bitsearch_pipeline::noise::batch_noise;

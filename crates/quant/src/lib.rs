@@ -19,8 +19,6 @@
 //! # Ok::<(), bitsearch_quant::QuantError>(())
 //! ```
 
-#![warn(clippy::unwrap_used, clippy::expect_used)]
-
 mod activation;
 mod error;
 mod fp8;

@@ -18,8 +18,6 @@
 //!
 //! The output folder is written under a temporary name and renamed into place when complete.
 
-#![warn(clippy::unwrap_used, clippy::expect_used)]
-
 mod bias;
 mod calibrate;
 mod folder;

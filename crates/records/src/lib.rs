@@ -7,8 +7,6 @@
 //! Every file carries a format version; a file from an older bitsearch is refused with a
 //! message naming the command that writes the current format. Files are written atomically.
 
-#![warn(clippy::unwrap_used, clippy::expect_used)]
-
 pub mod budget;
 pub mod correction;
 mod error;

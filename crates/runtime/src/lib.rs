@@ -13,8 +13,6 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
-#![warn(clippy::unwrap_used, clippy::expect_used)]
-
 mod device;
 mod error;
 mod library;

@@ -1,6 +1,9 @@
 //! Sessions on a tiny model the test builds: weight overrides without a rebuild, exact
 //! restoration, input checking, device choice, and models read back from external data.
 
+// Test code as a whole, so clippy.toml's unwrap/expect allowance reaches helpers (rust-clippy#11119).
+#![cfg(test)]
+
 use bitsearch_onnx::{ExternalData, Model, discover_layers};
 use bitsearch_runtime::{ActiveDevice, Device, RuntimeError, Session, SessionOptions};
 use bitsearch_types::Component;

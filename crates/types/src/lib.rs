@@ -2,8 +2,6 @@
 //! graph analysis gave it and the component it lives in, the one description of a quantizer and
 //! its bit ranges, and atomic file writes. No heavy dependencies, so any stage can use it.
 
-#![warn(clippy::unwrap_used, clippy::expect_used)]
-
 mod atomic;
 mod layer;
 mod named;

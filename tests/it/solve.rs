@@ -2,11 +2,9 @@
 //! is recomputed here from the plan's bits and the table's layer sizes, an infeasible budget,
 //! and a Pareto sweep.
 
-mod common;
-
+use crate::common::{assert_clean_failure, assert_refused, assert_success, bitsearch, tiny_table, tiny_unet};
 use bitsearch_records::{Plan, SensitivityTable, ShrinkRound, ShrinkSearch};
 use bitsearch_types::Role;
-use common::{assert_clean_failure, assert_refused, assert_success, bitsearch, tiny_table, tiny_unet};
 use std::collections::HashMap;
 use std::path::Path;
 

@@ -1,10 +1,8 @@
 //! The binary on a diffusers/optimum folder that the test writes itself (tiny random weights):
 //! inspect finds the text-conditioned roles, sample draws reproducible PNGs from a prompt.
 
-mod common;
-
+use crate::common::{assert_clean_failure, assert_success, bitsearch};
 use bitsearch_types::{Layer, MetricGroup};
-use common::{assert_clean_failure, assert_success, bitsearch};
 
 fn folder() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
@@ -119,7 +117,7 @@ fn a_bos_aware_w8a8_kv_plan_is_written_and_beats_the_plain_one_on_the_outlier() 
     // Never into the folder it copies.
     let inside = folder.path().join("q");
     let args = ["quantize", model, "--plan", plan.to_str().unwrap(), "--out", inside.to_str().unwrap()];
-    common::assert_clean_failure(&bitsearch(&args), &["is inside the pipeline folder"]);
+    assert_clean_failure(&bitsearch(&args), &["is inside the pipeline folder"]);
     assert!(!inside.exists());
     let manifest = |d: &std::path::Path| bitsearch_records::Manifest::find(&d.join("unet")).unwrap().unwrap();
     assert!(manifest(&aware).corrections.bos_aware && !manifest(&plain).corrections.bos_aware);

@@ -3,10 +3,8 @@
 //! the OpenAPI document covering every route, bad input answered 4xx with one line, and a
 //! registration killed at any moment leaving the catalogue consistent.
 
-mod common;
-
+use crate::common::{assert_success, bitsearch};
 use bitsearch_records::{FrontierPoint, Plan, PointKind, SensitivityTable, read_frontier};
-use common::{assert_success, bitsearch};
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

@@ -1,15 +1,13 @@
 //! The real terrain consistency UNet: layer census, sampling equal to a direct ONNX Runtime
 //! run, write-after-read identity, and weight overrides on one session.
 
-mod common;
-
+use crate::common::{assert_success, bitsearch, terrain_model};
 use bitsearch_onnx::{ExternalData, Model};
 use bitsearch_pipeline::denoiser::{DenoiserConfig, DenoiserPipeline};
 use bitsearch_pipeline::noise::gaussian;
 use bitsearch_pipeline::sampler::SamplerKind;
 use bitsearch_runtime::{Device, Session, SessionOptions};
 use bitsearch_types::{Layer, LayerKind};
-use common::{assert_success, bitsearch, terrain_model};
 use ndarray::{ArrayD, IxDyn};
 
 fn cpu(model: &Model, overridable: Vec<String>) -> Session {

@@ -2,12 +2,10 @@
 //! fixture's exact VP score of Gaussian data, described with --time-input, --time-kind and
 //! --prediction, must come out at the probability-flow ODE's closed-form end point.
 
-mod common;
-
+use crate::common::{assert_clean_failure, assert_success, bitsearch};
 use bitsearch_fixtures::{gaussian_flow_end, gaussian_score};
 use bitsearch_pipeline::noise::batch_noise;
 use bitsearch_pipeline::schedule::vp_alpha_cumprod;
-use common::{assert_clean_failure, assert_success, bitsearch};
 use ndarray::ArrayD;
 use ndarray_npy::ReadNpyExt;
 use std::path::{Path, PathBuf};

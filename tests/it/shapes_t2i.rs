@@ -2,9 +2,9 @@
 //! bitsearch reproduces the reference generations that the training script made with ONNX
 //! Runtime from Python, and its alignment metric separates full precision from low-bit UNets.
 
-mod common;
-
-use common::{assert_clean_failure, assert_each_tensor_stored_once, assert_success, bitsearch, four_then_eight_plan};
+use crate::common::{
+    assert_clean_failure, assert_each_tensor_stored_once, assert_success, bitsearch, four_then_eight_plan,
+};
 use ndarray::ArrayD;
 use ndarray_npy::{ReadNpyExt, WriteNpyExt};
 use serde_json::Value;

@@ -1,9 +1,7 @@
 //! Bad input never panics: a missing, truncated or non-ONNX file, or inputs the model does not
 //! have, end with a non-zero exit and one line naming the file and the problem.
 
-mod common;
-
-use common::{assert_clean_failure, bitsearch, terrain_model};
+use crate::common::{assert_clean_failure, bitsearch, terrain_model};
 
 #[test]
 fn unreadable_or_foreign_files_fail_with_one_line() {

@@ -1,8 +1,7 @@
 //! `bitsearch sensitivity` and `merge` end to end: a run killed with SIGKILL and resumed, and
 //! probes of the real terrain model checked against ONNX Runtime run by hand.
 
-mod common;
-
+use crate::common::{assert_clean_failure, assert_success, bitsearch, terrain_model, tiny_unet};
 use bitsearch_metrics::ssim_per_item;
 use bitsearch_onnx::{DataType, Model, tensor_from_f32, tensor_to_f32};
 use bitsearch_pipeline::noise::batch_noise;
@@ -11,7 +10,6 @@ use bitsearch_records::{SensitivityTable, Shard, monotonicity};
 use bitsearch_runtime::{Device, Session, SessionOptions};
 use bitsearch_sensitivity::journal_path;
 use bitsearch_types::QuantizerSpec;
-use common::{assert_clean_failure, assert_success, bitsearch, terrain_model, tiny_unet};
 use ndarray::{ArrayD, IxDyn};
 use std::path::Path;
 use std::process::{Command, Stdio};
