@@ -144,8 +144,7 @@ pub struct SampleArgs {
     /// Classifier-free guidance scale (diffusers folders; 1 disables guidance).
     #[arg(long, default_value_t = 7.5)]
     pub guidance: f32,
-    /// Sampler: ddim, euler, lcm (discrete-time models), consistency, edm-euler (sigma models).
-    #[arg(long)]
+    #[arg(long, help = bitsearch_pipeline::sampler::help())]
     pub sampler: Option<bitsearch_pipeline::sampler::SamplerKind>,
     /// DDIM eta (0 = deterministic).
     #[arg(long, default_value_t = 0.0)]
@@ -241,8 +240,7 @@ pub struct SensitivityArgs {
     /// Denoising steps [default: 1 for sigma models, 10 otherwise].
     #[arg(long)]
     pub steps: Option<usize>,
-    /// Sampler: ddim, euler, lcm, consistency, edm-euler.
-    #[arg(long)]
+    #[arg(long, help = bitsearch_pipeline::sampler::help())]
     pub sampler: Option<bitsearch_pipeline::sampler::SamplerKind>,
     #[arg(long)]
     pub eta: Option<f64>,

@@ -121,7 +121,7 @@ impl SensitivityConfig {
                 return Err(SensitivityError::config(field, "must be at least 1"));
             }
         }
-        self.generation.validate().map_err(in_generation)?;
+        self.generation.validate().map_err(|e| in_generation(e.into()))?;
         if self.base.is_some() {
             let refused = [
                 (self.step_groups > 1, "step_groups", "a base plan is measured over all steps: use one step group"),

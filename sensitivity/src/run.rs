@@ -20,7 +20,7 @@ use bitsearch_pipeline::workload::shift::{self, WeightChange};
 use bitsearch_pipeline::workload::{self, Evaluate, StepControl, Workload};
 use bitsearch_quant::{ActQuantizer, ApplyError, StepRanges, fake_quantized_weight, range_key, without_first_row};
 use bitsearch_records::table::TABLE_FORMAT;
-use bitsearch_records::{ProbeRow, RunMeta, SensitivityTable, Shard};
+use bitsearch_records::{ProbeRow, RunConfig, RunMeta, SensitivityTable, Shard};
 use bitsearch_runtime::{ActiveDevice, Device, Session, SessionOptions, layers_with_costs};
 use bitsearch_types::quantizer::WeightScheme;
 use bitsearch_types::{Component, FLOAT_BITS, Layer, LayerKind, MetricGroup, Role, WeightForm};
@@ -266,6 +266,7 @@ impl SensitivityRun {
             shard: shard_of,
             quantizer: config.quantizer,
             config: serde_json::to_value(&config)
+                .and_then(RunConfig::from_value)
                 .map_err(|e| SensitivityError::config("config", format!("cannot be recorded: {e}")))?,
             base: base.as_ref().map(|b| b.point.clone()),
         };

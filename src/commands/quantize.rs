@@ -70,6 +70,5 @@ pub fn run(args: &QuantizeArgs) -> anyhow::Result<()> {
 /// other seeds, evaluation) start from.
 pub fn sensitivity_generation(table: &std::path::Path) -> anyhow::Result<WorkloadSpec> {
     let table = SensitivityTable::read(table).context("the plan's sensitivity table gives the calibration items")?;
-    let generation = table.meta.config.get("generation").cloned().unwrap_or_default();
-    serde_json::from_value(generation).context("the sensitivity table's generation settings")
+    Ok(table.meta.config.generation())
 }

@@ -516,7 +516,12 @@ impl Captions {
         let classifier = AttributeClassifier::open(&dir, &options)?;
         let objects: Vec<Vec<ObjectSpec>> =
             spec.prompts.iter().map(|p| parse_prompt(p, classifier.schema())).collect::<Result<_, _>>()?;
-        let wanted = spec.pairs(objects.len())?.into_iter().map(|(p, _)| objects[p].clone()).collect();
+        let wanted = spec
+            .pairs(objects.len())
+            .map_err(bitsearch_pipeline::PipelineError::from)?
+            .into_iter()
+            .map(|(p, _)| objects[p].clone())
+            .collect();
         Ok(Some(Self { classifier, wanted }))
     }
 

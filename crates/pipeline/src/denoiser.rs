@@ -9,8 +9,8 @@ use crate::noise::{NoiseSource, batch_noise};
 use crate::sampler::{self, Denoiser, Prediction, SampleError, SamplerKind, SamplerSettings, TimeDomain};
 use crate::schedule::{BetaSchedule, DiscreteSchedule, TimestepSpacing, vp_alpha_cumprod};
 use bitsearch_runtime::{InputSpec, RuntimeError, Session};
+pub use bitsearch_types::generation::TimeKind;
 use ndarray::{ArrayD, ArrayViewD, IxDyn};
-use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 
 /// What the caller tells the pipeline beyond what the model declares.
@@ -66,55 +66,38 @@ pub struct DenoiserSpec {
     pub domain: TimeDomain,
 }
 
-/// What a denoiser file's time input measures: it fixes the noise schedule the samplers assume
-/// and the values the input receives.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum TimeKind {
-    /// A training timestep 0…999 of Stable Diffusion's scaled-linear schedule (bare epsilon UNets).
-    Discrete,
-    /// The noise level σ of `x = x0 + σ·ε`, unscaled (EDM and consistency models).
-    Sigma,
-    /// Continuous time t ∈ [0, 1] of the linear-β VP SDE (score-SDE models), see
-    /// [`vp_alpha_cumprod`].
-    Vp,
-}
-
-bitsearch_types::named_enum!(TimeKind, "time kind", { Discrete => "discrete", Sigma => "sigma", Vp => "vp" });
-
-impl TimeKind {
-    /// The samplers' time domain, and what the network is fed for each of their time values.
-    fn domain(self, config: &DenoiserConfig) -> Result<(TimeDomain, TimeMap), PipelineError> {
-        Ok(match self {
-            Self::Sigma => (
-                TimeDomain::Sigma {
-                    sigma_min: config.sigma_min,
-                    sigma_max: config.sigma_max,
-                    sigma_data: config.sigma_data,
-                },
-                TimeMap::IDENTITY,
-            ),
-            Self::Discrete => {
-                let mut schedule = DiscreteSchedule::new(1000, 0.00085, 0.012, BetaSchedule::ScaledLinear)?;
-                schedule.steps_offset = 1;
-                schedule.set_alpha_to_one = false;
-                (TimeDomain::Discrete(schedule), TimeMap::IDENTITY)
-            }
-            Self::Vp => {
-                // The SDE is sampled on a grid so that every discrete sampler drives it unchanged.
-                // Timestep i stands for t = (i+1)/N: the grid ends at t = 1 (pure noise) and
-                // leaves out t = 0, whose ᾱ = 1 has no noise to predict; the step after the
-                // last timestep still lands there (set_alpha_to_one).
-                let n = VP_TIMESTEPS as f64;
-                let map = TimeMap { scale: 1.0 / n, offset: 1.0 / n };
-                let alphas = (0..VP_TIMESTEPS).map(|i| vp_alpha_cumprod(map.apply(i as f64))).collect();
-                let mut schedule = DiscreteSchedule::from_alphas_cumprod(alphas)?;
-                // Trailing spacing starts every run at timestep N−1, i.e. t = 1.
-                schedule.spacing = TimestepSpacing::Trailing;
-                (TimeDomain::Discrete(schedule), map)
-            }
-        })
-    }
+/// The samplers' time domain of a time input of `kind`, and what the network is fed for each of
+/// their time values.
+fn time_domain(kind: TimeKind, config: &DenoiserConfig) -> Result<(TimeDomain, TimeMap), PipelineError> {
+    Ok(match kind {
+        TimeKind::Sigma => (
+            TimeDomain::Sigma {
+                sigma_min: config.sigma_min,
+                sigma_max: config.sigma_max,
+                sigma_data: config.sigma_data,
+            },
+            TimeMap::IDENTITY,
+        ),
+        TimeKind::Discrete => {
+            let mut schedule = DiscreteSchedule::new(1000, 0.00085, 0.012, BetaSchedule::ScaledLinear)?;
+            schedule.steps_offset = 1;
+            schedule.set_alpha_to_one = false;
+            (TimeDomain::Discrete(schedule), TimeMap::IDENTITY)
+        }
+        TimeKind::Vp => {
+            // The SDE is sampled on a grid so that every discrete sampler drives it unchanged.
+            // Timestep i stands for t = (i+1)/N: the grid ends at t = 1 (pure noise) and
+            // leaves out t = 0, whose ᾱ = 1 has no noise to predict; the step after the
+            // last timestep still lands there (set_alpha_to_one).
+            let n = VP_TIMESTEPS as f64;
+            let map = TimeMap { scale: 1.0 / n, offset: 1.0 / n };
+            let alphas = (0..VP_TIMESTEPS).map(|i| vp_alpha_cumprod(map.apply(i as f64))).collect();
+            let mut schedule = DiscreteSchedule::from_alphas_cumprod(alphas)?;
+            // Trailing spacing starts every run at timestep N−1, i.e. t = 1.
+            schedule.spacing = TimestepSpacing::Trailing;
+            (TimeDomain::Discrete(schedule), map)
+        }
+    })
 }
 
 /// Grid size of the VP time kind: the usual training length, so runs of up to 1000 steps work
@@ -191,7 +174,7 @@ impl DenoiserSpec {
         } else {
             TimeKind::Discrete
         });
-        let (domain, time_map) = kind.domain(config)?;
+        let (domain, time_map) = time_domain(kind, config)?;
         let prediction =
             config.prediction.unwrap_or(if kind == TimeKind::Sigma { Prediction::Sample } else { Prediction::Epsilon });
         for (name, _) in &config.conditions {
@@ -242,10 +225,7 @@ impl DenoiserSpec {
 
     /// The sampler that suits the time domain when the user names none.
     pub fn default_sampler(&self) -> SamplerKind {
-        match self.domain {
-            TimeDomain::Sigma { .. } => SamplerKind::Consistency,
-            TimeDomain::Discrete(_) => SamplerKind::Ddim,
-        }
+        sampler::default_for(&self.domain)
     }
 
     pub fn settings(&self, kind: SamplerKind, steps: usize, eta: f64) -> SamplerSettings {
@@ -373,14 +353,6 @@ mod tests {
             TimeDomain::Discrete(schedule) => schedule,
             other => panic!("expected a discrete domain, got {other:?}"),
         }
-    }
-
-    #[test]
-    fn time_kind_names_round_trip() {
-        for kind in TimeKind::ALL {
-            assert_eq!(kind.to_string().parse::<TimeKind>().unwrap(), kind);
-        }
-        assert!("ve".parse::<TimeKind>().unwrap_err().contains("expected one of: discrete, sigma, vp"));
     }
 
     #[test]

@@ -30,3 +30,9 @@ impl PipelineError {
         Self::Spec { field: field.into(), message: message.into() }
     }
 }
+
+impl From<bitsearch_types::generation::SpecError> for PipelineError {
+    fn from(e: bitsearch_types::generation::SpecError) -> Self {
+        Self::Spec { field: e.field, message: e.message }
+    }
+}

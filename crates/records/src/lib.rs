@@ -14,6 +14,7 @@ pub mod eval;
 pub mod frontier;
 pub mod manifest;
 pub mod plan;
+pub mod run_config;
 pub mod table;
 pub mod target;
 
@@ -24,6 +25,7 @@ pub use eval::{Cost, EVAL_FORMAT, EvalRecord, EvalRun, read_evals, write_evals};
 pub use frontier::{FrontierPoint, PointKind, read_frontier, write_frontier};
 pub use manifest::{Corrections, MANIFEST_FILE, Manifest, ManifestModel, Storage};
 pub use plan::{Plan, PlanLayer};
+pub use run_config::RunConfig;
 pub use table::{
     BaseLayer, BasePoint, Monotonicity, ProbeRow, RunMeta, SensitivityTable, Shard, ShardSpec, SplitGain, merge,
     monotonicity, split_gains,

@@ -3,6 +3,7 @@
 //! back through [`SensitivityTable::read`].
 
 use crate::error::{RecordError, Result, check_format};
+use crate::run_config::RunConfig;
 use bitsearch_types::{Component, FLOAT_BITS, LayerInfo, MetricGroup, QuantizerSpec, Role, WeightForm};
 use polars::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -197,9 +198,10 @@ pub struct RunMeta {
     pub shard: Shard,
     /// The quantizer the probes used, which a plan's apply stage must reuse.
     pub quantizer: QuantizerSpec,
-    /// The whole configuration of the run as the sensitivity stage read it, kept to compare
-    /// runs (resume, merge); other stages use the typed fields above.
-    pub config: serde_json::Value,
+    /// The whole configuration of the run as the sensitivity stage read it: its generation
+    /// settings typed, the rest kept to compare runs (resume, merge); other stages use the typed
+    /// fields above.
+    pub config: RunConfig,
     /// The operating point the probes started from (`sensitivity --base`); absent: every other
     /// layer in float.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -625,7 +627,7 @@ pub(crate) mod tests {
             probes_total: 3,
             shard,
             quantizer: QuantizerSpec::default(),
-            config: serde_json::json!({"w_bits": [4]}),
+            config: RunConfig::from_value(serde_json::json!({"w_bits": [4]})).unwrap(),
             base: None,
         }
     }

@@ -2,39 +2,16 @@
 //! starts, and the CPU otherwise; the choice is logged so a run never silently changes device.
 
 use crate::error::{Result, RuntimeError};
+pub use bitsearch_types::generation::Device;
 use ort::ep::{self, ExecutionProvider};
 use ort::session::builder::SessionBuilder;
 use std::fmt;
-use std::str::FromStr;
-
-/// What the user asked for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Device {
-    #[default]
-    Auto,
-    Cpu,
-    Cuda,
-}
 
 /// What a session actually runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ActiveDevice {
     Cpu,
     Cuda,
-}
-
-impl FromStr for Device {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "auto" => Ok(Self::Auto),
-            "cpu" => Ok(Self::Cpu),
-            "cuda" => Ok(Self::Cuda),
-            other => Err(format!("unknown device '{other}', expected auto, cpu or cuda")),
-        }
-    }
 }
 
 impl fmt::Display for ActiveDevice {

@@ -1,8 +1,9 @@
 //! Plain vocabulary that every bitsearch stage shares: what a quantizable layer is, the role the
 //! graph analysis gave it and the component it lives in, the one description of a quantizer and
-//! its bit ranges, and atomic file writes. No heavy dependencies, so any stage can use it.
+//! its bit ranges, the generation settings (workload spec), and atomic file writes. No heavy dependencies, so any stage can use it.
 
 mod atomic;
+pub mod generation;
 mod layer;
 mod named;
 mod process;

@@ -15,7 +15,7 @@ mod vae;
 pub use layout::{ModelIndex, VaeConfig};
 pub use text::{TokenNorms, token_norms};
 pub use tokenizer::PromptTokenizer;
-pub use unet::{Conditioning, Unet, UnetDenoiser, guidance_embedding};
+pub use unet::{Conditioning, Unet, UnetDenoiser, UnetInputs, guidance_embedding};
 
 use crate::error::PipelineError;
 use crate::noise::{NoiseSource, batch_noise};

@@ -138,17 +138,8 @@ impl Unet {
     /// One UNet run at time `t` for every item of `sample`, on the session of model `model`
     /// (None: the one that runs `step`). Returns the prediction, then the extra outputs the
     /// session was built with.
-    #[allow(clippy::too_many_arguments)]
-    pub fn run(
-        &mut self,
-        step: usize,
-        model: Option<usize>,
-        sample: ArrayViewD<'_, f32>,
-        t: f32,
-        context: ArrayViewD<'_, f32>,
-        timestep_cond: Option<ArrayViewD<'_, f32>>,
-        overrides: &[(&str, ArrayViewD<'_, f32>)],
-    ) -> Result<Vec<ArrayD<f32>>, RuntimeError> {
+    pub fn run(&mut self, inputs: UnetInputs<'_>) -> Result<Vec<ArrayD<f32>>, RuntimeError> {
+        let UnetInputs { step, model, sample, t, context, timestep_cond, overrides } = inputs;
         let shape: &[usize] = match self.timestep {
             TimestepLayout::PerItem => &sample.shape()[..1],
             TimestepLayout::Single => &[1],
@@ -163,6 +154,21 @@ impl Unet {
             .map_err(|message| RuntimeError::Run { model: self.path.display().to_string(), message })?;
         session.run(&feeds, overrides)
     }
+}
+
+/// The inputs of one [`Unet::run`].
+#[derive(Debug, Clone)]
+pub struct UnetInputs<'a> {
+    /// The denoising step, which picks the session of a step-aware UNet.
+    pub step: usize,
+    /// The loaded model to run instead of the step's own (None: the step's).
+    pub model: Option<usize>,
+    pub sample: ArrayViewD<'a, f32>,
+    pub t: f32,
+    pub context: ArrayViewD<'a, f32>,
+    pub timestep_cond: Option<ArrayViewD<'a, f32>>,
+    /// Initializers replaced for this run.
+    pub overrides: &'a [(&'a str, ArrayViewD<'a, f32>)],
 }
 
 /// What the UNet is conditioned on for a whole generation.
@@ -238,11 +244,17 @@ impl Denoiser for UnetDenoiser<'_> {
         };
         let overrides: Vec<(&str, ArrayViewD<'_, f32>)> =
             self.overrides.iter().map(|(name, values)| (name.as_str(), values.view())).collect();
-        let cond = self.conditioning.timestep_cond.as_ref().map(|c| c.view());
-        let mut outputs = self
-            .unet
-            .run(step, self.model, sample, t, context.view(), cond, &overrides)
-            .map_err(|e| SampleError::Denoiser(format!("step {step}: {e}")))?;
+        let timestep_cond = self.conditioning.timestep_cond.as_ref().map(|c| c.view());
+        let inputs = UnetInputs {
+            step,
+            model: self.model,
+            sample,
+            t,
+            context: context.view(),
+            timestep_cond,
+            overrides: &overrides,
+        };
+        let mut outputs = self.unet.run(inputs).map_err(|e| SampleError::Denoiser(format!("step {step}: {e}")))?;
         if outputs.is_empty() {
             return Err(SampleError::Denoiser(format!("step {step}: the UNet returned no output")));
         }

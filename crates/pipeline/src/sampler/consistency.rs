@@ -4,30 +4,51 @@
 
 use ndarray::ArrayD;
 
-use super::{Denoiser, Prediction, SampleError, eval, lin, sigma_x0};
+use super::maths::{eval, lin, sigma_ladder, sigma_x0};
+use super::{Denoiser, Domain, Run, SampleError, Sampler, SamplerKind, SamplerSettings};
 use crate::noise::NoiseSource;
 
-pub(super) fn run(
-    sigmas: &[f64],
-    sigma_min: f64,
-    sigma_data: f64,
-    pred: Prediction,
-    denoiser: &mut dyn Denoiser,
-    initial_noise: ArrayD<f32>,
-    noise: &mut NoiseSource,
-) -> Result<ArrayD<f32>, SampleError> {
-    let sigma_max = sigmas.first().copied().unwrap_or(0.0);
-    let mut x = initial_noise * sigma_max as f32;
-    for (step, &sigma) in sigmas.iter().enumerate() {
-        if step > 0 {
-            // `x` holds the previous clean estimate; the model's own floor sigma_min counts as clean.
-            let spread = (sigma * sigma - sigma_min * sigma_min).max(0.0).sqrt();
-            x = lin(&x, 1.0, &noise.draw(x.shape())?, spread);
-        }
-        let out = eval(denoiser, step, &x, sigma)?;
-        x = sigma_x0(pred, out, &x, sigma, sigma_data);
+pub(super) struct Consistency;
+
+impl Sampler for Consistency {
+    fn kind(&self) -> SamplerKind {
+        SamplerKind::Consistency
     }
-    Ok(x)
+
+    fn domain(&self) -> Domain {
+        Domain::Sigma
+    }
+
+    fn times(&self, settings: &SamplerSettings) -> Result<Vec<f64>, SampleError> {
+        // The last rung (sigma_min) is left out: re-noising to the model's floor adds nothing,
+        // so every evaluation lands on a noise level that still corrects the estimate.
+        let mut sigmas = sigma_ladder(settings.steps + 1, settings.domain.sigmas(self.kind())?)?;
+        sigmas.pop();
+        Ok(sigmas)
+    }
+
+    fn run(
+        &self,
+        run: &Run<'_>,
+        denoiser: &mut dyn Denoiser,
+        initial_noise: ArrayD<f32>,
+        noise: &mut NoiseSource,
+    ) -> Result<ArrayD<f32>, SampleError> {
+        let range = run.settings.domain.sigmas(self.kind())?;
+        let (sigmas, pred, sigma_min, sigma_data) = (run.times, run.settings.prediction, range.min, range.data);
+        let sigma_max = sigmas.first().copied().unwrap_or(0.0);
+        let mut x = initial_noise * sigma_max as f32;
+        for (step, &sigma) in sigmas.iter().enumerate() {
+            if step > 0 {
+                // `x` holds the previous clean estimate; the model's own floor sigma_min counts as clean.
+                let spread = (sigma * sigma - sigma_min * sigma_min).max(0.0).sqrt();
+                x = lin(&x, 1.0, &noise.draw(x.shape())?, spread);
+            }
+            let out = eval(denoiser, step, &x, sigma)?;
+            x = sigma_x0(pred, out, &x, sigma, sigma_data);
+        }
+        Ok(x)
+    }
 }
 
 #[cfg(test)]

@@ -4,40 +4,71 @@
 
 use ndarray::ArrayD;
 
-use super::{Correct, Denoiser, SampleError, eval, lin};
+use super::maths::{eval, lin};
+use super::{Denoiser, Domain, Run, SampleError, Sampler, SamplerKind, SamplerSettings};
 use crate::noise::NoiseSource;
 use crate::schedule::DiscreteSchedule;
 
-/// The schedule's timesteps rounded to whole training timesteps, as DDIM indexes ᾱ by them.
-pub(super) fn timesteps(schedule: &DiscreteSchedule, steps: usize) -> Result<Vec<f64>, SampleError> {
-    let mut ts = schedule.timesteps(steps)?;
-    // numpy's round (ties to even), which diffusers uses for linspace spacing.
-    ts.iter_mut().for_each(|t| *t = t.round_ties_even());
-    Ok(ts)
+pub(super) struct Ddim;
+
+impl Sampler for Ddim {
+    fn kind(&self) -> SamplerKind {
+        SamplerKind::Ddim
+    }
+
+    fn domain(&self) -> Domain {
+        Domain::Discrete
+    }
+
+    fn scheduler_class(&self) -> Option<&'static str> {
+        Some("DDIMScheduler")
+    }
+
+    /// The schedule's timesteps rounded to whole training timesteps, as DDIM indexes ᾱ by them.
+    fn times(&self, settings: &SamplerSettings) -> Result<Vec<f64>, SampleError> {
+        let mut ts = settings.domain.schedule(self.kind())?.timesteps(settings.steps)?;
+        // numpy's round (ties to even), which diffusers uses for linspace spacing.
+        ts.iter_mut().for_each(|t| *t = t.round_ties_even());
+        Ok(ts)
+    }
+
+    fn input_alpha(&self) -> Option<fn(&DiscreteSchedule, f64) -> f64> {
+        Some(DiscreteSchedule::alpha_cumprod_at)
+    }
+
+    fn run(
+        &self,
+        run: &Run<'_>,
+        denoiser: &mut dyn Denoiser,
+        x: ArrayD<f32>,
+        noise: &mut NoiseSource,
+    ) -> Result<ArrayD<f32>, SampleError> {
+        let schedule = run.settings.domain.schedule(self.kind())?;
+        steps(schedule, run, denoiser, x, noise)
+    }
 }
 
-pub(super) fn run(
+fn steps(
     schedule: &DiscreteSchedule,
-    ts: &[f64],
-    eta: f64,
-    correct: &Correct<'_>,
+    run: &Run<'_>,
     denoiser: &mut dyn Denoiser,
     mut x: ArrayD<f32>,
     noise: &mut NoiseSource,
 ) -> Result<ArrayD<f32>, SampleError> {
+    let (ts, eta) = (run.times, run.settings.eta);
     for (step, &t) in ts.iter().enumerate() {
         let out = eval(denoiser, step, &x, t)?;
         let a = schedule.alpha_cumprod_at(t);
         // ᾱ of the next visited timestep, or the schedule's final ᾱ after the last. diffusers
         // steps back by T/N instead, which lands on the same timesteps except under linspace spacing.
         let a_prev = ts.get(step + 1).map_or(schedule.final_alpha_cumprod(), |&next| schedule.alpha_cumprod_at(next));
-        let (x0, eps) = correct.split(step, out, &x, a)?;
+        let (x0, eps) = run.split(step, out, &x, a)?;
         let variance = (1.0 - a_prev) / (1.0 - a) * (1.0 - a / a_prev);
         let mut std = eta * variance.sqrt();
         // At eta = 1 rounding can push this a hair below zero.
         let direction = (1.0 - a_prev - std * std).max(0.0).sqrt();
         x = lin(&x0, a_prev.sqrt(), &eps, direction);
-        if let Some(noise) = correct.noise(step) {
+        if let Some(noise) = run.noise(step) {
             // What multiplies ε in x_{t-1} once x0 is written through ε: the residual's share.
             let coefficient = direction - (a_prev * (1.0 - a) / a).sqrt();
             std = crate::ptqd::calibrated_std(std, coefficient, noise);

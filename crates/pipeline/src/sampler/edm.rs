@@ -4,15 +4,44 @@
 
 use ndarray::ArrayD;
 
-use super::{Denoiser, Prediction, SampleError, eval, lin, sigma_x0};
+use super::maths::{eval, lin, sigma_ladder, sigma_x0};
+use super::{Denoiser, Domain, Run, SampleError, Sampler, SamplerKind, SamplerSettings};
+use crate::noise::NoiseSource;
 
-pub(super) fn run(
-    sigmas: &[f64],
+pub(super) struct EdmEuler;
+
+impl Sampler for EdmEuler {
+    fn kind(&self) -> SamplerKind {
+        SamplerKind::EdmEuler
+    }
+
+    fn domain(&self) -> Domain {
+        Domain::Sigma
+    }
+
+    fn times(&self, settings: &SamplerSettings) -> Result<Vec<f64>, SampleError> {
+        sigma_ladder(settings.steps, settings.domain.sigmas(self.kind())?)
+    }
+
+    fn run(
+        &self,
+        run: &Run<'_>,
+        denoiser: &mut dyn Denoiser,
+        initial_noise: ArrayD<f32>,
+        _: &mut NoiseSource,
+    ) -> Result<ArrayD<f32>, SampleError> {
+        let sigma_data = run.settings.domain.sigmas(self.kind())?.data;
+        steps(run, sigma_data, denoiser, initial_noise)
+    }
+}
+
+fn steps(
+    run: &Run<'_>,
     sigma_data: f64,
-    pred: Prediction,
     denoiser: &mut dyn Denoiser,
     initial_noise: ArrayD<f32>,
 ) -> Result<ArrayD<f32>, SampleError> {
+    let (sigmas, pred) = (run.times, run.settings.prediction);
     let sigma_max = sigmas.first().copied().unwrap_or(0.0);
     let mut x = initial_noise * sigma_max as f32;
     for (step, &sigma) in sigmas.iter().enumerate() {

@@ -4,16 +4,53 @@
 
 use ndarray::ArrayD;
 
-use super::{Correct, Denoiser, SampleError, eval, lin};
+use super::maths::{eval, lin};
+use super::{Denoiser, Domain, Run, SampleError, Sampler, SamplerKind, SamplerSettings};
+use crate::noise::NoiseSource;
 use crate::schedule::{DiscreteSchedule, TimestepSpacing};
 
-pub(super) fn run(
+pub(super) struct Euler;
+
+impl Sampler for Euler {
+    fn kind(&self) -> SamplerKind {
+        SamplerKind::Euler
+    }
+
+    fn domain(&self) -> Domain {
+        Domain::Discrete
+    }
+
+    fn scheduler_class(&self) -> Option<&'static str> {
+        Some("EulerDiscreteScheduler")
+    }
+
+    fn times(&self, settings: &SamplerSettings) -> Result<Vec<f64>, SampleError> {
+        settings.domain.schedule(self.kind())?.timesteps(settings.steps)
+    }
+
+    fn input_alpha(&self) -> Option<fn(&DiscreteSchedule, f64) -> f64> {
+        Some(input_alpha)
+    }
+
+    fn run(
+        &self,
+        run: &Run<'_>,
+        denoiser: &mut dyn Denoiser,
+        initial_noise: ArrayD<f32>,
+        _: &mut NoiseSource,
+    ) -> Result<ArrayD<f32>, SampleError> {
+        let schedule = run.settings.domain.schedule(self.kind())?;
+        steps(schedule, run, denoiser, initial_noise)
+    }
+}
+
+fn steps(
     schedule: &DiscreteSchedule,
-    ts: &[f64],
-    correct: &Correct<'_>,
+    run: &Run<'_>,
     denoiser: &mut dyn Denoiser,
     initial_noise: ArrayD<f32>,
 ) -> Result<ArrayD<f32>, SampleError> {
+    let ts = run.times;
     let sigmas: Vec<f64> = ts.iter().map(|&t| schedule.sigma_at(t)).collect();
     let sigma_max = sigmas.iter().copied().fold(0.0, f64::max);
     // diffusers scales the noise of `leading` runs by √(σ_max² + 1) rather than σ_max; kept for parity.
@@ -26,7 +63,7 @@ pub(super) fn run(
         let alpha_cumprod = input_alpha(schedule, t);
         let x_in = &x * alpha_cumprod.sqrt() as f32;
         let out = eval(denoiser, step, &x_in, t)?;
-        let x0 = correct.split(step, out, &x_in, alpha_cumprod)?.0;
+        let x0 = run.split(step, out, &x_in, alpha_cumprod)?.0;
         let next = sigmas.get(step + 1).copied().unwrap_or(0.0);
         // x + (x − x0)/σ · (next − σ), regrouped: a blend of x and x0 that lands on x0 at σ = 0.
         let keep = next / sigma;

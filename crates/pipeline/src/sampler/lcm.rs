@@ -4,16 +4,55 @@
 
 use ndarray::ArrayD;
 
-use super::{Denoiser, Prediction, SampleError, eval, lin, vp_x0};
+use super::maths::{eval, lin, vp_x0};
+use super::{Denoiser, Domain, Run, SampleError, Sampler, SamplerKind, SamplerSettings};
 use crate::noise::NoiseSource;
 use crate::schedule::DiscreteSchedule;
 
 /// Data std the LCM boundary conditions assume.
 const SIGMA_DATA: f64 = 0.5;
 
+pub(super) struct Lcm;
+
+impl Sampler for Lcm {
+    fn kind(&self) -> SamplerKind {
+        SamplerKind::Lcm
+    }
+
+    fn domain(&self) -> Domain {
+        Domain::Discrete
+    }
+
+    fn scheduler_class(&self) -> Option<&'static str> {
+        Some("LCMScheduler")
+    }
+
+    fn times(&self, settings: &SamplerSettings) -> Result<Vec<f64>, SampleError> {
+        let schedule = settings.domain.schedule(self.kind())?;
+        if !(settings.timestep_scaling.is_finite() && settings.timestep_scaling > 0.0) {
+            return Err(SampleError::Config(format!(
+                "lcm timestep_scaling must be a positive number, got {}",
+                settings.timestep_scaling
+            )));
+        }
+        timesteps(schedule, settings.steps, settings.original_inference_steps)
+    }
+
+    fn run(
+        &self,
+        run: &Run<'_>,
+        denoiser: &mut dyn Denoiser,
+        x: ArrayD<f32>,
+        noise: &mut NoiseSource,
+    ) -> Result<ArrayD<f32>, SampleError> {
+        let schedule = run.settings.domain.schedule(self.kind())?;
+        steps(schedule, run, denoiser, x, noise)
+    }
+}
+
 /// `steps` timesteps picked at evenly spaced indices from the `original` distillation ladder
 /// `T/original·k − 1` (k = original, …, 1).
-pub(super) fn timesteps(schedule: &DiscreteSchedule, steps: usize, original: usize) -> Result<Vec<f64>, SampleError> {
+fn timesteps(schedule: &DiscreteSchedule, steps: usize, original: usize) -> Result<Vec<f64>, SampleError> {
     let train = schedule.num_train_timesteps();
     if original == 0 || original > train {
         return Err(SampleError::Config(format!(
@@ -37,15 +76,14 @@ fn boundary(t: f64, timestep_scaling: f64) -> (f64, f64) {
     (SIGMA_DATA * SIGMA_DATA / total, scaled / total.sqrt())
 }
 
-pub(super) fn run(
+fn steps(
     schedule: &DiscreteSchedule,
-    ts: &[f64],
-    timestep_scaling: f64,
-    pred: Prediction,
+    run: &Run<'_>,
     denoiser: &mut dyn Denoiser,
     mut x: ArrayD<f32>,
     noise: &mut NoiseSource,
 ) -> Result<ArrayD<f32>, SampleError> {
+    let (ts, timestep_scaling, pred) = (run.times, run.settings.timestep_scaling, run.settings.prediction);
     for (step, &t) in ts.iter().enumerate() {
         let a = schedule.alpha_cumprod_at(t);
         if step > 0 {

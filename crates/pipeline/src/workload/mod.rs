@@ -7,11 +7,10 @@
 mod denoiser;
 mod diffusers;
 pub mod shift;
-mod spec;
 
+pub use bitsearch_types::generation::{Pairing, WorkloadSpec};
 pub use denoiser::DenoiserWorkload;
 pub use diffusers::DiffusersWorkload;
-pub use spec::{Pairing, WorkloadSpec};
 
 use crate::error::PipelineError;
 use crate::sampler::{SampleError, SamplerSettings};

@@ -1,14 +1,33 @@
 //! What a workload generates: items (condition values or prompts, times seeds), the sampler and
 //! its settings, and how sessions are built. Read from YAML as part of a stage's config
-//! (`generation:`), overridden by flags; unknown fields and out-of-range values are errors
-//! naming the field.
+//! (`generation:`), overridden by flags, and kept in the sensitivity table's run description;
+//! unknown fields and out-of-range values are errors naming the field.
 
-use crate::denoiser::TimeKind;
-use crate::error::PipelineError;
-use crate::sampler::{Prediction, SamplerKind};
-use bitsearch_runtime::Device;
+use super::{Device, Pairing, Prediction, SamplerKind, TimeKind};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use std::fmt;
+
+/// A field of a workload spec is wrong: names the field and what was expected.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpecError {
+    pub field: String,
+    pub message: String,
+}
+
+impl SpecError {
+    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self { field: field.into(), message: message.into() }
+    }
+}
+
+impl fmt::Display for SpecError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.field, self.message)
+    }
+}
+
+impl std::error::Error for SpecError {}
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -42,46 +61,6 @@ pub struct WorkloadSpec {
     pub threads: Option<usize>,
 }
 
-/// How seeds meet the prompts (or condition sets) to make the items.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Pairing {
-    /// Every prompt runs with every seed: prompts × seeds items, the seeds' noise shared by all
-    /// prompts.
-    #[default]
-    Every,
-    /// Prompt i runs with seed i alone, so every item has noise of its own (a calibration set
-    /// whose items share one noise draw fits the layers to that draw). A single seed S stands
-    /// for S, S+1, …
-    Zip,
-}
-
-impl Pairing {
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Every => "every",
-            Self::Zip => "zip",
-        }
-    }
-}
-
-impl std::fmt::Display for Pairing {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-impl std::str::FromStr for Pairing {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        [Self::Every, Self::Zip]
-            .into_iter()
-            .find(|p| p.name() == s)
-            .ok_or_else(|| format!("unknown pairing {s:?}; expected every or zip"))
-    }
-}
-
 impl Default for WorkloadSpec {
     fn default() -> Self {
         Self {
@@ -109,9 +88,9 @@ impl Default for WorkloadSpec {
 
 impl WorkloadSpec {
     /// Checks every value that does not depend on the model.
-    pub fn validate(&self) -> Result<(), PipelineError> {
-        let positive = |field: &str, value: usize| -> Result<(), PipelineError> {
-            if value == 0 { Err(PipelineError::spec(field, "must be at least 1")) } else { Ok(()) }
+    pub fn validate(&self) -> Result<(), SpecError> {
+        let positive = |field: &str, value: usize| -> Result<(), SpecError> {
+            if value == 0 { Err(SpecError::new(field, "must be at least 1")) } else { Ok(()) }
         };
         positive("batch", self.batch)?;
         if let Some(steps) = self.steps {
@@ -121,28 +100,28 @@ impl WorkloadSpec {
             positive("threads", t)?;
         }
         if self.seeds.is_empty() {
-            return Err(PipelineError::spec("seeds", "needs at least one seed"));
+            return Err(SpecError::new("seeds", "needs at least one seed"));
         }
         if self.seeds.iter().enumerate().any(|(i, s)| self.seeds[..i].contains(s)) {
-            return Err(PipelineError::spec("seeds", "lists a seed twice"));
+            return Err(SpecError::new("seeds", "lists a seed twice"));
         }
         self.pairs(self.sets())?;
         if !(0.0..=1.0).contains(&self.eta) {
-            return Err(PipelineError::spec("eta", format!("{} is outside [0, 1]", self.eta)));
+            return Err(SpecError::new("eta", format!("{} is outside [0, 1]", self.eta)));
         }
         if !(self.sigma_min > 0.0 && self.sigma_max > self.sigma_min) {
-            return Err(PipelineError::spec("sigma_min", "needs 0 < sigma_min < sigma_max"));
+            return Err(SpecError::new("sigma_min", "needs 0 < sigma_min < sigma_max"));
         }
         for (name, values) in &self.conditions {
             if values.is_empty() || values.iter().any(|v| !v.is_finite()) {
-                return Err(PipelineError::spec(format!("conditions.{name}"), "needs one or more finite values"));
+                return Err(SpecError::new(format!("conditions.{name}"), "needs one or more finite values"));
             }
         }
         Ok(())
     }
 
     /// The items as (index into `sets` prompts or condition sets, seed), in order.
-    pub fn pairs(&self, sets: usize) -> Result<Vec<(usize, u64)>, PipelineError> {
+    pub fn pairs(&self, sets: usize) -> Result<Vec<(usize, u64)>, SpecError> {
         match self.pairing {
             Pairing::Every => Ok((0..sets).flat_map(|set| self.seeds.iter().map(move |&s| (set, s))).collect()),
             Pairing::Zip => match self.seeds[..] {
@@ -150,10 +129,10 @@ impl WorkloadSpec {
                     .map(|set| first.checked_add(set as u64).map(|seed| (set, seed)))
                     .collect::<Option<_>>()
                     .ok_or_else(|| {
-                        PipelineError::spec("seeds", format!("{first}: {sets} seeds from it run past the largest seed"))
+                        SpecError::new("seeds", format!("{first}: {sets} seeds from it run past the largest seed"))
                     }),
                 _ if self.seeds.len() == sets => Ok(self.seeds.iter().copied().enumerate().collect()),
-                _ => Err(PipelineError::spec(
+                _ => Err(SpecError::new(
                     "seeds",
                     format!(
                         "pairing zip takes one seed per prompt or condition set ({sets}) or a single first seed; got {}",
