@@ -1,11 +1,12 @@
 //! `bitsearch`: mixed-precision quantization search for ONNX diffusion models. This binary is
-//! a thin shell: arguments in `cli`, one file per subcommand in `commands`, the work in the
-//! library crates.
+//! a thin shell: arguments in `cli`, one file per subcommand in `commands`, exit statuses in
+//! `exit`, the work in the library crates.
 
 #![warn(clippy::unwrap_used, clippy::expect_used)]
 
 mod cli;
 mod commands;
+mod exit;
 
 use clap::Parser;
 use std::process::ExitCode;
@@ -16,13 +17,5 @@ fn main() -> ExitCode {
         .format_timestamp(None)
         .format_target(false)
         .init();
-    match commands::run(args) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            // One line, whatever the libraries put in their messages.
-            let message = format!("{error:#}").replace('\n', " ");
-            eprintln!("bitsearch: error: {message}");
-            ExitCode::from(commands::exit_status(&error))
-        }
-    }
+    exit::finish(commands::run(args))
 }
