@@ -264,7 +264,7 @@ fn list(targets: &[Target]) -> String {
 }
 
 fn print_summary(out: &str, problem: &Problem, solved: &Solved, content_weight: f64) -> std::io::Result<()> {
-    let mut printer = Printer::stdout()?;
+    let mut printer = Printer::stdout();
     let e = &solved.evaluation;
     let full = problem.full_precision();
     printer.line(format_args!(
