@@ -69,10 +69,12 @@ pub struct DenoiserArgs {
     /// level) or vp (t in [0, 1] of the VP SDE) [default: sigma for an input named sigma, else discrete].
     #[arg(long)]
     pub time_kind: Option<TimeKind>,
-    /// Smallest noise level of a sigma-parameterised denoiser [default: 0.002].
+    /// Smallest noise level of a sigma-parameterised denoiser [default: 0.002; eval the
+    /// sensitivity run's].
     #[arg(long)]
     pub sigma_min: Option<f64>,
-    /// Largest noise level of a sigma-parameterised denoiser [default: 80].
+    /// Largest noise level of a sigma-parameterised denoiser [default: 80; eval the
+    /// sensitivity run's].
     #[arg(long)]
     pub sigma_max: Option<f64>,
     /// Size of a symbolic sample dimension, e.g. --dim height=64.
