@@ -1,9 +1,10 @@
 //! `bitsearch`: mixed-precision quantization search for ONNX diffusion models. This binary is
-//! a thin shell: arguments in `cli`, one file per subcommand in `commands`, the work in the
-//! library crates.
+//! a thin shell: arguments in `cli`, one file per subcommand in `commands`, exit statuses in
+//! `exit`, the work in the library crates.
 
 mod cli;
 mod commands;
+mod exit;
 
 use clap::Parser;
 use std::process::ExitCode;
@@ -14,13 +15,5 @@ fn main() -> ExitCode {
         .format_timestamp(None)
         .format_target(false)
         .init();
-    match commands::run(args) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            // One line, whatever the libraries put in their messages.
-            let message = format!("{error:#}").replace('\n', " ");
-            eprintln!("bitsearch: error: {message}");
-            ExitCode::from(commands::exit_status(&error))
-        }
-    }
+    exit::finish(commands::run(args))
 }

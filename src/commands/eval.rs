@@ -2,7 +2,8 @@
 //! Parquet record and a table with measured numbers beside the plan's predictions.
 
 use super::quantize::sensitivity_generation;
-use crate::cli::{EvalArgs, MemoryArgs};
+use crate::cli::printer::{Align, Column, Printer, Table};
+use crate::cli::{EvalArgs, MemoryArgs, settings};
 use anyhow::Context;
 use bitsearch_eval::{Candidate, EvalOptions, Progress, evaluate, held_out, manifest_of, opening_memory};
 use bitsearch_pipeline::image::save_samples;
@@ -24,10 +25,7 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<()> {
         Some(table) => table.clone(),
         None => sensitivity_table(&candidates)?,
     };
-    let mut base = sensitivity_generation(&sensitivity)?;
-    if !args.conditions.is_empty() {
-        base.conditions = args.conditions.iter().cloned().collect();
-    }
+    let base = sensitivity_generation(&sensitivity)?;
     let prompts = match &args.prompts {
         Some(path) => Some(read_prompts(path)?),
         None if !base.prompts.is_empty() && args.reference.join("heldout_prompts.txt").is_file() => {
@@ -35,13 +33,9 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<()> {
         }
         None => None,
     };
-    let (mut spec, held) = held_out(&base, args.seeds.clone(), args.num_seeds, prompts);
-    spec.steps = args.steps.or(spec.steps);
-    spec.eta = args.eta.unwrap_or(spec.eta);
-    spec.batch = args.batch.unwrap_or(spec.batch);
-    spec.device = args.device;
-    spec.threads = args.threads.or(spec.threads);
-    println!("evaluation items: {held}");
+    let (spec, held) = settings::eval(args, base, |base| held_out(base, args.seeds.clone(), args.num_seeds, prompts));
+    let mut out = Printer::stdout();
+    out.line(format_args!("evaluation items: {held}"))?;
     let options = EvalOptions { spec, repeats: args.repeats, held_out: held };
     let mut evaluation = evaluate(&args.reference, &candidates, &options, &mut Log)?;
     // Memory is measured in a fresh process per model: within one, freed sessions' memory is reused.
@@ -56,14 +50,16 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<()> {
         std::fs::create_dir_all(dir).with_context(|| format!("{}: cannot create", dir.display()))?;
     }
     write_evals(&args.out, &evaluation.run, &evaluation.records)?;
-    print!("{}", table(&evaluation.records, false));
+    out.text(&table(&evaluation.records).text())?;
+    out.text(&reference_line(&evaluation.records, false))?;
     if let Some(path) = &args.markdown {
         let text = format!(
-            "Items: {}; {} on {}.\n\n{}",
+            "Items: {}; {} on {}.\n\n{}{}",
             evaluation.run.held_out,
             evaluation.run.sampler,
             evaluation.run.device,
-            table(&evaluation.records, true)
+            table(&evaluation.records).markdown(),
+            reference_line(&evaluation.records, true)
         );
         write_atomically(path, text.as_bytes()).with_context(|| format!("{}: cannot write", path.display()))?;
     }
@@ -72,16 +68,21 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<()> {
         for (i, images) in evaluation.candidate_images.iter().enumerate() {
             save_samples(images.view(), IMAGE_RANGE, &dir.join(format!("candidate_{i}")), "sample_", 0)?;
         }
-        println!("samples: {}", dir.display());
+        out.line(format_args!("samples: {}", dir.display()))?;
     }
-    println!("{}: {} item(s) on {}", args.out.display(), evaluation.run.items.len(), evaluation.run.device);
+    out.line(format_args!(
+        "{}: {} item(s) on {}",
+        args.out.display(),
+        evaluation.run.items.len(),
+        evaluation.run.device
+    ))?;
     Ok(())
 }
 
 /// `bitsearch memory`: prints the bytes opening the model adds (see [`child_memory`]).
 pub fn memory(args: &MemoryArgs) -> anyhow::Result<()> {
     let spec: WorkloadSpec = serde_json::from_str(&args.spec).context("--spec")?;
-    println!("{}", opening_memory(&args.model, &spec)?);
+    Printer::stdout().line(opening_memory(&args.model, &spec)?)?;
     Ok(())
 }
 
@@ -123,9 +124,8 @@ fn read_prompts(path: &Path) -> anyhow::Result<Vec<String>> {
     Ok(prompts)
 }
 
-/// The measured table: one row per candidate, measured beside predicted; Markdown (for the
-/// bench tables) or aligned text.
-fn table(records: &[EvalRecord], markdown: bool) -> String {
+/// The measured table: one row per candidate, measured beside predicted.
+fn table(records: &[EvalRecord]) -> Table {
     const HEADER: [&str; 13] = [
         "candidate",
         "bits",
@@ -141,68 +141,52 @@ fn table(records: &[EvalRecord], markdown: bool) -> String {
         "call ms",
         "time ×",
     ];
-    let mb = |b: u64| format!("{:.2}", b as f64 / 1e6);
+    let columns = HEADER
+        .iter()
+        .enumerate()
+        .map(|(c, h)| Column::fit(h, if c == 0 { Align::Left } else { Align::Right }))
+        .collect();
+    let mut table = Table::new(columns, "  ");
     // Predictions a plan's loss basis does not make (or a candidate without a plan) print as "-".
     let predicted = |v: f64| if v.is_nan() { "-".into() } else { format!("{v:.2}") };
-    let rows: Vec<[String; 13]> = records
-        .iter()
-        .map(|r| {
-            [
-                r.label.clone(),
-                format!("{:.2}", r.avg_bits),
-                predicted(r.predicted_sqnr_db),
-                format!("{:.2}", r.sqnr_db),
-                format!("{:.4}", r.ssim),
-                predicted(r.predicted_psnr_db),
-                format!("{:.2}", r.psnr_db),
-                if r.caption.is_nan() { "-".into() } else { format!("{:.3}", r.caption) },
-                mb(r.cost.file_bytes),
-                format!("{:.3}", r.size_ratio()),
-                if r.cost.session_bytes == 0 { "-".into() } else { mb(r.cost.session_bytes) },
-                format!("{:.2}", r.cost.call_ms),
-                format!("{:.3}", r.latency_ratio()),
-            ]
-        })
-        .collect();
-    let mut out = String::new();
-    if markdown {
-        out.push_str(&format!("| {} |\n|{}\n", HEADER.join(" | "), "---|".repeat(HEADER.len())));
-        for row in &rows {
-            out.push_str(&format!("| {} |\n", row.join(" | ")));
-        }
-    } else {
-        let widths: Vec<usize> = (0..HEADER.len())
-            .map(|c| rows.iter().map(|r| r[c].len()).chain([HEADER[c].len()]).max().unwrap_or(0))
-            .collect();
-        let line = |cells: Vec<&str>| {
-            let padded: Vec<String> = cells
-                .iter()
-                .enumerate()
-                .map(
-                    |(c, v)| if c == 0 { format!("{v:<w$}", w = widths[c]) } else { format!("{v:>w$}", w = widths[c]) },
-                )
-                .collect();
-            padded.join("  ") + "\n"
-        };
-        out.push_str(&line(HEADER.to_vec()));
-        for row in &rows {
-            out.push_str(&line(row.iter().map(String::as_str).collect()));
-        }
+    for r in records {
+        table.push(vec![
+            r.label.clone(),
+            format!("{:.2}", r.avg_bits),
+            predicted(r.predicted_sqnr_db),
+            format!("{:.2}", r.sqnr_db),
+            format!("{:.4}", r.ssim),
+            predicted(r.predicted_psnr_db),
+            format!("{:.2}", r.psnr_db),
+            if r.caption.is_nan() { "-".into() } else { format!("{:.3}", r.caption) },
+            mb(r.cost.file_bytes),
+            format!("{:.3}", r.size_ratio()),
+            if r.cost.session_bytes == 0 { "-".into() } else { mb(r.cost.session_bytes) },
+            format!("{:.2}", r.cost.call_ms),
+            format!("{:.3}", r.latency_ratio()),
+        ]);
     }
-    if let Some(r) = records.first() {
-        let caption =
-            if r.reference_caption.is_nan() { String::new() } else { format!(", caption {:.3}", r.reference_caption) };
-        out.push_str(&format!(
-            "{}reference: {} MB on disk, {} MB resident, start {:.2} s, {:.2} ms per denoiser call, {:.2} ms per image{caption}\n",
-            if markdown { "\n" } else { "" },
-            mb(r.reference_cost.file_bytes),
-            mb(r.reference_cost.session_bytes),
-            r.reference_cost.start_seconds,
-            r.reference_cost.call_ms,
-            r.reference_cost.image_ms,
-        ));
-    }
-    out
+    table
+}
+
+/// What the reference costs, after the table (a blank line before it in Markdown).
+fn reference_line(records: &[EvalRecord], markdown: bool) -> String {
+    let Some(r) = records.first() else { return String::new() };
+    let caption =
+        if r.reference_caption.is_nan() { String::new() } else { format!(", caption {:.3}", r.reference_caption) };
+    format!(
+        "{}reference: {} MB on disk, {} MB resident, start {:.2} s, {:.2} ms per denoiser call, {:.2} ms per image{caption}\n",
+        if markdown { "\n" } else { "" },
+        mb(r.reference_cost.file_bytes),
+        mb(r.reference_cost.session_bytes),
+        r.reference_cost.start_seconds,
+        r.reference_cost.call_ms,
+        r.reference_cost.image_ms,
+    )
+}
+
+fn mb(bytes: u64) -> String {
+    format!("{:.2}", bytes as f64 / 1e6)
 }
 
 /// Stage messages to the log.

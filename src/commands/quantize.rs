@@ -1,6 +1,7 @@
 //! `bitsearch quantize`: a plan applied as a low-bit ONNX model, and what was written.
 
 use crate::cli::QuantizeArgs;
+use crate::cli::printer::Printer;
 use anyhow::Context;
 use bitsearch_pipeline::workload::WorkloadSpec;
 use bitsearch_quantize::{QuantizeOptions, quantize};
@@ -28,7 +29,8 @@ pub fn run(args: &QuantizeArgs) -> anyhow::Result<()> {
     let written = quantize(&args.model, &args.plan, &args.out, &options)?;
     let m = &written.manifest;
     let float_bytes = std::fs::metadata(&m.model).map(|f| f.len()).unwrap_or(0);
-    println!(
+    let mut out = Printer::stdout();
+    out.line(format_args!(
         "{}: {} model(s) for {} step group(s), {} storage; {} layers with low-bit weights (integer codes or float16), {} with 8-bit activations",
         args.out.display(),
         m.models.len(),
@@ -36,32 +38,38 @@ pub fn run(args: &QuantizeArgs) -> anyhow::Result<()> {
         m.storage,
         m.quantized_layers,
         m.activation_layers
-    );
+    ))?;
     if m.split_layers > 0 {
-        println!("outlier split: {} layers stored with one bit-width per output channel", m.split_layers);
+        out.line(format_args!(
+            "outlier split: {} layers stored with one bit-width per output channel",
+            m.split_layers
+        ))?;
     }
     if m.corrections.bias_correction {
-        println!("bias correction: each quantized layer's mean output shift folded into its bias");
+        out.line(format_args!("bias correction: each quantized layer's mean output shift folded into its bias"))?;
     }
     if let Some(file) = &m.corrections.noise_correction {
-        println!("PTQD noise correction: {file} beside the models, fitted on {} item(s)", m.calibration_items.len());
+        out.line(format_args!(
+            "PTQD noise correction: {file} beside the models, fitted on {} item(s)",
+            m.calibration_items.len()
+        ))?;
     }
-    println!(
+    out.line(format_args!(
         "denoiser: {:.2} MB on disk ({:.3} of the float file's {:.2} MB); {} distinct tensors in {}",
         written.denoiser_bytes as f64 / 1e6,
         written.denoiser_bytes as f64 / float_bytes.max(1) as f64,
         float_bytes as f64 / 1e6,
         written.stored_tensors,
         m.weights
-    );
+    ))?;
     // Other libraries load such a folder too, but know nothing of the manifest.
     let routed = m.models.len() > 1 || m.corrections.noise_correction.is_some();
     if routed && args.out.join("model_index.json").is_file() {
-        println!(
+        out.line(format_args!(
             "note: diffusers and optimum run unet/{} at every step; the other step groups' models and PTQD's noise \
              correction take effect only in bitsearch's samplers",
             m.models.first().map_or("model.onnx", |model| model.file.as_str())
-        );
+        ))?;
     }
     Ok(())
 }

@@ -1,6 +1,7 @@
 //! `bitsearch report`: the HTML report, and its path.
 
 use crate::cli::ReportArgs;
+use crate::cli::printer::Printer;
 use bitsearch_reports::{ReportInputs, write_report};
 
 pub fn run(args: &ReportArgs) -> anyhow::Result<()> {
@@ -13,6 +14,7 @@ pub fn run(args: &ReportArgs) -> anyhow::Result<()> {
         out: args.out.clone(),
     };
     let index = write_report(&inputs)?;
-    println!("{}", index.display());
+    let mut out = Printer::stdout();
+    out.line(format_args!("{}", index.display()))?;
     Ok(())
 }

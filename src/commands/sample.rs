@@ -1,11 +1,13 @@
 //! `bitsearch sample`: generate with a denoiser file or a diffusers folder and write PNGs.
 
-use crate::cli::SampleArgs;
+use crate::cli::printer::Printer;
+use crate::cli::{SampleArgs, settings};
 use anyhow::{Context, bail};
 use bitsearch_onnx::Model;
 use bitsearch_pipeline::denoiser::{DenoiserConfig, DenoiserPipeline};
 use bitsearch_pipeline::diffusers::{DiffusersPipeline, GenerateRequest};
 use bitsearch_pipeline::image::save_samples;
+use bitsearch_pipeline::workload::WorkloadSpec;
 use bitsearch_runtime::{Session, SessionOptions};
 use bitsearch_types::write_atomically;
 use ndarray::{ArrayD, Axis, Slice};
@@ -16,68 +18,73 @@ use std::path::Path;
 const SAMPLE_RANGE: (f32, f32) = (-1.0, 1.0);
 
 pub fn run(args: &SampleArgs) -> anyhow::Result<()> {
-    let seeds: Vec<u64> = (0..u64::from(args.num)).map(|i| args.seed + i).collect();
-    let batches = seeds.chunks(usize::from(args.batch));
+    let spec = settings::sample(args)?;
+    let batch = spec.batch;
+    let seeds: Vec<u64> = (0..args.num as u64).map(|i| args.seed + i).collect();
+    let mut out = Printer::stdout();
     // Every batch is written as it comes; --npy also needs them all at the end.
     let mut kept = Vec::new();
     let mut finish = |index: usize, samples: ArrayD<f32>| {
-        write(args, index, &samples)?;
+        write(&mut out, args, index * batch, &samples)?;
         if args.npy {
             kept.push(samples);
         }
         anyhow::Ok(())
     };
     if args.model.is_dir() {
-        let mut pipeline = Diffusers::open(args)?;
+        let mut pipeline = Diffusers::open(args, &spec)?;
         let latents = args.latents.as_deref().map(|path| read_latents(path, seeds.len())).transpose()?;
-        for (i, batch) in batches.enumerate() {
-            let first = i * usize::from(args.batch);
+        for (i, chunk) in seeds.chunks(batch).enumerate() {
+            let first = i * batch;
             let initial =
-                latents.as_ref().map(|l| l.slice_axis(Axis(0), Slice::from(first..first + batch.len())).to_owned());
-            finish(i, pipeline.generate(args, batch, initial)?)?;
+                latents.as_ref().map(|l| l.slice_axis(Axis(0), Slice::from(first..first + chunk.len())).to_owned());
+            finish(i, pipeline.generate(&spec, chunk, initial)?)?;
         }
     } else {
         if let Some(latents) = &args.latents {
             bail!("{}: --latents applies to diffusers folders only", latents.display());
         }
-        if args.prompt.is_some() {
+        if !spec.prompts.is_empty() {
             bail!(
                 "{}: --prompt needs a diffusers folder with a text encoder, not a single denoiser file",
                 args.model.display()
             );
         }
-        let mut pipeline = denoiser(args)?;
-        let spec = pipeline.spec();
-        let kind = args.sampler.unwrap_or_else(|| spec.default_sampler());
-        let settings = spec.settings(kind, usize::from(args.steps), f64::from(args.eta));
-        log::info!("{}: {kind} sampler, {} steps, {} prediction", args.model.display(), args.steps, spec.prediction);
-        for (i, batch) in batches.enumerate() {
-            finish(i, pipeline.generate(&settings, batch).with_context(|| args.model.display().to_string())?)?;
+        let mut pipeline = denoiser(&args.model, &spec)?;
+        let model = pipeline.spec();
+        let kind = spec.sampler.unwrap_or_else(|| model.default_sampler());
+        let steps = spec.steps.unwrap_or(1);
+        let settings = model.settings(kind, steps, spec.eta);
+        log::info!("{}: {kind} sampler, {steps} steps, {} prediction", args.model.display(), model.prediction);
+        for (i, chunk) in seeds.chunks(batch).enumerate() {
+            finish(i, pipeline.generate(&settings, chunk).with_context(|| args.model.display().to_string())?)?;
         }
     }
     if args.npy {
         let views: Vec<_> = kept.iter().map(|a| a.view()).collect();
         let path = args.out.join("samples.npy");
         write_npy(&path, &ndarray::concatenate(Axis(0), &views)?)?;
-        println!("{}", path.display());
+        Printer::stdout().line(path.display())?;
     }
     Ok(())
 }
 
-fn denoiser(args: &SampleArgs) -> anyhow::Result<DenoiserPipeline> {
-    let model = Model::load(&args.model)?;
-    let session = Session::new(&model, &SessionOptions { device: args.device, ..Default::default() })?;
+fn denoiser(path: &Path, spec: &WorkloadSpec) -> anyhow::Result<DenoiserPipeline> {
+    let model = Model::load(path)?;
+    let options = SessionOptions { device: spec.device, threads: spec.threads, ..Default::default() };
+    let session = Session::new(&model, &options)?;
     let config = DenoiserConfig {
-        time_input: args.time_input.clone(),
-        time_kind: args.time_kind,
-        prediction: args.prediction,
-        sigma_min: f64::from(args.sigma_min),
-        sigma_max: f64::from(args.sigma_max),
-        conditions: args.conditions.clone(),
-        dims: args.dims.iter().cloned().collect(),
+        time_input: spec.time_input.clone(),
+        time_kind: spec.time_kind,
+        prediction: spec.prediction,
+        sigma_min: spec.sigma_min,
+        sigma_max: spec.sigma_max,
+        // One value each (settings::sample).
+        conditions: spec.conditions.iter().map(|(name, values)| (name.clone(), values[0])).collect(),
+        dims: spec.dims.clone().into_iter().collect(),
         ..Default::default()
     };
-    DenoiserPipeline::new(session, &config).with_context(|| args.model.display().to_string())
+    DenoiserPipeline::new(session, &config).with_context(|| path.display().to_string())
 }
 
 /// A diffusers folder and the prompt it is asked to draw.
@@ -87,45 +94,40 @@ struct Diffusers {
 }
 
 impl Diffusers {
-    fn open(args: &SampleArgs) -> anyhow::Result<Self> {
+    fn open(args: &SampleArgs, spec: &WorkloadSpec) -> anyhow::Result<Self> {
         let folder = args.model.display();
-        let Some(prompt) = args.prompt.clone() else { bail!("{folder}: a diffusers folder needs --prompt") };
-        if !args.conditions.is_empty()
-            || args.prediction.is_some()
-            || args.time_input.is_some()
-            || args.time_kind.is_some()
-        {
+        let Some(prompt) = spec.prompts.first().cloned() else { bail!("{folder}: a diffusers folder needs --prompt") };
+        if args.denoiser.any() {
             bail!(
                 "{folder}: --condition, --prediction, --time-input and --time-kind apply to single denoiser files; \
                  this folder's configs set them"
             );
         }
-        let options = SessionOptions { device: args.device, ..Default::default() };
+        let options = SessionOptions { device: spec.device, threads: spec.threads, ..Default::default() };
         Ok(Self { pipeline: DiffusersPipeline::open(&args.model, &options)?, prompt })
     }
 
     fn generate(
         &mut self,
-        args: &SampleArgs,
+        spec: &WorkloadSpec,
         seeds: &[u64],
         initial: Option<ArrayD<f32>>,
     ) -> anyhow::Result<ArrayD<f32>> {
         let mut request = GenerateRequest::new(vec![self.prompt.clone()], seeds.to_vec());
-        request.negative_prompt = Some(args.negative_prompt.clone()).filter(|p| !p.is_empty());
-        request.steps = usize::from(args.steps);
-        request.guidance = args.guidance;
-        request.sampler = args.sampler;
-        request.eta = f64::from(args.eta);
+        request.negative_prompt = spec.negative_prompt.clone().filter(|p| !p.is_empty());
+        request.steps = spec.steps.unwrap_or(1);
+        request.guidance = spec.guidance;
+        request.sampler = spec.sampler;
+        request.eta = spec.eta;
         request.initial = initial;
         Ok(self.pipeline.generate(&request)?.images)
     }
 }
 
-/// Writes batch `index` of the run and prints each file's path.
-fn write(args: &SampleArgs, index: usize, samples: &ArrayD<f32>) -> anyhow::Result<()> {
-    let first = index * usize::from(args.batch);
+/// Writes the samples numbered from `first` and prints each file's path.
+fn write(out: &mut Printer, args: &SampleArgs, first: usize, samples: &ArrayD<f32>) -> anyhow::Result<()> {
     for path in save_samples(samples.view(), SAMPLE_RANGE, &args.out, "sample_", first)? {
-        println!("{}", path.display());
+        out.line(path.display())?;
     }
     Ok(())
 }

@@ -1,12 +1,13 @@
 //! `bitsearch sensitivity`: the config from YAML and flags, a progress bar, and the summary.
 
-use crate::cli::SensitivityArgs;
+use crate::cli::printer::Printer;
+use crate::cli::{SensitivityArgs, settings};
 use bitsearch_records::{ProbeRow, Shard, monotonicity, split_gains};
-use bitsearch_sensitivity::{Existing, Progress, SensitivityConfig, SensitivityRun, run_to_table};
+use bitsearch_sensitivity::{Existing, Progress, SensitivityRun, run_to_table};
 use indicatif::{ProgressBar, ProgressStyle};
 
 pub fn run(args: &SensitivityArgs) -> anyhow::Result<()> {
-    let config = config(args)?;
+    let config = settings::sensitivity(args)?;
     let shard =
         args.shard.map(|s| s.resolve(|name| std::env::var(name).ok())).transpose().map_err(anyhow::Error::msg)?;
     let mut run = SensitivityRun::open(&args.model, config, shard.unwrap_or(Shard::WHOLE))?;
@@ -34,18 +35,22 @@ pub fn run(args: &SensitivityArgs) -> anyhow::Result<()> {
     let (summary, table) = run_to_table(&mut run, &args.out, existing, &mut bar)?;
     bar.0.finish_and_clear();
     let m = monotonicity(&table.rows);
-    println!(
+    let mut out = Printer::stdout();
+    out.line(format_args!(
         "{}: {} probes ({} computed now, {} from the journal)",
         args.out.display(),
         table.rows.len(),
         summary.computed,
         summary.skipped
-    );
+    ))?;
     if summary.at_base > 0 {
-        println!("{} probes were of a layer at its base form: one pass of the base answered them", summary.at_base);
+        out.line(format_args!(
+            "{} probes were of a layer at its base form: one pass of the base answered them",
+            summary.at_base
+        ))?;
     }
     if summary.computed > 0 {
-        println!(
+        out.line(format_args!(
             "speed: {:.2} probes/s; probe / plain forward = {:.3} (medians of {} probes and {} plain passes among \
              them; plain pass {:.3} s)",
             summary.probes_per_second(),
@@ -53,91 +58,39 @@ pub fn run(args: &SensitivityArgs) -> anyhow::Result<()> {
             summary.probe_times.len(),
             summary.plain_passes.len(),
             summary.plain_pass().as_secs_f64()
-        );
+        ))?;
         let phases: Vec<String> =
             summary.phases.named().iter().map(|&(name, time)| format!("{name} {:.1}%", summary.share(time))).collect();
-        println!("probing time: {}", phases.join(", "));
+        out.line(format_args!("probing time: {}", phases.join(", ")))?;
         let cache = &summary.cache;
-        println!(
+        out.line(format_args!(
             "below the cut: {} of {} batch runs, their values captured in {} passes, at most {:.1} of {:.0} MB held",
             cache.cut_runs,
             cache.cut_runs + cache.whole_runs,
             cache.captures,
             cache.peak as f64 / 1e6,
             cache.budget as f64 / 1e6
-        );
-        println!("peak memory: {:.1} MB resident", bitsearch_types::peak_resident_bytes() as f64 / 1e6);
+        ))?;
+        out.line(format_args!("peak memory: {:.1} MB resident", bitsearch_types::peak_resident_bytes() as f64 / 1e6))?;
     }
     if m.checked > 0 {
-        println!(
+        out.line(format_args!(
             "monotonic in weight bits: {} layers checked; fewer bits scored better on SQNR for {}, on SSIM for {}",
             m.checked,
             m.sqnr_exceptions.len(),
             m.ssim_exceptions.len()
-        );
+        ))?;
     }
     for g in split_gains(&table.rows) {
-        println!(
+        out.line(format_args!(
             "outlier split at W{}: {} of {} layers gain SQNR; median change {:+.2} dB SQNR, {:+.5} SSIM",
             g.w_bits, g.improved, g.layers, g.median_sqnr_db, g.median_ssim
-        );
+        ))?;
     }
     if summary.nonfinite > 0 {
-        println!("{} probes produced NaN/Inf and were recorded as worst sensitivity", summary.nonfinite);
+        out.line(format_args!("{} probes produced NaN/Inf and were recorded as worst sensitivity", summary.nonfinite))?;
     }
     Ok(())
-}
-
-/// The YAML config (or the defaults) with every given flag applied on top, then validated.
-fn config(args: &SensitivityArgs) -> anyhow::Result<SensitivityConfig> {
-    let mut c = match &args.config {
-        Some(path) => SensitivityConfig::from_yaml_file(path)?,
-        None => SensitivityConfig::default(),
-    };
-    fn set<T: Clone>(field: &mut T, flag: &Option<T>) {
-        if let Some(value) = flag {
-            *field = value.clone();
-        }
-    }
-    set(&mut c.w_bits, &args.w_bits);
-    c.outlier_split |= args.outlier_split;
-    set(&mut c.w_groups, &args.w_groups);
-    c.fp8 |= args.fp8;
-    c.bos_aware &= !args.no_bos_aware;
-    c.bias_correction |= args.bias_correction;
-    set(&mut c.a_bits, &args.act_bits);
-    set(&mut c.step_groups, &args.step_groups);
-    set(&mut c.layers, &args.layers);
-    set(&mut c.window, &args.window);
-    set(&mut c.cache_mb, &args.cache_mb);
-    c.base = args.base.clone().or(c.base.take());
-    let w = &mut c.quantizer.weight;
-    set(&mut w.clipping, &args.clipping);
-    set(&mut w.clip_grid, &args.clip_grid);
-    w.group_size = args.group_size.or(w.group_size);
-    let g = &mut c.generation;
-    set(&mut g.eta, &args.eta);
-    set(&mut g.seeds, &args.seeds);
-    set(&mut g.pairing, &args.pairing);
-    set(&mut g.guidance, &args.guidance);
-    set(&mut g.sigma_min, &args.sigma_min);
-    set(&mut g.sigma_max, &args.sigma_max);
-    set(&mut g.batch, &args.batch);
-    set(&mut g.device, &args.device);
-    g.steps = args.steps.or(g.steps);
-    g.sampler = args.sampler.or(g.sampler);
-    g.prediction = args.prediction.or(g.prediction);
-    g.time_input = args.time_input.clone().or(g.time_input.take());
-    g.time_kind = args.time_kind.or(g.time_kind);
-    g.threads = args.threads.or(g.threads);
-    g.negative_prompt = args.negative_prompt.clone().or(g.negative_prompt.take());
-    g.conditions.extend(args.conditions.iter().cloned());
-    if !args.prompts.is_empty() {
-        g.prompts = args.prompts.clone();
-    }
-    g.dims.extend(args.dims.iter().cloned());
-    c.validate()?;
-    Ok(c)
 }
 
 /// A progress bar with ETA on a terminal; stage messages go to the log as well.

@@ -2,9 +2,10 @@
 //! meets measured targets, or the shrinkage chosen by measurement, and a summary that puts
 //! the plan next to the uniform bit-widths.
 
-use super::Refused;
 use super::quantize::sensitivity_generation;
-use crate::cli::SolveArgs;
+use crate::cli::printer::Printer;
+use crate::cli::{SolveArgs, settings};
+use crate::exit::Refused;
 use anyhow::{Context, bail};
 use bitsearch_eval::{CALIBRATION_ITEMS, Candidate, EvalOptions, ItemErrors, Reference, calibration, fresh};
 use bitsearch_pipeline::workload::WorkloadSpec;
@@ -12,11 +13,10 @@ use bitsearch_records::{Measured, Metric, Plan, PointKind, Resource, Sensitivity
 use bitsearch_records::{TargetSearch, write_frontier};
 use bitsearch_solver::select::{SHRINK_GRID, Selected, Trial, select};
 use bitsearch_solver::{Fraction, LossBasis, SolverError, pareto, target};
-use bitsearch_solver::{Method, Minimise, Problem, SolveConfig, SolveOptions, Solved, plan, solve, uniform};
+use bitsearch_solver::{Method, Problem, SolveOptions, Solved, plan, solve, uniform};
 
 pub fn run(args: &SolveArgs) -> anyhow::Result<()> {
-    let config = config(args)?;
-    let options = config.options()?;
+    let (config, options) = settings::solve(args)?;
     let mut table = SensitivityTable::read(&args.sensitivity)?;
     table.rows.retain(|r| !args.without.iter().any(|v| v.matches(r)));
     let mut problem = Problem::from_table(&table, &config.protect, config.basis(&args.targets))?;
@@ -49,7 +49,7 @@ pub fn run(args: &SolveArgs) -> anyhow::Result<()> {
     if let Some(bits) = args.uniform {
         let solved = uniform(&problem, bits, options.content_weight)?;
         plan(&problem, &solved, &options, &table, &args.sensitivity)?.write(&args.out)?;
-        print_summary(&args.out.display().to_string(), &problem, &solved, options.content_weight);
+        print_summary(&args.out.display().to_string(), &problem, &solved, options.content_weight)?;
         return Ok(());
     }
     let Some(sweep) = args.sweep else {
@@ -60,13 +60,18 @@ pub fn run(args: &SolveArgs) -> anyhow::Result<()> {
             let mut bench = Bench::selection(args, &problem, &table)?;
             let (plan, selected) = select_plan(&mut bench, &problem, &options)?;
             plan.write(&args.out)?;
-            print_summary(&args.out.display().to_string(), &selected.problem, &selected.solved, options.content_weight);
-            print_shrinkages(&selected);
+            print_summary(
+                &args.out.display().to_string(),
+                &selected.problem,
+                &selected.solved,
+                options.content_weight,
+            )?;
+            print_shrinkages(&selected)?;
             return Ok(());
         }
         let solved = solve(&problem, &options)?;
         plan(&problem, &solved, &options, &table, &args.sensitivity)?.write(&args.out)?;
-        print_summary(&args.out.display().to_string(), &problem, &solved, options.content_weight);
+        print_summary(&args.out.display().to_string(), &problem, &solved, options.content_weight)?;
         return Ok(());
     };
     std::fs::create_dir_all(&args.out)?;
@@ -106,37 +111,12 @@ pub fn run(args: &SolveArgs) -> anyhow::Result<()> {
     for name in ["frontier.parquet", "frontier.csv"] {
         write_frontier(&points, &args.out.join(name))?;
     }
-    println!("{}: {solved} of {} budgets solved; frontier.parquet and frontier.csv", args.out.display(), sweep.points);
+    Printer::stdout().line(format_args!(
+        "{}: {solved} of {} budgets solved; frontier.parquet and frontier.csv",
+        args.out.display(),
+        sweep.points
+    ))?;
     Ok(())
-}
-
-/// The YAML config (or the defaults) with every given flag applied on top.
-fn config(args: &SolveArgs) -> anyhow::Result<SolveConfig> {
-    let mut c = match &args.config {
-        Some(path) => SolveConfig::from_yaml_file(path)?,
-        None => SolveConfig::default(),
-    };
-    if !args.budgets.is_empty() {
-        c.budgets = args.budgets.clone();
-    }
-    if let Some(protect) = &args.protect {
-        c.protect = protect.iter().filter(|p| !p.is_empty()).cloned().collect();
-    }
-    c.content_weight = args.content_weight.unwrap_or(c.content_weight);
-    c.loss = args.loss.or(c.loss);
-    c.content_share = args.content_share.or(c.content_share);
-    c.fill = args.fill.or(c.fill);
-    c.time_limit = args.time_limit.unwrap_or(c.time_limit);
-    c.shrink = args.shrink.unwrap_or(c.shrink);
-    c.method = args.method.unwrap_or(c.method);
-    c.ties.extend(args.ties.iter().cloned());
-    c.minimise = match (args.minimise, args.targets.is_empty()) {
-        (Some(m), _) => m,
-        // A target search minimises memory unless told otherwise.
-        (None, false) if c.minimise == Minimise::Loss => Minimise::Memory,
-        (None, _) => c.minimise,
-    };
-    Ok(c)
 }
 
 /// Plans simulated in float and measured against the reference on one set of items: what the
@@ -209,13 +189,14 @@ fn select_plan(bench: &mut Bench, problem: &Problem, options: &SolveOptions) -> 
     Ok((plan, selected))
 }
 
-fn print_shrinkages(selected: &Selected) {
-    println!(
+fn print_shrinkages(selected: &Selected) -> std::io::Result<()> {
+    let mut printer = Printer::stdout();
+    printer.line(format_args!(
         "  shrinkages (measured on the selection items; kept: the largest within one standard error of the best):"
-    );
+    ))?;
     for (i, r) in selected.rounds.iter().enumerate() {
         let m = &r.measured;
-        println!(
+        printer.line(format_args!(
             "  {} {:.2}: {:.3} MB, {:.3} bits, measured SQNR {:>6.2} dB, SSIM {:.4}, PSNR {:>6.2} dB{}, s.e. {:.2} dB{}",
             if i == selected.chosen { "*" } else { " " },
             r.shrink,
@@ -227,8 +208,9 @@ fn print_shrinkages(selected: &Selected) {
             m.caption_words(),
             r.below_best_se_db,
             r.same_as.map_or(String::new(), |first| format!(" (the plan of {:.2})", selected.rounds[first].shrink)),
-        );
+        ))?;
     }
+    Ok(())
 }
 
 /// `--target`: the smallest plan whose simulation meets every target on the calibration items
@@ -253,12 +235,13 @@ fn target(args: &SolveArgs, problem: &Problem, options: &SolveOptions, table: &S
         chosen,
     });
     plan.write(&args.out)?;
-    print_summary(&args.out.display().to_string(), problem, &solved, options.content_weight);
-    println!("  rounds (target {}; measured on the calibration items):", list(&args.targets));
+    print_summary(&args.out.display().to_string(), problem, &solved, options.content_weight)?;
+    let mut printer = Printer::stdout();
+    printer.line(format_args!("  rounds (target {}; measured on the calibration items):", list(&args.targets)))?;
     let metric = target::basis_metric(problem.basis);
     let name = metric.to_string().to_uppercase();
     for r in &searched.rounds {
-        println!(
+        printer.line(format_args!(
             "  {} {:>2}: cap {:.3e}, predicted {name} {:>6.2} dB, measured SQNR {:>6.2} dB, SSIM {:.4}, PSNR {:>6.2} dB{}, margin {:+.2} dB, {:.3} MB, {:.3} bits",
             if r.round == chosen { "*" } else { " " },
             r.round,
@@ -271,7 +254,7 @@ fn target(args: &SolveArgs, problem: &Problem, options: &SolveOptions, table: &S
             r.margin_db,
             r.bytes / 1e6,
             r.avg_bits
-        );
+        ))?;
     }
     Ok(())
 }
@@ -280,32 +263,33 @@ fn list(targets: &[Target]) -> String {
     targets.iter().map(Target::to_string).collect::<Vec<_>>().join(", ")
 }
 
-fn print_summary(out: &str, problem: &Problem, solved: &Solved, content_weight: f64) {
+fn print_summary(out: &str, problem: &Problem, solved: &Solved, content_weight: f64) -> std::io::Result<()> {
+    let mut printer = Printer::stdout();
     let e = &solved.evaluation;
     let full = problem.full_precision();
-    println!(
+    printer.line(format_args!(
         "{out}: {} in {:.2} s ({} variables, {} constraints)",
         solved.status, solved.seconds, solved.variables, solved.constraints
-    );
+    ))?;
     for limit in &solved.limits {
         let lower = limit.lower.map_or(String::new(), |l| format!(", at least {}", limit.resource.format(l)));
-        println!(
+        printer.line(format_args!(
             "  {}: used {} of {}{lower}",
             limit.resource,
             limit.resource.format(limit.used),
             limit.resource.format(limit.limit)
-        );
+        ))?;
     }
-    println!(
+    printer.line(format_args!(
         "  weights {} ({} in float, {:.2}x smaller), {:.3} bits on average, {} ",
         Resource::Memory.format(e.usage.memory),
         Resource::Memory.format(full.memory),
         full.memory / e.usage.memory.max(1.0),
         e.usage.avg_bits,
         Resource::Bops.format(e.usage.bops)
-    );
+    ))?;
     let words = predicted(e.basis, e.predicted_sqnr_db(), e.predicted_ssim(), e.predicted_psnr_db());
-    println!("  predicted: objective {:.6}, {words}", e.objective);
+    printer.line(format_args!("  predicted: objective {:.6}, {words}", e.objective))?;
     if e.beyond_base {
         log::warn!(
             "the plan's changes from the table's base plan add up to less noise than none: the linear model around \
@@ -319,12 +303,13 @@ fn print_summary(out: &str, problem: &Problem, solved: &Solved, content_weight: 
         .filter(|(l, chosen)| chosen.iter().flatten().any(|&o| l.options[o].split))
         .count();
     if split > 0 {
-        println!("  {split} layers take MPQ-DM's outlier split");
+        printer.line(format_args!("  {split} layers take MPQ-DM's outlier split"))?;
     }
     for p in pareto::uniform_points(problem, Resource::AvgBits, content_weight) {
         let words = predicted(problem.basis, p.sqnr_db, p.ssim, p.psnr_db);
-        println!("  {}: objective {:.6}, {words}, {:.3} bits", p.plan, p.objective, p.avg_bits);
+        printer.line(format_args!("  {}: objective {:.6}, {words}, {:.3} bits", p.plan, p.objective, p.avg_bits))?;
     }
+    Ok(())
 }
 
 /// What a plan's losses predict, in words: denoiser SQNR and image SSIM (decoupled), or the

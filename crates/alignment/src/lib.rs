@@ -16,6 +16,7 @@ mod caption;
 mod classifier;
 mod error;
 mod evaluate;
+mod report;
 mod schema;
 mod score;
 
@@ -23,5 +24,6 @@ pub use caption::{ObjectSpec, parse_prompt};
 pub use classifier::{AttributeClassifier, SlotReading};
 pub use error::AlignmentError;
 pub use evaluate::{Evaluation, PromptSet, evaluate, score_images};
+pub use report::{ALIGN_REPORT_FORMAT, AlignGeneration, AlignReport, AlignRow};
 pub use schema::Schema;
 pub use score::{Accuracy, Scorer};
