@@ -16,7 +16,7 @@ pub struct WorkloadArgs {
     /// otherwise, eval the sensitivity run's].
     #[arg(long, value_parser = positive)]
     pub steps: Option<usize>,
-    /// The sampler names come from the registry, so a new sampler needs no edit here.
+    // The sampler names come from the registry, so a new sampler needs no edit here.
     #[arg(long, help = format!("{} [default: the model's (or the scheduler config's); eval the sensitivity run's]", bitsearch_pipeline::sampler::help()))]
     pub sampler: Option<SamplerKind>,
     /// DDIM stochasticity in [0, 1], 0 being deterministic [default: 0; eval the sensitivity run's].
