@@ -10,16 +10,27 @@
 //! [`bitsearch_records::SensitivityTable`].
 
 mod base;
+mod bias;
 pub mod config;
+mod control;
 mod cut;
 mod error;
 pub mod journal;
+mod plain;
 pub mod probes;
+mod resume;
 mod run;
+mod score;
+mod selection;
+mod summary;
+mod weights;
 mod window;
 
 pub use config::SensitivityConfig;
 pub use cut::CacheStats;
 pub use error::{Result, SensitivityError};
 pub use journal::{Journal, journal_path};
-pub use run::{Existing, PLAIN_EVERY, Phases, Progress, SensitivityRun, Silent, Summary, run_to_table};
+pub use plain::PLAIN_EVERY;
+pub use resume::{Existing, run_to_table};
+pub use run::SensitivityRun;
+pub use summary::{Phases, Progress, Silent, Summary};
