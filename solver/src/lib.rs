@@ -13,10 +13,12 @@
 #![warn(clippy::unwrap_used, clippy::expect_used)]
 
 mod allocation;
+pub mod bench;
 mod config;
 mod error;
 mod greedy;
 mod ilp;
+mod options;
 pub mod pareto;
 mod plan;
 mod problem;
@@ -29,6 +31,7 @@ pub use bitsearch_types::LossBasis;
 pub use config::SolveConfig;
 pub use error::{Result, SolverError};
 pub use greedy::uniform;
-pub use ilp::{AVG_BITS_WINDOW, Fraction, Method, Minimise, RELATIVE_WINDOW, SolveOptions, Solved, solve};
+pub use ilp::{AVG_BITS_WINDOW, RELATIVE_WINDOW, solve};
+pub use options::{Fraction, Method, Minimise, SolveOptions, Solved, Status};
 pub use plan::plan;
 pub use problem::{DEFAULT_PROTECT, INPUT, LayerOptions, OUTPUT, Precision, Problem, Variant};

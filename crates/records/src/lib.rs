@@ -16,6 +16,7 @@ pub mod eval;
 pub mod frontier;
 pub mod manifest;
 pub mod plan;
+mod solver;
 pub mod table;
 pub mod target;
 
