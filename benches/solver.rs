@@ -6,7 +6,7 @@ mod common;
 
 use bitsearch_records::{Budget, Sweep};
 use bitsearch_solver::pareto;
-use bitsearch_solver::{DEFAULT_PROTECT, LossBasis, Problem, SolveOptions, solve};
+use bitsearch_solver::{DEFAULT_PROTECT, LossBasis, Problem, SolveOptions, Status, solve};
 use std::time::Instant;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -39,7 +39,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let started = Instant::now();
     let solved = pareto::run(&terrain_sized, &sweep, &SolveOptions::default());
     let seconds = started.elapsed().as_secs_f64();
-    let optimal = solved.iter().filter(|(_, _, s)| s.status == "optimal").count();
+    let optimal = solved.iter().filter(|(_, _, s)| s.status == Status::Optimal).count();
     table += &format!(
         "| 255 layers × 3 bits, 50-point sweep | {sweep_text} | {optimal}/{} optimal | - | {} | {} | {seconds:.3} |\n",
         solved.len(),

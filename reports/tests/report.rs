@@ -38,7 +38,7 @@ fn inputs(dir: &Path) -> ReportInputs {
                 sweep.resource,
                 s.limits[0].limit,
                 &s.evaluation,
-                &s.status,
+                s.status,
             )
         })
         .collect();

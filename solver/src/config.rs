@@ -1,7 +1,7 @@
 //! `bitsearch solve`'s settings from YAML (`--config`), overridden by flags.
 
 use crate::error::{Result, SolverError};
-use crate::ilp::{Fraction, Method, Minimise, SolveOptions};
+use crate::options::{Fraction, Method, Minimise, SolveOptions};
 use crate::problem::DEFAULT_PROTECT;
 use bitsearch_records::{Budget, Metric, Target};
 use bitsearch_types::LossBasis;

@@ -5,9 +5,10 @@
 //! quantized layer at one weight bit-width.
 
 use crate::error::{Result, SolverError};
-use crate::ilp::{Method, SolveOptions, Solved, TOLERANCE, check_feasible};
+use crate::ilp::{TOLERANCE, check_feasible};
+use crate::options::{SolveOptions, Solved, Status};
 use crate::problem::Problem;
-use bitsearch_records::{Limit, Resource};
+use bitsearch_records::{Limit, PointKind, Resource};
 use std::time::Instant;
 
 /// The greedy plan under the single budget of `options`.
@@ -78,11 +79,11 @@ pub fn solve(problem: &Problem, options: &SolveOptions) -> Result<Solved> {
     let evaluation = problem.evaluate(&assignment, options.content_weight);
     let used = evaluation.usage.get(resource);
     Ok(Solved {
-        solver: "greedy (least loss per unit saved)",
+        solver: PointKind::Greedy.solver(),
         assignment,
         evaluation,
         limits: vec![Limit { resource, limit, lower: None, used, full_precision: full }],
-        status: Method::Greedy.as_str().into(),
+        status: Status::Greedy,
         gap: f64::NAN,
         seconds: started.elapsed().as_secs_f64(),
         variables: 0,
@@ -106,11 +107,11 @@ pub fn uniform(problem: &Problem, w_bits: u32, content_weight: f64) -> Result<So
     })?;
     let evaluation = problem.evaluate(&assignment, content_weight);
     Ok(Solved {
-        solver: "uniform bit-width",
+        solver: PointKind::Uniform.solver(),
         assignment,
         evaluation,
         limits: Vec::new(),
-        status: "uniform".into(),
+        status: Status::Uniform,
         gap: f64::NAN,
         seconds: 0.0,
         variables: 0,
@@ -121,10 +122,11 @@ pub fn uniform(problem: &Problem, w_bits: u32, content_weight: f64) -> Result<So
 
 /// What option `o` of layer `l` uses of `resource` when the layer keeps it in every step group.
 fn usage(problem: &Problem, resource: Resource, l: usize, o: usize) -> f64 {
-    match resource {
-        Resource::Bops => (0..problem.groups()).map(|g| problem.coefficient(resource, l, o, g)).sum(),
+    if resource.per_step() {
+        (0..problem.groups()).map(|g| problem.coefficient(resource, l, o, g)).sum()
+    } else {
         // Stored once, whatever the number of step groups.
-        Resource::Memory | Resource::AvgBits => problem.coefficient(resource, l, o, 0),
+        problem.coefficient(resource, l, o, 0)
     }
 }
 

@@ -11,10 +11,12 @@
 //! losses, by measuring their plans.
 
 mod allocation;
+pub mod bench;
 mod config;
 mod error;
 mod greedy;
 mod ilp;
+mod options;
 pub mod pareto;
 mod plan;
 mod problem;
@@ -27,6 +29,7 @@ pub use bitsearch_types::LossBasis;
 pub use config::SolveConfig;
 pub use error::{Result, SolverError};
 pub use greedy::uniform;
-pub use ilp::{AVG_BITS_WINDOW, Fraction, Method, Minimise, RELATIVE_WINDOW, SolveOptions, Solved, solve};
+pub use ilp::{AVG_BITS_WINDOW, RELATIVE_WINDOW, solve};
+pub use options::{Fraction, Method, Minimise, SolveOptions, Solved, Status};
 pub use plan::plan;
 pub use problem::{DEFAULT_PROTECT, INPUT, LayerOptions, OUTPUT, Precision, Problem, Variant};

@@ -2,7 +2,8 @@
 //! plans (every layer at one bit-width) for comparison, as frontier points.
 
 use crate::allocation::Evaluation;
-use crate::ilp::{SolveOptions, Solved, solve};
+use crate::ilp::solve;
+use crate::options::{SolveOptions, Solved, Status};
 use crate::problem::Problem;
 use bitsearch_records::{Budget, FrontierPoint, PointKind, Resource, Sweep};
 
@@ -13,7 +14,7 @@ pub fn point(
     resource: Resource,
     budget: f64,
     e: &Evaluation,
-    status: &str,
+    status: Status,
 ) -> FrontierPoint {
     FrontierPoint {
         kind,
@@ -27,7 +28,7 @@ pub fn point(
         memory: e.usage.memory,
         bops: e.usage.bops,
         avg_bits: e.usage.avg_bits,
-        status: status.into(),
+        status: status.to_string(),
     }
 }
 
@@ -64,7 +65,14 @@ pub fn uniform_points(problem: &Problem, resource: Resource, content_weight: f64
     bits.into_iter()
         .filter_map(|b| {
             let e = problem.evaluate(&problem.uniform(b)?, content_weight);
-            Some(point(PointKind::Uniform, format!("uniform-W{b}"), resource, e.usage.get(resource), &e, "uniform"))
+            Some(point(
+                PointKind::Uniform,
+                format!("uniform-W{b}"),
+                resource,
+                e.usage.get(resource),
+                &e,
+                Status::Uniform,
+            ))
         })
         .collect()
 }

@@ -1,7 +1,7 @@
 //! The plan of a solved program, as [`bitsearch_records::Plan`] records it.
 
 use crate::error::{Result, SolverError};
-use crate::ilp::{SolveOptions, Solved};
+use crate::options::{SolveOptions, Solved};
 use crate::problem::{Precision, Problem};
 use bitsearch_records::plan::{PLAN_FORMAT, PlanSummary, Prediction, SolverReport, Source, absolute};
 use bitsearch_records::{Plan, PlanLayer, SensitivityTable};
@@ -76,7 +76,7 @@ pub fn plan(
         },
         solver: SolverReport {
             name: solved.solver.into(),
-            status: solved.status.clone(),
+            status: solved.status.to_string(),
             gap: solved.gap,
             seconds: solved.seconds,
             variables: solved.variables,

@@ -12,7 +12,8 @@
 //! the plan carries, unless the items show that the table's own evidence pays.
 
 use crate::error::SolverError;
-use crate::ilp::{Minimise, SolveOptions, Solved, solve};
+use crate::ilp::solve;
+use crate::options::{Minimise, SolveOptions, Solved};
 use crate::problem::Problem;
 use bitsearch_records::{Measured, Metric, ShrinkRound};
 

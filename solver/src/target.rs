@@ -13,7 +13,8 @@
 
 use crate::allocation::Assignment;
 use crate::error::SolverError;
-use crate::ilp::{SolveOptions, Solved, solve};
+use crate::ilp::solve;
+use crate::options::{SolveOptions, Solved};
 use crate::problem::Problem;
 use bitsearch_records::{Measured, Metric, Round, Target};
 use bitsearch_types::LossBasis;
@@ -94,34 +95,7 @@ pub fn search<E: From<SolverError>>(
             }
             None => {
                 let index = rounds.len();
-                let m = measure(index, &solved)?;
-                let margin = targets.iter().map(|t| t.margin_db(&m)).fold(f64::INFINITY, f64::min);
-                let e = &solved.evaluation;
-                let (predicted, name) = (e.predicted_db(), basis_metric(problem.basis));
-                let round = Round {
-                    round: index,
-                    loss_cap: cap,
-                    predicted_objective: e.objective,
-                    predicted_sqnr_db: e.predicted_sqnr_db(),
-                    predicted_psnr_db: e.predicted_psnr_db(),
-                    noise_factor: 10f64.powf((predicted - name.of(&m)) / 10.0),
-                    measured: m,
-                    margin_db: margin,
-                    bytes: e.usage.memory,
-                    avg_bits: e.usage.avg_bits,
-                    meets: margin >= 0.0,
-                };
-                log::info!(
-                    "round {index}: cap {cap:.3e}: predicted {} {predicted:.2} dB; measured SQNR {:.2} dB, SSIM {:.4}, PSNR {:.2} dB{}; margin {margin:+.2} dB; {:.3} MB, {:.3} bits{}",
-                    name.to_string().to_uppercase(),
-                    m.sqnr_db,
-                    m.ssim,
-                    m.psnr_db,
-                    m.caption_words(),
-                    e.usage.memory / 1e6,
-                    e.usage.avg_bits,
-                    if round.meets { " — meets" } else { "" },
-                );
+                let round = round(problem, targets, index, cap, &solved, measure(index, &solved)?);
                 let smaller = chosen.as_ref().is_none_or(|(_, best)| {
                     solved.evaluation.usage.get(resource) < best.evaluation.usage.get(resource)
                 });
@@ -129,6 +103,7 @@ pub fn search<E: From<SolverError>>(
                     chosen = Some((index, solved.clone()));
                 }
                 measured.push((solved.assignment.clone(), index));
+                let margin = round.margin_db;
                 rounds.push(round);
                 margin
             }
@@ -138,31 +113,73 @@ pub fn search<E: From<SolverError>>(
         } else {
             missed = Some(missed.map_or((x, margin), |m| if x < m.0 { (x, margin) } else { m }));
         }
-        x = match (met, missed) {
-            (Some((lo, m_lo)), Some((hi, m_hi))) => {
-                if hi - lo < BRACKET {
-                    break;
-                }
-                // The secant through the two, kept a fifth of the bracket inside it.
-                let t = (m_lo / (m_lo - m_hi)).clamp(0.2, 0.8);
-                lo + t * (hi - lo)
-            }
-            (Some((lo, m_lo)), None) => {
-                if lo >= x_max || m_lo < CLOSE_DB {
-                    break;
-                }
-                (lo + (m_lo / 10.0).max(MIN_STEP)).min(x_max)
-            }
-            (None, Some((hi, m_hi))) => {
-                if hi <= x_min {
-                    break;
-                }
-                (hi + (m_hi / 10.0).min(-MIN_STEP)).max(x_min)
-            }
-            (None, None) => break,
-        };
+        match next_cap(met, missed, (x_min, x_max)) {
+            Some(next) => x = next,
+            None => break,
+        }
     }
     Ok(Searched { rounds, chosen })
+}
+
+/// Round `index`: the plan `solved` at `cap`, measured `m`, with its margin over `targets`;
+/// logged.
+fn round(problem: &Problem, targets: &[Target], index: usize, cap: f64, solved: &Solved, m: Measured) -> Round {
+    let margin = targets.iter().map(|t| t.margin_db(&m)).fold(f64::INFINITY, f64::min);
+    let e = &solved.evaluation;
+    let (predicted, name) = (e.predicted_db(), basis_metric(problem.basis));
+    let round = Round {
+        round: index,
+        loss_cap: cap,
+        predicted_objective: e.objective,
+        predicted_sqnr_db: e.predicted_sqnr_db(),
+        predicted_psnr_db: e.predicted_psnr_db(),
+        noise_factor: 10f64.powf((predicted - name.of(&m)) / 10.0),
+        measured: m,
+        margin_db: margin,
+        bytes: e.usage.memory,
+        avg_bits: e.usage.avg_bits,
+        meets: margin >= 0.0,
+    };
+    log::info!(
+        "round {index}: cap {cap:.3e}: predicted {} {predicted:.2} dB; measured SQNR {:.2} dB, SSIM {:.4}, PSNR {:.2} dB{}; margin {margin:+.2} dB; {:.3} MB, {:.3} bits{}",
+        name.to_string().to_uppercase(),
+        m.sqnr_db,
+        m.ssim,
+        m.psnr_db,
+        m.caption_words(),
+        e.usage.memory / 1e6,
+        e.usage.avg_bits,
+        if round.meets { " — meets" } else { "" },
+    );
+    round
+}
+
+/// The next cap (log10) from the largest cap that met the targets and the smallest that
+/// missed, within `(x_min, x_max)`; None when the search is done.
+fn next_cap(met: Bracket, missed: Bracket, (x_min, x_max): (f64, f64)) -> Option<f64> {
+    match (met, missed) {
+        (Some((lo, m_lo)), Some((hi, m_hi))) => {
+            if hi - lo < BRACKET {
+                return None;
+            }
+            // The secant through the two, kept a fifth of the bracket inside it.
+            let t = (m_lo / (m_lo - m_hi)).clamp(0.2, 0.8);
+            Some(lo + t * (hi - lo))
+        }
+        (Some((lo, m_lo)), None) => {
+            if lo >= x_max || m_lo < CLOSE_DB {
+                return None;
+            }
+            Some((lo + (m_lo / 10.0).max(MIN_STEP)).min(x_max))
+        }
+        (None, Some((hi, m_hi))) => {
+            if hi <= x_min {
+                return None;
+            }
+            Some((hi + (m_hi / 10.0).min(-MIN_STEP)).max(x_min))
+        }
+        (None, None) => None,
+    }
 }
 
 /// The measured metric the basis predicts: the denoiser's SQNR (decoupled) or the image's PSNR.
@@ -208,7 +225,7 @@ pub fn unmet(searched: &Searched, targets: &[Target]) -> SolverError {
 mod tests {
     use super::*;
     use crate::error::Result;
-    use crate::ilp::Minimise;
+    use crate::options::Minimise;
 
     /// Problem losses are synthetic, and "measuring" a plan applies a known model error: the
     /// search must find the smallest plan the measurement accepts.

@@ -7,7 +7,7 @@
 
 use bitsearch_records::{Amount, Budget, Resource};
 use bitsearch_solver::{
-    LayerOptions, LossBasis, Method, Minimise, Precision, Problem, SolveOptions, SolverError, solve, uniform,
+    LayerOptions, LossBasis, Method, Minimise, Precision, Problem, SolveOptions, SolverError, Status, solve, uniform,
 };
 use bitsearch_types::{Component, LayerInfo, MetricGroup, Role};
 use rand::{Rng, SeedableRng};
@@ -152,7 +152,7 @@ fn the_program_finds_the_exhaustive_optimum() {
         let fill = if case % 2 == 0 { 0.0 } else { 0.97 };
         let budget = Budget { resource, amount: Amount::OfFullPrecision(limit / full) };
         let solved = solve(&problem, &options(budget, fill)).unwrap_or_else(|e| panic!("case {case}: {e}"));
-        assert_eq!(solved.status, "optimal");
+        assert_eq!(solved.status, Status::Optimal);
 
         let pick = |u: (f64, f64, f64)| match resource {
             Resource::Memory => u.0,
@@ -216,7 +216,7 @@ fn the_smallest_plan_under_a_loss_cap_is_the_exhaustive_one_and_ties_hold() {
         let cap = lossless + rng.random_range(0.0..1.0) * (worst - lossless);
         let options = SolveOptions { minimise, loss_cap: Some(cap), ..Default::default() };
         let solved = solve(&problem, &options).unwrap_or_else(|e| panic!("case {case}: {e}"));
-        assert_eq!(solved.status, "optimal");
+        assert_eq!(solved.status, Status::Optimal);
         let bits = plan_bits(&problem, &solved);
         let honours_ties = |bits: &[Vec<u32>]| !tied || bits[0] == bits[1];
         assert!(honours_ties(&bits), "case {case}: tie broken: {bits:?}");
@@ -334,7 +334,7 @@ fn the_stored_width_sets_reach_the_optimum_of_the_whole_program() {
         let pruned = solve(&problem, &options(budget, 0.0)).unwrap_or_else(|e| panic!("case {case}: {e}"));
         let plain = SolveOptions { budgets: vec![budget, all_bops], ..options(budget, 0.0) };
         let whole = solve(&problem, &plain).unwrap_or_else(|e| panic!("case {case}: {e}"));
-        assert_eq!((pruned.status.as_str(), whole.status.as_str()), ("optimal", "optimal"), "case {case}");
+        assert_eq!((pruned.status, whole.status), (Status::Optimal, Status::Optimal), "case {case}");
         let (a, b) = (pruned.evaluation.objective, whole.evaluation.objective);
         assert!((a - b).abs() <= 1e-9 * b.max(1e-12), "case {case}: pruned {a} vs whole {b}");
         assert!(pruned.variables < whole.variables, "case {case}: {} vs {}", pruned.variables, whole.variables);

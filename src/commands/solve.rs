@@ -7,13 +7,14 @@ use crate::cli::printer::Printer;
 use crate::cli::{SolveArgs, settings};
 use crate::exit::Refused;
 use anyhow::{Context, bail};
-use bitsearch_eval::{CALIBRATION_ITEMS, Candidate, EvalOptions, ItemErrors, Reference, calibration, fresh};
+use bitsearch_eval::{CALIBRATION_ITEMS, Candidate, EvalOptions, Reference, calibration, fresh};
 use bitsearch_pipeline::workload::WorkloadSpec;
-use bitsearch_records::{Measured, Metric, Plan, PointKind, Resource, SensitivityTable, ShrinkSearch, Target};
-use bitsearch_records::{TargetSearch, write_frontier};
-use bitsearch_solver::select::{SHRINK_GRID, Selected, Trial, select};
+use bitsearch_records::{Metric, PointKind, Resource, SensitivityTable, Target, write_frontier};
+use bitsearch_solver::bench::{Bench, Meter};
+use bitsearch_solver::select::{Selected, Trial};
 use bitsearch_solver::{Fraction, LossBasis, SolverError, pareto, target};
 use bitsearch_solver::{Method, Problem, SolveOptions, Solved, plan, solve, uniform};
+use std::path::Path;
 
 pub fn run(args: &SolveArgs) -> anyhow::Result<()> {
     let (config, options) = settings::solve(args)?;
@@ -57,8 +58,8 @@ pub fn run(args: &SolveArgs) -> anyhow::Result<()> {
             bail!("give a budget (--budget avg-bits=4.0, memory=2.5MB, …) or a --sweep");
         }
         if search_shrink {
-            let mut bench = Bench::selection(args, &problem, &table)?;
-            let (plan, selected) = select_plan(&mut bench, &problem, &options)?;
+            let mut bench = selection(args, &problem, &table)?;
+            let (plan, selected) = bench.select_plan(&problem, &options)?;
             plan.write(&args.out)?;
             print_summary(
                 &args.out.display().to_string(),
@@ -75,11 +76,11 @@ pub fn run(args: &SolveArgs) -> anyhow::Result<()> {
         return Ok(());
     };
     std::fs::create_dir_all(&args.out)?;
-    let mut bench = if search_shrink { Some(Bench::selection(args, &problem, &table)?) } else { None };
+    let mut bench = if search_shrink { Some(selection(args, &problem, &table)?) } else { None };
     let mut points = Vec::new();
     for (i, budget, options) in pareto::budgets(&sweep, &options) {
         let chosen = match &mut bench {
-            Some(bench) => select_plan(bench, &problem, &options).map(|(plan, selected)| (plan, selected.solved)),
+            Some(bench) => bench.select_plan(&problem, &options).map(|(plan, selected)| (plan, selected.solved)),
             None => solve(&problem, &options)
                 .map_err(anyhow::Error::from)
                 .and_then(|s| Ok((plan(&problem, &s, &options, &table, &args.sensitivity)?, s))),
@@ -119,74 +120,45 @@ pub fn run(args: &SolveArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Plans simulated in float and measured against the reference on one set of items: what the
+/// The reference measuring plans simulated in float.
+struct Simulated(Reference);
+
+impl Meter for Simulated {
+    type Error = anyhow::Error;
+
+    fn measure(&mut self, plan: &Path, metric: Metric) -> anyhow::Result<Trial> {
+        let measurement = self.0.measure(&Candidate::Simulated(plan.to_path_buf()), 0)?;
+        Ok(Trial { measured: measurement.record.measured(), errors: measurement.errors.of(metric).to_vec() })
+    }
+}
+
+/// Plans simulated in float and measured against the reference on the items of `spec`: what the
 /// target and shrinkage searches measure their rounds with.
-struct Bench<'a> {
+fn bench<'a>(
     args: &'a SolveArgs,
     table: &'a SensitivityTable,
-    reference: Reference,
-    scratch: tempfile::TempDir,
-    /// The items, in words.
+    spec: WorkloadSpec,
     items: String,
-    /// Metrics the search reads: a model that cannot measure one is an error.
     needs: Vec<Metric>,
+) -> anyhow::Result<Bench<'a, Simulated>> {
+    let eval = EvalOptions { spec, repeats: 0, held_out: items.clone() };
+    let reference = Reference::open(Path::new(&table.meta.model), &eval)?;
+    Bench::new((table, &args.sensitivity), Simulated(reference), items, needs)
+        .context("a scratch folder for the rounds' plans")
 }
 
-impl<'a> Bench<'a> {
-    fn open(
-        args: &'a SolveArgs,
-        table: &'a SensitivityTable,
-        spec: WorkloadSpec,
-        items: String,
-        needs: Vec<Metric>,
-    ) -> anyhow::Result<Self> {
-        let eval = EvalOptions { spec, repeats: 0, held_out: items.clone() };
-        let reference = Reference::open(std::path::Path::new(&table.meta.model), &eval)?;
-        let scratch = tempfile::tempdir().context("a scratch folder for the rounds' plans")?;
-        Ok(Self { args, table, reference, scratch, items, needs })
-    }
-
-    /// The bench of `--shrink search`: the sensitivity prompts on fresh seeds, measuring the
-    /// metric the problem's losses predict.
-    fn selection(args: &'a SolveArgs, problem: &Problem, table: &'a SensitivityTable) -> anyhow::Result<Self> {
-        let base = sensitivity_generation(&args.sensitivity)?;
-        let (spec, items) = fresh(&base, args.calibration_seeds.clone(), CALIBRATION_ITEMS);
-        let metric = target::basis_metric(problem.basis);
-        log::info!("shrink search: measuring {metric} of plans simulated in float on the {items}");
-        Self::open(args, table, spec, items, vec![metric])
-    }
-
-    fn measure(
-        &mut self,
-        round: usize,
-        problem: &Problem,
-        solved: &Solved,
-        options: &SolveOptions,
-    ) -> anyhow::Result<(Measured, ItemErrors)> {
-        let path = self.scratch.path().join(format!("round_{round:02}.yaml"));
-        plan(problem, solved, options, self.table, &self.args.sensitivity)?.write(&path)?;
-        let measurement = self.reference.measure(&Candidate::Simulated(path), 0)?;
-        let measured = measurement.record.measured();
-        if let Some(metric) = self.needs.iter().find(|m| m.of(&measured).is_nan()) {
-            let model = &self.table.meta.model;
-            bail!("{metric}: {model} cannot measure it (caption needs a pipeline with a classifier)");
-        }
-        Ok((measured, measurement.errors))
-    }
-}
-
-/// `--shrink search` under `options`' budgets: the plan of the largest shrinkage that measures
-/// within one standard error of the best on the bench's items, recording every round.
-fn select_plan(bench: &mut Bench, problem: &Problem, options: &SolveOptions) -> anyhow::Result<(Plan, Selected)> {
+/// The bench of `--shrink search`: the sensitivity prompts on fresh seeds, measuring the metric
+/// the problem's losses predict.
+fn selection<'a>(
+    args: &'a SolveArgs,
+    problem: &Problem,
+    table: &'a SensitivityTable,
+) -> anyhow::Result<Bench<'a, Simulated>> {
+    let base = sensitivity_generation(&args.sensitivity)?;
+    let (spec, items) = fresh(&base, args.calibration_seeds.clone(), CALIBRATION_ITEMS);
     let metric = target::basis_metric(problem.basis);
-    let selected = select(problem, options, &SHRINK_GRID, metric, |r, p, s| {
-        let (measured, errors) = bench.measure(r, p, s, options)?;
-        anyhow::Ok(Trial { measured, errors: errors.of(metric).to_vec() })
-    })?;
-    let mut plan = plan(&selected.problem, &selected.solved, options, bench.table, &bench.args.sensitivity)?;
-    let rounds = selected.rounds.clone();
-    plan.shrink_search = Some(ShrinkSearch { metric, items: bench.items.clone(), rounds, chosen: selected.chosen });
-    Ok((plan, selected))
+    log::info!("shrink search: measuring {metric} of plans simulated in float on the {items}");
+    bench(args, table, spec, items, vec![metric])
 }
 
 fn print_shrinkages(selected: &Selected) -> std::io::Result<()> {
@@ -220,20 +192,12 @@ fn target(args: &SolveArgs, problem: &Problem, options: &SolveOptions, table: &S
     let (spec, items) = calibration(&base, args.calibration_seeds.clone(), CALIBRATION_ITEMS);
     log::info!("target {}: measuring plans simulated in float on the {items}", list(&args.targets));
     let needs = args.targets.iter().map(|t| t.metric).collect();
-    let mut bench = Bench::open(args, table, spec, items.clone(), needs)?;
-    let measure = |round: usize, solved: &Solved| bench.measure(round, problem, solved, options).map(|(m, _)| m);
-    let searched = target::search(problem, options, &args.targets, args.rounds, measure)?;
-    let Some((chosen, solved)) = searched.chosen.clone() else {
+    let mut bench = bench(args, table, spec, items, needs)?;
+    let searched = bench.search(problem, options, &args.targets, args.rounds)?;
+    let Some((plan, solved)) = bench.target_plan(problem, options, &args.targets, &searched)? else {
         return Err(Refused(target::unmet(&searched, &args.targets).to_string()).into());
     };
-    let mut plan = plan(problem, &solved, options, table, &args.sensitivity)?;
-    plan.target = Some(TargetSearch {
-        targets: args.targets.clone(),
-        minimised: options.minimise.to_string(),
-        items,
-        rounds: searched.rounds.clone(),
-        chosen,
-    });
+    let chosen = searched.chosen.as_ref().map(|(index, _)| *index);
     plan.write(&args.out)?;
     print_summary(&args.out.display().to_string(), problem, &solved, options.content_weight)?;
     let mut printer = Printer::stdout();
@@ -243,7 +207,7 @@ fn target(args: &SolveArgs, problem: &Problem, options: &SolveOptions, table: &S
     for r in &searched.rounds {
         printer.line(format_args!(
             "  {} {:>2}: cap {:.3e}, predicted {name} {:>6.2} dB, measured SQNR {:>6.2} dB, SSIM {:.4}, PSNR {:>6.2} dB{}, margin {:+.2} dB, {:.3} MB, {:.3} bits",
-            if r.round == chosen { "*" } else { " " },
+            if Some(r.round) == chosen { "*" } else { " " },
             r.round,
             r.loss_cap,
             r.predicted_db(metric),

@@ -29,6 +29,15 @@ impl Resource {
         }
     }
 
+    /// Whether the resource is charged in every step that runs a layer (BOPs) rather than
+    /// once for the stored weights (memory, avg-bits).
+    pub fn per_step(self) -> bool {
+        match self {
+            Resource::Bops => true,
+            Resource::Memory | Resource::AvgBits => false,
+        }
+    }
+
     /// An amount of this resource in the units people read.
     pub fn format(self, value: f64) -> String {
         match self {

@@ -15,6 +15,7 @@ pub mod frontier;
 pub mod manifest;
 pub mod plan;
 pub mod run_config;
+mod solver;
 pub mod table;
 pub mod target;
 

@@ -222,7 +222,7 @@ pub fn sweep(
                 let key = request.point_key(i);
                 let limit = solved.limits[0].limit;
                 let point =
-                    pareto::point(kind, catalogue::id(&key), sweep.resource, limit, &solved.evaluation, &solved.status);
+                    pareto::point(kind, catalogue::id(&key), sweep.resource, limit, &solved.evaluation, solved.status);
                 let yaml = serde_norway::to_string(&plan).map_err(|e| SolverError::Solver(format!("plan: {e}")))?;
                 plans.push((key, yaml));
                 answer.points.push(point.clone());
