@@ -101,7 +101,7 @@ pub fn run(args: &SolveArgs) -> anyhow::Result<()> {
             Method::Ilp => PointKind::Ilp,
             Method::Greedy => PointKind::Greedy,
         };
-        points.push(pareto::point(kind, name, sweep.resource, limit, &solved.evaluation, &solved.status));
+        points.push(pareto::point(kind, name, sweep.resource, limit, &solved.evaluation, solved.status));
     }
     let solved = points.len();
     if solved == 0 {
