@@ -20,10 +20,11 @@
 
 use crate::allocation::{Assignment, Evaluation};
 use crate::error::{Result, SolverError};
-use crate::problem::{Problem, StoredKey};
+use crate::problem::Problem;
 use crate::reduce;
 use bitsearch_records::{Budget, Limit, Resource};
 use bitsearch_types::MetricGroup;
+use bitsearch_types::WeightFormat;
 use good_lp::{Expression, ProblemVariables, SolverModel, Variable, variable};
 use highs::{HighsModelStatus, HighsSolutionStatus};
 use serde::{Deserialize, Serialize};
@@ -334,14 +335,14 @@ fn program(
     // z[l][w]: only needed when a layer can use different bits in different groups and a
     // budget counts stored weights.
     let counts_storage = limits.iter().map(|&(r, _)| r).chain(options.minimise.resource()).any(|r| r != Resource::Bops);
-    let z: Vec<BTreeMap<StoredKey, Column>> = problem
+    let z: Vec<BTreeMap<WeightFormat, Column>> = problem
         .layers
         .iter()
         .map(|layer| {
             if groups == 1 || layer.protected || !counts_storage {
                 return BTreeMap::new();
             }
-            let widths: std::collections::BTreeSet<StoredKey> = layer.options.iter().map(|p| p.weight()).collect();
+            let widths: std::collections::BTreeSet<WeightFormat> = layer.options.iter().map(|p| p.weight).collect();
             widths.into_iter().map(|w| (w, binary())).collect()
         })
         .collect();
@@ -367,7 +368,7 @@ fn program(
             for (l, layer) in problem.layers.iter().enumerate().filter(|&(l, _)| counted(l)) {
                 for (&w, &zw) in &z[l] {
                     // Any option with this weight width stores the same bytes.
-                    if let Some(o) = (0..layer.options.len()).find(|&o| layer.options[o].weight() == w) {
+                    if let Some(o) = (0..layer.options.len()).find(|&o| layer.options[o].weight == w) {
                         expr += problem.coefficient(resource, l, o, 0) * zw.variable;
                     }
                 }
@@ -400,7 +401,7 @@ fn program(
         }
         for (&w, &zw) in &z[l] {
             let users: Vec<Variable> = (0..layer.options.len())
-                .filter(|&o| layer.options[o].weight() == w)
+                .filter(|&o| layer.options[o].weight == w)
                 .flat_map(|o| x[l][o].iter().flatten().map(|c| c.variable))
                 .collect();
             for &u in &users {
@@ -639,14 +640,14 @@ fn reduce_stored(
     let cost = |l: usize, o: usize, g: usize| OBJECTIVE_SCALE * problem.cost(l, o, g, options.content_weight);
     let mut all = Vec::new();
     for (l, layer) in problem.layers.iter().enumerate().filter(|(_, layer)| !layer.protected) {
-        let mut widths: Vec<StoredKey> = layer.options.iter().map(|p| p.weight()).collect();
+        let mut widths: Vec<WeightFormat> = layer.options.iter().map(|p| p.weight).collect();
         widths.sort();
         widths.dedup();
         if widths.len() > MAX_STORED_WIDTHS {
             return None;
         }
         let width_of: Vec<usize> =
-            layer.options.iter().map(|p| widths.binary_search(&p.weight()).unwrap_or_default()).collect();
+            layer.options.iter().map(|p| widths.binary_search(&p.weight).unwrap_or_default()).collect();
         // Any option of a width stores the same bytes.
         let bytes = (0..widths.len())
             .map(|w| width_of.iter().position(|&v| v == w).map_or(0.0, |o| problem.coefficient(resource, l, o, 0)))
