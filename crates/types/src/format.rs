@@ -102,9 +102,11 @@ impl WeightFormat {
     pub fn check(&self) -> Result<(), String> {
         match *self {
             Self::Int { group: Some(0), .. } => Err(format!("{self}: a group holds at least one value")),
-            Self::Int { bits, .. } if !WEIGHT_BITS.contains(&bits) => {
-                Err(format!("{self}: integer weights take {}..={} bits", WEIGHT_BITS.start(), WEIGHT_BITS.end()))
-            }
+            Self::Int { bits, .. } if !WEIGHT_BITS.contains(&bits) => Err(format!(
+                "{self}: {bits} bits; integer weights take {}..={}",
+                WEIGHT_BITS.start(),
+                WEIGHT_BITS.end()
+            )),
             _ => Ok(()),
         }
     }
