@@ -293,7 +293,7 @@ mod tests {
     use super::*;
     use crate::builder::{Dim, GraphBuilder};
     use crate::pb::tensor_proto::DataType as PbType;
-    use crate::rewrite::{ActivationParams, quantize_input, quantize_output, store_bias, store_half};
+    use crate::rewrite::{ActivationParams, quantize_input, quantize_output, store_bias};
 
     /// y = x · W with W [2, 3] (channels on axis 1), at `opset`.
     fn matmul(opset: i64) -> Model {
