@@ -140,7 +140,7 @@ mod tests {
         let probes = &windows[0].probes;
         assert_eq!(probes.len(), 8);
         assert!(probes.iter().enumerate().all(|(i, p)| p.index == i));
-        let bits = |p: &Probe| p.weight.map(|w| w.bits);
+        let bits = |p: &Probe| p.weight.map(|w| w.bits());
         assert_eq!((bits(&probes[1]), probes[1].step_group), (Some(4), 1));
         assert_eq!((probes[4].layer, bits(&probes[4])), (2, Some(4)));
 
