@@ -171,7 +171,8 @@ fn sensitivity(page: &mut Page, table: &SensitivityTable, out: &Path) -> Result<
     let order = layer_order(table.rows.iter().map(|r| &r.layer));
     let rows: Vec<String> = order.iter().map(|l| label(l)).collect();
     let groups = table.meta.step_groups.len().max(1);
-    let mut precisions: Vec<(u32, bool, u32)> = table.rows.iter().map(|r| (r.w_bits, r.w_split, r.a_bits)).collect();
+    let mut precisions: Vec<(u32, bool, u32)> =
+        table.rows.iter().map(|r| (r.weight.bits(), r.weight.split(), r.a_bits)).collect();
     precisions.sort_unstable();
     precisions.dedup();
     let columns: Vec<String> = precisions
@@ -181,8 +182,11 @@ fn sensitivity(page: &mut Page, table: &SensitivityTable, out: &Path) -> Result<
             if a >= 32 { w } else { format!("{w}A{a}") }
         })
         .collect();
-    let index: BTreeMap<(String, u32, bool, u32, u32), &ProbeRow> =
-        table.rows.iter().map(|r| ((r.layer.id(), r.w_bits, r.w_split, r.a_bits, r.step_group), r)).collect();
+    let index: BTreeMap<(String, u32, bool, u32, u32), &ProbeRow> = table
+        .rows
+        .iter()
+        .map(|r| ((r.layer.id(), r.weight.bits(), r.weight.split(), r.a_bits, r.step_group), r))
+        .collect();
     let cell = |layer: &LayerInfo, (w, split, a): (u32, bool, u32), g: u32, f: fn(&ProbeRow) -> f64| {
         index.get(&(layer.id(), w, split, a, g)).map(|r| f(r))
     };
@@ -256,7 +260,7 @@ fn plan_section(page: &mut Page, i: usize, path: &Path, plan: &Plan, out: &Path)
             let layer = plan.layers.iter().find(|l| l.layer == **info)?;
             Some(figures::PlanRow {
                 label: label(info),
-                bits: layer.w_bits.clone(),
+                bits: layer.weights.iter().map(|w| w.bits()).collect(),
                 kilobytes: layer.weight_bytes as f64 / 1e3,
             })
         })

@@ -8,7 +8,7 @@ use crate::error::{Result, SensitivityError};
 use bitsearch_onnx::{Model, rewrite};
 use bitsearch_quant::fake_quantized_weight;
 use bitsearch_records::{BaseLayer, BasePoint, Plan};
-use bitsearch_types::{FLOAT_BITS, Layer, WeightForm};
+use bitsearch_types::{FLOAT_BITS, Layer, WeightFormat};
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
@@ -85,7 +85,7 @@ impl Base {
     }
 
     /// Whether `form` is the plan's own weight for `layer`: a probe there measures the base.
-    pub fn holds(&self, layer: &Layer, form: WeightForm) -> bool {
+    pub fn holds(&self, layer: &Layer, form: WeightFormat) -> bool {
         self.point.layers.contains(&BaseLayer::new(layer.component, &layer.name, form))
     }
 }

@@ -11,14 +11,14 @@ use bitsearch_pipeline::workload::shift::{self, WeightChange};
 use bitsearch_quant::fake_quantized_weight;
 use bitsearch_runtime::SessionOptions;
 use bitsearch_types::quantizer::WeightScheme;
-use bitsearch_types::{Layer, WeightForm};
+use bitsearch_types::{Layer, WeightFormat};
 use ndarray::ArrayD;
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
 use std::ops::Range;
 
 /// Per (layer, weight form, step group): the bias initializer and its corrected values.
-pub(crate) type CorrectedBiases = HashMap<(usize, WeightForm, usize), (String, ArrayD<f32>)>;
+pub(crate) type CorrectedBiases = HashMap<(usize, WeightFormat, usize), (String, ArrayD<f32>)>;
 
 /// What the correction reads of the run.
 pub(crate) struct BiasCorrection<'a> {

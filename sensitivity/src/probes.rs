@@ -4,7 +4,7 @@
 use crate::config::SensitivityConfig;
 use bitsearch_quant::{SPLIT_BITS, split_channels};
 use bitsearch_records::Shard;
-use bitsearch_types::{FP8_BITS, Layer, LayerKind, WeightForm};
+use bitsearch_types::{Layer, LayerKind, WeightFormat};
 use std::ops::Range;
 
 /// One measurement: layer `layer` (an index into the run's layers) with its weight in `weight`
@@ -15,7 +15,7 @@ pub struct Probe {
     /// Position in the full probe list; the key of a table row.
     pub index: usize,
     pub layer: usize,
-    pub weight: Option<WeightForm>,
+    pub weight: Option<WeightFormat>,
     pub a_bits: Option<u8>,
     pub step_group: usize,
 }
@@ -58,21 +58,25 @@ pub fn plan(layers: &[Layer], selected: &[usize], config: &SensitivityConfig) ->
             let l = &layers[layer];
             let channels = l.channel_axis.and_then(|axis| l.weight_shape.get(axis)).copied().unwrap_or(0);
             let splits = config.outlier_split && split_channels(channels) > 0;
-            let weights: Vec<Option<WeightForm>> = match l.kind {
+            let weights: Vec<Option<WeightFormat>> = match l.kind {
                 LayerKind::Weight => config
                     .w_bits
                     .iter()
                     .flat_map(|&w| {
-                        let plain = WeightForm::plain(w);
-                        let split = (splits && SPLIT_BITS.contains(&w)).then_some(WeightForm { split: true, ..plain });
+                        let plain = WeightFormat::of_bits(u32::from(w));
+                        let split = (splits && SPLIT_BITS.contains(&w)).then_some(WeightFormat::Int {
+                            bits: w,
+                            split: true,
+                            group: None,
+                        });
                         let groups = config
                             .w_groups
                             .iter()
-                            .filter(move |_| plain.integer() && w < 8)
-                            .map(move |&g| WeightForm { group: Some(g), ..plain });
+                            .filter(move |_| matches!(plain, WeightFormat::Int { .. }) && w < 8)
+                            .map(move |&g| WeightFormat::Int { bits: w, split: false, group: Some(g) });
                         std::iter::once(plain).chain(split).chain(groups)
                     })
-                    .chain(config.fp8.then_some(WeightForm { fp8: true, ..WeightForm::plain(FP8_BITS) }))
+                    .chain(config.fp8.then_some(WeightFormat::E4M3))
                     .map(Some)
                     .collect(),
                 LayerKind::ActMatMul => vec![None],
@@ -136,7 +140,7 @@ mod tests {
         let probes = &windows[0].probes;
         assert_eq!(probes.len(), 8);
         assert!(probes.iter().enumerate().all(|(i, p)| p.index == i));
-        let bits = |p: &Probe| p.weight.map(|w| w.bits);
+        let bits = |p: &Probe| p.weight.map(|w| w.bits());
         assert_eq!((bits(&probes[1]), probes[1].step_group), (Some(4), 1));
         assert_eq!((probes[4].layer, bits(&probes[4])), (2, Some(4)));
 
@@ -156,8 +160,10 @@ mod tests {
         (narrow.weight_shape, narrow.channel_axis) = (vec![9, 3], Some(0));
         let config = SensitivityConfig { w_bits: vec![2, 4], outlier_split: true, ..Default::default() };
         let probes: Vec<Probe> = plan(&[wide, narrow], &[0, 1], &config).into_iter().flat_map(|w| w.probes).collect();
-        let described: Vec<(usize, Option<u8>, bool)> =
-            probes.iter().map(|p| (p.layer, p.weight.map(|w| w.bits), p.weight.is_some_and(|w| w.split))).collect();
+        let described: Vec<(usize, Option<u8>, bool)> = probes
+            .iter()
+            .map(|p| (p.layer, p.weight.map(|w| w.bits() as u8), p.weight.is_some_and(|w| w.split())))
+            .collect();
         // 4 bits has no split (5-bit channels), a 9-channel layer no channel to move.
         assert_eq!(
             described,

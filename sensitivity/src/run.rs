@@ -26,7 +26,7 @@ use bitsearch_quant::{StepRanges, range_key, without_first_row};
 use bitsearch_records::table::TABLE_FORMAT;
 use bitsearch_records::{ProbeRow, RunConfig, RunMeta, Shard};
 use bitsearch_runtime::{ActiveDevice, Device, Session, SessionOptions, layers_with_costs};
-use bitsearch_types::{Component, FLOAT_BITS, Layer, MetricGroup};
+use bitsearch_types::{Component, FLOAT_BITS, Layer, MetricGroup, WeightFormat};
 use ndarray::ArrayD;
 use std::collections::{HashMap, HashSet};
 use std::ops::Range;
@@ -431,10 +431,7 @@ impl SensitivityRun {
         ProbeRow {
             probe: probe.index as u64,
             layer: layer.info(group),
-            w_bits: probe.weight.map_or(FLOAT_BITS, |w| u32::from(w.bits)),
-            w_split: probe.weight.is_some_and(|w| w.split),
-            w_group: probe.weight.and_then(|w| w.group).map_or(0, |g| g as u32),
-            w_fp8: probe.weight.is_some_and(|w| w.fp8),
+            weight: probe.weight.unwrap_or(WeightFormat::Float),
             a_bits: probe.a_bits.map_or(FLOAT_BITS, u32::from),
             step_group: probe.step_group as u32,
             step_first: steps.start as u32,

@@ -47,7 +47,7 @@ fn measure(model: &Path, config: SensitivityConfig, shard: Shard, out: &Path) ->
 
 fn find<'a>(rows: &'a [ProbeRow], layer: &str, w_bits: u32, step_group: u32) -> &'a ProbeRow {
     rows.iter()
-        .find(|r| r.layer.name == layer && r.w_bits == w_bits && r.step_group == step_group)
+        .find(|r| r.layer.name == layer && r.weight.bits() == w_bits && r.step_group == step_group)
         .unwrap_or_else(|| panic!("no row for {layer} W{w_bits} group {step_group}"))
 }
 
@@ -109,7 +109,7 @@ fn below_the_cut_equals_the_whole_model(config: SensitivityConfig) -> bitsearch_
     let (summary, cut) = run(config, "cut.parquet");
     assert_eq!(cut.rows.len(), whole.rows.len());
     for (a, b) in whole.rows.iter().zip(&cut.rows) {
-        let what = format!("{} W{} A{} group {}", a.layer.name, a.w_bits, a.a_bits, a.step_group);
+        let what = format!("{} W{} A{} group {}", a.layer.name, a.weight.bits(), a.a_bits, a.step_group);
         assert_eq!((a.probe, a.weight_bytes, a.nonfinite), (b.probe, b.weight_bytes, b.nonfinite), "{what}");
         assert!(a.sqnr_db.is_finite() && a.sqnr_db < 80.0, "{what}: {} dB is not a real probe", a.sqnr_db);
         assert!((a.sqnr_db - b.sqnr_db).abs() < 1e-4, "{what}: SQNR {} vs {}", a.sqnr_db, b.sqnr_db);
@@ -310,7 +310,7 @@ fn activation_probes_quantize_inputs_and_products() {
     let table = measure(&model, config, Shard::WHOLE, &dir.path().join("s.parquet"));
     let scores: Vec<&ProbeRow> = table.rows.iter().filter(|r| r.layer.role == Role::AttnScores).collect();
     assert_eq!(scores.len(), 2, "the attention product is probed at both activation bit-widths");
-    assert!(scores.iter().all(|r| r.w_bits == 32 && r.weight_bytes == 0));
+    assert!(scores.iter().all(|r| r.weight.bits() == 32 && r.weight_bytes == 0));
     let mut worse_at_4 = 0;
     let layers: std::collections::BTreeSet<&str> = table.rows.iter().map(|r| r.layer.name.as_str()).collect();
     for layer in &layers {

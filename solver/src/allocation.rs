@@ -2,8 +2,9 @@
 //! and is predicted to lose, computed directly from the problem (never from the solver), so
 //! plans and tests can check the solver's answers.
 
-use crate::problem::{Precision, Problem, StoredKey};
+use crate::problem::{Precision, Problem};
 use bitsearch_records::Resource;
+use bitsearch_types::WeightFormat;
 use bitsearch_types::{FLOAT_BITS, LossBasis, MetricGroup};
 use serde::{Deserialize, Serialize};
 
@@ -93,9 +94,9 @@ impl Problem {
         let layer = &self.layers[l];
         let p = layer.options[o];
         match resource {
-            Resource::Bops => layer.macs() as f64 * f64::from(p.w_bits * p.a_bits) * self.steps_per_group[g] as f64,
+            Resource::Bops => layer.macs() as f64 * f64::from(p.w_bits() * p.a_bits) * self.steps_per_group[g] as f64,
             Resource::Memory => layer.bytes[o] as f64,
-            Resource::AvgBits => layer.layer.params as f64 * f64::from(p.w_bits),
+            Resource::AvgBits => layer.layer.params as f64 * f64::from(p.w_bits()),
         }
     }
 
@@ -131,16 +132,16 @@ impl Problem {
                 bops += layer.macs() as f64 * f64::from(FLOAT_BITS * FLOAT_BITS) * self.total_steps() as f64;
                 continue;
             }
-            let mut stored: Vec<StoredKey> = Vec::new();
+            let mut stored: Vec<WeightFormat> = Vec::new();
             for (g, option) in chosen.iter().enumerate() {
                 let Some(o) = *option else { continue };
                 let p = layer.options[o];
-                if !stored.contains(&p.weight()) {
-                    stored.push(p.weight());
+                if !stored.contains(&p.weight) {
+                    stored.push(p.weight);
                     memory += layer.bytes[o] as f64;
-                    bits += layer.layer.params as f64 * f64::from(p.w_bits);
+                    bits += layer.layer.params as f64 * f64::from(p.w_bits());
                 }
-                bops += layer.macs() as f64 * f64::from(p.w_bits * p.a_bits) * self.steps_per_group[g] as f64;
+                bops += layer.macs() as f64 * f64::from(p.w_bits() * p.a_bits) * self.steps_per_group[g] as f64;
                 match self.group(l) {
                     MetricGroup::Quality => quality_loss += layer.loss[o][g],
                     MetricGroup::Content => content_loss += layer.loss[o][g],
@@ -179,7 +180,7 @@ impl Problem {
                 let option = (0..layer.options.len())
                     .filter(|&o| {
                         let p = layer.options[o];
-                        p.w_bits == wanted && !p.variant() && layer.loss[o].iter().all(|l| l.is_finite())
+                        p.w_bits() == wanted && !p.variant() && layer.loss[o].iter().all(|l| l.is_finite())
                     })
                     .min_by_key(|&o| layer.options[o].a_bits)?;
                 Some(vec![Some(option); self.groups()])

@@ -99,7 +99,7 @@ pub fn uniform(problem: &Problem, w_bits: u32, content_weight: f64) -> Result<So
         let missing = problem
             .layers
             .iter()
-            .find(|l| !l.protected && l.layer.params > 0 && !l.options.iter().any(|p| p.w_bits == w_bits));
+            .find(|l| !l.protected && l.layer.params > 0 && !l.options.iter().any(|p| p.w_bits() == w_bits));
         match missing {
             Some(l) => SolverError::Layer { layer: l.layer.id(), message: format!("the table has no W{w_bits} row") },
             None => config("uniform", format!("W{w_bits} gave NaN/Inf on some layer")),

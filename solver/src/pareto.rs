@@ -59,7 +59,7 @@ pub fn budgets(sweep: &Sweep, base: &SolveOptions) -> Vec<(usize, Budget, SolveO
 /// The uniform plans every layer offers, as frontier points.
 pub fn uniform_points(problem: &Problem, resource: Resource, content_weight: f64) -> Vec<FrontierPoint> {
     let mut bits: Vec<u32> =
-        problem.layers.iter().flat_map(|l| l.options.iter().map(|p| p.w_bits)).filter(|&b| b < 32).collect();
+        problem.layers.iter().flat_map(|l| l.options.iter().map(|p| p.w_bits())).filter(|&b| b < 32).collect();
     bits.sort_unstable();
     bits.dedup();
     bits.into_iter()

@@ -5,7 +5,7 @@ use crate::options::{SolveOptions, Solved};
 use crate::problem::{Precision, Problem};
 use bitsearch_records::plan::{PLAN_FORMAT, PlanSummary, Prediction, SolverReport, Source, absolute};
 use bitsearch_records::{Plan, PlanLayer, SensitivityTable};
-use bitsearch_types::FLOAT_BITS;
+use bitsearch_types::{FLOAT_BITS, WeightFormat};
 use std::path::{Path, PathBuf};
 
 /// The plan of `solved`; `table_path` and its bytes' hash identify the sensitivity table.
@@ -24,23 +24,15 @@ pub fn plan(
             let bits = |f: fn(Precision) -> u32| {
                 chosen.iter().map(|o| o.map_or(FLOAT_BITS, |o| f(layer.options[o]))).collect::<Vec<_>>()
             };
-            let w_bits = bits(|p| p.w_bits);
-            let flag = |f: fn(Precision) -> bool| {
-                chosen.iter().map(|o| o.is_some_and(|o| f(layer.options[o]))).collect::<Vec<_>>()
-            };
-            let w_group = chosen.iter().map(|o| o.map_or(0, |o| layer.options[o].group)).collect();
             let mut stored: Vec<usize> = chosen.iter().flatten().copied().collect();
-            stored.sort_by_key(|&o| layer.options[o].weight());
-            stored.dedup_by_key(|o| layer.options[*o].weight());
+            stored.sort_by_key(|&o| layer.options[o].weight);
+            stored.dedup_by_key(|o| layer.options[*o].weight);
             let weight_bytes =
                 if layer.protected { layer.float_bytes() } else { stored.iter().map(|&o| layer.bytes[o]).sum() };
             PlanLayer {
                 layer: layer.layer.clone(),
                 protected: layer.protected,
-                w_bits,
-                w_split: flag(|p| p.split),
-                w_group,
-                w_fp8: flag(|p| p.fp8),
+                weights: chosen.iter().map(|o| o.map_or(WeightFormat::Float, |o| layer.options[o].weight)).collect(),
                 a_bits: bits(|p| p.a_bits),
                 weight_bytes,
             }

@@ -5,15 +5,15 @@
 //! errors are independent), content layers `1 − SSIM` — or the final image's mean squared error
 //! for every layer (which adds up the same way and predicts the image's PSNR).
 
-use crate::error::{Result, SolverError};
-use bitsearch_records::{BasePoint, ProbeRow, SensitivityTable};
-use bitsearch_types::{FLOAT_BITS, LayerInfo, LossBasis, MetricGroup, Role};
-use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
-use std::fmt;
+pub use crate::layer_options::LayerOptions;
+pub use crate::precision::{Precision, Variant};
 
-/// Bytes per parameter of a float32 weight.
-const FLOAT_BYTES: u64 = 4;
+use crate::error::{Result, SolverError};
+use crate::layer_options::{check_complete, layer_options, metric_group, protected_layers};
+use bitsearch_records::{BasePoint, ProbeRow, SensitivityTable};
+use bitsearch_types::{LayerInfo, LossBasis, MetricGroup, Role};
+use std::collections::BTreeMap;
+
 /// Protect-list words for the first and last image-path layers (the model's input and output
 /// convolutions, as found in graph order).
 pub const INPUT: &str = "input";
@@ -21,113 +21,6 @@ pub const OUTPUT: &str = "output";
 /// ModelOpt's default: the model's input and output layers and the time/condition embeddings
 /// stay in full precision.
 pub const DEFAULT_PROTECT: [&str; 3] = [INPUT, OUTPUT, "embedding"];
-
-/// A kind of weight option a solve may leave out of its table (`solve --without`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Variant {
-    /// MPQ-DM's outlier split.
-    Split,
-    /// Per-group scales chosen per layer.
-    Groups,
-    /// E4M3 weights.
-    Fp8,
-    /// Float16 weights.
-    Half,
-}
-
-bitsearch_types::named_enum!(Variant, "weight option", { Split => "split", Groups => "groups", Fp8 => "fp8", Half => "half" });
-
-impl Variant {
-    /// Whether `row` probes an option of this kind.
-    pub fn matches(self, row: &ProbeRow) -> bool {
-        match self {
-            Variant::Split => row.w_split,
-            Variant::Groups => row.w_group > 0,
-            Variant::Fp8 => row.w_fp8,
-            Variant::Half => row.w_bits == u32::from(bitsearch_types::HALF_BITS),
-        }
-    }
-}
-
-/// Identifies a stored weight: bits, split, group size, float8.
-pub type StoredKey = (u32, bool, u32, bool);
-
-/// Weight and input-activation bits of one layer, and how the weight is stored beside its
-/// bits: MPQ-DM's outlier split (the same mean bits, spread over channels by kurtosis), per-group
-/// scales, or E4M3 codes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-pub struct Precision {
-    pub w_bits: u32,
-    pub a_bits: u32,
-    pub split: bool,
-    /// Values per scale group; 0: the table's quantizer granularity.
-    pub group: u32,
-    pub fp8: bool,
-}
-
-impl Precision {
-    /// What is stored for the weight: options with the same key store the same tensor.
-    pub fn weight(&self) -> StoredKey {
-        (self.w_bits, self.split, self.group, self.fp8)
-    }
-
-    /// The plain option at `w_bits` weights and `a_bits` activations.
-    pub fn plain(w_bits: u32, a_bits: u32) -> Self {
-        Self { w_bits, a_bits, split: false, group: 0, fp8: false }
-    }
-
-    /// Split, grouped or float8: an option beside the plain precision of the same bits.
-    pub fn variant(&self) -> bool {
-        self.split || self.group > 0 || self.fp8
-    }
-}
-
-impl fmt::Display for Precision {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let side = |b: u32| if b == FLOAT_BITS { "F".to_string() } else { b.to_string() };
-        write!(f, "W{}A{}", side(self.w_bits), side(self.a_bits))?;
-        if self.split {
-            write!(f, " split")?;
-        }
-        if self.group > 0 {
-            write!(f, " g{}", self.group)?;
-        }
-        if self.fp8 {
-            write!(f, " e4m3")?;
-        }
-        Ok(())
-    }
-}
-
-/// One layer's options.
-#[derive(Debug, Clone, PartialEq)]
-pub struct LayerOptions {
-    pub layer: LayerInfo,
-    /// Protected layers stay in float and have no options.
-    pub protected: bool,
-    pub options: Vec<Precision>,
-    /// Stored bytes of the weight at each option.
-    pub bytes: Vec<u64>,
-    /// `loss[option][step_group]`; +∞ where the probe gave NaN/Inf (the option is forbidden).
-    pub loss: Vec<Vec<f64>>,
-    /// The measured metric behind each loss (SQNR dB, SSIM or PSNR dB), for the plan's record.
-    pub metric: Vec<Vec<f64>>,
-    /// `image_mse[option][step_group]`: the final image's MSE, whatever the basis (the PSNR the
-    /// plan predicts).
-    pub image_mse: Vec<Vec<f64>>,
-}
-
-impl LayerOptions {
-    pub fn float_bytes(&self) -> u64 {
-        self.layer.params * FLOAT_BYTES
-    }
-
-    /// MACs of one forward, 0 where the table does not know them.
-    pub fn macs(&self) -> u64 {
-        self.layer.macs.unwrap_or(0)
-    }
-}
 
 /// Everything the integer program needs.
 #[derive(Debug, Clone, PartialEq)]
@@ -414,132 +307,12 @@ impl Problem {
     }
 }
 
-fn metric_group(basis: LossBasis, layer: &LayerInfo) -> MetricGroup {
-    match basis {
-        LossBasis::Decoupled => layer.group,
-        LossBasis::Image => MetricGroup::Quality,
-    }
-}
-
-/// Protection of each layer, from the protect list.
-fn protected_layers(by_layer: &[(&LayerInfo, Vec<&ProbeRow>)], protect: &[String]) -> Result<Vec<bool>> {
-    // The model's input and output layers: the first and last image-path layers in graph order.
-    let image_path: Vec<usize> =
-        (0..by_layer.len()).filter(|&i| by_layer[i].0.role != Role::Embedding && by_layer[i].0.params > 0).collect();
-    let mut protected = vec![false; by_layer.len()];
-    for entry in protect {
-        let matched: Vec<usize> = match entry.as_str() {
-            INPUT => image_path.first().copied().into_iter().collect(),
-            OUTPUT => image_path.last().copied().into_iter().collect(),
-            other => {
-                let role = other.parse::<Role>().ok();
-                let matched: Vec<usize> = (0..by_layer.len())
-                    .filter(|&i| by_layer[i].0.is_named(other) || Some(by_layer[i].0.role) == role)
-                    .collect();
-                if matched.is_empty() && role.is_none() {
-                    return Err(SolverError::Config {
-                        field: "protect".into(),
-                        message: format!("'{other}' is not a layer of the table, a role, '{INPUT}' or '{OUTPUT}'"),
-                    });
-                }
-                matched
-            }
-        };
-        for i in matched {
-            protected[i] = true;
-        }
-    }
-    Ok(protected)
-}
-
-fn layer_options(
-    layer: &LayerInfo,
-    rows: &[&ProbeRow],
-    groups: usize,
-    protected: bool,
-    basis: LossBasis,
-) -> Result<LayerOptions> {
-    let layer_error = |message: String| SolverError::Layer { layer: layer.id(), message };
-    let group = metric_group(basis, layer);
-    let mut cells: BTreeMap<Precision, Vec<Option<&ProbeRow>>> = BTreeMap::new();
-    for row in rows {
-        for (column, value) in
-            [("sqnr_db", row.sqnr_db), ("ssim", row.ssim), ("mse", row.mse), ("psnr_db", row.psnr_db)]
-        {
-            if value.is_nan() {
-                return Err(layer_error(format!("{column} is NaN at {}", precision(row))));
-            }
-        }
-        let g = row.step_group as usize;
-        if g >= groups {
-            return Err(layer_error(format!("step group {g} is not one of the run's {groups}")));
-        }
-        let slots = cells.entry(precision(row)).or_insert_with(|| vec![None; groups]);
-        if slots[g].replace(row).is_some() {
-            return Err(layer_error(format!("two rows for {} in step group {g}", precision(row))));
-        }
-    }
-    let (mut options, mut bytes): (Vec<Precision>, Vec<u64>) = Default::default();
-    let (mut loss, mut metric, mut image_mse) = (Vec::new(), Vec::new(), Vec::<Vec<f64>>::new());
-    for (p, slots) in cells {
-        let (mut per_group_loss, mut per_group_metric, mut per_group_mse) = (Vec::new(), Vec::new(), Vec::new());
-        for (g, slot) in slots.iter().enumerate() {
-            let row = slot.ok_or_else(|| {
-                layer_error(format!("no row for {p} in step group {g} (an unfinished run, or shards not merged?)"))
-            })?;
-            let mse = if row.nonfinite > 0 { f64::INFINITY } else { row.mse };
-            let (value, l) = match (basis, group) {
-                (LossBasis::Image, _) => (row.psnr_db, mse),
-                (LossBasis::Decoupled, MetricGroup::Quality) => (row.sqnr_db, 10f64.powf(-row.sqnr_db / 10.0)),
-                (LossBasis::Decoupled, MetricGroup::Content) => (row.ssim, (1.0 - row.ssim).max(0.0)),
-            };
-            per_group_loss.push(if row.nonfinite > 0 { f64::INFINITY } else { l });
-            per_group_metric.push(value);
-            per_group_mse.push(mse);
-        }
-        options.push(p);
-        bytes.push(slots.iter().flatten().next().map_or(0, |r| r.weight_bytes));
-        loss.push(per_group_loss);
-        metric.push(per_group_metric);
-        image_mse.push(per_group_mse);
-    }
-    if !protected && (0..groups).any(|g| loss.iter().all(|l| !l[g].is_finite())) {
-        return Err(layer_error("every precision gave NaN/Inf: protect the layer (keep it in float)".into()));
-    }
-    Ok(LayerOptions { layer: layer.clone(), protected, options, bytes, loss, metric, image_mse })
-}
-
-/// Every weight layer must offer the precisions any weight layer offers (and likewise for
-/// activation-only layers): a hole means an unfinished run or a missing shard. Variants are
-/// exempt (layers with fewer than ten output channels have no outlier split).
-fn check_complete(layers: &[LayerOptions]) -> Result<()> {
-    for weights in [true, false] {
-        let kind: Vec<&LayerOptions> = layers.iter().filter(|l| (l.layer.params > 0) == weights).collect();
-        let all: std::collections::BTreeSet<Precision> =
-            kind.iter().flat_map(|l| l.options.iter().copied()).filter(|p| !p.variant()).collect();
-        for layer in kind {
-            if let Some(missing) = all.iter().find(|p| !layer.options.contains(p)) {
-                return Err(SolverError::Layer {
-                    layer: layer.layer.id(),
-                    message: format!(
-                        "no row for {missing}, which other layers have (an unfinished run, or shards not merged?)"
-                    ),
-                });
-            }
-        }
-    }
-    Ok(())
-}
-
-fn precision(row: &ProbeRow) -> Precision {
-    Precision { w_bits: row.w_bits, a_bits: row.a_bits, split: row.w_split, group: row.w_group, fp8: row.w_fp8 }
-}
-
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
     use bitsearch_records::BaseLayer;
-    use bitsearch_types::{Component, WeightForm};
+    use bitsearch_types::FLOAT_BITS;
+    use bitsearch_types::{Component, WeightFormat};
 
     /// `n` quality layers of growing size at W2/W4/W8, losses falling 4× per bit.
     pub fn synthetic(n: usize) -> Problem {
@@ -593,14 +366,14 @@ pub(crate) mod tests {
         let base_mse = 0.01;
         for row in &mut table.rows {
             let l: u32 = row.layer.name.trim_start_matches("layer_").parse().expect("fixture names");
-            row.mse = match row.w_bits {
+            row.mse = match row.weight.bits() {
                 2 => base_mse + 0.001 * f64::from(l + 1),
                 4 => base_mse,
                 _ => base_mse - 0.0001 * f64::from(l + 1),
             };
         }
-        let layers = table.rows.iter().filter(|r| r.w_bits == 4);
-        let layers = layers.map(|r| BaseLayer::new(r.layer.component, &r.layer.name, WeightForm::plain(4))).collect();
+        let layers = table.rows.iter().filter(|r| r.weight.bits() == 4);
+        let layers = layers.map(|r| BaseLayer::new(r.layer.component, &r.layer.name, WeightFormat::int(4))).collect();
         table.meta.base = Some(BasePoint { plan: "u4.yaml".into(), plan_sha256: "0".repeat(64), layers });
         table
     }
@@ -612,7 +385,7 @@ pub(crate) mod tests {
         let mse = |a: &crate::allocation::Assignment| problem.evaluate(a, 1.0).image_mse;
         let uniform = problem.uniform(4).expect("W4");
         assert!((mse(&uniform) - 0.01).abs() < 1e-15, "the base predicts itself: {}", mse(&uniform));
-        let option = |l: usize, bits: u32| problem.layers[l].options.iter().position(|p| p.w_bits == bits);
+        let option = |l: usize, bits: u32| problem.layers[l].options.iter().position(|p| p.w_bits() == bits);
         let mut changed = uniform.clone();
         changed[0][0] = option(0, 2);
         assert!((mse(&changed) - 0.011).abs() < 1e-15, "one change: {}", mse(&changed));
@@ -653,7 +426,7 @@ pub(crate) mod tests {
         };
         let bits = |p: &Problem| {
             let solved = crate::solve(p, &options).expect("solve");
-            solved.assignment.iter().zip(&p.layers).map(|(a, l)| l.options[a[0].expect("quantized")].w_bits).collect()
+            solved.assignment.iter().zip(&p.layers).map(|(a, l)| l.options[a[0].expect("quantized")].w_bits()).collect()
         };
         let mixed: Vec<u32> = bits(&raw);
         assert!(mixed.iter().any(|&b| b != 4), "the table alone mixes bits: {mixed:?}");

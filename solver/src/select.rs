@@ -182,7 +182,7 @@ mod tests {
                 .assignment
                 .iter()
                 .zip(&p.layers)
-                .map(|(a, l)| (f64::from(l.options[a[0].expect("quantized")].w_bits) - 4.0).abs())
+                .map(|(a, l)| (f64::from(l.options[a[0].expect("quantized")].w_bits()) - 4.0).abs())
                 .sum();
             Ok(trial(30.0 - spread, 0.3, 0))
         };

@@ -129,7 +129,7 @@ fn plan_bits(problem: &Problem, solved: &bitsearch_solver::Solved) -> Vec<Vec<u3
         .assignment
         .iter()
         .zip(&problem.layers)
-        .map(|(chosen, layer)| chosen.iter().map(|o| layer.options[o.unwrap()].w_bits).collect())
+        .map(|(chosen, layer)| chosen.iter().map(|o| layer.options[o.unwrap()].w_bits()).collect())
         .collect()
 }
 
@@ -263,7 +263,7 @@ fn knapsack(problem: &Problem, capacity: usize) -> f64 {
                 continue;
             }
             for (o, p) in layer.options.iter().enumerate() {
-                let w = used + (layer.layer.params * u64::from(p.w_bits)) as usize;
+                let w = used + (layer.layer.params * u64::from(p.w_bits())) as usize;
                 if w <= capacity {
                     let v = so_far + problem.cost(l, o, 0, 1.0);
                     if v < next[w] {
@@ -399,11 +399,11 @@ fn the_program_takes_an_outlier_split_wherever_it_loses_less_at_the_same_cost() 
     let split: Vec<_> = table
         .rows
         .iter()
-        .filter(|r| r.w_bits <= 3)
+        .filter(|r| r.weight.bits() <= 3)
         .map(|r| {
             let even = r.layer.name.ends_with(['0', '2', '4', '6', '8']);
             let mut s = r.clone();
-            s.w_split = true;
+            s.weight = bitsearch_types::WeightFormat::Int { bits: r.weight.bits() as u8, split: true, group: None };
             s.sqnr_db += if even { 3.0 } else { -3.0 };
             s.ssim = if even { 1.0 - (1.0 - r.ssim) / 2.0 } else { 1.0 - (1.0 - r.ssim) * 2.0 };
             s
@@ -419,12 +419,12 @@ fn the_program_takes_an_outlier_split_wherever_it_loses_less_at_the_same_cost() 
         let p = layer.options[o];
         let even = layer.layer.name.ends_with(['0', '2', '4', '6', '8']);
         // Same bits, same bytes: the program must take whichever of the two loses less.
-        if p.w_bits <= 3 {
-            assert_eq!(p.split, even, "{} at {p}", layer.layer.name);
+        if p.w_bits() <= 3 {
+            assert_eq!(p.weight.split(), even, "{} at {p}", layer.layer.name);
         } else {
-            assert!(!p.split);
+            assert!(!p.weight.split());
         }
-        splits += usize::from(p.split);
+        splits += usize::from(p.weight.split());
     }
     assert!(splits > 0, "the 3-bit budget puts some even layer at 2 or 3 bits");
     // The plan records the split per step group; the uniform baseline never takes one.
@@ -432,10 +432,16 @@ fn the_program_takes_an_outlier_split_wherever_it_loses_less_at_the_same_cost() 
     let path = dir.path().join("s.parquet");
     table.write(&path).unwrap();
     let plan = bitsearch_solver::plan(&problem, &solved, &options(budget, 0.0), &table, &path).unwrap();
-    let planned: Vec<bool> = plan.layers.iter().map(|l| l.split(0)).collect();
-    let chosen: Vec<bool> =
-        problem.layers.iter().zip(&solved.assignment).map(|(l, c)| c[0].is_some_and(|o| l.options[o].split)).collect();
+    let planned: Vec<bool> = plan.layers.iter().map(|l| l.weights[0].split()).collect();
+    let chosen: Vec<bool> = problem
+        .layers
+        .iter()
+        .zip(&solved.assignment)
+        .map(|(l, c)| c[0].is_some_and(|o| l.options[o].weight.split()))
+        .collect();
     assert_eq!(planned, chosen);
     let uniform = uniform(&problem, 3, 1.0).unwrap();
-    assert!(problem.layers.iter().zip(&uniform.assignment).all(|(l, c)| c[0].is_none_or(|o| !l.options[o].split)));
+    assert!(
+        problem.layers.iter().zip(&uniform.assignment).all(|(l, c)| c[0].is_none_or(|o| !l.options[o].weight.split()))
+    );
 }

@@ -119,8 +119,8 @@ impl Progress for Bar {
     }
 
     fn finished(&mut self, row: &ProbeRow) {
-        let split = if row.w_split { " split" } else { "" };
-        self.0.set_message(format!("{} W{}A{}{split}", row.layer.name, row.w_bits, row.a_bits));
+        let split = if row.weight.split() { " split" } else { "" };
+        self.0.set_message(format!("{} W{}A{}{split}", row.layer.name, row.weight.bits(), row.a_bits));
         self.0.inc(1);
     }
 }

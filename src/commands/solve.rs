@@ -264,7 +264,7 @@ fn print_summary(out: &str, problem: &Problem, solved: &Solved, content_weight: 
         .layers
         .iter()
         .zip(&solved.assignment)
-        .filter(|(l, chosen)| chosen.iter().flatten().any(|&o| l.options[o].split))
+        .filter(|(l, chosen)| chosen.iter().flatten().any(|&o| l.options[o].weight.split()))
         .count();
     if split > 0 {
         printer.line(format_args!("  {split} layers take MPQ-DM's outlier split"))?;

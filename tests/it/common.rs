@@ -41,7 +41,7 @@ pub fn four_then_eight_plan(table: &std::path::Path, dir: &std::path::Path) -> P
     let mut plan = bitsearch_records::Plan::read(&solved).unwrap();
     assert_eq!(plan.step_groups.len(), 2);
     for layer in plan.layers.iter_mut().filter(|l| !l.protected) {
-        layer.w_bits = vec![4, 8];
+        layer.weights = vec![bitsearch_types::WeightFormat::int(4), bitsearch_types::WeightFormat::int(8)];
     }
     let path = dir.join("plan.yaml");
     plan.write(&path).unwrap();

@@ -257,8 +257,8 @@ fn an_outlier_split_is_probed_solved_and_stored_in_the_plain_widths_space() {
     let args = ["sensitivity", s(&model), "--out", s(&table), "--w-bits", "3,8", "--outlier-split", "--device", "cpu"];
     assert_success(&bitsearch(&args));
     let rows = SensitivityTable::read(&table).unwrap().rows;
-    let split: Vec<&str> = rows.iter().filter(|r| r.w_split).map(|r| r.layer.name.as_str()).collect();
-    assert!(!split.is_empty() && rows.iter().all(|r| !r.w_split || r.w_bits == 3), "{split:?}");
+    let split: Vec<&str> = rows.iter().filter(|r| r.weight.split()).map(|r| r.layer.name.as_str()).collect();
+    assert!(!split.is_empty() && rows.iter().all(|r| !r.weight.split() || r.weight.bits() == 3), "{split:?}");
 
     // Every layer that has a split row at 3 bits, split; the same plan unsplit for comparison.
     let solved = dir.path().join("solved.yaml");
@@ -267,7 +267,7 @@ fn an_outlier_split_is_probed_solved_and_stored_in_the_plain_widths_space() {
     let plain_path = dir.path().join("plain.yaml");
     plan.write(&plain_path).unwrap();
     for layer in plan.layers.iter_mut().filter(|l| !l.protected && split.contains(&l.layer.name.as_str())) {
-        (layer.w_bits, layer.w_split) = (vec![3], vec![true]);
+        layer.weights = vec![bitsearch_types::WeightFormat::Int { bits: 3, split: true, group: None }];
     }
     let split_path = dir.path().join("plan.yaml");
     plan.write(&split_path).unwrap();
@@ -276,7 +276,7 @@ fn an_outlier_split_is_probed_solved_and_stored_in_the_plain_widths_space() {
     assert!(assert_success(&quantize(&model, &split_path, &q_split, &[])).contains("outlier split"));
     assert_eq!(
         Manifest::find(&q_split).unwrap().unwrap().split_layers,
-        plan.layers.iter().filter(|l| l.split(0)).count()
+        plan.layers.iter().filter(|l| l.weights[0].split()).count()
     );
     assert_success(&quantize(&model, &plain_path, &q_plain, &[]));
     // Same mean bits in the same int4 containers: the weight files are the same size.
@@ -299,10 +299,13 @@ fn float16_is_an_option_probed_solved_and_stored_at_half_the_bytes() {
     let args = ["sensitivity", s(&model), "--out", s(&table), "--w-bits", "4,16", "--steps", "2", "--device", "cpu"];
     assert_success(&bitsearch(&args));
     let rows = SensitivityTable::read(&table).unwrap().rows;
-    for row in rows.iter().filter(|r| r.w_bits == 16) {
+    for row in rows.iter().filter(|r| r.weight.bits() == 16) {
         // Two bytes per value, and float16 rounding is far below 4-bit noise.
         assert_eq!(row.weight_bytes, 2 * row.layer.params, "{}", row.layer.name);
-        let w4 = rows.iter().find(|r| r.w_bits == 4 && r.layer == row.layer && r.step_group == row.step_group).unwrap();
+        let w4 = rows
+            .iter()
+            .find(|r| r.weight.bits() == 4 && r.layer == row.layer && r.step_group == row.step_group)
+            .unwrap();
         assert!(row.sqnr_db > w4.sqnr_db + 20.0, "{}: {} vs {} dB", row.layer.name, row.sqnr_db, w4.sqnr_db);
     }
     // A budget between the two widths keeps some layers in float16 and quantizes the rest.
@@ -310,11 +313,11 @@ fn float16_is_an_option_probed_solved_and_stored_at_half_the_bytes() {
     assert_success(&bitsearch(&["solve", "--sensitivity", s(&table), "--budget", "10bits", "--out", s(&plan)]));
     let layers = Plan::read(&plan).unwrap().layers;
     let widths: std::collections::BTreeSet<u32> =
-        layers.iter().filter(|l| !l.protected).flat_map(|l| l.w_bits.clone()).collect();
+        layers.iter().filter(|l| !l.protected).flat_map(|l| l.weights.iter().map(|w| w.bits())).collect();
     assert_eq!(widths, [4, 16].into(), "{widths:?}");
     let onnx = quantized_as_simulated(&model, &plan, dir.path());
     let halves = onnx.graph().initializer.iter().filter(|t| t.name().ends_with("/w16/half")).count();
-    assert_eq!(halves, layers.iter().filter(|l| l.w_bits[0] == 16).count());
+    assert_eq!(halves, layers.iter().filter(|l| l.weights[0].bits() == 16).count());
 }
 
 #[test]
@@ -327,11 +330,11 @@ fn group_sizes_and_float8_are_probed_costed_stored_and_measured_as_simulated() {
     let rows = SensitivityTable::read(&table).unwrap().rows;
     let find = |layer: &bitsearch_types::LayerInfo, bits: u32, group: u32, fp8: bool| {
         rows.iter()
-            .find(|r| &r.layer == layer && r.w_bits == bits && r.w_group == group && r.w_fp8 == fp8 && !r.w_split)
+            .find(|r| &r.layer == layer && r.weight.columns() == (bits, false, group, fp8))
             .unwrap_or_else(|| panic!("{}: no W{bits} g{group} fp8={fp8} row", layer.name))
     };
     let mut better = 0;
-    let plain3: Vec<_> = rows.iter().filter(|r| r.w_bits == 3 && !r.variant()).collect();
+    let plain3: Vec<_> = rows.iter().filter(|r| r.weight.bits() == 3 && !r.weight.variant()).collect();
     for plain in &plain3 {
         let grouped = find(&plain.layer, 3, 8, false);
         // Three-bit codes take an int4 container; the group scales are f32 each.
@@ -359,9 +362,9 @@ fn group_sizes_and_float8_are_probed_costed_stored_and_measured_as_simulated() {
     let mut written = Plan::read(&plan).unwrap();
     for (i, layer) in written.layers.iter_mut().filter(|l| !l.protected).enumerate() {
         if i % 2 == 0 {
-            layer.w_group = vec![8];
+            layer.weights = vec![bitsearch_types::WeightFormat::Int { bits: 3, split: false, group: Some(8) }];
         } else {
-            (layer.w_bits, layer.w_fp8) = (vec![8], vec![true]);
+            layer.weights = vec![bitsearch_types::WeightFormat::E4M3];
         }
     }
     written.write(&plan).unwrap();
@@ -379,7 +382,7 @@ fn group_sizes_and_float8_are_probed_costed_stored_and_measured_as_simulated() {
     // Group sizes on 8-bit activations have no integer kernel: refused, naming the layer.
     let refused = dir.path().join("a8.yaml");
     let mut a8 = Plan::read(&plan).unwrap();
-    let layer = a8.layers.iter_mut().find(|l| !l.w_group.is_empty()).unwrap();
+    let layer = a8.layers.iter_mut().find(|l| l.weights[0].group().is_some()).unwrap();
     layer.a_bits = vec![8];
     let name = layer.layer.name.clone();
     a8.write(&refused).unwrap();
@@ -400,7 +403,7 @@ fn two_bit_codes_are_stored_four_per_byte_at_opset_25_and_measure_as_simulated()
     let w2 = uniform("2");
     let mut plan = Plan::read(&w2).unwrap();
     for layer in plan.layers.iter_mut().filter(|l| !l.protected).step_by(2) {
-        layer.w_group = vec![8];
+        layer.weights = vec![bitsearch_types::WeightFormat::Int { bits: 2, split: false, group: Some(8) }];
     }
     plan.write(&w2).unwrap();
     let onnx = quantized_as_simulated(&model, &w2, &dir.path().join("two"));
@@ -409,7 +412,11 @@ fn two_bit_codes_are_stored_four_per_byte_at_opset_25_and_measure_as_simulated()
     assert_eq!(int2, plan.layers.iter().filter(|l| !l.protected).count(), "every quantized weight as INT2");
     let unpacked = dir.path().join("q2-unpacked");
     let mut per_channel = Plan::read(&w2).unwrap();
-    per_channel.layers.iter_mut().for_each(|l| l.w_group.clear());
+    per_channel
+        .layers
+        .iter_mut()
+        .flat_map(|l| l.weights.iter_mut())
+        .for_each(|w| *w = bitsearch_types::WeightFormat::of_bits(w.bits()));
     let w2c = dir.path().join("w2c.yaml");
     per_channel.write(&w2c).unwrap();
     assert_success(&quantize(&model, &w2c, &unpacked, &["--storage", "unpacked"]));

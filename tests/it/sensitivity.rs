@@ -297,7 +297,7 @@ fn terrain_probes_equal_onnx_runtime_on_a_hand_quantized_model() {
     let model = Model::load(&model_path).unwrap();
     let fp = terrain_output(&model);
     for layer in ["node_conv2d_24", "node_linear"] {
-        let row = table.rows.iter().find(|r| r.layer.name == layer && r.w_bits == 4).unwrap();
+        let row = table.rows.iter().find(|r| r.layer.name == layer && r.weight.bits() == 4).unwrap();
         let probe = terrain_output(&with_weight(&model, &model, layer, 4));
         let (sqnr, ssim) = (sqnr_db(&fp, &probe), ssim_per_item(fp.view(), probe.view()).iter().sum::<f64>() / 2.0);
         assert!((row.sqnr_db - sqnr).abs() < 1e-3, "{layer}: SQNR {} vs by hand {sqnr}", row.sqnr_db);
@@ -334,18 +334,23 @@ fn probes_around_a_base_plan_equal_the_plan_with_one_layer_changed_by_hand() {
     let fp = terrain_output(&model);
     let at_base = sqnr_db(&fp, &terrain_output(&based[0]));
     for row in &table.rows {
-        let expected = if row.w_bits == 4 {
+        let expected = if row.weight.bits() == 4 {
             at_base
         } else {
-            sqnr_db(&fp, &terrain_output(&with_weight(&based[0], &model, &row.layer.name, row.w_bits as u8)))
+            sqnr_db(&fp, &terrain_output(&with_weight(&based[0], &model, &row.layer.name, row.weight.bits() as u8)))
         };
-        assert_eq!(point.is_base(row), row.w_bits == 4);
+        assert_eq!(point.is_base(row), row.weight.bits() == 4);
         let name = &row.layer.name;
-        assert!((row.sqnr_db - expected).abs() < 1e-3, "{name} W{}: {} vs by hand {expected}", row.w_bits, row.sqnr_db);
+        assert!(
+            (row.sqnr_db - expected).abs() < 1e-3,
+            "{name} W{}: {} vs by hand {expected}",
+            row.weight.bits(),
+            row.sqnr_db
+        );
     }
     // Moving a layer to 2 bits costs SQNR and to 8 bits gains it, all from the same base.
     for layer in TERRAIN_LAYERS {
-        let sqnr = |bits| table.rows.iter().find(|r| r.layer.name == layer && r.w_bits == bits).unwrap().sqnr_db;
+        let sqnr = |bits| table.rows.iter().find(|r| r.layer.name == layer && r.weight.bits() == bits).unwrap().sqnr_db;
         assert!(sqnr(2) < sqnr(4) && sqnr(4) < sqnr(8), "{layer}: {} {} {}", sqnr(2), sqnr(4), sqnr(8));
     }
 

@@ -15,10 +15,10 @@ fn sensitivity(dir: &Path) -> std::path::PathBuf {
 /// (avg-bits of the quantized layers, weight bytes) of a plan, from its bits and the table.
 fn usage_by_hand(plan: &Plan, table: &SensitivityTable) -> (f64, f64) {
     let bytes: HashMap<(&str, u32), u64> =
-        table.rows.iter().map(|r| ((r.layer.name.as_str(), r.w_bits), r.weight_bytes)).collect();
+        table.rows.iter().map(|r| ((r.layer.name.as_str(), r.weight.bits()), r.weight_bytes)).collect();
     let (mut bits, mut params, mut memory) = (0.0, 0.0, 0.0);
     for layer in &plan.layers {
-        let w = layer.w_bits[0];
+        let w = layer.weights[0].bits();
         if layer.protected {
             assert_eq!(w, 32);
             memory += 4.0 * layer.layer.params as f64;
@@ -62,7 +62,7 @@ fn plans_respect_their_budgets_and_beat_uniform_bits() {
         .unwrap_or_else(|| panic!("no uniform-W4 line in {stdout}"));
     assert!(plan.prediction.objective < uniform, "{} vs uniform {uniform}", plan.prediction.objective);
     assert!(
-        plan.layers.iter().any(|l| l.w_bits[0] == 2) && plan.layers.iter().any(|l| l.w_bits[0] == 8),
+        plan.layers.iter().any(|l| l.weights[0].bits() == 2) && plan.layers.iter().any(|l| l.weights[0].bits() == 8),
         "a mixed plan"
     );
 
@@ -124,7 +124,7 @@ fn tables_with_holes_or_nan_are_refused_by_layer() {
             dir.path().join("p.yaml").to_str().unwrap(),
         ])
     };
-    let removed = table.rows.iter().position(|r| r.layer.name == "layer_0003" && r.w_bits == 4).unwrap();
+    let removed = table.rows.iter().position(|r| r.layer.name == "layer_0003" && r.weight.bits() == 4).unwrap();
     let mut holed = table.clone();
     holed.rows.remove(removed);
     holed.write(&path).unwrap();
@@ -166,17 +166,17 @@ fn step_aware_tables_give_bits_per_step_group_within_the_bops_budget() {
         .layers
         .iter()
         .map(|l| {
-            l.w_bits
+            l.weights
                 .iter()
                 .zip(&l.a_bits)
-                .map(|(w, a)| (macs[l.layer.name.as_str()] * u64::from(w * a) * 2) as f64)
+                .map(|(w, a)| (macs[l.layer.name.as_str()] * u64::from(w.bits() * a) * 2) as f64)
                 .sum::<f64>()
         })
         .sum();
     let budget = &plan.budgets[0];
     assert!(bops <= budget.limit * (1.0 + 1e-12), "{bops} > {}", budget.limit);
     assert!((bops - budget.used).abs() <= 1e-9 * bops);
-    assert!(plan.layers.iter().all(|l| l.w_bits.len() == 2));
+    assert!(plan.layers.iter().all(|l| l.weights.len() == 2));
 }
 
 #[test]
@@ -215,7 +215,9 @@ fn greedy_and_uniform_plans_are_baselines_in_the_same_format() {
 
     let uniform = plan("uniform.yaml", &["--uniform", "4"]);
     assert!(uniform.budgets.is_empty());
-    assert!(uniform.layers.iter().filter(|l| !l.protected).all(|l| l.w_bits == [4]));
+    assert!(
+        uniform.layers.iter().filter(|l| !l.protected).all(|l| l.weights == [bitsearch_types::WeightFormat::int(4)])
+    );
     assert_eq!(usage_by_hand(&uniform, &table).0, 4.0);
 
     let out = dir.path().join("x.yaml");
@@ -344,9 +346,9 @@ fn tied_layers_take_one_precision() {
     assert!(projections.len() >= 3, "the tiny UNet has attention projections");
     for run in projections.chunks(3) {
         assert!(
-            run.iter().all(|l| l.w_bits == run[0].w_bits),
+            run.iter().all(|l| l.weights == run[0].weights),
             "{:?}",
-            run.iter().map(|l| &l.w_bits).collect::<Vec<_>>()
+            run.iter().map(|l| &l.weights).collect::<Vec<_>>()
         );
     }
     let args = ["solve", "--sensitivity", t, "--budget", "3bits", "--tie", "attn_q+nothing", "--out", p];

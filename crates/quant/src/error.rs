@@ -18,6 +18,8 @@ pub enum QuantError {
     Empty,
     #[error("weights must be finite, found {value} at flat index {index}")]
     NonFinite { index: usize, value: f32 },
+    #[error("{format}: float weights have no codes")]
+    Unquantized { format: String },
     #[error("activation range [{min}, {max}] is empty or not finite; observe calibration data first")]
     Range { min: f32, max: f32 },
 }

@@ -20,17 +20,18 @@
 //! ```
 
 mod activation;
+mod clip;
 mod error;
-mod fp8;
+mod format;
 mod kurtosis;
 mod model;
 mod weight;
 
 pub use activation::{ActQuantizer, ActRange, StepRanges, range_key, without_first_row};
 pub use error::QuantError;
-pub use fp8::{E4M3_MAX, Fp8Weight, round_e4m3};
-pub use kurtosis::{SPLIT_BITS, channel_bits, channel_kurtosis, outlier_split_bits, split_channels};
-pub use model::{
-    ApplyError, StoredWeight, fake_quantize_weights, fake_quantized_weight, quantized_weight, stored_weight,
+pub use format::{
+    E4M3_MAX, E4m3Codec, F16Codec, Fp8Weight, IntCodec, StoredWeight, WeightCodec, round_e4m3, stored_bytes,
 };
+pub use kurtosis::{SPLIT_BITS, channel_bits, channel_kurtosis, outlier_split_bits, split_channels};
+pub use model::{ApplyError, fake_quantize_weights, fake_quantized_weight, stored_weight};
 pub use weight::{Clipping, Granularity, QuantizedWeight, WeightQuantizer};

@@ -3,11 +3,10 @@
 //! model with every layer's weight fake-quantized at one bit-width (the uniform baseline of a
 //! plan).
 
-use crate::fp8::Fp8Weight;
-use crate::{QuantError, QuantizedWeight, SPLIT_BITS, WeightQuantizer, outlier_split_bits};
+use crate::{QuantError, StoredWeight};
 use bitsearch_onnx::{Model, OnnxError, rewrite, tensor_to_f32};
 use bitsearch_types::quantizer::WeightScheme;
-use bitsearch_types::{Layer, WeightForm};
+use bitsearch_types::{Layer, WeightFormat};
 use ndarray::ArrayD;
 use std::collections::HashMap;
 
@@ -26,80 +25,18 @@ pub enum ApplyError {
     Onnx(#[from] OnnxError),
 }
 
-/// The integer codes and scales of `layer`'s weight in the integer `form` with `scheme` (scales
-/// along the layer's output channels, per group when the form or scheme has a group size),
-/// with MPQ-DM's outlier split at a mean of its bits when the form is split.
-pub fn quantized_weight(
-    model: &Model,
-    layer: &Layer,
-    scheme: &WeightScheme,
-    form: WeightForm,
-) -> Result<QuantizedWeight, ApplyError> {
-    let bits = form.bits;
-    let quantizer = WeightQuantizer::new(&form.scheme(scheme), bits, layer.channel_axis.unwrap_or(0));
-    let values = weight_values(model, layer)?;
-    let quant_error = |source| ApplyError::Quant { layer: layer.name.clone(), source };
-    if !form.split {
-        return quantizer.quantize(values.view()).map_err(quant_error);
-    }
-    if !SPLIT_BITS.contains(&bits) {
-        return Err(quant_error(QuantError::Bits { bits, min: SPLIT_BITS[0], max: SPLIT_BITS[SPLIT_BITS.len() - 1] }));
-    }
-    let channel_bits = outlier_split_bits(values.view(), quantizer.granularity.axis(), bits).map_err(quant_error)?;
-    quantizer.quantize_mixed(values.view(), &channel_bits).map_err(quant_error)
-}
-
-/// What a layer's weight is stored as in one [`WeightForm`].
-#[derive(Debug, Clone, PartialEq)]
-pub enum StoredWeight {
-    /// Integer codes and scales.
-    Codes(QuantizedWeight),
-    /// E4M3 codes and per-channel scales.
-    Fp8(Fp8Weight),
-    /// The values rounded to float16 (held here as the f32 they stand for).
-    Half(ArrayD<f32>),
-}
-
-impl StoredWeight {
-    /// The weight the stored form gives back.
-    pub fn dequantize(&self) -> ArrayD<f32> {
-        match self {
-            StoredWeight::Codes(q) => q.dequantize(),
-            StoredWeight::Fp8(q) => q.dequantize(),
-            StoredWeight::Half(values) => values.clone(),
-        }
-    }
-
-    /// Bytes of the stored tensors: the codes in their container ([`WeightForm::container_bits`]),
-    /// plus an f32 per scale.
-    pub fn bytes(&self, form: WeightForm) -> u64 {
-        let (values, scales) = match self {
-            StoredWeight::Codes(q) => (q.codes.len(), q.scales.len()),
-            StoredWeight::Fp8(q) => (q.codes.len(), q.scales.len()),
-            StoredWeight::Half(values) => (values.len(), 0),
-        };
-        (values as u64 * form.container_bits()).div_ceil(8) + (scales * size_of::<f32>()) as u64
-    }
-}
-
-/// `layer`'s weight stored in `form`: float16, E4M3 or [`quantized_weight`]'s integer codes.
+/// `layer`'s weight stored in `format` by the format's codec ([`StoredWeight::quantize`]), scales
+/// along the layer's output channels.
 pub fn stored_weight(
     model: &Model,
     layer: &Layer,
     scheme: &WeightScheme,
-    form: WeightForm,
+    format: WeightFormat,
 ) -> Result<StoredWeight, ApplyError> {
-    form.check().map_err(|message| ApplyError::Form { layer: layer.name.clone(), message })?;
-    if form.half() {
-        return Ok(StoredWeight::Half(weight_values(model, layer)?.mapv(|v| half::f16::from_f32(v).to_f32())));
-    }
-    if form.fp8 {
-        let values = weight_values(model, layer)?;
-        return Fp8Weight::quantize(values.view(), layer.channel_axis.unwrap_or(0))
-            .map(StoredWeight::Fp8)
-            .map_err(|source| ApplyError::Quant { layer: layer.name.clone(), source });
-    }
-    quantized_weight(model, layer, scheme, form).map(StoredWeight::Codes)
+    format.check().map_err(|message| ApplyError::Form { layer: layer.name.clone(), message })?;
+    let values = weight_values(model, layer)?;
+    StoredWeight::quantize(format, scheme, values.view(), layer.channel_axis.unwrap_or(0))
+        .map_err(|source| ApplyError::Quant { layer: layer.name.clone(), source })
 }
 
 /// The float values of `layer`'s weight initializer.
@@ -116,16 +53,16 @@ fn weight_values(model: &Model, layer: &Layer) -> Result<ArrayD<f32>, ApplyError
     Ok(tensor_to_f32(tensor)?)
 }
 
-/// The fake-quantized values of `layer`'s weight in `form` with `scheme` (what a probe feeds to
+/// The fake-quantized values of `layer`'s weight in `format` with `scheme` (what a probe feeds to
 /// ONNX Runtime), and the bytes its stored form takes ([`StoredWeight::bytes`]).
 pub fn fake_quantized_weight(
     model: &Model,
     layer: &Layer,
     scheme: &WeightScheme,
-    form: WeightForm,
+    format: WeightFormat,
 ) -> Result<(ArrayD<f32>, u64), ApplyError> {
-    let stored = stored_weight(model, layer, scheme, form)?;
-    let bytes = stored.bytes(form);
+    let stored = stored_weight(model, layer, scheme, format)?;
+    let bytes = stored.bytes(format);
     Ok((stored.dequantize(), bytes))
 }
 
@@ -140,7 +77,7 @@ pub fn fake_quantize_weights(
     let mut quantized = HashMap::new();
     for layer in layers {
         if let Some(name) = &layer.weight {
-            quantized.insert(name.clone(), fake_quantized_weight(model, layer, scheme, WeightForm::plain(bits))?.0);
+            quantized.insert(name.clone(), fake_quantized_weight(model, layer, scheme, WeightFormat::int(bits))?.0);
         }
     }
     let mut copy = model.clone();
@@ -151,7 +88,7 @@ pub fn fake_quantize_weights(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{Clipping, Granularity};
+    use crate::{Clipping, Fp8Weight, Granularity, WeightQuantizer};
     use ndarray::{Array, IxDyn};
 
     #[test]
@@ -164,17 +101,17 @@ mod tests {
         };
         let per_channel = Granularity::PerChannel { axis: 0 };
         // 2 bits pack four codes per byte, 3 and 4 bits two; 5 bits takes a byte.
-        assert_eq!(quantize(2, per_channel).bytes(WeightForm::plain(2)), 72 + 8 * 4);
+        assert_eq!(quantize(2, per_channel).bytes(WeightFormat::int(2)), 72 + 8 * 4);
         for bits in [3, 4] {
-            assert_eq!(quantize(bits, per_channel).bytes(WeightForm::plain(bits)), 144 + 8 * 4);
+            assert_eq!(quantize(bits, per_channel).bytes(WeightFormat::int(bits)), 144 + 8 * 4);
         }
-        assert_eq!(quantize(5, per_channel).bytes(WeightForm::plain(5)), 288 + 8 * 4);
+        assert_eq!(quantize(5, per_channel).bytes(WeightFormat::int(5)), 288 + 8 * 4);
         // Groups of 8: 5 per channel (8, 8, 8, 8, 4).
-        let grouped = WeightForm { group: Some(8), ..WeightForm::plain(3) };
+        let grouped = WeightFormat::Int { bits: 3, split: false, group: Some(8) };
         let stored = quantize(3, Granularity::PerGroup { axis: 0, group_size: 8 });
         assert_eq!(stored.bytes(grouped), 144 + 8 * 5 * 4);
         let fp8 = StoredWeight::Fp8(Fp8Weight::quantize(w.view(), 0).unwrap());
-        assert_eq!(fp8.bytes(WeightForm { fp8: true, ..WeightForm::plain(8) }), 288 + 8 * 4);
-        assert_eq!(StoredWeight::Half(w.clone()).bytes(WeightForm::plain(16)), 576);
+        assert_eq!(fp8.bytes(WeightFormat::E4M3), 288 + 8 * 4);
+        assert_eq!(StoredWeight::Half(w.clone()).bytes(WeightFormat::F16), 576);
     }
 }

@@ -11,19 +11,19 @@ use bitsearch_pipeline::workload::Workload;
 use bitsearch_pipeline::workload::shift::{self, ChannelSums, SHIFTED_OPS, WeightChange};
 use bitsearch_records::{Plan, PlanLayer};
 use bitsearch_runtime::SessionOptions;
-use bitsearch_types::{Layer, LayerKind, WeightForm};
+use bitsearch_types::{Layer, LayerKind, WeightFormat};
 use std::collections::HashMap;
 
 /// The measured mean output shift of each (layer, weight width), per step.
 #[derive(Debug, Default)]
 pub struct BiasShifts {
-    sums: HashMap<(String, WeightForm), Vec<ChannelSums>>,
+    sums: HashMap<(String, WeightFormat), Vec<ChannelSums>>,
 }
 
 impl BiasShifts {
     /// The mean shift per output channel of `layer` stored in `form` over the steps of `groups`;
     /// None when it was not measured (a layer whose output has no channel axis to correct).
-    pub fn get(&self, layer: &str, form: WeightForm, groups: &[usize], plan: &Plan) -> Option<Vec<f32>> {
+    pub fn get(&self, layer: &str, form: WeightFormat, groups: &[usize], plan: &Plan) -> Option<Vec<f32>> {
         let sums = self.sums.get(&(layer.to_string(), form))?;
         let steps = groups.iter().filter_map(|&g| plan.step_groups.get(g)).flat_map(|&[first, last]| first..=last);
         shift::mean_shift(sums, steps)
@@ -51,7 +51,7 @@ pub fn measure(
             continue;
         }
         let original = tensor_to_f32(original)?;
-        let mut forms: Vec<WeightForm> = Vec::new();
+        let mut forms: Vec<WeightFormat> = Vec::new();
         for (config, _) in configs {
             if let Some(form) = config[i].0.filter(|f| !forms.contains(f)) {
                 forms.push(form);

@@ -30,7 +30,7 @@ use bitsearch_quant::{ActQuantizer, ApplyError, SPLIT_BITS, StoredWeight, range_
 use bitsearch_records::plan::absolute;
 use bitsearch_records::{Corrections, Manifest, ManifestModel, Plan, PlanLayer, Storage};
 use bitsearch_runtime::SessionOptions;
-use bitsearch_types::{Component, FLOAT_BITS, HALF_BITS, Layer, LayerKind, WEIGHT_BITS, WeightForm};
+use bitsearch_types::{Component, FLOAT_BITS, Layer, LayerKind, WeightFormat};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
@@ -136,11 +136,8 @@ pub fn quantize(model: &Path, plan_path: &Path, out: &Path, options: &QuantizeOp
         log::info!("calibrating on {} item(s)", workload.items().len());
         calibration = Some(workload);
     }
-    let session = SessionOptions {
-        device: options.calibration.device,
-        threads: options.calibration.threads,
-        ..Default::default()
-    };
+    let (device, threads) = (options.calibration.device, options.calibration.threads);
+    let session = SessionOptions { device, threads, ..Default::default() };
     let mut ranges = ActivationRanges::default();
     let mut shifts = BiasShifts::default();
     if let Some(workload) = calibration.as_deref_mut() {
@@ -153,12 +150,13 @@ pub fn quantize(model: &Path, plan_path: &Path, out: &Path, options: &QuantizeOp
             shifts = bias::measure(workload, &fp, &chosen, &configs, &mut codes, &plan, &session)?;
         }
     }
-    let fixes =
-        Fixes { ranges: &ranges, shifts: options.bias_correction.then_some(&shifts), bos_aware: options.bos_aware };
+    let shifts = options.bias_correction.then_some(&shifts);
+    let fixes = Fixes { ranges: &ranges, shifts, bos_aware: options.bos_aware };
+    let inputs = Inputs { fp: &fp, chosen: &chosen, plan: &plan, fixes, storage: options.storage };
     let mut built = Vec::new();
     for (k, (config, groups)) in configs.iter().enumerate() {
         log::info!("model {}/{}: step groups {groups:?}", k + 1, configs.len());
-        built.push(build(&fp, &chosen, config, &mut codes, &fixes, groups, &plan, options.storage)?);
+        built.push(build(&inputs, config, groups, &mut codes)?);
     }
     let noise = match calibration.as_deref_mut() {
         Some(workload) if options.ptqd => Some(ptqd::fit(workload, &fp, &built, steps_of(&plan, &configs), &session)?),
@@ -199,9 +197,9 @@ pub fn quantize(model: &Path, plan_path: &Path, out: &Path, options: &QuantizeOp
         step_groups: plan.step_groups.clone(),
         models,
         weights: WEIGHTS_FILE.to_string(),
-        quantized_layers: chosen.iter().filter(|(p, _)| p.w_bits.iter().any(|&b| b != FLOAT_BITS)).count(),
+        quantized_layers: chosen.iter().filter(|(p, _)| p.weights.iter().any(|&w| w != WeightFormat::Float)).count(),
         activation_layers: chosen.iter().filter(|(p, _)| p.a_bits.iter().any(|&b| b != FLOAT_BITS)).count(),
-        split_layers: chosen.iter().filter(|(p, _)| p.w_split.contains(&true)).count(),
+        split_layers: chosen.iter().filter(|(p, _)| p.weights.iter().any(WeightFormat::split)).count(),
         calibration_items: calibration.as_ref().map(|w| w.items().to_vec()).unwrap_or_default(),
         corrections: Corrections {
             bos_aware: options.bos_aware
@@ -317,38 +315,25 @@ fn match_layers(plan: &Plan, plan_path: &Path, layers: &[Layer], model: &Path) -
                 layer: p.layer.id(),
                 model: model.to_path_buf(),
             })?;
-            for (name, bits) in [("w_bits", &p.w_bits), ("a_bits", &p.a_bits)] {
-                if bits.len() != groups {
-                    return Err(plan_error(field(name), format!("{} values for {groups} step groups", bits.len())));
-                }
-            }
-            let known = |b: u32| {
-                b == FLOAT_BITS || b == u32::from(HALF_BITS) || u8::try_from(b).is_ok_and(|b| WEIGHT_BITS.contains(&b))
-            };
-            if let Some(b) = p.w_bits.iter().find(|&&b| !known(b)) {
-                return Err(plan_error(
-                    field("w_bits"),
-                    format!("{b} bits: expected 2..=8, {HALF_BITS} (float16) or {FLOAT_BITS} (float)"),
-                ));
-            }
-            // Optional per-group lists: absent, or one value per step group.
-            for (name, len) in [("w_split", p.w_split.len()), ("w_group", p.w_group.len()), ("w_fp8", p.w_fp8.len())] {
-                if len != 0 && len != groups {
+            for (name, len) in [("w_bits", p.weights.len()), ("a_bits", p.a_bits.len())] {
+                if len != groups {
                     return Err(plan_error(field(name), format!("{len} values for {groups} step groups")));
                 }
             }
-            if let Some(message) = (0..groups).find_map(|g| p.weight_form(g).and_then(|f| f.check().err())) {
+            if let Some(message) = p.weights.iter().find_map(|w| w.check().err()) {
                 return Err(plan_error(field("w_bits"), message));
             }
-            if let Some(g) =
-                (0..groups).find(|&g| p.split(g) && !SPLIT_BITS.iter().any(|&b| u32::from(b) == p.w_bits[g]))
+            if let Some((g, w)) =
+                p.weights.iter().enumerate().find(
+                    |(_, w)| matches!(w, WeightFormat::Int { bits, split: true, .. } if !SPLIT_BITS.contains(bits)),
+                )
             {
                 return Err(plan_error(
                     field("w_split"),
-                    format!("step group {g}: an outlier split needs {SPLIT_BITS:?} weight bits, not {}", p.w_bits[g]),
+                    format!("step group {g}: an outlier split needs {SPLIT_BITS:?} weight bits, not {}", w.bits()),
                 ));
             }
-            if p.w_bits.iter().any(|&b| b != FLOAT_BITS) && layer.weight.is_none() {
+            if p.weights.iter().any(|&w| w != WeightFormat::Float) && layer.weight.is_none() {
                 return Err(plan_error(field("w_bits"), format!("'{}' has no weight to quantize", p.layer.name)));
             }
             if let Some(b) = p.a_bits.iter().find(|&&b| b != FLOAT_BITS && b != ACTIVATION_BITS) {
@@ -363,7 +348,7 @@ fn match_layers(plan: &Plan, plan_path: &Path, layers: &[Layer], model: &Path) -
 }
 
 /// The (weight form, None in float; activation bits) of every chosen layer in one step group.
-type Config = Vec<(Option<WeightForm>, u32)>;
+type Config = Vec<(Option<WeightFormat>, u32)>;
 
 /// The distinct configurations of the plan's step groups, each with the groups that share it.
 fn configurations(plan: &Plan, chosen: &[(PlanLayer, Layer)]) -> Vec<(Config, Vec<usize>)> {
@@ -381,11 +366,11 @@ fn configurations(plan: &Plan, chosen: &[(PlanLayer, Layer)]) -> Vec<(Config, Ve
 /// The codes of each (weight, form), computed once for every model that stores them.
 #[derive(Debug, Default)]
 struct Codebook {
-    codes: HashMap<(String, WeightForm), StoredWeight>,
+    codes: HashMap<(String, WeightFormat), StoredWeight>,
 }
 
 impl Codebook {
-    fn get(&mut self, model: &Model, layer: &Layer, plan: &Plan, form: WeightForm) -> Result<&StoredWeight> {
+    fn get(&mut self, model: &Model, layer: &Layer, plan: &Plan, form: WeightFormat) -> Result<&StoredWeight> {
         let key = (layer.weight.clone().unwrap_or_default(), form);
         if !self.codes.contains_key(&key) {
             let q = stored_weight(model, layer, &plan.quantizer.weight, form)?;
@@ -403,18 +388,18 @@ struct Fixes<'a> {
     bos_aware: bool,
 }
 
-/// The full-precision model with one configuration applied.
-#[allow(clippy::too_many_arguments)]
-fn build(
-    fp: &Model,
-    chosen: &[(PlanLayer, Layer)],
-    config: &Config,
-    codes: &mut Codebook,
-    fixes: &Fixes<'_>,
-    groups: &[usize],
-    plan: &Plan,
+/// What every model built from one plan shares.
+struct Inputs<'a> {
+    fp: &'a Model,
+    chosen: &'a [(PlanLayer, Layer)],
+    plan: &'a Plan,
+    fixes: Fixes<'a>,
     storage: Storage,
-) -> Result<Model> {
+}
+
+/// The full-precision model with one configuration (that of step groups `groups`) applied.
+fn build(inputs: &Inputs<'_>, config: &Config, groups: &[usize], codes: &mut Codebook) -> Result<Model> {
+    let Inputs { fp, chosen, plan, ref fixes, storage } = *inputs;
     let mut model = fp.clone();
     rewrite::raise_opset(&mut model, rewrite::LOWBIT_OPSET)?;
     rewrite::strip_node_metadata(&mut model);
@@ -427,7 +412,7 @@ fn build(
             let weight = layer.weight.clone().unwrap_or_default();
             let prefix = format!("{weight}/{}", width.label());
             let group_size = width.scheme(&plan.quantizer.weight).group_size;
-            if activations && (!width.integer() || group_size.is_some()) {
+            if activations && (!matches!(width, WeightFormat::Int { .. }) || group_size.is_some()) {
                 return Err(layer_error(format!(
                     "8-bit activations need integer weights with per-channel scales, not {width}"
                 )));

@@ -7,7 +7,7 @@
 
 use crate::budget::Limit;
 use crate::error::{RecordError, Result, check_format};
-use bitsearch_types::{FLOAT_BITS, LayerInfo, LossBasis, QuantizerSpec, WeightForm};
+use bitsearch_types::{LayerInfo, LossBasis, QuantizerSpec, WeightFormat};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
@@ -109,50 +109,80 @@ pub struct PlanLayer {
     #[serde(flatten)]
     pub layer: LayerInfo,
     pub protected: bool,
-    /// Weight and activation bits per step group; [`bitsearch_types::FLOAT_BITS`] = float.
-    pub w_bits: Vec<u32>,
-    /// Per step group: the weight takes MPQ-DM's outlier split at a mean of `w_bits` (absent:
-    /// no split anywhere).
-    #[serde(default, skip_serializing_if = "none")]
-    pub w_split: Vec<bool>,
-    /// Per step group: values per weight scale group, 0 for the plan's quantizer granularity
-    /// (absent: 0 everywhere).
-    #[serde(default, skip_serializing_if = "all_zero")]
-    pub w_group: Vec<u32>,
-    /// Per step group: E4M3 codes (absent: integer codes everywhere).
-    #[serde(default, skip_serializing_if = "none")]
-    pub w_fp8: Vec<bool>,
+    /// How the weight is stored per step group ([`WeightFormat::Float`]: left in float), in the
+    /// lists `w_bits`, `w_split` (MPQ-DM's outlier split; absent: none), `w_group` (values per
+    /// scale group, 0 for the plan's quantizer granularity; absent: 0 everywhere) and `w_fp8`
+    /// (E4M3 codes; absent: none).
+    #[serde(flatten, with = "weight_lists")]
+    pub weights: Vec<WeightFormat>,
+    /// Activation bits per step group; [`bitsearch_types::FLOAT_BITS`] = float.
     pub a_bits: Vec<u32>,
     /// Stored bytes of the weight (every distinct weight bit-width once).
     pub weight_bytes: u64,
 }
 
-fn none(flags: &[bool]) -> bool {
-    !flags.contains(&true)
-}
-
-fn all_zero(values: &[u32]) -> bool {
-    values.iter().all(|&v| v == 0)
-}
-
 impl PlanLayer {
-    /// Whether the weight is split in step group `g`.
-    pub fn split(&self, g: usize) -> bool {
-        self.w_split.get(g).copied().unwrap_or(false)
+    /// How the weight is stored in step group `g`; None when it stays in float.
+    pub fn weight_form(&self, g: usize) -> Option<WeightFormat> {
+        self.weights.get(g).copied().filter(|w| *w != WeightFormat::Float)
+    }
+}
+
+/// Per-step-group formats as the column lists of the plan format.
+mod weight_lists {
+    use bitsearch_types::WeightFormat;
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    #[derive(Serialize, Deserialize)]
+    struct Lists {
+        w_bits: Vec<u32>,
+        #[serde(default, skip_serializing_if = "none")]
+        w_split: Vec<bool>,
+        #[serde(default, skip_serializing_if = "all_zero")]
+        w_group: Vec<u32>,
+        #[serde(default, skip_serializing_if = "none")]
+        w_fp8: Vec<bool>,
     }
 
-    /// How the weight is stored in step group `g`; None when it stays in float.
-    pub fn weight_form(&self, g: usize) -> Option<WeightForm> {
-        let bits = *self.w_bits.get(g)?;
-        if bits == FLOAT_BITS {
-            return None;
+    fn none(flags: &[bool]) -> bool {
+        !flags.contains(&true)
+    }
+
+    fn all_zero(values: &[u32]) -> bool {
+        values.iter().all(|&v| v == 0)
+    }
+
+    pub fn serialize<S: Serializer>(formats: &[WeightFormat], serializer: S) -> Result<S::Ok, S::Error> {
+        let columns: Vec<_> = formats.iter().map(WeightFormat::columns).collect();
+        Lists {
+            w_bits: columns.iter().map(|c| c.0).collect(),
+            w_split: columns.iter().map(|c| c.1).collect(),
+            w_group: columns.iter().map(|c| c.2).collect(),
+            w_fp8: columns.iter().map(|c| c.3).collect(),
         }
-        Some(WeightForm {
-            bits: u8::try_from(bits).ok()?,
-            split: self.split(g),
-            group: self.w_group.get(g).filter(|&&n| n > 0).map(|&n| n as usize),
-            fp8: self.w_fp8.get(g).copied().unwrap_or(false),
-        })
+        .serialize(serializer)
+    }
+
+    /// The optional lists are absent or hold one value per step group.
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<WeightFormat>, D::Error> {
+        let lists = Lists::deserialize(deserializer)?;
+        let groups = lists.w_bits.len();
+        for (name, len) in
+            [("w_split", lists.w_split.len()), ("w_group", lists.w_group.len()), ("w_fp8", lists.w_fp8.len())]
+        {
+            if len != 0 && len != groups {
+                return Err(serde::de::Error::custom(format!("{name}: {len} values for {groups} step groups")));
+            }
+        }
+        let at = |g: usize| {
+            let flag = |v: &[bool]| v.get(g).copied().unwrap_or(false);
+            (lists.w_bits[g], flag(&lists.w_split), lists.w_group.get(g).copied().unwrap_or(0), flag(&lists.w_fp8))
+        };
+        (0..lists.w_bits.len())
+            .map(|g| {
+                WeightFormat::from_columns(at(g)).map_err(|e| serde::de::Error::custom(format!("step group {g}: {e}")))
+            })
+            .collect()
     }
 }
 
@@ -309,5 +339,37 @@ mod tests {
         assert!(message.contains("written by a newer bitsearch (plan format 3, this one reads 2)"), "{message}");
         std::fs::write(&path, "layers: []\n").unwrap();
         assert!(Plan::read(&path).unwrap_err().to_string().contains("no 'bitsearch_plan' format field"));
+    }
+
+    #[test]
+    fn a_layer_keeps_its_weight_lists_and_leaves_out_the_empty_ones() {
+        let layer = |weights| PlanLayer {
+            layer: LayerInfo {
+                component: bitsearch_types::Component::Unet,
+                name: "conv".into(),
+                op: "Conv".into(),
+                role: bitsearch_types::Role::Conv,
+                group: bitsearch_types::MetricGroup::Quality,
+                params: 10,
+                macs: None,
+            },
+            protected: false,
+            weights,
+            a_bits: vec![32, 32],
+            weight_bytes: 7,
+        };
+        let plain = layer(vec![WeightFormat::int(4), WeightFormat::Float]);
+        let text = serde_norway::to_string(&plain).unwrap();
+        assert!(text.contains("w_bits:\n- 4\n- 32\na_bits:"), "{text}");
+        let mixed = layer(vec![WeightFormat::E4M3, WeightFormat::Int { bits: 3, split: true, group: Some(64) }]);
+        let text = serde_norway::to_string(&mixed).unwrap();
+        for list in
+            ["w_bits:\n- 8\n- 3\n", "w_split:\n- false\n- true\n", "w_group:\n- 0\n- 64\n", "w_fp8:\n- true\n- false\n"]
+        {
+            assert!(text.contains(list), "{text}");
+        }
+        assert_eq!(serde_norway::from_str::<PlanLayer>(&text).unwrap(), mixed);
+        let short = text.replace("w_fp8:\n- true\n- false\n", "w_fp8:\n- true\n");
+        assert!(serde_norway::from_str::<PlanLayer>(&short).unwrap_err().to_string().contains("w_fp8: 1 values for 2"));
     }
 }

@@ -4,12 +4,14 @@
 
 mod atomic;
 pub mod generation;
+mod format;
 mod layer;
 mod named;
 mod process;
 pub mod quantizer;
 
 pub use atomic::{sha256_file, sha256_hex, tree_bytes, write_atomically};
+pub use format::{FP8_BITS, FormatColumns, WeightFormat};
 pub use layer::{Component, Layer, LayerInfo, LayerKind, LossBasis, MetricGroup, Role, TOKEN_AXIS};
 pub use process::peak_resident_bytes;
-pub use quantizer::{ACTIVATION_BITS, FLOAT_BITS, FP8_BITS, HALF_BITS, QuantizerSpec, WEIGHT_BITS, WeightForm};
+pub use quantizer::{ACTIVATION_BITS, FLOAT_BITS, HALF_BITS, QuantizerSpec, WEIGHT_BITS};

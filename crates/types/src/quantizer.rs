@@ -12,8 +12,6 @@ pub const WEIGHT_BITS: RangeInclusive<u8> = 2..=8;
 /// The weight width that means "kept in float16": an option open to every layer beside the
 /// integer widths (MixDQ keeps its most sensitive layers in FP16).
 pub const HALF_BITS: u8 = 16;
-/// The width of 8-bit float (E4M3) weights.
-pub const FP8_BITS: u8 = 8;
 /// Activation bit-widths the activation quantizer supports.
 pub const ACTIVATION_BITS: RangeInclusive<u8> = 2..=16;
 
@@ -44,95 +42,6 @@ pub struct WeightScheme {
 impl Default for WeightScheme {
     fn default() -> Self {
         Self { clipping: ClipSearch::Mse, clip_grid: 20, group_size: None }
-    }
-}
-
-/// One way of storing a layer's weight: what a sensitivity probe measures and what a plan
-/// chooses per layer (and step group).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct WeightForm {
-    /// Bits per value: 2..=8 for integer codes, [`FP8_BITS`] with `fp8`, [`HALF_BITS`] for
-    /// float16.
-    pub bits: u8,
-    /// MPQ-DM's outlier split at a mean of `bits`.
-    pub split: bool,
-    /// Per-group scales of this many values, overriding the quantizer's granularity.
-    pub group: Option<usize>,
-    /// E4M3 codes with one scale per output channel (ONNX Runtime's float8 DequantizeLinear).
-    pub fp8: bool,
-}
-
-impl WeightForm {
-    /// Integer codes (or float16 at [`HALF_BITS`]) at the quantizer's own granularity.
-    pub fn plain(bits: u8) -> Self {
-        Self { bits, split: false, group: None, fp8: false }
-    }
-
-    pub fn half(&self) -> bool {
-        self.bits == HALF_BITS
-    }
-
-    /// Integer codes with scales (neither float8 nor float16).
-    pub fn integer(&self) -> bool {
-        !self.fp8 && !self.half()
-    }
-
-    /// `base` with this form's group size, if it has one.
-    pub fn scheme(&self, base: &WeightScheme) -> WeightScheme {
-        WeightScheme { group_size: self.group.or(base.group_size), ..*base }
-    }
-
-    /// Bits one value takes in the stored file: 2-bit integer codes are packed four per byte
-    /// (int2), 3- and 4-bit ones two per byte (int4), wider ones take a byte each (int8),
-    /// whatever their nominal width. A split 2-bit weight has 3-bit channels: int4.
-    pub fn container_bits(&self) -> u64 {
-        match self.bits {
-            b if self.integer() && b <= 2 && !self.split => 2,
-            b if self.integer() && b <= 4 => 4,
-            _ if self.integer() => 8,
-            b => u64::from(b),
-        }
-    }
-
-    /// The form in tensor names: `w3`, `w3s` (split), `w4g64`, `w8e4m3`, `w16`.
-    pub fn label(&self) -> String {
-        let split = if self.split { "s" } else { "" };
-        let group = self.group.map(|g| format!("g{g}")).unwrap_or_default();
-        let fp8 = if self.fp8 { "e4m3" } else { "" };
-        format!("w{}{split}{group}{fp8}", self.bits)
-    }
-
-    /// Checks that the parts fit together; the message says what does not.
-    pub fn check(&self) -> Result<(), String> {
-        if self.fp8 && (self.bits != FP8_BITS || self.split || self.group.is_some()) {
-            return Err(format!("{self}: 8-bit float weights take {FP8_BITS} bits, per-channel scales, no split"));
-        }
-        if self.half() && (self.split || self.group.is_some()) {
-            return Err(format!("{self}: float16 weights have no split or groups"));
-        }
-        if self.group == Some(0) {
-            return Err(format!("{self}: a group holds at least one value"));
-        }
-        if !self.fp8 && !self.half() && !WEIGHT_BITS.contains(&self.bits) {
-            return Err(format!("{self}: integer weights take {}..={} bits", WEIGHT_BITS.start(), WEIGHT_BITS.end()));
-        }
-        Ok(())
-    }
-}
-
-impl std::fmt::Display for WeightForm {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "W{}", self.bits)?;
-        if self.split {
-            write!(f, " split")?;
-        }
-        if let Some(g) = self.group {
-            write!(f, " g{g}")?;
-        }
-        if self.fp8 {
-            write!(f, " e4m3")?;
-        }
-        Ok(())
     }
 }
 
@@ -211,24 +120,6 @@ mod tests {
         assert!(check_weight_bits(&[4, 8, 16]).is_ok());
         assert!(check_weight_bits(&[12]).unwrap_err().starts_with("12 bits is outside 2..=8"));
         assert!(check_bits(&[4, 4], &ACTIVATION_BITS).unwrap_err().contains("twice"));
-    }
-
-    #[test]
-    fn weight_forms_cost_their_container_and_refuse_impossible_mixes() {
-        let containers: Vec<u64> = [2, 3, 4, 5, 8].iter().map(|&b| WeightForm::plain(b).container_bits()).collect();
-        assert_eq!(containers, vec![2, 4, 4, 8, 8]);
-        assert_eq!(WeightForm { split: true, ..WeightForm::plain(2) }.container_bits(), 4);
-        let fp8 = WeightForm { fp8: true, ..WeightForm::plain(8) };
-        assert_eq!((fp8.container_bits(), fp8.label()), (8, "w8e4m3".to_string()));
-        assert_eq!(WeightForm::plain(HALF_BITS).container_bits(), 16);
-        let grouped = WeightForm { group: Some(64), ..WeightForm::plain(3) };
-        assert_eq!((grouped.label(), grouped.to_string()), ("w3g64".to_string(), "W3 g64".to_string()));
-        assert_eq!(grouped.scheme(&WeightScheme::default()).group_size, Some(64));
-        assert!(grouped.check().is_ok() && fp8.check().is_ok());
-        assert!(WeightForm { fp8: true, ..WeightForm::plain(4) }.check().is_err());
-        assert!(WeightForm { group: Some(32), ..fp8 }.check().is_err());
-        assert!(WeightForm { split: true, ..WeightForm::plain(HALF_BITS) }.check().is_err());
-        assert!(WeightForm::plain(9).check().is_err());
     }
 
     #[test]

@@ -5,7 +5,8 @@
 use super::OBJECTIVE_SCALE;
 use super::presolve::Pruned;
 use crate::allocation::Assignment;
-use crate::problem::{Problem, StoredKey};
+use crate::problem::Problem;
+use bitsearch_types::WeightFormat;
 use bitsearch_records::Resource;
 use bitsearch_types::MetricGroup;
 use good_lp::{Expression, ProblemVariables, Variable, variable};
@@ -27,7 +28,7 @@ pub(super) struct Columns<'a> {
     pub x: Vec<Vec<Vec<Option<Column>>>>,
     /// `z[l][w]`: only where a layer can use different bits in different groups and a budget
     /// counts stored weights.
-    pub z: Vec<BTreeMap<StoredKey, Column>>,
+    pub z: Vec<BTreeMap<WeightFormat, Column>>,
     /// How many columns were made.
     pub count: usize,
 }
@@ -74,7 +75,7 @@ impl<'a> Columns<'a> {
                 if groups == 1 || layer.protected || !counts_storage {
                     return BTreeMap::new();
                 }
-                let widths: BTreeSet<StoredKey> = layer.options.iter().map(|p| p.weight()).collect();
+                let widths: BTreeSet<WeightFormat> = layer.options.iter().map(|p| p.weight).collect();
                 widths.into_iter().map(|w| (w, binary())).collect()
             })
             .collect();
@@ -114,7 +115,7 @@ impl<'a> Columns<'a> {
             for (l, layer) in problem.layers.iter().enumerate().filter(|&(l, _)| counted(l)) {
                 for (&w, &zw) in &self.z[l] {
                     // Any option with this weight width stores the same bytes.
-                    if let Some(o) = (0..layer.options.len()).find(|&o| layer.options[o].weight() == w) {
+                    if let Some(o) = (0..layer.options.len()).find(|&o| layer.options[o].weight == w) {
                         expr += problem.coefficient(resource, l, o, 0) * zw.variable;
                     }
                 }

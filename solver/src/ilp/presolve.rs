@@ -6,7 +6,8 @@
 use super::{OBJECTIVE_SCALE, Outcome, row_scale, run};
 use crate::allocation::Assignment;
 use crate::options::{Minimise, SolveOptions, Status};
-use crate::problem::{Problem, StoredKey};
+use crate::problem::Problem;
+use bitsearch_types::WeightFormat;
 use crate::reduce;
 use bitsearch_records::Resource;
 use good_lp::{Expression, ProblemVariables, SolverModel, Variable, variable};
@@ -134,14 +135,14 @@ fn reduce_stored(
     let cost = |l: usize, o: usize, g: usize| OBJECTIVE_SCALE * problem.cost(l, o, g, options.content_weight);
     let mut all = Vec::new();
     for (l, layer) in problem.layers.iter().enumerate().filter(|(_, layer)| !layer.protected) {
-        let mut widths: Vec<StoredKey> = layer.options.iter().map(|p| p.weight()).collect();
+        let mut widths: Vec<WeightFormat> = layer.options.iter().map(|p| p.weight).collect();
         widths.sort();
         widths.dedup();
         if widths.len() > MAX_STORED_WIDTHS {
             return None;
         }
         let width_of: Vec<usize> =
-            layer.options.iter().map(|p| widths.binary_search(&p.weight()).unwrap_or_default()).collect();
+            layer.options.iter().map(|p| widths.binary_search(&p.weight).unwrap_or_default()).collect();
         // Any option of a width stores the same bytes.
         let bytes = (0..widths.len())
             .map(|w| width_of.iter().position(|&v| v == w).map_or(0.0, |o| problem.coefficient(resource, l, o, 0)))

@@ -48,7 +48,7 @@ impl<'a> Rows<'a> {
         let layer = &columns.problem.layers[l];
         for (&w, &zw) in &columns.z[l] {
             let users: Vec<Variable> = (0..layer.options.len())
-                .filter(|&o| layer.options[o].weight() == w)
+                .filter(|&o| layer.options[o].weight == w)
                 .flat_map(|o| columns.x[l][o].iter().flatten().map(|c| c.variable))
                 .collect();
             for &u in &users {

@@ -12,7 +12,7 @@ use std::path::Path;
 /// The calibration items of `table` (its sensitivity run's generation settings) on the CPU.
 fn calibration_spec(table: &Path) -> WorkloadSpec {
     let meta = SensitivityTable::read(table).unwrap().meta;
-    let mut spec: WorkloadSpec = serde_json::from_value(meta.config["generation"].clone()).unwrap();
+    let mut spec = meta.config.generation();
     spec.device = bitsearch_runtime::Device::Cpu;
     spec
 }
@@ -55,9 +55,10 @@ fn bias_correction_removes_the_mean_shift_a_quantized_layer_adds() {
     assert_success(&bitsearch(&["solve", "--sensitivity", s(&table), "--uniform", "8", "--out", s(&solved)]));
     let mut plan = Plan::read(&solved).unwrap();
     for layer in &mut plan.layers {
-        layer.w_bits = vec![if layer.layer.name.contains("conv_out") { 2 } else { 32 }];
+        layer.weights =
+            vec![bitsearch_types::WeightFormat::of_bits(if layer.layer.name.contains("conv_out") { 2 } else { 32 })];
     }
-    assert_eq!(plan.layers.iter().filter(|l| l.w_bits[0] == 2).count(), 1);
+    assert_eq!(plan.layers.iter().filter(|l| l.weights[0].bits() == 2).count(), 1);
     let plan_path = dir.path().join("plan.yaml");
     plan.write(&plan_path).unwrap();
     let (plain, corrected) = (dir.path().join("q"), dir.path().join("q-bc"));
@@ -84,7 +85,7 @@ fn bias_correction_removes_the_mean_shift_a_quantized_layer_adds() {
     ));
     let probe = |table: &Path| {
         let rows = SensitivityTable::read(table).unwrap().rows;
-        rows.into_iter().find(|r| r.layer.name.contains("conv_out") && r.w_bits == 2).unwrap().sqnr_db
+        rows.into_iter().find(|r| r.layer.name.contains("conv_out") && r.weight.bits() == 2).unwrap().sqnr_db
     };
     let (plain_db, corrected_db) = (probe(&table), probe(&corrected_table));
     let q = &raw_outputs(&corrected, &spec)[0];

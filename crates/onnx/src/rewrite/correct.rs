@@ -5,7 +5,8 @@
 //! MixDQ's BOS-aware text embedding (the first token row of a cross-attention K/V projection's
 //! input kept out of activation quantization).
 
-use super::lowbit::{ActivationParams, LOWBIT_OPSET, default_opset, node_index, node_input, qdq_pair, raise_opset};
+use super::lowbit::{LOWBIT_OPSET, default_opset, node_index, node_input, raise_opset};
+use super::qdq::{ActivationParams, qdq_pair};
 use crate::builder::{Attr, node_proto};
 use crate::error::{OnnxError, Result};
 use crate::graph::GraphView;

@@ -1,14 +1,14 @@
-//! Low-bit storage of a model: weights as integer codes with their scales, turned back into
-//! float weights by DequantizeLinear (kept low-bit in memory) or by Cast and Mul (folded by
-//! ONNX Runtime at session start), and uint8 quantize-dequantize pairs on activations with
-//! int32 biases, the QDQ form ONNX Runtime's CPU provider fuses into integer kernels.
+//! Low-bit storage of a model: weights as integer (or E4M3) codes with their scales, turned back
+//! into float weights by DequantizeLinear (kept low-bit in memory) or by Cast and Mul (folded by
+//! ONNX Runtime at session start); the opset such models need, and the node lookups the other
+//! stored forms share.
 
 use crate::builder::{Attr, node_proto};
 use crate::error::{OnnxError, Result};
 use crate::graph::GraphView;
 use crate::model::Model;
 use crate::pb;
-use crate::tensor::{Codes, DataType, tensor_from_codes, tensor_from_f32, tensor_from_i64, tensor_to_f32};
+use crate::tensor::{Codes, DataType, tensor_from_codes, tensor_from_f32, tensor_from_i64};
 use ndarray::{ArrayD, IxDyn};
 
 /// The opset low-bit models are written at: packed int4 and blocked scales need it.
@@ -225,29 +225,6 @@ pub fn store_weight(model: &mut Model, name: &str, prefix: &str, w: WeightCodes<
     Ok(())
 }
 
-/// Replaces the initializer `name` with its values in float16 (`{prefix}/half`) and a Cast
-/// back to its type at the front of the graph: half the bytes on disk, and ONNX Runtime folds
-/// the Cast at session start, so the layer runs at float speed.
-pub fn store_half(model: &mut Model, name: &str, prefix: &str, values: &ArrayD<f32>) -> Result<()> {
-    let original = take_initializer(model, name)?;
-    if values.shape() != original.dims.iter().map(|&d| d as usize).collect::<Vec<_>>().as_slice() {
-        return Err(OnnxError::Graph(format!("weight '{name}': values of shape {:?} do not fit", values.shape())));
-    }
-    let float = DataType::from_onnx(original.data_type()).unwrap_or(DataType::F32);
-    let half_name = format!("{prefix}/half");
-    let cast = node_proto(
-        &format!("{prefix}/cast"),
-        "Cast",
-        &[&half_name],
-        vec![name.to_string()],
-        &[Attr::Int("to", float.to_onnx() as i64)],
-    );
-    let graph = model.graph_mut();
-    graph.initializer.push(tensor_from_f32(&half_name, values, DataType::F16));
-    graph.node.insert(0, cast);
-    Ok(())
-}
-
 /// The codes' shape, the blocked axis and the scales laid out for DequantizeLinear's blocked
 /// form: channel axis first → `[C, inner]` blocked on axis 1; a 2-D weight with channels on
 /// axis 1 (MatMul, Gemm without transB) → unchanged, blocked on axis 0, scales transposed.
@@ -259,109 +236,9 @@ fn blocked_layout(shape: &[usize], axis: usize, scales: &ArrayD<f32>) -> Option<
     }
 }
 
-/// Asymmetric uint8 quantization of one activation tensor.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct ActivationParams {
-    pub scale: f32,
-    pub zero_point: u8,
-}
-
-/// The quantize-dequantize pair of `tensor`: initializers `{prefix}/scale`, `{prefix}/zero_point`
-/// and nodes writing `{prefix}/dq`.
-pub(super) fn qdq_pair(
-    tensor: &str,
-    prefix: &str,
-    q: ActivationParams,
-) -> (Vec<pb::NodeProto>, Vec<pb::TensorProto>, String) {
-    let (scale, zero) = (format!("{prefix}/scale"), format!("{prefix}/zero_point"));
-    let (quantized, out) = (format!("{prefix}/q"), format!("{prefix}/dq"));
-    let initializers = vec![
-        tensor_from_f32(&scale, &ArrayD::from_elem(IxDyn(&[]), q.scale), DataType::F32),
-        tensor_from_codes(&zero, &[], Codes::Uint8(&[q.zero_point])),
-    ];
-    let nodes = vec![
-        node_proto(&quantized, "QuantizeLinear", &[tensor, &scale, &zero], vec![quantized.clone()], &[]),
-        node_proto(&out, "DequantizeLinear", &[&quantized, &scale, &zero], vec![out.clone()], &[]),
-    ];
-    (nodes, initializers, out)
-}
-
-/// Puts a uint8 quantize-dequantize pair in front of input `slot` of node `node_name`; only that
-/// node reads the quantized value.
-pub fn quantize_input(
-    model: &mut Model,
-    node_name: &str,
-    slot: usize,
-    prefix: &str,
-    q: ActivationParams,
-) -> Result<()> {
-    let (node, tensor) = node_input(model, node_name, slot)?;
-    let graph = model.graph_mut();
-    let (nodes, initializers, out) = qdq_pair(&tensor, prefix, q);
-    graph.node[node].input[slot] = out;
-    graph.node.splice(node..node, nodes);
-    graph.initializer.extend(initializers);
-    Ok(())
-}
-
-/// Puts a uint8 quantize-dequantize pair behind the first output of node `node_name`; every
-/// reader of that output reads the dequantized value. Graph outputs are left in float.
-pub fn quantize_output(model: &mut Model, node_name: &str, prefix: &str, q: ActivationParams) -> Result<()> {
-    let node = node_index(model, node_name)?;
-    let graph = model.graph_mut();
-    let tensor = graph.node[node].output[0].clone();
-    if graph.output.iter().any(|o| o.name() == tensor) {
-        return Ok(());
-    }
-    let (nodes, initializers, out) = qdq_pair(&tensor, prefix, q);
-    for other in &mut graph.node {
-        for input in other.input.iter_mut().filter(|i| **i == tensor) {
-            input.clone_from(&out);
-        }
-    }
-    graph.node.splice(node + 1..node + 1, nodes);
-    graph.initializer.extend(initializers);
-    Ok(())
-}
-
-/// Replaces the bias initializer `name` (one value per output channel) with int32 codes at
-/// scale `input_scale · weight_scales[c]` (the scale QLinearConv and QGemm accumulate at) and a
-/// DequantizeLinear node. A channel whose weight scale is 0 keeps its bias at the input scale.
-pub fn store_bias(model: &mut Model, name: &str, prefix: &str, input_scale: f32, weight_scales: &[f32]) -> Result<()> {
-    let original = take_initializer(model, name)?;
-    let bias = tensor_to_f32(&original)?;
-    if bias.len() != weight_scales.len() {
-        return Err(OnnxError::Graph(format!(
-            "bias '{name}' has {} values for {} output channels",
-            bias.len(),
-            weight_scales.len()
-        )));
-    }
-    let scales: Vec<f32> = weight_scales.iter().map(|&s| input_scale * if s > 0.0 { s } else { 1.0 }).collect();
-    let codes: Vec<i32> = bias
-        .iter()
-        .zip(&scales)
-        .map(|(&b, &s)| if s > 0.0 { (b / s).round().clamp(i32::MIN as f32, i32::MAX as f32) as i32 } else { 0 })
-        .collect();
-    let (codes_name, scale_name) = (format!("{prefix}/codes"), format!("{prefix}/scale"));
-    let scales = ArrayD::from_shape_vec(IxDyn(&[scales.len()]), scales).map_err(|e| OnnxError::Graph(e.to_string()))?;
-    let graph = model.graph_mut();
-    graph.initializer.push(tensor_from_codes(&codes_name, &[codes.len()], Codes::Int32(&codes)));
-    graph.initializer.push(tensor_from_f32(&scale_name, &scales, DataType::F32));
-    let node = node_proto(
-        &format!("{prefix}/dequantize"),
-        "DequantizeLinear",
-        &[&codes_name, &scale_name],
-        vec![name.to_string()],
-        &[Attr::Int("axis", 0)],
-    );
-    graph.node.insert(0, node);
-    Ok(())
-}
-
 /// Removes and returns the initializer `name` (and its graph-input entry, which older IR
 /// versions list).
-fn take_initializer(model: &mut Model, name: &str) -> Result<pb::TensorProto> {
+pub(super) fn take_initializer(model: &mut Model, name: &str) -> Result<pb::TensorProto> {
     let graph = model.graph_mut();
     let position = graph
         .initializer
@@ -416,6 +293,7 @@ mod tests {
     use super::*;
     use crate::builder::{Dim, GraphBuilder};
     use crate::pb::tensor_proto::DataType as PbType;
+    use crate::rewrite::{ActivationParams, quantize_input, quantize_output, store_bias};
 
     /// y = x · W with W [2, 3] (channels on axis 1), at `opset`.
     fn matmul(opset: i64) -> Model {

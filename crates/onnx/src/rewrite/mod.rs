@@ -1,22 +1,26 @@
 //! Every edit bitsearch makes to a graph, in one place: initializers exposed as inputs that a
 //! run may override, extra outputs, initializers replaced by new values, switchable fake
-//! quantizers in front of layers, (in [`lowbit`]) the low-bit storage of a quantized model, and
+//! quantizers in front of layers, (in [`lowbit`], [`half`] and [`qdq`]) the low-bit storage of a quantized model, and
 //! (in [`correct`]) the graphs and bias edits of quantization corrections, and (in [`cut`]) the
 //! part of a graph below some layers, fed what crosses into it. Each returns an edited copy or
 //! edits the given model; none changes what the unedited parts compute.
 
 mod correct;
 mod cut;
+mod half;
 mod lowbit;
+mod qdq;
 
 pub use correct::{
     SideBySide, TOKEN_AXIS, add_to_bias, quantize_input_keeping_first_row, side_by_side, weight_delta_branch,
 };
 pub use cut::{Cut, crossing, cut_below, element_types};
+pub use half::store_half;
 pub use lowbit::{
-    ActivationParams, CodeArray, Dequantize, LOWBIT_OPSET, WeightCodes, default_opset, name_nodes, quantize_input,
-    quantize_output, raise_opset, store_bias, store_half, store_weight, strip_node_metadata,
+    CodeArray, Dequantize, LOWBIT_OPSET, WeightCodes, default_opset, name_nodes, raise_opset, store_weight,
+    strip_node_metadata,
 };
+pub use qdq::{ActivationParams, quantize_input, quantize_output, store_bias};
 
 use crate::builder::{Attr, Dim, node_proto, value_info};
 use crate::error::{OnnxError, Result};

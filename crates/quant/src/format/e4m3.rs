@@ -3,6 +3,7 @@
 //! output channel maps the channel's largest magnitude onto the largest finite E4M3 value, and
 //! every value is rounded to the nearest E4M3 number (ties to even mantissa).
 
+use super::{WeightCodec, stored_bytes};
 use crate::QuantError;
 use crate::weight::check_weight;
 use ndarray::{ArrayD, ArrayViewD, Axis};
@@ -48,6 +49,26 @@ impl Fp8Weight {
             channel.mapv_inplace(|v| v * scale);
         }
         out
+    }
+}
+
+/// The codec of [`bitsearch_types::WeightFormat::E4M3`]: a byte per value, an f32 per channel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct E4m3Codec;
+
+impl WeightCodec for E4m3Codec {
+    type Stored = Fp8Weight;
+
+    fn quantize(&self, w: ArrayViewD<f32>, axis: usize) -> Result<Fp8Weight, QuantError> {
+        Fp8Weight::quantize(w, axis)
+    }
+
+    fn dequantize(&self, stored: &Fp8Weight) -> ArrayD<f32> {
+        stored.dequantize()
+    }
+
+    fn stored_bytes(&self, stored: &Fp8Weight) -> u64 {
+        stored_bytes(stored.codes.len(), 8, stored.scales.len())
     }
 }
 

@@ -1,0 +1,292 @@
+//! The sensitivity table: one row per probe, written as Parquet with the run's description in
+//! the file's key-value metadata (key [`META_KEY`], JSON). The solver and the report read it
+//! back through [`SensitivityTable::read`].
+
+mod meta;
+mod read;
+mod shard;
+mod stats;
+
+pub use meta::{BaseLayer, BasePoint, RunMeta, first_difference, merge};
+pub use shard::{Shard, ShardSpec};
+pub use stats::{Monotonicity, SQNR_FLOOR_DB, SSIM_TOLERANCE, SplitGain, monotonicity, split_gains};
+
+use crate::error::{RecordError, Result};
+use bitsearch_types::{LayerInfo, WeightFormat};
+use polars::prelude::*;
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+
+/// Parquet key-value metadata key holding the [`RunMeta`] JSON.
+pub const META_KEY: &str = "bitsearch.sensitivity";
+/// Format of the table this bitsearch writes. 1 (no `format` field): layers without their
+/// component, the run's config embedded in the engine's own types. 2: no outlier-split rows.
+/// 3: no group-size or float8 rows. 4: 2-bit codes costed in int4 containers (read with their
+/// bytes re-costed as int2, four codes per byte).
+pub const TABLE_FORMAT: u32 = 5;
+
+/// One probe's measurement against the full-precision run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProbeRow {
+    /// Position in the full probe list (stable across shards and resumes).
+    pub probe: u64,
+    #[serde(flatten)]
+    pub layer: LayerInfo,
+    /// How the weight is stored ([`WeightFormat::Float`] for layers without weights), in the
+    /// columns `w_bits`, `w_split` (MPQ-DM's outlier split), `w_group` (values per scale group,
+    /// 0: the run's quantizer granularity) and `w_fp8` (E4M3 codes).
+    #[serde(flatten, with = "weight_columns")]
+    pub weight: WeightFormat,
+    /// Input-activation bits; [`FLOAT_BITS`] when activations stay in float.
+    pub a_bits: u32,
+    pub step_group: u32,
+    /// First and last (inclusive) denoising step of the group.
+    pub step_first: u32,
+    pub step_last: u32,
+    /// Bytes of the quantized weight: codes plus the quantizer's scales.
+    pub weight_bytes: u64,
+    /// SQNR of the denoiser output over every step, dB (−∞ when non-finite).
+    #[serde(with = "float_text")]
+    pub sqnr_db: f64,
+    /// Mean SSIM of the final images (−1 when non-finite).
+    #[serde(with = "float_text")]
+    pub ssim: f64,
+    #[serde(with = "float_text")]
+    pub mse: f64,
+    #[serde(with = "float_text")]
+    pub psnr_db: f64,
+    /// NaN or infinite values in the denoiser outputs and final images.
+    pub nonfinite: u64,
+}
+
+/// A table read back: its rows and the run they came from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SensitivityTable {
+    pub meta: RunMeta,
+    pub rows: Vec<ProbeRow>,
+}
+
+impl SensitivityTable {
+    /// Writes the table as Parquet, atomically (a reader never sees half a file).
+    pub fn write(&self, path: &Path) -> Result<()> {
+        let error = |e: &dyn std::fmt::Display| RecordError::file(path, e.to_string());
+        let mut frame = self.frame().map_err(|e| error(&e))?;
+        let meta = serde_json::to_string(&self.meta).map_err(|e| error(&e))?;
+        crate::write_parquet(path, &mut frame, META_KEY, meta)
+    }
+
+    /// Reads a table written by [`SensitivityTable::write`].
+    pub fn read(path: &Path) -> Result<Self> {
+        let (meta, frame) = crate::read_parquet(path, META_KEY, "sensitivity table")?;
+        let mut meta = RunMeta::from_json(path, &meta)?;
+        let mut rows =
+            read::rows_of(&frame).map_err(|e| RecordError::file(path, format!("unexpected columns: {e}")))?;
+        if meta.format < 5 {
+            read::recost_narrow_codes(&mut rows);
+            meta.format = TABLE_FORMAT;
+        }
+        Ok(Self { meta, rows })
+    }
+
+    /// The rows as a polars frame, one column per [`ProbeRow`] field.
+    pub fn frame(&self) -> PolarsResult<DataFrame> {
+        let rows = &self.rows;
+        let text = |f: fn(&ProbeRow) -> &str| rows.iter().map(f).collect::<Vec<_>>();
+        let u64s = |f: fn(&ProbeRow) -> u64| rows.iter().map(f).collect::<Vec<_>>();
+        let u32s = |f: fn(&ProbeRow) -> u32| rows.iter().map(f).collect::<Vec<_>>();
+        let f64s = |f: fn(&ProbeRow) -> f64| rows.iter().map(f).collect::<Vec<_>>();
+        let columns = vec![
+            Column::new("probe".into(), u64s(|r| r.probe)),
+            Column::new("component".into(), text(|r| r.layer.component.as_str())),
+            Column::new("layer".into(), text(|r| &r.layer.name)),
+            Column::new("op".into(), text(|r| &r.layer.op)),
+            Column::new("role".into(), text(|r| r.layer.role.as_str())),
+            Column::new("group".into(), text(|r| r.layer.group.as_str())),
+            Column::new("params".into(), u64s(|r| r.layer.params)),
+            Column::new("macs".into(), rows.iter().map(|r| r.layer.macs).collect::<Vec<_>>()),
+            Column::new("w_bits".into(), u32s(|r| r.weight.bits())),
+            Column::new("w_split".into(), rows.iter().map(|r| r.weight.split()).collect::<Vec<_>>()),
+            Column::new("w_group".into(), u32s(|r| r.weight.columns().2)),
+            Column::new("w_fp8".into(), rows.iter().map(|r| r.weight == WeightFormat::E4M3).collect::<Vec<_>>()),
+            Column::new("a_bits".into(), u32s(|r| r.a_bits)),
+            Column::new("step_group".into(), u32s(|r| r.step_group)),
+            Column::new("step_first".into(), u32s(|r| r.step_first)),
+            Column::new("step_last".into(), u32s(|r| r.step_last)),
+            Column::new("weight_bytes".into(), u64s(|r| r.weight_bytes)),
+            Column::new("sqnr_db".into(), f64s(|r| r.sqnr_db)),
+            Column::new("ssim".into(), f64s(|r| r.ssim)),
+            Column::new("mse".into(), f64s(|r| r.mse)),
+            Column::new("psnr_db".into(), f64s(|r| r.psnr_db)),
+            Column::new("nonfinite".into(), u64s(|r| r.nonfinite)),
+        ];
+        DataFrame::new(rows.len(), columns)
+    }
+}
+
+/// A [`WeightFormat`] as the columns `w_bits`, `w_split`, `w_group`, `w_fp8` (the last three
+/// absent in older records).
+pub(crate) mod weight_columns {
+    use bitsearch_types::WeightFormat;
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    #[derive(Serialize, Deserialize)]
+    struct Columns {
+        w_bits: u32,
+        #[serde(default)]
+        w_split: bool,
+        #[serde(default)]
+        w_group: u32,
+        #[serde(default)]
+        w_fp8: bool,
+    }
+
+    pub fn serialize<S: Serializer>(format: &WeightFormat, serializer: S) -> Result<S::Ok, S::Error> {
+        let (w_bits, w_split, w_group, w_fp8) = format.columns();
+        Columns { w_bits, w_split, w_group, w_fp8 }.serialize(serializer)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<WeightFormat, D::Error> {
+        let c = Columns::deserialize(deserializer)?;
+        WeightFormat::from_columns((c.w_bits, c.w_split, c.w_group, c.w_fp8)).map_err(serde::de::Error::custom)
+    }
+}
+
+/// JSON has no infinities: non-finite floats are written as the strings `inf`, `-inf`, `NaN`.
+mod float_text {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(value: &f64, serializer: S) -> Result<S::Ok, S::Error> {
+        if value.is_finite() { serializer.serialize_f64(*value) } else { serializer.serialize_str(&value.to_string()) }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<f64, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Repr {
+            Number(f64),
+            Text(String),
+        }
+        match Repr::deserialize(deserializer)? {
+            Repr::Number(v) => Ok(v),
+            Repr::Text(s) => s.parse().map_err(|_| serde::de::Error::custom(format!("'{s}' is not a number"))),
+        }
+    }
+}
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use bitsearch_types::{Component, MetricGroup, QuantizerSpec, Role};
+
+    pub fn row(probe: u64, sqnr_db: f64) -> ProbeRow {
+        ProbeRow {
+            probe,
+            layer: LayerInfo {
+                component: Component::Unet,
+                name: format!("layer{probe}"),
+                op: "Conv".into(),
+                role: Role::Conv,
+                group: MetricGroup::Quality,
+                params: 100,
+                macs: if probe.is_multiple_of(2) { Some(1000) } else { None },
+            },
+            weight: WeightFormat::int(4),
+            a_bits: 32,
+            step_group: 0,
+            step_first: 0,
+            step_last: 0,
+            weight_bytes: 58,
+            sqnr_db,
+            ssim: 0.5,
+            mse: 0.01,
+            psnr_db: 26.0,
+            nonfinite: 0,
+        }
+    }
+
+    pub fn meta(shard: Shard) -> RunMeta {
+        RunMeta {
+            format: TABLE_FORMAT,
+            tool_version: "test".into(),
+            model: "m.onnx".into(),
+            model_sha256: "00".into(),
+            pipeline: "denoiser".into(),
+            sampler: "consistency".into(),
+            steps: 1,
+            step_groups: vec![[0, 0]],
+            items: vec!["seed=0".into()],
+            device: "cpu".into(),
+            metric_groups: "all quality".into(),
+            probes_total: 3,
+            shard,
+            quantizer: QuantizerSpec::default(),
+            config: crate::RunConfig::from_value(serde_json::json!({"w_bits": [4]})).unwrap(),
+            base: None,
+        }
+    }
+
+    #[test]
+    fn parquet_round_trip_keeps_rows_metadata_and_infinities() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.parquet");
+        let table = SensitivityTable {
+            meta: meta(Shard::WHOLE),
+            rows: vec![row(0, 12.5), row(1, f64::NEG_INFINITY), row(2, f64::INFINITY)],
+        };
+        table.write(&path).unwrap();
+        assert_eq!(SensitivityTable::read(&path).unwrap(), table);
+        let json = serde_json::to_string(&table.rows[1]).unwrap();
+        assert!(json.contains("\"-inf\""), "{json}");
+        assert!(json.contains(r#""w_bits":4,"w_split":false,"w_group":0,"w_fp8":false,"a_bits":32"#), "{json}");
+        assert_eq!(serde_json::from_str::<ProbeRow>(&json).unwrap(), table.rows[1]);
+    }
+
+    #[test]
+    fn a_table_of_the_older_format_names_the_command_to_rerun() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.parquet");
+        let table = SensitivityTable { meta: meta(Shard::WHOLE), rows: vec![row(0, 12.5)] };
+        let mut frame = table.frame().unwrap();
+        let mut old = serde_json::to_value(&table.meta).unwrap();
+        old.as_object_mut().unwrap().remove("format");
+        let mut bytes = Vec::new();
+        ParquetWriter::new(&mut bytes)
+            .with_key_value_metadata(Some(KeyValueMetadata::from_static(vec![(META_KEY.to_string(), old.to_string())])))
+            .finish(&mut frame)
+            .unwrap();
+        std::fs::write(&path, bytes).unwrap();
+        let message = SensitivityTable::read(&path).unwrap_err().to_string();
+        assert!(message.starts_with(&path.display().to_string()), "{message}");
+        assert!(message.contains("written by an older bitsearch (sensitivity table format 1"), "{message}");
+        assert!(message.ends_with("rerun `bitsearch sensitivity`"), "{message}");
+    }
+
+    #[test]
+    fn format_4_tables_are_read_with_unsplit_two_bit_codes_four_per_byte() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("four.parquet");
+        let mut meta = meta(Shard::WHOLE);
+        meta.format = 4;
+        // 100 values: 50 bytes as int4, 25 as int2, plus 8 bytes of scales either way.
+        let two = |split| ProbeRow {
+            weight: WeightFormat::Int { bits: 2, split, group: None },
+            weight_bytes: 58,
+            ..row(0, 1.0)
+        };
+        let rows = vec![two(false), ProbeRow { probe: 1, ..two(true) }, row(2, 12.5)];
+        SensitivityTable { meta, rows }.write(&path).unwrap();
+        let read = SensitivityTable::read(&path).unwrap();
+        assert_eq!(read.meta.format, TABLE_FORMAT);
+        let bytes: Vec<u64> = read.rows.iter().map(|r| r.weight_bytes).collect();
+        assert_eq!(bytes, vec![33, 58, 58], "split 2-bit codes keep their int4 container");
+    }
+
+    #[test]
+    fn a_corrupt_file_is_a_clear_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bad.parquet");
+        std::fs::write(&path, b"PAR1 not really").unwrap();
+        let message = SensitivityTable::read(&path).unwrap_err().to_string();
+        assert!(message.starts_with(&path.display().to_string()), "{message}");
+        assert!(message.contains("not a Parquet file"), "{message}");
+    }
+}

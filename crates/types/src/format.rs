@@ -1,0 +1,265 @@
+//! The one description of how a layer's weight is stored: [`WeightFormat`], with one textual
+//! form (`w4`, `w3s`, `w4g64`, `e4m3`, `f16`, `f32`) that parses back, and the facts that belong
+//! to a format (its bits, the container its codes take, what it may be combined with).
+
+use crate::quantizer::{FLOAT_BITS, HALF_BITS, WEIGHT_BITS, WeightScheme};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use std::cmp::Ordering;
+use std::fmt;
+use std::str::FromStr;
+
+/// The width of 8-bit float (E4M3) weights.
+pub const FP8_BITS: u8 = 8;
+
+/// One way of storing a layer's weight: what a sensitivity probe measures, what a plan chooses
+/// per layer (and step group) and what the solver prices.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum WeightFormat {
+    /// Symmetric integer codes of `bits` (2..=8) with one scale per output channel, or per
+    /// `group` values when set; `split`: MPQ-DM's outlier split at a mean of `bits`.
+    Int { bits: u8, split: bool, group: Option<usize> },
+    /// E4M3 codes with one scale per output channel (ONNX Runtime's float8 DequantizeLinear).
+    E4M3,
+    /// The values rounded to float16 (MixDQ keeps its most sensitive layers there).
+    F16,
+    /// Left in float: nothing quantized.
+    Float,
+}
+
+/// The table and plan columns of a format: bits, split, group size (0: none), float8.
+pub type FormatColumns = (u32, bool, u32, bool);
+
+impl WeightFormat {
+    /// Integer codes at the quantizer's own granularity.
+    pub fn int(bits: u8) -> Self {
+        Self::Int { bits, split: false, group: None }
+    }
+
+    /// The plain format of a bit-width: [`HALF_BITS`] is float16, [`FLOAT_BITS`] float, any
+    /// other integer codes.
+    pub fn of_bits(bits: u32) -> Self {
+        match bits {
+            FLOAT_BITS => Self::Float,
+            b if b == u32::from(HALF_BITS) => Self::F16,
+            b => Self::int(u8::try_from(b).unwrap_or(u8::MAX)),
+        }
+    }
+
+    /// Bits per value: the integer width, 8 for E4M3, 16 for float16, [`FLOAT_BITS`] in float.
+    pub fn bits(&self) -> u32 {
+        match self {
+            Self::Int { bits, .. } => u32::from(*bits),
+            Self::E4M3 => u32::from(FP8_BITS),
+            Self::F16 => u32::from(HALF_BITS),
+            Self::Float => FLOAT_BITS,
+        }
+    }
+
+    pub fn split(&self) -> bool {
+        matches!(self, Self::Int { split: true, .. })
+    }
+
+    /// Values per scale group, when the format sets its own.
+    pub fn group(&self) -> Option<usize> {
+        match self {
+            Self::Int { group, .. } => *group,
+            _ => None,
+        }
+    }
+
+    /// Split, grouped or float8: a format beside the plain one of the same bits.
+    pub fn variant(&self) -> bool {
+        self.split() || self.group().is_some() || *self == Self::E4M3
+    }
+
+    /// `base` with this format's group size, if it has one.
+    pub fn scheme(&self, base: &WeightScheme) -> WeightScheme {
+        WeightScheme { group_size: self.group().or(base.group_size), ..*base }
+    }
+
+    /// Bits one value takes in the stored file: 2-bit integer codes are packed four per byte
+    /// (int2), 3- and 4-bit ones two per byte (int4), wider ones take a byte each (int8),
+    /// whatever their nominal width. A split 2-bit weight has 3-bit channels: int4.
+    pub fn container_bits(&self) -> u64 {
+        match *self {
+            Self::Int { bits, split: false, .. } if bits <= 2 => 2,
+            Self::Int { bits, .. } if bits <= 4 => 4,
+            Self::Int { .. } => 8,
+            other => u64::from(other.bits()),
+        }
+    }
+
+    /// The format in tensor names: `w3`, `w3s` (split), `w4g64`, `w8e4m3`, `w16`.
+    pub fn label(&self) -> String {
+        match self {
+            Self::Int { .. } => self.to_string(),
+            Self::E4M3 => format!("w{FP8_BITS}e4m3"),
+            other => format!("w{}", other.bits()),
+        }
+    }
+
+    /// Checks that the parts fit together; the message says what does not.
+    pub fn check(&self) -> Result<(), String> {
+        match *self {
+            Self::Int { group: Some(0), .. } => Err(format!("{self}: a group holds at least one value")),
+            Self::Int { bits, .. } if !WEIGHT_BITS.contains(&bits) => Err(format!(
+                "{self}: {bits} bits; integer weights take {}..={}",
+                WEIGHT_BITS.start(),
+                WEIGHT_BITS.end()
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// The table and plan columns of this format.
+    pub fn columns(&self) -> FormatColumns {
+        (self.bits(), self.split(), self.group().map_or(0, |g| g as u32), *self == Self::E4M3)
+    }
+
+    /// The format the table and plan columns describe; the message says what does not fit.
+    pub fn from_columns((bits, split, group, fp8): FormatColumns) -> Result<Self, String> {
+        let plain = !split && group == 0;
+        match bits {
+            _ if fp8 && bits == u32::from(FP8_BITS) && plain => Ok(Self::E4M3),
+            _ if fp8 => {
+                Err(format!("w_bits {bits}: 8-bit float weights take {FP8_BITS} bits, per-channel scales, no split"))
+            }
+            FLOAT_BITS if plain => Ok(Self::Float),
+            b if b == u32::from(HALF_BITS) && plain => Ok(Self::F16),
+            b if b == u32::from(HALF_BITS) || b == FLOAT_BITS => {
+                Err(format!("{b}-bit float weights have no split or groups"))
+            }
+            b => {
+                let bits = u8::try_from(b).map_err(|_| format!("{b} bits is not a weight width"))?;
+                Ok(Self::Int { bits, split, group: (group > 0).then_some(group as usize) })
+            }
+        }
+    }
+}
+
+/// In the order of the columns: bits, split, group size, float8 (the order solver columns and
+/// stored weights are enumerated in).
+impl Ord for WeightFormat {
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.columns().cmp(&other.columns())
+    }
+}
+
+impl PartialOrd for WeightFormat {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl fmt::Display for WeightFormat {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Int { bits, split, group } => {
+                write!(f, "w{bits}{}", if *split { "s" } else { "" })?;
+                group.map_or(Ok(()), |g| write!(f, "g{g}"))
+            }
+            Self::E4M3 => f.write_str("e4m3"),
+            Self::F16 => f.write_str("f16"),
+            Self::Float => f.write_str("f32"),
+        }
+    }
+}
+
+impl FromStr for WeightFormat {
+    type Err = String;
+
+    /// `w<bits>[s][g<group>]`, `e4m3`, `f16` or `f32`.
+    fn from_str(s: &str) -> Result<Self, String> {
+        let error =
+            || format!("'{s}' is not a weight format: expected w<bits>[s][g<size>] (w4, w3s, w4g64), e4m3, f16 or f32");
+        match s {
+            "e4m3" => return Ok(Self::E4M3),
+            "f16" => return Ok(Self::F16),
+            "f32" => return Ok(Self::Float),
+            _ => {}
+        }
+        let rest = s.strip_prefix('w').ok_or_else(error)?;
+        let (head, group) = match rest.split_once('g') {
+            Some((head, g)) => (head, Some(g.parse::<usize>().map_err(|_| error())?)),
+            None => (rest, None),
+        };
+        let (digits, split) = head.strip_suffix('s').map_or((head, false), |d| (d, true));
+        let bits = digits.parse::<u8>().map_err(|_| error())?;
+        let format = Self::Int { bits, split, group };
+        format.check().map(|()| format)
+    }
+}
+
+impl Serialize for WeightFormat {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for WeightFormat {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        String::deserialize(deserializer)?.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn grouped(bits: u8, group: usize) -> WeightFormat {
+        WeightFormat::Int { bits, split: false, group: Some(group) }
+    }
+
+    #[test]
+    fn formats_cost_their_container_and_refuse_impossible_mixes() {
+        let containers: Vec<u64> = [2, 3, 4, 5, 8].iter().map(|&b| WeightFormat::int(b).container_bits()).collect();
+        assert_eq!(containers, vec![2, 4, 4, 8, 8]);
+        let split2 = WeightFormat::Int { bits: 2, split: true, group: None };
+        assert_eq!(split2.container_bits(), 4);
+        assert_eq!((WeightFormat::E4M3.container_bits(), WeightFormat::E4M3.label()), (8, "w8e4m3".to_string()));
+        assert_eq!((WeightFormat::F16.container_bits(), WeightFormat::F16.label()), (16, "w16".to_string()));
+        assert_eq!((grouped(3, 64).label(), grouped(3, 64).to_string()), ("w3g64".to_string(), "w3g64".to_string()));
+        assert_eq!(grouped(3, 64).scheme(&WeightScheme::default()).group_size, Some(64));
+        assert!(grouped(3, 64).check().is_ok() && WeightFormat::E4M3.check().is_ok());
+        assert!(grouped(3, 0).check().is_err() && WeightFormat::int(9).check().is_err());
+    }
+
+    #[test]
+    fn the_text_form_round_trips_and_names_what_it_expects() {
+        let formats = [
+            WeightFormat::int(4),
+            grouped(4, 64),
+            WeightFormat::Int { bits: 3, split: true, group: None },
+            WeightFormat::Int { bits: 3, split: true, group: Some(32) },
+            WeightFormat::E4M3,
+            WeightFormat::F16,
+            WeightFormat::Float,
+        ];
+        let text: Vec<String> = formats.iter().map(ToString::to_string).collect();
+        assert_eq!(text, ["w4", "w4g64", "w3s", "w3sg32", "e4m3", "f16", "f32"]);
+        for (format, text) in formats.iter().zip(&text) {
+            assert_eq!(text.parse::<WeightFormat>().as_ref(), Ok(format));
+            assert_eq!(serde_json::to_string(format).unwrap(), format!("\"{text}\""));
+        }
+        for bad in ["w", "w9", "w4g0", "w4x", "int4", "w4gg"] {
+            assert!(bad.parse::<WeightFormat>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_columns_round_trip_and_order_like_the_tables() {
+        let mut formats =
+            vec![WeightFormat::Float, WeightFormat::F16, WeightFormat::E4M3, grouped(8, 16), WeightFormat::int(8)];
+        for f in &formats {
+            assert_eq!(WeightFormat::from_columns(f.columns()), Ok(*f));
+        }
+        formats.sort();
+        assert_eq!(
+            formats,
+            [WeightFormat::int(8), WeightFormat::E4M3, grouped(8, 16), WeightFormat::F16, WeightFormat::Float]
+        );
+        assert!(WeightFormat::from_columns((4, false, 0, true)).is_err());
+        assert!(WeightFormat::from_columns((16, true, 0, false)).is_err());
+        assert_eq!(WeightFormat::of_bits(16), WeightFormat::F16);
+    }
+}
