@@ -9,7 +9,7 @@ use crate::exit::Refused;
 use anyhow::{Context, bail};
 use bitsearch_eval::{CALIBRATION_ITEMS, Candidate, EvalOptions, Reference, calibration, fresh};
 use bitsearch_pipeline::workload::WorkloadSpec;
-use bitsearch_records::{Metric, PointKind, Resource, SensitivityTable, Target, write_frontier};
+use bitsearch_records::{Metric, PointKind, Resource, SensitivityTable, Sweep, Target, write_frontier};
 use bitsearch_solver::bench::{Bench, Meter};
 use bitsearch_solver::select::{Selected, Trial};
 use bitsearch_solver::{Fraction, LossBasis, SolverError, pareto, target};
@@ -75,15 +75,28 @@ pub fn run(args: &SolveArgs) -> anyhow::Result<()> {
         print_summary(&args.out.display().to_string(), &problem, &solved, options.content_weight)?;
         return Ok(());
     };
+    sweep_frontier(args, &problem, &table, &options, sweep, search_shrink)
+}
+
+/// `--sweep`: a plan per budget (each budget's shrinkage searched with `search_shrink`), and
+/// the frontier of those met beside the uniform points.
+fn sweep_frontier(
+    args: &SolveArgs,
+    problem: &Problem,
+    table: &SensitivityTable,
+    options: &SolveOptions,
+    sweep: Sweep,
+    search_shrink: bool,
+) -> anyhow::Result<()> {
     std::fs::create_dir_all(&args.out)?;
-    let mut bench = if search_shrink { Some(selection(args, &problem, &table)?) } else { None };
+    let mut bench = if search_shrink { Some(selection(args, problem, table)?) } else { None };
     let mut points = Vec::new();
-    for (i, budget, options) in pareto::budgets(&sweep, &options) {
+    for (i, budget, options) in pareto::budgets(&sweep, options) {
         let chosen = match &mut bench {
-            Some(bench) => bench.select_plan(&problem, &options).map(|(plan, selected)| (plan, selected.solved)),
-            None => solve(&problem, &options)
+            Some(bench) => bench.select_plan(problem, &options).map(|(plan, selected)| (plan, selected.solved)),
+            None => solve(problem, &options)
                 .map_err(anyhow::Error::from)
-                .and_then(|s| Ok((plan(&problem, &s, &options, &table, &args.sensitivity)?, s))),
+                .and_then(|s| Ok((plan(problem, &s, &options, table, &args.sensitivity)?, s))),
         };
         let (plan, solved) = match chosen {
             Ok(chosen) => chosen,
@@ -108,7 +121,7 @@ pub fn run(args: &SolveArgs) -> anyhow::Result<()> {
         let message = format!("{}: none of the sweep's {} budgets can be met", args.out.display(), sweep.points);
         return Err(Refused(message).into());
     }
-    points.extend(pareto::uniform_points(&problem, sweep.resource, options.content_weight));
+    points.extend(pareto::uniform_points(problem, sweep.resource, options.content_weight));
     for name in ["frontier.parquet", "frontier.csv"] {
         write_frontier(&points, &args.out.join(name))?;
     }

@@ -21,21 +21,23 @@
 mod bias;
 mod calibrate;
 mod folder;
+mod prepared;
 mod ptqd;
 
 use bitsearch_onnx::rewrite::{self, ActivationParams, CodeArray, Dequantize, WeightCodes};
-use bitsearch_onnx::{ExternalData, GraphView, Model, OnnxError, SharedData, discover_layers};
-use bitsearch_pipeline::workload::{self, WorkloadSpec};
-use bitsearch_quant::{ActQuantizer, ApplyError, SPLIT_BITS, StoredWeight, range_key, stored_weight};
+use bitsearch_onnx::{ExternalData, GraphView, Model, OnnxError, SharedData};
+use bitsearch_pipeline::workload::WorkloadSpec;
+use bitsearch_quant::{ActQuantizer, ApplyError, StoredWeight, range_key, stored_weight};
 use bitsearch_records::plan::absolute;
 use bitsearch_records::{Corrections, Manifest, ManifestModel, Plan, PlanLayer, Storage};
 use bitsearch_runtime::SessionOptions;
-use bitsearch_types::{Component, FLOAT_BITS, Layer, LayerKind, WeightFormat};
+use bitsearch_types::{FLOAT_BITS, Layer, LayerKind, WeightFormat};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use bias::BiasShifts;
 use calibrate::ActivationRanges;
+use prepared::Prepared;
 pub use ptqd::NOISE_CORRECTION_FILE;
 
 /// File name of the weight data every model of a quantized folder points into.
@@ -114,19 +116,7 @@ pub struct Quantized {
 /// Applies the plan at `plan_path` to `model` (a denoiser file or a diffusers folder, whose other
 /// components are copied unchanged) and writes the result to `out`.
 pub fn quantize(model: &Path, plan_path: &Path, out: &Path, options: &QuantizeOptions) -> Result<Quantized> {
-    if out.exists() && !options.overwrite {
-        return Err(QuantizeError::Exists(out.to_path_buf()));
-    }
-    // A folder copied into itself would never end.
-    if model.is_dir() && absolute(out).starts_with(absolute(model)) {
-        return Err(QuantizeError::Io {
-            path: out.to_path_buf(),
-            message: format!(
-                "is inside the pipeline folder {} that is copied into it; write it elsewhere",
-                model.display()
-            ),
-        });
-    }
+    refuse_out(model, out, options.overwrite)?;
     let Prepared { plan, denoiser, sha, fp, chosen } = Prepared::new(model, plan_path)?;
     let configs = configurations(&plan, &chosen);
     let mut codes = Codebook::default();
@@ -215,6 +205,24 @@ pub fn quantize(model: &Path, plan_path: &Path, out: &Path, options: &QuantizeOp
     Ok(Quantized { manifest, denoiser_bytes, stored_tensors: data.tensors() })
 }
 
+/// Refuses an `out` that exists (unless `overwrite`) or lies inside the pipeline folder `model`.
+fn refuse_out(model: &Path, out: &Path, overwrite: bool) -> Result<()> {
+    if out.exists() && !overwrite {
+        return Err(QuantizeError::Exists(out.to_path_buf()));
+    }
+    // A folder copied into itself would never end.
+    if model.is_dir() && absolute(out).starts_with(absolute(model)) {
+        return Err(QuantizeError::Io {
+            path: out.to_path_buf(),
+            message: format!(
+                "is inside the pipeline folder {} that is copied into it; write it elsewhere",
+                model.display()
+            ),
+        });
+    }
+    Ok(())
+}
+
 /// The plan at `plan_path` simulated in float: for each distinct step-group configuration, a copy
 /// of `model`'s denoiser whose quantized weights hold the dequantized codes `quantize` stores
 /// (activations stay float), and the index of the copy that runs each denoising step.
@@ -253,98 +261,10 @@ fn steps_of(plan: &Plan, configs: &[(Config, Vec<usize>)]) -> Vec<usize> {
     by_step
 }
 
-/// A plan checked against the model it is applied to.
-struct Prepared {
-    plan: Plan,
-    /// The denoiser file and its sha256.
-    denoiser: PathBuf,
-    sha: String,
-    /// The denoiser, every node named.
-    fp: Model,
-    /// Each plan layer with the model's layer of that name.
-    chosen: Vec<(PlanLayer, Layer)>,
-}
-
-impl Prepared {
-    fn new(model: &Path, plan_path: &Path) -> Result<Self> {
-        let plan = Plan::read(plan_path)?;
-        let denoiser = workload::denoiser_file(model);
-        let sha = bitsearch_types::sha256_file(&denoiser).map_err(io_error(&denoiser))?;
-        if sha != plan.source.model_sha256 {
-            return Err(QuantizeError::OtherModel {
-                plan: plan_path.to_path_buf(),
-                plan_model: plan.source.model.clone(),
-                plan_sha: plan.source.model_sha256.chars().take(12).collect(),
-                model: model.to_path_buf(),
-                model_sha: sha.chars().take(12).collect(),
-            });
-        }
-        let mut fp = Model::load(&denoiser)?;
-        rewrite::name_nodes(&mut fp);
-        let layers = discover_layers(&fp, Component::Unet)?;
-        let chosen = match_layers(&plan, plan_path, &layers, model)?;
-        Ok(Self { plan, denoiser, sha, fp, chosen })
-    }
-}
-
 /// An I/O error naming `path`.
-fn io_error(path: &Path) -> impl Fn(std::io::Error) -> QuantizeError {
+pub(crate) fn io_error(path: &Path) -> impl Fn(std::io::Error) -> QuantizeError {
     let path = path.to_path_buf();
     move |e| QuantizeError::Io { path: path.clone(), message: e.to_string() }
-}
-
-/// Each plan layer with the model's layer of that name.
-fn match_layers(plan: &Plan, plan_path: &Path, layers: &[Layer], model: &Path) -> Result<Vec<(PlanLayer, Layer)>> {
-    let by_name: HashMap<&str, &Layer> = layers.iter().map(|l| (l.name.as_str(), l)).collect();
-    let groups = plan.step_groups.len();
-    plan.layers
-        .iter()
-        .enumerate()
-        .map(|(i, p)| {
-            let field = |f: &str| format!("layers[{i}].{f}");
-            let plan_error =
-                |field: String, message: String| QuantizeError::Plan { plan: plan_path.to_path_buf(), field, message };
-            if p.layer.component != Component::Unet {
-                return Err(plan_error(
-                    field("component"),
-                    format!("'{}': only the denoiser (unet) is quantized so far", p.layer.component),
-                ));
-            }
-            let layer = by_name.get(p.layer.name.as_str()).ok_or_else(|| QuantizeError::MissingLayer {
-                plan: plan_path.to_path_buf(),
-                layer: p.layer.id(),
-                model: model.to_path_buf(),
-            })?;
-            for (name, len) in [("w_bits", p.weights.len()), ("a_bits", p.a_bits.len())] {
-                if len != groups {
-                    return Err(plan_error(field(name), format!("{len} values for {groups} step groups")));
-                }
-            }
-            if let Some(message) = p.weights.iter().find_map(|w| w.check().err()) {
-                return Err(plan_error(field("w_bits"), message));
-            }
-            if let Some((g, w)) =
-                p.weights.iter().enumerate().find(
-                    |(_, w)| matches!(w, WeightFormat::Int { bits, split: true, .. } if !SPLIT_BITS.contains(bits)),
-                )
-            {
-                return Err(plan_error(
-                    field("w_split"),
-                    format!("step group {g}: an outlier split needs {SPLIT_BITS:?} weight bits, not {}", w.bits()),
-                ));
-            }
-            if p.weights.iter().any(|&w| w != WeightFormat::Float) && layer.weight.is_none() {
-                return Err(plan_error(field("w_bits"), format!("'{}' has no weight to quantize", p.layer.name)));
-            }
-            if let Some(b) = p.a_bits.iter().find(|&&b| b != FLOAT_BITS && b != ACTIVATION_BITS) {
-                return Err(plan_error(
-                    field("a_bits"),
-                    format!("{b} bits: activations are written as uint8 QDQ only ({ACTIVATION_BITS} or {FLOAT_BITS})"),
-                ));
-            }
-            Ok((p.clone(), (*layer).clone()))
-        })
-        .collect()
 }
 
 /// The (weight form, None in float; activation bits) of every chosen layer in one step group.

@@ -3,8 +3,8 @@
 //! its bit ranges, the generation settings (workload spec), and atomic file writes. No heavy dependencies, so any stage can use it.
 
 mod atomic;
-pub mod generation;
 mod format;
+pub mod generation;
 mod layer;
 mod named;
 mod process;

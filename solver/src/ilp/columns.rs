@@ -6,9 +6,9 @@ use super::OBJECTIVE_SCALE;
 use super::presolve::Pruned;
 use crate::allocation::Assignment;
 use crate::problem::Problem;
-use bitsearch_types::WeightFormat;
 use bitsearch_records::Resource;
 use bitsearch_types::MetricGroup;
+use bitsearch_types::WeightFormat;
 use good_lp::{Expression, ProblemVariables, Variable, variable};
 use std::collections::{BTreeMap, BTreeSet};
 

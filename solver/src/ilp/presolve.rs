@@ -7,9 +7,9 @@ use super::{OBJECTIVE_SCALE, Outcome, row_scale, run};
 use crate::allocation::Assignment;
 use crate::options::{Minimise, SolveOptions, Status};
 use crate::problem::Problem;
-use bitsearch_types::WeightFormat;
 use crate::reduce;
 use bitsearch_records::Resource;
+use bitsearch_types::WeightFormat;
 use good_lp::{Expression, ProblemVariables, SolverModel, Variable, variable};
 use highs::HighsModelStatus;
 
