@@ -40,7 +40,7 @@ pub struct SensitivityArgs {
     /// The Parquet table to write; its journal goes beside it (`OUT.journal.jsonl`).
     #[arg(long)]
     pub out: PathBuf,
-    /// YAML file with any of the settings below (field names in snake_case, as in the README).
+    /// YAML file with any of the settings below (field names in snake_case, as docs/sensitivity.md lists them).
     #[arg(long)]
     pub config: Option<PathBuf>,
     /// Continue the run recorded beside --out, skipping finished probes.
