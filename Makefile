@@ -144,8 +144,10 @@ bench: setup models
 device-check: build models
 	scripts/device-check.sh $(BIN) out/device-check $(TERRAIN)
 
+## lint: rustfmt, clippy with warnings as errors, and every relative link of README.md and docs/
 lint: check-deps
 	cargo fmt --all --check
+	$(PY) scripts/check-doc-links.py
 	cargo clippy --workspace --all-targets -- -D warnings
 
 ## proto: regenerate crates/onnx/src/pb.rs from crates/onnx/proto/onnx.proto (no protoc needed)
