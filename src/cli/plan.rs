@@ -42,6 +42,9 @@ pub struct SolveArgs {
     /// (of full precision); repeat for several limits. The first also gets a lower bound.
     #[arg(long = "budget")]
     pub budgets: Vec<Budget>,
+    /// Solve a table that lacks some of its run's probes (a shard's), their layers kept in float.
+    #[arg(long)]
+    pub allow_partial: bool,
     /// Solve at N budgets from FROM to TO, e.g. avg-bits=2.5..8:50, and write the frontier.
     #[arg(long)]
     pub sweep: Option<bitsearch_records::Sweep>,

@@ -19,8 +19,21 @@ use std::path::Path;
 pub fn run(args: &SolveArgs) -> anyhow::Result<()> {
     let (config, options) = settings::solve(args)?;
     let mut table = SensitivityTable::read(&args.sensitivity)?;
+    let missing = table.missing_probes();
     table.rows.retain(|r| !args.without.iter().any(|v| v.matches(r)));
     let mut problem = Problem::from_table(&table, &config.protect, config.basis(&args.targets))?;
+    // Checked after the table's own holes, which name their layer: what is left are whole layers.
+    if missing > 0 {
+        let what = format!(
+            "{}: {missing} of the run's {} probes are missing (a shard's table, or a merge without every shard)",
+            args.sensitivity.display(),
+            table.meta.probes_total
+        );
+        if !args.allow_partial {
+            bail!("{what}: a plan would leave their layers in float; merge every shard first, or give --allow-partial");
+        }
+        log::warn!("{what}: their layers stay in float");
+    }
     problem.tie(&config.ties)?;
     let search_shrink = match config.shrink {
         Fraction::Fixed(lambda) => {

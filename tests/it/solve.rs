@@ -137,6 +137,31 @@ fn tables_with_holes_or_nan_are_refused_by_layer() {
 }
 
 #[test]
+fn a_table_without_some_of_its_runs_layers_is_refused_unless_partial_is_allowed() {
+    // A shard's table: every probe of two layers absent, the run's probe count unchanged.
+    let dir = tempfile::tempdir().unwrap();
+    let mut table = bitsearch_fixtures::sensitivity_table(5, 6, &[4, 8], 1);
+    let before = table.rows.len();
+    table.rows.retain(|r| !["layer_0001", "layer_0004"].contains(&r.layer.name.as_str()));
+    let missing = before - table.rows.len();
+    let path = dir.path().join("shard.parquet");
+    table.write(&path).unwrap();
+    let out = dir.path().join("p.yaml");
+    let solve = |extra: &[&str]| {
+        let mut args = vec!["solve", "--sensitivity", path.to_str().unwrap(), "--budget", "6bits"];
+        args.extend(["--out", out.to_str().unwrap()]);
+        args.extend(extra);
+        bitsearch(&args)
+    };
+    let expected = format!("{missing} of the run's {before} probes are missing");
+    assert_clean_failure(&solve(&[]), &["shard.parquet", &expected, "--allow-partial"]);
+    assert!(!out.exists(), "a refused table writes no plan");
+    assert_success(&solve(&["--allow-partial"]));
+    let plan = Plan::read(&out).unwrap();
+    assert!(plan.layers.iter().all(|l| !["layer_0001", "layer_0004"].contains(&l.layer.name.as_str())));
+}
+
+#[test]
 fn step_aware_tables_give_bits_per_step_group_within_the_bops_budget() {
     let dir = tempfile::tempdir().unwrap();
     let model = tiny_unet(dir.path());

@@ -113,7 +113,9 @@ pub fn merge(tables: Vec<(std::path::PathBuf, SensitivityTable)>) -> Result<Sens
     let mut meta = first.meta.clone();
     meta.shard = Shard::WHOLE;
     let mut rows = Vec::new();
+    let mut absent: std::collections::BTreeSet<usize> = (0..first.meta.shard.count).collect();
     for (path, table) in tables {
+        absent.remove(&table.meta.shard.index);
         let mut other = table.meta.clone();
         other.shard = Shard::WHOLE;
         if let Some(field) = first_difference(&meta, &other) {
@@ -132,11 +134,15 @@ pub fn merge(tables: Vec<(std::path::PathBuf, SensitivityTable)>) -> Result<Sens
         ));
     }
     if rows.len() < meta.probes_total {
-        log::warn!(
-            "merged {} of the run's {} probes: some shards are missing or unfinished",
-            rows.len(),
-            meta.probes_total
-        );
+        let shards = match absent.len() {
+            0 => "every shard is there, so some are unfinished".to_string(),
+            _ => format!(
+                "shard(s) {} of {} absent",
+                absent.iter().map(|i| i.to_string()).collect::<Vec<_>>().join(", "),
+                first.meta.shard.count
+            ),
+        };
+        log::warn!("merged {} of the run's {} probes: {shards}", rows.len(), meta.probes_total);
     }
     Ok(SensitivityTable { meta, rows })
 }
@@ -160,8 +166,10 @@ mod tests {
     fn merge_orders_rows_and_refuses_other_runs_and_overlaps() {
         let a = SensitivityTable { meta: meta(Shard { index: 0, count: 2 }), rows: vec![row(2, 1.0), row(0, 3.0)] };
         let b = SensitivityTable { meta: meta(Shard { index: 1, count: 2 }), rows: vec![row(1, 2.0)] };
+        assert_eq!((a.missing_probes(), b.missing_probes()), (1, 2), "each shard lacks the other's probes");
         let merged = merge(vec![("a".into(), a.clone()), ("b".into(), b.clone())]).unwrap();
         assert_eq!(merged.meta, meta(Shard::WHOLE));
+        assert_eq!(merged.missing_probes(), 0);
         assert_eq!(merged.rows.iter().map(|r| r.probe).collect::<Vec<_>>(), vec![0, 1, 2]);
 
         let mut other = b.clone();

@@ -88,6 +88,12 @@ impl SensitivityTable {
         Ok(Self { meta, rows })
     }
 
+    /// Probes of the whole run this table lacks: a shard's table, or a merge that left shards out.
+    pub fn missing_probes(&self) -> usize {
+        let present: std::collections::BTreeSet<u64> = self.rows.iter().map(|r| r.probe).collect();
+        self.meta.probes_total.saturating_sub(present.len())
+    }
+
     /// The rows as a polars frame, one column per [`ProbeRow`] field.
     pub fn frame(&self) -> PolarsResult<DataFrame> {
         let rows = &self.rows;
