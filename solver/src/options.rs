@@ -1,7 +1,7 @@
 //! How to solve (method, objective, budgets, content share) and what a solve returns.
 
 use crate::allocation::{Assignment, Evaluation};
-use bitsearch_records::{Budget, Limit, Resource};
+use bitsearch_records::{Budget, Limit, PointKind, Resource};
 use serde::{Deserialize, Serialize};
 use std::str::FromStr;
 
@@ -45,6 +45,16 @@ pub enum Method {
 }
 
 bitsearch_types::named_enum!(Method, "method", { Ilp => "ilp", Greedy => "greedy" });
+
+impl Method {
+    /// The kind of frontier point a plan of this method is.
+    pub fn kind(self) -> PointKind {
+        match self {
+            Method::Ilp => PointKind::Ilp,
+            Method::Greedy => PointKind::Greedy,
+        }
+    }
+}
 
 /// What the program minimises.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]

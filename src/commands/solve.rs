@@ -9,11 +9,11 @@ use crate::exit::Refused;
 use anyhow::{Context, bail};
 use bitsearch_eval::{CALIBRATION_ITEMS, Candidate, EvalOptions, Reference, calibration, fresh};
 use bitsearch_pipeline::workload::WorkloadSpec;
-use bitsearch_records::{Metric, PointKind, Resource, SensitivityTable, Sweep, Target, write_frontier};
+use bitsearch_records::{Metric, Resource, SensitivityTable, Sweep, Target, write_frontier};
 use bitsearch_solver::bench::{Bench, Meter};
 use bitsearch_solver::select::{Selected, Trial};
 use bitsearch_solver::{Fraction, LossBasis, SolverError, pareto, target};
-use bitsearch_solver::{Method, Problem, SolveOptions, Solved, plan, solve, uniform};
+use bitsearch_solver::{Problem, SolveOptions, Solved, plan, solve, uniform};
 use std::path::Path;
 
 pub fn run(args: &SolveArgs) -> anyhow::Result<()> {
@@ -123,10 +123,7 @@ fn sweep_frontier(
         let name = format!("plan_{i:03}.yaml");
         plan.write(&args.out.join(&name))?;
         let limit = solved.limits[0].limit;
-        let kind = match options.method {
-            Method::Ilp => PointKind::Ilp,
-            Method::Greedy => PointKind::Greedy,
-        };
+        let kind = options.method.kind();
         points.push(pareto::point(kind, name, sweep.resource, limit, &solved.evaluation, solved.status));
     }
     let solved = points.len();

@@ -3,8 +3,8 @@
 //! served plan or frontier equals the CLI's.
 
 use crate::catalogue;
-use bitsearch_records::{FrontierPoint, Plan, PointKind, SensitivityTable, Sweep};
-use bitsearch_solver::{Fraction, Method, Problem, SolveConfig, SolveOptions, Solved, SolverError, pareto};
+use bitsearch_records::{FrontierPoint, Plan, SensitivityTable, Sweep};
+use bitsearch_solver::{Fraction, Problem, SolveConfig, SolveOptions, Solved, SolverError, pareto};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use utoipa::ToSchema;
@@ -203,10 +203,7 @@ pub fn sweep(
     mut emit: impl FnMut(FrontierEvent) -> bool,
 ) -> Result<Option<Swept>, SolverError> {
     let sweep = request.sweep()?;
-    let kind = match prepared.options.method {
-        Method::Ilp => PointKind::Ilp,
-        Method::Greedy => PointKind::Greedy,
-    };
+    let kind = prepared.options.method.kind();
     let mut answer = FrontierAnswer {
         id: catalogue::id(&request.key()),
         cached: false,
