@@ -15,5 +15,16 @@ fn main() -> ExitCode {
         .format_timestamp(None)
         .format_target(false)
         .init();
-    exit::finish(commands::run(args))
+    let started = std::time::Instant::now();
+    let result = commands::run(args);
+    // Every command that succeeds says what it cost: on models of gigabytes memory is the
+    // first limit met.
+    if result.is_ok() {
+        log::info!(
+            "{:.1} s, peak memory {:.1} MB resident",
+            started.elapsed().as_secs_f64(),
+            bitsearch_types::peak_resident_bytes() as f64 / 1e6
+        );
+    }
+    exit::finish(result)
 }

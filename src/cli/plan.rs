@@ -11,7 +11,8 @@ pub struct InspectArgs {
     pub model: PathBuf,
     #[arg(long, value_enum, default_value = "table")]
     pub format: Format,
-    /// Size of a symbolic input dimension, e.g. --dim height=64 (unset ones are 1).
+    /// Size of a symbolic input dimension, e.g. --dim height=64. Unset spatial ones come from
+    /// the config.json beside the model (sample_size); batch and sequence ones are 1.
     #[arg(long = "dim", value_parser = parse_pair::<usize>)]
     pub dims: Vec<(String, usize)>,
 }

@@ -5,12 +5,12 @@ use crate::cli::{Format, InspectArgs};
 use anyhow::Context;
 use bitsearch_onnx::Model;
 use bitsearch_types::{Layer, LayerKind};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 pub fn run(args: &InspectArgs) -> anyhow::Result<()> {
     let path = bitsearch_pipeline::workload::denoiser_file(&args.model);
     let model = Model::load(&path)?;
-    let dims: HashMap<String, usize> = args.dims.iter().cloned().collect();
+    let dims = bitsearch_pipeline::workload::measuring_dims(&path, &model, &args.dims)?;
     let layers = bitsearch_runtime::layers_with_costs(&model, bitsearch_types::Component::Unet, &dims)
         .with_context(|| format!("{}: measuring layer shapes", path.display()))?;
     let mut out = Printer::stdout();

@@ -28,7 +28,7 @@ pub fn run(args: &QuantizeArgs) -> anyhow::Result<()> {
     options.calibration.threads = args.threads.or(options.calibration.threads);
     let written = quantize(&args.model, &args.plan, &args.out, &options)?;
     let m = &written.manifest;
-    let float_bytes = std::fs::metadata(&m.model).map(|f| f.len()).unwrap_or(0);
+    let float_bytes = bitsearch_onnx::bytes_on_disk(&m.model)?;
     let mut out = Printer::stdout();
     out.line(format_args!(
         "{}: {} model(s) for {} step group(s), {} storage; {} layers with low-bit weights (integer codes or float16), {} with 8-bit activations",

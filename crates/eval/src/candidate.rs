@@ -19,22 +19,12 @@ pub enum Candidate {
 /// quantized folder, or a pipeline's `unet/` folder.
 pub(crate) fn model_bytes(path: &Path) -> Result<u64> {
     let target = if path.join("unet").is_dir() { path.join("unet") } else { path.to_path_buf() };
-    // A single file comes with the external-data files beside it that it names.
-    let external = if target.is_dir() { 0 } else { external_bytes(&target) };
-    tree_bytes(&target)
-        .map(|b| b + external)
-        .map_err(|e| EvalError::File { path: target.clone(), message: format!("cannot read: {e}") })
-}
-
-/// Bytes of the external-data files a model file references (none for most exports).
-fn external_bytes(model: &Path) -> u64 {
-    let dir = model.parent().unwrap_or(Path::new("."));
-    let name = model.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
-    [format!("{name}.data"), format!("{name}_data")]
-        .iter()
-        .filter_map(|f| std::fs::metadata(dir.join(f)).ok())
-        .map(|m| m.len())
-        .sum()
+    let error = |message: String| EvalError::File { path: target.clone(), message };
+    if target.is_dir() {
+        return tree_bytes(&target).map_err(|e| error(format!("cannot read: {e}")));
+    }
+    // A single file comes with the external-data files it names.
+    bitsearch_onnx::bytes_on_disk(&target).map_err(|e| error(e.to_string()))
 }
 
 /// The manifest of a `quantize` folder: in the folder itself (a denoiser) or its `unet/` (a

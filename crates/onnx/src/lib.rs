@@ -29,5 +29,5 @@ pub use builder::GraphBuilder;
 pub use error::{OnnxError, Result};
 pub use graph::{GraphView, NodeAttrs, declared_elem_type, declared_shape, declared_symbols};
 pub use layers::{discover_layers, fill_macs};
-pub use model::{ExternalData, Model, SharedData};
+pub use model::{ExternalData, Model, SharedData, bytes_on_disk, point_at};
 pub use tensor::{Codes, DataType, tensor_from_codes, tensor_from_f32, tensor_to_f32};

@@ -1,22 +1,32 @@
 //! Reading and writing whole ONNX models. Weights kept in external data files (the only way
-//! past protobuf's 2 GiB limit, as SDXL-size UNets need) are pulled into memory on load, and
-//! written out again on save when the model is large or the caller asks.
+//! past protobuf's 2 GiB limit, as SDXL-size UNets need) are memory-mapped on load, not
+//! copied: every clone of the model, and every session built from it, shares the mapped pages.
 
 use crate::error::{OnnxError, Result};
 use crate::pb::tensor_proto::DataLocation;
 use crate::pb::{GraphProto, ModelProto, StringStringEntryProto, TensorProto};
-use bitsearch_types::write_atomically;
+use bitsearch_types::{write_atomically, write_atomically_with};
+use bytes::Bytes;
 use prost::Message;
 use std::collections::HashMap;
 use std::fs::File;
-use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
-/// A loaded model: the protobuf with every tensor's data in memory.
+/// A loaded model: the protobuf, each tensor's bytes either its own or a slice of a mapped
+/// external-data file.
 #[derive(Debug, Clone)]
 pub struct Model {
     pub proto: ModelProto,
     path: Option<PathBuf>,
+    /// The external-data files the tensors were read from, mapped.
+    mapped: Vec<MappedFile>,
+}
+
+/// One external-data file, memory-mapped.
+#[derive(Debug, Clone)]
+struct MappedFile {
+    path: PathBuf,
+    bytes: Bytes,
 }
 
 /// Where `save` puts tensor data.
@@ -37,22 +47,27 @@ const AUTO_MIN_EXTERNAL_BYTES: usize = 1024;
 
 impl Model {
     pub fn new(proto: ModelProto) -> Self {
-        Self { proto, path: None }
+        Self { proto, path: None, mapped: Vec::new() }
     }
 
-    /// Reads an .onnx file and any external data files it references.
+    /// Reads an .onnx file and maps the external data files it references.
     pub fn load(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
         let bytes = std::fs::read(path).map_err(|source| OnnxError::Read { path: path.to_path_buf(), source })?;
         let dir = path.parent().unwrap_or(Path::new("."));
-        let mut model = Self::from_bytes(&bytes, path)?;
-        resolve_external(&mut model.proto, dir, path)?;
+        // Decoding from `Bytes` makes inline tensors slices of the file's buffer, not copies.
+        let mut model = Self::decode(Bytes::from(bytes), path)?;
+        model.mapped = resolve_external(&mut model.proto, dir, path)?;
         model.path = Some(path.to_path_buf());
         Ok(model)
     }
 
     /// Decodes and checks a model held in memory; `label` names it in error messages.
     pub fn from_bytes(bytes: &[u8], label: &Path) -> Result<Self> {
+        Self::decode(Bytes::copy_from_slice(bytes), label)
+    }
+
+    fn decode(bytes: Bytes, label: &Path) -> Result<Self> {
         let not_onnx = |reason: String| OnnxError::NotOnnx { path: label.to_path_buf(), reason };
         if bytes.is_empty() {
             return Err(not_onnx("the file is empty".into()));
@@ -66,7 +81,7 @@ impl Model {
         if graph.node.is_empty() || graph.output.is_empty() {
             return Err(not_onnx("its graph has no nodes or no outputs".into()));
         }
-        Ok(Self { proto, path: None })
+        Ok(Self::new(proto))
     }
 
     /// The file this model was loaded from, if any.
@@ -87,6 +102,17 @@ impl Model {
     /// The model as protobuf bytes with every tensor inline.
     pub fn to_bytes(&self) -> Vec<u8> {
         self.proto.encode_to_vec()
+    }
+
+    /// The mapped external-data file `raw` is a slice of, and its offset there: such a
+    /// tensor can be handed to ONNX Runtime as a reference to the file, not as bytes.
+    pub fn file_backing(&self, raw: &[u8]) -> Option<(&Path, usize)> {
+        let start = raw.as_ptr() as usize;
+        self.mapped.iter().find_map(|file| {
+            let base = file.bytes.as_ptr() as usize;
+            let inside = start >= base && start + raw.len() <= base + file.bytes.len();
+            inside.then(|| (file.path.as_path(), start - base))
+        })
     }
 
     /// Total bytes of tensor data, the quantity that decides inline vs external storage.
@@ -119,13 +145,53 @@ impl Model {
         let data_name = format!("{file_name}.data");
         let data_path = path.with_file_name(&data_name);
         let mut proto = self.proto.clone();
-        let mut blob = Vec::new();
+        // Tensors are written one by one as they are taken out, so saving holds no second
+        // copy of the weights (the clone shares their bytes with `self`). Each starts aligned,
+        // so that a reader can use the mapped bytes in place.
+        let mut end = 0usize;
+        let mut taken = Vec::new();
         if let Some(graph) = proto.graph.as_mut() {
-            visit_graph_tensors_mut(graph, &mut |t| externalize(t, &data_name, min_bytes, &mut blob));
+            visit_graph_tensors_mut(graph, &mut |t| {
+                let Some(raw) = t.raw_data.take_if(|r| r.len() >= min_bytes.max(1)) else { return };
+                let offset = end.next_multiple_of(alignment(raw.len()));
+                point_at(t, &data_name, offset, raw.len());
+                end = offset + raw.len();
+                taken.push((offset, raw));
+            });
         }
-        write_atomically(&data_path, &blob).map_err(write_err(&data_path))?;
+        let write_data = |file: &mut dyn std::io::Write| {
+            let mut at = 0;
+            for (offset, raw) in &taken {
+                file.write_all(&vec![0; offset - at])?;
+                file.write_all(raw)?;
+                at = offset + raw.len();
+            }
+            Ok(())
+        };
+        write_atomically_with(&data_path, write_data).map_err(write_err(&data_path))?;
         write_atomically(path, &proto.encode_to_vec()).map_err(write_err(path))
     }
+}
+
+/// Bytes a model file takes on disk: the file itself and every distinct external-data file
+/// its tensors name (whatever their names: `weights.pb`, `model.onnx_data`, one per tensor).
+pub fn bytes_on_disk(path: &Path) -> Result<u64> {
+    let read_error = |source| OnnxError::Read { path: path.to_path_buf(), source };
+    let bytes = std::fs::read(path).map_err(read_error)?;
+    let own = bytes.len() as u64;
+    let model = Model::decode(Bytes::from(bytes), path)?;
+    let mut locations = std::collections::BTreeSet::new();
+    visit_graph_tensors(model.graph(), &mut |t| {
+        if t.data_location() == DataLocation::External {
+            locations.extend(t.external_data.iter().filter(|e| e.key() == "location").map(|e| e.value().to_string()));
+        }
+    });
+    let dir = path.parent().unwrap_or(Path::new("."));
+    locations.iter().try_fold(own, |total, location| {
+        let file = dir.join(location);
+        let len = std::fs::metadata(&file).map_err(|source| OnnxError::Read { path: file, source })?.len();
+        Ok(total + len)
+    })
 }
 
 /// One external-data file shared by several models: each distinct tensor (same name, same
@@ -140,7 +206,7 @@ pub struct SharedData {
     stored: HashMap<(String, usize, u64), Vec<usize>>,
 }
 
-/// Tensors at least this large are page-aligned in a [`SharedData`] file.
+/// Tensors at least this large are page-aligned in a data file.
 const PAGE_ALIGNED_BYTES: usize = 1 << 16;
 const PAGE: usize = 4096;
 /// Alignment of the other tensors (any element type reads aligned).
@@ -171,8 +237,7 @@ impl SharedData {
         let offset = match copies.iter().find(|&&o| self.blob[o..o + raw.len()] == raw[..]) {
             Some(&offset) => offset,
             None => {
-                let align = if raw.len() >= PAGE_ALIGNED_BYTES { PAGE } else { SMALL_ALIGN };
-                self.blob.resize(self.blob.len().next_multiple_of(align), 0);
+                self.blob.resize(self.blob.len().next_multiple_of(alignment(raw.len())), 0);
                 let offset = self.blob.len();
                 self.blob.extend_from_slice(&raw);
                 copies.push(offset);
@@ -192,27 +257,28 @@ impl SharedData {
     }
 }
 
-/// Moves one tensor's bytes into `blob` and points the tensor at them.
-fn externalize(t: &mut TensorProto, location: &str, min_bytes: usize, blob: &mut Vec<u8>) {
-    let Some(raw) = t.raw_data.take_if(|r| r.len() >= min_bytes.max(1)) else { return };
-    point_at(t, location, blob.len(), raw.len());
-    blob.extend_from_slice(&raw);
+/// Where a tensor of `len` bytes starts in a data file: large ones on a page boundary (ONNX
+/// Runtime can then map them), the others aligned for any element type.
+fn alignment(len: usize) -> usize {
+    if len >= PAGE_ALIGNED_BYTES { PAGE } else { SMALL_ALIGN }
 }
 
-/// Points a tensor (its data taken out) at `length` bytes at `offset` of the file `location`.
-fn point_at(t: &mut TensorProto, location: &str, offset: usize, length: usize) {
+/// Points a tensor at `length` bytes at `offset` of the file `location`, dropping any bytes it
+/// held.
+pub fn point_at(t: &mut TensorProto, location: &str, offset: usize, length: usize) {
     let entry = |key: &str, value: String| StringStringEntryProto { key: Some(key.into()), value: Some(value) };
     t.external_data = vec![
         entry("location", location.to_string()),
         entry("offset", offset.to_string()),
         entry("length", length.to_string()),
     ];
+    t.raw_data = None;
     t.set_data_location(DataLocation::External);
 }
 
-/// Replaces every external reference with the bytes it points to.
-fn resolve_external(proto: &mut ModelProto, dir: &Path, model_path: &Path) -> Result<()> {
-    let mut files: HashMap<String, File> = HashMap::new();
+/// Points every external reference at the bytes of its file, mapped; returns the files.
+fn resolve_external(proto: &mut ModelProto, dir: &Path, model_path: &Path) -> Result<Vec<MappedFile>> {
+    let mut files: HashMap<String, MappedFile> = HashMap::new();
     let mut failure = None;
     if let Some(graph) = proto.graph.as_mut() {
         visit_graph_tensors_mut(graph, &mut |t| {
@@ -225,10 +291,10 @@ fn resolve_external(proto: &mut ModelProto, dir: &Path, model_path: &Path) -> Re
             }
         });
     }
-    failure.map_or(Ok(()), Err)
+    failure.map_or_else(|| Ok(files.into_values().collect()), Err)
 }
 
-fn load_external(t: &mut TensorProto, dir: &Path, files: &mut HashMap<String, File>) -> Result<(), String> {
+fn load_external(t: &mut TensorProto, dir: &Path, files: &mut HashMap<String, MappedFile>) -> Result<(), String> {
     let get = |key: &str| t.external_data.iter().find(|e| e.key() == key).map(|e| e.value().to_string());
     let location = get("location").ok_or("no 'location' entry")?;
     if Path::new(&location).is_absolute() || location.split(['/', '\\']).any(|part| part == "..") {
@@ -240,12 +306,9 @@ fn load_external(t: &mut TensorProto, dir: &Path, files: &mut HashMap<String, Fi
     let offset = number("offset")?.unwrap_or(0);
     let file = match files.entry(location.clone()) {
         std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
-        std::collections::hash_map::Entry::Vacant(e) => {
-            let path = dir.join(&location);
-            e.insert(File::open(&path).map_err(|err| format!("cannot open {}: {err}", path.display()))?)
-        }
+        std::collections::hash_map::Entry::Vacant(e) => e.insert(map(&dir.join(&location))?),
     };
-    let file_len = file.metadata().map_err(|e| e.to_string())?.len();
+    let file_len = file.bytes.len() as u64;
     let length = match number("length")? {
         Some(n) => n,
         None => file_len.checked_sub(offset).ok_or("offset is past the end of the file")?,
@@ -253,12 +316,24 @@ fn load_external(t: &mut TensorProto, dir: &Path, files: &mut HashMap<String, Fi
     if offset.checked_add(length).is_none_or(|end| end > file_len) {
         return Err(format!("{location} holds {file_len} bytes, the tensor needs {length} at offset {offset}"));
     }
-    let mut raw = vec![0u8; usize::try_from(length).map_err(|_| "tensor too large for this machine")?];
-    file.seek(SeekFrom::Start(offset)).and_then(|_| file.read_exact(&mut raw)).map_err(|e| e.to_string())?;
-    t.raw_data = Some(raw.into());
+    // Both lie within the mapped length, so they fit a usize.
+    let (start, end) = (offset as usize, (offset + length) as usize);
+    t.raw_data = Some(file.bytes.slice(start..end));
     t.external_data.clear();
     t.data_location = None;
     Ok(())
+}
+
+/// Maps a data file read-only; its pages are read from disk as tensors are touched.
+fn map(path: &Path) -> Result<MappedFile, String> {
+    let file = File::open(path).map_err(|err| format!("cannot open {}: {err}", path.display()))?;
+    // SAFETY: the mapping is read-only. Its bytes change only if another process rewrites the
+    // file in place while bitsearch runs: bitsearch never writes a file it reads (an output
+    // that would overwrite an input is refused) and replaces files by renaming, which leaves
+    // a mapped file's pages as they were.
+    #[allow(unsafe_code)]
+    let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|err| format!("cannot map {}: {err}", path.display()))?;
+    Ok(MappedFile { path: path.to_path_buf(), bytes: Bytes::from_owner(map) })
 }
 
 /// Calls `f` on every tensor of the graph: initializers, Constant-like attributes, subgraphs.

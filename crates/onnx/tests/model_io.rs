@@ -49,7 +49,14 @@ fn external_data_round_trips_and_keeps_the_model_file_small() {
     model.save(&path, ExternalData::Always { min_bytes: 16 }).unwrap();
     let data = dir.path().join("m.onnx.data");
     let weights = 4 * (4 * 2 * 9 + 4) + 2 * 3 * 144;
-    assert_eq!(std::fs::metadata(&data).unwrap().len(), weights as u64);
+    // Each tensor starts 64-byte aligned, so a reader can use the mapped bytes in place.
+    let stored = std::fs::metadata(&data).unwrap().len();
+    assert!(stored >= weights && stored < weights + 64 * 4, "{stored} bytes for {weights} of weights");
+    for t in &bitsearch_onnx::Model::load(&path).unwrap().graph().initializer {
+        if let Some(raw) = t.raw_data.as_ref().filter(|r| r.len() >= 16) {
+            assert_eq!(raw.as_ptr().align_offset(64), 0, "{}", t.name());
+        }
+    }
     assert!(std::fs::metadata(&path).unwrap().len() < 1000, "weights must live in the data file");
     assert_eq!(Model::load(&path).unwrap().proto, model.proto);
     // No temporary files are left behind.

@@ -18,6 +18,7 @@ mod error;
 mod library;
 mod session;
 mod shapes;
+mod shared;
 
 pub use device::{ActiveDevice, Device};
 pub use error::{Result, RuntimeError};

@@ -5,6 +5,7 @@
 
 use crate::device::{self, ActiveDevice, Device};
 use crate::error::{Result, RuntimeError};
+use crate::shared::SharedWeights;
 use bitsearch_onnx::{DataType, ExternalData, Model, declared_elem_type, declared_shape, declared_symbols, rewrite};
 use half::{bf16, f16};
 use ndarray::{ArrayD, ArrayViewD, IxDyn};
@@ -52,6 +53,8 @@ pub struct Session {
     fetch: Vec<String>,
     overridable: Overridable,
     device: ActiveDevice,
+    /// The weights ONNX Runtime reads in place; they must outlive `inner`.
+    _shared: SharedWeights,
 }
 
 impl std::fmt::Debug for Session {
@@ -67,8 +70,9 @@ impl Session {
         let label = model.path().map_or_else(|| model.graph().name().to_string(), |p| p.display().to_string());
         let inputs = declared_inputs(model, &label)?;
         let (prepared, overridable, carriers) = prepare(model, options)?;
+        let (prepared, shared) = share_weights(prepared)?;
         let session_error = |message: String| RuntimeError::Session { model: label.clone(), message };
-        let make_builder = || builder(options, &label);
+        let make_builder = || shared.apply(builder(options, &label)?).map_err(|e| session_error(e.to_string()));
         // Kept alive until the session is built: large models are read from it.
         let spill = tempfile::tempdir().map_err(|e| session_error(format!("temporary folder: {e}")))?;
         let spill_path = spill.path().join("model.onnx");
@@ -86,7 +90,7 @@ impl Session {
         let declared: Vec<String> = model.graph().output.iter().map(|o| o.name().to_string()).collect();
         let outputs = declared.iter().chain(&options.extra_outputs).cloned().collect();
         let fetch = declared.into_iter().chain(carriers).collect();
-        Ok(Self { inner, label, inputs, outputs, fetch, overridable, device })
+        Ok(Self { inner, label, inputs, outputs, fetch, overridable, device, _shared: shared })
     }
 
     /// Builds the session from the file itself, so that ONNX Runtime memory-maps its external
@@ -115,7 +119,8 @@ impl Session {
         let (inner, device) = device::build(options.device, || builder(options, &label), commit)?;
         let outputs: Vec<String> = inner.outputs().iter().map(|o| o.name().to_string()).collect();
         let fetch = outputs.clone();
-        Ok(Self { inner, label, inputs, outputs, fetch, overridable: Overridable::new(), device })
+        let (overridable, _shared) = (Overridable::new(), SharedWeights::default());
+        Ok(Self { inner, label, inputs, outputs, fetch, overridable, device, _shared })
     }
 
     pub fn inputs(&self) -> &[InputSpec] {
@@ -246,6 +251,15 @@ fn declared_inputs(model: &Model, label: &str) -> Result<Vec<InputSpec>> {
             })
         })
         .collect()
+}
+
+/// The model with its file-backed weights shared rather than copied; unchanged when what is
+/// left inline would still pass the in-memory limit (the spilled file could not point into
+/// the weights' own folder).
+fn share_weights(prepared: Model) -> Result<(Model, SharedWeights)> {
+    let mut lean = prepared.clone();
+    let shared = SharedWeights::take(&mut lean)?;
+    Ok(if lean.tensor_bytes() > IN_MEMORY_LIMIT_BYTES { (prepared, SharedWeights::default()) } else { (lean, shared) })
 }
 
 /// Copies the model, exposes the overridable weights as inputs and the extra values as outputs;

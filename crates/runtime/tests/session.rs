@@ -140,3 +140,49 @@ fn a_graph_input_asked_for_as_an_output_comes_back_as_fed() {
         assert_eq!(out[0], out[2]);
     }
 }
+
+/// `y = (x · W + b) · cast(H)` with W, b f32 and H stored f16, each weight large enough
+/// (256 KiB, 128 KiB) that a session over the file shares it rather than copying it.
+fn wide_model() -> Model {
+    use bitsearch_onnx::DataType;
+    use bitsearch_onnx::builder::{Attr, Dim, GraphBuilder};
+    let n = 256;
+    let values = |seed: f32| ArrayD::from_shape_fn(IxDyn(&[n, n]), |i| ((i[0] * n + i[1]) as f32 * seed).sin() * 0.1);
+    let mut b = GraphBuilder::new("wide");
+    let x = b.input("x", DataType::F32, &[Dim::sym("batch"), Dim::Fixed(n)]);
+    let w = b.initializer("w", values(0.37));
+    let bias = b.initializer("bias", ArrayD::from_elem(IxDyn(&[n]), 0.25));
+    let h = b.initializer_typed("h", &values(0.11), DataType::F16);
+    let y = b.node("linear", "MatMul", &[&x, &w], &[]);
+    let y = b.node("add_bias", "Add", &[&y, &bias], &[]);
+    let h = b.node("cast_h", "Cast", &[&h], &[Attr::Int("to", i64::from(DataType::F32.to_onnx()))]);
+    let y = b.node("out", "MatMul", &[&y, &h], &[]);
+    b.output(&y, DataType::F32, &[Dim::sym("batch"), Dim::Fixed(n)]);
+    b.build()
+}
+
+#[test]
+fn weights_read_in_place_from_the_data_file_compute_what_copied_weights_compute() {
+    let model = wide_model();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("wide.onnx");
+    model.save(&path, ExternalData::Always { min_bytes: 1024 }).unwrap();
+    let loaded = Model::load(&path).unwrap();
+    let x = ArrayD::from_shape_fn(IxDyn(&[3, 256]), |i| ((i[0] * 256 + i[1]) as f32 * 0.013).cos());
+    let feeds = [("x", x.view())];
+    let copied = cpu_session(&model, vec![]).run(&feeds, &[]).unwrap();
+    // The Cast of `h` is folded while the session is built: the folding must read the file's
+    // bytes, not a stand-in.
+    let mut shared = cpu_session(&loaded, vec!["w".into()]);
+    let in_place = shared.run(&feeds, &[]).unwrap();
+    let diff = (&copied[0] - &in_place[0]).mapv(f32::abs).fold(0.0f32, |a, &b| a.max(b));
+    assert!(diff < 1e-5, "weights read in place differ from copied ones by {diff}");
+    // A shared weight stays overridable, and its stored values come back exactly.
+    let zeros = ArrayD::zeros(IxDyn(&[256, 256]));
+    let overridden = shared.run(&feeds, &[("w", zeros.view())]).unwrap();
+    assert_ne!(overridden[0], in_place[0]);
+    assert_eq!(shared.run(&feeds, &[]).unwrap(), in_place);
+    // Sessions outlive the model they were built from: they hold the mapping themselves.
+    drop(loaded);
+    assert_eq!(shared.run(&feeds, &[]).unwrap(), in_place);
+}

@@ -12,6 +12,7 @@ mod tokenizer;
 mod unet;
 mod vae;
 
+pub(crate) use layout::unet_sample_size;
 pub use layout::{ModelIndex, VaeConfig};
 pub use text::{TokenNorms, token_norms};
 pub use tokenizer::PromptTokenizer;

@@ -18,6 +18,7 @@ use crate::sessions::DenoiserSessions;
 use bitsearch_onnx::Model;
 use bitsearch_runtime::{ActiveDevice, SessionOptions};
 use ndarray::{ArrayD, ArrayViewD};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 type Result<T, E = PipelineError> = std::result::Result<T, E>;
@@ -142,7 +143,56 @@ pub fn observe_steps(
 
 /// The denoiser file of `path`: the file itself, or `unet/model.onnx` in a diffusers folder.
 pub fn denoiser_file(path: &Path) -> PathBuf {
-    if path.is_dir() { path.join("unet").join("model.onnx") } else { path.to_path_buf() }
+    if !path.is_dir() {
+        return path.to_path_buf();
+    }
+    // diffusers names a DiT's denoiser `transformer/`.
+    let transformer = path.join("transformer").join("model.onnx");
+    if transformer.is_file() && !path.join("unet").is_dir() {
+        transformer
+    } else {
+        path.join("unet").join("model.onnx")
+    }
+}
+
+/// Sizes for a denoiser's symbolic input dimensions when it is run once to measure it: those
+/// `given`, then the spatial ones (last two of a 4-D input) from `sample_size` in the
+/// `config.json` beside the file; the others (batch, sequence) run at 1. A spatial dimension
+/// with neither is refused by name before anything runs: a UNet cannot run at 1×1.
+pub fn measuring_dims(model_file: &Path, model: &Model, given: &[(String, usize)]) -> Result<HashMap<String, usize>> {
+    let mut dims: HashMap<String, usize> = given.iter().cloned().collect();
+    let config = model_file.with_file_name("config.json");
+    let sample_size = crate::diffusers::unet_sample_size(&config)?;
+    let mut missing = Vec::new();
+    for input in &model.graph().input {
+        let symbols = bitsearch_onnx::declared_symbols(input);
+        if symbols.len() != 4 {
+            continue;
+        }
+        for (axis, symbol) in symbols.iter().enumerate().skip(2) {
+            let Some(symbol) = symbol.as_ref().filter(|s| !dims.contains_key(*s)) else { continue };
+            match sample_size {
+                Some((height, width)) => {
+                    dims.insert(symbol.clone(), if axis == 2 { height } else { width });
+                }
+                None if !missing.contains(symbol) => missing.push(symbol.clone()),
+                None => {}
+            }
+        }
+    }
+    if missing.is_empty() {
+        return Ok(dims);
+    }
+    let flags: Vec<String> = missing.iter().map(|m| format!("--dim {m}=SIZE")).collect();
+    Err(PipelineError::file(
+        model_file,
+        format!(
+            "the spatial dimensions {} are symbolic and no config.json with sample_size lies beside the model: give \
+             them as {} (latent pixels, e.g. 64 for SD 1.5 at 512×512)",
+            missing.join(", "),
+            flags.join(" ")
+        ),
+    ))
 }
 
 /// Items cut into batches of at most `batch`.
