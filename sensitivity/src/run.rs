@@ -100,8 +100,11 @@ impl SensitivityRun {
     pub fn open(model: &Path, config: SensitivityConfig, shard_of: Shard) -> Result<Self> {
         config.validate()?;
         let workload = workload::open(model, &config.generation).map_err(in_generation)?;
-        let dims = config.generation.dims.clone().into_iter().collect();
         let denoiser = workload.model()?;
+        // Spatial sizes the config.json beside a lone denoiser gives, as the workload took them.
+        let symbols: Vec<_> = denoiser.graph().input.iter().map(bitsearch_onnx::declared_symbols).collect();
+        let given: Vec<(String, usize)> = config.generation.dims.clone().into_iter().collect();
+        let dims = workload::config_dims(&workload::denoiser_file(model), &symbols, &given).map_err(in_generation)?.0;
         let layers = layers_with_costs(&denoiser, Component::Unet, &dims)?;
         let selected = select(&layers, &config)?;
         let groups = metric_groups(&layers, &config)?;

@@ -24,7 +24,8 @@ pub struct SampleArgs {
     /// seed's noise, e.g. to reproduce another implementation's run (diffusers folders).
     #[arg(long)]
     pub latents: Option<PathBuf>,
-    /// Also write the raw images, unclamped, as OUT/samples.npy (float32 [num, channels, H, W]).
+    /// Also write the raw images, unclamped, as OUT/samples.npy (float32 [num, channels, H, W]);
+    /// for samples that are no picture (a lone latent denoiser's 4 channels), the only output.
     #[arg(long)]
     pub npy: bool,
     /// Output folder for the PNG files.

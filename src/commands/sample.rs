@@ -31,7 +31,7 @@ pub fn run(args: &SampleArgs) -> anyhow::Result<()> {
         }
         anyhow::Ok(())
     };
-    if args.model.is_dir() {
+    if args.model.join("model_index.json").is_file() {
         let mut pipeline = Diffusers::open(args, &spec)?;
         let latents = args.latents.as_deref().map(|path| read_latents(path, seeds.len())).transpose()?;
         for (i, chunk) in seeds.chunks(batch).enumerate() {
@@ -50,7 +50,8 @@ pub fn run(args: &SampleArgs) -> anyhow::Result<()> {
                 args.model.display()
             );
         }
-        let mut pipeline = denoiser(&args.model, &spec)?;
+        // A file, or a folder holding a denoiser alone (`unet/`, `transformer/`).
+        let mut pipeline = denoiser(&bitsearch_pipeline::workload::denoiser_file(&args.model), &spec)?;
         let model = pipeline.spec();
         let kind = spec.sampler.unwrap_or_else(|| model.default_sampler());
         let steps = spec.steps.unwrap_or(1);
@@ -126,6 +127,18 @@ impl Diffusers {
 
 /// Writes the samples numbered from `first` and prints each file's path.
 fn write(out: &mut Printer, args: &SampleArgs, first: usize, samples: &ArrayD<f32>) -> anyhow::Result<()> {
+    // Latents (a lone denoiser's 4 channels) have no picture: --npy alone keeps them.
+    let picture = matches!(samples.shape().get(1), Some(1 | 3));
+    if args.npy && !picture {
+        return Ok(());
+    }
+    if !picture {
+        bail!(
+            "{}: the samples have {} channels, not an image's 1 or 3 (latents): write them with --npy",
+            args.model.display(),
+            samples.shape().get(1).copied().unwrap_or(0)
+        );
+    }
     for path in save_samples(samples.view(), SAMPLE_RANGE, &args.out, "sample_", first)? {
         out.line(path.display())?;
     }
@@ -148,6 +161,9 @@ fn read_latents(path: &Path, num: usize) -> anyhow::Result<ArrayD<f32>> {
 }
 
 fn write_npy(path: &Path, values: &ArrayD<f32>) -> anyhow::Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("{}: cannot create", dir.display()))?;
+    }
     let mut bytes = Vec::new();
     values.write_npy(&mut bytes)?;
     write_atomically(path, &bytes).with_context(|| format!("{}: cannot write", path.display()))

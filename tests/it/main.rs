@@ -14,3 +14,4 @@ mod serve;
 mod shapes_t2i;
 mod solve;
 mod terrain;
+mod zoo;

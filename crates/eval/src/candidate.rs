@@ -15,10 +15,19 @@ pub enum Candidate {
     Simulated(PathBuf),
 }
 
+/// The folder of a pipeline's denoiser (`unet/`, `transformer/`); `path` itself otherwise.
+fn denoiser_dir(path: &Path) -> PathBuf {
+    let file = bitsearch_pipeline::workload::denoiser_file(path);
+    match file.parent() {
+        Some(dir) if path.is_dir() && dir.is_dir() => dir.to_path_buf(),
+        _ => path.to_path_buf(),
+    }
+}
+
 /// Bytes of the denoiser a model path stands for: the file and its external data, the
-/// quantized folder, or a pipeline's `unet/` folder.
+/// quantized folder, or a pipeline's `unet/` (or `transformer/`) folder.
 pub(crate) fn model_bytes(path: &Path) -> Result<u64> {
-    let target = if path.join("unet").is_dir() { path.join("unet") } else { path.to_path_buf() };
+    let target = denoiser_dir(path);
     let error = |message: String| EvalError::File { path: target.clone(), message };
     if target.is_dir() {
         return tree_bytes(&target).map_err(|e| error(format!("cannot read: {e}")));
@@ -30,7 +39,7 @@ pub(crate) fn model_bytes(path: &Path) -> Result<u64> {
 /// The manifest of a `quantize` folder: in the folder itself (a denoiser) or its `unet/` (a
 /// pipeline); None for any other model.
 pub fn manifest_of(path: &Path) -> Result<Option<Manifest>> {
-    Ok(Manifest::find(path)?.or(Manifest::find(&path.join("unet"))?))
+    Ok(Manifest::find(path)?.or(Manifest::find(&denoiser_dir(path))?))
 }
 
 /// What a plan predicted: mean weight bits, SQNR, SSIM, PSNR (NaN without a plan).

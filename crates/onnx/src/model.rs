@@ -22,11 +22,29 @@ pub struct Model {
     mapped: Vec<MappedFile>,
 }
 
-/// One external-data file, memory-mapped.
+/// One file, memory-mapped.
 #[derive(Debug, Clone)]
 struct MappedFile {
+    /// Canonical: the key under which the process shares the mapping.
     path: PathBuf,
     bytes: Bytes,
+}
+
+/// The files this process has mapped and still uses: models read from one file share its
+/// pages, so two loads of a model (the reference and a copy being probed) hold one copy of its
+/// weights. Weak: a file is unmapped once no tensor refers to it.
+static MAPPED: std::sync::Mutex<Vec<(PathBuf, Stamp, std::sync::Weak<memmap2::Mmap>)>> =
+    std::sync::Mutex::new(Vec::new());
+
+type Stamp = (u64, Option<std::time::SystemTime>);
+
+/// A shared mapping as the owner of `Bytes`.
+struct SharedMap(std::sync::Arc<memmap2::Mmap>);
+
+impl AsRef<[u8]> for SharedMap {
+    fn as_ref(&self) -> &[u8] {
+        &self.0
+    }
 }
 
 /// Where `save` puts tensor data.
@@ -50,16 +68,26 @@ impl Model {
         Self { proto, path: None, mapped: Vec::new() }
     }
 
-    /// Reads an .onnx file and maps the external data files it references.
+    /// Maps an .onnx file and the external data files it references. Tensors stored inline are
+    /// slices of the mapped .onnx file, external ones of their data file: nothing is copied.
     pub fn load(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
-        let bytes = std::fs::read(path).map_err(|source| OnnxError::Read { path: path.to_path_buf(), source })?;
+        let file = map(path).map_err(|reason| match reason {
+            MapError::Io(source) => OnnxError::Read { path: path.to_path_buf(), source },
+            MapError::Other(reason) => OnnxError::NotOnnx { path: path.to_path_buf(), reason },
+        })?;
         let dir = path.parent().unwrap_or(Path::new("."));
-        // Decoding from `Bytes` makes inline tensors slices of the file's buffer, not copies.
-        let mut model = Self::decode(Bytes::from(bytes), path)?;
+        let mut model = Self::decode(file.bytes.clone(), path)?;
         model.mapped = resolve_external(&mut model.proto, dir, path)?;
+        model.mapped.push(file);
         model.path = Some(path.to_path_buf());
         Ok(model)
+    }
+
+    /// A model made from this one by editing its protobuf: tensors it keeps still lie in the
+    /// same mapped files.
+    pub fn derived(&self, proto: ModelProto) -> Self {
+        Self { proto, path: None, mapped: self.mapped.clone() }
     }
 
     /// Decodes and checks a model held in memory; `label` names it in error messages.
@@ -306,7 +334,10 @@ fn load_external(t: &mut TensorProto, dir: &Path, files: &mut HashMap<String, Ma
     let offset = number("offset")?.unwrap_or(0);
     let file = match files.entry(location.clone()) {
         std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
-        std::collections::hash_map::Entry::Vacant(e) => e.insert(map(&dir.join(&location))?),
+        std::collections::hash_map::Entry::Vacant(e) => {
+            let path = dir.join(&location);
+            e.insert(map(&path).map_err(|err| format!("cannot open {}: {err}", path.display()))?)
+        }
     };
     let file_len = file.bytes.len() as u64;
     let length = match number("length")? {
@@ -324,16 +355,39 @@ fn load_external(t: &mut TensorProto, dir: &Path, files: &mut HashMap<String, Ma
     Ok(())
 }
 
-/// Maps a data file read-only; its pages are read from disk as tensors are touched.
-fn map(path: &Path) -> Result<MappedFile, String> {
-    let file = File::open(path).map_err(|err| format!("cannot open {}: {err}", path.display()))?;
+#[derive(Debug, thiserror::Error)]
+enum MapError {
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    #[error("{0}")]
+    Other(String),
+}
+
+/// Maps a file read-only, or returns the process's mapping of it; pages are read from disk as
+/// tensors are touched.
+fn map(path: &Path) -> Result<MappedFile, MapError> {
+    let file = File::open(path)?;
+    let meta = file.metadata()?;
+    if meta.len() == 0 {
+        return Err(MapError::Other("the file is empty".into()));
+    }
+    let canonical = path.canonicalize()?;
+    // A file replaced since it was mapped (other length or time) is mapped anew.
+    let stamp = (meta.len(), meta.modified().ok());
+    let mut mapped = MAPPED.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    mapped.retain(|(_, _, map)| map.strong_count() > 0);
+    let known = mapped.iter().find(|(p, s, _)| *p == canonical && *s == stamp).and_then(|(_, _, map)| map.upgrade());
+    if let Some(map) = known {
+        return Ok(MappedFile { path: canonical, bytes: Bytes::from_owner(SharedMap(map)) });
+    }
     // SAFETY: the mapping is read-only. Its bytes change only if another process rewrites the
     // file in place while bitsearch runs: bitsearch never writes a file it reads (an output
     // that would overwrite an input is refused) and replaces files by renaming, which leaves
     // a mapped file's pages as they were.
     #[allow(unsafe_code)]
-    let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|err| format!("cannot map {}: {err}", path.display()))?;
-    Ok(MappedFile { path: path.to_path_buf(), bytes: Bytes::from_owner(map) })
+    let map = std::sync::Arc::new(unsafe { memmap2::Mmap::map(&file) }?);
+    mapped.push((canonical.clone(), stamp, std::sync::Arc::downgrade(&map)));
+    Ok(MappedFile { path: canonical, bytes: Bytes::from_owner(SharedMap(map)) })
 }
 
 /// Calls `f` on every tensor of the graph: initializers, Constant-like attributes, subgraphs.

@@ -10,7 +10,7 @@ use crate::sampler::{self, Denoiser, Prediction, SampleError, SamplerKind, Sampl
 use crate::schedule::{BetaSchedule, DiscreteSchedule, TimestepSpacing, vp_alpha_cumprod};
 use bitsearch_runtime::{InputSpec, RuntimeError, Session};
 pub use bitsearch_types::generation::TimeKind;
-use ndarray::{ArrayD, ArrayViewD, IxDyn};
+use ndarray::{ArrayD, ArrayViewD, Axis, IxDyn, Slice};
 use std::collections::HashMap;
 
 /// What the caller tells the pipeline beyond what the model declares.
@@ -317,7 +317,16 @@ impl<'a> Network<'a> {
         let time = ArrayD::from_elem(IxDyn(time_shape), self.spec.time_map.apply(f64::from(t)) as f32);
         let mut feeds = vec![(self.spec.sample_input.as_str(), x.view()), (self.spec.time_input.as_str(), time.view())];
         feeds.extend(self.conditions.iter().map(|(n, v)| (n.as_str(), v.view())));
-        self.session.run(&feeds, overrides)
+        let mut outputs = self.session.run(&feeds, overrides)?;
+        // Learned-variance models (DiT, PixArt) stack a variance interpolation after the
+        // prediction on the channel axis; samplers use the prediction alone, as diffusers' do.
+        if let Some(prediction) = outputs.first_mut() {
+            let channels = x.shape().get(1).copied().unwrap_or(0);
+            if prediction.ndim() == x.ndim() && prediction.ndim() > 1 && prediction.shape()[1] == 2 * channels {
+                *prediction = prediction.slice_axis(Axis(1), Slice::from(..channels)).to_owned();
+            }
+        }
+        Ok(outputs)
     }
 }
 

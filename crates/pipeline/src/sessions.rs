@@ -47,8 +47,7 @@ impl DenoiserSessions {
 
     /// The sessions of the denoiser at `path`: a `quantize` folder, or a file with such a
     /// folder's manifest beside it, gives every model the manifest lists; any other file itself.
-    /// Sessions are built from the files (external data memory-mapped, no copy of the weights in
-    /// bitsearch) unless `options` edit the graph, which needs the model in memory.
+    /// The files are memory-mapped and their weights read in place (see `Session::new`).
     pub fn open(path: &Path, options: &SessionOptions) -> Result<Self, PipelineError> {
         let dir = if path.is_dir() { path } else { path.parent().unwrap_or(Path::new(".")) };
         let manifest = Manifest::find(dir).map_err(|e| PipelineError::file(dir, e.to_string()))?;
@@ -56,18 +55,14 @@ impl DenoiserSessions {
             if path.is_dir() {
                 return Err(PipelineError::file(path, "is a folder without a bitsearch quantization manifest"));
             }
-            let session = if options.overridable.is_empty() && options.extra_outputs.is_empty() {
-                Session::from_file(path, options)?
-            } else {
-                Session::new(&Model::load(path)?, options)?
-            };
-            return Ok(Self::single(session));
+            return Ok(Self::single(Session::new(&Model::load(path)?, options)?));
         };
         let files: Vec<PathBuf> = manifest.models.iter().map(|m| dir.join(&m.file)).collect();
         if !path.is_dir() && !files.iter().any(|f| f == path) {
             return Err(PipelineError::file(path, "is not one of the models its folder's manifest lists"));
         }
-        let sessions = files.iter().map(|f| Session::from_file(f, options)).collect::<Result<_, _>>()?;
+        let sessions =
+            files.iter().map(|f| Ok(Session::new(&Model::load(f)?, options)?)).collect::<Result<_, PipelineError>>()?;
         log::info!("{}: {} quantized model(s), switched by step", dir.display(), manifest.models.len());
         let correction = match &manifest.corrections.noise_correction {
             Some(file) => Some(Arc::new(

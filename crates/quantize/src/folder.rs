@@ -52,24 +52,25 @@ impl Drop for Staging {
     }
 }
 
-/// Copies every component of the pipeline folder `source` into `dest` except the UNet's models,
-/// and returns `dest/unet`, where the quantized UNet goes (its JSON files are copied).
-pub fn copy_pipeline(source: &Path, dest: &Path) -> io::Result<PathBuf> {
+/// Copies every component of the pipeline folder `source` into `dest` except the denoiser's
+/// models (in the subfolder `denoiser`: `unet`, or a DiT's `transformer`), and returns
+/// `dest/denoiser`, where the quantized denoiser goes (its JSON files are copied).
+pub fn copy_pipeline(source: &Path, dest: &Path, denoiser: &std::ffi::OsStr) -> io::Result<PathBuf> {
     for entry in std::fs::read_dir(source)? {
         let entry = entry?;
-        if entry.file_name() != "unet" {
+        if entry.file_name() != denoiser {
             copy_tree(&entry.path(), &dest.join(entry.file_name()))?;
         }
     }
-    let unet = dest.join("unet");
-    std::fs::create_dir_all(&unet)?;
-    for entry in std::fs::read_dir(source.join("unet"))? {
+    let target = dest.join(denoiser);
+    std::fs::create_dir_all(&target)?;
+    for entry in std::fs::read_dir(source.join(denoiser))? {
         let entry = entry?;
         if entry.path().extension().is_some_and(|e| e == "json") {
-            std::fs::copy(entry.path(), unet.join(entry.file_name()))?;
+            std::fs::copy(entry.path(), target.join(entry.file_name()))?;
         }
     }
-    Ok(unet)
+    Ok(target)
 }
 
 fn copy_tree(source: &Path, dest: &Path) -> io::Result<()> {

@@ -26,7 +26,7 @@ mod ptqd;
 
 use bitsearch_onnx::rewrite::{self, ActivationParams, CodeArray, Dequantize, WeightCodes};
 use bitsearch_onnx::{ExternalData, GraphView, Model, OnnxError, SharedData};
-use bitsearch_pipeline::workload::WorkloadSpec;
+use bitsearch_pipeline::workload::{self, WorkloadSpec};
 use bitsearch_quant::{ActQuantizer, ApplyError, StoredWeight, range_key, stored_weight};
 use bitsearch_records::plan::absolute;
 use bitsearch_records::{Corrections, Manifest, ManifestModel, Plan, PlanLayer, Storage};
@@ -155,7 +155,10 @@ pub fn quantize(model: &Path, plan_path: &Path, out: &Path, options: &QuantizeOp
 
     let staging = folder::Staging::new(out).map_err(io_error(out))?;
     let denoiser_dir = if model.is_dir() {
-        folder::copy_pipeline(model, staging.path()).map_err(io_error(model))?
+        // `unet/`, or a DiT's `transformer/`.
+        let denoiser = workload::denoiser_file(model);
+        let component = denoiser.parent().and_then(Path::file_name).unwrap_or(std::ffi::OsStr::new("unet"));
+        folder::copy_pipeline(model, staging.path(), component).map_err(io_error(model))?
     } else {
         staging.path().to_path_buf()
     };

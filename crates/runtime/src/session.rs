@@ -11,7 +11,6 @@ use half::{bf16, f16};
 use ndarray::{ArrayD, ArrayViewD, IxDyn};
 use ort::session::SessionInputValue;
 use ort::value::{DynValue, Tensor, TensorElementType, TensorRef};
-use std::path::Path;
 
 /// How to build a session.
 #[derive(Debug, Clone, Default)]
@@ -93,36 +92,6 @@ impl Session {
         Ok(Self { inner, label, inputs, outputs, fetch, overridable, device, _shared: shared })
     }
 
-    /// Builds the session from the file itself, so that ONNX Runtime memory-maps its external
-    /// data (several models pointing into one data file then share its pages) and no copy of
-    /// the weights passes through bitsearch. Options that edit the graph (overridable weights,
-    /// extra outputs) need [`Session::new`].
-    pub fn from_file(path: &Path, options: &SessionOptions) -> Result<Self> {
-        crate::library::init()?;
-        let label = path.display().to_string();
-        if !options.overridable.is_empty() || !options.extra_outputs.is_empty() {
-            return Err(RuntimeError::Session {
-                model: label,
-                message: "a session built from a file cannot override weights or add outputs".into(),
-            });
-        }
-        // The graph alone, for the declared inputs: the weights stay on disk.
-        let bytes =
-            std::fs::read(path).map_err(|e| RuntimeError::Session { model: label.clone(), message: e.to_string() })?;
-        let graph = Model::from_bytes(&bytes, path)?;
-        let inputs = declared_inputs(&graph, &label)?;
-        let commit = |mut builder: ort::session::builder::SessionBuilder| {
-            builder
-                .commit_from_file(path)
-                .map_err(|e| RuntimeError::Session { model: label.clone(), message: e.to_string() })
-        };
-        let (inner, device) = device::build(options.device, || builder(options, &label), commit)?;
-        let outputs: Vec<String> = inner.outputs().iter().map(|o| o.name().to_string()).collect();
-        let fetch = outputs.clone();
-        let (overridable, _shared) = (Overridable::new(), SharedWeights::default());
-        Ok(Self { inner, label, inputs, outputs, fetch, overridable, device, _shared })
-    }
-
     pub fn inputs(&self) -> &[InputSpec] {
         &self.inputs
     }
@@ -159,22 +128,6 @@ impl Session {
                 })
             })
             .collect()
-    }
-
-    /// Runs the model and returns only the shape of every output (any element type).
-    pub fn run_shapes(&mut self, inputs: &[(&str, ArrayViewD<'_, f32>)]) -> Result<Vec<Vec<usize>>> {
-        let feeds = self.feeds(inputs, &[])?;
-        let label = &self.label;
-        let outputs =
-            self.inner.run(feeds).map_err(|e| RuntimeError::Run { model: label.clone(), message: e.to_string() })?;
-        Ok(self
-            .fetch
-            .iter()
-            .map(|name| match outputs[name.as_str()].dtype() {
-                ort::value::ValueType::Tensor { shape, .. } => shape.iter().map(|&d| d.max(0) as usize).collect(),
-                _ => Vec::new(),
-            })
-            .collect())
     }
 
     fn feeds<'v>(

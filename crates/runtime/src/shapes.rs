@@ -4,7 +4,7 @@
 use crate::device::Device;
 use crate::error::Result;
 use crate::session::{Session, SessionOptions};
-use bitsearch_onnx::{Model, discover_layers, fill_macs};
+use bitsearch_onnx::{Model, discover_layers, fill_macs, rewrite};
 use bitsearch_types::{Component, Layer};
 use ndarray::{ArrayD, IxDyn};
 use std::collections::HashMap;
@@ -18,8 +18,9 @@ pub fn measure_shapes(
     dims: &HashMap<String, usize>,
     values: &[String],
 ) -> Result<HashMap<String, Vec<usize>>> {
-    let options = SessionOptions { device: Device::Cpu, extra_outputs: values.to_vec(), ..Default::default() };
-    let mut session = Session::new(model, &options)?;
+    let mut probe = model.clone();
+    let carriers = rewrite::add_shape_outputs(&mut probe, values);
+    let mut session = Session::new(&probe, &SessionOptions { device: Device::Cpu, ..Default::default() })?;
     let arrays: Vec<(String, ArrayD<f32>)> = session
         .inputs()
         .iter()
@@ -35,8 +36,11 @@ pub fn measure_shapes(
         })
         .collect();
     let feeds: Vec<(&str, _)> = arrays.iter().map(|(n, a)| (n.as_str(), a.view())).collect();
-    let shapes = session.run_shapes(&feeds)?;
-    Ok(session.outputs().iter().cloned().zip(shapes).collect())
+    let outputs = session.run(&feeds, &[])?;
+    let by_name: HashMap<&str, &ArrayD<f32>> = session.outputs().iter().map(String::as_str).zip(&outputs).collect();
+    // Shapes come back as float: exact, since dimensions stay far below 2^24.
+    let shape = |carrier: &String| by_name.get(carrier.as_str()).map(|s| s.iter().map(|&d| d as usize).collect());
+    Ok(values.iter().zip(&carriers).filter_map(|(value, carrier)| Some((value.clone(), shape(carrier)?))).collect())
 }
 
 /// Discovers the layers of `model`, the `component` of a pipeline, and fills their MACs from

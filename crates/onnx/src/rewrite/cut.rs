@@ -125,7 +125,7 @@ pub fn cut_below(model: &Model, nodes: &[&str], tensors: &[&str]) -> Option<Cut>
     cut.initializer = initializers;
     cut.input = inputs;
     cut.value_info = value_info;
-    Some(Cut { model: Model::new(proto), fed })
+    Some(Cut { model: model.derived(proto), fed })
 }
 
 /// A value of element type `dtype` and any shape.

@@ -90,6 +90,32 @@ pub fn add_outputs(model: &mut Model, names: &[String]) -> Vec<String> {
     carriers
 }
 
+/// Adds a graph output carrying the shape of each of `names` (a `Shape` node's int64 values);
+/// returns those outputs. Unlike exposing the values themselves, the run then holds no more
+/// memory than a plain one, provided each `Shape` runs right after its value is made. ONNX
+/// Runtime's default order walks back from the nodes nobody reads, the last of them in the
+/// node list first: the `Shape` nodes are appended in the reverse of the order their values are
+/// made. (Appended in that order, they kept every measured value alive to the end: 8.7 GB
+/// against 4.5 GB for SD 1.5's UNet at a 64×64 latent.)
+pub fn add_shape_outputs(model: &mut Model, names: &[String]) -> Vec<String> {
+    let graph = model.graph_mut();
+    let carriers: Vec<String> = names.iter().map(|name| format!("{name}/bitsearch_shape")).collect();
+    let mut added: Vec<(Option<usize>, &String, &String)> = Vec::new();
+    for (name, carrier) in names.iter().zip(&carriers) {
+        let exists =
+            graph.node.iter().any(|n| n.output.contains(carrier)) || added.iter().any(|(_, _, c)| *c == carrier);
+        if !exists {
+            added.push((graph.node.iter().position(|n| n.output.contains(name)), name, carrier));
+        }
+    }
+    added.sort();
+    for (_, name, carrier) in added.into_iter().rev() {
+        graph.node.push(node_proto(carrier, "Shape", &[name], vec![carrier.clone()], &[]));
+        graph.output.push(pb::ValueInfoProto { name: Some(carrier.clone()), ..Default::default() });
+    }
+    carriers
+}
+
 /// Replaces the values of initializers, keeping each one's element type.
 pub fn replace_initializers(model: &mut Model, values: &HashMap<String, ArrayD<f32>>) {
     for init in &mut model.graph_mut().initializer {

@@ -1,7 +1,7 @@
 //! A single denoiser file (the terrain UNet, bare epsilon UNets): items are the product of the
 //! condition values paired with the seeds, batched together whatever their conditions.
 
-use super::{Result, StepControl, Workload, WorkloadSpec, batch_ranges};
+use super::{Result, StepControl, Workload, WorkloadSpec, batch_ranges, config_dims};
 use crate::denoiser::{DenoiserConfig, DenoiserSpec, Network};
 use crate::error::PipelineError;
 use crate::noise::{NoiseSource, batch_noise};
@@ -62,7 +62,11 @@ impl DenoiserWorkload {
             sigma_min: config.sigma_min,
             sigma_max: config.sigma_max,
             conditions: sets[0].clone(),
-            dims: config.dims.clone().into_iter().collect(),
+            dims: {
+                let symbols: Vec<_> = session.inputs().iter().map(|s| s.symbols.clone()).collect();
+                let given: Vec<(String, usize)> = config.dims.clone().into_iter().collect();
+                config_dims(path, &symbols, &given)?.0.into_iter().collect()
+            },
             ..Default::default()
         };
         let spec = DenoiserSpec::resolve(session.inputs(), &resolve_config)?;

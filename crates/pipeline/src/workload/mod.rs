@@ -99,10 +99,13 @@ pub trait Workload: std::fmt::Debug {
 /// wrote for one (its manifest beside the models).
 pub fn open(path: &Path, spec: &WorkloadSpec) -> Result<Box<dyn Workload>> {
     spec.validate()?;
-    if path.is_dir() && !path.join(bitsearch_records::MANIFEST_FILE).is_file() {
+    if !path.is_dir() || path.join(bitsearch_records::MANIFEST_FILE).is_file() {
+        Ok(Box::new(DenoiserWorkload::open(path, spec)?))
+    } else if path.join("model_index.json").is_file() {
         Ok(Box::new(DiffusersWorkload::open(path, spec)?))
     } else {
-        Ok(Box::new(DenoiserWorkload::open(path, spec)?))
+        // A folder holding a denoiser alone (`unet/` or `transformer/`, no pipeline around it).
+        Ok(Box::new(DenoiserWorkload::open(&denoiser_file(path), spec)?))
     }
 }
 
@@ -155,31 +158,37 @@ pub fn denoiser_file(path: &Path) -> PathBuf {
     }
 }
 
-/// Sizes for a denoiser's symbolic input dimensions when it is run once to measure it: those
-/// `given`, then the spatial ones (last two of a 4-D input) from `sample_size` in the
-/// `config.json` beside the file; the others (batch, sequence) run at 1. A spatial dimension
-/// with neither is refused by name before anything runs: a UNet cannot run at 1×1.
-pub fn measuring_dims(model_file: &Path, model: &Model, given: &[(String, usize)]) -> Result<HashMap<String, usize>> {
+/// Sizes for a denoiser's symbolic input dimensions: those `given`, then the spatial ones (the
+/// last two of a 4-D input) from `sample_size` in the `config.json` beside the file. `inputs`
+/// holds each input's dimension names (None where fixed). Returns the sizes and the spatial
+/// dimensions that neither gives.
+pub fn config_dims(
+    model_file: &Path,
+    inputs: &[Vec<Option<String>>],
+    given: &[(String, usize)],
+) -> Result<(HashMap<String, usize>, Vec<String>)> {
     let mut dims: HashMap<String, usize> = given.iter().cloned().collect();
-    let config = model_file.with_file_name("config.json");
-    let sample_size = crate::diffusers::unet_sample_size(&config)?;
+    let sample_size = crate::diffusers::unet_sample_size(&model_file.with_file_name("config.json"))?;
     let mut missing = Vec::new();
-    for input in &model.graph().input {
-        let symbols = bitsearch_onnx::declared_symbols(input);
-        if symbols.len() != 4 {
-            continue;
-        }
+    for symbols in inputs.iter().filter(|s| s.len() == 4) {
         for (axis, symbol) in symbols.iter().enumerate().skip(2) {
             let Some(symbol) = symbol.as_ref().filter(|s| !dims.contains_key(*s)) else { continue };
             match sample_size {
-                Some((height, width)) => {
-                    dims.insert(symbol.clone(), if axis == 2 { height } else { width });
-                }
+                Some((height, width)) => drop(dims.insert(symbol.clone(), if axis == 2 { height } else { width })),
                 None if !missing.contains(symbol) => missing.push(symbol.clone()),
                 None => {}
             }
         }
     }
+    Ok((dims, missing))
+}
+
+/// [`config_dims`] for a run that measures the model once (`inspect`): the other symbolic
+/// dimensions (batch, sequence) run at 1, and a spatial one that nothing sizes is refused by
+/// name before anything runs: a UNet cannot run at 1×1.
+pub fn measuring_dims(model_file: &Path, model: &Model, given: &[(String, usize)]) -> Result<HashMap<String, usize>> {
+    let inputs: Vec<_> = model.graph().input.iter().map(bitsearch_onnx::declared_symbols).collect();
+    let (dims, missing) = config_dims(model_file, &inputs, given)?;
     if missing.is_empty() {
         return Ok(dims);
     }

@@ -1,0 +1,105 @@
+//! The zoo's tiny real architectures (crates/fixtures/src/zoo) as users bring them: a folder
+//! holding `unet/` or `transformer/` alone, float16 or float32, run through the whole chain.
+
+use crate::common::{assert_clean_failure, assert_success, bitsearch};
+use bitsearch_fixtures::zoo::{self, Dtype};
+use bitsearch_onnx::{DataType, Model, declared_elem_type};
+use bitsearch_records::{SensitivityTable, read_evals};
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+fn s(path: &Path) -> &str {
+    path.to_str().unwrap()
+}
+
+/// `preset` written as `dir/name/{unet,transformer}/`; the folder.
+fn write(preset: &str, dtype: Dtype, dir: &Path, name: &str) -> PathBuf {
+    let folder = dir.join(name);
+    zoo::write_denoiser(&zoo::preset(preset).unwrap(), dtype, 3, &folder).unwrap();
+    folder
+}
+
+/// The weight layers `inspect` lists for a model folder.
+fn layers(folder: &Path) -> BTreeSet<String> {
+    let json = assert_success(&bitsearch(&["inspect", s(folder), "--format", "json"]));
+    let layers: Vec<serde_json::Value> = serde_json::from_str(&json).unwrap();
+    layers.iter().filter(|l| !l["weight"].is_null()).map(|l| l["name"].as_str().unwrap().to_string()).collect()
+}
+
+/// sensitivity → solve at 6 mean bits → quantize → eval on held-out seeds, for a denoiser folder
+/// taking a text condition; returns the quantized folder and the SQNR eval measured.
+fn chain(folder: &Path, dir: &Path, text_len: &str) -> (PathBuf, f64) {
+    let (table, plan, out, record) =
+        (dir.join("s.parquet"), dir.join("plan.yaml"), dir.join("q"), dir.join("eval.parquet"));
+    assert_success(&bitsearch(&[
+        "sensitivity",
+        s(folder),
+        "--out",
+        s(&table),
+        "--w-bits",
+        "4,8",
+        "--condition",
+        "encoder_hidden_states=0.1",
+        "--dim",
+        &format!("sequence_length={text_len}"),
+        "--prediction",
+        "epsilon",
+        "--device",
+        "cpu",
+    ]));
+    let probed: BTreeSet<String> =
+        SensitivityTable::read(&table).unwrap().rows.iter().map(|r| r.layer.name.clone()).collect();
+    assert_eq!(probed, layers(folder), "every weight layer is probed");
+    assert_success(&bitsearch(&["solve", "--sensitivity", s(&table), "--budget", "avg-bits=6", "--out", s(&plan)]));
+    assert_success(&bitsearch(&["quantize", s(folder), "--plan", s(&plan), "--out", s(&out), "--device", "cpu"]));
+    let args = ["eval", s(folder), s(&out), "--out", s(&record), "--seeds", "100,101", "--repeats", "1"];
+    assert_success(&bitsearch(&[&args[..], &["--device", "cpu"]].concat()));
+    let (_, records) = read_evals(&record).unwrap();
+    assert_eq!(records[0].nonfinite, 0);
+    (out, records[0].sqnr_db)
+}
+
+#[test]
+fn a_float16_unet_is_quantized_in_its_own_float_type() {
+    let dir = tempfile::tempdir().unwrap();
+    let f16 = write("tiny-sd15", Dtype::F16, dir.path(), "f16");
+    let f32 = write("tiny-sd15", Dtype::F32, dir.path(), "f32");
+    // Weights stored in float16 are quantizable layers, the same ones as in float32.
+    assert!(layers(&f16).len() > 20);
+    assert_eq!(layers(&f16), layers(&f32));
+    let (out, sqnr) = chain(&f16, dir.path(), "4");
+    assert!(sqnr > 10.0, "a 6-bit plan keeps {sqnr} dB");
+    // The written graph reads and writes float16, as the model it came from.
+    let quantized = Model::load(bitsearch_pipeline::workload::denoiser_file(&out)).unwrap();
+    let sample = quantized.graph().input.iter().find(|i| i.name() == "sample").unwrap();
+    assert_eq!(declared_elem_type(sample).and_then(DataType::from_onnx), Some(DataType::F16));
+}
+
+#[test]
+fn a_dit_transformer_folder_runs_the_chain_and_samples_its_prediction_half() {
+    let dir = tempfile::tempdir().unwrap();
+    let dit = write("tiny-pixart", Dtype::F32, dir.path(), "dit");
+    let names = layers(&dit);
+    assert!(names.iter().any(|n| n.contains("attn1.to_q")) && names.iter().any(|n| n.contains("ff.net")), "{names:?}");
+    // Learned sigma: 8 output channels for a 4-channel latent; samples keep the first 4.
+    let samples = dir.path().join("samples");
+    let args = ["sample", s(&dit), "--out", s(&samples), "--num", "1", "--npy", "--device", "cpu"];
+    assert_success(&bitsearch(
+        &[&args[..], &["--condition", "encoder_hidden_states=0.1", "--dim", "sequence_length=3"]].concat(),
+    ));
+    let values: ndarray::ArrayD<f32> = ndarray_npy::read_npy(samples.join("samples.npy")).unwrap();
+    assert_eq!(values.shape(), &[1, 4, 8, 8]);
+    let (_, sqnr) = chain(&dit, dir.path(), "3");
+    assert!(sqnr > 10.0, "a 6-bit plan keeps {sqnr} dB");
+}
+
+#[test]
+fn a_lone_denoiser_without_a_config_names_the_sizes_to_give() {
+    let dir = tempfile::tempdir().unwrap();
+    let folder = write("tiny-sd15", Dtype::F32, dir.path(), "unet");
+    std::fs::remove_file(folder.join("unet/config.json")).unwrap();
+    let model = folder.join("unet/model.onnx");
+    assert_clean_failure(&bitsearch(&["inspect", s(&model)]), &["height, width", "--dim height=SIZE"]);
+    let given = bitsearch(&["inspect", s(&model), "--dim", "height=8", "--dim", "width=8"]);
+    assert_success(&given);
+}
