@@ -100,8 +100,12 @@ impl SensitivityRun {
     pub fn open(model: &Path, config: SensitivityConfig, shard_of: Shard) -> Result<Self> {
         config.validate()?;
         let workload = workload::open(model, &config.generation).map_err(in_generation)?;
-        let dims = config.generation.dims.clone().into_iter().collect();
         let denoiser = workload.model()?;
+        // Symbolic spatial sizes (an optimum export's) take the UNet's sample_size, as the
+        // generation itself does: a UNet cannot run at 1×1.
+        let given: Vec<(String, usize)> = config.generation.dims.clone().into_iter().collect();
+        let dims =
+            workload::measuring_dims(&workload::denoiser_file(model), &denoiser, &given).map_err(in_generation)?;
         let layers = layers_with_costs(&denoiser, Component::Unet, &dims)?;
         let selected = select(&layers, &config)?;
         let groups = metric_groups(&layers, &config)?;
