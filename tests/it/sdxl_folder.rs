@@ -19,12 +19,17 @@ fn s(path: &Path) -> &str {
     path.to_str().unwrap()
 }
 
-/// `sample` of `model` into `out`: `num` images from seed `seed`, 3 Euler steps at guidance 5.
-fn sample(model: &Path, out: &Path, seed: u64, num: usize) {
+/// `sample` of `model` into `out`: `num` images from seed `seed`, 3 Euler steps at guidance 5,
+/// and `extra` flags.
+fn sample_with(model: &Path, out: &Path, seed: u64, num: usize, extra: &[&str]) {
     let (seed, num) = (seed.to_string(), num.to_string());
     let args = ["sample", s(model), "--prompt", "a red cat in the snow", "--steps", "3", "--guidance", "5"];
     let rest = ["--seed", &seed, "--num", &num, "--batch", "2", "--out", s(out), "--quiet", "--device", "cpu"];
-    assert_success(&bitsearch(&[&args[..], &rest].concat()));
+    assert_success(&bitsearch(&[&args[..], &rest, extra].concat()));
+}
+
+fn sample(model: &Path, out: &Path, seed: u64, num: usize) {
+    sample_with(model, out, seed, num, &[]);
 }
 
 fn png(dir: &Path, i: usize) -> Vec<u8> {
@@ -65,6 +70,11 @@ fn sample_writes_reproducible_images_per_seed() {
     let c = dir.path().join("c");
     sample(&model, &c, 1, 1);
     assert_eq!(png(&c, 0), png(&a, 1));
+    // No negative prompt runs the unconditional half on zeros (force_zeros_for_empty_prompt);
+    // an empty one is encoded, as in diffusers.
+    let empty = dir.path().join("empty");
+    sample_with(&model, &empty, 0, 1, &["--negative-prompt", ""]);
+    assert_ne!(png(&empty, 0), png(&a, 0));
 }
 
 #[test]

@@ -285,8 +285,38 @@ fn folders_that_do_not_fit_sdxl_are_refused_naming_the_file_and_field() {
     );
     std::fs::write(&unet, sdxl).unwrap();
 
+    // A first text encoder narrower than the UNet's cross-attention expects: refused before any run.
+    let narrow = bitsearch_fixtures::ClipText { width: 8, ..SDXL_TEXT_ENCODERS[0] };
+    let encoder = dir.join("text_encoder/model.onnx");
+    let original = std::fs::read(&encoder).unwrap();
+    std::fs::write(&encoder, bitsearch_fixtures::clip_text_encoder(&narrow, bitsearch_onnx::DataType::F32).to_bytes())
+        .unwrap();
+    let message = error_of(open(&dir).conditioning(&request(&["a cat"], &[1], 1, 1.0)));
+    assert!(
+        message
+            .contains("xl/unet/model.onnx: UNet input 'encoder_hidden_states' is 48 wide, the text encoders give 40"),
+        "{message}"
+    );
+    std::fs::write(&encoder, original).unwrap();
+
     // The refiner's layout.
     edit_json(&dir.join("model_index.json"), |v| v["text_encoder"] = serde_json::json!([null, null]));
     let message = error_of(DiffusersPipeline::open(&dir, &options()));
     assert!(message.contains("xl/model_index.json: lists text_encoder_2 without text_encoder"), "{message}");
+}
+
+/// optimum's `--dtype fp16` export: every model in float16, fed and read back as float32.
+#[test]
+fn a_float16_folder_generates_what_the_float32_one_does() {
+    let ((_a, full_dir), (_b, half_dir)) = (tiny(Dtype::F32), tiny(Dtype::F16));
+    let unet = Model::load(half_dir.join("unet/model.onnx")).unwrap();
+    let text = Model::load(half_dir.join("text_encoder_2/model.onnx")).unwrap();
+    let float16 = bitsearch_onnx::DataType::F16.to_onnx();
+    assert!(unet.graph().initializer.iter().chain(&text.graph().initializer).any(|t| t.data_type() == float16));
+    let req = request(&["a red cat", "a blue dog"], &[5, 6], 3, 5.0);
+    let (full, half) = (open(&full_dir).generate(&req).unwrap(), open(&half_dir).generate(&req).unwrap());
+    // Float16 rounding stays a small fraction of what another seed changes.
+    let error = max_abs_diff(&full.images, &half.images);
+    let seeds = max_abs_diff(&rows(&full.images, 0..1), &rows(&full.images, 1..2));
+    assert!(error < 0.05 * seeds, "float16 moves the images by {error}, another seed by {seeds}");
 }

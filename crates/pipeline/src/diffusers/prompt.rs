@@ -70,7 +70,12 @@ impl Branch {
 #[derive(Debug)]
 pub(crate) enum PromptEncoder {
     Single(Branch),
-    Dual { first: Branch, second: Branch, force_zeros: bool },
+    /// The second branch is boxed: a branch is large and most folders have one.
+    Dual {
+        first: Branch,
+        second: Box<Branch>,
+        force_zeros: bool,
+    },
 }
 
 impl PromptEncoder {
@@ -90,7 +95,7 @@ impl PromptEncoder {
                 let outputs_2 = Outputs { hidden: Some(&hidden_2), pooled: Some(TEXT_EMBEDS) };
                 Ok(Self::Dual {
                     first: Branch::open(dir, first, outputs_1, options)?,
-                    second: Branch::open(dir, second, outputs_2, options)?,
+                    second: Box::new(Branch::open(dir, second, outputs_2, options)?),
                     force_zeros: force_zeros_for_empty_prompt,
                 })
             }

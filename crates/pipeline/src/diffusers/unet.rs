@@ -11,8 +11,7 @@ use crate::error::PipelineError;
 use crate::sampler::{Denoiser, SampleError};
 use crate::sessions::DenoiserSessions;
 use bitsearch_onnx::Model;
-use bitsearch_runtime::InputSpec;
-use bitsearch_runtime::{RuntimeError, Session, SessionOptions};
+use bitsearch_runtime::{InputSpec, RuntimeError, Session, SessionOptions};
 use ndarray::{Array2, ArrayD, ArrayViewD, Axis, IxDyn, Slice, Zip};
 use std::path::{Path, PathBuf};
 
@@ -145,34 +144,22 @@ impl Unet {
         self.text_time.is_some()
     }
 
-    /// Checks that `conditioning` has what the UNet takes, at the widths it declares.
+    /// Checks that the text side's tensors in `conditioning` have the widths the UNet declares.
     pub(crate) fn check(&self, conditioning: &Conditioning) -> Result<(), PipelineError> {
-        let width = |a: &ArrayD<f32>| a.shape().last().copied();
-        let mismatch = |input: &str, declared: usize, given: Option<usize>| {
-            PipelineError::file(
-                &self.path,
-                format!(
-                    "UNet input '{input}' is {declared} wide, the text encoders give {}",
-                    given.map_or("nothing".to_string(), |g| g.to_string())
-                ),
-            )
-        };
-        if let Some(declared) = self.context_width.filter(|&d| width(&conditioning.context) != Some(d)) {
-            return Err(mismatch(CONTEXT, declared, width(&conditioning.context)));
-        }
-        match (self.text_time, &conditioning.text_time) {
-            (Some(Some(declared)), Some(given)) if width(&given.text_embeds) != Some(declared) => {
-                Err(mismatch(TEXT_EMBEDS, declared, width(&given.text_embeds)))
+        let fits = |input: &str, declared: Option<usize>, given: &ArrayD<f32>| {
+            let given = given.shape().last().copied().unwrap_or(0);
+            match declared {
+                Some(declared) if declared != given => Err(PipelineError::file(
+                    &self.path,
+                    format!("UNet input '{input}' is {declared} wide, the text encoders give {given}"),
+                )),
+                _ => Ok(()),
             }
-            (Some(_), Some(_)) | (None, None) => Ok(()),
-            (Some(_), None) => Err(PipelineError::file(
-                &self.path,
-                format!("the UNet takes '{TEXT_EMBEDS}' and '{TIME_IDS}', which only an SDXL folder's text side gives"),
-            )),
-            (None, Some(_)) => Err(PipelineError::file(
-                &self.path,
-                format!("the UNet takes no '{TEXT_EMBEDS}' or '{TIME_IDS}', yet the folder's text side is SDXL's"),
-            )),
+        };
+        fits(CONTEXT, self.context_width, &conditioning.context)?;
+        match &conditioning.text_time {
+            Some(added) => fits(TEXT_EMBEDS, self.text_time.flatten(), &added.text_embeds),
+            None => Ok(()),
         }
     }
 
