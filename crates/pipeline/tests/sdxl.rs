@@ -9,11 +9,11 @@
 
 use bitsearch_fixtures::zoo::Dtype;
 use bitsearch_fixtures::{
-    CLIP_BOS, CLIP_EOS, SDXL_TEXT_ENCODERS, clip_vocabulary, clip_words, sdxl_turbo_scheduler_config,
+    CLIP_BOS, CLIP_EOS, SDXL_TEXT_ENCODERS, SDXL_VAE_SCALING, clip_vocabulary, clip_words, sdxl_turbo_scheduler_config,
     write_tiny_sdxl_pipeline,
 };
 use bitsearch_onnx::Model;
-use bitsearch_pipeline::diffusers::{DiffusersPipeline, GenerateRequest, PromptTokenizer, UnetDenoiser};
+use bitsearch_pipeline::diffusers::{DiffusersPipeline, GenerateRequest, PromptTokenizer, TextKind, UnetDenoiser};
 use bitsearch_pipeline::noise::batch_noise;
 use bitsearch_pipeline::sampler::{Denoiser, SamplerKind};
 use bitsearch_runtime::{Device, Session, SessionOptions};
@@ -219,6 +219,8 @@ fn the_guided_prediction_is_two_unet_runs_fed_their_own_text_embeds_and_time_ids
 fn generation_is_deterministic_per_seed_whatever_the_batch() {
     let (_temp, dir) = tiny(Dtype::F32);
     let mut pipeline = open(&dir);
+    assert_eq!(pipeline.model_index().text, TextKind::Dual { force_zeros_for_empty_prompt: true });
+    assert_eq!(pipeline.vae_config().scaling_factor, SDXL_VAE_SCALING);
     assert_eq!(pipeline.sampler_settings(&request(&["a"], &[1], 3, 5.0)).unwrap().kind, SamplerKind::Euler);
     let pair = request(&["a red cat", "a blue dog"], &[11, 22], 3, 5.0);
     let first = pipeline.generate(&pair).unwrap();
