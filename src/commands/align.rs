@@ -125,7 +125,7 @@ fn generated(
     template.sampler = spec.sampler;
     template.eta = spec.eta;
     let sampler = pipeline.sampler_settings(&template)?.kind;
-    let norms = token_norms(pipeline.encode_prompts(&scoring.set.prompts)?.view());
+    let norms = token_norms(pipeline.encode_prompts(&scoring.set.prompts)?.context.view());
     scoring.out.line(format_args!(
         "{}: {} prompts × {} seeds, {sampler} {} steps, guidance {}",
         args.model.display(),

@@ -115,7 +115,7 @@ impl Diffusers {
         initial: Option<ArrayD<f32>>,
     ) -> anyhow::Result<ArrayD<f32>> {
         let mut request = GenerateRequest::new(vec![self.prompt.clone()], seeds.to_vec());
-        request.negative_prompt = spec.negative_prompt.clone().filter(|p| !p.is_empty());
+        request.negative_prompt = spec.negative_prompt.clone();
         request.steps = spec.steps.unwrap_or(1);
         request.guidance = spec.guidance;
         request.sampler = spec.sampler;

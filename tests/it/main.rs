@@ -9,6 +9,7 @@ mod common;
 mod diffusers_folder;
 mod quantize;
 mod score_model;
+mod sdxl_folder;
 mod sensitivity;
 mod serve;
 mod shapes_t2i;

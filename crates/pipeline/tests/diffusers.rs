@@ -4,7 +4,7 @@
 // Test code as a whole, so clippy.toml's unwrap/expect allowance reaches helpers (rust-clippy#11119).
 #![cfg(test)]
 
-use bitsearch_fixtures::{BOS, EOS, PAD, UNK, UnetSpec, VOCABULARY, sd_unet, write_tiny_sd_pipeline};
+use bitsearch_fixtures::{BOS, EOS, PAD, UNK, UnetSpec, VOCABULARY, sd_unet, write_tiny_sd_pipeline, zoo};
 use bitsearch_onnx::DataType;
 use bitsearch_pipeline::diffusers::{DiffusersPipeline, GenerateRequest, PromptTokenizer, UnetDenoiser};
 use bitsearch_pipeline::noise::batch_noise;
@@ -86,7 +86,9 @@ fn clip_slow_tokenizer_files_become_a_bpe_tokenizer() {
 fn bos_row_of_the_text_encoder_output_is_an_outlier() {
     let (_temp, dir) = tiny();
     let mut pipeline = open(&dir);
-    let hidden = pipeline.encode_prompts(&strings(&["a photo of a cat", "a dog"])).expect("prompts encode");
+    let embeddings = pipeline.encode_prompts(&strings(&["a photo of a cat", "a dog"])).expect("prompts encode");
+    assert_eq!(embeddings.pooled, None, "an SD folder gives no text_embeds");
+    let hidden = embeddings.context;
     assert_eq!(hidden.shape(), &[2, 8, 16]);
     for item in hidden.axis_iter(Axis(0)) {
         let norms: Vec<f32> =
@@ -131,8 +133,8 @@ fn guided_prediction_combines_two_separate_unet_runs() {
     let guidance = 4.0;
     let req =
         GenerateRequest { negative_prompt: Some("snow at night".into()), ..request(&["a red cat"], &[3], 1, guidance) };
-    let cond = pipeline.encode_prompts(&strings(&["a red cat"])).expect("encodes");
-    let uncond = pipeline.encode_prompts(&strings(&["snow at night"])).expect("encodes");
+    let cond = pipeline.encode_prompts(&strings(&["a red cat"])).expect("encodes").context;
+    let uncond = pipeline.encode_prompts(&strings(&["snow at night"])).expect("encodes").context;
     let conditioning = pipeline.conditioning(&req).expect("conditioning");
     assert_eq!(conditioning.guidance, Some(guidance));
     assert_eq!(conditioning.context.slice_axis(Axis(0), Slice::from(0..1)), uncond);
@@ -269,16 +271,26 @@ fn missing_folder_or_model_index_is_an_error_naming_the_path() {
 }
 
 #[test]
-fn sdxl_style_unet_inputs_are_rejected_by_name() {
+fn an_sdxl_unet_in_a_one_encoder_folder_or_half_its_inputs_are_refused_by_name() {
     let (_temp, dir) = tiny();
-    let mut unet = bitsearch_onnx::Model::load(dir.join("unet/model.onnx")).expect("unet loads");
+    let sdxl = zoo::tiny_sdxl().build(zoo::Dtype::F32, 1);
+    std::fs::write(dir.join("unet/model.onnx"), sdxl.to_bytes()).expect("write unet");
+    let message = error_of(DiffusersPipeline::open(&dir, &options()));
+    assert!(
+        message.contains("tiny/unet/model.onnx")
+            && message.contains("takes text_embeds and time_ids")
+            && message.contains("lists one text encoder"),
+        "{message}"
+    );
+    // An SD UNet given an (unused) text_embeds input alone.
+    let mut unet = sd_unet(&UnetSpec { text: true, timestep: DataType::I64, timestep_cond: None });
     let graph = unet.graph_mut();
     let mut extra = graph.input[1].clone();
     extra.name = Some("text_embeds".into());
     graph.input.push(extra);
     std::fs::write(dir.join("unet/model.onnx"), unet.to_bytes()).expect("write unet");
     let message = error_of(DiffusersPipeline::open(&dir, &options()));
-    assert!(message.contains("'text_embeds'") && message.contains("SDXL"), "{message}");
+    assert!(message.contains("takes 'text_embeds' but not 'time_ids'"), "{message}");
 }
 
 /// Lets every step run the network unchanged.

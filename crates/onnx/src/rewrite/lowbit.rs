@@ -51,8 +51,9 @@ pub fn raise_opset(model: &mut Model, target: i64) -> Result<()> {
         return Ok(());
     }
     for node in &model.graph().node {
-        if let Some((op, changed)) =
-            CHANGED_OPS.iter().find(|(op, v)| node.op_type() == *op && current < *v && *v <= target)
+        if let Some((op, changed)) = CHANGED_OPS
+            .iter()
+            .find(|(op, v)| node.op_type() == *op && current < *v && *v <= target && !sized_split(node, current))
         {
             return Err(OnnxError::Graph(format!(
                 "the model is opset {current} and uses {op}, whose definition changed in opset {changed}; \
@@ -69,6 +70,12 @@ pub fn raise_opset(model: &mut Model, target: i64) -> Result<()> {
         model.proto.ir_version = Some(ir_version(target));
     }
     Ok(())
+}
+
+/// A Split given its sizes as an input (opset 13 on, as PyTorch exports `chunk`) means the same
+/// at opset 18, which only added `num_outputs` for the split without sizes.
+fn sized_split(node: &pb::NodeProto, opset: i64) -> bool {
+    node.op_type() == "Split" && opset >= 13 && node.input.get(1).is_some_and(|sizes| !sizes.is_empty())
 }
 
 /// A quantized weight: codes in the weight's shape and the scale of each output channel
@@ -358,6 +365,15 @@ mod tests {
         reduce.graph_mut().node.push(node);
         let message = raise_opset(&mut reduce, LOWBIT_OPSET).unwrap_err().to_string();
         assert!(message.contains("ReduceMean") && message.contains("opset 18"), "{message}");
+        // A Split with its sizes as an input keeps its meaning; one without them does not.
+        let split = |inputs: &[&str]| {
+            let mut model = matmul(17);
+            model.graph_mut().node.push(node_proto("split", "Split", inputs, vec!["a".into(), "b".into()], &[]));
+            raise_opset(&mut model, LOWBIT_OPSET)
+        };
+        assert!(split(&["mm", "sizes"]).is_ok());
+        let message = split(&["mm"]).unwrap_err().to_string();
+        assert!(message.contains("Split") && message.contains("opset 18"), "{message}");
     }
 
     #[test]

@@ -20,25 +20,67 @@ pub(crate) fn read_optional_json(path: &Path) -> Result<Option<Value>, PipelineE
 /// What `model_index.json` says about the pipeline.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ModelIndex {
-    /// `_class_name`, e.g. `OnnxStableDiffusionPipeline` or `ORTStableDiffusionPipeline`.
+    /// `_class_name`, e.g. `OnnxStableDiffusionPipeline` or `StableDiffusionXLPipeline`.
     pub class_name: String,
+    /// How prompts condition the UNet, from the components the index lists.
+    pub text: TextKind,
+}
+
+/// The text side of a pipeline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TextKind {
+    /// One tokenizer and text encoder whose last hidden state the UNet reads (Stable Diffusion
+    /// 1.x/2.x, LCM).
+    Single,
+    /// SDXL's two tokenizers and text encoders, plus the pooled text embedding and size ids the
+    /// UNet also takes. With `force_zeros_for_empty_prompt`, guidance without a negative prompt
+    /// runs its unconditional half on zeros instead of the encoded empty prompt.
+    Dual { force_zeros_for_empty_prompt: bool },
 }
 
 pub(crate) fn model_index(path: &Path) -> Result<ModelIndex, PipelineError> {
     let value = read_json(path)?;
     let object = value.as_object().ok_or_else(|| PipelineError::file(path, "expected a JSON object"))?;
     let class_name = object.get("_class_name").and_then(Value::as_str).unwrap_or_default().to_string();
-    // SDXL folders carry a second text encoder; their UNet needs pooled embeddings and time ids.
-    if object.contains_key("text_encoder_2") || class_name.contains("XL") {
+    // diffusers and optimum write an absent component as [null, null].
+    let listed = |field: &str| object.get(field).is_some_and(|v| !v.is_null() && v.get(0).is_none_or(|c| !c.is_null()));
+    if !listed("text_encoder_2") {
+        return Ok(ModelIndex { class_name, text: TextKind::Single });
+    }
+    if !listed("text_encoder") {
         return Err(PipelineError::file(
             path,
-            format!(
-                "{} is an SDXL-style pipeline (two text encoders); SDXL-style pipelines are not supported yet",
-                if class_name.is_empty() { "the folder" } else { &class_name }
-            ),
+            "lists text_encoder_2 without text_encoder (an SDXL refiner): only pipelines with both text encoders \
+             are supported",
         ));
     }
-    Ok(ModelIndex { class_name })
+    let flag = |field: &str, default: bool| match object.get(field) {
+        None | Some(Value::Null) => Ok(default),
+        Some(Value::Bool(b)) => Ok(*b),
+        Some(other) => Err(PipelineError::file(path, format!("{field} must be true or false, got {other}"))),
+    };
+    // The refiner's aesthetic score takes the place of the target size in its time ids.
+    if flag("requires_aesthetics_score", false)? {
+        return Err(PipelineError::file(path, "requires_aesthetics_score (an SDXL refiner) is not supported"));
+    }
+    // diffusers' and optimum's SDXL pipelines default it to true.
+    let force_zeros_for_empty_prompt = flag("force_zeros_for_empty_prompt", true)?;
+    Ok(ModelIndex { class_name, text: TextKind::Dual { force_zeros_for_empty_prompt } })
+}
+
+/// `num_hidden_layers` of a text encoder's `config.json`: SDXL reads the hidden state before
+/// the last layer's, which optimum exports as `hidden_states.{num_hidden_layers - 1}`.
+pub(crate) fn hidden_layers(path: &Path) -> Result<usize, PipelineError> {
+    let value = read_json(path)?;
+    match value.get("num_hidden_layers") {
+        Some(v) => v.as_u64().filter(|&n| (1..=10_000).contains(&n)).map(|n| n as usize).ok_or_else(|| {
+            PipelineError::file(path, format!("num_hidden_layers must be a positive whole number, got {v}"))
+        }),
+        None => Err(PipelineError::file(
+            path,
+            "no num_hidden_layers: it says which hidden_states.N output is the penultimate layer's",
+        )),
+    }
 }
 
 /// Allowed values of the scheduler's string fields, in the words of the error message.

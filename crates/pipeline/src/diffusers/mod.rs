@@ -1,31 +1,34 @@
 //! The diffusers/optimum ONNX folder pipeline: `model_index.json`, `scheduler/`, `tokenizer/`,
-//! `text_encoder/`, `unet/` and `vae_decoder/`, as `optimum-cli export onnx` and diffusers'
-//! ONNX export write them, run as text-to-image generation.
+//! `text_encoder/`, `unet/` and `vae_decoder/` (and for SDXL `tokenizer_2/` and
+//! `text_encoder_2/`), as `optimum-cli export onnx` and diffusers' ONNX export write them, run
+//! as text-to-image generation.
 //!
 //! Prompts are tokenized and encoded once; the sampler then calls the UNet once per step (both
 //! guidance halves in one batch), and the VAE decodes the final latents. Each image depends
 //! only on its own seed, whatever else shares the batch.
 
 mod layout;
+mod prompt;
 mod text;
 mod tokenizer;
 mod unet;
 mod vae;
 
 pub(crate) use layout::unet_sample_size;
-pub use layout::{ModelIndex, VaeConfig};
+pub use layout::{ModelIndex, TextKind, VaeConfig};
+pub use prompt::PromptEmbeddings;
 pub use text::{TokenNorms, token_norms};
 pub use tokenizer::PromptTokenizer;
-pub use unet::{Conditioning, Unet, UnetDenoiser, UnetInputs, guidance_embedding};
+pub use unet::{Conditioning, TextTime, Unet, UnetDenoiser, UnetInputs, guidance_embedding};
 
 use crate::error::PipelineError;
 use crate::noise::{NoiseSource, batch_noise};
 use crate::sampler::{self, Denoiser, SampleError, SamplerKind, SamplerSettings};
 use crate::schedule::SchedulerConfig;
 use bitsearch_runtime::SessionOptions;
-use ndarray::{ArrayD, Axis};
+use ndarray::ArrayD;
+use prompt::PromptEncoder;
 use std::path::{Path, PathBuf};
-use text::TextEncoder;
 use vae::VaeDecoder;
 
 /// One text-to-image generation.
@@ -33,7 +36,8 @@ use vae::VaeDecoder;
 pub struct GenerateRequest {
     /// One prompt per seed, or a single prompt for every seed.
     pub prompts: Vec<String>,
-    /// Replaces the empty prompt as the unconditional half of guidance.
+    /// Replaces the empty prompt as the unconditional half of guidance (which an SDXL folder
+    /// forcing zeros for empty prompts runs on zeros when this is None).
     pub negative_prompt: Option<String>,
     pub steps: usize,
     /// Classifier-free guidance scale; at most 1 runs the conditional half alone.
@@ -84,8 +88,7 @@ pub struct DiffusersPipeline {
     dir: PathBuf,
     index: ModelIndex,
     scheduler: SchedulerConfig,
-    tokenizer: PromptTokenizer,
-    text_encoder: TextEncoder,
+    text: PromptEncoder,
     unet: Unet,
     vae: VaeDecoder,
     /// `sample_size` of `unet/config.json` (latent pixels), for UNets with symbolic sizes.
@@ -93,9 +96,9 @@ pub struct DiffusersPipeline {
 }
 
 impl DiffusersPipeline {
-    /// Reads the folder's configs and tokenizer and builds the three sessions. `unet` is how
-    /// the UNet's session is built (its overridable weights and extra outputs are read back
-    /// through [`UnetDenoiser`]); the text encoder and VAE take its device and threads.
+    /// Reads the folder's configs and tokenizers and builds the sessions. `unet` is how the
+    /// UNet's session is built (its overridable weights and extra outputs are read back through
+    /// [`UnetDenoiser`]); the text encoders and VAE take its device and threads.
     pub fn open(dir: impl AsRef<Path>, unet: &SessionOptions) -> Result<Self, PipelineError> {
         let dir = dir.as_ref();
         if !dir.is_dir() {
@@ -103,15 +106,27 @@ impl DiffusersPipeline {
         }
         let index = layout::model_index(&dir.join("model_index.json"))?;
         let scheduler = layout::scheduler_config(&dir.join("scheduler").join("scheduler_config.json"))?;
-        let tokenizer = PromptTokenizer::open(&dir.join("tokenizer"))?;
         let vae_config = layout::vae_config(&dir.join("vae_decoder").join("config.json"))?;
         let config_sample_size = layout::unet_sample_size(&dir.join("unet").join("config.json"))?;
         let session = SessionOptions { device: unet.device, threads: unet.threads, ..Default::default() };
         let unet = Unet::open(&dir.join("unet").join("model.onnx"), unet)?;
-        let text_encoder = TextEncoder::open(&dir.join("text_encoder").join("model.onnx"), &session)?;
+        let sdxl = matches!(index.text, TextKind::Dual { .. });
+        if unet.takes_text_time() != sdxl {
+            let (listed, takes) =
+                if sdxl { ("two", "no text_embeds or time_ids") } else { ("one", "text_embeds and time_ids") };
+            return Err(PipelineError::file(
+                unet.path(),
+                format!(
+                    "the UNet takes {takes}, but model_index.json lists {listed} text encoder{}: an SDXL UNet and \
+                     only an SDXL UNet takes them",
+                    if sdxl { "s" } else { "" }
+                ),
+            ));
+        }
+        let text = PromptEncoder::open(dir, index.text, &session)?;
         let vae = VaeDecoder::open(&dir.join("vae_decoder").join("model.onnx"), vae_config, &session)?;
         log::info!("{}: {} with {}", dir.display(), index.class_name, scheduler.class_name);
-        Ok(Self { dir: dir.to_path_buf(), index, scheduler, tokenizer, text_encoder, unet, vae, config_sample_size })
+        Ok(Self { dir: dir.to_path_buf(), index, scheduler, text, unet, vae, config_sample_size })
     }
 
     pub fn dir(&self) -> &Path {
@@ -126,8 +141,9 @@ impl DiffusersPipeline {
         &self.scheduler
     }
 
+    /// The tokenizer of `text_encoder/`.
     pub fn tokenizer(&self) -> &PromptTokenizer {
-        &self.tokenizer
+        self.text.tokenizer()
     }
 
     pub fn vae_config(&self) -> VaeConfig {
@@ -142,10 +158,9 @@ impl DiffusersPipeline {
         &mut self.unet
     }
 
-    /// Text-encoder hidden states [prompts, tokens, width] of `prompts`.
-    pub fn encode_prompts(&mut self, prompts: &[String]) -> Result<ArrayD<f32>, PipelineError> {
-        let ids = self.tokenizer.encode(prompts)?;
-        self.text_encoder.encode(&ids)
+    /// What the text encoders give the UNet for `prompts`.
+    pub fn encode_prompts(&mut self, prompts: &[String]) -> Result<PromptEmbeddings, PipelineError> {
+        self.text.encode(prompts)
     }
 
     /// The sampler settings `request` runs with: its sampler, or the one the scheduler's class
@@ -166,23 +181,33 @@ impl DiffusersPipeline {
 
     /// The UNet's conditioning for `request`. A UNet with `timestep_cond` gets diffusers' LCM
     /// guidance embedding of `guidance − 1` and no guidance batch; otherwise guidance above 1
-    /// pairs every prompt with the negative (or empty) prompt.
+    /// pairs every prompt with the negative (or empty) prompt. An SDXL UNet also gets the
+    /// pooled embeddings and the size ids of the image size.
     pub fn conditioning(&mut self, request: &GenerateRequest) -> Result<Conditioning, PipelineError> {
         let prompts = self.prompts_per_seed(request)?;
-        let cond = self.encode_prompts(&prompts)?;
-        if let Some(width) = self.unet.timestep_cond_width() {
-            let w = vec![request.guidance - 1.0; prompts.len()];
-            let embedding = guidance_embedding(&w, width).into_dyn();
-            return Ok(Conditioning { context: cond, guidance: None, timestep_cond: Some(embedding) });
-        }
-        if request.guidance <= 1.0 {
-            return Ok(Conditioning { context: cond, guidance: None, timestep_cond: None });
-        }
-        let negative = request.negative_prompt.clone().unwrap_or_default();
-        let uncond = self.encode_prompts(&vec![negative; prompts.len()])?;
-        let context = ndarray::concatenate(Axis(0), &[uncond.view(), cond.view()])
-            .map_err(|e| PipelineError::Request(format!("text hidden states of unequal shapes: {e}")))?;
-        Ok(Conditioning { context, guidance: Some(request.guidance), timestep_cond: None })
+        let cond = self.text.encode(&prompts)?;
+        let lcm = self.unet.timestep_cond_width();
+        let guidance = (lcm.is_none() && request.guidance > 1.0).then_some(request.guidance);
+        let embeddings = match guidance {
+            Some(_) => {
+                let uncond = self.text.unconditional(request.negative_prompt.as_deref(), &cond)?;
+                PromptEmbeddings::stack(&uncond, &cond)?
+            }
+            None => cond,
+        };
+        let timestep_cond = lcm.map(|width| guidance_embedding(&vec![request.guidance - 1.0; prompts.len()], width));
+        let text_time = match embeddings.pooled {
+            Some(pooled) => Some(TextTime::new(pooled, self.image_size(request.size)?)),
+            None => None,
+        };
+        let conditioning = Conditioning {
+            context: embeddings.context,
+            guidance,
+            timestep_cond: timestep_cond.map(|e| e.into_dyn()),
+            text_time,
+        };
+        self.unet.check(&conditioning)?;
+        Ok(conditioning)
     }
 
     /// Generates one image per seed.
@@ -252,9 +277,16 @@ impl DiffusersPipeline {
         }
     }
 
+    /// Image (height, width) in pixels: the requested size, or the UNet's.
+    fn image_size(&self, size: Option<(usize, usize)>) -> Result<(usize, usize), PipelineError> {
+        let factor = self.vae.config().scale_factor;
+        let [_, h, w] = self.latent_item_shape(size)?;
+        Ok((h * factor, w * factor))
+    }
+
     /// [channels, h, w] of one latent, from the UNet's declared shape, the requested image
     /// size, or `unet/config.json`.
-    fn latent_item_shape(&self, size: Option<(usize, usize)>) -> Result<Vec<usize>, PipelineError> {
+    fn latent_item_shape(&self, size: Option<(usize, usize)>) -> Result<[usize; 3], PipelineError> {
         let declared = self.unet.sample_shape();
         let unet_path = self.unet.path();
         let channels = declared[1]
@@ -289,7 +321,7 @@ impl DiffusersPipeline {
                 )
             })?,
         };
-        Ok(vec![channels, h, w])
+        Ok([channels, h, w])
     }
 }
 

@@ -1,5 +1,5 @@
-//! The text encoder: token ids in, one hidden state per token out (`last_hidden_state`, the
-//! sequence the UNet's cross-attention reads).
+//! A text encoder: token ids in, hidden states per token out (the sequence the UNet's
+//! cross-attention reads), and for SDXL's second encoder a pooled embedding per prompt.
 
 use crate::error::PipelineError;
 use bitsearch_onnx::Model;
@@ -7,19 +7,41 @@ use bitsearch_runtime::{Session, SessionOptions};
 use ndarray::{ArrayD, ArrayViewD, Axis, IxDyn};
 use std::path::{Path, PathBuf};
 
-/// The output the UNet consumes; exporters put `pooler_output` beside it.
-const HIDDEN_STATES: &str = "last_hidden_state";
+/// The hidden states a Stable Diffusion 1.x/2.x UNet reads; exporters put `pooler_output`
+/// beside it.
+const LAST_HIDDEN_STATE: &str = "last_hidden_state";
 const IDS: &str = "input_ids";
 
 #[derive(Debug)]
 pub(crate) struct TextEncoder {
     session: Session,
     path: PathBuf,
-    output: usize,
+    /// Output index of the hidden states the UNet reads.
+    hidden: usize,
+    /// Output index of the pooled embedding, where one is read.
+    pooled: Option<usize>,
+}
+
+/// Which outputs of a text encoder are read.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Outputs<'a> {
+    /// The hidden states by name; None: `last_hidden_state`, or else the first output.
+    pub hidden: Option<&'a str>,
+    /// The pooled embedding [prompts, width] by name.
+    pub pooled: Option<&'a str>,
+}
+
+/// One batch of prompts through a text encoder.
+#[derive(Debug)]
+pub(crate) struct Encoded {
+    /// [prompts, tokens, width].
+    pub hidden: ArrayD<f32>,
+    /// [prompts, width], when the encoder was opened to read one.
+    pub pooled: Option<ArrayD<f32>>,
 }
 
 impl TextEncoder {
-    pub fn open(path: &Path, options: &SessionOptions) -> Result<Self, PipelineError> {
+    pub fn open(path: &Path, options: &SessionOptions, outputs: Outputs<'_>) -> Result<Self, PipelineError> {
         let session = Session::new(&Model::load(path)?, options)?;
         if let Some(other) = session.inputs().iter().find(|s| s.name != IDS) {
             return Err(PipelineError::file(
@@ -30,25 +52,42 @@ impl TextEncoder {
         if session.inputs().is_empty() {
             return Err(PipelineError::file(path, format!("the text encoder has no input '{IDS}'")));
         }
-        let output = session.outputs().iter().position(|o| o == HIDDEN_STATES).unwrap_or(0);
-        Ok(Self { session, path: path.to_path_buf(), output })
+        let names = session.outputs();
+        let find = |name: &str, what: &str| {
+            names.iter().position(|o| o == name).ok_or_else(|| {
+                PipelineError::file(path, format!("no output '{name}' ({what}); its outputs: {}", names.join(", ")))
+            })
+        };
+        let hidden = match outputs.hidden {
+            Some(name) => find(name, "the hidden states the UNet reads")?,
+            None => names.iter().position(|o| o == LAST_HIDDEN_STATE).unwrap_or(0),
+        };
+        let pooled = outputs.pooled.map(|name| find(name, "the pooled text embedding the UNet reads")).transpose()?;
+        Ok(Self { session, path: path.to_path_buf(), hidden, pooled })
     }
 
-    /// Hidden states [prompts, tokens, width] of each row of token ids.
-    pub fn encode(&mut self, ids: &[Vec<u32>]) -> Result<ArrayD<f32>, PipelineError> {
+    /// The outputs read for each row of token ids.
+    pub fn encode(&mut self, ids: &[Vec<u32>]) -> Result<Encoded, PipelineError> {
         let length = ids.first().map_or(0, Vec::len);
+        let prompts = ids.len();
         // Ids stay exact in f32 up to 2^24, far above any vocabulary; the runtime casts to int64.
         let flat: Vec<f32> = ids.iter().flatten().map(|&id| id as f32).collect();
-        let ids = ArrayD::from_shape_vec(IxDyn(&[ids.len(), length]), flat)
+        let ids = ArrayD::from_shape_vec(IxDyn(&[prompts, length]), flat)
             .map_err(|e| PipelineError::Request(format!("token ids of unequal lengths: {e}")))?;
-        let mut outputs = self.session.run(&[(IDS, ids.view())], &[])?;
-        if outputs.len() <= self.output || outputs[self.output].ndim() != 3 {
-            return Err(PipelineError::file(
-                &self.path,
-                format!("expected '{HIDDEN_STATES}' of shape [batch, tokens, width] among the outputs"),
-            ));
-        }
-        Ok(outputs.swap_remove(self.output))
+        let outputs = self.session.run(&[(IDS, ids.view())], &[])?;
+        let names = self.session.outputs();
+        let take = |index: usize, rank: usize, layout: &str| {
+            outputs.get(index).filter(|o| o.ndim() == rank && o.shape()[0] == prompts).cloned().ok_or_else(|| {
+                let shape = outputs.get(index).map(|o| format!("{:?}", o.shape())).unwrap_or_default();
+                PipelineError::file(
+                    &self.path,
+                    format!("output '{}' has shape {shape}, expected {layout} for {prompts} prompts", names[index]),
+                )
+            })
+        };
+        let hidden = take(self.hidden, 3, "[prompts, tokens, width]")?;
+        let pooled = self.pooled.map(|index| take(index, 2, "[prompts, width]")).transpose()?;
+        Ok(Encoded { hidden, pooled })
     }
 }
 

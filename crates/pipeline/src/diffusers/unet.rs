@@ -1,6 +1,7 @@
 //! The UNet of a diffusers folder and the denoiser the samplers call: one UNet run per step,
 //! with classifier-free guidance done by batching the unconditional and conditional halves
-//! together, or with LCM's guidance embedding fed to `timestep_cond` instead.
+//! together, or with LCM's guidance embedding fed to `timestep_cond` instead. An SDXL UNet also
+//! takes the pooled text embedding and the size ids (`text_embeds`, `time_ids`).
 //!
 //! [`UnetDenoiser`] is public so that callers can change the UNet's weights from one step to
 //! the next ([`UnetDenoiser::set_overrides`]) and read values captured on each run
@@ -10,7 +11,7 @@ use crate::error::PipelineError;
 use crate::sampler::{Denoiser, SampleError};
 use crate::sessions::DenoiserSessions;
 use bitsearch_onnx::Model;
-use bitsearch_runtime::{RuntimeError, Session, SessionOptions};
+use bitsearch_runtime::{InputSpec, RuntimeError, Session, SessionOptions};
 use ndarray::{Array2, ArrayD, ArrayViewD, Axis, IxDyn, Slice, Zip};
 use std::path::{Path, PathBuf};
 
@@ -18,6 +19,11 @@ const SAMPLE: &str = "sample";
 const TIMESTEP: &str = "timestep";
 const CONTEXT: &str = "encoder_hidden_states";
 const TIMESTEP_COND: &str = "timestep_cond";
+const TEXT_EMBEDS: &str = "text_embeds";
+const TIME_IDS: &str = "time_ids";
+const INPUTS: [&str; 6] = [SAMPLE, TIMESTEP, CONTEXT, TIMESTEP_COND, TEXT_EMBEDS, TIME_IDS];
+/// Numbers in SDXL's `time_ids`: original size, crop corner, target size.
+const TIME_ID_COUNT: usize = 6;
 
 /// A loaded UNet and the layout of its inputs.
 #[derive(Debug)]
@@ -28,6 +34,11 @@ pub struct Unet {
     sample_shape: Vec<Option<usize>>,
     timestep: TimestepLayout,
     timestep_cond: Option<usize>,
+    /// Declared width of `encoder_hidden_states`, where fixed.
+    context_width: Option<usize>,
+    /// Whether the UNet takes `text_embeds` and `time_ids`, and the declared width of
+    /// `text_embeds` where fixed.
+    text_time: Option<Option<usize>>,
 }
 
 /// How `timestep` is shaped: one value per batch item, one shared value, or a scalar.
@@ -40,8 +51,8 @@ enum TimestepLayout {
 
 impl Unet {
     /// Loads `path` and checks its inputs: `sample`, `timestep` and `encoder_hidden_states`,
-    /// and optionally `timestep_cond` (LCM-distilled UNets). A quantized UNet folder loads every
-    /// model its manifest lists.
+    /// optionally `timestep_cond` (LCM-distilled UNets), and `text_embeds` with `time_ids`
+    /// (SDXL). A quantized UNet folder loads every model its manifest lists.
     pub fn open(path: &Path, options: &SessionOptions) -> Result<Self, PipelineError> {
         Self::from_sessions(DenoiserSessions::open(path, options)?, path)
     }
@@ -61,20 +72,16 @@ impl Unet {
     fn from_sessions(sessions: DenoiserSessions, path: &Path) -> Result<Self, PipelineError> {
         let session = sessions.first();
         let names = || session.inputs().iter().map(|s| s.name.as_str()).collect::<Vec<_>>().join(", ");
-        if let Some(other) =
-            session.inputs().iter().find(|s| ![SAMPLE, TIMESTEP, CONTEXT, TIMESTEP_COND].contains(&s.name.as_str()))
-        {
+        if let Some(other) = session.inputs().iter().find(|s| !INPUTS.contains(&s.name.as_str())) {
+            let (known, last) = INPUTS.split_at(INPUTS.len() - 1);
             return Err(PipelineError::file(
                 path,
-                format!(
-                    "UNet input '{}' is not supported: only {SAMPLE}, {TIMESTEP}, {CONTEXT} and {TIMESTEP_COND} are \
-                     (SDXL-style pipelines, whose UNet also takes text_embeds and time_ids, are not supported yet)",
-                    other.name
-                ),
+                format!("UNet input '{}' is not supported: only {} and {} are", other.name, known.join(", "), last[0]),
             ));
         }
+        let get = |name: &str| session.inputs().iter().find(|s| s.name == name);
         let find = |name: &str| {
-            session.inputs().iter().find(|s| s.name == name).ok_or_else(|| {
+            get(name).ok_or_else(|| {
                 PipelineError::file(path, format!("the UNet has no input '{name}' (its inputs: {})", names()))
             })
         };
@@ -90,21 +97,70 @@ impl Unet {
             [Some(1)] => TimestepLayout::Single,
             _ => TimestepLayout::PerItem,
         };
-        find(CONTEXT)?;
-        let timestep_cond = match session.inputs().iter().find(|s| s.name == TIMESTEP_COND) {
+        let context_width = match find(CONTEXT)?.shape.as_slice() {
+            [_, _, width] => *width,
+            _ => return Err(PipelineError::file(path, format!("UNet input '{CONTEXT}' must have rank 3"))),
+        };
+        // [batch, width]; `width` must be `fixed` when given.
+        let row = |spec: &InputSpec, fixed: Option<usize>| match spec.shape.as_slice() {
+            [_, width] if fixed.is_none_or(|f| width.is_none_or(|w| w == f)) => Ok(*width),
+            _ => Err(PipelineError::file(
+                path,
+                format!(
+                    "UNet input '{}' must have shape [batch, {}], it has {:?}",
+                    spec.name,
+                    fixed.map_or("width".to_string(), |f| f.to_string()),
+                    spec.shape
+                ),
+            )),
+        };
+        let timestep_cond = match get(TIMESTEP_COND) {
             None => None,
-            Some(spec) => match spec.shape.as_slice() {
-                [_, Some(width)] => Some(*width),
-                _ => {
-                    return Err(PipelineError::file(
-                        path,
-                        format!("UNet input '{TIMESTEP_COND}' must have shape [batch, width] with a fixed width"),
-                    ));
-                }
-            },
+            Some(spec) => Some(row(spec, None)?.ok_or_else(|| {
+                PipelineError::file(path, format!("UNet input '{TIMESTEP_COND}' must have a fixed width"))
+            })?),
+        };
+        let text_time = match (get(TEXT_EMBEDS), get(TIME_IDS)) {
+            (None, None) => None,
+            (Some(text), Some(ids)) => {
+                row(ids, Some(TIME_ID_COUNT))?;
+                Some(row(text, None)?)
+            }
+            (Some(_), None) | (None, Some(_)) => {
+                let (has, lacks) =
+                    if get(TEXT_EMBEDS).is_some() { (TEXT_EMBEDS, TIME_IDS) } else { (TIME_IDS, TEXT_EMBEDS) };
+                return Err(PipelineError::file(
+                    path,
+                    format!("the UNet takes '{has}' but not '{lacks}': an SDXL UNet takes both"),
+                ));
+            }
         };
         let sample_shape = sample.shape.clone();
-        Ok(Self { sessions, path: path.to_path_buf(), sample_shape, timestep, timestep_cond })
+        Ok(Self { sessions, path: path.to_path_buf(), sample_shape, timestep, timestep_cond, context_width, text_time })
+    }
+
+    /// Whether the UNet takes SDXL's `text_embeds` and `time_ids`.
+    pub fn takes_text_time(&self) -> bool {
+        self.text_time.is_some()
+    }
+
+    /// Checks that the text side's tensors in `conditioning` have the widths the UNet declares.
+    pub(crate) fn check(&self, conditioning: &Conditioning) -> Result<(), PipelineError> {
+        let fits = |input: &str, declared: Option<usize>, given: &ArrayD<f32>| {
+            let given = given.shape().last().copied().unwrap_or(0);
+            match declared {
+                Some(declared) if declared != given => Err(PipelineError::file(
+                    &self.path,
+                    format!("UNet input '{input}' is {declared} wide, the text encoders give {given}"),
+                )),
+                _ => Ok(()),
+            }
+        };
+        fits(CONTEXT, self.context_width, &conditioning.context)?;
+        match &conditioning.text_time {
+            Some(added) => fits(TEXT_EMBEDS, self.text_time.flatten(), &added.text_embeds),
+            None => Ok(()),
+        }
     }
 
     pub fn path(&self) -> &Path {
@@ -139,7 +195,7 @@ impl Unet {
     /// (None: the one that runs `step`). Returns the prediction, then the extra outputs the
     /// session was built with.
     pub fn run(&mut self, inputs: UnetInputs<'_>) -> Result<Vec<ArrayD<f32>>, RuntimeError> {
-        let UnetInputs { step, model, sample, t, context, timestep_cond, overrides } = inputs;
+        let UnetInputs { step, model, sample, t, context, timestep_cond, text_time, overrides } = inputs;
         let shape: &[usize] = match self.timestep {
             TimestepLayout::PerItem => &sample.shape()[..1],
             TimestepLayout::Single => &[1],
@@ -148,6 +204,9 @@ impl Unet {
         let time = ArrayD::from_elem(IxDyn(shape), t);
         let mut feeds = vec![(SAMPLE, sample), (TIMESTEP, time.view()), (CONTEXT, context)];
         feeds.extend(timestep_cond.map(|c| (TIMESTEP_COND, c)));
+        if let Some(added) = text_time {
+            feeds.extend([(TEXT_EMBEDS, added.text_embeds.view()), (TIME_IDS, added.time_ids.view())]);
+        }
         let session = self
             .sessions
             .routed(step, model)
@@ -167,6 +226,8 @@ pub struct UnetInputs<'a> {
     pub t: f32,
     pub context: ArrayViewD<'a, f32>,
     pub timestep_cond: Option<ArrayViewD<'a, f32>>,
+    /// SDXL's added conditions, batched like `context`.
+    pub text_time: Option<&'a TextTime>,
     /// Initializers replaced for this run.
     pub overrides: &'a [(&'a str, ArrayViewD<'a, f32>)],
 }
@@ -181,6 +242,28 @@ pub struct Conditioning {
     pub guidance: Option<f32>,
     /// LCM's guidance embedding [batch, width] for UNets that take `timestep_cond`.
     pub timestep_cond: Option<ArrayD<f32>>,
+    /// SDXL's added conditions, one row per row of `context`.
+    pub text_time: Option<TextTime>,
+}
+
+/// SDXL's added conditions (diffusers' `added_cond_kwargs`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TextTime {
+    /// The second text encoder's pooled, projected embedding [batch, width].
+    pub text_embeds: ArrayD<f32>,
+    /// [batch, 6]: original size (height, width), crop top-left (top, left) and target size
+    /// (height, width), in pixels.
+    pub time_ids: ArrayD<f32>,
+}
+
+impl TextTime {
+    /// The conditions diffusers' SDXL pipeline gives an image of `size` (height, width) by
+    /// default: original and target size `size`, crop corner (0, 0).
+    pub fn new(text_embeds: ArrayD<f32>, (height, width): (usize, usize)) -> Self {
+        let ids = [height as f32, width as f32, 0.0, 0.0, height as f32, width as f32];
+        let time_ids = Array2::from_shape_fn((text_embeds.shape()[0], TIME_ID_COUNT), |(_, k)| ids[k]).into_dyn();
+        Self { text_embeds, time_ids }
+    }
 }
 
 /// The UNet as a [`Denoiser`]: `eps = eps_u + g·(eps_c − eps_u)` under guidance, the plain
@@ -252,6 +335,7 @@ impl Denoiser for UnetDenoiser<'_> {
             t,
             context: context.view(),
             timestep_cond,
+            text_time: self.conditioning.text_time.as_ref(),
             overrides: &overrides,
         };
         let mut outputs = self.unet.run(inputs).map_err(|e| SampleError::Denoiser(format!("step {step}: {e}")))?;
