@@ -74,6 +74,10 @@ fn denoiser(path: &Path, spec: &WorkloadSpec) -> anyhow::Result<DenoiserPipeline
     let model = Model::load(path)?;
     let options = SessionOptions { device: spec.device, threads: spec.threads, ..Default::default() };
     let session = Session::new(&model, &options)?;
+    // Spatial sizes the config.json beside the file gives, unless --dim gives them.
+    let symbols: Vec<_> = session.inputs().iter().map(|i| i.symbols.clone()).collect();
+    let given: Vec<(String, usize)> = spec.dims.clone().into_iter().collect();
+    let (dims, _) = bitsearch_pipeline::workload::config_dims(path, &symbols, &given)?;
     let config = DenoiserConfig {
         time_input: spec.time_input.clone(),
         time_kind: spec.time_kind,
@@ -82,7 +86,7 @@ fn denoiser(path: &Path, spec: &WorkloadSpec) -> anyhow::Result<DenoiserPipeline
         sigma_max: spec.sigma_max,
         // One value each (settings::sample).
         conditions: spec.conditions.iter().map(|(name, values)| (name.clone(), values[0])).collect(),
-        dims: spec.dims.clone().into_iter().collect(),
+        dims,
         ..Default::default()
     };
     DenoiserPipeline::new(session, &config).with_context(|| path.display().to_string())
