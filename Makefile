@@ -26,7 +26,7 @@ CLIENT_VENV := $(LOCAL)/client-venv
 BIN := target/release/bitsearch
 DEMO_OUT := out/demo
 
-.PHONY: setup system-packages models build demo python-check report-check client-check test check-deps bench device-check lint proto train-shapes shapes-accuracy
+.PHONY: setup system-packages models models-large bench-large build demo python-check report-check client-check test check-deps bench device-check lint proto train-shapes shapes-accuracy
 
 ## setup: cmake and libclang (apt, for HiGHS) and ONNX Runtime from its PyPI wheel into .local/
 ## (GPU=1 for onnxruntime-gpu)
@@ -113,6 +113,23 @@ $(CLIENT_VENV)/.installed: scripts/client-requirements.txt
 	$(CLIENT_VENV)/bin/pip install --quiet --upgrade pip
 	$(CLIENT_VENV)/bin/pip install --quiet -r $<
 	touch $@
+
+## models-large: the real-size zoo under models/large/, built here with random weights from the
+## published configurations (no hub weights exist on these machines): LARGE names the folders
+## (default sd15-f32 sd15-f16 pixart-f32 sdxl-f16, 12.7 GB; sdxl-f32 adds 10.3 GB). Never part
+## of test.
+LARGE ?= sd15-f32 sd15-f16 pixart-f32 sdxl-f16
+models-large:
+	cargo build --release -p bitsearch-fixtures --bin zoo
+	for m in $(LARGE); do \
+		[ -d models/large/$$m ] || target/release/zoo $${m%-*} --dtype $${m##*-} --out models/large/$$m; \
+	done
+
+## bench-large: inspect, sensitivity on a slice, solve, quantize and eval on each LARGE folder:
+## wall time, peak memory, probe / plain and the extrapolated full run (out/bench-large/table.md,
+## kept in docs/bench-large.md; about 10 minutes a model on 2 cores)
+bench-large: build models-large
+	scripts/bench-large.sh $(BIN) out/bench-large $(addprefix models/large/,$(LARGE))
 
 ## test: the crate-graph check, unit tests on graphs the tests build, integration tests on the
 ## real terrain model and shapes-t2i

@@ -211,7 +211,8 @@ fn the_guided_prediction_is_two_unet_runs_fed_their_own_text_embeds_and_time_ids
     };
     let (eps_u, eps_c) = (run(&uncond), run(&cond));
     let manual = &eps_u + &((&eps_c - &eps_u) * guidance);
-    assert!(max_abs_diff(&combined, &manual) < 1e-5, "{}", max_abs_diff(&combined, &manual));
+    // Batch 2 against two runs of batch 1: kernels may round differently, by float noise.
+    assert!(max_abs_diff(&combined, &manual) < 1e-4, "{}", max_abs_diff(&combined, &manual));
     assert!(max_abs_diff(&eps_u, &eps_c) > 1e-3, "the text must matter");
 }
 

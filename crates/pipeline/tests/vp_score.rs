@@ -103,6 +103,8 @@ fn a_workload_spec_describes_the_model_as_the_pipeline_config_does() {
 
     // The time kind belongs to denoiser files: a diffusers folder refuses it, naming the field.
     let folder = WorkloadSpec { prompts: vec!["a cat".into()], ..spec };
-    let message = workload::open(dir.path(), &folder).unwrap_err().to_string();
+    let pipeline_dir = tempfile::tempdir().unwrap();
+    bitsearch_fixtures::write_tiny_sd_pipeline(pipeline_dir.path()).unwrap();
+    let message = workload::open(pipeline_dir.path(), &folder).unwrap_err().to_string();
     assert!(message.starts_with("time_input:"), "{message}");
 }

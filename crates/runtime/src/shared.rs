@@ -64,7 +64,10 @@ impl SharedWeights {
         let mut builder = builder
             .with_config_entry("session.model_external_initializers_file_folder_path", folder.to_string_lossy())?
             .with_prepacking(false)?
-            .with_optimization_level(GraphOptimizationLevel::Level2)?;
+            .with_optimization_level(GraphOptimizationLevel::Level2)?
+            // Several sessions of a large model live at once (reference, window, next window):
+            // with an arena each would keep its own peak of activations for good.
+            .with_execution_providers([ort::ep::CPU::default().with_arena_allocator(false).build()])?;
         for (name, value) in &self.values {
             builder = builder.with_initializer(name, Arc::clone(value))?;
         }
