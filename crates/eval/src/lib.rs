@@ -202,13 +202,15 @@ pub struct Measurement {
     pub errors: ItemErrors,
 }
 
-/// Resident memory that opening the model at `path` (its sessions started) adds to a process
-/// that has loaded ONNX Runtime and nothing else: meaningful only in a fresh process, since
-/// memory freed by earlier sessions is reused. `bitsearch eval` runs it in a child per model.
+/// Resident memory that opening the model at `path` and generating its first batch adds to a
+/// process that has loaded ONNX Runtime and nothing else: its weights are memory-mapped, so
+/// they count once a run has touched them. Meaningful only in a fresh process, since memory
+/// freed by earlier sessions is reused. `bitsearch eval` runs it in a child per model.
 pub fn opening_memory(path: &Path, spec: &WorkloadSpec) -> Result<u64> {
     bitsearch_runtime::init().map_err(bitsearch_pipeline::PipelineError::from)?;
     let before = resident_bytes();
-    let workload = workload::open(path, spec)?;
+    let mut workload = workload::open(path, spec)?;
+    workload.run(0, &mut measure::Timed::default())?;
     let bytes = resident_bytes().saturating_sub(before);
     drop(workload);
     Ok(bytes)

@@ -24,7 +24,7 @@ pub struct Run {
 
 /// Records every prediction and times every denoiser call.
 #[derive(Debug, Default)]
-struct Timed {
+pub(crate) struct Timed {
     outputs: Vec<ArrayD<f32>>,
     calls: Vec<Duration>,
 }

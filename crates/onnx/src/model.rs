@@ -187,16 +187,7 @@ impl Model {
                 taken.push((offset, raw));
             });
         }
-        let write_data = |file: &mut dyn std::io::Write| {
-            let mut at = 0;
-            for (offset, raw) in &taken {
-                file.write_all(&vec![0; offset - at])?;
-                file.write_all(raw)?;
-                at = offset + raw.len();
-            }
-            Ok(())
-        };
-        write_atomically_with(&data_path, write_data).map_err(write_err(&data_path))?;
+        write_atomically_with(&data_path, |file| write_pieces(file, &taken)).map_err(write_err(&data_path))?;
         write_atomically(path, &proto.encode_to_vec()).map_err(write_err(path))
     }
 }
@@ -224,13 +215,16 @@ pub fn bytes_on_disk(path: &Path) -> Result<u64> {
 
 /// One external-data file shared by several models: each distinct tensor (same name, same
 /// bytes) is stored once, however many models use it. Large tensors start on a page boundary
-/// so that ONNX Runtime can memory-map them, and the models then share those pages.
+/// so that ONNX Runtime can memory-map them, and the models then share those pages. The
+/// tensors' bytes are held, not copied, until [`SharedData::write`] streams them out.
 #[derive(Debug)]
 pub struct SharedData {
     file_name: String,
     min_bytes: usize,
-    blob: Vec<u8>,
-    /// (name, length, hash of the bytes) → offsets of the stored copies with that key.
+    /// Each stored tensor at its offset, in file order.
+    pieces: Vec<(usize, Bytes)>,
+    end: usize,
+    /// (name, length, hash of the bytes) → indices in `pieces` of the stored copies.
     stored: HashMap<(String, usize, u64), Vec<usize>>,
 }
 
@@ -243,7 +237,7 @@ const SMALL_ALIGN: usize = 64;
 impl SharedData {
     /// A file named `file_name` (beside the models) for tensors of at least `min_bytes`.
     pub fn new(file_name: &str, min_bytes: usize) -> Self {
-        Self { file_name: file_name.to_string(), min_bytes, blob: Vec::new(), stored: HashMap::new() }
+        Self { file_name: file_name.to_string(), min_bytes, pieces: Vec::new(), end: 0, stored: HashMap::new() }
     }
 
     /// `model`'s protobuf with its tensors of at least `min_bytes` pointing into this file,
@@ -262,13 +256,13 @@ impl SharedData {
         std::hash::Hash::hash(&raw[..], &mut hasher);
         let key = (t.name().to_string(), raw.len(), std::hash::Hasher::finish(&hasher));
         let copies = self.stored.entry(key).or_default();
-        let offset = match copies.iter().find(|&&o| self.blob[o..o + raw.len()] == raw[..]) {
-            Some(&offset) => offset,
+        let offset = match copies.iter().map(|&i| &self.pieces[i]).find(|(_, stored)| stored[..] == raw[..]) {
+            Some(&(offset, _)) => offset,
             None => {
-                self.blob.resize(self.blob.len().next_multiple_of(alignment(raw.len())), 0);
-                let offset = self.blob.len();
-                self.blob.extend_from_slice(&raw);
-                copies.push(offset);
+                let offset = self.end.next_multiple_of(alignment(raw.len()));
+                self.end = offset + raw.len();
+                copies.push(self.pieces.len());
+                self.pieces.push((offset, raw.clone()));
                 offset
             }
         };
@@ -277,12 +271,33 @@ impl SharedData {
 
     /// Distinct tensors stored.
     pub fn tensors(&self) -> usize {
-        self.stored.values().map(Vec::len).sum()
+        self.pieces.len()
     }
 
-    pub fn bytes(&self) -> &[u8] {
-        &self.blob
+    /// Bytes the file takes, alignment included.
+    pub fn len(&self) -> usize {
+        self.end
     }
+
+    pub fn is_empty(&self) -> bool {
+        self.end == 0
+    }
+
+    /// Writes the file at `path` (atomically), tensor by tensor.
+    pub fn write(&self, path: &Path) -> std::io::Result<()> {
+        write_atomically_with(path, |file| write_pieces(file, &self.pieces))
+    }
+}
+
+/// Writes tensors at their offsets, zeros between them.
+fn write_pieces(file: &mut dyn std::io::Write, pieces: &[(usize, Bytes)]) -> std::io::Result<()> {
+    let mut at = 0;
+    for (offset, raw) in pieces {
+        file.write_all(&vec![0; offset - at])?;
+        file.write_all(raw)?;
+        at = offset + raw.len();
+    }
+    Ok(())
 }
 
 /// Where a tensor of `len` bytes starts in a data file: large ones on a page boundary (ONNX
@@ -439,7 +454,7 @@ mod tests {
         let second = data.externalize(&model(3.0));
         // "a" is the same in both; "w" differs.
         assert_eq!(data.tensors(), 3);
-        assert_eq!(data.bytes().len(), 3 * 2048);
+        assert_eq!(data.len(), 3 * 2048);
         let offset = |p: &ModelProto, name: &str| {
             let t = p.graph.as_ref().unwrap().initializer.iter().find(|t| t.name() == name).unwrap();
             t.external_data.iter().find(|e| e.key() == "offset").unwrap().value().to_string()
@@ -448,7 +463,7 @@ mod tests {
         assert_ne!(offset(&first, "w"), offset(&second, "w"));
         // Read back through a folder, the second model holds its own values.
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("weights.bin"), data.bytes()).unwrap();
+        data.write(&dir.path().join("weights.bin")).unwrap();
         Model::new(second).save(dir.path().join("m.onnx"), ExternalData::Inline).unwrap();
         let loaded = Model::load(dir.path().join("m.onnx")).unwrap();
         let w = loaded.graph().initializer.iter().find(|t| t.name() == "w").unwrap();

@@ -173,7 +173,7 @@ pub fn quantize(model: &Path, plan_path: &Path, out: &Path, options: &QuantizeOp
         noise.write(&denoiser_dir.join(NOISE_CORRECTION_FILE))?;
     }
     let weights = denoiser_dir.join(WEIGHTS_FILE);
-    bitsearch_types::write_atomically(&weights, data.bytes()).map_err(io_error(&weights))?;
+    data.write(&weights).map_err(io_error(&weights))?;
     let manifest = Manifest {
         bitsearch_quantized: bitsearch_records::manifest::MANIFEST_FORMAT,
         model: absolute(&denoiser),
