@@ -73,6 +73,23 @@ pub fn assert_each_tensor_stored_once(dir: &std::path::Path, manifest: &bitsearc
     assert!(file >= stored && file <= stored + padding, "{file} bytes for {stored} stored");
 }
 
+/// Every file under `root`, relative to it.
+pub fn files(root: &std::path::Path) -> std::collections::BTreeSet<PathBuf> {
+    let mut found = std::collections::BTreeSet::new();
+    let mut pending = vec![root.to_path_buf()];
+    while let Some(dir) = pending.pop() {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                pending.push(path);
+            } else {
+                found.insert(path.strip_prefix(root).unwrap().to_path_buf());
+            }
+        }
+    }
+    found
+}
+
 /// Runs the bitsearch binary with `args`.
 pub fn bitsearch(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_bitsearch")).args(args).output().expect("the bitsearch binary runs")

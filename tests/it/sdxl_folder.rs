@@ -3,11 +3,11 @@
 //! of the UNet, and a solved plan quantizes into a folder that keeps the SDXL layout, samples,
 //! and is evaluated against the float folder on held-out prompts and seeds.
 
-use crate::common::{assert_success, bitsearch};
+use crate::common::{assert_success, bitsearch, files};
 use bitsearch_fixtures::zoo::Dtype;
 use bitsearch_records::{Manifest, SensitivityTable, read_evals};
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 fn folder() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
@@ -34,23 +34,6 @@ fn sample(model: &Path, out: &Path, seed: u64, num: usize) {
 
 fn png(dir: &Path, i: usize) -> Vec<u8> {
     std::fs::read(dir.join(format!("sample_{i:03}.png"))).unwrap()
-}
-
-/// Every file under `root`, relative to it.
-fn files(root: &Path) -> BTreeSet<PathBuf> {
-    let mut found = BTreeSet::new();
-    let mut pending = vec![root.to_path_buf()];
-    while let Some(dir) = pending.pop() {
-        for entry in std::fs::read_dir(dir).unwrap() {
-            let path = entry.unwrap().path();
-            if path.is_dir() {
-                pending.push(path);
-            } else {
-                found.insert(path.strip_prefix(root).unwrap().to_path_buf());
-            }
-        }
-    }
-    found
 }
 
 #[test]

@@ -3,7 +3,7 @@
 //! Runtime from Python, and its alignment metric separates full precision from low-bit UNets.
 
 use crate::common::{
-    assert_clean_failure, assert_each_tensor_stored_once, assert_success, bitsearch, four_then_eight_plan,
+    assert_clean_failure, assert_each_tensor_stored_once, assert_success, bitsearch, files, four_then_eight_plan,
 };
 use ndarray::ArrayD;
 use ndarray_npy::{ReadNpyExt, WriteNpyExt};
@@ -14,23 +14,6 @@ fn shapes_model() -> PathBuf {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models/shapes-t2i");
     assert!(path.join("model_index.json").is_file(), "{} is missing (it is committed)", path.display());
     path
-}
-
-/// Every file under `root`, relative to it.
-fn files(root: &Path) -> Vec<PathBuf> {
-    let mut found = Vec::new();
-    let mut pending = vec![root.to_path_buf()];
-    while let Some(dir) = pending.pop() {
-        for entry in std::fs::read_dir(dir).unwrap() {
-            let path = entry.unwrap().path();
-            if path.is_dir() {
-                pending.push(path);
-            } else {
-                found.push(path.strip_prefix(root).unwrap().to_path_buf());
-            }
-        }
-    }
-    found
 }
 
 fn read_npy(path: &Path) -> ArrayD<f32> {
