@@ -70,7 +70,8 @@ for folder in folders:
         if model != name:
             continue
         seconds, kb = times.split()
-        lines.append(f"| {name} | {step} | {float(seconds):.1f} | {int(kb) / 1e6:.2f} | {int(kb) * 1e3 / data:.2f} |")
+        # GNU time reports KiB.
+        lines.append(f"| {name} | {step} | {float(seconds):.1f} | {int(kb) * 1024 / 1e9:.2f} | {int(kb) * 1024 / data:.2f} |")
     report = open(os.path.join(out, f"{name}.sensitivity.out")).read()
     ratio = float(re.search(r"probe / plain forward = ([0-9.]+)", report).group(1))
     plain = float(re.search(r"plain pass ([0-9.]+) s", report).group(1))

@@ -146,7 +146,9 @@ pub fn quantize(model: &Path, plan_path: &Path, out: &Path, options: &QuantizeOp
     let mut built = Vec::new();
     for (k, (config, groups)) in configs.iter().enumerate() {
         log::info!("model {}/{}: step groups {groups:?}", k + 1, configs.len());
-        built.push(build(&inputs, config, groups, &mut codes)?);
+        // The last model built needs no codes kept for another: each is let go once written.
+        let keep = if k + 1 == configs.len() { Keep::No } else { Keep::Yes };
+        built.push(build(&inputs, config, groups, &mut codes, keep)?);
     }
     let noise = match calibration.as_deref_mut() {
         Some(workload) if options.ptqd => Some(ptqd::fit(workload, &fp, &built, steps_of(&plan, &configs), &session)?),
@@ -292,7 +294,20 @@ struct Codebook {
     codes: HashMap<(String, WeightFormat), StoredWeight>,
 }
 
+/// Whether a model built keeps its codes in the [`Codebook`] for the models after it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Keep {
+    Yes,
+    No,
+}
+
 impl Codebook {
+    /// Lets the codes of `layer` in `form` go: on a model of gigabytes they would double what
+    /// the written tensors hold.
+    fn release(&mut self, layer: &Layer, form: WeightFormat) {
+        self.codes.remove(&(layer.weight.clone().unwrap_or_default(), form));
+    }
+
     fn get(&mut self, model: &Model, layer: &Layer, plan: &Plan, form: WeightFormat) -> Result<&StoredWeight> {
         let key = (layer.weight.clone().unwrap_or_default(), form);
         if !self.codes.contains_key(&key) {
@@ -321,7 +336,7 @@ struct Inputs<'a> {
 }
 
 /// The full-precision model with one configuration (that of step groups `groups`) applied.
-fn build(inputs: &Inputs<'_>, config: &Config, groups: &[usize], codes: &mut Codebook) -> Result<Model> {
+fn build(inputs: &Inputs<'_>, config: &Config, groups: &[usize], codebook: &mut Codebook, keep: Keep) -> Result<Model> {
     let Inputs { fp, chosen, plan, ref fixes, storage } = *inputs;
     let mut model = fp.clone();
     rewrite::raise_opset(&mut model, rewrite::LOWBIT_OPSET)?;
@@ -340,12 +355,12 @@ fn build(inputs: &Inputs<'_>, config: &Config, groups: &[usize], codes: &mut Cod
                     "8-bit activations need integer weights with per-channel scales, not {width}"
                 )));
             }
-            let (codes, scales) = match codes.get(fp, layer, plan, width)? {
+            let stored = match codebook.get(fp, layer, plan, width)? {
                 StoredWeight::Half(values) => {
                     rewrite::store_half(&mut model, &weight, &prefix, values)?;
-                    continue;
+                    None
                 }
-                StoredWeight::Fp8(q) => (CodeArray::E4m3(&q.codes), &q.scales),
+                StoredWeight::Fp8(q) => Some((CodeArray::E4m3(&q.codes), &q.scales)),
                 StoredWeight::Codes(q) => {
                     // Integer kernels take int8 weights only: narrower codes go in an int8 container.
                     let codes = match (activations, width.container_bits()) {
@@ -353,14 +368,23 @@ fn build(inputs: &Inputs<'_>, config: &Config, groups: &[usize], codes: &mut Cod
                         (false, 4) => CodeArray::Int4(&q.codes),
                         _ => CodeArray::Int8(&q.codes),
                     };
-                    (codes, &q.scales)
+                    Some((codes, &q.scales))
                 }
+            };
+            let Some((codes, scales)) = stored else {
+                if keep == Keep::No {
+                    codebook.release(layer, width);
+                }
+                continue;
             };
             let w = WeightCodes { codes, scales, axis: layer.channel_axis.unwrap_or(0), group_size };
             let form =
                 if storage == Storage::Unpacked && !activations { Dequantize::CastMul } else { Dequantize::Linear };
             rewrite::store_weight(&mut model, &weight, &prefix, w, form)?;
             weight_scales = Some(scales.iter().copied().collect::<Vec<f32>>());
+            if keep == Keep::No {
+                codebook.release(layer, width);
+            }
             let shift = fixes.shifts.and_then(|s| s.get(&layer.name, width, groups, plan));
             // Integer kernels need the bias as an input of the op: no Add behind a QDQ layer.
             if let Some(shift) = shift.filter(|_| !activations || has_bias_input(layer)) {
