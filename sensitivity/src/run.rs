@@ -103,8 +103,8 @@ impl SensitivityRun {
         let denoiser = workload.model()?;
         // Spatial sizes the config.json beside a lone denoiser gives, as the workload took them.
         let symbols: Vec<_> = denoiser.graph().input.iter().map(bitsearch_onnx::declared_symbols).collect();
-        let given: Vec<(String, usize)> = config.generation.dims.clone().into_iter().collect();
-        let dims = workload::config_dims(&workload::denoiser_file(model), &symbols, &given).map_err(in_generation)?.0;
+        let given = config.generation.dims.clone();
+        let dims = workload::config_dims(&workload::denoiser_file(model), &symbols, given).map_err(in_generation)?.0;
         let layers = layers_with_costs(&denoiser, Component::Unet, &dims)?;
         let selected = select(&layers, &config)?;
         let groups = metric_groups(&layers, &config)?;

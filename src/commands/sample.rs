@@ -76,8 +76,7 @@ fn denoiser(path: &Path, spec: &WorkloadSpec) -> anyhow::Result<DenoiserPipeline
     let session = Session::new(&model, &options)?;
     // Spatial sizes the config.json beside the file gives, unless --dim gives them.
     let symbols: Vec<_> = session.inputs().iter().map(|i| i.symbols.clone()).collect();
-    let given: Vec<(String, usize)> = spec.dims.clone().into_iter().collect();
-    let (dims, _) = bitsearch_pipeline::workload::config_dims(path, &symbols, &given)?;
+    let (dims, _) = bitsearch_pipeline::workload::config_dims(path, &symbols, spec.dims.clone())?;
     let config = DenoiserConfig {
         time_input: spec.time_input.clone(),
         time_kind: spec.time_kind,

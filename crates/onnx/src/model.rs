@@ -72,10 +72,7 @@ impl Model {
     /// slices of the mapped .onnx file, external ones of their data file: nothing is copied.
     pub fn load(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
-        let file = map(path).map_err(|reason| match reason {
-            MapError::Io(source) => OnnxError::Read { path: path.to_path_buf(), source },
-            MapError::Other(reason) => OnnxError::NotOnnx { path: path.to_path_buf(), reason },
-        })?;
+        let file = map(path).map_err(|source| OnnxError::Read { path: path.to_path_buf(), source })?;
         let dir = path.parent().unwrap_or(Path::new("."));
         let mut model = Self::decode(file.bytes.clone(), path)?;
         model.mapped = resolve_external(&mut model.proto, dir, path)?;
@@ -195,10 +192,10 @@ impl Model {
 /// Bytes a model file takes on disk: the file itself and every distinct external-data file
 /// its tensors name (whatever their names: `weights.pb`, `model.onnx_data`, one per tensor).
 pub fn bytes_on_disk(path: &Path) -> Result<u64> {
-    let read_error = |source| OnnxError::Read { path: path.to_path_buf(), source };
-    let bytes = std::fs::read(path).map_err(read_error)?;
-    let own = bytes.len() as u64;
-    let model = Model::decode(Bytes::from(bytes), path)?;
+    // Mapped, not read: an inline model may be gigabytes.
+    let file = map(path).map_err(|source| OnnxError::Read { path: path.to_path_buf(), source })?;
+    let own = file.bytes.len() as u64;
+    let model = Model::decode(file.bytes, path)?;
     let mut locations = std::collections::BTreeSet::new();
     visit_graph_tensors(model.graph(), &mut |t| {
         if t.data_location() == DataLocation::External {
@@ -370,22 +367,11 @@ fn load_external(t: &mut TensorProto, dir: &Path, files: &mut HashMap<String, Ma
     Ok(())
 }
 
-#[derive(Debug, thiserror::Error)]
-enum MapError {
-    #[error("{0}")]
-    Io(#[from] std::io::Error),
-    #[error("{0}")]
-    Other(String),
-}
-
 /// Maps a file read-only, or returns the process's mapping of it; pages are read from disk as
 /// tensors are touched.
-fn map(path: &Path) -> Result<MappedFile, MapError> {
+fn map(path: &Path) -> std::io::Result<MappedFile> {
     let file = File::open(path)?;
     let meta = file.metadata()?;
-    if meta.len() == 0 {
-        return Err(MapError::Other("the file is empty".into()));
-    }
     let canonical = path.canonicalize()?;
     // A file replaced since it was mapped (other length or time) is mapped anew.
     let stamp = (meta.len(), meta.modified().ok());

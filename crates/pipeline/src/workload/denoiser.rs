@@ -64,8 +64,7 @@ impl DenoiserWorkload {
             conditions: sets[0].clone(),
             dims: {
                 let symbols: Vec<_> = session.inputs().iter().map(|s| s.symbols.clone()).collect();
-                let given: Vec<(String, usize)> = config.dims.clone().into_iter().collect();
-                config_dims(path, &symbols, &given)?.0.into_iter().collect()
+                config_dims(path, &symbols, config.dims.clone())?.0.into_iter().collect()
             },
             ..Default::default()
         };

@@ -165,9 +165,9 @@ pub fn denoiser_file(path: &Path) -> PathBuf {
 pub fn config_dims(
     model_file: &Path,
     inputs: &[Vec<Option<String>>],
-    given: &[(String, usize)],
+    given: impl IntoIterator<Item = (String, usize)>,
 ) -> Result<(HashMap<String, usize>, Vec<String>)> {
-    let mut dims: HashMap<String, usize> = given.iter().cloned().collect();
+    let mut dims: HashMap<String, usize> = given.into_iter().collect();
     let sample_size = crate::diffusers::unet_sample_size(&model_file.with_file_name("config.json"))?;
     let mut missing = Vec::new();
     for symbols in inputs.iter().filter(|s| s.len() == 4) {
@@ -188,7 +188,7 @@ pub fn config_dims(
 /// name before anything runs: a UNet cannot run at 1×1.
 pub fn measuring_dims(model_file: &Path, model: &Model, given: &[(String, usize)]) -> Result<HashMap<String, usize>> {
     let inputs: Vec<_> = model.graph().input.iter().map(bitsearch_onnx::declared_symbols).collect();
-    let (dims, missing) = config_dims(model_file, &inputs, given)?;
+    let (dims, missing) = config_dims(model_file, &inputs, given.iter().cloned())?;
     if missing.is_empty() {
         return Ok(dims);
     }
