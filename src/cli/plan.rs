@@ -121,7 +121,8 @@ pub struct QuantizeArgs {
     #[arg(long)]
     pub out: PathBuf,
     /// lowbit: weights stay low-bit in memory (DequantizeLinear); unpacked: turned into float
-    /// weights at session start (small file, float speed).
+    /// weights at session start (small file, float speed); matmulnbits: lowbit, with MatMul
+    /// layers written as ONNX Runtime's MatMulNBits where their codes and shape allow.
     #[arg(long, default_value = "lowbit")]
     pub storage: bitsearch_records::Storage,
     /// Replace --out if it exists.

@@ -89,10 +89,34 @@ fn a_dit_transformer_folder_runs_the_chain_and_samples_its_prediction_half() {
     ));
     let values: ndarray::ArrayD<f32> = ndarray_npy::read_npy(samples.join("samples.npy")).unwrap();
     assert_eq!(values.shape(), &[1, 4, 8, 8]);
-    let (_, sqnr) = chain(&dit, dir.path(), "3");
+    let (lowbit, sqnr) = chain(&dit, dir.path(), "3");
     assert!(sqnr > 10.0, "a 6-bit plan keeps {sqnr} dB");
-}
 
+    // The same plan with its MatMul layers as MatMulNBits computes what the plan simulated in
+    // float computes (ONNX Runtime's own fusion of the lowbit form computes in int8 instead).
+    let nbits = dir.path().join("nbits");
+    let plan = dir.path().join("plan.yaml");
+    let args = ["quantize", s(&dit), "--plan", s(&plan), "--out", s(&nbits), "--storage", "matmulnbits"];
+    assert_success(&bitsearch(&[&args[..], &["--device", "cpu"]].concat()));
+    let count = |folder: &Path| {
+        let model = Model::load(bitsearch_pipeline::workload::denoiser_file(folder)).unwrap();
+        model.graph().node.iter().filter(|n| n.op_type() == "MatMulNBits").count()
+    };
+    let int = |l: &&bitsearch_records::PlanLayer| {
+        matches!(l.weight_form(0), Some(bitsearch_types::WeightFormat::Int { bits: 4 | 8, split: false, .. }))
+    };
+    let layers = bitsearch_records::Plan::read(&plan).unwrap().layers;
+    let quantized_matmuls = layers.iter().filter(int).filter(|l| l.layer.op == "MatMul").count();
+    assert!(quantized_matmuls > 5, "the plan quantizes MatMul layers");
+    assert_eq!(count(&nbits), quantized_matmuls, "every 4- and 8-bit MatMul layer is a MatMulNBits node");
+    assert_eq!(count(&lowbit), 0);
+    let record = dir.path().join("nbits.parquet");
+    let args = ["eval", s(&dit), s(&nbits), "--simulate", s(&plan), "--out", s(&record), "--seeds", "100,101"];
+    assert_success(&bitsearch(&[&args[..], &["--repeats", "0", "--device", "cpu"]].concat()));
+    let (_, records) = read_evals(&record).unwrap();
+    let (written, simulated) = (records[0].sqnr_db, records[1].sqnr_db);
+    assert!((written - simulated).abs() < 0.01, "MatMulNBits {written} dB, simulated {simulated} dB");
+}
 #[test]
 fn a_lone_denoiser_without_a_config_names_the_sizes_to_give() {
     let dir = tempfile::tempdir().unwrap();

@@ -96,12 +96,12 @@ pub fn evaluate(
     Ok(Evaluation { run: fp.run, records, reference_images: fp.outputs.images, candidate_images })
 }
 
-/// The full-precision model, run once on the items, against which candidates are measured one
-/// at a time.
+/// The full-precision model's outputs on the items, against which candidates are measured one
+/// at a time. Its session is closed once it has run, so a candidate never shares the process
+/// with the float weights (one copy of the weights at a time, as everywhere).
 pub struct Reference {
     path: PathBuf,
     spec: WorkloadSpec,
-    workload: Box<dyn Workload>,
     outputs: Run,
     cost: Cost,
     captions: Option<Captions>,
@@ -117,12 +117,12 @@ impl std::fmt::Debug for Reference {
 }
 
 impl Reference {
-    /// Opens `path` and runs it on the items of `options` (a warm-up and `options.repeats`
-    /// timed passes).
+    /// Opens `path`, runs it on the items of `options` (a warm-up and `options.repeats` timed
+    /// passes) and closes it.
     pub fn open(path: &Path, options: &EvalOptions) -> Result<Self> {
         let (mut workload, mut cost) = open(path, &options.spec, None)?;
         cost.file_bytes = model_bytes(path)?;
-        let (outputs, _) = run_all(workload.as_mut(), options.repeats, None)?;
+        let outputs = run_all(workload.as_mut(), options.repeats)?;
         cost.call_ms = outputs.call_ms;
         cost.image_ms = outputs.image_ms;
         let run = EvalRun {
@@ -136,20 +136,11 @@ impl Reference {
         };
         let mut captions = Captions::open(path, &options.spec)?;
         let caption = captions.as_mut().map(|c| c.accuracy(&outputs.images)).transpose()?;
-        Ok(Self {
-            path: path.to_path_buf(),
-            spec: options.spec.clone(),
-            workload,
-            outputs,
-            cost,
-            captions,
-            caption,
-            run,
-        })
+        Ok(Self { path: path.to_path_buf(), spec: options.spec.clone(), outputs, cost, captions, caption, run })
     }
 
-    /// Runs `candidate` on the same items: its record (fidelity, and with `repeats` > 0 the
-    /// latency of both, timed in alternation), its final images and each item's errors.
+    /// Runs `candidate` on the same items: its record (fidelity, and with `repeats` > 0 its
+    /// latency beside the reference's), its final images and each item's errors.
     pub fn measure(&mut self, candidate: &Candidate, repeats: usize) -> Result<Measurement> {
         let (label, kind, predicted) = describe(candidate)?;
         let path = match candidate {
@@ -173,21 +164,16 @@ impl Reference {
             Candidate::Model(path) => model_bytes(path)?,
             Candidate::Simulated(_) => self.cost.file_bytes,
         };
-        let alongside: Option<&mut dyn Workload> = if repeats > 0 { Some(&mut *self.workload) } else { None };
-        let (measured, paired) = run_all(candidate_workload.as_mut(), repeats, alongside)?;
+        let measured = run_all(candidate_workload.as_mut(), repeats)?;
         drop(candidate_workload);
         cost.call_ms = measured.call_ms;
         cost.image_ms = measured.image_ms;
-        let mut reference_cost = self.cost;
-        if let Some(paired) = paired {
-            (reference_cost.call_ms, reference_cost.image_ms) = (paired.call_ms, paired.image_ms);
-        }
         let mut record = compare(&self.outputs, &measured, label, &path, kind, predicted);
         if let Some(captions) = self.captions.as_mut() {
             record.caption = captions.accuracy(&measured.images)?;
         }
         record.reference_caption = self.caption.unwrap_or(f64::NAN);
-        (record.cost, record.reference_cost) = (cost, reference_cost);
+        (record.cost, record.reference_cost) = (cost, self.cost);
         let errors = item_errors(&self.outputs, &measured)?;
         Ok(Measurement { record, images: measured.images, errors })
     }

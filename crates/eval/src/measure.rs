@@ -45,7 +45,7 @@ impl StepControl for Timed {
 
 /// Median wall times of one model's denoiser calls and generations.
 #[derive(Debug, Clone, Copy)]
-pub struct Timing {
+struct Timing {
     pub call_ms: f64,
     pub image_ms: f64,
 }
@@ -75,27 +75,18 @@ impl Times {
 }
 
 /// One untimed warm-up generation (ONNX Runtime allocates and tunes on its first runs), then
-/// `repeats` timed passes over every batch; the first pass's outputs are kept. With `alongside`
-/// (the reference), each batch of it runs right after the same batch of `workload`, timed too,
-/// so that both timings see the same machine load: the ratio of the two is what `eval` reports.
-/// With `repeats` = 0, one untimed pass for the outputs alone.
-pub fn run_all(
-    workload: &mut dyn Workload,
-    repeats: usize,
-    mut alongside: Option<&mut dyn Workload>,
-) -> Result<(Run, Option<Timing>)> {
+/// `repeats` timed passes over every batch; the first pass's outputs are kept. With `repeats`
+/// = 0, one untimed pass for the outputs alone.
+pub fn run_all(workload: &mut dyn Workload, repeats: usize) -> Result<Run> {
     if repeats > 0 {
         workload.run(0, &mut Timed::default())?;
     }
-    let (mut times, mut other) = (Times::default(), Times::default());
+    let mut times = Times::default();
     let (mut outputs, mut first_items, mut images) = (Vec::new(), Vec::new(), Vec::new());
     for repeat in 0..repeats.max(1) {
         let mut first = 0;
         for b in 0..workload.batches() {
             let (batch_images, batch_outputs) = times.run(workload, b)?;
-            if let Some(reference) = alongside.as_deref_mut() {
-                other.run(reference, b)?;
-            }
             if repeat == 0 {
                 first_items.extend(std::iter::repeat_n(first, batch_outputs.len()));
                 first += batch_images.shape().first().copied().unwrap_or(1);
@@ -107,8 +98,7 @@ pub fn run_all(
     let views: Vec<_> = images.iter().map(|i| i.view()).collect();
     let images = ndarray::concatenate(Axis(0), &views).map_err(|e| EvalError::Mismatch(format!("images: {e}")))?;
     let timing = times.timing();
-    let run = Run { outputs, first_items, images, call_ms: timing.call_ms, image_ms: timing.image_ms };
-    Ok((run, alongside.map(|_| other.timing())))
+    Ok(Run { outputs, first_items, images, call_ms: timing.call_ms, image_ms: timing.image_ms })
 }
 
 fn median_ms(mut times: Vec<Duration>) -> f64 {

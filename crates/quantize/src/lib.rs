@@ -4,8 +4,9 @@
 //! plan's quantizer, same clipping search) with its scales: packed int4 up to 4 bits, an int8
 //! container otherwise; a layer the plan keeps in float16 (16 bits) as a float16 initializer
 //! and a Cast. [`Storage::Lowbit`] keeps them low-bit in memory (DequantizeLinear in
-//! front of the float op); [`Storage::Unpacked`] has ONNX Runtime turn them into float weights at
-//! session start. Layers the plan gives 8-bit activations get the QDQ form (uint8 activations,
+//! front of the float op), [`Storage::MatMulNBits`] also writes MatMul layers as ONNX Runtime's
+//! MatMulNBits; [`Storage::Unpacked`] has ONNX Runtime turn them into float weights at session
+//! start. Layers the plan gives 8-bit activations get the QDQ form (uint8 activations,
 //! int8 per-channel weights, int32 bias) that the CPU provider runs with integer kernels, with
 //! activation ranges calibrated per step group on calibration items. A step-aware plan gives one
 //! `.onnx` per distinct configuration of its step groups, all pointing into one weight file that
@@ -378,9 +379,14 @@ fn build(inputs: &Inputs<'_>, config: &Config, groups: &[usize], codebook: &mut 
                 continue;
             };
             let w = WeightCodes { codes, scales, axis: layer.channel_axis.unwrap_or(0), group_size };
-            let form =
-                if storage == Storage::Unpacked && !activations { Dequantize::CastMul } else { Dequantize::Linear };
-            rewrite::store_weight(&mut model, &weight, &prefix, w, form)?;
+            let as_nbits = storage == Storage::MatMulNBits
+                && !activations
+                && rewrite::store_matmul_nbits(&mut model, &layer.name, &weight, &prefix, w)?;
+            if !as_nbits {
+                let form =
+                    if storage == Storage::Unpacked && !activations { Dequantize::CastMul } else { Dequantize::Linear };
+                rewrite::store_weight(&mut model, &weight, &prefix, w, form)?;
+            }
             weight_scales = Some(scales.iter().copied().collect::<Vec<f32>>());
             if keep == Keep::No {
                 codebook.release(layer, width);

@@ -22,9 +22,17 @@ pub enum Storage {
     /// Codes are stored low-bit in the file and turned into float weights at session start
     /// (Cast and Mul, which ONNX Runtime folds): small file, float memory and speed.
     Unpacked,
+    /// As `Lowbit`, with every MatMul layer MatMulNBits can hold (2-, 4- or 8-bit codes, a 2-D
+    /// weight, power-of-two blocks from 16 to 256 along K) written as that ONNX Runtime op.
+    #[serde(rename = "matmulnbits")]
+    MatMulNBits,
 }
 
-bitsearch_types::named_enum!(Storage, "storage", { Lowbit => "lowbit", Unpacked => "unpacked" });
+bitsearch_types::named_enum!(Storage, "storage", {
+    Lowbit => "lowbit",
+    Unpacked => "unpacked",
+    MatMulNBits => "matmulnbits"
+});
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

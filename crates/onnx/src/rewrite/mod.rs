@@ -1,14 +1,16 @@
 //! Every edit bitsearch makes to a graph, in one place: initializers exposed as inputs that a
 //! run may override, extra outputs, initializers replaced by new values, switchable fake
-//! quantizers in front of layers, (in [`lowbit`], [`half`] and [`qdq`]) the low-bit storage of a quantized model, and
-//! (in [`correct`]) the graphs and bias edits of quantization corrections, and (in [`cut`]) the
-//! part of a graph below some layers, fed what crosses into it. Each returns an edited copy or
-//! edits the given model; none changes what the unedited parts compute.
+//! quantizers in front of layers, (in [`lowbit`], [`nbits`], [`half`] and [`qdq`]) the low-bit
+//! storage of a quantized model, (in [`correct`]) the graphs and bias edits of quantization
+//! corrections, and (in [`cut`]) the part of a graph below some layers, fed what crosses into
+//! it. Each returns an edited copy or edits the given model; none changes what the unedited
+//! parts compute.
 
 mod correct;
 mod cut;
 mod half;
 mod lowbit;
+mod nbits;
 mod qdq;
 
 pub use correct::{
@@ -20,6 +22,7 @@ pub use lowbit::{
     CodeArray, Dequantize, LOWBIT_OPSET, WeightCodes, default_opset, name_nodes, raise_opset, store_weight,
     strip_node_metadata,
 };
+pub use nbits::{MS_DOMAIN, nbits_block, store_matmul_nbits};
 pub use qdq::{ActivationParams, quantize_input, quantize_output, store_bias};
 
 use crate::builder::{Attr, Dim, node_proto, value_info};
