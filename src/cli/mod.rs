@@ -67,14 +67,26 @@ pub enum Command {
     Serve(ServeArgs),
 }
 
-/// `NAME=V1,V2,...`: a condition input and the values it takes.
-pub fn parse_values(s: &str) -> Result<(String, Vec<f32>), String> {
-    let (name, values) = s.split_once('=').ok_or_else(|| format!("'{s}' is not NAME=VALUE[,VALUE...]"))?;
-    let values = values
+/// What a condition input is given: values (their product with the other conditions makes the
+/// items) or a tensor file.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ConditionArg {
+    Values(Vec<f32>),
+    File(std::path::PathBuf),
+}
+
+/// `NAME=V1,V2,...` or `NAME=@FILE.npy`: a condition input and what it is given.
+pub fn parse_condition(s: &str) -> Result<(String, ConditionArg), String> {
+    let (name, given) =
+        s.split_once('=').ok_or_else(|| format!("'{s}' is not NAME=VALUE[,VALUE...] or NAME=@FILE.npy"))?;
+    if let Some(file) = given.strip_prefix('@') {
+        return Ok((name.to_string(), ConditionArg::File(file.into())));
+    }
+    let values = given
         .split(',')
         .map(|v| v.trim().parse::<f32>().map_err(|e| format!("'{s}': '{v}': {e}")))
         .collect::<Result<Vec<_>, _>>()?;
-    Ok((name.to_string(), values))
+    Ok((name.to_string(), ConditionArg::Values(values)))
 }
 
 /// `NAME=VALUE` pairs.

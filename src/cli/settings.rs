@@ -73,6 +73,7 @@ pub fn eval(
 ) -> (WorkloadSpec, String) {
     if !args.denoiser.conditions.is_empty() {
         base.conditions.clear();
+        base.condition_files.clear();
     }
     args.denoiser.apply(&mut base);
     let (mut spec, held) = held_out(&base);

@@ -1,7 +1,7 @@
 //! The generation flags, declared once and flattened into every command that generates
 //! (`sample`, `sensitivity`, `eval`, `align`): one name, one type, one meaning each.
 
-use super::parse_values;
+use super::{ConditionArg, parse_condition};
 use bitsearch_pipeline::denoiser::TimeKind;
 use bitsearch_pipeline::sampler::{Prediction, SamplerKind};
 use bitsearch_pipeline::workload::WorkloadSpec;
@@ -55,9 +55,10 @@ impl WorkloadArgs {
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct DenoiserArgs {
     /// Values of a condition input, e.g. --condition difficulty=0.2,0.8 (the product is taken;
-    /// sample takes one value each) [default: eval the sensitivity run's].
-    #[arg(long = "condition", value_parser = parse_values)]
-    pub conditions: Vec<(String, Vec<f32>)>,
+    /// sample takes one value each), or a float32 .npy file holding one item's tensor, e.g.
+    /// --condition encoder_hidden_states=@text.npy [default: eval the sensitivity run's].
+    #[arg(long = "condition", value_parser = parse_condition)]
+    pub conditions: Vec<(String, ConditionArg)>,
     /// What the denoiser outputs: sample (a clean image), epsilon, v_prediction or score.
     #[arg(long)]
     pub prediction: Option<Prediction>,
@@ -89,7 +90,19 @@ impl DenoiserArgs {
         spec.time_kind = self.time_kind.or(spec.time_kind);
         spec.sigma_min = self.sigma_min.unwrap_or(spec.sigma_min);
         spec.sigma_max = self.sigma_max.unwrap_or(spec.sigma_max);
-        spec.conditions.extend(self.conditions.iter().cloned());
+        for (name, given) in &self.conditions {
+            // A flag replaces what the config gave the input, values or file.
+            spec.conditions.remove(name);
+            spec.condition_files.remove(name);
+            match given {
+                ConditionArg::Values(values) => {
+                    spec.conditions.insert(name.clone(), values.clone());
+                }
+                ConditionArg::File(file) => {
+                    spec.condition_files.insert(name.clone(), file.clone());
+                }
+            }
+        }
         spec.dims.extend(self.dims.iter().cloned());
     }
 

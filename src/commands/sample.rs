@@ -3,12 +3,10 @@
 use crate::cli::printer::Printer;
 use crate::cli::{SampleArgs, settings};
 use anyhow::{Context, bail};
-use bitsearch_onnx::Model;
-use bitsearch_pipeline::denoiser::{DenoiserConfig, DenoiserPipeline};
 use bitsearch_pipeline::diffusers::{DiffusersPipeline, GenerateRequest};
 use bitsearch_pipeline::image::save_samples;
-use bitsearch_pipeline::workload::WorkloadSpec;
-use bitsearch_runtime::{Session, SessionOptions};
+use bitsearch_pipeline::workload::{self, Unchanged, WorkloadSpec};
+use bitsearch_runtime::SessionOptions;
 use bitsearch_types::write_atomically;
 use ndarray::{ArrayD, Axis, Slice};
 use ndarray_npy::{ReadNpyExt, WriteNpyExt};
@@ -50,15 +48,13 @@ pub fn run(args: &SampleArgs) -> anyhow::Result<()> {
                 args.model.display()
             );
         }
-        // A file, or a folder holding a denoiser alone (`unet/`, `transformer/`).
-        let mut pipeline = denoiser(&bitsearch_pipeline::workload::denoiser_file(&args.model), &spec)?;
-        let model = pipeline.spec();
-        let kind = spec.sampler.unwrap_or_else(|| model.default_sampler());
-        let steps = spec.steps.unwrap_or(1);
-        let settings = model.settings(kind, steps, spec.eta);
-        log::info!("{}: {kind} sampler, {steps} steps, {} prediction", args.model.display(), model.prediction);
-        for (i, chunk) in seeds.chunks(batch).enumerate() {
-            finish(i, pipeline.generate(&settings, chunk).with_context(|| args.model.display().to_string())?)?;
+        // A file, a quantize folder, or a folder holding a denoiser alone (`unet/`, `transformer/`).
+        let mut items = spec.clone();
+        items.pair_every_with(seeds);
+        let mut workload = workload::open(&args.model, &items).with_context(|| args.model.display().to_string())?;
+        log::info!("{}: {} sampler, {} steps", args.model.display(), workload.sampler(), workload.steps());
+        for b in 0..workload.batches() {
+            finish(b, workload.run(b, &mut Unchanged).with_context(|| args.model.display().to_string())?)?;
         }
     }
     if args.npy {
@@ -68,27 +64,6 @@ pub fn run(args: &SampleArgs) -> anyhow::Result<()> {
         Printer::stdout().line(path.display())?;
     }
     Ok(())
-}
-
-fn denoiser(path: &Path, spec: &WorkloadSpec) -> anyhow::Result<DenoiserPipeline> {
-    let model = Model::load(path)?;
-    let options = SessionOptions { device: spec.device, threads: spec.threads, ..Default::default() };
-    let session = Session::new(&model, &options)?;
-    // Spatial sizes the config.json beside the file gives, unless --dim gives them.
-    let symbols: Vec<_> = session.inputs().iter().map(|i| i.symbols.clone()).collect();
-    let (dims, _) = bitsearch_pipeline::workload::config_dims(path, &symbols, spec.dims.clone())?;
-    let config = DenoiserConfig {
-        time_input: spec.time_input.clone(),
-        time_kind: spec.time_kind,
-        prediction: spec.prediction,
-        sigma_min: spec.sigma_min,
-        sigma_max: spec.sigma_max,
-        // One value each (settings::sample).
-        conditions: spec.conditions.iter().map(|(name, values)| (name.clone(), values[0])).collect(),
-        dims,
-        ..Default::default()
-    };
-    DenoiserPipeline::new(session, &config).with_context(|| path.display().to_string())
 }
 
 /// A diffusers folder and the prompt it is asked to draw.

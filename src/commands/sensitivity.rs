@@ -71,7 +71,6 @@ pub fn run(args: &SensitivityArgs) -> anyhow::Result<()> {
             cache.peak as f64 / 1e6,
             cache.budget as f64 / 1e6
         ))?;
-        out.line(format_args!("peak memory: {:.1} MB resident", bitsearch_types::peak_resident_bytes() as f64 / 1e6))?;
     }
     if m.checked > 0 {
         out.line(format_args!(

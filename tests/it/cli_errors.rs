@@ -32,7 +32,10 @@ fn inputs_the_model_does_not_have_or_lacks_fail_with_one_line() {
     let out = out.to_str().unwrap();
     let file = "terrain_consistency_unet_difficulty100.onnx";
     let cases: [(&[&str], &[&str]); 4] = [
-        (&["--condition", "difficulty=0.5", "--condition", "colour=1"], &[file, "no input 'colour'", "difficulty"]),
+        (
+            &["--condition", "difficulty=0.5", "--condition", "colour=1"],
+            &[file, "conditions.colour", "no such input", "difficulty"],
+        ),
         (&[], &[file, "input 'difficulty' needs a value", "--condition difficulty=VALUE"]),
         (&["--condition", "difficulty=0.5", "--sampler", "ddim"], &[file, "ddim", "sigma-parameterised"]),
         // Rejected by the argument parser before the model is opened.

@@ -286,6 +286,12 @@ fn bad_requests_are_answered_4xx_with_one_line() {
     assert_eq!(status, 201, "{text}");
     let id = serde_json::from_str::<serde_json::Value>(&text).unwrap()["id"].as_str().unwrap().to_string();
     let big = vec![b'x'; 1_500_000];
+    // A shard's table: one layer's probes are absent.
+    let mut shard = bitsearch_fixtures::sensitivity_table(7, 6, &[2, 4, 8], 1);
+    let first = shard.rows[0].layer.name.clone();
+    shard.rows.retain(|r| r.layer.name != first);
+    let shard_path = dir.path().join("shard.parquet");
+    shard.write(&shard_path).unwrap();
     // Method, path, body, token, expected status, words of the message.
     type Case<'a> = (&'a str, &'a str, Vec<u8>, Option<&'a str>, u16, &'a str);
     let cases: Vec<Case> = vec![
@@ -300,6 +306,7 @@ fn bad_requests_are_answered_4xx_with_one_line() {
         ("POST", "/plans?format=xml", plan_request(&id, "avg-bits=4"), token, 400, "expected json or yaml"),
         ("POST", "/tables", b"not parquet".to_vec(), token, 400, "not a sensitivity table"),
         ("POST", "/tables", big, token, 413, "request body"),
+        ("POST", "/tables", std::fs::read(&shard_path).unwrap(), token, 400, "3 of the run's 18 probes are missing"),
         ("GET", "/plans/feed", vec![], token, 404, "plan 'feed' was never answered here"),
         ("GET", "/tables/feed/report", vec![], token, 404, "table 'feed' is not registered"),
         ("POST", "/frontiers", sweep_request(&id, "avg-bits=2..8"), token, 400, "is not a sweep"),

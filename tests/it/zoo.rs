@@ -127,3 +127,51 @@ fn a_lone_denoiser_without_a_config_names_the_sizes_to_give() {
     let given = bitsearch(&["inspect", s(&model), "--dim", "height=8", "--dim", "width=8"]);
     assert_success(&given);
 }
+
+#[test]
+fn a_tensor_condition_comes_from_an_npy_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let folder = write("tiny-sd15", Dtype::F32, dir.path(), "unet");
+    let npy = |name: &str, values: ndarray::ArrayD<f32>| {
+        let path = dir.path().join(name);
+        ndarray_npy::write_npy(&path, &values).unwrap();
+        path
+    };
+    let sample = |name: &str, condition: &[&str]| {
+        let out = dir.path().join(name);
+        let args = ["sample", s(&folder), "--out", s(&out), "--num", "2", "--npy", "--device", "cpu"];
+        assert_success(&bitsearch(&[&args[..], condition].concat()));
+        ndarray_npy::read_npy::<_, ndarray::ArrayD<f32>>(out.join("samples.npy")).unwrap()
+    };
+    // Three tokens of 32 features (the UNet's cross-attention width), the same value everywhere:
+    // what the constant condition feeds at sequence_length 3.
+    let constant = npy("constant.npy", ndarray::ArrayD::from_elem(ndarray::IxDyn(&[3, 32]), 0.1));
+    let from_file = sample("file", &["--condition", &format!("encoder_hidden_states=@{}", s(&constant))]);
+    let from_value = sample("value", &["--condition", "encoder_hidden_states=0.1", "--dim", "sequence_length=3"]);
+    let largest = from_file.iter().zip(&from_value).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+    assert!(largest < 1e-5, "file and value differ by {largest}");
+    let varied = ndarray::ArrayD::from_shape_fn(ndarray::IxDyn(&[1, 3, 32]), |i| (i[1] * 32 + i[2]) as f32 / 96.0);
+    let varied = npy("varied.npy", varied);
+    let other = sample("varied", &["--condition", &format!("encoder_hidden_states=@{}", s(&varied))]);
+    assert!(other.iter().zip(&from_value).any(|(a, b)| (a - b).abs() > 1e-3), "the tensor reaches the model");
+
+    // Hostile files are refused by name before anything runs.
+    let refuse = |file: &Path, expected: &[&str]| {
+        let out = dir.path().join("refused");
+        let condition = format!("encoder_hidden_states=@{}", s(file));
+        let args = ["sample", s(&folder), "--out", s(&out), "--npy", "--condition", &condition, "--device", "cpu"];
+        assert_clean_failure(&bitsearch(&args), expected);
+    };
+    let nan = npy("nan.npy", ndarray::ArrayD::from_elem(ndarray::IxDyn(&[3, 32]), f32::NAN));
+    refuse(&nan, &["conditions.encoder_hidden_states", "nan.npy", "not finite"]);
+    let wrong = npy("wrong.npy", ndarray::ArrayD::from_elem(ndarray::IxDyn(&[3, 31]), 0.1));
+    refuse(&wrong, &["encoder_hidden_states", "[3, 31]", "[?, 32]"]);
+    // A header that claims far more values than the file holds.
+    let mut lying = std::fs::read(&constant).unwrap();
+    let header = String::from_utf8_lossy(&lying[..128]).replace("(3, 32)", "(900000, 900000)");
+    lying.splice(..128, header.bytes().take(128));
+    let lying_path = dir.path().join("lying.npy");
+    std::fs::write(&lying_path, &lying).unwrap();
+    refuse(&lying_path, &["conditions.encoder_hidden_states", "lying.npy", "not a float32 .npy array"]);
+    refuse(&dir.path().join("absent.npy"), &["conditions.encoder_hidden_states", "absent.npy", "cannot read"]);
+}

@@ -10,7 +10,7 @@ use crate::sampler::{self, Denoiser, Prediction, SampleError, SamplerKind, Sampl
 use crate::schedule::{BetaSchedule, DiscreteSchedule, TimestepSpacing, vp_alpha_cumprod};
 use bitsearch_runtime::{InputSpec, RuntimeError, Session};
 pub use bitsearch_types::generation::TimeKind;
-use ndarray::{ArrayD, ArrayViewD, Axis, IxDyn, Slice};
+use ndarray::{ArrayD, ArrayViewD, Axis, Dimension, IxDyn, Slice};
 use std::collections::HashMap;
 
 /// What the caller tells the pipeline beyond what the model declares.
@@ -29,6 +29,8 @@ pub struct DenoiserConfig {
     pub sigma_data: f64,
     /// Values of the remaining inputs (difficulty, class label…), broadcast over the batch.
     pub conditions: Vec<(String, f32)>,
+    /// Tensor values of remaining inputs (a text embedding): one item's, given to every item.
+    pub tensors: Vec<(String, ArrayD<f32>)>,
     /// Sizes of symbolic sample dimensions other than the batch.
     pub dims: HashMap<String, usize>,
 }
@@ -44,6 +46,7 @@ impl Default for DenoiserConfig {
             sigma_max: 80.0,
             sigma_data: 0.5,
             conditions: Vec::new(),
+            tensors: Vec::new(),
             dims: HashMap::new(),
         }
     }
@@ -62,6 +65,8 @@ pub struct DenoiserSpec {
     pub time_map: TimeMap,
     /// Each condition input with its value.
     pub conditions: Vec<(InputSpec, f32)>,
+    /// Each tensor condition input with one item's value.
+    pub tensors: Vec<(String, ArrayD<f32>)>,
     pub prediction: Prediction,
     pub domain: TimeDomain,
 }
@@ -127,6 +132,28 @@ impl TimeMap {
 const SIGMA_NAMES: [&str; 2] = ["sigma", "sigmas"];
 const TIMESTEP_NAMES: [&str; 3] = ["timestep", "timesteps", "t"];
 
+/// `tensor` as one item of `input`: the input's shape without its batch axis (or with a batch
+/// axis of 1), each fixed dimension matching.
+fn one_item(input: &InputSpec, tensor: &ArrayD<f32>) -> Result<ArrayD<f32>, PipelineError> {
+    let item = match tensor.shape() {
+        [1, rest @ ..] if rest.len() + 1 == input.shape.len() => tensor.index_axis(Axis(0), 0).to_owned(),
+        _ => tensor.clone(),
+    };
+    let fits = input.shape.len() == item.ndim() + 1
+        && input.shape[1..].iter().zip(item.shape()).all(|(dim, &size)| dim.is_none_or(|d| d == size));
+    if !fits {
+        let dims: Vec<String> =
+            input.shape.iter().skip(1).map(|d| d.map_or_else(|| "?".to_string(), |d| d.to_string())).collect();
+        return Err(PipelineError::Request(format!(
+            "--condition {}: the file holds shape {:?}; one item of the input is [{}]",
+            input.name,
+            tensor.shape(),
+            dims.join(", ")
+        )));
+    }
+    Ok(item)
+}
+
 impl DenoiserSpec {
     pub fn resolve(inputs: &[InputSpec], config: &DenoiserConfig) -> Result<Self, PipelineError> {
         let names = || inputs.iter().map(|s| s.name.as_str()).collect::<Vec<_>>().join(", ");
@@ -177,7 +204,8 @@ impl DenoiserSpec {
         let (domain, time_map) = time_domain(kind, config)?;
         let prediction =
             config.prediction.unwrap_or(if kind == TimeKind::Sigma { Prediction::Sample } else { Prediction::Epsilon });
-        for (name, _) in &config.conditions {
+        let given = config.conditions.iter().map(|(n, _)| n).chain(config.tensors.iter().map(|(n, _)| n));
+        for name in given {
             // A value for an input the sampler drives would be overwritten at every step.
             if *name == sample.name {
                 return Err(PipelineError::Request(format!(
@@ -198,19 +226,19 @@ impl DenoiserSpec {
             }
             find(name)?;
         }
-        let conditions = inputs
-            .iter()
-            .filter(|s| s.name != sample.name && s.name != time.name)
-            .map(|s| {
-                let value = config.conditions.iter().find(|(n, _)| *n == s.name).map(|(_, v)| *v).ok_or_else(|| {
-                    PipelineError::Request(format!(
-                        "input '{}' needs a value: pass --condition {}=VALUE",
-                        s.name, s.name
-                    ))
-                })?;
-                Ok((s.clone(), value))
-            })
-            .collect::<Result<Vec<_>, PipelineError>>()?;
+        let (mut conditions, mut tensors) = (Vec::new(), Vec::new());
+        for input in inputs.iter().filter(|s| s.name != sample.name && s.name != time.name) {
+            if let Some((_, value)) = config.conditions.iter().find(|(n, _)| *n == input.name) {
+                conditions.push((input.clone(), *value));
+            } else if let Some((_, tensor)) = config.tensors.iter().find(|(n, _)| *n == input.name) {
+                tensors.push((input.name.clone(), one_item(input, tensor)?));
+            } else {
+                return Err(PipelineError::Request(format!(
+                    "input '{0}' needs a value: pass --condition {0}=VALUE or --condition {0}=@FILE.npy",
+                    input.name
+                )));
+            }
+        }
         Ok(Self {
             sample_input: sample.name.clone(),
             item_shape,
@@ -218,6 +246,7 @@ impl DenoiserSpec {
             time_rank: time.shape.len(),
             time_map,
             conditions,
+            tensors,
             prediction,
             domain,
         })
@@ -301,6 +330,11 @@ impl<'a> Network<'a> {
                 }
                 (input.name.clone(), array)
             })
+            .chain(spec.tensors.iter().map(|(name, item)| {
+                let mut shape = vec![values.len()];
+                shape.extend_from_slice(item.shape());
+                (name.clone(), ArrayD::from_shape_fn(IxDyn(&shape), |index| item[&index.slice()[1..]]))
+            }))
             .collect();
         Self { session, spec, conditions }
     }

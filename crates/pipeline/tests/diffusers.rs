@@ -8,8 +8,8 @@ use bitsearch_fixtures::{BOS, EOS, PAD, UNK, UnetSpec, VOCABULARY, sd_unet, writ
 use bitsearch_onnx::DataType;
 use bitsearch_pipeline::diffusers::{DiffusersPipeline, GenerateRequest, PromptTokenizer, UnetDenoiser};
 use bitsearch_pipeline::noise::batch_noise;
-use bitsearch_pipeline::sampler::{Denoiser, SampleError, SamplerKind};
-use bitsearch_pipeline::workload::{self, Evaluate, Pairing, StepControl, WorkloadSpec};
+use bitsearch_pipeline::sampler::{Denoiser, SamplerKind};
+use bitsearch_pipeline::workload::{self, Pairing, Unchanged, WorkloadSpec};
 use bitsearch_runtime::{Device, SessionOptions};
 use ndarray::{ArrayD, Axis, IxDyn, Slice};
 use std::path::{Path, PathBuf};
@@ -293,15 +293,6 @@ fn an_sdxl_unet_in_a_one_encoder_folder_or_half_its_inputs_are_refused_by_name()
     assert!(message.contains("takes 'text_embeds' but not 'time_ids'"), "{message}");
 }
 
-/// Lets every step run the network unchanged.
-struct Plain;
-
-impl StepControl for Plain {
-    fn step(&mut self, _: usize, _: usize, evaluate: &mut Evaluate<'_>) -> Result<ArrayD<f32>, SampleError> {
-        Ok(evaluate(&[])?.swap_remove(0))
-    }
-}
-
 #[test]
 fn zip_pairing_gives_each_prompt_its_own_noise_and_matches_that_item_alone() {
     let (_temp, dir) = tiny();
@@ -317,10 +308,10 @@ fn zip_pairing_gives_each_prompt_its_own_noise_and_matches_that_item_alone() {
     };
     let mut zipped = workload::open(&dir, &spec(&["a red cat", "a red cat"], &[11], Pairing::Zip)).unwrap();
     assert_eq!(zipped.items(), ["\"a red cat\" seed=11", "\"a red cat\" seed=12"]);
-    let images = zipped.run(0, &mut Plain).unwrap();
+    let images = zipped.run(0, &mut Unchanged).unwrap();
     let mut alone = workload::open(&dir, &spec(&["a red cat"], &[12], Pairing::Every)).unwrap();
     let second = images.index_axis(Axis(0), 1).to_owned().insert_axis(Axis(0));
-    assert!(max_abs_diff(&second, &alone.run(0, &mut Plain).unwrap()) < 1e-5);
+    assert!(max_abs_diff(&second, &alone.run(0, &mut Unchanged).unwrap()) < 1e-5);
     // One prompt twice, yet two noises: the images differ.
     assert!(max_abs_diff(&images.index_axis(Axis(0), 0).to_owned().insert_axis(Axis(0)), &second) > 1e-3);
     let err = workload::open(&dir, &spec(&["a red cat", "a blue dog", "a cat"], &[1, 2], Pairing::Zip)).unwrap_err();

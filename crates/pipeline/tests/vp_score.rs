@@ -9,9 +9,9 @@
 use bitsearch_fixtures::{gaussian_flow_end, gaussian_score};
 use bitsearch_pipeline::denoiser::{DenoiserConfig, DenoiserPipeline, TimeKind};
 use bitsearch_pipeline::noise::batch_noise;
-use bitsearch_pipeline::sampler::{Prediction, SampleError, SamplerKind};
+use bitsearch_pipeline::sampler::{Prediction, SamplerKind};
 use bitsearch_pipeline::schedule::vp_alpha_cumprod;
-use bitsearch_pipeline::workload::{self, Evaluate, StepControl, WorkloadSpec};
+use bitsearch_pipeline::workload::{self, Unchanged, WorkloadSpec};
 use bitsearch_runtime::{Device, Session, SessionOptions};
 
 const SEEDS: [u64; 4] = [0, 1, 2, 3];
@@ -68,15 +68,6 @@ fn the_name_based_guess_gets_a_vp_score_model_wrong() {
     assert!(wrong > 0.5, "the guess came within {wrong} of the right answer");
 }
 
-/// Lets every step run the network unchanged.
-struct Plain;
-
-impl StepControl for Plain {
-    fn step(&mut self, _: usize, _: usize, evaluate: &mut Evaluate<'_>) -> Result<ndarray::ArrayD<f32>, SampleError> {
-        Ok(evaluate(&[])?.swap_remove(0))
-    }
-}
-
 #[test]
 fn a_workload_spec_describes_the_model_as_the_pipeline_config_does() {
     let dir = tempfile::tempdir().unwrap();
@@ -94,7 +85,7 @@ fn a_workload_spec_describes_the_model_as_the_pipeline_config_does() {
     };
     let mut workload = workload::open(&path, &spec).unwrap();
     assert_eq!((workload.batches(), workload.sampler().as_str()), (1, "ddim"));
-    let images = workload.run(0, &mut Plain).unwrap();
+    let images = workload.run(0, &mut Unchanged).unwrap();
 
     let options = SessionOptions { device: Device::Cpu, threads: Some(1), ..Default::default() };
     let mut pipeline = DenoiserPipeline::new(Session::new(&gaussian_score(), &options).unwrap(), &described()).unwrap();

@@ -64,7 +64,7 @@ impl IntoResponse for ApiError {
 impl From<CatalogueError> for ApiError {
     fn from(e: CatalogueError) -> Self {
         let status = match e {
-            CatalogueError::NotATable(_) => StatusCode::BAD_REQUEST,
+            CatalogueError::NotATable(_) | CatalogueError::Partial { .. } => StatusCode::BAD_REQUEST,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         };
         ApiError(status, e.to_string())

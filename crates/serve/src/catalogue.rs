@@ -17,6 +17,11 @@ pub enum CatalogueError {
     File { path: PathBuf, message: String },
     #[error("not a sensitivity table: {0}")]
     NotATable(String),
+    #[error(
+        "a partial table: {missing} of the run's {total} probes are missing (a shard's table, or a merge without \
+         every shard), so its plans would leave their layers in float; merge every shard first"
+    )]
+    Partial { missing: usize, total: usize },
 }
 
 /// A registered table, as listed.
@@ -81,6 +86,10 @@ impl Catalogue {
         let table = bitsearch_records::SensitivityTable::read(upload.path()).map_err(|e| {
             CatalogueError::NotATable(e.to_string().replace(&upload.path().display().to_string(), "body"))
         })?;
+        let missing = table.missing_probes();
+        if missing > 0 {
+            return Err(CatalogueError::Partial { missing, total: table.meta.probes_total });
+        }
         upload.persist(&path).map_err(|e| file_error(e.error))?;
         let layers: std::collections::BTreeSet<&str> = table.rows.iter().map(|r| r.layer.name.as_str()).collect();
         let entry = TableEntry {

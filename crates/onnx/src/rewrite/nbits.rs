@@ -32,8 +32,8 @@ const PER_CHANNEL_BLOCK: usize = 128;
 /// 128 that divides `k` (at least 16). None when neither fits.
 pub fn nbits_block(k: usize, group_size: Option<usize>) -> Option<usize> {
     match group_size {
-        Some(g) => (g.is_power_of_two() && BLOCKS.contains(&g) && k % g == 0).then_some(g),
-        None => (4..=PER_CHANNEL_BLOCK.trailing_zeros()).rev().map(|p| 1usize << p).find(|b| k % b == 0),
+        Some(g) => (g.is_power_of_two() && BLOCKS.contains(&g) && k.is_multiple_of(g)).then_some(g),
+        None => (4..=PER_CHANNEL_BLOCK.trailing_zeros()).rev().map(|p| 1usize << p).find(|b| k.is_multiple_of(*b)),
     }
 }
 

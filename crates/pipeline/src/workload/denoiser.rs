@@ -39,6 +39,12 @@ impl DenoiserWorkload {
                 format!("{} is a single denoiser file: it takes conditions, not prompts", path.display()),
             ));
         }
+        // Files are read before the model, whose weights may take minutes to load.
+        let tensors = config
+            .condition_files
+            .iter()
+            .map(|(name, file)| Ok((name.clone(), read_condition(name, file)?)))
+            .collect::<Result<Vec<_>>>()?;
         let options = SessionOptions { device: config.device, threads: config.threads, ..Default::default() };
         let mut sessions = DenoiserSessions::open(path, &options)?;
         // A quantize folder's denoiser, for `model()`, is its manifest's first model.
@@ -48,7 +54,8 @@ impl DenoiserWorkload {
         };
         let session = sessions.first();
         let names: Vec<&str> = session.inputs().iter().map(|s| s.name.as_str()).collect();
-        if let Some(name) = config.conditions.keys().find(|n| !names.contains(&n.as_str())) {
+        let given = config.conditions.keys().chain(config.condition_files.keys());
+        if let Some(name) = given.into_iter().find(|n| !names.contains(&n.as_str())) {
             return Err(PipelineError::spec(
                 format!("conditions.{name}"),
                 format!("the model has no such input (its inputs: {})", names.join(", ")),
@@ -62,6 +69,7 @@ impl DenoiserWorkload {
             sigma_min: config.sigma_min,
             sigma_max: config.sigma_max,
             conditions: sets[0].clone(),
+            tensors,
             dims: {
                 let symbols: Vec<_> = session.inputs().iter().map(|s| s.symbols.clone()).collect();
                 config_dims(path, &symbols, config.dims.clone())?.0.into_iter().collect()
@@ -102,6 +110,30 @@ impl DenoiserWorkload {
         let batches = batch_ranges(items.len(), config.batch);
         Ok(Self { path: path.clone(), sessions, spec, settings, items, seeds, values, batches })
     }
+}
+
+/// Largest tensor condition read: far above any text embedding (SDXL's is 0.6 MB, a T5's
+/// 4.9 MB), far below what would strain memory.
+const MAX_CONDITION_BYTES: u64 = 256 << 20;
+
+/// The float32 `.npy` file of condition `name`, every value finite. The file is read whole
+/// (it is small) and viewed, so a header claiming more values than the file holds is refused
+/// before anything is allocated for them.
+fn read_condition(name: &str, file: &Path) -> Result<ArrayD<f32>> {
+    use ndarray_npy::ViewNpyExt;
+    let field = format!("conditions.{name}");
+    let refuse = |message: String| PipelineError::spec(field.clone(), format!("{}: {message}", file.display()));
+    let bytes = std::fs::metadata(file).map_err(|e| refuse(format!("cannot read: {e}")))?.len();
+    if bytes > MAX_CONDITION_BYTES {
+        return Err(refuse(format!("{bytes} bytes, more than a condition's {MAX_CONDITION_BYTES}")));
+    }
+    let raw = std::fs::read(file).map_err(|e| refuse(format!("cannot read: {e}")))?;
+    let values =
+        ndarray::ArrayViewD::<f32>::view_npy(&raw).map_err(|e| refuse(format!("not a float32 .npy array: {e}")))?;
+    if values.iter().any(|v| !v.is_finite()) {
+        return Err(refuse("holds values that are not finite".into()));
+    }
+    Ok(values.to_owned())
 }
 
 impl Workload for DenoiserWorkload {

@@ -27,7 +27,7 @@ const DEFAULT_STEPS: usize = 10;
 
 impl DiffusersWorkload {
     pub fn open(dir: &Path, config: &WorkloadSpec) -> Result<Self> {
-        if !config.conditions.is_empty() {
+        if !config.conditions.is_empty() || !config.condition_files.is_empty() {
             return Err(PipelineError::spec(
                 "conditions",
                 format!("{} is a diffusers folder: it takes prompts, not conditions", dir.display()),

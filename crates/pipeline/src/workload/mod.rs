@@ -46,6 +46,21 @@ pub trait StepControl {
     }
 }
 
+/// Runs the denoiser as it is at every step: plain generation.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Unchanged;
+
+impl StepControl for Unchanged {
+    fn step(
+        &mut self,
+        _: usize,
+        _: usize,
+        evaluate: &mut Evaluate<'_>,
+    ) -> std::result::Result<ArrayD<f32>, SampleError> {
+        evaluate(&[])?.into_iter().next().ok_or_else(|| SampleError::Denoiser("the denoiser returned nothing".into()))
+    }
+}
+
 /// Runs the network unchanged and hands each step's extra outputs (the values the session was
 /// asked to return beside the prediction) to the closure, with the step.
 struct Observe<F>(F);

@@ -7,6 +7,7 @@ use super::{Device, Pairing, Prediction, SamplerKind, TimeKind};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt;
+use std::path::PathBuf;
 
 /// A field of a workload spec is wrong: names the field and what was expected.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,6 +42,11 @@ pub struct WorkloadSpec {
     pub pairing: Pairing,
     /// Denoiser files: values of each condition input; the conditions are their product.
     pub conditions: BTreeMap<String, Vec<f32>>,
+    /// Denoiser files: tensor conditions, each a float32 `.npy` file holding one item's value
+    /// (a text embedding, a class vector), given to every item. Left out of the JSON when
+    /// empty, so runs recorded before it existed still compare equal.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub condition_files: BTreeMap<String, PathBuf>,
     /// Diffusers folders: the prompts.
     pub prompts: Vec<String>,
     pub negative_prompt: Option<String>,
@@ -70,6 +76,7 @@ impl Default for WorkloadSpec {
             seeds: vec![0],
             pairing: Pairing::Every,
             conditions: BTreeMap::new(),
+            condition_files: BTreeMap::new(),
             prompts: Vec::new(),
             negative_prompt: None,
             guidance: 7.5,
@@ -116,6 +123,12 @@ impl WorkloadSpec {
             if values.is_empty() || values.iter().any(|v| !v.is_finite()) {
                 return Err(SpecError::new(format!("conditions.{name}"), "needs one or more finite values"));
             }
+        }
+        if let Some(name) = self.condition_files.keys().find(|name| self.conditions.contains_key(*name)) {
+            return Err(SpecError::new(
+                format!("condition_files.{name}"),
+                "the input also has values: give one or the other",
+            ));
         }
         Ok(())
     }
