@@ -323,3 +323,24 @@ fn a_float16_folder_generates_what_the_float32_one_does() {
     let seeds = max_abs_diff(&rows(&full.images, 0..1), &rows(&full.images, 1..2));
     assert!(error < 0.05 * seeds, "float16 moves the images by {error}, another seed by {seeds}");
 }
+
+#[test]
+fn a_workload_generates_at_the_latent_size_dims_give() {
+    use bitsearch_pipeline::workload::{self, Unchanged, WorkloadSpec};
+    let (_temp, dir) = tiny(Dtype::F32);
+    let spec = |dims: &[(&str, usize)]| WorkloadSpec {
+        steps: Some(1),
+        prompts: strings(&["a red cat"]),
+        dims: dims.iter().map(|(n, v)| (n.to_string(), *v)).collect(),
+        device: Device::Cpu,
+        threads: Some(1),
+        ..Default::default()
+    };
+    // sample_size 8 and a VAE of scale 2: 16×16 images unless told.
+    let mut default = workload::open(&dir, &spec(&[])).unwrap();
+    assert_eq!(default.run(0, &mut Unchanged).unwrap().shape(), &[1, 3, 16, 16]);
+    let mut small = workload::open(&dir, &spec(&[("height", 4), ("width", 6)])).unwrap();
+    assert_eq!(small.run(0, &mut Unchanged).unwrap().shape(), &[1, 3, 8, 12]);
+    let err = workload::open(&dir, &spec(&[("height", 4)])).unwrap_err().to_string();
+    assert!(err.starts_with("dims:") && err.contains("--dim width=W"), "{err}");
+}

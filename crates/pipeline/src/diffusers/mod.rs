@@ -277,6 +277,11 @@ impl DiffusersPipeline {
         }
     }
 
+    /// Pixels per latent pixel along each side (the VAE's scale factor).
+    pub fn vae_scale_factor(&self) -> usize {
+        self.vae.config().scale_factor
+    }
+
     /// Image (height, width) in pixels: the requested size, or the UNet's.
     fn image_size(&self, size: Option<(usize, usize)>) -> Result<(usize, usize), PipelineError> {
         let factor = self.vae.config().scale_factor;

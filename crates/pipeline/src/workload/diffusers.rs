@@ -50,6 +50,8 @@ impl DiffusersWorkload {
         let pairs: Vec<(&String, u64)> =
             config.pairs(config.prompts.len())?.into_iter().map(|(p, s)| (&config.prompts[p], s)).collect();
         let items = pairs.iter().map(|(p, s)| format!("{p:?} seed={s}")).collect();
+        let factor = pipeline.vae_scale_factor();
+        let size = latent_size(config)?.map(|(h, w)| (h * factor, w * factor));
         let steps = config.steps.unwrap_or(DEFAULT_STEPS);
         pipeline.unet_mut().sessions_mut().prepare(steps)?;
         let mut requests = Vec::new();
@@ -62,6 +64,7 @@ impl DiffusersWorkload {
             request.guidance = config.guidance;
             request.sampler = config.sampler;
             request.eta = config.eta;
+            request.size = size;
             let conditioning = pipeline.conditioning(&request)?;
             requests.push((request, conditioning));
         }
@@ -71,6 +74,22 @@ impl DiffusersWorkload {
         };
         let device = pipeline.unet_mut().session_mut().device();
         Ok(Self { pipeline, items, requests, sampler, steps, device })
+    }
+}
+
+/// The latent size `dims` gives as the UNet's `height` and `width` (both or neither): the
+/// folder then generates at that size instead of its config's `sample_size`.
+fn latent_size(config: &WorkloadSpec) -> Result<Option<(usize, usize)>> {
+    match (config.dims.get("height"), config.dims.get("width")) {
+        (Some(&h), Some(&w)) => Ok(Some((h, w))),
+        (None, None) => Ok(None),
+        (given, _) => Err(PipelineError::spec(
+            "dims",
+            format!(
+                "give the latent size whole: --dim height=H --dim width=W (only {} was given)",
+                if given.is_some() { "height" } else { "width" }
+            ),
+        )),
     }
 }
 
