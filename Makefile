@@ -116,13 +116,15 @@ $(CLIENT_VENV)/.installed: scripts/client-requirements.txt
 
 ## models-large: the real-size zoo under models/large/, built here with random weights from the
 ## published configurations (no hub weights exist on these machines): LARGE names the folders
-## (default sd15-f32 sd15-f16 pixart-f32 sdxl-f16, 12.7 GB; sdxl-f32 adds 10.3 GB). Never part
-## of test.
-LARGE ?= sd15-f32 sd15-f16 pixart-f32 sdxl-f16
+## (default sd15-f32 pixart-f32 sdxl-f16, 13.3 GB; sdxl-f32 adds 13.7 GB). SD 1.5 and SDXL are
+## whole pipeline folders (text encoders, UNet, VAE decoder), PixArt its transformer alone. Never
+## part of test.
+LARGE ?= sd15-f32 pixart-f32 sdxl-f16
 models-large:
 	cargo build --release -p bitsearch-fixtures --bin zoo
 	for m in $(LARGE); do \
-		[ -d models/large/$$m ] || target/release/zoo $${m%-*} --dtype $${m##*-} --out models/large/$$m; \
+		model=$${m%-*}; pipeline=$$([ $$model = pixart ] || echo --pipeline); \
+		[ -d models/large/$$m ] || target/release/zoo $$model $$pipeline --dtype $${m##*-} --out models/large/$$m; \
 	done
 
 ## bench-large: inspect, sensitivity on a slice, solve, quantize and eval on each LARGE folder:

@@ -36,16 +36,21 @@ for folder in "$@"; do
     name=$(basename "$folder")
     work="$OUT/$name"
     rm -rf "$work" && mkdir -p "$work"
-    # The denoiser's own inputs: every UNet and DiT of the zoo reads a text context; SDXL's also
-    # the pooled text and the size conditions (constants here: these runs measure cost).
-    conditions=(--condition encoder_hidden_states=0.1 --dim sequence_length=77)
-    if grep -q '"text_time"' "$folder"/*/config.json; then
-        conditions+=(--condition text_embeds=0.1 --condition time_ids=512)
+    # A pipeline folder draws a prompt (one UNet call a step: guidance 0, as SDXL-Turbo runs);
+    # a lone denoiser reads constant conditions: every UNet and DiT of the zoo a text context,
+    # SDXL's also the pooled text and the size conditions. These runs measure cost.
+    if [ -f "$folder/model_index.json" ]; then
+        conditions=(--prompt "a red circle on a blue square" --guidance 0)
+    else
+        conditions=(--prediction epsilon --condition encoder_hidden_states=0.1 --dim sequence_length=77)
+        if grep -q '"text_time"' "$folder"/*/config.json; then
+            conditions+=(--condition text_embeds=0.1 --condition time_ids=512)
+        fi
     fi
     dims=(--dim height=32 --dim width=32)
     measure "$name" inspect "$BIN" inspect "$folder" "${dims[@]}"
     measure "$name" sensitivity "$BIN" sensitivity "$folder" --out "$work/s.parquet" --w-bits 4,8 --steps 1 \
-        --prediction epsilon --device cpu --shard "0/$SHARDS" "${dims[@]}" "${conditions[@]}"
+        --device cpu --shard "0/$SHARDS" "${dims[@]}" "${conditions[@]}"
     measure "$name" solve "$BIN" solve --sensitivity "$work/s.parquet" --allow-partial --budget avg-bits=6 \
         --out "$work/plan.yaml"
     measure "$name" quantize "$BIN" quantize "$folder" --plan "$work/plan.yaml" --out "$work/q" --device cpu

@@ -99,6 +99,8 @@ impl Diffusers {
         request.sampler = spec.sampler;
         request.eta = spec.eta;
         request.initial = initial;
+        let factor = self.pipeline.vae_scale_factor();
+        request.size = workload::latent_size(spec)?.map(|(h, w)| (h * factor, w * factor));
         Ok(self.pipeline.generate(&request)?.images)
     }
 }

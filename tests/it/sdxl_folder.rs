@@ -58,6 +58,11 @@ fn sample_writes_reproducible_images_per_seed() {
     let empty = dir.path().join("empty");
     sample_with(&model, &empty, 0, 1, &["--negative-prompt", ""]);
     assert_ne!(png(&empty, 0), png(&a, 0));
+    // --dim gives the latent size: 4×6 latents, 8×12 images at the VAE's scale of 2.
+    let small = dir.path().join("small");
+    sample_with(&model, &small, 0, 1, &["--dim", "height=4", "--dim", "width=6"]);
+    let image = image::open(small.join("sample_000.png")).unwrap();
+    assert_eq!((image.width(), image.height()), (12, 8));
 }
 
 #[test]

@@ -79,7 +79,7 @@ impl DiffusersWorkload {
 
 /// The latent size `dims` gives as the UNet's `height` and `width` (both or neither): the
 /// folder then generates at that size instead of its config's `sample_size`.
-fn latent_size(config: &WorkloadSpec) -> Result<Option<(usize, usize)>> {
+pub fn latent_size(config: &WorkloadSpec) -> Result<Option<(usize, usize)>> {
     match (config.dims.get("height"), config.dims.get("width")) {
         (Some(&h), Some(&w)) => Ok(Some((h, w))),
         (None, None) => Ok(None),
