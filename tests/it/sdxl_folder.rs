@@ -183,3 +183,17 @@ fn a_plan_of_the_unet_quantizes_into_an_sdxl_folder_that_samples_and_evaluates()
     assert!((quantized.sqnr_db - simulated.sqnr_db).abs() < 0.5, "{records:?}");
     assert!(quantized.cost.file_bytes < quantized.reference_cost.file_bytes, "{quantized:?}");
 }
+
+#[test]
+fn a_one_step_run_probes_below_each_windows_cut() {
+    // One step (SDXL-Turbo's way): a window's cut alone runs the probes, fed the values crossing
+    // into it, so the UNet's sessions read inputs other than its own.
+    let dir = folder();
+    let model = dir.path().join("xl");
+    let table = dir.path().join("s.parquet");
+    let args = ["sensitivity", s(&model), "--prompt", "a red cat", "--steps", "1", "--guidance", "0"];
+    let rest = ["--w-bits", "4", "--shard", "1/4", "--out", s(&table), "--device", "cpu", "--threads", "1"];
+    let report = assert_success(&bitsearch(&[&args[..], &rest].concat()));
+    assert!(report.contains("below the cut:") && !report.contains("below the cut: 0 of"), "{report}");
+    assert!(!SensitivityTable::read(&table).unwrap().rows.is_empty());
+}

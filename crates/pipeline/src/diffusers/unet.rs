@@ -63,9 +63,11 @@ impl Unet {
         self.install(DenoiserSessions::from_models(std::slice::from_ref(model), Vec::new(), options)?)
     }
 
-    /// Replaces the sessions (built from edited copies of this UNet), checking their inputs.
+    /// Replaces the sessions with ones built from edited copies of this UNet. The interface
+    /// checked when it was opened stays: a window's cut reads the values crossing into it
+    /// besides, or instead of, the UNet's own inputs.
     pub fn install(&mut self, sessions: DenoiserSessions) -> Result<(), PipelineError> {
-        *self = Self::from_sessions(sessions, &self.path.clone())?;
+        self.sessions = sessions;
         Ok(())
     }
 
