@@ -8,13 +8,15 @@
 #   scripts/bench-large.sh BIN OUT FOLDER...
 #
 # BIN: a bitsearch release binary; OUT: results folder (OUT/table.md and the logs); FOLDER: zoo
-# folders, named like `sd15-f32`. SHARDS (default 10) sets the slice: shard 0 of SHARDS.
+# folders, named like `sd15-f32`. SHARDS (default 10) sets the slice: shard 0 of SHARDS. DEVICE
+# (default cpu) is where every command runs: scripts/device-check.sh runs it with cuda.
 set -euo pipefail
 
 BIN=$(realpath "$1")
 OUT=$(realpath -m "$2")
 shift 2
 SHARDS=${SHARDS:-10}
+DEVICE=${DEVICE:-cpu}
 mkdir -p "$OUT"
 ROWS="$OUT/rows.tsv"
 : > "$ROWS"
@@ -50,12 +52,12 @@ for folder in "$@"; do
     dims=(--dim height=32 --dim width=32)
     measure "$name" inspect "$BIN" inspect "$folder" "${dims[@]}"
     measure "$name" sensitivity "$BIN" sensitivity "$folder" --out "$work/s.parquet" --w-bits 4,8 --steps 1 \
-        --device cpu --shard "0/$SHARDS" "${dims[@]}" "${conditions[@]}"
+        --device "$DEVICE" --shard "0/$SHARDS" "${dims[@]}" "${conditions[@]}"
     measure "$name" solve "$BIN" solve --sensitivity "$work/s.parquet" --allow-partial --budget avg-bits=6 \
         --out "$work/plan.yaml"
-    measure "$name" quantize "$BIN" quantize "$folder" --plan "$work/plan.yaml" --out "$work/q" --device cpu
+    measure "$name" quantize "$BIN" quantize "$folder" --plan "$work/plan.yaml" --out "$work/q" --device "$DEVICE"
     measure "$name" eval "$BIN" eval "$folder" "$work/q" --out "$work/eval.parquet" --seeds 1000 --repeats 1 \
-        --device cpu
+        --device "$DEVICE"
     du -sb "$folder" | cut -f1 > "$work/float.bytes"
     du -sb "$work/q" | cut -f1 > "$work/quantized.bytes"
 done
@@ -66,7 +68,7 @@ out, shards, folders = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
 rows = [line.rstrip("\n").split("\t") for line in open(os.path.join(out, "rows.tsv"))]
 lines = ["| model | command | wall s | peak RSS GB | × float weights |", "|---|---|---:|---:|---:|"]
 summary = ["", "| model | float weights GB | quantized folder GB | layers | probe / plain | plain forward s "
-           "| full run on this CPU (h) |", "|---|---:|---:|---:|---:|---:|---:|"]
+           "| full run on this device (h) |", "|---|---:|---:|---:|---:|---:|---:|"]
 for folder in folders:
     name = os.path.basename(os.path.realpath(folder))
     work = os.path.join(out, name)

@@ -5,6 +5,10 @@
 #
 #   scripts/device-check.sh BIN OUT [TERRAIN_MODEL]
 #
+# With ZOO (a stripped `zoo` binary, carried like BIN), the real-size folders LARGE names
+# (default sdxl-f16; the folders are far too large to carry, so they are written there, about
+# a minute each) also go through scripts/bench-large.sh on the device: OUT/large/table.md.
+#
 # BIN: a bitsearch release binary; OUT: the results folder. ONNX Runtime is the machine's own
 # (the Python package's library, or ORT_DYLIB_PATH). DEVICE=cpu runs the same checks on the CPU
 # (to try the script where there is no GPU). Results: OUT/summary.md and the logs beside it.
@@ -78,4 +82,15 @@ peak_gpu "$OUT/eval.log" "$BIN" eval "$MODEL" "$W/q-lowbit" "$W/q-unpacked" --de
     echo
     echo "fp16: bitsearch writes no float16 graph yet; not measured."
 } >> "$SUMMARY"
+if [[ -n "${ZOO:-}" ]]; then
+    folders=()
+    for m in ${LARGE:-sdxl-f16}; do
+        model=${m%-*}
+        pipeline=$([[ $model == *pixart ]] || echo --pipeline)
+        "$ZOO" "$model" $pipeline --dtype "${m##*-}" --out "$W/large/$m" > "$OUT/zoo-$m.log" 2>&1
+        folders+=("$W/large/$m")
+    done
+    DEVICE=$DEVICE SHARDS=${SHARDS:-100} "$(dirname "$0")/bench-large.sh" "$BIN" "$OUT/large" "${folders[@]}"
+    { echo; echo "## Real-size folders"; cat "$OUT/large/table.md"; } >> "$SUMMARY"
+fi
 cat "$SUMMARY"

@@ -344,3 +344,13 @@ fn a_workload_generates_at_the_latent_size_dims_give() {
     let err = workload::open(&dir, &spec(&[("height", 4)])).unwrap_err().to_string();
     assert!(err.starts_with("dims:") && err.contains("--dim width=W"), "{err}");
 }
+
+#[test]
+fn released_text_encoders_reopen_and_encode_the_same() {
+    let (_temp, dir) = tiny(Dtype::F32);
+    let mut pipeline = open(&dir);
+    let prompts = strings(&["a red cat", "the blue house at night"]);
+    let before = pipeline.encode_prompts(&prompts).unwrap();
+    pipeline.release_text_encoders();
+    assert_eq!(pipeline.encode_prompts(&prompts).unwrap(), before);
+}

@@ -102,6 +102,17 @@ impl PromptEncoder {
         }
     }
 
+    /// Closes the text encoders' sessions; they open again when prompts are next encoded.
+    pub fn release(&mut self) {
+        match self {
+            Self::Single(branch) => branch.encoder.release(),
+            Self::Dual { first, second, .. } => {
+                first.encoder.release();
+                second.encoder.release();
+            }
+        }
+    }
+
     /// The tokenizer of `text_encoder/`.
     pub fn tokenizer(&self) -> &PromptTokenizer {
         match self {

@@ -14,7 +14,9 @@ const IDS: &str = "input_ids";
 
 #[derive(Debug)]
 pub(crate) struct TextEncoder {
-    session: Session,
+    /// None once released: the next encode opens it again.
+    session: Option<Session>,
+    options: SessionOptions,
     path: PathBuf,
     /// Output index of the hidden states the UNet reads.
     hidden: usize,
@@ -63,7 +65,12 @@ impl TextEncoder {
             None => names.iter().position(|o| o == LAST_HIDDEN_STATE).unwrap_or(0),
         };
         let pooled = outputs.pooled.map(|name| find(name, "the pooled text embedding the UNet reads")).transpose()?;
-        Ok(Self { session, path: path.to_path_buf(), hidden, pooled })
+        Ok(Self { session: Some(session), options: options.clone(), path: path.to_path_buf(), hidden, pooled })
+    }
+
+    /// Closes the session (and lets its weights go); the next encode opens it again.
+    pub fn release(&mut self) {
+        self.session = None;
     }
 
     /// The outputs read for each row of token ids.
@@ -74,8 +81,12 @@ impl TextEncoder {
         let flat: Vec<f32> = ids.iter().flatten().map(|&id| id as f32).collect();
         let ids = ArrayD::from_shape_vec(IxDyn(&[prompts, length]), flat)
             .map_err(|e| PipelineError::Request(format!("token ids of unequal lengths: {e}")))?;
-        let outputs = self.session.run(&[(IDS, ids.view())], &[])?;
-        let names = self.session.outputs();
+        let session = match &mut self.session {
+            Some(session) => session,
+            None => self.session.insert(Session::new(&Model::load(&self.path)?, &self.options)?),
+        };
+        let outputs = session.run(&[(IDS, ids.view())], &[])?;
+        let names = session.outputs();
         let take = |index: usize, rank: usize, layout: &str| {
             outputs.get(index).filter(|o| o.ndim() == rank && o.shape()[0] == prompts).cloned().ok_or_else(|| {
                 let shape = outputs.get(index).map(|o| format!("{:?}", o.shape())).unwrap_or_default();

@@ -68,6 +68,8 @@ impl DiffusersWorkload {
             let conditioning = pipeline.conditioning(&request)?;
             requests.push((request, conditioning));
         }
+        // Every prompt is encoded: the text encoders are not needed again.
+        pipeline.release_text_encoders();
         let sampler = match requests.first() {
             Some((request, _)) => pipeline.sampler_settings(request)?.kind.to_string(),
             None => String::new(),
