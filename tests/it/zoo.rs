@@ -175,3 +175,31 @@ fn a_tensor_condition_comes_from_an_npy_file() {
     refuse(&lying_path, &["conditions.encoder_hidden_states", "lying.npy", "not a float32 .npy array"]);
     refuse(&dir.path().join("absent.npy"), &["conditions.encoder_hidden_states", "absent.npy", "cannot read"]);
 }
+
+#[test]
+fn a_lone_denoisers_inputs_are_checked_before_any_session_is_built() {
+    let dir = tempfile::tempdir().unwrap();
+    let folder = write("tiny-sd15", Dtype::F32, dir.path(), "unet");
+    // A node no runtime knows: building a session fails, reading the graph does not.
+    let file = folder.join("unet/model.onnx");
+    let mut model = Model::load(&file).unwrap();
+    let graph = model.graph_mut();
+    graph.node.push(bitsearch_onnx::pb::NodeProto {
+        name: Some("unknown".into()),
+        op_type: Some("NoSuchOperator".into()),
+        input: vec!["sample".into()],
+        output: vec!["unknown_out".into()],
+        ..Default::default()
+    });
+    let edited = dir.path().join("edited.onnx");
+    model.save(&edited, bitsearch_onnx::ExternalData::Inline).unwrap();
+    let out = dir.path().join("out");
+    let args = ["sample", s(&edited), "--out", s(&out), "--npy", "--dim", "height=8", "--dim", "width=8"];
+    let missing = bitsearch(&[&args[..], &["--device", "cpu"]].concat());
+    assert_clean_failure(&missing, &["input 'encoder_hidden_states' needs a value"]);
+    let unknown = bitsearch(&[&args[..], &["--condition", "colour=1", "--device", "cpu"]].concat());
+    assert_clean_failure(&unknown, &["conditions.colour", "no such input"]);
+    // Given every input, the session is built and refuses the node.
+    let given = bitsearch(&[&args[..], &["--condition", "encoder_hidden_states=0.1", "--device", "cpu"]].concat());
+    assert_clean_failure(&given, &["NoSuchOperator"]);
+}

@@ -73,6 +73,19 @@ impl DenoiserSessions {
         Ok(Self { sessions, manifest: Some(manifest), correction, by_step: Vec::new() })
     }
 
+    /// The file [`DenoiserSessions::open`] builds the first session from: a `quantize`
+    /// folder's first listed model, else `path` itself.
+    pub fn first_file(path: &Path) -> Result<PathBuf, PipelineError> {
+        if !path.is_dir() {
+            return Ok(path.to_path_buf());
+        }
+        let manifest = Manifest::find(path).map_err(|e| PipelineError::file(path, e.to_string()))?;
+        let first = manifest.as_ref().and_then(|m| m.models.first());
+        let first =
+            first.ok_or_else(|| PipelineError::file(path, "is a folder without a bitsearch quantization manifest"))?;
+        Ok(path.join(&first.file))
+    }
+
     /// Sets which session runs each of the `steps` steps of the next runs.
     pub fn prepare(&mut self, steps: usize) -> Result<(), PipelineError> {
         if let Some(manifest) = &self.manifest {

@@ -23,5 +23,5 @@ mod shared;
 pub use device::{ActiveDevice, Device};
 pub use error::{Result, RuntimeError};
 pub use library::{init, library_path};
-pub use session::{InputSpec, Session, SessionOptions};
+pub use session::{InputSpec, Session, SessionOptions, declared_inputs};
 pub use shapes::{layers_with_costs, measure_shapes};

@@ -66,8 +66,8 @@ impl Session {
     pub fn new(model: &Model, options: &SessionOptions) -> Result<Self> {
         // Before anything asks ONNX Runtime a question (the device choice does).
         crate::library::init()?;
-        let label = model.path().map_or_else(|| model.graph().name().to_string(), |p| p.display().to_string());
-        let inputs = declared_inputs(model, &label)?;
+        let label = label_of(model);
+        let inputs = declared_inputs(model)?;
         let (prepared, overridable, carriers) = prepare(model, options)?;
         let (prepared, shared) = share_weights(prepared)?;
         let session_error = |message: String| RuntimeError::Session { model: label.clone(), message };
@@ -184,7 +184,14 @@ fn builder(options: &SessionOptions, label: &str) -> Result<ort::session::builde
     }
 }
 
-fn declared_inputs(model: &Model, label: &str) -> Result<Vec<InputSpec>> {
+/// How errors name a model: its file, else its graph.
+fn label_of(model: &Model) -> String {
+    model.path().map_or_else(|| model.graph().name().to_string(), |p| p.display().to_string())
+}
+
+/// The inputs a session of `model` takes (those that are not initializers), read from the graph
+/// alone: what callers check before paying for a session.
+pub fn declared_inputs(model: &Model) -> Result<Vec<InputSpec>> {
     let initializers: std::collections::HashSet<&str> = model.graph().initializer.iter().map(|t| t.name()).collect();
     model
         .graph()
@@ -193,7 +200,7 @@ fn declared_inputs(model: &Model, label: &str) -> Result<Vec<InputSpec>> {
         .filter(|v| !initializers.contains(v.name()))
         .map(|v| {
             let dtype = declared_elem_type(v).and_then(DataType::from_onnx).ok_or_else(|| RuntimeError::Session {
-                model: label.to_string(),
+                model: label_of(model),
                 message: format!("input '{}' has an element type bitsearch cannot feed", v.name()),
             })?;
             Ok(InputSpec {

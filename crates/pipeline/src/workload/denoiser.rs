@@ -45,15 +45,14 @@ impl DenoiserWorkload {
             .iter()
             .map(|(name, file)| Ok((name.clone(), read_condition(name, file)?)))
             .collect::<Result<Vec<_>>>()?;
-        let options = SessionOptions { device: config.device, threads: config.threads, ..Default::default() };
-        let mut sessions = DenoiserSessions::open(path, &options)?;
-        // A quantize folder's denoiser, for `model()`, is its manifest's first model.
-        let path = &match sessions.manifest() {
-            Some(manifest) if path.is_dir() => path.join(&manifest.models[0].file),
-            _ => path.to_path_buf(),
-        };
-        let session = sessions.first();
-        let names: Vec<&str> = session.inputs().iter().map(|s| s.name.as_str()).collect();
+        // The interface is checked on the graph (mapped, not read) before any session is built:
+        // a real-size model's sessions take seconds to build. A quantize folder's denoiser, for
+        // `model()`, is its manifest's first model.
+        let folder = path;
+        let path = &DenoiserSessions::first_file(folder)?;
+        let model = Model::load(path)?;
+        let inputs = bitsearch_runtime::declared_inputs(&model)?;
+        let names: Vec<&str> = inputs.iter().map(|s| s.name.as_str()).collect();
         let given = config.conditions.keys().chain(config.condition_files.keys());
         if let Some(name) = given.into_iter().find(|n| !names.contains(&n.as_str())) {
             return Err(PipelineError::spec(
@@ -71,12 +70,12 @@ impl DenoiserWorkload {
             conditions: sets[0].clone(),
             tensors,
             dims: {
-                let symbols: Vec<_> = session.inputs().iter().map(|s| s.symbols.clone()).collect();
+                let symbols: Vec<_> = inputs.iter().map(|s| s.symbols.clone()).collect();
                 config_dims(path, &symbols, config.dims.clone())?.0.into_iter().collect()
             },
             ..Default::default()
         };
-        let spec = DenoiserSpec::resolve(session.inputs(), &resolve_config)?;
+        let spec = DenoiserSpec::resolve(&inputs, &resolve_config)?;
         let varies = |name: &str| config.conditions.get(name).is_some_and(|v| v.len() > 1);
         if let Some((input, _)) =
             spec.conditions.iter().find(|(input, _)| input.shape.is_empty() && varies(&input.name))
@@ -93,7 +92,6 @@ impl DenoiserWorkload {
         };
         let settings = spec.settings(kind, config.steps.unwrap_or(default_steps), config.eta);
         sampler::timesteps(&settings).map_err(|e| PipelineError::spec("sampler", e.to_string()))?;
-        sessions.prepare(settings.steps)?;
         let (mut items, mut seeds, mut values) = (Vec::new(), Vec::new(), Vec::new());
         for (set, seed) in config.pairs(sets.len())? {
             let set = &sets[set];
@@ -108,6 +106,11 @@ impl DenoiserWorkload {
             );
         }
         let batches = batch_ranges(items.len(), config.batch);
+        let options = SessionOptions { device: config.device, threads: config.threads, ..Default::default() };
+        let mut sessions = DenoiserSessions::open(folder, &options)?;
+        sessions.prepare(settings.steps)?;
+        // Held until the sessions are built from the same file, so they share its one mapping.
+        drop(model);
         Ok(Self { path: path.clone(), sessions, spec, settings, items, seeds, values, batches })
     }
 }
