@@ -3,6 +3,7 @@
 //! writes every table and message. The commands live in `commands/`.
 
 mod generate;
+pub mod paths;
 mod plan;
 pub mod printer;
 pub mod settings;

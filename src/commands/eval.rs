@@ -3,7 +3,7 @@
 
 use super::quantize::sensitivity_generation;
 use crate::cli::printer::{Align, Column, Printer, Table};
-use crate::cli::{EvalArgs, MemoryArgs, settings};
+use crate::cli::{EvalArgs, MemoryArgs, paths, settings};
 use anyhow::Context;
 use bitsearch_eval::{Candidate, EvalOptions, Progress, evaluate, held_out, manifest_of, opening_memory};
 use bitsearch_pipeline::image::save_samples;
@@ -16,6 +16,19 @@ use std::path::{Path, PathBuf};
 const IMAGE_RANGE: (f32, f32) = (-1.0, 1.0);
 
 pub fn run(args: &EvalArgs) -> anyhow::Result<()> {
+    let mut outputs = vec![("--out", args.out.as_path())];
+    outputs.extend(args.samples.as_deref().map(|p| ("--samples", p)));
+    outputs.extend(args.markdown.as_deref().map(|p| ("--markdown", p)));
+    let mut inputs: Vec<&Path> = vec![&args.reference];
+    inputs.extend(
+        args.candidates
+            .iter()
+            .chain(&args.simulate)
+            .chain(&args.sensitivity)
+            .chain(&args.prompts)
+            .map(PathBuf::as_path),
+    );
+    paths::keep_apart(&outputs, &inputs)?;
     let mut candidates: Vec<Candidate> = args.candidates.iter().cloned().map(Candidate::Model).collect();
     candidates.extend(args.simulate.iter().cloned().map(Candidate::Simulated));
     if candidates.is_empty() {

@@ -1,10 +1,12 @@
 //! `bitsearch merge`: the shard tables of one sensitivity run joined into one table.
 
-use crate::cli::MergeArgs;
 use crate::cli::printer::Printer;
+use crate::cli::{MergeArgs, paths};
 use bitsearch_records::{SensitivityTable, merge};
+use std::path::PathBuf;
 
 pub fn run(args: &MergeArgs) -> anyhow::Result<()> {
+    paths::keep_apart(&[("--out", &args.out)], &args.tables.iter().map(PathBuf::as_path).collect::<Vec<_>>())?;
     let tables = args
         .tables
         .iter()

@@ -1,13 +1,14 @@
 //! `bitsearch quantize`: a plan applied as a low-bit ONNX model, and what was written.
 
-use crate::cli::QuantizeArgs;
 use crate::cli::printer::Printer;
+use crate::cli::{QuantizeArgs, paths};
 use anyhow::Context;
 use bitsearch_pipeline::workload::WorkloadSpec;
 use bitsearch_quantize::{QuantizeOptions, quantize};
 use bitsearch_records::{Plan, SensitivityTable};
 
 pub fn run(args: &QuantizeArgs) -> anyhow::Result<()> {
+    paths::keep_apart(&[("--out", &args.out)], &[&args.model, &args.plan])?;
     let plan = Plan::read(&args.plan)?;
     let mut options = QuantizeOptions {
         storage: args.storage,

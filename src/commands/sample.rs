@@ -1,7 +1,7 @@
 //! `bitsearch sample`: generate with a denoiser file or a diffusers folder and write PNGs.
 
 use crate::cli::printer::Printer;
-use crate::cli::{SampleArgs, settings};
+use crate::cli::{SampleArgs, paths, settings};
 use anyhow::{Context, bail};
 use bitsearch_pipeline::diffusers::{DiffusersPipeline, GenerateRequest};
 use bitsearch_pipeline::image::save_samples;
@@ -10,12 +10,14 @@ use bitsearch_runtime::SessionOptions;
 use bitsearch_types::write_atomically;
 use ndarray::{ArrayD, Axis, Slice};
 use ndarray_npy::{ReadNpyExt, WriteNpyExt};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// Generated samples live in [-1, 1], the range diffusion models are trained on.
 const SAMPLE_RANGE: (f32, f32) = (-1.0, 1.0);
 
 pub fn run(args: &SampleArgs) -> anyhow::Result<()> {
+    let latents = args.latents.iter().map(PathBuf::as_path);
+    paths::keep_apart(&[("--out", &args.out)], &[args.model.as_path()].into_iter().chain(latents).collect::<Vec<_>>())?;
     let spec = settings::sample(args)?;
     let batch = spec.batch;
     let seeds: Vec<u64> = (0..args.num as u64).map(|i| args.seed + i).collect();

@@ -1,12 +1,18 @@
 //! `bitsearch sensitivity`: the config from YAML and flags, a progress bar, and the summary.
 
 use crate::cli::printer::Printer;
-use crate::cli::{SensitivityArgs, settings};
+use crate::cli::{SensitivityArgs, paths, settings};
 use bitsearch_records::{ProbeRow, Shard, monotonicity, split_gains};
 use bitsearch_sensitivity::{Existing, Progress, SensitivityRun, run_to_table};
 use indicatif::{ProgressBar, ProgressStyle};
+use std::path::PathBuf;
 
 pub fn run(args: &SensitivityArgs) -> anyhow::Result<()> {
+    let config_file = args.config.iter().map(PathBuf::as_path);
+    paths::keep_apart(
+        &[("--out", &args.out)],
+        &[args.model.as_path()].into_iter().chain(config_file).collect::<Vec<_>>(),
+    )?;
     let config = settings::sensitivity(args)?;
     let shard =
         args.shard.map(|s| s.resolve(|name| std::env::var(name).ok())).transpose().map_err(anyhow::Error::msg)?;

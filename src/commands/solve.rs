@@ -4,7 +4,7 @@
 
 use super::quantize::sensitivity_generation;
 use crate::cli::printer::Printer;
-use crate::cli::{SolveArgs, settings};
+use crate::cli::{SolveArgs, paths, settings};
 use crate::exit::Refused;
 use anyhow::{Context, bail};
 use bitsearch_eval::{CALIBRATION_ITEMS, Candidate, EvalOptions, Reference, calibration, fresh};
@@ -14,9 +14,14 @@ use bitsearch_solver::bench::{Bench, Meter};
 use bitsearch_solver::select::{Selected, Trial};
 use bitsearch_solver::{Fraction, LossBasis, SolverError, pareto, target};
 use bitsearch_solver::{Problem, SolveOptions, Solved, plan, solve, uniform};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 pub fn run(args: &SolveArgs) -> anyhow::Result<()> {
+    let config_file = args.config.iter().map(PathBuf::as_path);
+    paths::keep_apart(
+        &[("--out", &args.out)],
+        &[args.sensitivity.as_path()].into_iter().chain(config_file).collect::<Vec<_>>(),
+    )?;
     let (config, options) = settings::solve(args)?;
     let mut table = SensitivityTable::read(&args.sensitivity)?;
     let missing = table.missing_probes();

@@ -49,3 +49,35 @@ fn inputs_the_model_does_not_have_or_lacks_fail_with_one_line() {
     let steps = bitsearch(&["sample", model, "--out", out, "--steps", "0"]);
     assert!(!steps.status.success() && String::from_utf8_lossy(&steps.stderr).contains("--steps"));
 }
+
+#[test]
+fn no_output_may_overwrite_contain_or_sit_inside_an_input() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = |p: &std::path::Path| p.to_str().unwrap().to_string();
+    let folder = dir.path().join("models");
+    std::fs::create_dir(&folder).unwrap();
+    let model = folder.join("m.onnx");
+    std::fs::copy(terrain_model(), &model).unwrap();
+    let bytes = std::fs::read(&model).unwrap();
+    let table = dir.path().join("t.parquet");
+    bitsearch_fixtures::sensitivity_table(7, 4, &[4, 8], 1).write(&table).unwrap();
+    let table_bytes = std::fs::read(&table).unwrap();
+    let quantized = dir.path().join("q");
+    std::fs::create_dir(&quantized).unwrap();
+    let (m, f, t, q) = (s(&model), s(&folder), s(&table), s(&quantized));
+    let manifest = s(&quantized.join("bitsearch-quantized.yaml"));
+    let cases: [(Vec<&str>, &str); 6] = [
+        (vec!["quantize", &m, "--plan", &t, "--out", &f, "--overwrite"], "contains the input"),
+        (vec!["eval", &m, &m, "--out", &m], "is the input"),
+        (vec!["eval", &m, &q, "--out", &manifest], "lies inside the input"),
+        (vec!["solve", "--sensitivity", &t, "--budget", "avg-bits=6", "--out", &t], "is the input"),
+        (vec!["sensitivity", &m, "--out", &m, "--overwrite", "--condition", "difficulty=0.5"], "is the input"),
+        (vec!["merge", &t, "--out", &t], "is the input"),
+    ];
+    for (args, how) in cases {
+        assert_clean_failure(&bitsearch(&args), &["--out", how, "write elsewhere"]);
+    }
+    assert_eq!(std::fs::read(&model).unwrap(), bytes, "the model is untouched");
+    assert_eq!(std::fs::read(&table).unwrap(), table_bytes, "the table is untouched");
+    assert!(!quantized.join("bitsearch-quantized.yaml").exists());
+}
