@@ -48,7 +48,9 @@ fn sample_writes_reproducible_images_from_a_prompt() {
         let output = bitsearch(&args);
         assert_success(&output);
     };
-    let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+    // Beside the model folder: an output inside an input is refused.
+    let outputs = tempfile::tempdir().unwrap();
+    let (a, b) = (outputs.path().join("a"), outputs.path().join("b"));
     run(&a);
     run(&b);
     for i in 0..3 {
@@ -117,7 +119,7 @@ fn a_bos_aware_w8a8_kv_plan_is_written_and_beats_the_plain_one_on_the_outlier() 
     // Never into the folder it copies.
     let inside = folder.path().join("q");
     let args = ["quantize", model, "--plan", plan.to_str().unwrap(), "--out", inside.to_str().unwrap()];
-    assert_clean_failure(&bitsearch(&args), &["is inside the pipeline folder"]);
+    assert_clean_failure(&bitsearch(&args), &["lies inside the input"]);
     assert!(!inside.exists());
     let manifest = |d: &std::path::Path| bitsearch_records::Manifest::find(&d.join("unet")).unwrap().unwrap();
     assert!(manifest(&aware).corrections.bos_aware && !manifest(&plain).corrections.bos_aware);
