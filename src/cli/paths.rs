@@ -27,10 +27,11 @@ fn resolved(path: &Path) -> PathBuf {
 
 /// Refuses, naming both paths, any of `outputs` (with the flag that gave it) that is one of
 /// `inputs`, lies inside one or contains one.
-pub fn keep_apart(outputs: &[(&str, &Path)], inputs: &[&Path]) -> anyhow::Result<()> {
+pub fn keep_apart<'a>(outputs: &[(&str, &Path)], inputs: impl IntoIterator<Item = &'a Path>) -> anyhow::Result<()> {
+    let inputs: Vec<&Path> = inputs.into_iter().collect();
     for &(flag, output) in outputs {
         let out = resolved(output);
-        for &input in inputs {
+        for &input in &inputs {
             let read = resolved(input);
             let how = if out == read {
                 "is"
@@ -62,13 +63,13 @@ mod tests {
         std::fs::write(&model, b"x").unwrap();
         let folder = dir.path().join("q");
         std::fs::create_dir(&folder).unwrap();
-        let refused = |out: &Path, input: &Path| keep_apart(&[("--out", out)], &[input]).unwrap_err().to_string();
+        let refused = |out: &Path, input: &Path| keep_apart(&[("--out", out)], [input]).unwrap_err().to_string();
         assert!(refused(&model, &model).contains("the output is the input"));
         assert!(refused(&dir.path().join("./m.onnx"), &model).contains("is the input"));
         assert!(refused(&folder.join("new.yaml"), &folder).contains("lies inside"));
         assert!(refused(dir.path(), &model).contains("contains"));
         // Siblings and names that merely share a prefix are apart.
-        keep_apart(&[("--out", &dir.path().join("m.onnx.parquet"))], &[&model]).unwrap();
-        keep_apart(&[("--out", &dir.path().join("q2"))], &[&folder]).unwrap();
+        keep_apart(&[("--out", &dir.path().join("m.onnx.parquet"))], [model.as_path()]).unwrap();
+        keep_apart(&[("--out", &dir.path().join("q2"))], [folder.as_path()]).unwrap();
     }
 }

@@ -19,16 +19,12 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<()> {
     let mut outputs = vec![("--out", args.out.as_path())];
     outputs.extend(args.samples.as_deref().map(|p| ("--samples", p)));
     outputs.extend(args.markdown.as_deref().map(|p| ("--markdown", p)));
-    let mut inputs: Vec<&Path> = vec![&args.reference];
-    inputs.extend(
-        args.candidates
-            .iter()
-            .chain(&args.simulate)
-            .chain(&args.sensitivity)
-            .chain(&args.prompts)
-            .map(PathBuf::as_path),
-    );
-    paths::keep_apart(&outputs, &inputs)?;
+    let inputs = std::iter::once(&args.reference)
+        .chain(&args.candidates)
+        .chain(&args.simulate)
+        .chain(&args.sensitivity)
+        .chain(&args.prompts);
+    paths::keep_apart(&outputs, inputs.map(PathBuf::as_path))?;
     let mut candidates: Vec<Candidate> = args.candidates.iter().cloned().map(Candidate::Model).collect();
     candidates.extend(args.simulate.iter().cloned().map(Candidate::Simulated));
     if candidates.is_empty() {

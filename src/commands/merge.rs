@@ -6,7 +6,7 @@ use bitsearch_records::{SensitivityTable, merge};
 use std::path::PathBuf;
 
 pub fn run(args: &MergeArgs) -> anyhow::Result<()> {
-    paths::keep_apart(&[("--out", &args.out)], &args.tables.iter().map(PathBuf::as_path).collect::<Vec<_>>())?;
+    paths::keep_apart(&[("--out", &args.out)], args.tables.iter().map(PathBuf::as_path))?;
     let tables = args
         .tables
         .iter()

@@ -8,7 +8,7 @@ use bitsearch_quantize::{QuantizeOptions, quantize};
 use bitsearch_records::{Plan, SensitivityTable};
 
 pub fn run(args: &QuantizeArgs) -> anyhow::Result<()> {
-    paths::keep_apart(&[("--out", &args.out)], &[&args.model, &args.plan])?;
+    paths::keep_apart(&[("--out", &args.out)], [args.model.as_path(), &args.plan])?;
     let plan = Plan::read(&args.plan)?;
     let mut options = QuantizeOptions {
         storage: args.storage,

@@ -10,14 +10,13 @@ use bitsearch_runtime::SessionOptions;
 use bitsearch_types::write_atomically;
 use ndarray::{ArrayD, Axis, Slice};
 use ndarray_npy::{ReadNpyExt, WriteNpyExt};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// Generated samples live in [-1, 1], the range diffusion models are trained on.
 const SAMPLE_RANGE: (f32, f32) = (-1.0, 1.0);
 
 pub fn run(args: &SampleArgs) -> anyhow::Result<()> {
-    let latents = args.latents.iter().map(PathBuf::as_path);
-    paths::keep_apart(&[("--out", &args.out)], &[args.model.as_path()].into_iter().chain(latents).collect::<Vec<_>>())?;
+    paths::keep_apart(&[("--out", &args.out)], std::iter::once(args.model.as_path()).chain(args.latents.as_deref()))?;
     let spec = settings::sample(args)?;
     let batch = spec.batch;
     let seeds: Vec<u64> = (0..args.num as u64).map(|i| args.seed + i).collect();
@@ -101,8 +100,7 @@ impl Diffusers {
         request.sampler = spec.sampler;
         request.eta = spec.eta;
         request.initial = initial;
-        let factor = self.pipeline.vae_scale_factor();
-        request.size = workload::latent_size(spec)?.map(|(h, w)| (h * factor, w * factor));
+        request.size = workload::image_size(spec, &self.pipeline)?;
         Ok(self.pipeline.generate(&request)?.images)
     }
 }

@@ -5,14 +5,9 @@ use crate::cli::{SensitivityArgs, paths, settings};
 use bitsearch_records::{ProbeRow, Shard, monotonicity, split_gains};
 use bitsearch_sensitivity::{Existing, Progress, SensitivityRun, run_to_table};
 use indicatif::{ProgressBar, ProgressStyle};
-use std::path::PathBuf;
 
 pub fn run(args: &SensitivityArgs) -> anyhow::Result<()> {
-    let config_file = args.config.iter().map(PathBuf::as_path);
-    paths::keep_apart(
-        &[("--out", &args.out)],
-        &[args.model.as_path()].into_iter().chain(config_file).collect::<Vec<_>>(),
-    )?;
+    paths::keep_apart(&[("--out", &args.out)], std::iter::once(args.model.as_path()).chain(args.config.as_deref()))?;
     let config = settings::sensitivity(args)?;
     let shard =
         args.shard.map(|s| s.resolve(|name| std::env::var(name).ok())).transpose().map_err(anyhow::Error::msg)?;

@@ -14,14 +14,11 @@ use bitsearch_solver::bench::{Bench, Meter};
 use bitsearch_solver::select::{Selected, Trial};
 use bitsearch_solver::{Fraction, LossBasis, SolverError, pareto, target};
 use bitsearch_solver::{Problem, SolveOptions, Solved, plan, solve, uniform};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 pub fn run(args: &SolveArgs) -> anyhow::Result<()> {
-    let config_file = args.config.iter().map(PathBuf::as_path);
-    paths::keep_apart(
-        &[("--out", &args.out)],
-        &[args.sensitivity.as_path()].into_iter().chain(config_file).collect::<Vec<_>>(),
-    )?;
+    let inputs = std::iter::once(args.sensitivity.as_path()).chain(args.config.as_deref());
+    paths::keep_apart(&[("--out", &args.out)], inputs)?;
     let (config, options) = settings::solve(args)?;
     let mut table = SensitivityTable::read(&args.sensitivity)?;
     let missing = table.missing_probes();

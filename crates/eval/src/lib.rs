@@ -21,7 +21,7 @@ pub use candidate::{Candidate, manifest_of};
 pub use fidelity::ItemErrors;
 pub use items::{CALIBRATION_ITEMS, HELD_OUT_SEED, calibration, fresh, held_out};
 
-use bitsearch_pipeline::workload::{self, Workload, WorkloadSpec};
+use bitsearch_pipeline::workload::{self, Unchanged, Workload, WorkloadSpec};
 use bitsearch_records::{Cost, EVAL_FORMAT, EvalRecord, EvalRun};
 use bitsearch_runtime::SessionOptions;
 use candidate::{describe, model_bytes};
@@ -196,7 +196,7 @@ pub fn opening_memory(path: &Path, spec: &WorkloadSpec) -> Result<u64> {
     bitsearch_runtime::init().map_err(bitsearch_pipeline::PipelineError::from)?;
     let before = resident_bytes();
     let mut workload = workload::open(path, spec)?;
-    workload.run(0, &mut measure::Timed::default())?;
+    workload.run(0, &mut Unchanged)?;
     let bytes = resident_bytes().saturating_sub(before);
     drop(workload);
     Ok(bytes)

@@ -3,7 +3,7 @@
 
 use crate::{EvalError, Result};
 use bitsearch_pipeline::sampler::SampleError;
-use bitsearch_pipeline::workload::{Evaluate, StepControl, Workload};
+use bitsearch_pipeline::workload::{Evaluate, StepControl, Unchanged, Workload};
 use ndarray::{ArrayD, Axis};
 use std::time::{Duration, Instant};
 
@@ -24,7 +24,7 @@ pub struct Run {
 
 /// Records every prediction and times every denoiser call.
 #[derive(Debug, Default)]
-pub(crate) struct Timed {
+struct Timed {
     outputs: Vec<ArrayD<f32>>,
     calls: Vec<Duration>,
 }
@@ -79,7 +79,7 @@ impl Times {
 /// = 0, one untimed pass for the outputs alone.
 pub fn run_all(workload: &mut dyn Workload, repeats: usize) -> Result<Run> {
     if repeats > 0 {
-        workload.run(0, &mut Timed::default())?;
+        workload.run(0, &mut Unchanged)?;
     }
     let mut times = Times::default();
     let (mut outputs, mut first_items, mut images) = (Vec::new(), Vec::new(), Vec::new());

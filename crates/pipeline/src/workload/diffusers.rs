@@ -50,8 +50,7 @@ impl DiffusersWorkload {
         let pairs: Vec<(&String, u64)> =
             config.pairs(config.prompts.len())?.into_iter().map(|(p, s)| (&config.prompts[p], s)).collect();
         let items = pairs.iter().map(|(p, s)| format!("{p:?} seed={s}")).collect();
-        let factor = pipeline.vae_scale_factor();
-        let size = latent_size(config)?.map(|(h, w)| (h * factor, w * factor));
+        let size = image_size(config, &pipeline)?;
         let steps = config.steps.unwrap_or(DEFAULT_STEPS);
         pipeline.unet_mut().sessions_mut().prepare(steps)?;
         let mut requests = Vec::new();
@@ -79,11 +78,13 @@ impl DiffusersWorkload {
     }
 }
 
-/// The latent size `dims` gives as the UNet's `height` and `width` (both or neither): the
-/// folder then generates at that size instead of its config's `sample_size`.
-pub fn latent_size(config: &WorkloadSpec) -> Result<Option<(usize, usize)>> {
+/// The image size (pixels) of the latent size `dims` gives as the UNet's `height` and `width`
+/// (both or neither): the folder then generates at that size instead of its config's
+/// `sample_size`.
+pub fn image_size(config: &WorkloadSpec, pipeline: &DiffusersPipeline) -> Result<Option<(usize, usize)>> {
+    let factor = pipeline.vae_scale_factor();
     match (config.dims.get("height"), config.dims.get("width")) {
-        (Some(&h), Some(&w)) => Ok(Some((h, w))),
+        (Some(&h), Some(&w)) => Ok(Some((h * factor, w * factor))),
         (None, None) => Ok(None),
         (given, _) => Err(PipelineError::spec(
             "dims",

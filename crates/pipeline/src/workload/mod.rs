@@ -10,7 +10,7 @@ pub mod shift;
 
 pub use bitsearch_types::generation::{Pairing, WorkloadSpec};
 pub use denoiser::DenoiserWorkload;
-pub use diffusers::{DiffusersWorkload, latent_size};
+pub use diffusers::{DiffusersWorkload, image_size};
 
 use crate::error::PipelineError;
 use crate::sampler::{SampleError, SamplerSettings};
