@@ -10,6 +10,8 @@ use clap::Parser;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
+    // A decoder's panic caught at a record reader's boundary is reported once, as the error.
+    bitsearch_types::quiet_caught_panics();
     let args = cli::Args::parse();
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(args.log_level()))
         .format_timestamp(None)

@@ -43,9 +43,20 @@ const SSIM_NINES: (f64, f64) = (0.0, 6.0);
 pub fn write_report(inputs: &ReportInputs) -> Result<PathBuf> {
     fonts::register();
     let out = &inputs.out;
-    std::fs::create_dir_all(out).map_err(|e| ReportError::file(out, e))?;
     let table = inputs.sensitivity.as_deref().map(SensitivityTable::read).transpose()?;
     let plans = inputs.plans.iter().map(|p| Ok((p.clone(), Plan::read(p)?))).collect::<Result<Vec<_>>>()?;
+    if let Some(table_path) = &inputs.sensitivity {
+        let sha256 = bitsearch_types::sha256_file(table_path).map_err(|e| ReportError::file(table_path, e))?;
+        if let Some((path, _)) = plans.iter().find(|(_, plan)| plan.source.sensitivity_sha256 != sha256) {
+            return Err(ReportError::file(
+                path,
+                format!(
+                    "source.sensitivity_sha256 does not match {} (the plan was solved from another table)",
+                    table_path.display()
+                ),
+            ));
+        }
+    }
     let frontier = inputs.frontier.as_deref().map(read_frontier).transpose()?;
     let evals = inputs
         .evals
@@ -53,6 +64,7 @@ pub fn write_report(inputs: &ReportInputs) -> Result<PathBuf> {
         .map(|p| read_evals(p).map(|(run, records)| (p.clone(), run, records)))
         .collect::<Result<Vec<_>, _>>()?;
 
+    std::fs::create_dir_all(out).map_err(|e| ReportError::file(out, e))?;
     let mut page = Page::default();
     summary(&mut page, table.as_ref(), &plans);
     page.heading("Sensitivity");

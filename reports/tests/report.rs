@@ -170,6 +170,17 @@ fn missing_inputs_leave_notes_and_a_corrupt_table_is_an_error() {
     let bad = ReportInputs { sensitivity: Some(corrupt), out: dir.path().join("bad"), ..Default::default() };
     let message = write_report(&bad).unwrap_err().to_string();
     assert!(message.contains("corrupt.parquet") && message.contains("not a Parquet file"), "{message}");
+
+    // A plan beside a table it was not solved from.
+    let other = dir.path().join("other.parquet");
+    bitsearch_fixtures::sensitivity_table(5, 24, &[2, 4, 8], 2).write(&other).unwrap();
+    let mixed = ReportInputs { sensitivity: Some(other), out: dir.path().join("mixed"), ..full };
+    let message = write_report(&mixed).unwrap_err().to_string();
+    assert!(
+        message.contains("plan.yaml: source.sensitivity_sha256 does not match") && message.contains("other.parquet"),
+        "{message}"
+    );
+    assert!(!dir.path().join("mixed").exists(), "nothing is written for a refused report");
 }
 
 #[test]

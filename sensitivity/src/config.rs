@@ -6,7 +6,7 @@
 use crate::error::{Result, SensitivityError};
 use bitsearch_pipeline::PipelineError;
 use bitsearch_pipeline::workload::WorkloadSpec;
-use bitsearch_types::quantizer::{check_bits, check_weight_bits};
+use bitsearch_types::quantizer::{check_bits, check_group_size, check_weight_bits};
 use bitsearch_types::{ACTIVATION_BITS, MetricGroup, QuantizerSpec};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -106,8 +106,8 @@ impl SensitivityConfig {
     pub fn validate(&self) -> Result<()> {
         check_weight_bits(&self.w_bits).map_err(|m| SensitivityError::config("w_bits", m))?;
         check_bits(&self.a_bits, &ACTIVATION_BITS).map_err(|m| SensitivityError::config("a_bits", m))?;
-        if let Some(bad) = self.w_groups.iter().find(|&&g| g < 2) {
-            return Err(SensitivityError::config("w_groups", format!("{bad}: a group holds at least 2 values")));
+        if let Some(message) = self.w_groups.iter().find_map(|&g| check_group_size(g).err()) {
+            return Err(SensitivityError::config("w_groups", message));
         }
         if self.w_groups.iter().enumerate().any(|(i, g)| self.w_groups[..i].contains(g)) {
             return Err(SensitivityError::config("w_groups", format!("{:?} lists a group size twice", self.w_groups)));

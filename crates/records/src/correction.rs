@@ -2,6 +2,7 @@
 //! denoiser's noise estimate relates to the float one on the same input, in the sampler's ε
 //! space. A YAML file beside the quantized models; the manifest names it and samplers apply it.
 
+use crate::check::{self, Checked, Invalid, invalid};
 use crate::error::{RecordError, Result, check_format};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
@@ -40,6 +41,25 @@ pub struct StepNoise {
 }
 
 impl NoiseCorrection {
+    /// Every step's fit: finite numbers, k and the spreads non-negative.
+    fn validate(&self) -> Checked {
+        if self.steps.is_empty() || self.steps.len() > check::MAX_STEPS {
+            return Err(invalid("steps", format!("{} steps is outside 1..={}", self.steps.len(), check::MAX_STEPS)));
+        }
+        for (i, step) in self.steps.iter().enumerate() {
+            let at = |e: Invalid| e.under(&format!("steps[{i}]"));
+            check::finite("timestep", step.timestep).map_err(at)?;
+            check::finite("k_fitted", step.k_fitted).map_err(at)?;
+            for (name, value) in [("k", step.k), ("sigma", step.sigma), ("rms_error", step.rms_error)] {
+                check::non_negative(name, value).map_err(at)?;
+            }
+            if let Some(c) = step.bias.iter().position(|b| !b.is_finite()) {
+                return Err(at(invalid(format!("bias[{c}]"), "must be a finite number")));
+            }
+        }
+        Ok(())
+    }
+
     pub fn write(&self, path: &Path) -> Result<()> {
         let yaml = serde_norway::to_string(self).map_err(|e| RecordError::file(path, e.to_string()))?;
         crate::write_file(path, yaml.as_bytes())
@@ -54,9 +74,7 @@ impl NoiseCorrection {
         check_format(path, "noise correction", found, NOISE_CORRECTION_FORMAT, "bitsearch quantize --ptqd")?;
         let correction: Self =
             serde_norway::from_value(value).map_err(|e| error(format!("not a noise correction: {e}")))?;
-        if let Some((i, _)) = correction.steps.iter().enumerate().find(|(_, s)| !(s.k >= 0.0 && s.sigma >= 0.0)) {
-            return Err(error(format!("steps[{i}]: k and sigma must be non-negative numbers")));
-        }
+        correction.validate().map_err(|e| e.at(path))?;
         Ok(correction)
     }
 }

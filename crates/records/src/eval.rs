@@ -3,13 +3,14 @@
 //! the candidate's plan predicted. One row per candidate, as Parquet with the run's format
 //! version and items in the file's metadata.
 
+use crate::check::{self, Checked};
 use crate::error::{RecordError, Result, check_format};
 use polars::prelude::*;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
-/// Format version of evaluation files.
-pub const EVAL_FORMAT: u32 = 1;
+/// Format version of evaluation files. 1: no checksum of the pages.
+pub const EVAL_FORMAT: u32 = 2;
 const META_KEY: &str = "bitsearch_eval";
 
 /// The run every row of an evaluation file shares.
@@ -72,6 +73,27 @@ pub struct EvalRecord {
 }
 
 impl EvalRecord {
+    /// Metrics inside their ranges (NaN where a value was not measured), costs non-negative.
+    fn validate(&self) -> Checked {
+        let unmeasured_or = |field: &str, value: f64, low: f64, high: f64| {
+            if value.is_nan() { Ok(()) } else { check::within(field, value, low, high) }
+        };
+        unmeasured_or("avg_bits", self.avg_bits, 0.0, f64::from(bitsearch_types::FLOAT_BITS))?;
+        unmeasured_or("ssim", self.ssim, -1.0, 1.0)?;
+        unmeasured_or("predicted_ssim", self.predicted_ssim, f64::NEG_INFINITY, 1.0)?;
+        unmeasured_or("mse", self.mse, 0.0, f64::INFINITY)?;
+        unmeasured_or("caption", self.caption, 0.0, 1.0)?;
+        unmeasured_or("reference_caption", self.reference_caption, 0.0, 1.0)?;
+        for (prefix, cost) in [("", &self.cost), ("reference_", &self.reference_cost)] {
+            for (name, value) in
+                [("start_seconds", cost.start_seconds), ("call_ms", cost.call_ms), ("image_ms", cost.image_ms)]
+            {
+                unmeasured_or(&format!("{prefix}{name}"), value, 0.0, f64::MAX)?;
+            }
+        }
+        Ok(())
+    }
+
     /// The fidelity measured, as a target search reads it.
     pub fn measured(&self) -> crate::Measured {
         crate::Measured { sqnr_db: self.sqnr_db, ssim: self.ssim, psnr_db: self.psnr_db, caption: self.caption }
@@ -132,7 +154,7 @@ pub fn write_evals(path: &Path, run: &EvalRun, records: &[EvalRecord]) -> Result
 /// Reads a file written by [`write_evals`].
 pub fn read_evals(path: &Path) -> Result<(EvalRun, Vec<EvalRecord>)> {
     let error = |message: String| RecordError::file(path, message);
-    let (meta, frame) = crate::read_parquet(path, META_KEY, "evaluation")?;
+    let (meta, frame) = crate::read_parquet(path, META_KEY, "evaluation", "bitsearch eval")?;
     let value: serde_json::Value =
         serde_json::from_str(&meta).map_err(|e| error(format!("run metadata is not JSON: {e}")))?;
     let found = value.get("format").and_then(serde_json::Value::as_u64).unwrap_or(0);
@@ -140,6 +162,9 @@ pub fn read_evals(path: &Path) -> Result<(EvalRun, Vec<EvalRecord>)> {
     let run: EvalRun =
         serde_json::from_value(value).map_err(|e| error(format!("run metadata is not readable: {e}")))?;
     let records = records_of(&frame).map_err(|e| error(format!("unexpected columns: {e}")))?;
+    for (i, record) in records.iter().enumerate() {
+        record.validate().map_err(|e| e.under(&format!("records[{i}]")).at(path))?;
+    }
     Ok((run, records))
 }
 

@@ -63,22 +63,24 @@ pub fn write_frontier(points: &[FrontierPoint], path: &Path) -> Result<()> {
         Column::new("status".into(), text(|p| p.status.clone())),
     ];
     let mut frame = DataFrame::new(points.len(), columns).map_err(|e| error(&e))?;
-    let mut bytes = Vec::new();
     if path.extension().is_some_and(|e| e == "parquet") {
-        ParquetWriter::new(&mut bytes).finish(&mut frame).map_err(|e| error(&e))?;
-    } else {
-        CsvWriter::new(&mut bytes).finish(&mut frame).map_err(|e| error(&e))?;
+        return crate::write_parquet(path, &mut frame, META_KEY, "{}".into());
     }
+    let mut bytes = Vec::new();
+    CsvWriter::new(&mut bytes).finish(&mut frame).map_err(|e| error(&e))?;
     crate::write_file(path, &bytes)
 }
+
+/// Parquet key-value metadata key that marks a frontier.
+const META_KEY: &str = "bitsearch.frontier";
 
 /// Reads a frontier written by [`write_frontier`] (Parquet or CSV, by extension).
 pub fn read_frontier(path: &Path) -> Result<Vec<FrontierPoint>> {
     let error = |message: String| RecordError::file(path, message);
-    let file = std::fs::File::open(path).map_err(|e| error(format!("cannot open: {e}")))?;
     let frame = if path.extension().is_some_and(|e| e == "parquet") {
-        ParquetReader::new(file).finish().map_err(|e| error(format!("not a Parquet file: {e}")))?
+        crate::read_parquet(path, META_KEY, "frontier", "bitsearch solve --sweep")?.1
     } else {
+        let file = std::fs::File::open(path).map_err(|e| error(format!("cannot open: {e}")))?;
         CsvReader::new(file).finish().map_err(|e| error(format!("not a CSV file: {e}")))?
     };
     let points = || -> PolarsResult<Vec<FrontierPoint>> {

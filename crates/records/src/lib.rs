@@ -8,6 +8,7 @@
 //! message naming the command that writes the current format. Files are written atomically.
 
 pub mod budget;
+mod check;
 pub mod correction;
 mod error;
 pub mod eval;
@@ -40,16 +41,46 @@ fn write_file(path: &Path, bytes: &[u8]) -> Result<()> {
     bitsearch_types::write_atomically(path, bytes).map_err(|e| RecordError::file(path, format!("cannot write: {e}")))
 }
 
-/// Writes `frame` as Parquet with `meta` (JSON) under `key` in the file's key-value metadata,
-/// atomically.
+/// Key-value metadata key of the sha256 of a Parquet record's pages (see [`pages`]).
+const PAGES_SHA256_KEY: &str = "bitsearch.pages_sha256";
+/// Largest Parquet record read: tables of millions of probes stay far below it.
+const MAX_PARQUET_BYTES: u64 = 1 << 30;
+
+/// Writes `frame` as Parquet with `meta` (JSON) under `key` in the file's key-value metadata
+/// and the sha256 of its pages beside it, atomically. The pages are encoded the same way
+/// twice, the second time with the first one's checksum.
 fn write_parquet(path: &Path, frame: &mut polars::prelude::DataFrame, key: &str, meta: String) -> Result<()> {
     use polars::prelude::{KeyValueMetadata, ParquetWriter};
-    let mut bytes = Vec::new();
-    ParquetWriter::new(&mut bytes)
-        .with_key_value_metadata(Some(KeyValueMetadata::from_static(vec![(key.to_string(), meta)])))
-        .finish(frame)
-        .map_err(|e| RecordError::file(path, e.to_string()))?;
+    let error = |message: String| RecordError::file(path, message);
+    let mut encode = |checksum: String| -> Result<Vec<u8>> {
+        let mut bytes = Vec::new();
+        let pairs = vec![(key.to_string(), meta.clone()), (PAGES_SHA256_KEY.to_string(), checksum)];
+        ParquetWriter::new(&mut bytes)
+            .with_key_value_metadata(Some(KeyValueMetadata::from_static(pairs)))
+            .finish(frame)
+            .map_err(|e| error(e.to_string()))?;
+        Ok(bytes)
+    };
+    let draft = encode(String::new())?;
+    let checksum =
+        bitsearch_types::sha256_hex(pages(&draft).ok_or_else(|| error("the Parquet writer wrote no pages".into()))?);
+    let bytes = encode(checksum.clone())?;
+    if pages(&bytes).map(bitsearch_types::sha256_hex) != Some(checksum) {
+        return Err(error("the Parquet writer encoded the same rows differently twice".into()));
+    }
     write_file(path, &bytes)
+}
+
+/// The bytes of a Parquet file between its leading magic and its footer: every column chunk.
+/// None when the file is not laid out as Parquet.
+fn pages(bytes: &[u8]) -> Option<&[u8]> {
+    const MAGIC: &[u8] = b"PAR1";
+    let n = bytes.len();
+    if n < 12 || !bytes.starts_with(MAGIC) || !bytes.ends_with(MAGIC) {
+        return None;
+    }
+    let footer = u32::from_le_bytes(bytes[n - 8..n - 4].try_into().ok()?) as usize;
+    bytes.get(4..n.checked_sub(8 + footer)?)
 }
 
 /// A float column a later format added: its values (null as NaN), or NaN for every row of a
@@ -63,20 +94,41 @@ fn added_floats(frame: &polars::prelude::DataFrame, name: &str) -> polars::prelu
 }
 
 /// Reads a Parquet file written by [`write_parquet`]: the metadata under `key` and the rows.
-/// A file without it is not a `what`.
-fn read_parquet(path: &Path, key: &str, what: &str) -> Result<(String, polars::prelude::DataFrame)> {
+/// A file without it is not a `what`; one without the checksum of its pages comes from an
+/// older bitsearch (`rerun` writes it anew). The pages are checked against their checksum
+/// before anything decodes them: polars' decoder trusts the sizes inside them, and a damaged
+/// size aborts the process allocating it.
+fn read_parquet(path: &Path, key: &str, what: &str, rerun: &str) -> Result<(String, polars::prelude::DataFrame)> {
     use polars::prelude::{ParquetReader, SerReader};
     let error = |message: String| RecordError::file(path, message);
-    let file = std::fs::File::open(path).map_err(|e| error(format!("cannot open: {e}")))?;
-    let mut reader = ParquetReader::new(file);
-    let metadata = reader.get_metadata().map_err(|e| error(format!("not a Parquet file: {e}")))?;
-    let meta = metadata
-        .key_value_metadata
-        .iter()
-        .flatten()
-        .find(|kv| kv.key == key)
-        .and_then(|kv| kv.value.clone())
-        .ok_or_else(|| error(format!("not a bitsearch {what} (no run metadata)")))?;
-    let frame = reader.finish().map_err(|e| error(format!("cannot read the rows: {e}")))?;
+    let size = std::fs::metadata(path).map_err(|e| error(format!("cannot open: {e}")))?.len();
+    if size > MAX_PARQUET_BYTES {
+        return Err(error(format!("{size} bytes is more than a {what} holds ({MAX_PARQUET_BYTES} at most)")));
+    }
+    let bytes = std::fs::read(path).map_err(|e| error(format!("cannot read: {e}")))?;
+    let pages = pages(&bytes).ok_or_else(|| error("not a Parquet file".into()))?;
+    let checksum = bitsearch_types::sha256_hex(pages);
+    let mut reader = ParquetReader::new(std::io::Cursor::new(bytes.as_slice()));
+    // polars' decoder panics on some damaged bytes instead of returning an error.
+    let damaged = |panic: String| error(format!("damaged Parquet file ({panic})"));
+    let metadata = bitsearch_types::catch_panic(|| reader.get_metadata().cloned())
+        .map_err(damaged)?
+        .map_err(|e| error(format!("not a Parquet file: {e}")))?;
+    let value = |name: &str| {
+        metadata.key_value_metadata.iter().flatten().find(|kv| kv.key == name).and_then(|kv| kv.value.clone())
+    };
+    let meta = value(key).ok_or_else(|| error(format!("not a bitsearch {what} (no run metadata)")))?;
+    match value(PAGES_SHA256_KEY) {
+        None => return Err(error(format!("carries no checksum: written by an older bitsearch; rerun `{rerun}`"))),
+        Some(stored) if stored != checksum => {
+            return Err(error(format!(
+                "{PAGES_SHA256_KEY}: the pages do not match their checksum (the file is damaged)"
+            )));
+        }
+        Some(_) => {}
+    }
+    let frame = bitsearch_types::catch_panic(|| reader.finish())
+        .map_err(damaged)?
+        .map_err(|e| error(format!("cannot read the rows: {e}")))?;
     Ok((meta, frame))
 }

@@ -3,6 +3,7 @@
 //! step-aware plan gives one `.onnx` per distinct step-group configuration; all of them point
 //! into one external-data file that stores each (layer, bits) tensor once.
 
+use crate::check::{self, Checked, invalid};
 use crate::error::{RecordError, Result, check_format};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -147,11 +148,27 @@ impl Manifest {
         check_format(&path, "quantized-model manifest", found, MANIFEST_FORMAT, "bitsearch quantize")?;
         let manifest: Self =
             serde_norway::from_value(value).map_err(|e| error(format!("not a bitsearch manifest: {e}")))?;
-        if manifest.models.is_empty() {
-            return Err(error("lists no model".into()));
-        }
+        manifest.validate().map_err(|e| e.at(&path))?;
         manifest.models_by_step(manifest.steps).map_err(error)?;
         Ok(Some(manifest))
+    }
+
+    /// The schedule, the file names (plain names inside the folder, each once) and the numbers.
+    fn validate(&self) -> Checked {
+        check::step_groups("step_groups", &self.step_groups, self.steps)?;
+        if self.models.is_empty() {
+            return Err(invalid("models", "lists no model"));
+        }
+        check::distinct("models", &self.models, |m| m.file.clone())?;
+        for (i, model) in self.models.iter().enumerate() {
+            check::file_name(&format!("models[{i}].file"), &model.file)?;
+        }
+        check::file_name("weights", &self.weights)?;
+        if let Some(noise) = &self.corrections.noise_correction {
+            check::file_name("corrections.noise_correction", noise)?;
+        }
+        check::within("avg_bits", self.avg_bits, 0.0, f64::from(bitsearch_types::FLOAT_BITS))?;
+        check::within("predicted_ssim", self.predicted_ssim, f64::NEG_INFINITY, 1.0)
     }
 }
 
@@ -211,5 +228,27 @@ mod tests {
         std::fs::write(dir.path().join(MANIFEST_FILE), "bitsearch_quantized: 0\n").unwrap();
         let message = Manifest::find(dir.path()).unwrap_err().to_string();
         assert!(message.contains("rerun `bitsearch quantize`"), "{message}");
+    }
+
+    #[test]
+    fn a_manifest_with_fields_out_of_range_names_the_field() {
+        let dir = tempfile::tempdir().unwrap();
+        let cases: Vec<(Manifest, &str)> = vec![
+            (Manifest { steps: 4611686018427387904, ..manifest() }, "steps: 4611686018427387904 is outside 1..=10000"),
+            (Manifest { steps: 1_000_000_000_000, ..manifest() }, "steps"),
+            (Manifest { step_groups: vec![[0, 1], [2, 3], [4, 1_000_000_000_000]], ..manifest() }, "step_groups"),
+            (Manifest { step_groups: vec![[0, 1], [5, 2], [4, 5]], ..manifest() }, "step_groups[1]"),
+            (Manifest { weights: "../../elsewhere.bin".into(), ..manifest() }, "weights: '../../elsewhere.bin'"),
+            (Manifest { avg_bits: f64::NAN, ..manifest() }, "avg_bits"),
+            (
+                Manifest { models: vec![manifest().models[0].clone(); 2], ..manifest() },
+                "models[1]: 'model.onnx' is listed twice",
+            ),
+        ];
+        for (bad, expected) in cases {
+            bad.write(dir.path()).unwrap();
+            let message = Manifest::find(dir.path()).unwrap_err().to_string();
+            assert!(message.contains(MANIFEST_FILE) && message.contains(expected), "{message}");
+        }
     }
 }

@@ -6,6 +6,7 @@
 //! is stored absolute. Both read back as paths usable from any working directory.
 
 use crate::budget::Limit;
+use crate::check::{self, Checked, invalid};
 use crate::error::{RecordError, Result, check_format};
 use bitsearch_types::{LayerInfo, LossBasis, QuantizerSpec, WeightFormat};
 use serde::{Deserialize, Serialize};
@@ -216,10 +217,64 @@ impl Plan {
         check_format(path, "plan", found, PLAN_FORMAT, "bitsearch solve")?;
         let mut plan: Plan =
             serde_norway::from_value(value).map_err(|e| error(format!("not a bitsearch plan: {e}")))?;
+        plan.validate().map_err(|e| e.at(path))?;
         let dir = absolute(path.parent().unwrap_or(Path::new("")));
         plan.source.sensitivity_table = dir.join(&plan.source.sensitivity_table);
         plan.source.model = dir.join(&plan.source.model);
         Ok(plan)
+    }
+}
+
+impl Plan {
+    /// Every field against its range: the quantizer, step groups that cover the schedule in
+    /// order, and each layer once, with one format and activation width per step group.
+    fn validate(&self) -> Checked {
+        self.quantizer.validate().map_err(|(field, message)| invalid(field, message))?;
+        let steps = self.step_groups.last().map_or(1, |[_, last]| last.saturating_add(1));
+        check::step_groups("step_groups", &self.step_groups, steps)?;
+        for (i, budget) in self.budgets.iter().enumerate() {
+            let field = |name: &str| format!("budgets[{i}].{name}");
+            check::non_negative(&field("limit"), budget.limit)?;
+            check::non_negative(&field("used"), budget.used)?;
+        }
+        let summary = &self.summary;
+        for (name, value) in [("float_bytes", summary.float_bytes), ("bytes", summary.bytes), ("bops", summary.bops)] {
+            check::non_negative(&format!("summary.{name}"), value)?;
+        }
+        check::within("summary.avg_bits", summary.avg_bits, 0.0, f64::from(bitsearch_types::FLOAT_BITS))?;
+        check::within("prediction.ssim", self.prediction.ssim, f64::NEG_INFINITY, 1.0)?;
+        check::distinct("layers", &self.layers, |l| l.layer.id())?;
+        for (i, layer) in self.layers.iter().enumerate() {
+            layer.validate(self.step_groups.len()).map_err(|e| e.under(&format!("layers[{i}]")))?;
+        }
+        Ok(())
+    }
+}
+
+impl PlanLayer {
+    fn validate(&self, groups: usize) -> Checked {
+        check::layer(&self.layer)?;
+        for (name, len) in [("w_bits", self.weights.len()), ("a_bits", self.a_bits.len())] {
+            if len != groups {
+                return Err(invalid(name, format!("{len} values for the plan's {groups} step groups")));
+            }
+        }
+        for (g, weight) in self.weights.iter().enumerate() {
+            check::weight(&format!("w_bits[{g}]"), weight, self.layer.params, None)?;
+        }
+        // Each stored form at most its codes and a float32 scale per value (8 bytes a weight).
+        let quantized = self.weights.iter().any(|w| *w != WeightFormat::Float);
+        let most = self.layer.params.saturating_mul(8).saturating_mul(self.weights.len().max(1) as u64);
+        if self.weight_bytes > most || (quantized && self.weight_bytes == 0) {
+            return Err(invalid("weight_bytes", format!("{} is outside 1..={most}", self.weight_bytes)));
+        }
+        for (g, &bits) in self.a_bits.iter().enumerate() {
+            check::activation_bits(&format!("a_bits[{g}]"), bits)?;
+        }
+        if self.protected && (quantized || self.a_bits.iter().any(|&b| b != bitsearch_types::FLOAT_BITS)) {
+            return Err(invalid("protected", "a protected layer stays in float, but the plan quantizes it"));
+        }
+        Ok(())
     }
 }
 
@@ -339,6 +394,70 @@ mod tests {
         assert!(message.contains("written by a newer bitsearch (plan format 3, this one reads 2)"), "{message}");
         std::fs::write(&path, "layers: []\n").unwrap();
         assert!(Plan::read(&path).unwrap_err().to_string().contains("no 'bitsearch_plan' format field"));
+    }
+
+    #[test]
+    fn a_plan_with_fields_out_of_range_names_the_field() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("p.yaml");
+        let base = || Plan {
+            layers: vec![layer(vec![WeightFormat::int(4)])],
+            ..plan(dir.path().join("s.parquet"), dir.path().join("m.onnx"))
+        };
+        let with_layer = |l: PlanLayer| Plan { layers: vec![l], ..base() };
+        let group = |g| WeightFormat::Int { bits: 4, split: false, group: Some(g) };
+        let quantizer = |edit: fn(&mut QuantizerSpec)| {
+            let mut p = base();
+            edit(&mut p.quantizer);
+            p
+        };
+        let cases: Vec<(Plan, &str)> = vec![
+            (Plan { step_groups: vec![[0, 1_000_000_000_000]], ..base() }, "steps: 1000000000001 is outside"),
+            (Plan { step_groups: vec![[0, usize::MAX]], ..base() }, "steps"),
+            (Plan { step_groups: vec![[5, 2]], ..base() }, "step_groups[0]: [5, 2]"),
+            (
+                Plan { layers: vec![layer(vec![WeightFormat::int(4)]); 2], ..base() },
+                "layers[1]: 'unet/conv' is listed twice",
+            ),
+            (with_layer(PlanLayer { protected: true, ..layer(vec![WeightFormat::int(4)]) }), "layers[0].protected"),
+            (with_layer(layer(vec![group(7)])), "layers[0].w_bits[0]: w4g7: group size 7"),
+            (with_layer(layer(vec![group(1 << 31)])), "layers[0].w_bits[0]"),
+            (with_layer(layer(vec![WeightFormat::int(9)])), "layers[0].w_bits[0]: w9"),
+            (
+                with_layer(layer(vec![WeightFormat::int(4), WeightFormat::int(4)])),
+                "layers[0].w_bits: 2 values for the plan's 1",
+            ),
+            (with_layer(PlanLayer { weight_bytes: 0, ..layer(vec![WeightFormat::int(4)]) }), "layers[0].weight_bytes"),
+            (quantizer(|q| q.weight.group_size = Some(1)), "quantizer.weight.group_size: group size 1"),
+            (quantizer(|q| q.weight.group_size = Some(1_000_000_000)), "quantizer.weight.group_size"),
+            (quantizer(|q| q.weight.clip_grid = 1_000_000_000), "quantizer.weight.clip_grid: 1000000000 is outside"),
+            (Plan { summary: PlanSummary { avg_bits: 1.58e13, ..base().summary }, ..base() }, "summary.avg_bits"),
+        ];
+        for (bad, expected) in cases {
+            bad.write(&path).unwrap();
+            let message = Plan::read(&path).unwrap_err().to_string();
+            assert!(message.starts_with(&path.display().to_string()) && message.contains(expected), "{message}");
+        }
+        base().write(&path).unwrap();
+        assert_eq!(Plan::read(&path).unwrap().layers, base().layers);
+    }
+
+    fn layer(weights: Vec<WeightFormat>) -> PlanLayer {
+        PlanLayer {
+            layer: LayerInfo {
+                component: bitsearch_types::Component::Unet,
+                name: "conv".into(),
+                op: "Conv".into(),
+                role: bitsearch_types::Role::Conv,
+                group: bitsearch_types::MetricGroup::Quality,
+                params: 10,
+                macs: None,
+            },
+            protected: false,
+            a_bits: vec![32; weights.len()],
+            weights,
+            weight_bytes: 7,
+        }
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! form (`w4`, `w3s`, `w4g64`, `e4m3`, `f16`, `f32`) that parses back, and the facts that belong
 //! to a format (its bits, the container its codes take, what it may be combined with).
 
-use crate::quantizer::{FLOAT_BITS, HALF_BITS, WEIGHT_BITS, WeightScheme};
+use crate::quantizer::{FLOAT_BITS, HALF_BITS, WEIGHT_BITS, WeightScheme, check_group_size};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::cmp::Ordering;
 use std::fmt;
@@ -101,7 +101,9 @@ impl WeightFormat {
     /// Checks that the parts fit together; the message says what does not.
     pub fn check(&self) -> Result<(), String> {
         match *self {
-            Self::Int { group: Some(0), .. } => Err(format!("{self}: a group holds at least one value")),
+            Self::Int { group: Some(g), .. } if check_group_size(g).is_err() => {
+                Err(format!("{self}: {}", check_group_size(g).unwrap_err()))
+            }
             Self::Int { bits, .. } if !WEIGHT_BITS.contains(&bits) => Err(format!(
                 "{self}: {bits} bits; integer weights take {}..={}",
                 WEIGHT_BITS.start(),

@@ -13,5 +13,5 @@ pub mod quantizer;
 pub use atomic::{sha256_file, sha256_hex, tree_bytes, write_atomically, write_atomically_with};
 pub use format::{FP8_BITS, FormatColumns, WeightFormat};
 pub use layer::{Component, Layer, LayerInfo, LayerKind, LossBasis, MetricGroup, Role, TOKEN_AXIS};
-pub use process::peak_resident_bytes;
+pub use process::{catch_panic, peak_resident_bytes, quiet_caught_panics};
 pub use quantizer::{ACTIVATION_BITS, FLOAT_BITS, HALF_BITS, QuantizerSpec, WEIGHT_BITS};

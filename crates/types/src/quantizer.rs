@@ -14,6 +14,11 @@ pub const WEIGHT_BITS: RangeInclusive<u8> = 2..=8;
 pub const HALF_BITS: u8 = 16;
 /// Activation bit-widths the activation quantizer supports.
 pub const ACTIVATION_BITS: RangeInclusive<u8> = 2..=16;
+/// Values per scale group: powers of two in this range (smaller groups cost more in scales
+/// than they save in codes; ONNX Runtime's block kernels take powers of two).
+pub const GROUP_SIZES: RangeInclusive<usize> = 8..=4096;
+/// Most clip ratios the MSE clipping search may try per channel.
+pub const MAX_CLIP_GRID: usize = 1000;
 
 /// How the clipping range of a weight channel or group is chosen.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -71,13 +76,25 @@ impl QuantizerSpec {
     /// Checks the values that any bit-width needs; the message names the field.
     pub fn validate(&self) -> Result<(), (String, String)> {
         let w = &self.weight;
-        if w.clip_grid == 0 {
-            return Err(("quantizer.weight.clip_grid".into(), "must be at least 1".into()));
+        if !(1..=MAX_CLIP_GRID).contains(&w.clip_grid) {
+            return Err((
+                "quantizer.weight.clip_grid".into(),
+                format!("{} is outside 1..={MAX_CLIP_GRID}", w.clip_grid),
+            ));
         }
-        if w.group_size == Some(0) {
-            return Err(("quantizer.weight.group_size".into(), "must be at least 1".into()));
+        if let Some(size) = w.group_size {
+            check_group_size(size).map_err(|m| ("quantizer.weight.group_size".to_string(), m))?;
         }
         Ok(())
+    }
+}
+
+/// A group size from [`GROUP_SIZES`]: a power of two.
+pub fn check_group_size(size: usize) -> Result<(), String> {
+    if size.is_power_of_two() && GROUP_SIZES.contains(&size) {
+        Ok(())
+    } else {
+        Err(format!("group size {size} is not a power of two in {}..={}", GROUP_SIZES.start(), GROUP_SIZES.end()))
     }
 }
 
@@ -131,5 +148,15 @@ mod tests {
         let bad =
             QuantizerSpec { weight: WeightScheme { group_size: Some(0), ..Default::default() }, ..Default::default() };
         assert_eq!(bad.validate().unwrap_err().0, "quantizer.weight.group_size");
+        for size in [1, 7, 12, 1 << 31, 1_000_000_000] {
+            assert!(check_group_size(size).is_err(), "{size}");
+        }
+        assert!(check_group_size(8).is_ok() && check_group_size(128).is_ok());
+        let grid = |clip_grid| QuantizerSpec {
+            weight: WeightScheme { clip_grid, ..Default::default() },
+            ..Default::default()
+        };
+        assert_eq!(grid(1_000_000_000).validate().unwrap_err().0, "quantizer.weight.clip_grid");
+        assert!(grid(0).validate().is_err() && grid(20).validate().is_ok());
     }
 }

@@ -2,11 +2,16 @@
 //! ([`BasePoint`]), and the merge of the tables of one run's shards.
 
 use super::{ProbeRow, SensitivityTable, Shard, TABLE_FORMAT, weight_columns};
+use crate::check::{self, Checked, invalid};
 use crate::error::{RecordError, Result, check_format};
 use crate::run_config::RunConfig;
 use bitsearch_types::{Component, FLOAT_BITS, QuantizerSpec, WeightFormat};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
+
+/// Most probes one run may hold: every layer of the largest models at every form and step
+/// group, many times over.
+const MAX_PROBES: u64 = 1 << 24;
 
 /// What a table was measured on; equal for every shard of one run but for `shard`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -97,10 +102,23 @@ impl RunMeta {
         let value: serde_json::Value = serde_json::from_str(json)
             .map_err(|e| RecordError::file(path, format!("run metadata is not JSON: {e}")))?;
         let found = value.get("format").and_then(serde_json::Value::as_u64).unwrap_or(1);
-        // Formats 2 to 4 lack some kinds of rows or cost 2-bit codes as int4 (mended on read).
-        let found = if matches!(found, 2..=4) { u64::from(TABLE_FORMAT) } else { found };
         check_format(path, "sensitivity table", found, TABLE_FORMAT, "bitsearch sensitivity")?;
         serde_json::from_value(value).map_err(|e| RecordError::file(path, format!("run metadata is not readable: {e}")))
+    }
+
+    /// The run's schedule, shard and quantizer against their ranges.
+    pub(crate) fn validate(&self) -> Checked {
+        check::step_groups("step_groups", &self.step_groups, self.steps)?;
+        if self.probes_total == 0 || self.probes_total as u64 > MAX_PROBES {
+            return Err(invalid("probes_total", format!("{} is outside 1..={MAX_PROBES}", self.probes_total)));
+        }
+        if self.shard.count == 0 || self.shard.index >= self.shard.count {
+            return Err(invalid(
+                "shard",
+                format!("{}/{} is not a shard of the run", self.shard.index, self.shard.count),
+            ));
+        }
+        self.quantizer.validate().map_err(|(field, message)| invalid(field, message))
     }
 }
 

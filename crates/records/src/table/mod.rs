@@ -11,6 +11,7 @@ pub use meta::{BaseLayer, BasePoint, RunMeta, first_difference, merge};
 pub use shard::{Shard, ShardSpec};
 pub use stats::{Monotonicity, SQNR_FLOOR_DB, SSIM_TOLERANCE, SplitGain, monotonicity, split_gains};
 
+use crate::check::{self, Checked, invalid};
 use crate::error::{RecordError, Result};
 use bitsearch_types::{LayerInfo, WeightFormat};
 use polars::prelude::*;
@@ -21,9 +22,9 @@ use std::path::Path;
 pub const META_KEY: &str = "bitsearch.sensitivity";
 /// Format of the table this bitsearch writes. 1 (no `format` field): layers without their
 /// component, the run's config embedded in the engine's own types. 2: no outlier-split rows.
-/// 3: no group-size or float8 rows. 4: 2-bit codes costed in int4 containers (read with their
-/// bytes re-costed as int2, four codes per byte).
-pub const TABLE_FORMAT: u32 = 5;
+/// 3: no group-size or float8 rows. 4: 2-bit codes costed in int4 containers. 5: no checksum of
+/// the pages.
+pub const TABLE_FORMAT: u32 = 6;
 
 /// One probe's measurement against the full-precision run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -59,6 +60,38 @@ pub struct ProbeRow {
     pub nonfinite: u64,
 }
 
+impl ProbeRow {
+    /// The row's fields against their ranges and the run's step groups.
+    fn validate(&self, meta: &RunMeta) -> Checked {
+        if self.probe >= meta.probes_total as u64 {
+            return Err(invalid("probe", format!("{} is past the run's {} probes", self.probe, meta.probes_total)));
+        }
+        check::layer(&self.layer)?;
+        let bytes = (self.weight != WeightFormat::Float).then_some(self.weight_bytes);
+        if bytes.is_none() && self.weight_bytes != 0 {
+            return Err(invalid("weight_bytes", "a layer left in float stores no quantized weight (0)"));
+        }
+        check::weight("w_bits", &self.weight, self.layer.params, bytes)?;
+        check::activation_bits("a_bits", self.a_bits)?;
+        let group = meta.step_groups.get(self.step_group as usize).ok_or_else(|| {
+            invalid(
+                "step_group",
+                format!("{} is past the run's {} step groups", self.step_group, meta.step_groups.len()),
+            )
+        })?;
+        if [self.step_first as usize, self.step_last as usize] != *group {
+            return Err(invalid(
+                "step_first",
+                format!("[{}, {}] is not step group {}'s {group:?}", self.step_first, self.step_last, self.step_group),
+            ));
+        }
+        check::within("sqnr_db", self.sqnr_db, f64::NEG_INFINITY, f64::INFINITY)?;
+        check::within("ssim", self.ssim, -1.0, 1.0)?;
+        check::within("mse", self.mse, 0.0, f64::INFINITY)?;
+        check::within("psnr_db", self.psnr_db, f64::NEG_INFINITY, f64::INFINITY)
+    }
+}
+
 /// A table read back: its rows and the run they came from.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SensitivityTable {
@@ -77,15 +110,31 @@ impl SensitivityTable {
 
     /// Reads a table written by [`SensitivityTable::write`].
     pub fn read(path: &Path) -> Result<Self> {
-        let (meta, frame) = crate::read_parquet(path, META_KEY, "sensitivity table")?;
-        let mut meta = RunMeta::from_json(path, &meta)?;
-        let mut rows =
-            read::rows_of(&frame).map_err(|e| RecordError::file(path, format!("unexpected columns: {e}")))?;
-        if meta.format < 5 {
-            read::recost_narrow_codes(&mut rows);
-            meta.format = TABLE_FORMAT;
+        let (meta, frame) = crate::read_parquet(path, META_KEY, "sensitivity table", "bitsearch sensitivity")?;
+        let meta = RunMeta::from_json(path, &meta)?;
+        let rows = read::rows_of(&frame).map_err(|e| RecordError::file(path, format!("unexpected columns: {e}")))?;
+        let table = Self { meta, rows };
+        table.validate().map_err(|e| e.at(path))?;
+        Ok(table)
+    }
+
+    /// Checks every field of the run description and of each row against its range, and that
+    /// no probe is listed twice.
+    fn validate(&self) -> Checked {
+        let meta = &self.meta;
+        meta.validate()?;
+        if self.rows.len() > meta.probes_total {
+            return Err(invalid(
+                "probes_total",
+                format!("{} for a table of {} rows", meta.probes_total, self.rows.len()),
+            ));
         }
-        Ok(Self { meta, rows })
+        check::distinct("rows", &self.rows, |r| r.probe)
+            .map_err(|e| invalid(format!("{}.probe", e.field), e.message))?;
+        for (i, row) in self.rows.iter().enumerate() {
+            row.validate(meta).map_err(|e| e.under(&format!("rows[{i}]")))?;
+        }
+        Ok(())
     }
 
     /// Probes of the whole run this table lacks: a shard's table, or a merge that left shards out.
@@ -254,6 +303,13 @@ pub(crate) mod tests {
         let mut frame = table.frame().unwrap();
         let mut old = serde_json::to_value(&table.meta).unwrap();
         old.as_object_mut().unwrap().remove("format");
+        crate::write_parquet(&path, &mut frame, META_KEY, old.to_string()).unwrap();
+        let message = SensitivityTable::read(&path).unwrap_err().to_string();
+        assert!(message.starts_with(&path.display().to_string()), "{message}");
+        assert!(message.contains("written by an older bitsearch (sensitivity table format 1"), "{message}");
+        assert!(message.ends_with("rerun `bitsearch sensitivity`"), "{message}");
+
+        // Tables before format 6 carry no checksum of their pages.
         let mut bytes = Vec::new();
         ParquetWriter::new(&mut bytes)
             .with_key_value_metadata(Some(KeyValueMetadata::from_static(vec![(META_KEY.to_string(), old.to_string())])))
@@ -261,29 +317,68 @@ pub(crate) mod tests {
             .unwrap();
         std::fs::write(&path, bytes).unwrap();
         let message = SensitivityTable::read(&path).unwrap_err().to_string();
-        assert!(message.starts_with(&path.display().to_string()), "{message}");
-        assert!(message.contains("written by an older bitsearch (sensitivity table format 1"), "{message}");
-        assert!(message.ends_with("rerun `bitsearch sensitivity`"), "{message}");
+        assert!(message.contains("carries no checksum: written by an older bitsearch; rerun `bitsearch sensitivity`"));
     }
 
     #[test]
-    fn format_4_tables_are_read_with_unsplit_two_bit_codes_four_per_byte() {
+    fn damaged_pages_and_out_of_range_fields_name_the_file_and_field() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("four.parquet");
-        let mut meta = meta(Shard::WHOLE);
-        meta.format = 4;
-        // 100 values: 50 bytes as int4, 25 as int2, plus 8 bytes of scales either way.
-        let two = |split| ProbeRow {
-            weight: WeightFormat::Int { bits: 2, split, group: None },
-            weight_bytes: 58,
-            ..row(0, 1.0)
-        };
-        let rows = vec![two(false), ProbeRow { probe: 1, ..two(true) }, row(2, 12.5)];
-        SensitivityTable { meta, rows }.write(&path).unwrap();
-        let read = SensitivityTable::read(&path).unwrap();
-        assert_eq!(read.meta.format, TABLE_FORMAT);
-        let bytes: Vec<u64> = read.rows.iter().map(|r| r.weight_bytes).collect();
-        assert_eq!(bytes, vec![33, 58, 58], "split 2-bit codes keep their int4 container");
+        let path = dir.path().join("t.parquet");
+        let write = |rows: Vec<ProbeRow>| SensitivityTable { meta: meta(Shard::WHOLE), rows }.write(&path).unwrap();
+        let refused = |path: &Path| SensitivityTable::read(path).unwrap_err().to_string();
+        write(vec![row(0, 12.5)]);
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes[50] ^= 0x08;
+        let flipped = dir.path().join("flipped.parquet");
+        std::fs::write(&flipped, &bytes).unwrap();
+        assert!(refused(&flipped).contains("the pages do not match their checksum"), "{}", refused(&flipped));
+
+        let cases: Vec<(ProbeRow, &str)> = vec![
+            (ProbeRow { weight: WeightFormat::int(9), ..row(0, 1.0) }, "rows[0].w_bits: w9"),
+            (ProbeRow { ssim: 99.0, ..row(0, 1.0) }, "rows[0].ssim: 99 is outside [-1, 1]"),
+            (ProbeRow { ssim: f64::NAN, ..row(0, 1.0) }, "rows[0].ssim: NaN"),
+            (ProbeRow { mse: -1.0, ..row(0, 1.0) }, "rows[0].mse"),
+            (ProbeRow { sqnr_db: f64::NAN, ..row(0, 1.0) }, "rows[0].sqnr_db"),
+            (ProbeRow { weight_bytes: 0, ..row(0, 1.0) }, "rows[0].weight_bytes"),
+            (ProbeRow { weight_bytes: 1 << 63, ..row(0, 1.0) }, "rows[0].weight_bytes"),
+            (ProbeRow { layer: LayerInfo { params: 0, ..row(0, 1.0).layer }, ..row(0, 1.0) }, "rows[0].params"),
+            (ProbeRow { layer: LayerInfo { params: 1 << 63, ..row(0, 1.0).layer }, ..row(0, 1.0) }, "rows[0].params"),
+            (ProbeRow { layer: LayerInfo { name: " ".into(), ..row(0, 1.0).layer }, ..row(0, 1.0) }, "rows[0].layer"),
+            (ProbeRow { a_bits: 1, ..row(0, 1.0) }, "rows[0].a_bits"),
+            (ProbeRow { step_group: 3, ..row(0, 1.0) }, "rows[0].step_group"),
+            (ProbeRow { probe: 7, ..row(0, 1.0) }, "rows[0].probe: 7 is past the run's 3 probes"),
+        ];
+        for (bad, expected) in cases {
+            write(vec![bad]);
+            let message = refused(&path);
+            assert!(message.starts_with(&path.display().to_string()) && message.contains(expected), "{message}");
+        }
+        write(vec![row(1, 1.0), row(1, 2.0)]);
+        assert!(refused(&path).contains("rows[1].probe: '1' is listed twice"), "{}", refused(&path));
+    }
+
+    #[test]
+    fn every_flipped_bit_of_a_table_reads_or_is_refused_without_a_panic() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.parquet");
+        let table = SensitivityTable { meta: meta(Shard::WHOLE), rows: vec![row(0, 12.5), row(1, 3.0)] };
+        table.write(&path).unwrap();
+        let bytes = std::fs::read(&path).unwrap();
+        let flipped = dir.path().join("flipped.parquet");
+        let mut damaged = 0;
+        for at in 0..bytes.len() {
+            for bit in [0x08u8] {
+                let mut copy = bytes.clone();
+                copy[at] ^= bit;
+                std::fs::write(&flipped, &copy).unwrap();
+                // A panic or abort here fails the test; an error must name the file.
+                if let Err(e) = SensitivityTable::read(&flipped) {
+                    assert!(e.to_string().starts_with(&flipped.display().to_string()), "{e}");
+                    damaged += 1;
+                }
+            }
+        }
+        assert!(damaged > 0);
     }
 
     #[test]

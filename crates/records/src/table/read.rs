@@ -1,19 +1,8 @@
-//! Rows read back from a table's Parquet frame, and the mending of older formats.
+//! Rows read back from a table's Parquet frame.
 
 use super::ProbeRow;
 use bitsearch_types::{Component, LayerInfo, MetricGroup, Role, WeightFormat};
 use polars::prelude::*;
-
-/// Tables before format 5 costed every integer code of up to 4 bits in an int4 container: the
-/// codes' bytes are re-costed in the container [`WeightFormat::container_bits`] gives them now.
-pub(super) fn recost_narrow_codes(rows: &mut [ProbeRow]) {
-    for row in rows.iter_mut() {
-        if let WeightFormat::Int { bits: ..=4, .. } = row.weight {
-            let params = row.layer.params;
-            row.weight_bytes -= (params * 4).div_ceil(8) - (params * row.weight.container_bits()).div_ceil(8);
-        }
-    }
-}
 
 pub(super) fn rows_of(frame: &DataFrame) -> PolarsResult<Vec<ProbeRow>> {
     let text = |name: &str| -> PolarsResult<Vec<String>> {
