@@ -314,7 +314,8 @@ fn samples(page: &mut Page, folders: &[PathBuf], out: &Path) -> Result<()> {
         let dest = out.join("samples").join(format!("{c}"));
         std::fs::create_dir_all(&dest).map_err(|e| ReportError::file(&dest, e))?;
         for f in &files {
-            std::fs::copy(folder.join(f), dest.join(f)).map_err(|e| ReportError::file(&folder.join(f), e))?;
+            let png = std::fs::read(folder.join(f)).map_err(|e| ReportError::file(&folder.join(f), e))?;
+            bitsearch_types::write_atomically(&dest.join(f), &png).map_err(|e| ReportError::file(&dest.join(f), e))?;
             if !names.contains(f) {
                 names.push(f.clone());
             }

@@ -2,13 +2,15 @@
 //! JSON line per finished probe, handed to the operating system before the next probe starts
 //! and synced to disk at most a second later. A killed run loses at most the probe in flight (a
 //! machine that loses power, at most the last second's); `--resume` reads the journal back, cuts
-//! off a line torn by the kill, and skips every probe it holds.
+//! off a line torn by the kill, and skips every probe it holds. The journal is only ever
+//! appended to, and a run holds an exclusive lock on it: a second run on the same output stops
+//! at once instead of recomputing the same probes.
 
 use crate::error::{Result, SensitivityError};
 use bitsearch_records::table::first_difference;
 use bitsearch_records::{ProbeRow, RecordError, RunMeta};
-use std::fs::{File, OpenOptions};
-use std::io::{BufRead, BufReader, Seek, SeekFrom, Write};
+use std::fs::{File, OpenOptions, TryLockError};
+use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -31,14 +33,16 @@ pub fn journal_path(table: &Path) -> PathBuf {
 }
 
 impl Journal {
-    /// Starts a new journal at `path`, replacing any file there.
+    /// Starts a new journal at `path`, replacing any journal there.
     pub fn create(path: &Path, meta: &RunMeta) -> Result<Self> {
-        let error = |e: std::io::Error| SensitivityError::table(path, format!("cannot write: {e}"));
         let mut header = serde_json::to_string(meta).map_err(|e| SensitivityError::table(path, e.to_string()))?;
         header.push('\n');
-        // The header goes in whole or not at all, so a journal always starts with one.
-        bitsearch_types::write_atomically(path, header.as_bytes()).map_err(error)?;
-        let file = OpenOptions::new().append(true).open(path).map_err(error)?;
+        let mut file = open_locked(path)?;
+        let error = |e: std::io::Error| SensitivityError::table(path, format!("cannot write: {e}"));
+        // A kill between these leaves a journal without a header, which --resume refuses.
+        file.set_len(0).map_err(error)?;
+        file.write_all(header.as_bytes()).map_err(error)?;
+        file.sync_data().map_err(error)?;
         Ok(Self { path: path.to_path_buf(), file, synced: Instant::now() })
     }
 
@@ -46,6 +50,7 @@ impl Journal {
     /// probes already finished. A journal of another run (other model, settings or shard) is
     /// refused, naming the first field that differs.
     pub fn resume(path: &Path, meta: &RunMeta) -> Result<(Self, Vec<ProbeRow>)> {
+        let file = open_locked(path)?;
         let (found, rows, valid_len) = read(path)?;
         if let Some(field) = first_difference(&found, meta) {
             return Err(SensitivityError::table(
@@ -53,11 +58,8 @@ impl Journal {
                 format!("was written by a different run (its '{field}' differs); start over with --overwrite"),
             ));
         }
-        let error = |e: std::io::Error| SensitivityError::table(path, format!("cannot write: {e}"));
-        let mut file = OpenOptions::new().read(true).write(true).open(path).map_err(error)?;
-        // Drop the tail a kill left half-written.
-        file.set_len(valid_len).map_err(error)?;
-        file.seek(SeekFrom::End(0)).map_err(error)?;
+        // Drop the tail a kill left half-written; appends go after what is kept.
+        file.set_len(valid_len).map_err(|e| SensitivityError::table(path, format!("cannot write: {e}")))?;
         Ok((Self { path: path.to_path_buf(), file, synced: Instant::now() }, rows))
     }
 
@@ -86,6 +88,25 @@ impl Journal {
     pub fn contents(path: &Path) -> Result<(RunMeta, Vec<ProbeRow>)> {
         let (meta, rows, _) = read(path)?;
         Ok((meta, rows))
+    }
+}
+
+/// The journal at `path` (created if missing, never truncated here) opened for appending, with
+/// the exclusive lock that keeps every other run off it until this one closes it.
+fn open_locked(path: &Path) -> Result<File> {
+    let file = OpenOptions::new()
+        .read(true)
+        .append(true)
+        .create(true)
+        .open(path)
+        .map_err(|e| SensitivityError::table(path, format!("cannot open: {e}")))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(TryLockError::WouldBlock) => Err(SensitivityError::table(
+            path,
+            "is held by another sensitivity run on the same output: wait for it to end, or choose another --out",
+        )),
+        Err(TryLockError::Error(e)) => Err(SensitivityError::table(path, format!("cannot lock: {e}"))),
     }
 }
 
@@ -157,6 +178,26 @@ mod tests {
         journal.append(&row(2, 5.0)).unwrap();
         let (_, rows) = Journal::contents(&path).unwrap();
         assert_eq!(rows.iter().map(|r| r.probe).collect::<Vec<_>>(), vec![0, 1, 2]);
+    }
+
+    #[test]
+    fn a_second_run_on_a_held_journal_stops_and_leaves_it_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("run.journal.jsonl");
+        let mut journal = Journal::create(&path, &meta(Shard::WHOLE)).unwrap();
+        journal.append(&row(0, 10.0)).unwrap();
+        for second in [
+            Journal::resume(&path, &meta(Shard::WHOLE)).map(|_| ()),
+            Journal::create(&path, &meta(Shard::WHOLE)).map(|_| ()),
+        ] {
+            assert!(second.unwrap_err().to_string().contains("held by another sensitivity run"));
+        }
+        journal.append(&row(1, 9.0)).unwrap();
+        drop(journal);
+        let (mut resumed, rows) = Journal::resume(&path, &meta(Shard::WHOLE)).unwrap();
+        assert_eq!(rows.len(), 2, "the refused runs truncated nothing");
+        resumed.append(&row(2, 8.0)).unwrap();
+        assert_eq!(Journal::contents(&path).unwrap().1.len(), 3);
     }
 
     #[test]

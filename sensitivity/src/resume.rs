@@ -43,6 +43,12 @@ pub fn run_to_table(
                 "is missing, so the run that wrote the table cannot be resumed; pass --overwrite to start over",
             ));
         }
+        Existing::Overwrite if out.exists() && !SensitivityTable::is_table(out) => {
+            return Err(SensitivityError::table(
+                out,
+                "is not a sensitivity table: --overwrite only replaces an earlier run's table; choose another --out",
+            ));
+        }
         _ => (Journal::create(&path, run.meta())?, Vec::new()),
     };
     let done: HashSet<u64> = done.iter().map(|r| r.probe).collect();

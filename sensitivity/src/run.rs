@@ -349,7 +349,7 @@ impl SensitivityRun {
     }
 
     fn session_options(&self) -> SessionOptions {
-        SessionOptions { device: self.device, threads: self.config.generation.threads, ..Default::default() }
+        SessionOptions { device: self.device, ..SessionOptions::for_workload(&self.config.generation) }
     }
 
     /// What window `w`'s sessions are built from (on a thread of their own).

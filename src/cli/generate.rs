@@ -144,7 +144,7 @@ pub struct EvalArgs {
     #[arg(long, value_delimiter = ',')]
     pub seeds: Option<Vec<u64>>,
     /// Number of held-out seeds when --seeds is not given.
-    #[arg(long, default_value_t = 4)]
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u64).range(1..))]
     pub num_seeds: u64,
     /// Prompts, one per line [default: MODEL/heldout_prompts.txt, else the sensitivity run's].
     #[arg(long)]
@@ -153,7 +153,8 @@ pub struct EvalArgs {
     pub workload: WorkloadArgs,
     #[command(flatten)]
     pub denoiser: DenoiserArgs,
-    /// Timed passes over the items (latency is their median).
+    /// Timed passes over the items (latency is their median); 0 runs one untimed pass and
+    /// leaves latency unmeasured.
     #[arg(long, default_value_t = 3)]
     pub repeats: usize,
     /// Write the final images of the reference and each candidate as PNG under this folder.
@@ -170,6 +171,9 @@ pub struct MemoryArgs {
     /// The workload spec as JSON.
     #[arg(long)]
     pub spec: String,
+    /// Skip the quantized folder's sha256 check (the parent process made it).
+    #[arg(long)]
+    pub no_verify: bool,
 }
 
 #[derive(Debug, clap::Args)]

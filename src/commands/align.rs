@@ -80,7 +80,7 @@ impl Scoring {
 
 pub fn run(args: &AlignArgs) -> anyhow::Result<()> {
     let spec = settings::align(args);
-    let options = SessionOptions { device: spec.device, threads: spec.threads, ..Default::default() };
+    let options = SessionOptions::for_workload(&spec);
     let mut scoring = Scoring::open(args, &options)?;
     let report = match &args.images {
         Some(path) => given(args, &spec, &mut scoring, path)?,

@@ -25,6 +25,9 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<()> {
         .chain(&args.sensitivity)
         .chain(&args.prompts);
     paths::keep_apart(&outputs, inputs.map(PathBuf::as_path))?;
+    for model in std::iter::once(&args.reference).chain(&args.candidates) {
+        bitsearch_pipeline::workload::check_model_path(model)?;
+    }
     let mut candidates: Vec<Candidate> = args.candidates.iter().cloned().map(Candidate::Model).collect();
     candidates.extend(args.simulate.iter().cloned().map(Candidate::Simulated));
     if candidates.is_empty() {
@@ -90,16 +93,25 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<()> {
 
 /// `bitsearch memory`: prints the bytes opening the model adds (see [`child_memory`]).
 pub fn memory(args: &MemoryArgs) -> anyhow::Result<()> {
-    let spec: WorkloadSpec = serde_json::from_str(&args.spec).context("--spec")?;
+    let mut spec: WorkloadSpec = serde_json::from_str(&args.spec).context("--spec")?;
+    spec.unverified = args.no_verify;
     Printer::stdout().line(opening_memory(&args.model, &spec)?)?;
     Ok(())
 }
 
-/// The resident memory opening `model` adds, measured by this binary in a child process.
+/// The resident memory opening `model` adds, measured by this binary in a child process (which
+/// skips the files' sha256 check: `evaluate` opened the model, and checked them, before).
 fn child_memory(model: &Path, spec: &WorkloadSpec) -> anyhow::Result<u64> {
     let exe = std::env::current_exe().context("the bitsearch binary")?;
     let output = std::process::Command::new(exe)
-        .args(["memory", &model.display().to_string(), "--quiet", "--spec", &serde_json::to_string(spec)?])
+        .args([
+            "memory",
+            &model.display().to_string(),
+            "--quiet",
+            "--no-verify",
+            "--spec",
+            &serde_json::to_string(spec)?,
+        ])
         .output()
         .context("running the memory measurement")?;
     let stdout = String::from_utf8_lossy(&output.stdout);

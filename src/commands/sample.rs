@@ -83,7 +83,7 @@ impl Diffusers {
                  this folder's configs set them"
             );
         }
-        let options = SessionOptions { device: spec.device, threads: spec.threads, ..Default::default() };
+        let options = SessionOptions::for_workload(spec);
         Ok(Self { pipeline: DiffusersPipeline::open(&args.model, &options)?, prompt })
     }
 

@@ -7,6 +7,7 @@
 mod cli_errors;
 mod common;
 mod diffusers_folder;
+mod folder_integrity;
 mod hostile_records;
 mod quantize;
 mod score_model;

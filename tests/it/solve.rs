@@ -131,7 +131,7 @@ fn tables_with_holes_or_nan_are_refused_by_layer() {
     assert_clean_failure(&solve(&path), &["layer 'unet/layer_0003'", "no row for W4AF"]);
     table.rows[removed].sqnr_db = f64::NAN;
     table.write(&path).unwrap();
-    assert_clean_failure(&solve(&path), &["layer 'unet/layer_0003'", "sqnr_db is NaN"]);
+    assert_clean_failure(&solve(&path), &["t.parquet", &format!("rows[{removed}].sqnr_db: is NaN")]);
     std::fs::write(&path, b"garbage").unwrap();
     assert_clean_failure(&solve(&path), &["t.parquet", "not a Parquet file"]);
 }

@@ -21,7 +21,7 @@ impl Captions {
         if !dir.is_dir() || spec.prompts.is_empty() {
             return Ok(None);
         }
-        let options = SessionOptions { device: spec.device, threads: spec.threads, ..Default::default() };
+        let options = SessionOptions::for_workload(spec);
         let classifier = AttributeClassifier::open(&dir, &options)?;
         let objects: Vec<Vec<ObjectSpec>> =
             spec.prompts.iter().map(|p| parse_prompt(p, classifier.schema())).collect::<Result<_, _>>()?;

@@ -14,7 +14,7 @@ pub fn held_out(
     prompts: Option<Vec<String>>,
 ) -> (WorkloadSpec, String) {
     let mut spec = base.clone();
-    spec.pair_every_with(seeds.unwrap_or_else(|| (0..num_seeds.max(1)).map(|i| HELD_OUT_SEED + i).collect()));
+    spec.pair_every_with(seeds.unwrap_or_else(|| (0..num_seeds).map(|i| HELD_OUT_SEED + i).collect()));
     let used = base.item_seeds();
     let shared_seeds: Vec<u64> = spec.seeds.iter().copied().filter(|s| used.contains(s)).collect();
     let mut words = vec![format!("seeds {:?} (sensitivity and calibration: {}", spec.seeds, base.describe_seeds())];

@@ -209,7 +209,7 @@ fn open(path: &Path, spec: &WorkloadSpec, plan: Option<&PathBuf>) -> Result<(Box
     let mut workload = workload::open(path, spec)?;
     if let Some(plan) = plan {
         let (models, by_step) = bitsearch_quantize::simulate(path, plan)?;
-        let options = SessionOptions { device: spec.device, threads: spec.threads, ..Default::default() };
+        let options = SessionOptions::for_workload(spec);
         workload.load_steps(&models, by_step, &options)?;
     }
     let cost = Cost { start_seconds: started.elapsed().as_secs_f64(), ..Cost::default() };

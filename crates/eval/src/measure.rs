@@ -76,7 +76,7 @@ impl Times {
 
 /// One untimed warm-up generation (ONNX Runtime allocates and tunes on its first runs), then
 /// `repeats` timed passes over every batch; the first pass's outputs are kept. With `repeats`
-/// = 0, one untimed pass for the outputs alone.
+/// = 0, one untimed pass for the outputs alone (latency NaN: an unwarmed pass is no measurement).
 pub fn run_all(workload: &mut dyn Workload, repeats: usize) -> Result<Run> {
     if repeats > 0 {
         workload.run(0, &mut Unchanged)?;
@@ -97,7 +97,7 @@ pub fn run_all(workload: &mut dyn Workload, repeats: usize) -> Result<Run> {
     }
     let views: Vec<_> = images.iter().map(|i| i.view()).collect();
     let images = ndarray::concatenate(Axis(0), &views).map_err(|e| EvalError::Mismatch(format!("images: {e}")))?;
-    let timing = times.timing();
+    let timing = if repeats == 0 { Timing { call_ms: f64::NAN, image_ms: f64::NAN } } else { times.timing() };
     Ok(Run { outputs, first_items, images, call_ms: timing.call_ms, image_ms: timing.image_ms })
 }
 

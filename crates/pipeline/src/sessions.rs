@@ -61,6 +61,9 @@ impl DenoiserSessions {
         if !path.is_dir() && !files.iter().any(|f| f == path) {
             return Err(PipelineError::file(path, "is not one of the models its folder's manifest lists"));
         }
+        if !options.unverified {
+            manifest.verify_files(dir).map_err(|e| PipelineError::file(dir, e.to_string()))?;
+        }
         let sessions =
             files.iter().map(|f| Ok(Session::new(&Model::load(f)?, options)?)).collect::<Result<_, PipelineError>>()?;
         log::info!("{}: {} quantized model(s), switched by step", dir.display(), manifest.models.len());

@@ -1,8 +1,51 @@
 //! The output folder: written under a temporary name beside its final place and renamed there
 //! once complete, so a killed run never leaves a half-written model where one is expected.
 
+use bitsearch_records::MANIFEST_FILE;
 use std::io;
 use std::path::{Path, PathBuf};
+
+/// Why `out` is not an earlier `quantize` output, the only kind of folder `--overwrite` may
+/// replace: one whose manifest (in it, or in its `unet/` or `transformer/`) lists every file
+/// beside it but the JSON configs a pipeline's denoiser folder carries. Manifests of any
+/// format count, so outputs of an older bitsearch can be replaced.
+pub fn not_replaceable(out: &Path) -> Option<String> {
+    let dir = [out.to_path_buf(), out.join("unet"), out.join("transformer")]
+        .into_iter()
+        .find(|d| d.join(MANIFEST_FILE).is_file());
+    let Some(dir) = dir else {
+        return Some(format!("holds no {MANIFEST_FILE}, so it is not a folder quantize wrote"));
+    };
+    let manifest = std::fs::read_to_string(dir.join(MANIFEST_FILE)).ok();
+    let value: Option<serde_norway::Value> = manifest.and_then(|text| serde_norway::from_str(&text).ok());
+    let Some(value) = value.filter(|v| v.get("bitsearch_quantized").is_some()) else {
+        return Some(format!("{}: is not a bitsearch manifest", dir.join(MANIFEST_FILE).display()));
+    };
+    let text = |v: &serde_norway::Value| v.as_str().map(String::from);
+    let mut listed: Vec<String> = vec![MANIFEST_FILE.to_string()];
+    listed.extend(
+        value
+            .get("models")
+            .and_then(|m| m.as_sequence())
+            .into_iter()
+            .flatten()
+            .filter_map(|m| m.get("file").and_then(text)),
+    );
+    listed.extend(value.get("weights").and_then(text));
+    listed.extend(value.get("corrections").and_then(|c| c.get("noise_correction")).and_then(text));
+    let entries = match std::fs::read_dir(&dir) {
+        Ok(entries) => entries,
+        Err(e) => return Some(format!("{}: cannot read: {e}", dir.display())),
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let config = entry.path().extension().is_some_and(|e| e == "json") && entry.path().is_file();
+        if !config && !listed.contains(&name) {
+            return Some(format!("holds {name}, which no quantize wrote there; move it or choose another --out"));
+        }
+    }
+    None
+}
 
 /// A folder being written; dropped without [`Staging::commit`], it is removed.
 #[derive(Debug)]
@@ -15,10 +58,10 @@ pub struct Staging {
 impl Staging {
     /// Creates `.NAME.partial` beside `target`, replacing one a killed run left behind.
     pub fn new(target: &Path) -> io::Result<Self> {
-        let name = target.file_name().ok_or_else(|| io::Error::other("is not a folder path"))?;
-        let parent = target.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-        std::fs::create_dir_all(parent)?;
-        let temp = parent.join(format!(".{}.partial", name.to_string_lossy()));
+        let temp = bitsearch_types::staging_folder(target).ok_or_else(|| io::Error::other("is not a folder path"))?;
+        if let Some(parent) = temp.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
         if temp.exists() {
             std::fs::remove_dir_all(&temp)?;
         }
@@ -89,6 +132,23 @@ fn copy_tree(source: &Path, dest: &Path) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_an_earlier_output_with_nothing_added_may_be_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path();
+        assert!(not_replaceable(out).unwrap().contains("holds no bitsearch-quantized.yaml"));
+        let manifest = "bitsearch_quantized: 1\nmodels:\n- file: model.onnx\nweights: weights.bin\n";
+        std::fs::write(out.join(MANIFEST_FILE), manifest).unwrap();
+        for file in ["model.onnx", "weights.bin", "config.json"] {
+            std::fs::write(out.join(file), b"x").unwrap();
+        }
+        assert_eq!(not_replaceable(out), None);
+        std::fs::write(out.join("notes.txt"), b"mine").unwrap();
+        assert!(not_replaceable(out).unwrap().contains("holds notes.txt"));
+        std::fs::write(out.join(MANIFEST_FILE), "just: text\n").unwrap();
+        assert!(not_replaceable(out).unwrap().contains("is not a bitsearch manifest"));
+    }
 
     #[test]
     fn a_folder_appears_only_when_committed() {

@@ -177,7 +177,7 @@ pub fn quantize(model: &Path, plan_path: &Path, out: &Path, options: &QuantizeOp
     }
     let weights = denoiser_dir.join(WEIGHTS_FILE);
     data.write(&weights).map_err(io_error(&weights))?;
-    let manifest = Manifest {
+    let mut manifest = Manifest {
         bitsearch_quantized: bitsearch_records::manifest::MANIFEST_FORMAT,
         model: absolute(&denoiser),
         model_sha256: sha,
@@ -203,7 +203,9 @@ pub fn quantize(model: &Path, plan_path: &Path, out: &Path, options: &QuantizeOp
             bias_correction: options.bias_correction,
             noise_correction: noise.is_some().then(|| NOISE_CORRECTION_FILE.to_string()),
         },
+        files: Default::default(),
     };
+    manifest.record_files(&denoiser_dir)?;
     manifest.write(&denoiser_dir)?;
     let denoiser_bytes = bitsearch_types::tree_bytes(&denoiser_dir).map_err(io_error(&denoiser_dir))?;
     staging.commit(options.overwrite).map_err(io_error(out))?;
@@ -211,10 +213,14 @@ pub fn quantize(model: &Path, plan_path: &Path, out: &Path, options: &QuantizeOp
     Ok(Quantized { manifest, denoiser_bytes, stored_tensors: data.tensors() })
 }
 
-/// Refuses an `out` that exists (unless `overwrite`) or lies inside the pipeline folder `model`.
+/// Refuses an `out` that exists (unless `overwrite` and it is an earlier output) or lies inside
+/// the pipeline folder `model`.
 fn refuse_out(model: &Path, out: &Path, overwrite: bool) -> Result<()> {
     if out.exists() && !overwrite {
         return Err(QuantizeError::Exists(out.to_path_buf()));
+    }
+    if let Some(why) = out.exists().then(|| folder::not_replaceable(out)).flatten() {
+        return Err(QuantizeError::Io { path: out.to_path_buf(), message: format!("--overwrite refused: {why}") });
     }
     // A folder copied into itself would never end.
     if model.is_dir() && absolute(out).starts_with(absolute(model)) {

@@ -41,6 +41,8 @@ pub const MAX_PARAMS: u64 = 1 << 40;
 pub(crate) fn within(field: &str, value: f64, low: f64, high: f64) -> Checked {
     if value >= low && value <= high {
         Ok(())
+    } else if value.is_nan() {
+        Err(invalid(field, format!("is NaN; a value in [{low}, {high}] was expected")))
     } else {
         Err(invalid(field, format!("{value} is outside [{low}, {high}]")))
     }
@@ -132,6 +134,12 @@ pub(crate) fn file_name(field: &str, name: &str) -> Checked {
     if plain { Ok(()) } else { Err(invalid(field, format!("'{name}' is not a plain file name beside the record"))) }
 }
 
+/// A sha256 digest as bitsearch writes it: 64 lowercase hex digits.
+pub(crate) fn sha256(field: &str, digest: &str) -> Checked {
+    let hex = digest.len() == 64 && digest.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+    if hex { Ok(()) } else { Err(invalid(field, format!("'{digest}' is not a sha256 (64 lowercase hex digits)"))) }
+}
+
 /// Items listed at most once, by `key`.
 pub(crate) fn distinct<T, K: PartialEq + std::fmt::Display>(
     field: &str,
@@ -170,5 +178,7 @@ mod tests {
         assert!(activation_bits("a", 8).is_ok() && activation_bits("a", 32).is_ok());
         assert!(activation_bits("a", 17).is_err() && activation_bits("a", 1).is_err());
         assert_eq!(distinct("ids", &[1, 2, 1], |v| *v).unwrap_err().field, "ids[2]");
+        assert!(sha256("s", &"ab".repeat(32)).is_ok());
+        assert!(sha256("s", &"AB".repeat(32)).is_err() && sha256("s", "ab").is_err());
     }
 }

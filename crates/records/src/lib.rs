@@ -83,6 +83,28 @@ fn pages(bytes: &[u8]) -> Option<&[u8]> {
     bytes.get(4..n.checked_sub(8 + footer)?)
 }
 
+/// Whether `path` is a Parquet file whose footer carries the metadata key `key`: a record
+/// bitsearch wrote, which `--overwrite` may replace. Only the footer is read.
+fn carries_key(path: &Path, key: &str) -> bool {
+    use std::io::{Read, Seek, SeekFrom};
+    let footer = || -> std::io::Result<Vec<u8>> {
+        let mut file = std::fs::File::open(path)?;
+        let size = file.metadata()?.len();
+        let mut tail = [0u8; 8];
+        file.seek(SeekFrom::End(-8))?;
+        file.read_exact(&mut tail)?;
+        let length = u64::from(u32::from_le_bytes([tail[0], tail[1], tail[2], tail[3]]));
+        if &tail[4..] != b"PAR1" || length + 12 > size || length > MAX_PARQUET_BYTES {
+            return Ok(Vec::new());
+        }
+        let mut footer = vec![0u8; length as usize];
+        file.seek(SeekFrom::End(-8 - length as i64))?;
+        file.read_exact(&mut footer)?;
+        Ok(footer)
+    };
+    footer().is_ok_and(|f| f.windows(key.len()).any(|w| w == key.as_bytes()))
+}
+
 /// A float column a later format added: its values (null as NaN), or NaN for every row of a
 /// file written before it.
 fn added_floats(frame: &polars::prelude::DataFrame, name: &str) -> polars::prelude::PolarsResult<Vec<f64>> {

@@ -6,9 +6,11 @@
 use crate::check::{self, Checked, invalid};
 use crate::error::{RecordError, Result, check_format};
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-pub const MANIFEST_FORMAT: u32 = 1;
+/// 2: the sha256 of every file the manifest lists (`files`).
+pub const MANIFEST_FORMAT: u32 = 2;
 /// File name of the manifest, beside the models it lists.
 pub const MANIFEST_FILE: &str = "bitsearch-quantized.yaml";
 
@@ -73,6 +75,9 @@ pub struct Manifest {
     /// Corrections applied beyond the plan (absent in folders of earlier bitsearch: none).
     #[serde(default)]
     pub corrections: Corrections,
+    /// The sha256 of each file above (models, weights, noise correction), checked before a
+    /// pipeline loads the folder: a swapped model or a damaged weights file is refused.
+    pub files: BTreeMap<String, String>,
 }
 
 /// The seed methods' corrections a quantized folder carries.
@@ -127,6 +132,46 @@ impl Manifest {
         }
     }
 
+    /// The files of the folder the manifest lists, each once: models, weights, noise correction.
+    pub fn listed_files(&self) -> impl Iterator<Item = &str> {
+        let models = self.models.iter().map(|m| m.file.as_str());
+        models.chain([self.weights.as_str()]).chain(self.corrections.noise_correction.as_deref())
+    }
+
+    /// Records the sha256 of every listed file in `dir`, as `quantize` writes them.
+    pub fn record_files(&mut self, dir: &Path) -> Result<()> {
+        let mut files = BTreeMap::new();
+        for name in self.listed_files() {
+            let path = dir.join(name);
+            let sha = bitsearch_types::sha256_file(&path)
+                .map_err(|e| RecordError::file(&path, format!("cannot read: {e}")))?;
+            files.insert(name.to_string(), sha);
+        }
+        self.files = files;
+        Ok(())
+    }
+
+    /// Refuses the folder `dir` when a listed file is missing or its bytes are not those
+    /// `quantize` wrote (a model swapped for another plan's, a damaged weights file).
+    pub fn verify_files(&self, dir: &Path) -> Result<()> {
+        for (name, expected) in &self.files {
+            let path = dir.join(name);
+            let found = bitsearch_types::sha256_file(&path)
+                .map_err(|e| RecordError::file(&path, format!("cannot read: {e}")))?;
+            if &found != expected {
+                return Err(RecordError::file(
+                    &dir.join(MANIFEST_FILE),
+                    format!(
+                        "files.{name}: {} has sha256 {found}, not the {expected} quantize wrote (changed or replaced since); \
+                         quantize again, or pass --no-verify to load it anyway",
+                        path.display()
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// Writes the manifest into `dir` (not atomically: the whole folder is renamed into place).
     pub fn write(&self, dir: &Path) -> Result<()> {
         let path = dir.join(MANIFEST_FILE);
@@ -168,13 +213,38 @@ impl Manifest {
             check::file_name("corrections.noise_correction", noise)?;
         }
         check::within("avg_bits", self.avg_bits, 0.0, f64::from(bitsearch_types::FLOAT_BITS))?;
-        check::within("predicted_ssim", self.predicted_ssim, f64::NEG_INFINITY, 1.0)
+        check::within("predicted_ssim", self.predicted_ssim, f64::NEG_INFINITY, 1.0)?;
+        for name in self.listed_files() {
+            let sha = self.files.get(name).ok_or_else(|| invalid("files", format!("has no sha256 of '{name}'")))?;
+            check::sha256(&format!("files.{name}"), sha)?;
+        }
+        if let Some(extra) = self.files.keys().find(|k| !self.listed_files().any(|f| f == k.as_str())) {
+            return Err(invalid(format!("files.{extra}"), "is not a file the manifest lists"));
+        }
+        Ok(())
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_listed_file_changed_after_quantize_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut m = manifest();
+        for name in ["model.onnx", "model.1.onnx", "weights.bin", "noise.yaml"] {
+            std::fs::write(dir.path().join(name), name).unwrap();
+        }
+        m.record_files(dir.path()).unwrap();
+        m.verify_files(dir.path()).unwrap();
+        std::fs::write(dir.path().join("model.1.onnx"), "model.onnx").unwrap();
+        let message = m.verify_files(dir.path()).unwrap_err().to_string();
+        assert!(message.contains(MANIFEST_FILE) && message.contains("files.model.1.onnx"), "{message}");
+        std::fs::write(dir.path().join("model.1.onnx"), "model.1.onnx").unwrap();
+        std::fs::remove_file(dir.path().join("weights.bin")).unwrap();
+        assert!(m.verify_files(dir.path()).unwrap_err().to_string().contains("weights.bin: cannot read"));
+    }
 
     fn manifest() -> Manifest {
         Manifest {
@@ -205,6 +275,10 @@ mod tests {
                 bias_correction: true,
                 noise_correction: Some("noise.yaml".into()),
             },
+            files: ["model.onnx", "model.1.onnx", "weights.bin", "noise.yaml"]
+                .iter()
+                .map(|f| (f.to_string(), "0f".repeat(32)))
+                .collect(),
         }
     }
 
@@ -243,6 +317,11 @@ mod tests {
             (
                 Manifest { models: vec![manifest().models[0].clone(); 2], ..manifest() },
                 "models[1]: 'model.onnx' is listed twice",
+            ),
+            (Manifest { files: BTreeMap::new(), ..manifest() }, "files: has no sha256 of 'model.onnx'"),
+            (
+                Manifest { corrections: Corrections::default(), ..manifest() },
+                "files.noise.yaml: is not a file the manifest lists",
             ),
         ];
         for (bad, expected) in cases {

@@ -22,6 +22,16 @@ pub struct SessionOptions {
     pub extra_outputs: Vec<String>,
     /// Intra-op threads; None leaves ONNX Runtime's default of one per core.
     pub threads: Option<usize>,
+    /// Load a quantized folder without checking its files against its manifest's sha256s
+    /// (`--no-verify`, for very large files).
+    pub unverified: bool,
+}
+
+impl SessionOptions {
+    /// The sessions a workload asks for: its device, threads and file checks.
+    pub fn for_workload(spec: &bitsearch_types::generation::WorkloadSpec) -> Self {
+        Self { device: spec.device, threads: spec.threads, unverified: spec.unverified, ..Default::default() }
+    }
 }
 
 /// A graph input as the model declares it.

@@ -5,6 +5,19 @@
 use std::io::Write;
 use std::path::Path;
 
+/// The folder a whole output folder `target` is written in before it is renamed into place:
+/// `.NAME.partial` beside it. One found later is what a killed run left.
+pub fn staging_folder(target: &Path) -> Option<std::path::PathBuf> {
+    let name = target.file_name()?.to_string_lossy();
+    let parent = target.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    Some(parent.join(format!(".{name}.partial")))
+}
+
+/// Whether `path` is a [`staging_folder`]: an output still being written, or left unfinished.
+pub fn is_staging_folder(path: &Path) -> bool {
+    path.file_name().map(|n| n.to_string_lossy()).is_some_and(|n| n.starts_with('.') && n.ends_with(".partial"))
+}
+
 /// Writes `bytes` to a temporary file beside `path`, syncs it, then renames it over `path`.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     write_atomically_with(path, |file| file.write_all(bytes))

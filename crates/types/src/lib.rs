@@ -10,7 +10,9 @@ mod named;
 mod process;
 pub mod quantizer;
 
-pub use atomic::{sha256_file, sha256_hex, tree_bytes, write_atomically, write_atomically_with};
+pub use atomic::{
+    is_staging_folder, sha256_file, sha256_hex, staging_folder, tree_bytes, write_atomically, write_atomically_with,
+};
 pub use format::{FP8_BITS, FormatColumns, WeightFormat};
 pub use layer::{Component, Layer, LayerInfo, LayerKind, LossBasis, MetricGroup, Role, TOKEN_AXIS};
 pub use process::{catch_panic, peak_resident_bytes, quiet_caught_panics};

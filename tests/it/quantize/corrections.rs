@@ -55,8 +55,10 @@ fn bias_correction_removes_the_mean_shift_a_quantized_layer_adds() {
     assert_success(&bitsearch(&["solve", "--sensitivity", s(&table), "--uniform", "8", "--out", s(&solved)]));
     let mut plan = Plan::read(&solved).unwrap();
     for layer in &mut plan.layers {
-        layer.weights =
-            vec![bitsearch_types::WeightFormat::of_bits(if layer.layer.name.contains("conv_out") { 2 } else { 32 })];
+        // The output layer, protected by default, is the one quantized here.
+        let chosen = layer.layer.name.contains("conv_out");
+        layer.protected &= !chosen;
+        layer.weights = vec![bitsearch_types::WeightFormat::of_bits(if chosen { 2 } else { 32 })];
     }
     assert_eq!(plan.layers.iter().filter(|l| l.weights[0].bits() == 2).count(), 1);
     let plan_path = dir.path().join("plan.yaml");

@@ -106,7 +106,7 @@ impl DenoiserWorkload {
             );
         }
         let batches = batch_ranges(items.len(), config.batch);
-        let options = SessionOptions { device: config.device, threads: config.threads, ..Default::default() };
+        let options = SessionOptions::for_workload(config);
         let mut sessions = DenoiserSessions::open(folder, &options)?;
         sessions.prepare(settings.steps)?;
         // Held until the sessions are built from the same file, so they share its one mapping.

@@ -45,7 +45,7 @@ impl DiffusersWorkload {
                 format!("{} is a diffusers folder: give at least one prompt", dir.display()),
             ));
         }
-        let options = SessionOptions { device: config.device, threads: config.threads, ..Default::default() };
+        let options = SessionOptions::for_workload(config);
         let mut pipeline = DiffusersPipeline::open(dir, &options)?;
         let pairs: Vec<(&String, u64)> =
             config.pairs(config.prompts.len())?.into_iter().map(|(p, s)| (&config.prompts[p], s)).collect();

@@ -114,6 +114,7 @@ pub trait Workload: std::fmt::Debug {
 /// wrote for one (its manifest beside the models).
 pub fn open(path: &Path, spec: &WorkloadSpec) -> Result<Box<dyn Workload>> {
     spec.validate()?;
+    check_model_path(path)?;
     if !path.is_dir() || path.join(bitsearch_records::MANIFEST_FILE).is_file() {
         Ok(Box::new(DenoiserWorkload::open(path, spec)?))
     } else if path.join("model_index.json").is_file() {
@@ -155,6 +156,21 @@ pub fn observe_steps(
     });
     for b in 0..workload.batches() {
         workload.run(b, &mut control)?;
+    }
+    Ok(())
+}
+
+/// Refuses a model path that does not exist or is a `quantize` output left unfinished.
+pub fn check_model_path(path: &Path) -> Result<()> {
+    if !path.exists() {
+        return Err(PipelineError::file(path, "cannot read: no such file or folder"));
+    }
+    if bitsearch_types::is_staging_folder(path) {
+        return Err(PipelineError::file(
+            path,
+            "is the unfinished output of a quantize that was stopped (its folder is renamed to drop the dot and \
+             .partial once complete): quantize again",
+        ));
     }
     Ok(())
 }

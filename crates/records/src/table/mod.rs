@@ -109,6 +109,12 @@ impl SensitivityTable {
     }
 
     /// Reads a table written by [`SensitivityTable::write`].
+    /// Whether `path` holds a sensitivity table of any format (its footer names the run), as
+    /// opposed to a file `--overwrite` must leave alone.
+    pub fn is_table(path: &Path) -> bool {
+        crate::carries_key(path, META_KEY)
+    }
+
     pub fn read(path: &Path) -> Result<Self> {
         let (meta, frame) = crate::read_parquet(path, META_KEY, "sensitivity table", "bitsearch sensitivity")?;
         let meta = RunMeta::from_json(path, &meta)?;
@@ -336,7 +342,7 @@ pub(crate) mod tests {
         let cases: Vec<(ProbeRow, &str)> = vec![
             (ProbeRow { weight: WeightFormat::int(9), ..row(0, 1.0) }, "rows[0].w_bits: w9"),
             (ProbeRow { ssim: 99.0, ..row(0, 1.0) }, "rows[0].ssim: 99 is outside [-1, 1]"),
-            (ProbeRow { ssim: f64::NAN, ..row(0, 1.0) }, "rows[0].ssim: NaN"),
+            (ProbeRow { ssim: f64::NAN, ..row(0, 1.0) }, "rows[0].ssim: is NaN"),
             (ProbeRow { mse: -1.0, ..row(0, 1.0) }, "rows[0].mse"),
             (ProbeRow { sqnr_db: f64::NAN, ..row(0, 1.0) }, "rows[0].sqnr_db"),
             (ProbeRow { weight_bytes: 0, ..row(0, 1.0) }, "rows[0].weight_bytes"),
@@ -355,6 +361,10 @@ pub(crate) mod tests {
         }
         write(vec![row(1, 1.0), row(1, 2.0)]);
         assert!(refused(&path).contains("rows[1].probe: '1' is listed twice"), "{}", refused(&path));
+        for bits in [1, 15, 17, 31, 33, 99] {
+            write(vec![ProbeRow { weight: WeightFormat::int(bits), ..row(0, 1.0) }]);
+            assert!(refused(&path).contains(&format!("rows[0].w_bits: w{bits}")), "{}", refused(&path));
+        }
     }
 
     #[test]

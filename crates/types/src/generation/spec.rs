@@ -65,6 +65,10 @@ pub struct WorkloadSpec {
     pub device: Device,
     /// Intra-op threads of ONNX Runtime; default one per core.
     pub threads: Option<usize>,
+    /// Quantized folders are loaded without checking their files' sha256s (`--no-verify`);
+    /// a property of this run, never recorded.
+    #[serde(skip)]
+    pub unverified: bool,
 }
 
 impl Default for WorkloadSpec {
@@ -89,6 +93,7 @@ impl Default for WorkloadSpec {
             batch: 8,
             device: Device::Auto,
             threads: None,
+            unverified: false,
         }
     }
 }
