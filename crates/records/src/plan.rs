@@ -462,21 +462,6 @@ mod tests {
 
     #[test]
     fn a_layer_keeps_its_weight_lists_and_leaves_out_the_empty_ones() {
-        let layer = |weights| PlanLayer {
-            layer: LayerInfo {
-                component: bitsearch_types::Component::Unet,
-                name: "conv".into(),
-                op: "Conv".into(),
-                role: bitsearch_types::Role::Conv,
-                group: bitsearch_types::MetricGroup::Quality,
-                params: 10,
-                macs: None,
-            },
-            protected: false,
-            weights,
-            a_bits: vec![32, 32],
-            weight_bytes: 7,
-        };
         let plain = layer(vec![WeightFormat::int(4), WeightFormat::Float]);
         let text = serde_norway::to_string(&plain).unwrap();
         assert!(text.contains("w_bits:\n- 4\n- 32\na_bits:"), "{text}");
