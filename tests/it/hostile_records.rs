@@ -39,7 +39,8 @@ fn a_table_with_values_out_of_range_is_refused_naming_the_row_and_field() {
     let table = dir.path().join("s.parquet");
     let plan = dir.path().join("plan.yaml");
     let good = bitsearch_fixtures::sensitivity_table(7, 4, &[4, 8], 1);
-    let edits: [(fn(&mut ProbeRow), &str); 5] = [
+    type Edit = fn(&mut ProbeRow);
+    let edits: [(Edit, &str); 5] = [
         (|r| r.weight = WeightFormat::int(9), "rows[2].w_bits"),
         (|r| r.ssim = 99.0, "rows[2].ssim"),
         (|r| r.mse = -1.0, "rows[2].mse"),

@@ -8,6 +8,7 @@ mod cli_errors;
 mod common;
 mod diffusers_folder;
 mod hostile_records;
+mod hostile_sizes;
 mod quantize;
 mod score_model;
 mod sdxl_folder;

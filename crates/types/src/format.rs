@@ -100,10 +100,10 @@ impl WeightFormat {
 
     /// Checks that the parts fit together; the message says what does not.
     pub fn check(&self) -> Result<(), String> {
+        if let Self::Int { group: Some(g), .. } = *self {
+            check_group_size(g).map_err(|e| format!("{self}: {e}"))?;
+        }
         match *self {
-            Self::Int { group: Some(g), .. } if check_group_size(g).is_err() => {
-                Err(format!("{self}: {}", check_group_size(g).unwrap_err()))
-            }
             Self::Int { bits, .. } if !WEIGHT_BITS.contains(&bits) => Err(format!(
                 "{self}: {bits} bits; integer weights take {}..={}",
                 WEIGHT_BITS.start(),
