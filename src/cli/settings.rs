@@ -21,14 +21,17 @@ pub fn sample(args: &SampleArgs) -> anyhow::Result<WorkloadSpec> {
     if spec.prompts.len() > 1 {
         bail!("--prompt: `sample` draws one prompt; give it once");
     }
+    // A diffusers folder's run reaches no other check of these values.
+    spec.validate()?;
     Ok(spec)
 }
 
 /// `align`'s workload: 20 steps, guidance 4, 64 images a run unless told.
-pub fn align(args: &AlignArgs) -> WorkloadSpec {
+pub fn align(args: &AlignArgs) -> anyhow::Result<WorkloadSpec> {
     let mut spec = WorkloadSpec { steps: Some(20), guidance: 4.0, batch: 64, ..WorkloadSpec::default() };
     args.workload.apply(&mut spec);
-    spec
+    spec.validate()?;
+    Ok(spec)
 }
 
 /// The YAML config (or the defaults) with every given flag applied on top, then validated.

@@ -16,7 +16,6 @@ use bitsearch_runtime::SessionOptions;
 use bitsearch_types::{Component, QuantizerSpec, write_atomically};
 use indicatif::{ProgressBar, ProgressStyle};
 use ndarray::ArrayD;
-use ndarray_npy::ReadNpyExt;
 use std::path::Path;
 
 /// The classifier, the prompts it can read, and where the rows go.
@@ -79,7 +78,7 @@ impl Scoring {
 }
 
 pub fn run(args: &AlignArgs) -> anyhow::Result<()> {
-    let spec = settings::align(args);
+    let spec = settings::align(args)?;
     let options = SessionOptions::for_workload(&spec);
     let mut scoring = Scoring::open(args, &options)?;
     let report = match &args.images {
@@ -191,9 +190,9 @@ fn measure(
     Ok(result?)
 }
 
-/// Images [n, 3, H, W] from a float32 .npy file.
+/// Images [n, 3, H, W] from a float32 .npy file, every value finite (a NaN would score as
+/// any other value).
 fn read_images(path: &Path) -> anyhow::Result<ArrayD<f32>> {
-    let file = std::fs::File::open(path).with_context(|| format!("{}: cannot open", path.display()))?;
-    ArrayD::<f32>::read_npy(file)
-        .with_context(|| format!("{}: expected a float32 .npy array of images [n, 3, height, width]", path.display()))
+    let images = bitsearch_records::npy::read(path, bitsearch_records::npy::MAX_ARRAY_BYTES)?;
+    Ok(ArrayD::from_shape_vec(images.shape, images.values)?)
 }

@@ -9,7 +9,7 @@ use bitsearch_pipeline::workload::{self, Unchanged, WorkloadSpec};
 use bitsearch_runtime::SessionOptions;
 use bitsearch_types::write_atomically;
 use ndarray::{ArrayD, Axis, Slice};
-use ndarray_npy::{ReadNpyExt, WriteNpyExt};
+use ndarray_npy::WriteNpyExt;
 use std::path::Path;
 
 /// Generated samples live in [-1, 1], the range diffusion models are trained on.
@@ -127,9 +127,8 @@ fn write(out: &mut Printer, args: &SampleArgs, first: usize, samples: &ArrayD<f3
 
 /// Latents [num, …] from a float32 .npy file.
 fn read_latents(path: &Path, num: usize) -> anyhow::Result<ArrayD<f32>> {
-    let file = std::fs::File::open(path).with_context(|| format!("{}: cannot open", path.display()))?;
-    let latents = ArrayD::<f32>::read_npy(file)
-        .with_context(|| format!("{}: expected a float32 .npy array of latents", path.display()))?;
+    let latents = bitsearch_records::npy::read(path, bitsearch_records::npy::MAX_ARRAY_BYTES)?;
+    let latents = ArrayD::from_shape_vec(latents.shape, latents.values)?;
     if latents.shape().first() != Some(&num) {
         bail!(
             "{}: latents of shape {:?}, expected {num} of them (one per image, --num)",

@@ -13,6 +13,13 @@ pub fn terrain_model() -> PathBuf {
     path
 }
 
+/// The committed shapes-t2i text-to-image folder.
+pub fn shapes_model() -> PathBuf {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models/shapes-t2i");
+    assert!(path.join("model_index.json").is_file(), "{} is missing (it is committed)", path.display());
+    path
+}
+
 /// The tiny attention UNet of the fixtures, saved as `dir/unet.onnx`.
 pub fn tiny_unet(dir: &std::path::Path) -> PathBuf {
     let path = dir.join("unet.onnx");

@@ -9,6 +9,7 @@ mod common;
 mod diffusers_folder;
 mod folder_integrity;
 mod hostile_records;
+mod hostile_sizes;
 mod quantize;
 mod score_model;
 mod sdxl_folder;

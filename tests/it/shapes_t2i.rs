@@ -4,17 +4,12 @@
 
 use crate::common::{
     assert_clean_failure, assert_each_tensor_stored_once, assert_success, bitsearch, files, four_then_eight_plan,
+    shapes_model,
 };
 use ndarray::ArrayD;
 use ndarray_npy::{ReadNpyExt, WriteNpyExt};
 use serde_json::Value;
-use std::path::{Path, PathBuf};
-
-fn shapes_model() -> PathBuf {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models/shapes-t2i");
-    assert!(path.join("model_index.json").is_file(), "{} is missing (it is committed)", path.display());
-    path
-}
+use std::path::Path;
 
 fn read_npy(path: &Path) -> ArrayD<f32> {
     ArrayD::<f32>::read_npy(std::fs::File::open(path).expect("the file opens")).expect("a float32 .npy")

@@ -82,6 +82,52 @@ impl<'g> GraphView<'g> {
     }
 }
 
+/// Why the graph's nodes cannot run in an order where each follows the nodes it reads (a node
+/// reading its own output, or a longer cycle), or None. Kahn's algorithm: every analysis walks
+/// producers and consumers, and on a cycle such a walk never ends.
+pub(crate) fn cycle(graph: &GraphProto) -> Option<String> {
+    let nodes = &graph.node;
+    let mut producer: HashMap<&str, usize> = HashMap::new();
+    for (i, node) in nodes.iter().enumerate() {
+        producer.extend(node.output.iter().filter(|o| !o.is_empty()).map(|o| (o.as_str(), i)));
+    }
+    let mut sources: Vec<Vec<usize>> = Vec::with_capacity(nodes.len());
+    let mut readers: Vec<Vec<usize>> = vec![Vec::new(); nodes.len()];
+    for (i, node) in nodes.iter().enumerate() {
+        let mut from: Vec<usize> = node.input.iter().filter_map(|v| producer.get(v.as_str()).copied()).collect();
+        from.sort_unstable();
+        from.dedup();
+        from.iter().for_each(|&s| readers[s].push(i));
+        sources.push(from);
+    }
+    let mut waiting: Vec<usize> = sources.iter().map(Vec::len).collect();
+    let mut ready: Vec<usize> = (0..nodes.len()).filter(|&i| waiting[i] == 0).collect();
+    while let Some(done) = ready.pop() {
+        for &r in &readers[done] {
+            waiting[r] -= 1;
+            if waiting[r] == 0 {
+                ready.push(r);
+            }
+        }
+    }
+    // A node left waiting reads another one left waiting; following such reads for as many
+    // steps as there are nodes ends on a cycle.
+    let mut at = waiting.iter().position(|&w| w > 0)?;
+    for _ in 0..nodes.len() {
+        at = sources[at].iter().copied().find(|&s| waiting[s] > 0)?;
+    }
+    let names = unique_names(graph);
+    let node = &nodes[at];
+    Some(match node.input.iter().find(|v| producer.get(v.as_str()) == Some(&at)) {
+        Some(own) => format!("node '{}' ({}) reads its own output '{own}'", names[at], node.op_type()),
+        None => format!(
+            "node '{}' ({}) lies on a cycle: it reads its own output through other nodes",
+            names[at],
+            node.op_type()
+        ),
+    })
+}
+
 /// The declared dimensions of a tensor value, if it declares a shape.
 fn declared_dims(value: &ValueInfoProto) -> Option<&[crate::pb::tensor_shape_proto::Dimension]> {
     let type_proto::Value::TensorType(tensor) = value.r#type.as_ref()?.value.as_ref()? else { return None };

@@ -106,6 +106,9 @@ impl Model {
         if graph.node.is_empty() || graph.output.is_empty() {
             return Err(not_onnx("its graph has no nodes or no outputs".into()));
         }
+        if let Some(reason) = crate::graph::cycle(graph) {
+            return Err(not_onnx(format!("{reason}; an ONNX graph has no cycles")));
+        }
         Ok(Self::new(proto))
     }
 
@@ -431,6 +434,28 @@ mod tests {
         let z = b.node("mul", "Mul", &[&y, &w], &[]);
         b.output(&z, DataType::F32, &[Dim::Fixed(512)]);
         b.build()
+    }
+
+    /// `x → a → b → out`, with `a` also reading `loop_input`.
+    fn chain(loop_input: &str) -> Vec<u8> {
+        let mut b = GraphBuilder::new("m");
+        let x = b.input("x", DataType::F32, &[Dim::Fixed(2)]);
+        b.node("a", "Add", &[&x, loop_input], &[]);
+        b.node("b", "Relu", &["a"], &[]);
+        b.node("c", "Relu", &["b"], &[]);
+        b.output("c", DataType::F32, &[Dim::Fixed(2)]);
+        b.build().to_bytes()
+    }
+
+    #[test]
+    fn graphs_with_cycles_are_refused_naming_a_node_on_the_cycle() {
+        let label = Path::new("loop.onnx");
+        assert!(Model::from_bytes(&chain("x"), label).is_ok());
+        let own = Model::from_bytes(&chain("a"), label).unwrap_err().to_string();
+        assert!(own.starts_with("loop.onnx: ") && own.contains("node 'a' (Add) reads its own output 'a'"), "{own}");
+        // `c` only hangs below the cycle a → b → a; the message names a node on it.
+        let longer = Model::from_bytes(&chain("b"), label).unwrap_err().to_string();
+        assert!(longer.contains("lies on a cycle") && !longer.contains("'c'"), "{longer}");
     }
 
     #[test]

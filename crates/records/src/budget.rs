@@ -136,6 +136,10 @@ impl fmt::Display for Budget {
     }
 }
 
+/// Most budgets one sweep solves: each is an integer program and a plan file, and a frontier
+/// of tens of points already draws the curve.
+pub const MAX_SWEEP_POINTS: usize = 10_000;
+
 /// `[KIND=]FROM..TO:N`, e.g. `avg-bits=2.5..8:50` or `2.5bits..8bits:50`.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Sweep {
@@ -164,8 +168,8 @@ impl FromStr for Sweep {
         if [from_unit, to_unit].into_iter().flatten().any(|u| u != resource) {
             return Err(format!("'{s}': both ends must be {} amounts", resource.name()));
         }
-        if points < 2 {
-            return Err(format!("'{s}': a sweep needs at least 2 points"));
+        if !(2..=MAX_SWEEP_POINTS).contains(&points) {
+            return Err(format!("'{s}': {points} points is outside a sweep's 2..={MAX_SWEEP_POINTS}"));
         }
         Ok(Sweep { resource, from, to, points })
     }
@@ -254,6 +258,15 @@ mod tests {
         ] {
             let message = bad.parse::<Budget>().unwrap_err();
             assert!(message.contains(reason), "{bad}: {message}");
+        }
+    }
+
+    #[test]
+    fn sweeps_are_bounded_before_any_budget_is_made() {
+        assert_eq!("avg-bits=4..8:10000".parse::<Sweep>().unwrap().points, MAX_SWEEP_POINTS);
+        for bad in ["avg-bits=4..8:1000000000", "avg-bits=4..8:10001", "avg-bits=4..8:1"] {
+            let message = bad.parse::<Sweep>().unwrap_err();
+            assert!(message.contains("is outside a sweep's 2..=10000"), "{bad}: {message}");
         }
     }
 }

@@ -2,7 +2,8 @@
 //! linking ONNX Runtime or HiGHS: the sensitivity table and the description of the run that
 //! measured it (Parquet), budgets and sweeps as users write them, the plan (YAML) and the
 //! Pareto frontier (Parquet or CSV), the manifest of a quantized model and the noise correction
-//! beside it, and the evaluation records of the apply stage (Parquet).
+//! beside it, the evaluation records of the apply stage (Parquet), and the float32 `.npy` arrays
+//! users hand in (images, latents, tensor conditions).
 //!
 //! Every file carries a format version; a file from an older bitsearch is refused with a
 //! message naming the command that writes the current format. Files are written atomically.
@@ -14,6 +15,7 @@ mod error;
 pub mod eval;
 pub mod frontier;
 pub mod manifest;
+pub mod npy;
 pub mod plan;
 pub mod run_config;
 mod solver;

@@ -24,4 +24,4 @@ pub use device::{ActiveDevice, Device};
 pub use error::{Result, RuntimeError};
 pub use library::{init, library_path};
 pub use session::{InputSpec, Session, SessionOptions, declared_inputs};
-pub use shapes::{layers_with_costs, measure_shapes};
+pub use shapes::{MAX_INPUT_BYTES, input_bytes, layers_with_costs, measure_shapes};

@@ -106,6 +106,20 @@ impl DenoiserWorkload {
             );
         }
         let batches = batch_ranges(items.len(), config.batch);
+        // The noise of a batch is made before the network sees it: sized first.
+        let largest = batches.iter().map(ExactSizeIterator::len).max().unwrap_or(0);
+        let batch_shape: Vec<usize> = std::iter::once(largest).chain(spec.item_shape.iter().copied()).collect();
+        if bitsearch_runtime::input_bytes(&batch_shape).is_none() {
+            return Err(PipelineError::spec(
+                "dims",
+                format!(
+                    "input '{}': a batch of {batch_shape:?} takes more than {} bytes of float32; lower --batch or \
+                     the --dim sizes",
+                    spec.sample_input,
+                    bitsearch_runtime::MAX_INPUT_BYTES
+                ),
+            ));
+        }
         let options = SessionOptions::for_workload(config);
         let mut sessions = DenoiserSessions::open(folder, &options)?;
         sessions.prepare(settings.steps)?;
@@ -119,24 +133,11 @@ impl DenoiserWorkload {
 /// 4.9 MB), far below what would strain memory.
 const MAX_CONDITION_BYTES: u64 = 256 << 20;
 
-/// The float32 `.npy` file of condition `name`, every value finite. The file is read whole
-/// (it is small) and viewed, so a header claiming more values than the file holds is refused
-/// before anything is allocated for them.
+/// The float32 `.npy` file of condition `name`, every value finite.
 fn read_condition(name: &str, file: &Path) -> Result<ArrayD<f32>> {
-    use ndarray_npy::ViewNpyExt;
-    let field = format!("conditions.{name}");
-    let refuse = |message: String| PipelineError::spec(field.clone(), format!("{}: {message}", file.display()));
-    let bytes = std::fs::metadata(file).map_err(|e| refuse(format!("cannot read: {e}")))?.len();
-    if bytes > MAX_CONDITION_BYTES {
-        return Err(refuse(format!("{bytes} bytes, more than a condition's {MAX_CONDITION_BYTES}")));
-    }
-    let raw = std::fs::read(file).map_err(|e| refuse(format!("cannot read: {e}")))?;
-    let values =
-        ndarray::ArrayViewD::<f32>::view_npy(&raw).map_err(|e| refuse(format!("not a float32 .npy array: {e}")))?;
-    if values.iter().any(|v| !v.is_finite()) {
-        return Err(refuse("holds values that are not finite".into()));
-    }
-    Ok(values.to_owned())
+    let refuse = |message: String| PipelineError::spec(format!("conditions.{name}"), message);
+    let values = bitsearch_records::npy::read(file, MAX_CONDITION_BYTES).map_err(|e| refuse(e.to_string()))?;
+    ArrayD::from_shape_vec(values.shape, values.values).map_err(|e| refuse(format!("{}: {e}", file.display())))
 }
 
 impl Workload for DenoiserWorkload {

@@ -78,13 +78,33 @@ impl DiffusersWorkload {
     }
 }
 
+/// Longest image side generated: 16384 pixels, far past any diffusion model's (SDXL's 1024);
+/// past it a size is a typo whose latents would not fit in memory.
+const MAX_IMAGE_SIDE: usize = 1 << 14;
+
 /// The image size (pixels) of the latent size `dims` gives as the UNet's `height` and `width`
 /// (both or neither): the folder then generates at that size instead of its config's
-/// `sample_size`.
+/// `sample_size`. Other dimension names are refused: nothing else of a folder is sized by them.
 pub fn image_size(config: &WorkloadSpec, pipeline: &DiffusersPipeline) -> Result<Option<(usize, usize)>> {
+    if let Some(name) = config.dims.keys().find(|name| !["height", "width"].contains(&name.as_str())) {
+        return Err(PipelineError::spec(
+            format!("--dim {name}"),
+            "a diffusers folder takes --dim height and width (the latent size) and no other dimension",
+        ));
+    }
     let factor = pipeline.vae_scale_factor();
     match (config.dims.get("height"), config.dims.get("width")) {
-        (Some(&h), Some(&w)) => Ok(Some((h * factor, w * factor))),
+        (Some(&h), Some(&w)) => {
+            let side = |name: &str, latent: usize| {
+                latent.checked_mul(factor).filter(|&p| (1..=MAX_IMAGE_SIDE).contains(&p)).ok_or_else(|| {
+                    PipelineError::spec(
+                        format!("--dim {name}"),
+                        format!("{latent} latent pixels make an image side outside 1..={MAX_IMAGE_SIDE} pixels"),
+                    )
+                })
+            };
+            Ok(Some((side("height", h)?, side("width", w)?)))
+        }
         (None, None) => Ok(None),
         (given, _) => Err(PipelineError::spec(
             "dims",

@@ -191,14 +191,31 @@ pub fn denoiser_file(path: &Path) -> PathBuf {
 
 /// Sizes for a denoiser's symbolic input dimensions: those `given`, then the spatial ones (the
 /// last two of a 4-D input) from `sample_size` in the `config.json` beside the file. `inputs`
-/// holds each input's dimension names (None where fixed). Returns the sizes and the spatial
-/// dimensions that neither gives.
+/// holds each input's dimension names (None where fixed); a name given that none of them has
+/// is refused, listing those they have. Returns the sizes and the spatial dimensions that
+/// neither gives.
 pub fn config_dims(
     model_file: &Path,
     inputs: &[Vec<Option<String>>],
     given: impl IntoIterator<Item = (String, usize)>,
 ) -> Result<(HashMap<String, usize>, Vec<String>)> {
     let mut dims: HashMap<String, usize> = given.into_iter().collect();
+    let mut symbols: Vec<&str> = inputs.iter().flatten().flatten().map(String::as_str).collect();
+    symbols.sort_unstable();
+    symbols.dedup();
+    let mut unknown: Vec<&String> = dims.keys().filter(|name| !symbols.contains(&name.as_str())).collect();
+    unknown.sort();
+    if let Some(name) = unknown.first() {
+        let known = if symbols.is_empty() {
+            "it has none".to_string()
+        } else {
+            format!("its symbolic dimensions: {}", symbols.join(", "))
+        };
+        return Err(PipelineError::file(
+            model_file,
+            format!("--dim {name}: the model has no symbolic dimension of that name ({known})"),
+        ));
+    }
     let sample_size = crate::diffusers::unet_sample_size(&model_file.with_file_name("config.json"))?;
     let mut missing = Vec::new();
     for symbols in inputs.iter().filter(|s| s.len() == 4) {

@@ -121,8 +121,18 @@ impl WorkloadSpec {
         if !(0.0..=1.0).contains(&self.eta) {
             return Err(SpecError::new("eta", format!("{} is outside [0, 1]", self.eta)));
         }
-        if !(self.sigma_min > 0.0 && self.sigma_max > self.sigma_min) {
-            return Err(SpecError::new("sigma_min", "needs 0 < sigma_min < sigma_max"));
+        // Positive tests, so that NaN fails them.
+        if !(self.sigma_min > 0.0 && self.sigma_min.is_finite()) {
+            return Err(SpecError::new("sigma_min", format!("{} is not a positive number", self.sigma_min)));
+        }
+        if !(self.sigma_max > self.sigma_min && self.sigma_max.is_finite()) {
+            return Err(SpecError::new(
+                "sigma_max",
+                format!("{} is not a finite number above sigma_min ({})", self.sigma_max, self.sigma_min),
+            ));
+        }
+        if !self.guidance.is_finite() {
+            return Err(SpecError::new("guidance", format!("{} is not a finite number", self.guidance)));
         }
         for (name, values) in &self.conditions {
             if values.is_empty() || values.iter().any(|v| !v.is_finite()) {
@@ -253,6 +263,16 @@ mod tests {
         assert!(message(|s| s.batch = 0).starts_with("batch:"));
         assert!(message(|s| s.seeds = vec![1, 1]).starts_with("seeds:"));
         assert!(message(|s| s.eta = 2.0).starts_with("eta:"));
+        assert_eq!(
+            message(|s| s.sigma_max = f64::NAN),
+            "sigma_max: NaN is not a finite number above sigma_min (0.002)"
+        );
+        assert!(message(|s| s.sigma_min = -1.0).starts_with("sigma_min: -1"));
+        assert!(message(|s| s.guidance = f32::INFINITY).starts_with("guidance: inf"));
+        assert!(
+            message(|s| drop(s.conditions.insert("difficulty".into(), vec![f32::NAN])))
+                .starts_with("conditions.difficulty:")
+        );
         assert!(
             message(|s| drop(s.conditions.insert("difficulty".into(), vec![]))).starts_with("conditions.difficulty:")
         );
