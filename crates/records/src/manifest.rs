@@ -297,7 +297,7 @@ mod tests {
             std::fs::write(dir.join(name), serde_norway::to_string(m).unwrap()).unwrap();
         };
         write("step-groups.yaml", &manifest());
-        let one = Manifest {
+        let mut one = Manifest {
             steps: 1,
             step_groups: vec![[0, 0]],
             models: vec![ManifestModel { file: "model.onnx".into(), step_groups: vec![0] }],
@@ -305,6 +305,7 @@ mod tests {
             corrections: Corrections::default(),
             ..manifest()
         };
+        one.files = one.listed_files().map(|f| (f.to_string(), "0f".repeat(32))).collect();
         write("one-model.yaml", &one);
     }
 
