@@ -26,7 +26,7 @@ CLIENT_VENV := $(LOCAL)/client-venv
 BIN := target/release/bitsearch
 DEMO_OUT := out/demo
 
-.PHONY: setup system-packages models models-large bench-large build demo python-check report-check client-check test check-deps bench device-check lint proto train-shapes shapes-accuracy
+.PHONY: setup system-packages models models-large bench-large build demo python-check report-check client-check test check-deps bench device-check lint proto train-shapes shapes-accuracy fuzz
 
 ## setup: cmake and libclang (apt, for HiGHS) and ONNX Runtime from its PyPI wheel into .local/
 ## (GPU=1 for onnxruntime-gpu)
@@ -168,6 +168,33 @@ lint: check-deps
 	cargo fmt --all --check
 	$(PY) scripts/check-doc-links.py
 	cargo clippy --workspace --all-targets -- -D warnings
+
+## fuzz: each fuzz target of fuzz/ (cargo-fuzz, libFuzzer) for FUZZ_SECONDS (default 60),
+## seeded from fuzz/seeds/ and the shapes-t2i models; fails on any crash, which lands in
+## fuzz/artifacts/TARGET/. Installs cargo-fuzz into .local/. Never part of test.
+CARGO_FUZZ_VERSION := 0.13.2
+CARGO_FUZZ := $(LOCAL)/cargo-fuzz/bin/cargo-fuzz
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS := onnx table table_sealed plan manifest
+# cargo-fuzz needs nightly flags (-Zsanitizer, sanitizer coverage); only stable Rust is
+# installed here, and RUSTC_BOOTSTRAP lets it take them.
+FUZZ := RUSTC_BOOTSTRAP=1 $(CARGO_FUZZ)
+fuzz: $(CARGO_FUZZ)
+	$(FUZZ) build --fuzz-dir fuzz
+	for t in $(FUZZ_TARGETS); do mkdir -p fuzz/corpus/$$t && cp fuzz/seeds/$${t%_sealed}/* fuzz/corpus/$$t/; done
+	cp $(SHAPES)/text_encoder/model.onnx fuzz/corpus/onnx/shapes-text-encoder.onnx
+	cp $(SHAPES)/vae_decoder/model.onnx fuzz/corpus/onnx/shapes-vae-decoder.onnx
+	mkdir -p fuzz/logs
+	failed=; for t in $(FUZZ_TARGETS); do \
+		echo "fuzzing $$t for $(FUZZ_SECONDS) s (log: fuzz/logs/$$t.log)"; \
+		$(FUZZ) run --fuzz-dir fuzz $$t -- -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=2048 -timeout=10 \
+			-print_final_stats=1 > fuzz/logs/$$t.log 2>&1 || { failed="$$failed $$t"; tail -n 40 fuzz/logs/$$t.log; }; \
+		grep -E '^Done [0-9]+ runs' fuzz/logs/$$t.log || true; \
+	done; \
+	[ -z "$$failed" ] || { echo "crashed:$$failed (inputs in fuzz/artifacts/, logs in fuzz/logs/)"; exit 1; }
+
+$(CARGO_FUZZ):
+	cargo install cargo-fuzz --version $(CARGO_FUZZ_VERSION) --locked --root $(LOCAL)/cargo-fuzz
 
 ## proto: regenerate crates/onnx/src/pb.rs from crates/onnx/proto/onnx.proto (no protoc needed)
 proto:

@@ -61,9 +61,22 @@ fn tensor_error(t: &TensorProto, reason: impl Into<String>) -> OnnxError {
     OnnxError::Tensor { name: t.name().to_string(), reason: reason.into() }
 }
 
-/// The tensor's dimensions as `usize`, rejecting negative ones.
+/// Most values a tensor may declare: 8-byte values past it would not fit in memory, and counts,
+/// byte sizes and parameter sums below it cannot overflow.
+const MAX_VALUES: usize = isize::MAX as usize / 8;
+
+/// The tensor's dimensions as `usize`, rejecting negative ones and shapes of more than
+/// [`MAX_VALUES`] values (a damaged file's shape is not trusted to fit).
 pub(crate) fn dims(t: &TensorProto) -> Result<Vec<usize>> {
-    t.dims.iter().map(|&d| usize::try_from(d).map_err(|_| tensor_error(t, format!("negative dimension {d}")))).collect()
+    let dims = t
+        .dims
+        .iter()
+        .map(|&d| usize::try_from(d).map_err(|_| tensor_error(t, format!("negative dimension {d}"))))
+        .collect::<Result<Vec<_>>>()?;
+    match dims.iter().try_fold(1usize, |n, &d| n.checked_mul(d)) {
+        Some(n) if n <= MAX_VALUES => Ok(dims),
+        _ => Err(tensor_error(t, format!("shape {dims:?} holds more values than fit in memory"))),
+    }
 }
 
 /// Reads any supported numeric tensor as f32 (integers convert exactly up to 2^24).

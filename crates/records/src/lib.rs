@@ -14,6 +14,7 @@ pub mod correction;
 mod error;
 pub mod eval;
 pub mod frontier;
+pub mod fuzzing;
 pub mod manifest;
 pub mod npy;
 pub mod plan;
@@ -117,22 +118,39 @@ fn added_floats(frame: &polars::prelude::DataFrame, name: &str) -> polars::prelu
     }
 }
 
-/// Reads a Parquet file written by [`write_parquet`]: the metadata under `key` and the rows.
-/// A file without it is not a `what`; one without the checksum of its pages comes from an
-/// older bitsearch (`rerun` writes it anew). The pages are checked against their checksum
-/// before anything decodes them: polars' decoder trusts the sizes inside them, and a damaged
-/// size aborts the process allocating it.
+/// Reads a Parquet file written by [`write_parquet`]: the metadata under `key` and the rows
+/// (see [`decode_parquet`]).
 fn read_parquet(path: &Path, key: &str, what: &str, rerun: &str) -> Result<(String, polars::prelude::DataFrame)> {
-    use polars::prelude::{ParquetReader, SerReader};
+    decode_parquet(&read_bounded(path, what)?, path, key, what, rerun)
+}
+
+/// The bytes of the Parquet record at `path`, refused past [`MAX_PARQUET_BYTES`] before reading.
+fn read_bounded(path: &Path, what: &str) -> Result<Vec<u8>> {
     let error = |message: String| RecordError::file(path, message);
     let size = std::fs::metadata(path).map_err(|e| error(format!("cannot open: {e}")))?.len();
     if size > MAX_PARQUET_BYTES {
         return Err(error(format!("{size} bytes is more than a {what} holds ({MAX_PARQUET_BYTES} at most)")));
     }
-    let bytes = std::fs::read(path).map_err(|e| error(format!("cannot read: {e}")))?;
-    let pages = pages(&bytes).ok_or_else(|| error("not a Parquet file".into()))?;
+    std::fs::read(path).map_err(|e| error(format!("cannot read: {e}")))
+}
+
+/// Decodes the bytes of a Parquet file written by [`write_parquet`], `path` naming it in
+/// errors: the metadata under `key` and the rows. A file without it is not a `what`; one
+/// without the checksum of its pages comes from an older bitsearch (`rerun` writes it anew).
+/// The pages are checked against their checksum before anything decodes them: polars'
+/// decoder trusts the sizes inside them, and a damaged size aborts the process allocating it.
+fn decode_parquet(
+    bytes: &[u8],
+    path: &Path,
+    key: &str,
+    what: &str,
+    rerun: &str,
+) -> Result<(String, polars::prelude::DataFrame)> {
+    use polars::prelude::{ParquetReader, SerReader};
+    let error = |message: String| RecordError::file(path, message);
+    let pages = pages(bytes).ok_or_else(|| error("not a Parquet file".into()))?;
     let checksum = bitsearch_types::sha256_hex(pages);
-    let mut reader = ParquetReader::new(std::io::Cursor::new(bytes.as_slice()));
+    let mut reader = ParquetReader::new(std::io::Cursor::new(bytes));
     // polars' decoder panics on some damaged bytes instead of returning an error.
     let damaged = |panic: String| error(format!("damaged Parquet file ({panic})"));
     let metadata = bitsearch_types::catch_panic(|| reader.get_metadata().cloned())
@@ -155,4 +173,21 @@ fn read_parquet(path: &Path, key: &str, what: &str, rerun: &str) -> Result<(Stri
         .map_err(damaged)?
         .map_err(|e| error(format!("cannot read the rows: {e}")))?;
     Ok((meta, frame))
+}
+
+/// The fuzz targets' committed seeds, `fuzz/seeds/<target>/`: each test module that writes
+/// them (`cargo test -p bitsearch-records -- --ignored fuzz_seeds`) also reads them back, so a
+/// format change that outdates them fails `cargo test`.
+#[cfg(test)]
+fn fuzz_seeds(target: &str) -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/seeds").join(target)
+}
+
+/// The files of a seed folder.
+#[cfg(test)]
+fn fuzz_seed_files(target: &str) -> Vec<std::path::PathBuf> {
+    let mut files: Vec<_> = std::fs::read_dir(fuzz_seeds(target)).unwrap().map(|e| e.unwrap().path()).collect();
+    files.sort();
+    assert!(!files.is_empty(), "no seeds for {target}");
+    files
 }

@@ -185,17 +185,23 @@ impl Manifest {
         if !path.is_file() {
             return Ok(None);
         }
-        let error = |message: String| RecordError::file(&path, message);
-        let text = std::fs::read_to_string(&path).map_err(|e| error(format!("cannot read: {e}")))?;
+        let text = std::fs::read_to_string(&path).map_err(|e| RecordError::file(&path, format!("cannot read: {e}")))?;
+        Self::from_yaml(&text, &path).map(Some)
+    }
+
+    /// Decodes and checks the YAML text of the manifest file at `path`, as [`Manifest::find`]
+    /// does (the path names it in errors).
+    pub fn from_yaml(text: &str, path: &Path) -> Result<Self> {
+        let error = |message: String| RecordError::file(path, message);
         let value: serde_norway::Value =
-            serde_norway::from_str(&text).map_err(|e| error(format!("not a bitsearch manifest: {e}")))?;
+            serde_norway::from_str(text).map_err(|e| error(format!("not a bitsearch manifest: {e}")))?;
         let found = value.get("bitsearch_quantized").and_then(serde_norway::Value::as_u64).unwrap_or(0);
-        check_format(&path, "quantized-model manifest", found, MANIFEST_FORMAT, "bitsearch quantize")?;
+        check_format(path, "quantized-model manifest", found, MANIFEST_FORMAT, "bitsearch quantize")?;
         let manifest: Self =
             serde_norway::from_value(value).map_err(|e| error(format!("not a bitsearch manifest: {e}")))?;
-        manifest.validate().map_err(|e| e.at(&path))?;
+        manifest.validate().map_err(|e| e.at(path))?;
         manifest.models_by_step(manifest.steps).map_err(error)?;
-        Ok(Some(manifest))
+        Ok(manifest)
     }
 
     /// The schedule, the file names (plain names inside the folder, each once) and the numbers.
@@ -279,6 +285,34 @@ mod tests {
                 .iter()
                 .map(|f| (f.to_string(), "0f".repeat(32)))
                 .collect(),
+        }
+    }
+
+    #[test]
+    #[ignore = "writes fuzz/seeds/manifest"]
+    fn write_fuzz_seeds() {
+        let dir = crate::fuzz_seeds("manifest");
+        std::fs::create_dir_all(&dir).unwrap();
+        let write = |name: &str, m: &Manifest| {
+            std::fs::write(dir.join(name), serde_norway::to_string(m).unwrap()).unwrap();
+        };
+        write("step-groups.yaml", &manifest());
+        let mut one = Manifest {
+            steps: 1,
+            step_groups: vec![[0, 0]],
+            models: vec![ManifestModel { file: "model.onnx".into(), step_groups: vec![0] }],
+            calibration_items: vec!["a red circle".into()],
+            corrections: Corrections::default(),
+            ..manifest()
+        };
+        one.files = one.listed_files().map(|f| (f.to_string(), "0f".repeat(32))).collect();
+        write("one-model.yaml", &one);
+    }
+
+    #[test]
+    fn the_fuzz_seeds_read_back() {
+        for file in crate::fuzz_seed_files("manifest") {
+            Manifest::from_yaml(&std::fs::read_to_string(&file).unwrap(), &file).unwrap();
         }
     }
 

@@ -206,10 +206,16 @@ impl Plan {
 
     /// Reads a plan; its source paths come back joined to the plan's folder.
     pub fn read(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|e| RecordError::file(path, format!("cannot read: {e}")))?;
+        Self::from_yaml(&text, path)
+    }
+
+    /// Decodes and checks the YAML text of the plan file at `path`, as [`Plan::read`] does
+    /// (the path names it in errors and anchors its source paths).
+    pub fn from_yaml(text: &str, path: &Path) -> Result<Self> {
         let error = |message: String| RecordError::file(path, message);
-        let text = std::fs::read_to_string(path).map_err(|e| error(format!("cannot read: {e}")))?;
         let value: serde_norway::Value =
-            serde_norway::from_str(&text).map_err(|e| error(format!("not a bitsearch plan: {e}")))?;
+            serde_norway::from_str(text).map_err(|e| error(format!("not a bitsearch plan: {e}")))?;
         let found = value
             .get("bitsearch_plan")
             .and_then(serde_norway::Value::as_u64)
@@ -440,6 +446,33 @@ mod tests {
         }
         base().write(&path).unwrap();
         assert_eq!(Plan::read(&path).unwrap().layers, base().layers);
+    }
+
+    #[test]
+    #[ignore = "writes fuzz/seeds/plan"]
+    fn write_fuzz_seeds() {
+        let dir = crate::fuzz_seeds("plan");
+        std::fs::create_dir_all(&dir).unwrap();
+        let sources = || plan(dir.join("s.parquet"), dir.join("m.onnx"));
+        let one = Plan { layers: vec![layer(vec![WeightFormat::int(4)])], ..sources() };
+        one.write(&dir.join("one-layer.yaml")).unwrap();
+        let named =
+            |name: &str, l: PlanLayer| PlanLayer { layer: LayerInfo { name: name.into(), ..l.layer.clone() }, ..l };
+        let layers = vec![
+            named("a", layer(vec![WeightFormat::int(8), WeightFormat::Int { bits: 4, split: true, group: None }])),
+            named("b", layer(vec![WeightFormat::E4M3, WeightFormat::Int { bits: 2, split: false, group: Some(32) }])),
+            PlanLayer { protected: true, weight_bytes: 40, ..named("c", layer(vec![WeightFormat::Float; 2])) },
+            PlanLayer { a_bits: vec![8, 32], ..named("d", layer(vec![WeightFormat::int(4); 2])) },
+        ];
+        let two = Plan { step_groups: vec![[0, 1], [2, 3]], layers, ..sources() };
+        two.write(&dir.join("step-groups.yaml")).unwrap();
+    }
+
+    #[test]
+    fn the_fuzz_seeds_read_back() {
+        for file in crate::fuzz_seed_files("plan") {
+            Plan::read(&file).unwrap();
+        }
     }
 
     fn layer(weights: Vec<WeightFormat>) -> PlanLayer {

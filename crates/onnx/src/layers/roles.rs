@@ -149,7 +149,8 @@ fn dependencies<'g>(view: &GraphView<'g>) -> HashMap<&'g str, Deps> {
     let inputs: Vec<_> = view.fed_inputs().collect();
     let rank = |v: &crate::pb::ValueInfoProto| declared_shape(v).map_or(0, |s| s.len());
     let known_elements = |v: &crate::pb::ValueInfoProto| {
-        declared_shape(v).map_or(0, |s| s.iter().map(|d| d.unwrap_or(1)).product::<usize>())
+        // Saturating: a declared shape is not trusted to fit, and only the ranking matters.
+        declared_shape(v).map_or(0, |s| s.iter().fold(1usize, |n, d| n.saturating_mul(d.unwrap_or(1))))
     };
     let sample = inputs.iter().max_by_key(|v| (rank(v), known_elements(v))).map(|v| v.name());
     let mut deps: HashMap<&str, Deps> = inputs
@@ -227,10 +228,12 @@ fn reach_forward(view: &GraphView<'_>, value: &str) -> Vec<(usize, usize)> {
     found
 }
 
-/// The first non-transparent node that `value` comes from.
+/// The first non-transparent node that `value` comes from; None in a cycle of transparent
+/// nodes, which a valid (topologically ordered) graph never has.
 fn reach_backward(view: &GraphView<'_>, value: &str) -> Option<usize> {
     let mut value = value.to_string();
-    loop {
+    // Each step passes one node: more steps than nodes means the walk went round.
+    for _ in 0..=view.nodes().len() {
         let p = view.producer(&value)?;
         let mut dynamic = view.node(p).input.iter().filter(|i| !view.is_static(i));
         match (dynamic.next(), dynamic.next()) {
@@ -238,6 +241,7 @@ fn reach_backward(view: &GraphView<'_>, value: &str) -> Option<usize> {
             _ => return Some(p),
         }
     }
+    None
 }
 
 /// Linear-like layers (Gemm, MatMul, 1×1 Conv) joined to another linear-like layer by

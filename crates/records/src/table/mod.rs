@@ -116,7 +116,13 @@ impl SensitivityTable {
     }
 
     pub fn read(path: &Path) -> Result<Self> {
-        let (meta, frame) = crate::read_parquet(path, META_KEY, "sensitivity table", "bitsearch sensitivity")?;
+        Self::from_bytes(&crate::read_bounded(path, "sensitivity table")?, path)
+    }
+
+    /// Decodes and checks the bytes of the table file at `path`, as [`SensitivityTable::read`]
+    /// does (the path names it in errors).
+    pub fn from_bytes(bytes: &[u8], path: &Path) -> Result<Self> {
+        let (meta, frame) = crate::decode_parquet(bytes, path, META_KEY, "sensitivity table", "bitsearch sensitivity")?;
         let meta = RunMeta::from_json(path, &meta)?;
         let rows = read::rows_of(&frame).map_err(|e| RecordError::file(path, format!("unexpected columns: {e}")))?;
         let table = Self { meta, rows };
@@ -388,6 +394,29 @@ pub(crate) mod tests {
             }
         }
         assert!(damaged > bytes.len() / 2, "{damaged} of {} flips refused", bytes.len());
+    }
+
+    #[test]
+    #[ignore = "writes fuzz/seeds/table"]
+    fn write_fuzz_seeds() {
+        let dir = crate::fuzz_seeds("table");
+        std::fs::create_dir_all(&dir).unwrap();
+        let plain = vec![row(0, 12.5), row(1, f64::NEG_INFINITY), row(2, f64::INFINITY)];
+        SensitivityTable { meta: meta(Shard::WHOLE), rows: plain }.write(&dir.join("three-rows.parquet")).unwrap();
+        let formats = [
+            WeightFormat::E4M3,
+            WeightFormat::Int { bits: 4, split: true, group: None },
+            WeightFormat::Int { bits: 2, split: false, group: Some(32) },
+        ];
+        let rows = formats.iter().enumerate().map(|(i, &weight)| ProbeRow { weight, ..row(i as u64, 20.0) }).collect();
+        SensitivityTable { meta: meta(Shard::WHOLE), rows }.write(&dir.join("formats.parquet")).unwrap();
+    }
+
+    #[test]
+    fn the_fuzz_seeds_read_back() {
+        for file in crate::fuzz_seed_files("table") {
+            SensitivityTable::read(&file).unwrap();
+        }
     }
 
     #[test]
