@@ -175,7 +175,7 @@ lint: check-deps
 CARGO_FUZZ_VERSION := 0.13.2
 CARGO_FUZZ := $(LOCAL)/cargo-fuzz/bin/cargo-fuzz
 FUZZ_SECONDS ?= 60
-FUZZ_TARGETS := onnx table table_sealed plan manifest
+FUZZ_TARGETS := onnx table table_sealed plan manifest npy
 # cargo-fuzz needs nightly flags (-Zsanitizer, sanitizer coverage); only stable Rust is
 # installed here, and RUSTC_BOOTSTRAP lets it take them.
 FUZZ := RUSTC_BOOTSTRAP=1 $(CARGO_FUZZ)
@@ -184,6 +184,7 @@ fuzz: $(CARGO_FUZZ)
 	for t in $(FUZZ_TARGETS); do mkdir -p fuzz/corpus/$$t && cp fuzz/seeds/$${t%_sealed}/* fuzz/corpus/$$t/; done
 	cp $(SHAPES)/text_encoder/model.onnx fuzz/corpus/onnx/shapes-text-encoder.onnx
 	cp $(SHAPES)/vae_decoder/model.onnx fuzz/corpus/onnx/shapes-vae-decoder.onnx
+	cp $(SHAPES)/reference/*.npy fuzz/corpus/npy/
 	mkdir -p fuzz/logs
 	failed=; for t in $(FUZZ_TARGETS); do \
 		echo "fuzzing $$t for $(FUZZ_SECONDS) s (log: fuzz/logs/$$t.log)"; \

@@ -146,6 +146,14 @@ fn unravel(mut flat: usize, shape: &[usize]) -> Vec<usize> {
 mod tests {
     use super::*;
 
+    #[test]
+    fn the_fuzz_seeds_read_back() {
+        for seed in crate::fuzz_seed_files("npy") {
+            let array = from_bytes(&std::fs::read(&seed).unwrap()).unwrap();
+            assert_eq!(array.values.len(), array.shape.iter().product::<usize>(), "{}", seed.display());
+        }
+    }
+
     fn npy(header: &str, values: &[f32]) -> Vec<u8> {
         let mut bytes = MAGIC.to_vec();
         bytes.extend([1, 0]);
