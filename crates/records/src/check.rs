@@ -140,17 +140,21 @@ pub(crate) fn sha256(field: &str, digest: &str) -> Checked {
     if hex { Ok(()) } else { Err(invalid(field, format!("'{digest}' is not a sha256 (64 lowercase hex digits)"))) }
 }
 
-/// Items listed at most once, by `key`.
-pub(crate) fn distinct<T, K: PartialEq + std::fmt::Display>(
+/// Items listed at most once, by `key` (hashed: a table may hold millions of rows).
+pub(crate) fn distinct<T, K: Eq + std::hash::Hash + std::fmt::Display>(
     field: &str,
     items: &[T],
     key: impl Fn(&T) -> K,
 ) -> Checked {
-    let keys: Vec<K> = items.iter().map(key).collect();
-    match keys.iter().enumerate().find(|(i, k)| keys[..*i].contains(k)) {
-        Some((i, k)) => Err(invalid(format!("{field}[{i}]"), format!("'{k}' is listed twice"))),
-        None => Ok(()),
+    let mut seen = std::collections::HashSet::with_capacity(items.len());
+    for (i, item) in items.iter().enumerate() {
+        let k = key(item);
+        if seen.contains(&k) {
+            return Err(invalid(format!("{field}[{i}]"), format!("'{k}' is listed twice")));
+        }
+        seen.insert(k);
     }
+    Ok(())
 }
 
 #[cfg(test)]
