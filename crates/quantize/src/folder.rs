@@ -1,7 +1,7 @@
 //! The output folder: written under a temporary name beside its final place and renamed there
 //! once complete, so a killed run never leaves a half-written model where one is expected.
 
-use bitsearch_records::MANIFEST_FILE;
+use bitsearch_records::{MANIFEST_FILE, Manifest};
 use std::io;
 use std::path::{Path, PathBuf};
 
@@ -16,23 +16,9 @@ pub fn not_replaceable(out: &Path) -> Option<String> {
     let Some(dir) = dir else {
         return Some(format!("holds no {MANIFEST_FILE}, so it is not a folder quantize wrote"));
     };
-    let manifest = std::fs::read_to_string(dir.join(MANIFEST_FILE)).ok();
-    let value: Option<serde_norway::Value> = manifest.and_then(|text| serde_norway::from_str(&text).ok());
-    let Some(value) = value.filter(|v| v.get("bitsearch_quantized").is_some()) else {
+    let Some(listed) = Manifest::files_listed_in(&dir) else {
         return Some(format!("{}: is not a bitsearch manifest", dir.join(MANIFEST_FILE).display()));
     };
-    let text = |v: &serde_norway::Value| v.as_str().map(String::from);
-    let mut listed: Vec<String> = vec![MANIFEST_FILE.to_string()];
-    listed.extend(
-        value
-            .get("models")
-            .and_then(|m| m.as_sequence())
-            .into_iter()
-            .flatten()
-            .filter_map(|m| m.get("file").and_then(text)),
-    );
-    listed.extend(value.get("weights").and_then(text));
-    listed.extend(value.get("corrections").and_then(|c| c.get("noise_correction")).and_then(text));
     let entries = match std::fs::read_dir(&dir) {
         Ok(entries) => entries,
         Err(e) => return Some(format!("{}: cannot read: {e}", dir.display())),

@@ -121,15 +121,15 @@ fn added_floats(frame: &polars::prelude::DataFrame, name: &str) -> polars::prelu
 /// Reads a Parquet file written by [`write_parquet`]: the metadata under `key` and the rows
 /// (see [`decode_parquet`]).
 fn read_parquet(path: &Path, key: &str, what: &str, rerun: &str) -> Result<(String, polars::prelude::DataFrame)> {
-    decode_parquet(&read_bounded(path, what)?, path, key, what, rerun)
+    decode_parquet(&read_bounded(path, MAX_PARQUET_BYTES, what)?, path, key, what, rerun)
 }
 
-/// The bytes of the Parquet record at `path`, refused past [`MAX_PARQUET_BYTES`] before reading.
-fn read_bounded(path: &Path, what: &str) -> Result<Vec<u8>> {
+/// The bytes of the `what` file at `path`, refused past `max_bytes` before reading.
+fn read_bounded(path: &Path, max_bytes: u64, what: &str) -> Result<Vec<u8>> {
     let error = |message: String| RecordError::file(path, message);
-    let size = std::fs::metadata(path).map_err(|e| error(format!("cannot open: {e}")))?.len();
-    if size > MAX_PARQUET_BYTES {
-        return Err(error(format!("{size} bytes is more than a {what} holds ({MAX_PARQUET_BYTES} at most)")));
+    let size = std::fs::metadata(path).map_err(|e| error(format!("cannot read: {e}")))?.len();
+    if size > max_bytes {
+        return Err(error(format!("{size} bytes is more than a {what} holds ({max_bytes} at most)")));
     }
     std::fs::read(path).map_err(|e| error(format!("cannot read: {e}")))
 }

@@ -134,19 +134,43 @@ impl Manifest {
 
     /// The files of the folder the manifest lists, each once: models, weights, noise correction.
     pub fn listed_files(&self) -> impl Iterator<Item = &str> {
-        let models = self.models.iter().map(|m| m.file.as_str());
-        models.chain([self.weights.as_str()]).chain(self.corrections.noise_correction.as_deref())
+        listed(self.models.iter().map(|m| m.file.as_str()), &self.weights, self.corrections.noise_correction.as_deref())
+    }
+
+    /// The files a manifest of any format in `dir` lists, the manifest among them; None when
+    /// `dir` holds no readable bitsearch manifest. For `--overwrite`, which replaces the
+    /// outputs of an older bitsearch too.
+    pub fn files_listed_in(dir: &Path) -> Option<Vec<String>> {
+        /// The fields every format has had, nothing else asked of them.
+        #[derive(Deserialize)]
+        struct Listing {
+            #[serde(rename = "bitsearch_quantized")]
+            _format: u32,
+            models: Vec<Named>,
+            weights: String,
+            #[serde(default)]
+            corrections: Noise,
+        }
+        #[derive(Deserialize)]
+        struct Named {
+            file: String,
+        }
+        #[derive(Deserialize, Default)]
+        struct Noise {
+            noise_correction: Option<String>,
+        }
+        let text = std::fs::read_to_string(dir.join(MANIFEST_FILE)).ok()?;
+        let l: Listing = serde_norway::from_str(&text).ok()?;
+        let names =
+            listed(l.models.iter().map(|m| m.file.as_str()), &l.weights, l.corrections.noise_correction.as_deref())
+                .chain([MANIFEST_FILE]);
+        Some(names.map(String::from).collect())
     }
 
     /// Records the sha256 of every listed file in `dir`, as `quantize` writes them.
     pub fn record_files(&mut self, dir: &Path) -> Result<()> {
-        let mut files = BTreeMap::new();
-        for name in self.listed_files() {
-            let path = dir.join(name);
-            let sha = bitsearch_types::sha256_file(&path)
-                .map_err(|e| RecordError::file(&path, format!("cannot read: {e}")))?;
-            files.insert(name.to_string(), sha);
-        }
+        let files =
+            self.listed_files().map(|name| Ok((name.to_string(), sha256_in(dir, name)?))).collect::<Result<_>>()?;
         self.files = files;
         Ok(())
     }
@@ -155,16 +179,14 @@ impl Manifest {
     /// `quantize` wrote (a model swapped for another plan's, a damaged weights file).
     pub fn verify_files(&self, dir: &Path) -> Result<()> {
         for (name, expected) in &self.files {
-            let path = dir.join(name);
-            let found = bitsearch_types::sha256_file(&path)
-                .map_err(|e| RecordError::file(&path, format!("cannot read: {e}")))?;
+            let found = sha256_in(dir, name)?;
             if &found != expected {
                 return Err(RecordError::file(
                     &dir.join(MANIFEST_FILE),
                     format!(
                         "files.{name}: {} has sha256 {found}, not the {expected} quantize wrote (changed or replaced since); \
                          quantize again, or pass --no-verify to load it anyway",
-                        path.display()
+                        dir.join(name).display()
                     ),
                 ));
             }
@@ -229,6 +251,21 @@ impl Manifest {
         }
         Ok(())
     }
+}
+
+/// The files a manifest names: its models', the weights, the noise correction, in that order.
+fn listed<'m>(
+    models: impl Iterator<Item = &'m str>,
+    weights: &'m str,
+    noise_correction: Option<&'m str>,
+) -> impl Iterator<Item = &'m str> {
+    models.chain([weights]).chain(noise_correction)
+}
+
+/// The sha256 of the file `name` in `dir`.
+fn sha256_in(dir: &Path, name: &str) -> Result<String> {
+    let path = dir.join(name);
+    bitsearch_types::sha256_file(&path).map_err(|e| RecordError::file(&path, format!("cannot read: {e}")))
 }
 
 #[cfg(test)]

@@ -88,13 +88,8 @@ fn field(field: impl Into<String>, message: impl Into<String>) -> RecordError {
 
 /// The array in the `.npy` file at `path`, a file of at most `max_bytes`; errors name the file.
 pub fn read(path: &Path, max_bytes: u64) -> Result<Npy> {
-    let error = |message: String| RecordError::file(path, message);
-    let size = std::fs::metadata(path).map_err(|e| error(format!("cannot read: {e}")))?.len();
-    if size > max_bytes {
-        return Err(error(format!("{size} bytes, more than the {max_bytes} such a file may hold")));
-    }
-    let bytes = std::fs::read(path).map_err(|e| error(format!("cannot read: {e}")))?;
-    from_bytes(&bytes).map_err(|e| error(e.to_string()))
+    let bytes = crate::read_bounded(path, max_bytes, ".npy array")?;
+    from_bytes(&bytes).map_err(|e| RecordError::file(path, e.to_string()))
 }
 
 /// The text after `'key':` in the header's dict.

@@ -108,12 +108,7 @@ impl DiffusersPipeline {
         let scheduler = layout::scheduler_config(&dir.join("scheduler").join("scheduler_config.json"))?;
         let vae_config = layout::vae_config(&dir.join("vae_decoder").join("config.json"))?;
         let config_sample_size = layout::unet_sample_size(&dir.join("unet").join("config.json"))?;
-        let session = SessionOptions {
-            device: unet.device,
-            threads: unet.threads,
-            unverified: unet.unverified,
-            ..Default::default()
-        };
+        let session = SessionOptions { device: unet.device, threads: unet.threads, ..Default::default() };
         let unet = Unet::open(&dir.join("unet").join("model.onnx"), unet)?;
         let sdxl = matches!(index.text, TextKind::Dual { .. });
         if unet.takes_text_time() != sdxl {

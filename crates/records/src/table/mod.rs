@@ -108,15 +108,15 @@ impl SensitivityTable {
         crate::write_parquet(path, &mut frame, META_KEY, meta)
     }
 
-    /// Reads a table written by [`SensitivityTable::write`].
     /// Whether `path` holds a sensitivity table of any format (its footer names the run), as
     /// opposed to a file `--overwrite` must leave alone.
     pub fn is_table(path: &Path) -> bool {
         crate::carries_key(path, META_KEY)
     }
 
+    /// Reads a table written by [`SensitivityTable::write`].
     pub fn read(path: &Path) -> Result<Self> {
-        Self::from_bytes(&crate::read_bounded(path, "sensitivity table")?, path)
+        Self::from_bytes(&crate::read_bounded(path, crate::MAX_PARQUET_BYTES, "sensitivity table")?, path)
     }
 
     /// Decodes and checks the bytes of the table file at `path`, as [`SensitivityTable::read`]
