@@ -188,10 +188,46 @@ pub struct ServeArgs {
     /// Plans solved at once; further requests queue.
     #[arg(long, default_value_t = 2)]
     pub workers: usize,
-    /// Seconds HiGHS may spend on one plan request.
+    /// Seconds HiGHS may spend on one plan (each point of a sweep included).
     #[arg(long, default_value_t = 20.0)]
     pub time_limit: f64,
-    /// Largest request body in MB (10^6 bytes): the size of the largest table to register.
-    #[arg(long, default_value_t = 64)]
+    /// Seconds of solving one request may take in all, a whole sweep included.
+    #[arg(long, default_value_t = LIMITS.request_time.as_secs_f64())]
+    pub request_time_limit: f64,
+    /// Requests that may wait for a worker; one more is answered 503 with Retry-After.
+    #[arg(long, default_value_t = LIMITS.queue)]
+    pub queue: usize,
+    /// Largest table upload in MB (10^6 bytes).
+    #[arg(long, default_value_t = LIMITS.table_bytes / 1_000_000)]
     pub max_body_mb: usize,
+    /// Largest plan or frontier request in KiB.
+    #[arg(long, default_value_t = LIMITS.request_bytes / 1024)]
+    pub max_request_kb: usize,
+    /// Most rows of a table to register.
+    #[arg(long, default_value_t = LIMITS.table_rows)]
+    pub max_table_rows: usize,
+    /// Largest run description (items, step groups, settings) of a table to register, KiB.
+    #[arg(long, default_value_t = LIMITS.table_meta_bytes / 1024)]
+    pub max_table_meta_kb: usize,
+    /// Most step groups of a table to register.
+    #[arg(long, default_value_t = LIMITS.step_groups)]
+    pub max_step_groups: usize,
+    /// Most points of one sweep.
+    #[arg(long, default_value_t = LIMITS.sweep_points)]
+    pub max_sweep_points: usize,
+    /// Most budgets of one request.
+    #[arg(long, default_value_t = LIMITS.budgets)]
+    pub max_budgets: usize,
+    /// Seconds a connection may take to send a request's head, or sit idle between requests.
+    #[arg(long, default_value_t = LIMITS.header_timeout.as_secs_f64())]
+    pub header_timeout: f64,
+    /// Seconds a request's body may take to arrive.
+    #[arg(long, default_value_t = LIMITS.body_timeout.as_secs_f64())]
+    pub body_timeout: f64,
+    /// Most open connections; more wait to be accepted.
+    #[arg(long, default_value_t = LIMITS.connections)]
+    pub max_connections: usize,
 }
+
+/// The service's defaults, which the flags above show.
+const LIMITS: bitsearch_serve::Limits = bitsearch_serve::Limits::DEFAULT;

@@ -15,6 +15,7 @@ mod score_model;
 mod sdxl_folder;
 mod sensitivity;
 mod serve;
+mod serve_hostile;
 mod shapes_t2i;
 mod solve;
 mod terrain;

@@ -10,13 +10,13 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
 /// A server process; killed when dropped.
-struct Server {
-    child: Child,
-    url: String,
+pub struct Server {
+    pub child: Child,
+    pub url: String,
 }
 
 impl Server {
-    fn start(data: &Path, extra: &[&str]) -> Server {
+    pub fn start(data: &Path, extra: &[&str]) -> Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_bitsearch"))
             .args(["serve", "--listen", "127.0.0.1:0", "--data", data.to_str().unwrap()])
             .args(extra)
@@ -32,7 +32,7 @@ impl Server {
     }
 
     /// `method path` with `body`, the bearer `token` if any: the status and the body.
-    fn call(&self, method: &str, path: &str, body: &[u8], token: Option<&str>) -> (u16, String) {
+    pub fn call(&self, method: &str, path: &str, body: &[u8], token: Option<&str>) -> (u16, String) {
         let mut request = ureq::request(method, &format!("{}{path}", self.url));
         if let Some(token) = token {
             request = request.set("Authorization", &format!("Bearer {token}"));
@@ -45,7 +45,7 @@ impl Server {
         }
     }
 
-    fn json(&self, method: &str, path: &str, body: &[u8]) -> serde_json::Value {
+    pub fn json(&self, method: &str, path: &str, body: &[u8]) -> serde_json::Value {
         let (status, text) = self.call(method, path, body, None);
         assert!((200..300).contains(&status), "{method} {path}: {status} {text}");
         serde_json::from_str(&text).unwrap()
@@ -60,17 +60,17 @@ impl Drop for Server {
 }
 
 /// A synthetic table of `layers` layers at W2/W4/W8, written to `dir`.
-fn table(dir: &Path, layers: usize) -> PathBuf {
+pub fn table(dir: &Path, layers: usize) -> PathBuf {
     let path = dir.join(format!("table-{layers}.parquet"));
     bitsearch_fixtures::sensitivity_table(7, layers, &[2, 4, 8], 1).write(&path).unwrap();
     path
 }
 
-fn plan_request(table: &str, budget: &str) -> Vec<u8> {
+pub fn plan_request(table: &str, budget: &str) -> Vec<u8> {
     serde_json::json!({ "table": table, "budgets": [budget] }).to_string().into_bytes()
 }
 
-fn sweep_request(table: &str, sweep: &str) -> Vec<u8> {
+pub fn sweep_request(table: &str, sweep: &str) -> Vec<u8> {
     serde_json::json!({ "table": table, "sweep": sweep }).to_string().into_bytes()
 }
 

@@ -121,7 +121,7 @@ fn added_floats(frame: &polars::prelude::DataFrame, name: &str) -> polars::prelu
 /// Reads a Parquet file written by [`write_parquet`]: the metadata under `key` and the rows
 /// (see [`decode_parquet`]).
 fn read_parquet(path: &Path, key: &str, what: &str, rerun: &str) -> Result<(String, polars::prelude::DataFrame)> {
-    decode_parquet(&read_bounded(path, MAX_PARQUET_BYTES, what)?, path, key, what, rerun)
+    decode_parquet(&read_bounded(path, MAX_PARQUET_BYTES, what)?, path, (key, what, rerun), |_| Ok(()))
 }
 
 /// The bytes of the `what` file at `path`, refused past `max_bytes` before reading.
@@ -134,22 +134,33 @@ fn read_bounded(path: &Path, max_bytes: u64, what: &str) -> Result<Vec<u8>> {
     std::fs::read(path).map_err(|e| error(format!("cannot read: {e}")))
 }
 
+/// Most rows any Parquet record holds (a table holds at most one per probe): the footer's count
+/// is refused past it before a row is decoded.
+const MAX_ROWS: usize = 1 << 24;
+
+/// What a Parquet record holds by its footer alone, known before a row is decoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Footprint {
+    pub rows: usize,
+    /// Bytes of the JSON run description.
+    pub meta_bytes: usize,
+}
+
 /// Decodes the bytes of a Parquet file written by [`write_parquet`], `path` naming it in
 /// errors: the metadata under `key` and the rows. A file without it is not a `what`; one
 /// without the checksum of its pages comes from an older bitsearch (`rerun` writes it anew).
 /// The pages are checked against their checksum before anything decodes them: polars'
 /// decoder trusts the sizes inside them, and a damaged size aborts the process allocating it.
+/// `admit` sees the file's [`Footprint`] before the rows are decoded, and may refuse it.
 fn decode_parquet(
     bytes: &[u8],
     path: &Path,
-    key: &str,
-    what: &str,
-    rerun: &str,
+    (key, what, rerun): (&str, &str, &str),
+    admit: impl FnOnce(&Footprint) -> std::result::Result<(), String>,
 ) -> Result<(String, polars::prelude::DataFrame)> {
     use polars::prelude::{ParquetReader, SerReader};
     let error = |message: String| RecordError::file(path, message);
     let pages = pages(bytes).ok_or_else(|| error("not a Parquet file".into()))?;
-    let checksum = bitsearch_types::sha256_hex(pages);
     let mut reader = ParquetReader::new(std::io::Cursor::new(bytes));
     // polars' decoder panics on some damaged bytes instead of returning an error.
     let damaged = |panic: String| error(format!("damaged Parquet file ({panic})"));
@@ -162,13 +173,17 @@ fn decode_parquet(
     let meta = value(key).ok_or_else(|| error(format!("not a bitsearch {what} (no run metadata)")))?;
     match value(PAGES_SHA256_KEY) {
         None => return Err(error(format!("carries no checksum: written by an older bitsearch; rerun `{rerun}`"))),
-        Some(stored) if stored != checksum => {
+        Some(stored) if stored != bitsearch_types::sha256_hex(pages) => {
             return Err(error(format!(
                 "{PAGES_SHA256_KEY}: the pages do not match their checksum (the file is damaged)"
             )));
         }
         Some(_) => {}
     }
+    if metadata.num_rows > MAX_ROWS {
+        return Err(error(format!("rows: {} is more than a {what} holds ({MAX_ROWS} at most)", metadata.num_rows)));
+    }
+    admit(&Footprint { rows: metadata.num_rows, meta_bytes: meta.len() }).map_err(error)?;
     let frame = bitsearch_types::catch_panic(|| reader.finish())
         .map_err(damaged)?
         .map_err(|e| error(format!("cannot read the rows: {e}")))?;

@@ -3,12 +3,11 @@
 //! attributes are the OpenAPI document.
 
 use crate::catalogue::{CatalogueError, TableEntry};
-use crate::plans::{self, FrontierAnswer, FrontierEvent, FrontierRequest, PlanRequest, Prepared};
-use crate::reports;
-use crate::{Shared, catalogue};
+use crate::errors::{self, ApiError, ErrorBody};
+use crate::plans::{self, FrontierAnswer, FrontierEvent, FrontierRequest, Outcome, PlanRequest, Prepared};
+use crate::{AppState, Shared, catalogue, limits, reports, work};
 use axum::Json;
 use axum::body::{Body, Bytes};
-use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path as UrlPath, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -17,7 +16,8 @@ use bitsearch_solver::SolverError;
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
-use std::time::Instant;
+use std::sync::{MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
 use tokio::sync::OwnedSemaphorePermit;
 use tokio_stream::StreamExt;
 use tokio_stream::wrappers::ReceiverStream;
@@ -44,74 +44,62 @@ impl Modify for Bearer {
     }
 }
 
-/// An error answer: a status and one line naming what was wrong.
-#[derive(Debug)]
-pub struct ApiError(pub StatusCode, pub String);
-
-/// The body of every 4xx and 5xx answer.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct ErrorBody {
-    /// One line.
-    pub error: String,
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        (self.0, Json(ErrorBody { error: self.1.replace('\n', " ") })).into_response()
-    }
-}
-
 impl From<CatalogueError> for ApiError {
     fn from(e: CatalogueError) -> Self {
-        let status = match e {
-            CatalogueError::NotATable(_) | CatalogueError::Partial { .. } => StatusCode::BAD_REQUEST,
-            _ => StatusCode::INTERNAL_SERVER_ERROR,
-        };
-        ApiError(status, e.to_string())
+        match e {
+            CatalogueError::NotATable(_) | CatalogueError::Partial { .. } => {
+                ApiError::new(StatusCode::BAD_REQUEST, e.to_string())
+            }
+            CatalogueError::Database(_) | CatalogueError::File { .. } => ApiError::internal("the catalogue", e),
+        }
     }
 }
 
 impl From<SolverError> for ApiError {
     fn from(e: SolverError) -> Self {
-        let status = match e {
-            SolverError::Infeasible { .. } | SolverError::Unreachable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
-            SolverError::Solver(_) => StatusCode::INTERNAL_SERVER_ERROR,
-            _ => StatusCode::BAD_REQUEST,
-        };
-        ApiError(status, e.to_string())
+        match e {
+            SolverError::Config { .. } => ApiError::new(StatusCode::BAD_REQUEST, e.to_string()),
+            // The table read back from the catalogue's own file: a server fault, not the client's.
+            SolverError::File { .. } => ApiError::internal("reading the table", e),
+            // Budgets no plan meets, and programs this table cannot make or HiGHS cannot solve.
+            _ => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()),
+        }
     }
 }
 
-impl From<BytesRejection> for ApiError {
-    fn from(e: BytesRejection) -> Self {
-        ApiError(e.status(), format!("request body: {}", e.body_text()))
-    }
-}
-
-fn internal(what: &str, e: impl std::fmt::Display) -> ApiError {
-    ApiError(StatusCode::INTERNAL_SERVER_ERROR, format!("{what}: {e}"))
-}
-
-/// Runs `f` on the blocking pool: catalogue work (SQLite, hashing, file writes) stays off the
-/// I/O threads.
+/// Runs `f` on the blocking pool: catalogue work (SQLite, hashing, file writes) and solves stay
+/// off the I/O threads. A panic in `f` is this request's failure alone (the panic hook logged
+/// it); the catalogue's lock does not stay poisoned (see [`catalogue`]).
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, ApiError> + Send + 'static) -> Result<T, ApiError> {
-    tokio::task::spawn_blocking(f).await.unwrap_or_else(|e| Err(internal("worker failed", e)))
+    let caught = move || std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+    match tokio::task::spawn_blocking(caught).await {
+        Ok(Ok(answer)) => answer,
+        Ok(Err(_panic)) => Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "this request could not be answered: its table or request made the solver fail",
+        )),
+        Err(e) => Err(ApiError::internal("a worker", e)),
+    }
 }
 
-/// Waits in the queue for a worker.
+/// How long a solve takes here, for a refused request's `Retry-After`.
+fn typical_solve(state: &Shared) -> Duration {
+    state.metrics.solves.mean().unwrap_or(Duration::from_secs(1))
+}
+
+/// Waits in the queue for a worker, or is refused 503 when the queue is full.
 async fn worker(state: &Shared) -> Result<OwnedSemaphorePermit, ApiError> {
-    state.metrics.queued.fetch_add(1, Ordering::Relaxed);
-    let permit = state.workers.clone().acquire_owned().await;
-    state.metrics.queued.fetch_sub(1, Ordering::Relaxed);
-    permit.map_err(|_| ApiError(StatusCode::SERVICE_UNAVAILABLE, "the service is stopping".into()))
+    state.queue.worker(typical_solve(state)).await
 }
 
 fn unknown_table(id: &str) -> ApiError {
-    ApiError(StatusCode::NOT_FOUND, format!("table '{id}' is not registered (GET /tables lists them)"))
+    ApiError::new(StatusCode::NOT_FOUND, format!("table '{id}' is not registered (GET /tables lists them)"))
 }
 
-fn poisoned<T>(_: T) -> ApiError {
-    internal("the catalogue", "unavailable after a failed request")
+/// The catalogue, locked. A panic while it was held leaves SQLite consistent (a transaction not
+/// committed is rolled back), so the lock is taken even when poisoned.
+fn catalogue(state: &AppState) -> MutexGuard<'_, catalogue::Catalogue> {
+    state.catalogue.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// Runs `f` on the catalogue, on the blocking pool.
@@ -120,7 +108,7 @@ async fn with_catalogue<T: Send + 'static>(
     f: impl FnOnce(&mut catalogue::Catalogue) -> Result<T, ApiError> + Send + 'static,
 ) -> Result<T, ApiError> {
     let state = state.clone();
-    blocking(move || f(&mut *state.catalogue.lock().map_err(poisoned)?)).await
+    blocking(move || f(&mut catalogue(&state))).await
 }
 
 /// The file of registered table `id`, or 404.
@@ -129,8 +117,55 @@ fn table_path(catalogue: &catalogue::Catalogue, id: &str) -> Result<PathBuf, Api
     Ok(catalogue.path(id))
 }
 
-fn parse<T: serde::de::DeserializeOwned>(body: Result<Bytes, BytesRejection>, what: &str) -> Result<T, ApiError> {
-    serde_json::from_slice(&body?).map_err(|e| ApiError(StatusCode::BAD_REQUEST, format!("{what}: {e}")))
+/// The request's body, refused past the route's limit (413) or when it takes longer than
+/// `--body-timeout` to arrive (408).
+async fn read_body(state: &Shared, path: &str, body: Body) -> Result<Bytes, ApiError> {
+    let (limit, flag) = errors::body_limit(&state.config.limits, path);
+    let timeout = state.config.limits.body_timeout;
+    match tokio::time::timeout(timeout, axum::body::to_bytes(body, limit)).await {
+        Ok(Ok(bytes)) => Ok(bytes),
+        Ok(Err(e)) if is_over_limit(&e) => {
+            Err(ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, limits::over("request body", "the body", flag, limit)))
+        }
+        Ok(Err(e)) => Err(ApiError::new(StatusCode::BAD_REQUEST, format!("request body: {e}"))),
+        Err(_) => Err(ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            format!("request body: not received within --body-timeout {} s", timeout.as_secs_f64()),
+        )),
+    }
+}
+
+fn is_over_limit(e: &axum::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(error) = source {
+        if error.is::<http_body_util::LengthLimitError>() {
+            return true;
+        }
+        source = error.source();
+    }
+    false
+}
+
+async fn parse<T: serde::de::DeserializeOwned>(
+    state: &Shared,
+    path: &str,
+    body: Body,
+    what: &str,
+) -> Result<T, ApiError> {
+    let bytes = read_body(state, path, body).await?;
+    serde_json::from_slice(&bytes).map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("{what}: {e}")))
+}
+
+/// Refuses more budgets than `--max-budgets`.
+fn count_budgets(state: &Shared, budgets: &[String]) -> Result<(), ApiError> {
+    let limit = state.config.limits.budgets;
+    if budgets.len() > limit {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            limits::over("budgets", budgets.len(), "--max-budgets", limit),
+        ));
+    }
+    Ok(())
 }
 
 /// Registers a sensitivity table (the Parquet file `bitsearch sensitivity` writes) under the
@@ -138,9 +173,22 @@ fn parse<T: serde::de::DeserializeOwned>(body: Result<Bytes, BytesRejection>, wh
 #[utoipa::path(post, path = "/tables",
     request_body(content = Vec<u8>, content_type = "application/octet-stream", description = "the table's Parquet file"),
     responses((status = 201, body = TableEntry), (status = 400, body = ErrorBody), (status = 413, body = ErrorBody)))]
-pub async fn register(State(state): State<Shared>, body: Result<Bytes, BytesRejection>) -> Result<Response, ApiError> {
-    let body = body?;
-    let entry = with_catalogue(&state, move |c| Ok(c.register(&body)?)).await?;
+pub async fn register(State(state): State<Shared>, body: Body) -> Result<Response, ApiError> {
+    let body = read_body(&state, "/tables", body).await?;
+    let id = bitsearch_types::sha256_hex(&body);
+    let lookup = id.clone();
+    let entry = match with_catalogue(&state, move |c| Ok(c.table(&lookup)?)).await? {
+        Some(entry) => entry,
+        None => {
+            let shared = state.clone();
+            // Read and checked without the catalogue's lock: a slow or failing decode holds up
+            // nobody else.
+            let upload =
+                blocking(move || Ok(catalogue::Upload::check(&shared.tables, id, &body, &shared.config.limits)?))
+                    .await?;
+            with_catalogue(&state, move |c| Ok(c.add(upload)?)).await?
+        }
+    };
     state.metrics.registrations.fetch_add(1, Ordering::Relaxed);
     Ok((StatusCode::CREATED, Json(entry)).into_response())
 }
@@ -174,7 +222,7 @@ pub async fn report(State(state): State<Shared>, UrlPath(id): UrlPath<String>) -
     let source = with_catalogue(&state, move |c| {
         let table_path = table_path(c, &id)?;
         let frontier = c.latest_frontier(&id)?.map(|(_, text)| serde_json::from_str::<FrontierAnswer>(&text));
-        let frontier = frontier.transpose().map_err(|e| internal("stored frontier", e))?;
+        let frontier = frontier.transpose().map_err(|e| ApiError::internal("reading a stored frontier", e))?;
         Ok(reports::Source { plans: c.plans_of(&id)?, table: id, table_path, frontier })
     })
     .await?;
@@ -185,7 +233,7 @@ pub async fn report(State(state): State<Shared>, UrlPath(id): UrlPath<String>) -
         let permit = worker(&state).await?;
         let name = blocking(move || {
             let _permit = permit;
-            reports::build(&root, &source).map_err(|e| internal("report", e))
+            reports::build(&root, &source).map_err(|e| ApiError::internal("building the report", e))
         })
         .await?;
         state.metrics.reports.fetch_add(1, Ordering::Relaxed);
@@ -207,7 +255,9 @@ impl Format {
         match self.format.as_deref() {
             None | Some("json") => Ok(false),
             Some("yaml") => Ok(true),
-            Some(other) => Err(ApiError(StatusCode::BAD_REQUEST, format!("format '{other}': expected json or yaml"))),
+            Some(other) => {
+                Err(ApiError::new(StatusCode::BAD_REQUEST, format!("format '{other}': expected json or yaml")))
+            }
         }
     }
 }
@@ -234,7 +284,7 @@ fn plan_response(id: String, text: String, cached: bool, yaml: bool) -> Result<R
     if yaml {
         return Ok(([(header::CONTENT_TYPE, "application/yaml")], text).into_response());
     }
-    let plan: Plan = serde_norway::from_str(&text).map_err(|e| internal("stored plan", e))?;
+    let plan: Plan = serde_norway::from_str(&text).map_err(|e| ApiError::internal("reading a stored plan", e))?;
     let s = &plan.solver;
     let (status, gap, seconds) = (s.status.clone(), s.gap, s.seconds);
     Ok(Json(PlanAnswer { id, cached, status, gap, seconds, plan }).into_response())
@@ -248,10 +298,11 @@ fn plan_response(id: String, text: String, cached: bool, yaml: bool) -> Result<R
 pub async fn plans(
     State(state): State<Shared>,
     Query(format): Query<Format>,
-    body: Result<Bytes, BytesRejection>,
+    body: Body,
 ) -> Result<Response, ApiError> {
     let yaml = format.yaml()?;
-    let request: PlanRequest = parse(body, "plan request")?;
+    let request: PlanRequest = parse(&state, "/plans", body, "plan request").await?;
+    count_budgets(&state, &request.budgets)?;
     let key = request.key();
     let (table, lookup) = (request.table.clone(), key.clone());
     let (path, hit) = with_catalogue(&state, move |c| Ok((table_path(c, &table)?, c.cached(&lookup)?))).await?;
@@ -260,13 +311,14 @@ pub async fn plans(
         return plan_response(id, text, true, yaml);
     }
     let permit = worker(&state).await?;
-    let (shared, limit) = (state.clone(), state.config.time_limit);
+    let shared = state.clone();
+    let limit = state.config.time_limit.min(state.config.limits.request_time.as_secs_f64());
     let started = Instant::now();
     let (id, text) = blocking(move || {
         let _permit = permit;
         let plan = plans::answer(&request, &path, limit)?;
-        let text = serde_norway::to_string(&plan).map_err(|e| internal("plan", e))?;
-        let id = shared.catalogue.lock().map_err(poisoned)?.store(&key, &request.table, &text)?;
+        let text = serde_norway::to_string(&plan).map_err(|e| ApiError::internal("writing the plan", e))?;
+        let id = catalogue(&shared).store(&key, &request.table, &text)?;
         Ok((id, text))
     })
     .await?;
@@ -285,7 +337,8 @@ pub async fn plan(
     let yaml = format.yaml()?;
     let lookup = id.clone();
     let text = with_catalogue(&state, move |c| Ok(c.plan(&lookup)?)).await?;
-    let text = text.ok_or_else(|| ApiError(StatusCode::NOT_FOUND, format!("plan '{id}' was never answered here")))?;
+    let text =
+        text.ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, format!("plan '{id}' was never answered here")))?;
     plan_response(id, text, true, yaml)
 }
 
@@ -309,54 +362,86 @@ pub struct Streamed {
 pub async fn frontiers(
     State(state): State<Shared>,
     Query(streamed): Query<Streamed>,
-    body: Result<Bytes, BytesRejection>,
+    body: Body,
 ) -> Result<Response, ApiError> {
-    let request: FrontierRequest = parse(body, "frontier request")?;
-    request.sweep()?;
+    let request: FrontierRequest = parse(&state, "/frontiers", body, "frontier request").await?;
+    let points = request.sweep()?.points;
+    let most = state.config.limits.sweep_points;
+    if points > most {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            limits::over("sweep points", points, "--max-sweep-points", most),
+        ));
+    }
+    count_budgets(&state, &request.budgets)?;
     let key = request.key();
     let (table, lookup) = (request.table.clone(), key.clone());
     let (path, hit) = with_catalogue(&state, move |c| Ok((table_path(c, &table)?, c.frontier(&lookup)?))).await?;
     if let Some(text) = hit {
         state.metrics.cache_hits.fetch_add(1, Ordering::Relaxed);
-        let mut answer: FrontierAnswer = serde_json::from_str(&text).map_err(|e| internal("stored frontier", e))?;
+        let mut answer: FrontierAnswer =
+            serde_json::from_str(&text).map_err(|e| ApiError::internal("reading a stored frontier", e))?;
         answer.cached = true;
         return if streamed.stream { Ok(lines(answer.events())) } else { whole(answer) };
     }
+    // Dropped with this handler's future, or with the stream's body: either way the client is gone.
+    let (hold, stop) = work::hold(state.config.limits.request_time);
     let permit = worker(&state).await?;
     let config = request.config(state.config.time_limit);
     let (prepared, permit) = blocking(move || Ok((Prepared::new(&config, &path)?, permit))).await?;
     let (events, received) = tokio::sync::mpsc::channel(16);
     let shared = state.clone();
-    let solving = tokio::task::spawn_blocking(move || {
+    let runtime = tokio::runtime::Handle::current();
+    let send_stop = stop.clone();
+    // A stream's reader that stops reading holds the sweep only until the request's time is up.
+    let send = move |event: FrontierEvent| {
+        !streamed.stream
+            || runtime
+                .block_on(tokio::time::timeout(send_stop.remaining(), events.send(event)))
+                .is_ok_and(|s| s.is_ok())
+    };
+    let solving = blocking(move || {
         let _permit = permit;
-        let send = |event: FrontierEvent| !streamed.stream || events.blocking_send(event).is_ok();
         let started = Instant::now();
-        let solved = plans::sweep(&request, &prepared, |event| {
+        let outcome = plans::sweep(&request, &prepared, &stop, |event| {
             if matches!(event, FrontierEvent::Point(_)) {
                 shared.metrics.solves.observe(started.elapsed());
             }
             send(event)
-        });
-        let Some(swept) = solved? else { return Ok(None) };
-        let text = serde_json::to_string(&swept.answer).map_err(|e| internal("frontier", e))?;
-        shared.catalogue.lock().map_err(poisoned)?.store_frontier(&key, &request.table, &text, &swept.plans)?;
+        })?;
+        let swept = match outcome {
+            Outcome::Swept(swept) => swept,
+            Outcome::Left => return Ok(None),
+            Outcome::OutOfTime { done, of } => {
+                let limit = shared.config.limits.request_time.as_secs_f64();
+                let message = format!(
+                    "the sweep ran past --request-time-limit {limit} s after {done} of its {of} budgets: ask for fewer points"
+                );
+                send(FrontierEvent::Error(message.clone()));
+                return Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, message));
+            }
+        };
+        let text = serde_json::to_string(&swept.answer).map_err(|e| ApiError::internal("writing the frontier", e))?;
+        catalogue(&shared).store_frontier(&key, &request.table, &text, &swept.plans)?;
         shared.metrics.frontiers.fetch_add(1, Ordering::Relaxed);
         let a = &swept.answer;
         send(FrontierEvent::Done { id: a.id.clone(), solved: a.solved, of: a.of, cached: false });
-        Ok::<_, ApiError>(Some(swept.answer))
+        Ok(Some(swept.answer))
     });
     if !streamed.stream {
-        let answer = solving.await.map_err(|e| internal("worker failed", e))??;
-        return whole(answer.ok_or_else(|| internal("frontier", "the sweep stopped"))?);
+        let answer = solving.await?;
+        drop(hold);
+        return whole(answer.ok_or_else(|| ApiError::internal("the sweep", "stopped with its client present"))?);
     }
     tokio::spawn(async move {
-        match solving.await {
-            Ok(Err(e)) => log::error!("frontier: {}", e.1),
-            Err(e) => log::error!("frontier: {e}"),
-            Ok(Ok(_)) => {}
+        if let Err(e) = solving.await {
+            log::info!("frontier: {}", e.message);
         }
     });
-    let lines = ReceiverStream::new(received).map(|event| Ok::<_, std::convert::Infallible>(line_of(&event)));
+    let lines = ReceiverStream::new(received).map(move |event| {
+        let _held = &hold;
+        Ok::<_, std::convert::Infallible>(line_of(&event))
+    });
     Ok(ndjson(Body::from_stream(lines)))
 }
 
@@ -365,7 +450,7 @@ fn whole(answer: FrontierAnswer) -> Result<Response, ApiError> {
     if answer.solved == 0 {
         let first = answer.left_out.first().map(|l| format!(": {}: {}", l.budget, l.error)).unwrap_or_default();
         let message = format!("none of the sweep's {} budgets can be met{first}", answer.of);
-        return Err(ApiError(StatusCode::UNPROCESSABLE_ENTITY, message));
+        return Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, message));
     }
     Ok(Json(answer).into_response())
 }
@@ -388,7 +473,7 @@ fn ndjson(body: Body) -> Response {
 /// reports, the solve queue's depth and a histogram of solve times.
 #[utoipa::path(get, path = "/metrics", responses((status = 200, body = String, content_type = "text/plain")))]
 pub async fn metrics(State(state): State<Shared>) -> impl IntoResponse {
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.metrics.render())
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.metrics.render(state.queue.waiting()))
 }
 
 /// This document.

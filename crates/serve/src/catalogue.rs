@@ -5,6 +5,7 @@
 //! next registration of the same bytes). Another SQL database could hold the same two tables:
 //! the statements below are plain SQL, and only `open` is SQLite's.
 
+use crate::limits::{self, Limits};
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
@@ -42,11 +43,16 @@ pub struct Catalogue {
     tables: PathBuf,
 }
 
+/// Where the catalogue in `data` keeps its table files.
+pub fn tables_folder(data: &Path) -> PathBuf {
+    data.join("tables")
+}
+
 impl Catalogue {
     /// Opens (or creates) the catalogue in `data`; leftovers of registrations cut short are
     /// removed.
     pub fn open(data: &Path) -> Result<Self, CatalogueError> {
-        let tables = data.join("tables");
+        let tables = tables_folder(data);
         let file_error =
             |path: &Path, e: std::io::Error| CatalogueError::File { path: path.into(), message: e.to_string() };
         std::fs::create_dir_all(&tables).map_err(|e| file_error(&tables, e))?;
@@ -72,34 +78,14 @@ impl Catalogue {
         Ok(Self { db, tables })
     }
 
-    /// Registers the table in `bytes` (the Parquet file `sensitivity` writes), or finds it.
-    pub fn register(&mut self, bytes: &[u8]) -> Result<TableEntry, CatalogueError> {
-        let id = bitsearch_types::sha256_hex(bytes);
-        if let Some(entry) = self.table(&id)? {
-            return Ok(entry);
+    /// Registers a table [`Upload::check`] read, or finds it registered already.
+    pub fn add(&mut self, upload: Upload) -> Result<TableEntry, CatalogueError> {
+        let Upload { entry, file } = upload;
+        if let Some(registered) = self.table(&entry.id)? {
+            return Ok(registered);
         }
-        let path = self.path(&id);
-        let file_error = |e: std::io::Error| CatalogueError::File { path: path.clone(), message: e.to_string() };
-        let mut upload = tempfile::Builder::new().prefix(".upload").tempfile_in(&self.tables).map_err(file_error)?;
-        std::io::Write::write_all(&mut upload, bytes).map_err(file_error)?;
-        upload.as_file().sync_all().map_err(file_error)?;
-        let table = bitsearch_records::SensitivityTable::read(upload.path()).map_err(|e| {
-            CatalogueError::NotATable(e.to_string().replace(&upload.path().display().to_string(), "body"))
-        })?;
-        let missing = table.missing_probes();
-        if missing > 0 {
-            return Err(CatalogueError::Partial { missing, total: table.meta.probes_total });
-        }
-        upload.persist(&path).map_err(|e| file_error(e.error))?;
-        let layers: std::collections::BTreeSet<&str> = table.rows.iter().map(|r| r.layer.name.as_str()).collect();
-        let entry = TableEntry {
-            id,
-            model: table.meta.model.clone(),
-            layers: layers.len(),
-            rows: table.rows.len(),
-            step_groups: table.meta.step_groups.len(),
-            bytes: bytes.len(),
-        };
+        let path = self.path(&entry.id);
+        file.persist(&path).map_err(|e| CatalogueError::File { path, message: e.error.to_string() })?;
         self.db.execute(
             "INSERT INTO tables (id, model, layers, rows, step_groups, bytes) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             params![entry.id, entry.model, entry.layers, entry.rows, entry.step_groups, entry.bytes],
@@ -191,6 +177,57 @@ impl Catalogue {
             )?;
         }
         Ok(transaction.commit()?)
+    }
+}
+
+/// A table uploaded, checked and written beside the catalogue's tables, not yet registered.
+#[derive(Debug)]
+pub struct Upload {
+    entry: TableEntry,
+    file: tempfile::NamedTempFile,
+}
+
+impl Upload {
+    /// Reads and checks the table in `bytes` (id `id`, the hash of `bytes`) completely, refusing
+    /// past `limits` before decoding what they bound, and writes it under a temporary name in
+    /// `tables`. Needs no lock: the catalogue is not touched.
+    pub fn check(tables: &Path, id: String, bytes: &[u8], limits: &Limits) -> Result<Self, CatalogueError> {
+        let name = Path::new("body");
+        let admit = |found: &bitsearch_records::Footprint| {
+            if found.rows > limits.table_rows {
+                return Err(limits::over("rows", found.rows, "--max-table-rows", limits.table_rows));
+            }
+            if found.meta_bytes > limits.table_meta_bytes {
+                let (asked, most) = (found.meta_bytes.div_ceil(1024), limits.table_meta_bytes / 1024);
+                return Err(limits::over("run description (KiB)", asked, "--max-table-meta-kb", most));
+            }
+            Ok(())
+        };
+        let table = bitsearch_records::SensitivityTable::from_bytes_within(bytes, name, admit)
+            .map_err(|e| CatalogueError::NotATable(e.to_string()))?;
+        let groups = table.meta.step_groups.len();
+        if groups > limits.step_groups {
+            let message = limits::over("step groups", groups, "--max-step-groups", limits.step_groups);
+            return Err(CatalogueError::NotATable(format!("body: {message}")));
+        }
+        let missing = table.missing_probes();
+        if missing > 0 {
+            return Err(CatalogueError::Partial { missing, total: table.meta.probes_total });
+        }
+        let layers: std::collections::BTreeSet<&str> = table.rows.iter().map(|r| r.layer.name.as_str()).collect();
+        let entry = TableEntry {
+            id,
+            model: table.meta.model.clone(),
+            layers: layers.len(),
+            rows: table.rows.len(),
+            step_groups: groups,
+            bytes: bytes.len(),
+        };
+        let file_error = |e: std::io::Error| CatalogueError::File { path: tables.into(), message: e.to_string() };
+        let mut file = tempfile::Builder::new().prefix(".upload").tempfile_in(tables).map_err(file_error)?;
+        std::io::Write::write_all(&mut file, bytes).map_err(file_error)?;
+        file.as_file().sync_all().map_err(file_error)?;
+        Ok(Self { entry, file })
     }
 }
 

@@ -7,18 +7,24 @@
 
 mod api;
 mod catalogue;
+mod errors;
+mod http;
+mod limits;
 mod metrics;
 mod plans;
 mod reports;
+mod work;
 
 pub use catalogue::{Catalogue, CatalogueError, TableEntry};
+pub use limits::Limits;
 pub use plans::{FrontierAnswer, FrontierEvent, FrontierRequest, LeftOut, PlanRequest, Prepared, answer};
 
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::extract::{Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
+use errors::ApiError;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
@@ -39,8 +45,7 @@ pub struct ServeConfig {
     pub workers: usize,
     /// Seconds HiGHS may spend on one plan (on each point of a sweep).
     pub time_limit: f64,
-    /// Largest request body, bytes.
-    pub max_body: usize,
+    pub limits: Limits,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -53,8 +58,10 @@ pub enum ServeError {
 
 struct AppState {
     catalogue: Mutex<Catalogue>,
+    /// Where uploads are written before they are registered.
+    tables: PathBuf,
     config: ServeConfig,
-    workers: Arc<tokio::sync::Semaphore>,
+    queue: work::Queue,
     metrics: metrics::Metrics,
     /// This service's OpenAPI document, known once the routes are.
     openapi: std::sync::OnceLock<utoipa::openapi::OpenApi>,
@@ -69,12 +76,12 @@ pub fn app(config: ServeConfig) -> Result<(Router, utoipa::openapi::OpenApi), Se
     reports::tidy(&reports).map_err(|e| CatalogueError::File { path: reports.clone(), message: e.to_string() })?;
     let state = Arc::new(AppState {
         catalogue: Mutex::new(catalogue),
-        workers: Arc::new(tokio::sync::Semaphore::new(config.workers.max(1))),
+        tables: catalogue::tables_folder(&config.data),
+        queue: work::Queue::new(config.workers, config.limits.queue),
         metrics: metrics::Metrics::default(),
         openapi: std::sync::OnceLock::new(),
         config,
     });
-    let limit = state.config.max_body;
     let guarded = OpenApiRouter::new()
         .routes(routes!(api::register, api::list))
         .routes(routes!(api::table))
@@ -89,10 +96,13 @@ pub fn app(config: ServeConfig) -> Result<(Router, utoipa::openapi::OpenApi), Se
     let (router, openapi) = OpenApiRouter::with_openapi(api::Doc::openapi())
         .merge(guarded)
         .routes(routes!(api::health))
-        .layer(middleware::from_fn_with_state(state.clone(), count))
-        .layer(DefaultBodyLimit::max(limit))
         .with_state(state.clone())
         .split_for_parts();
+    let router = router
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(errors::panicked))
+        .layer(middleware::from_fn_with_state(state.clone(), errors::heads))
+        .layer(middleware::from_fn_with_state(state.clone(), count))
+        .layer(middleware::from_fn(errors::json_errors));
     let _ = state.openapi.set(openapi.clone());
     Ok((router, openapi))
 }
@@ -103,6 +113,7 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
     if !listen.ip().is_loopback() && config.token.is_none() {
         log::warn!("listening on {listen} without --token-file: anyone who reaches it can use the service");
     }
+    let limits = config.limits;
     let (app, _) = app(config)?;
     let listener = tokio::net::TcpListener::bind(listen).await.map_err(|e| ServeError::Listen(listen, e))?;
     let bound = listener.local_addr().map_err(|e| ServeError::Listen(listen, e))?;
@@ -110,7 +121,8 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
     let stop = async {
         let _ = tokio::signal::ctrl_c().await;
     };
-    axum::serve(listener, app).with_graceful_shutdown(stop).await.map_err(|e| ServeError::Listen(bound, e))
+    http::run(listener, app, &limits, stop).await;
+    Ok(())
 }
 
 async fn count(State(state): State<Shared>, request: Request, next: Next) -> Response {
@@ -129,17 +141,22 @@ async fn count(State(state): State<Shared>, request: Request, next: Next) -> Res
 
 async fn authorize(State(state): State<Shared>, headers: HeaderMap, request: Request, next: Next) -> Response {
     if let Some(token) = &state.config.token {
-        let given =
-            headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
-        let Some(given) = given else {
-            return api::ApiError(StatusCode::UNAUTHORIZED, "missing bearer token (Authorization: Bearer …)".into())
-                .into_response();
+        let Some(given) = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(bearer) else {
+            let message = "missing bearer token (Authorization: Bearer …)";
+            return ApiError::new(StatusCode::UNAUTHORIZED, message).into_response();
         };
         if !same(given.as_bytes(), token.as_bytes()) {
-            return api::ApiError(StatusCode::FORBIDDEN, "wrong bearer token".into()).into_response();
+            return ApiError::new(StatusCode::FORBIDDEN, "wrong bearer token").into_response();
         }
     }
     next.run(request).await
+}
+
+/// The token of an `Authorization` value of the Bearer scheme, its name in any case (RFC 9110
+/// makes schemes case-insensitive).
+fn bearer(value: &str) -> Option<&str> {
+    let (scheme, token) = value.trim_start().split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
 
 /// Equality in time independent of where the inputs differ.

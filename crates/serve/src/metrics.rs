@@ -16,8 +16,6 @@ pub struct Metrics {
     pub cache_hits: AtomicU64,
     pub frontiers: AtomicU64,
     pub reports: AtomicU64,
-    /// Requests waiting for a worker.
-    pub queued: AtomicU64,
     /// Plans solved (one request's, or a sweep point's).
     pub solves: Histogram,
 }
@@ -39,6 +37,12 @@ impl Histogram {
         self.count.fetch_add(1, Ordering::Relaxed);
         self.micros.fetch_add(took.as_micros() as u64, Ordering::Relaxed);
     }
+
+    /// The mean observation, once there is one.
+    pub fn mean(&self) -> Option<Duration> {
+        let count = get(&self.count);
+        (count > 0).then(|| Duration::from_micros(get(&self.micros) / count))
+    }
 }
 
 fn get(counter: &AtomicU64) -> u64 {
@@ -46,7 +50,8 @@ fn get(counter: &AtomicU64) -> u64 {
 }
 
 impl Metrics {
-    pub fn render(&self) -> String {
+    /// The counters, and `queued` requests waiting for a worker.
+    pub fn render(&self, queued: u64) -> String {
         let mut text = String::new();
         let mut metric = |name: &str, kind: &str, help: &str, value: u64| {
             let _ = write!(text, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n");
@@ -63,7 +68,7 @@ impl Metrics {
         );
         metric("bitsearch_frontiers_total", "counter", "Sweeps solved.", get(&self.frontiers));
         metric("bitsearch_reports_total", "counter", "Reports built.", get(&self.reports));
-        metric("bitsearch_solve_queue_depth", "gauge", "Requests waiting for a worker.", get(&self.queued));
+        metric("bitsearch_solve_queue_depth", "gauge", "Requests waiting for a worker.", queued);
         let name = "bitsearch_solve_seconds";
         let _ = write!(text, "# HELP {name} Wall time of each plan solved.\n# TYPE {name} histogram\n");
         let mut below = 0;

@@ -3,6 +3,7 @@
 //! served plan or frontier equals the CLI's.
 
 use crate::catalogue;
+use crate::work::Stop;
 use bitsearch_records::{FrontierPoint, Plan, SensitivityTable, Sweep};
 use bitsearch_solver::{Fraction, Problem, SolveConfig, SolveOptions, Solved, SolverError, pareto};
 use serde::{Deserialize, Serialize};
@@ -119,7 +120,10 @@ impl Prepared {
     /// The program of the table at `path` under `config`, shrunk as `solve` shrinks it.
     pub fn new(config: &SolveConfig, path: &Path) -> Result<Self, SolverError> {
         let options = config.options()?;
-        let table = SensitivityTable::read(path).map_err(|e| SolverError::Table(e.to_string()))?;
+        // A catalogue's table was checked when it was registered: failing to read it now is
+        // the server's fault.
+        let table = SensitivityTable::read(path)
+            .map_err(|e| SolverError::File { path: path.display().to_string(), message: e.to_string() })?;
         let mut problem = Problem::from_table(&table, &config.protect, config.basis(&[]))?;
         problem.tie(&config.ties)?;
         if let Fraction::Fixed(lambda) = config.shrink {
@@ -157,6 +161,8 @@ pub enum FrontierEvent {
     LeftOut(LeftOut),
     /// The last line: the frontier's id and how many of the sweep's budgets were solved.
     Done { id: String, solved: usize, of: usize, cached: bool },
+    /// The last line of a sweep stopped short (the request's time ran out): why.
+    Error(String),
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
@@ -195,13 +201,28 @@ pub struct Swept {
     pub plans: Vec<(String, String)>,
 }
 
+/// How a sweep ended.
+#[derive(Debug)]
+pub enum Outcome {
+    Swept(Swept),
+    /// `emit` said the listener had gone.
+    Left,
+    /// The request's time ran out after `done` of the sweep's `of` budgets.
+    OutOfTime {
+        done: usize,
+        of: usize,
+    },
+}
+
 /// Solves `request`'s sweep point by point, handing each line to `emit` as it is known; stops
-/// early (None) when `emit` says the listener has gone.
+/// when `emit` says the listener has gone, or when `stop` does (client gone, time up). Each
+/// point's solve is given at most the time the request has left.
 pub fn sweep(
     request: &FrontierRequest,
     prepared: &Prepared,
+    stop: &Stop,
     mut emit: impl FnMut(FrontierEvent) -> bool,
-) -> Result<Option<Swept>, SolverError> {
+) -> Result<Outcome, SolverError> {
     let sweep = request.sweep()?;
     let kind = prepared.options.method.kind();
     let mut answer = FrontierAnswer {
@@ -213,7 +234,15 @@ pub fn sweep(
         left_out: Vec::new(),
     };
     let mut plans = Vec::new();
-    for (i, budget, options) in pareto::budgets(&sweep, &prepared.options) {
+    for (i, budget, mut options) in pareto::budgets(&sweep, &prepared.options) {
+        if stop.client_gone() {
+            return Ok(Outcome::Left);
+        }
+        let left = stop.remaining().as_secs_f64();
+        if left <= 0.0 {
+            return Ok(Outcome::OutOfTime { done: i, of: sweep.points });
+        }
+        options.time_limit = options.time_limit.min(left);
         let event = match prepared.plan(&options) {
             Ok((plan, solved)) => {
                 let key = request.point_key(i);
@@ -234,15 +263,15 @@ pub fn sweep(
             }
         };
         if !emit(event) {
-            return Ok(None);
+            return Ok(Outcome::Left);
         }
     }
     let uniform = pareto::uniform_points(&prepared.problem, sweep.resource, prepared.options.content_weight);
     for point in uniform {
         answer.points.push(point.clone());
         if !emit(FrontierEvent::Point(point)) {
-            return Ok(None);
+            return Ok(Outcome::Left);
         }
     }
-    Ok(Some(Swept { answer, plans }))
+    Ok(Outcome::Swept(Swept { answer, plans }))
 }

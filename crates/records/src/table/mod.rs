@@ -122,7 +122,19 @@ impl SensitivityTable {
     /// Decodes and checks the bytes of the table file at `path`, as [`SensitivityTable::read`]
     /// does (the path names it in errors).
     pub fn from_bytes(bytes: &[u8], path: &Path) -> Result<Self> {
-        let (meta, frame) = crate::decode_parquet(bytes, path, META_KEY, "sensitivity table", "bitsearch sensitivity")?;
+        Self::from_bytes_within(bytes, path, |_| Ok(()))
+    }
+
+    /// As [`SensitivityTable::from_bytes`], `admit` seeing the file's rows and the size of its
+    /// run description before either is decoded: a service's own limits, refused before they
+    /// cost memory.
+    pub fn from_bytes_within(
+        bytes: &[u8],
+        path: &Path,
+        admit: impl FnOnce(&crate::Footprint) -> std::result::Result<(), String>,
+    ) -> Result<Self> {
+        let kind = (META_KEY, "sensitivity table", "bitsearch sensitivity");
+        let (meta, frame) = crate::decode_parquet(bytes, path, kind, admit)?;
         let meta = RunMeta::from_json(path, &meta)?;
         let rows = read::rows_of(&frame).map_err(|e| RecordError::file(path, format!("unexpected columns: {e}")))?;
         let table = Self { meta, rows };
