@@ -48,6 +48,12 @@ fn solves_within_budgets(table: &SensitivityTable, path: &Path, protect: &[Strin
                 assert!(limit.used <= limit.limit * (1.0 + 1e-9), "{basis:?} {budget}: {limit:?}");
             }
             round_trips(&plan);
+            let yaml = path.with_extension("yaml");
+            plan.write(&yaml).unwrap();
+            let back = Plan::read(&yaml).unwrap_or_else(|e| panic!("{basis:?} {budget}: {e}"));
+            // Paths are written relative to the plan; the numbers must come back as they were.
+            let numbers = |p: &Plan| serde_json::to_string(&(&p.prediction, &p.budgets, &p.summary)).unwrap();
+            assert_eq!(numbers(&back), numbers(&plan), "{basis:?} {budget}");
         }
         let sweep: Sweep = "avg-bits=3..8:3".parse().unwrap();
         let mut points: Vec<FrontierPoint> = pareto::run(&problem, &sweep, &SolveOptions::default())
