@@ -12,6 +12,7 @@ mod measured;
 pub mod names;
 
 pub use error::{ReportError, Result};
+pub use figures::{MAX_COLUMNS, MAX_LAYERS};
 
 use bitsearch_records::{Plan, ProbeRow, SensitivityTable, read_evals, read_frontier};
 use bitsearch_types::LayerInfo;
@@ -226,6 +227,10 @@ fn sensitivity(page: &mut Page, table: &SensitivityTable, out: &Path) -> Result<
              allocated by this metric.",
         ),
     ] {
+        if let Some(why) = figures::oversized(order.len(), precisions.len(), "precisions") {
+            page.note(&format!("The figure \"{title}\" is left out: the table has {why}."));
+            continue;
+        }
         let heatmap = Heatmap {
             title: format!("{title}{first_group}"),
             rows: rows.clone(),
@@ -239,6 +244,10 @@ fn sensitivity(page: &mut Page, table: &SensitivityTable, out: &Path) -> Result<
         page.figure(file, title, caption);
     }
     if groups > 1 {
+        if let Some(why) = figures::oversized(order.len(), groups, "step groups") {
+            page.note(&format!("The figure \"SQNR per step group\" is left out: the table has {why}."));
+            return Ok(());
+        }
         let lowest = precisions[0];
         let heatmap = Heatmap {
             title: format!("SQNR per step group at {}", columns[0]),
@@ -284,7 +293,12 @@ fn plan_section(page: &mut Page, i: usize, path: &Path, plan: &Plan, out: &Path)
         plan.summary.avg_bits,
         plan.summary.bytes / 1e6
     );
-    draw_plan(&title, &rows, plan.step_groups.len().max(1), &out.join(&file))?;
+    let groups = plan.step_groups.len().max(1);
+    if let Some(why) = figures::oversized(rows.len(), groups, "step groups") {
+        page.note(&format!("The figure of plan {} is left out: the plan has {why}.", file_name(path)));
+        return Ok(());
+    }
+    draw_plan(&title, &rows, groups, &out.join(&file))?;
     page.figure(
         &file,
         &title,

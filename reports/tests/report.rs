@@ -7,7 +7,7 @@
 #![cfg(test)]
 
 use bitsearch_records::{Cost, EVAL_FORMAT, EvalRecord, EvalRun, PointKind, Sweep, write_evals, write_frontier};
-use bitsearch_reports::{ReportInputs, write_report};
+use bitsearch_reports::{MAX_COLUMNS, ReportInputs, write_report};
 use bitsearch_solver::pareto;
 use bitsearch_solver::{DEFAULT_PROTECT, Problem, SolveOptions, plan, solve};
 use std::collections::BTreeMap;
@@ -274,4 +274,56 @@ fn a_corrupt_or_foreign_evaluation_is_an_error_naming_the_file() {
     let message = write_report(&foreign).unwrap_err().to_string();
     assert!(message.contains("frontier.parquet") && message.contains("not a bitsearch evaluation"), "{message}");
     assert!(!dir.path().join("foreign").join("index.html").exists(), "no page is written");
+}
+
+/// Width and height of the PNG at `path`, from its header.
+fn png_size(path: &Path) -> (u32, u32) {
+    let bytes = std::fs::read(path).unwrap();
+    let be = |at: usize| u32::from_be_bytes(bytes[at..at + 4].try_into().unwrap());
+    (be(16), be(20))
+}
+
+#[test]
+fn figures_stay_bounded_for_thousands_of_step_groups() {
+    let dir = tempfile::tempdir().unwrap();
+    let protect: Vec<String> = DEFAULT_PROTECT.iter().map(|s| s.to_string()).collect();
+    let small = bitsearch_fixtures::sensitivity_table(3, 6, &[2, 4], 1);
+    let problem = Problem::from_table(&small, &protect, bitsearch_solver::LossBasis::Decoupled).unwrap();
+    let options = SolveOptions { budgets: vec!["avg-bits=3".parse().unwrap()], ..Default::default() };
+    let solved = solve(&problem, &options).unwrap();
+    for groups in [MAX_COLUMNS, 5_000] {
+        let out = dir.path().join(format!("{groups}"));
+        std::fs::create_dir_all(&out).unwrap();
+        let table_path = out.join("s.parquet");
+        bitsearch_fixtures::sensitivity_table(3, 6, &[2, 4], groups).write(&table_path).unwrap();
+        // The small table's plan, widened to `groups` step groups: solving thousands would be slow.
+        let mut wide = plan(&problem, &solved, &options, &small, &table_path).unwrap();
+        wide.step_groups = (0..groups).map(|g| [g, g]).collect();
+        for layer in &mut wide.layers {
+            (layer.weights, layer.a_bits) = (vec![layer.weights[0]; groups], vec![layer.a_bits[0]; groups]);
+        }
+        let plan_path = out.join("plan.yaml");
+        wide.write(&plan_path).unwrap();
+        let inputs = ReportInputs {
+            sensitivity: Some(table_path),
+            plans: vec![plan_path],
+            out: out.join("report"),
+            ..Default::default()
+        };
+        let html = std::fs::read_to_string(write_report(&inputs).unwrap()).unwrap();
+        let srcs = images(&html);
+        let drawn = groups <= MAX_COLUMNS;
+        assert_eq!(srcs.len(), if drawn { 4 } else { 2 }, "{groups} groups: {srcs:?}");
+        let note = format!("has {groups} step groups, and figures draw up to {MAX_COLUMNS}.");
+        assert_eq!(
+            html.matches(&note).count(),
+            if drawn { 0 } else { 2 },
+            "{groups} groups: the heatmap and plan notes"
+        );
+        for src in &srcs {
+            let (w, h) = png_size(&inputs.out.join(src));
+            // The widest figure is a heatmap of 16 full columns: labels, 16 × 90 and the colour bar.
+            assert!(w > 0 && w <= 200 + 16 * 90 + 220 && h > 0 && h <= 1_000, "{groups} groups: {src} is {w}×{h}");
+        }
+    }
 }

@@ -8,6 +8,10 @@ use bitsearch_types::LossBasis;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
+/// Largest content weight: past it the quality layers' costs fall below HiGHS's tolerances
+/// beside the content layers', and the weighted costs toward what HiGHS takes for infinite.
+pub const MAX_CONTENT_WEIGHT: f64 = 1e6;
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SolveConfig {
@@ -76,8 +80,11 @@ impl SolveConfig {
             .iter()
             .map(|b| b.parse::<Budget>().map_err(|m| field("budgets", m)))
             .collect::<Result<Vec<_>>>()?;
-        if !(self.content_weight.is_finite() && self.content_weight >= 0.0) {
-            return Err(field("content_weight", format!("{} is not a non-negative number", self.content_weight)));
+        if !(0.0..=MAX_CONTENT_WEIGHT).contains(&self.content_weight) {
+            return Err(field(
+                "content_weight",
+                format!("{} is not a number in [0, {MAX_CONTENT_WEIGHT:e}]", self.content_weight),
+            ));
         }
         for (name, value) in [("content_share", self.content_share), ("shrink", Some(self.shrink))] {
             if let Some(Fraction::Fixed(s)) = value

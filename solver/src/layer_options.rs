@@ -11,6 +11,17 @@ use std::collections::BTreeMap;
 /// Bytes per parameter of a float32 weight.
 const FLOAT_BYTES: u64 = 4;
 
+/// Largest loss (or image MSE) an option may have: an SQNR of −300 dB, an MSE of 1e30 on images
+/// whose values lie within ±1. Past it the probe destroyed the output, and the option is
+/// forbidden as a NaN/Inf probe is. Below it, sums over every cell of a table stay finite, so
+/// the normalised costs, the objective and the predictions do too.
+pub const MAX_LOSS: f64 = 1e30;
+
+/// `value`, or +∞ (forbidden) past [`MAX_LOSS`].
+fn bounded(value: f64) -> f64 {
+    if value <= MAX_LOSS { value } else { f64::INFINITY }
+}
+
 /// One layer's options.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LayerOptions {
@@ -20,12 +31,13 @@ pub struct LayerOptions {
     pub options: Vec<Precision>,
     /// Stored bytes of the weight at each option.
     pub bytes: Vec<u64>,
-    /// `loss[option][step_group]`; +∞ where the probe gave NaN/Inf (the option is forbidden).
+    /// `loss[option][step_group]`; +∞ where the probe gave NaN/Inf or a loss past [`MAX_LOSS`]
+    /// (the option is forbidden).
     pub loss: Vec<Vec<f64>>,
     /// The measured metric behind each loss (SQNR dB, SSIM or PSNR dB), for the plan's record.
     pub metric: Vec<Vec<f64>>,
     /// `image_mse[option][step_group]`: the final image's MSE, whatever the basis (the PSNR the
-    /// plan predicts).
+    /// plan predicts); +∞ past [`MAX_LOSS`].
     pub image_mse: Vec<Vec<f64>>,
 }
 
@@ -113,13 +125,13 @@ pub(crate) fn layer_options(
             let row = slot.ok_or_else(|| {
                 layer_error(format!("no row for {p} in step group {g} (an unfinished run, or shards not merged?)"))
             })?;
-            let mse = if row.nonfinite > 0 { f64::INFINITY } else { row.mse };
+            let mse = if row.nonfinite > 0 { f64::INFINITY } else { bounded(row.mse) };
             let (value, l) = match (basis, group) {
                 (LossBasis::Image, _) => (row.psnr_db, mse),
                 (LossBasis::Decoupled, MetricGroup::Quality) => (row.sqnr_db, 10f64.powf(-row.sqnr_db / 10.0)),
                 (LossBasis::Decoupled, MetricGroup::Content) => (row.ssim, (1.0 - row.ssim).max(0.0)),
             };
-            per_group_loss.push(if row.nonfinite > 0 { f64::INFINITY } else { l });
+            per_group_loss.push(if row.nonfinite > 0 { f64::INFINITY } else { bounded(l) });
             per_group_metric.push(value);
             per_group_mse.push(mse);
         }
@@ -130,7 +142,9 @@ pub(crate) fn layer_options(
         image_mse.push(per_group_mse);
     }
     if !protected && (0..groups).any(|g| loss.iter().all(|l| !l[g].is_finite())) {
-        return Err(layer_error("every precision gave NaN/Inf: protect the layer (keep it in float)".into()));
+        return Err(layer_error(format!(
+            "every precision gave NaN/Inf or a loss past {MAX_LOSS:e}: protect the layer (keep it in float)"
+        )));
     }
     Ok(LayerOptions { layer: layer.clone(), protected, options, bytes, loss, metric, image_mse })
 }

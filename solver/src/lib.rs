@@ -28,10 +28,10 @@ pub mod target;
 
 pub use allocation::{Assignment, Evaluation, Usage};
 pub use bitsearch_types::LossBasis;
-pub use config::SolveConfig;
+pub use config::{MAX_CONTENT_WEIGHT, SolveConfig};
 pub use error::{Result, SolverError};
 pub use greedy::uniform;
 pub use ilp::{AVG_BITS_WINDOW, RELATIVE_WINDOW, solve};
 pub use options::{Fraction, Method, Minimise, SolveOptions, Solved, Status};
 pub use plan::plan;
-pub use problem::{DEFAULT_PROTECT, INPUT, LayerOptions, OUTPUT, Precision, Problem, Variant};
+pub use problem::{DEFAULT_PROTECT, INPUT, LayerOptions, MAX_LOSS, OUTPUT, Precision, Problem, Variant};

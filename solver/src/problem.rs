@@ -5,7 +5,7 @@
 //! errors are independent), content layers `1 − SSIM` — or the final image's mean squared error
 //! for every layer (which adds up the same way and predicts the image's PSNR).
 
-pub use crate::layer_options::LayerOptions;
+pub use crate::layer_options::{LayerOptions, MAX_LOSS};
 pub use crate::precision::{Precision, Variant};
 
 use crate::error::{Result, SolverError};
@@ -139,6 +139,14 @@ impl Problem {
             LossBasis::Image => (row.mse, 0.0),
             LossBasis::Decoupled => (10f64.powf(-row.sqnr_db / 10.0), (1.0 - row.ssim).max(0.0)),
         };
+        // Every loss of the table holds the base's, so past the ceiling no option is usable.
+        if !(quality <= MAX_LOSS && row.mse <= MAX_LOSS) {
+            return Err(SolverError::Table(format!(
+                "the base plan {} measured SQNR {} dB and image MSE {}, a loss past {MAX_LOSS:e}: nothing can be \
+                 predicted around it",
+                base.plan, row.sqnr_db, row.mse
+            )));
+        }
         Ok(BaseOffset {
             quality: extra(Some(MetricGroup::Quality)) * quality,
             content: extra(Some(MetricGroup::Content)) * content,

@@ -1,7 +1,9 @@
 //! Budgets as users write them: `memory=2.5MB`, `avg-bits=4.0`, `bops=1.2e12`, or a bare
 //! amount whose unit says the kind (`2.5MB`, `4.0bits`, `1.2e12bops`); `30%` is a fraction of
-//! the full-precision value (a bare percentage is a memory budget). A sweep is a range of
-//! budgets of one kind: `avg-bits=2.5..8:50`.
+//! the full-precision value (a bare percentage is a memory budget). A bare number such as `4.5`
+//! is refused: it could mean bits, bytes or BOPs, and guessing one turns a typo into a plan
+//! that silently solves the wrong problem. A sweep is a range of budgets of one kind:
+//! `avg-bits=2.5..8:50`; it too needs a kind, a unit on either end, or percentages.
 
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -73,6 +75,11 @@ pub enum Amount {
 }
 
 impl Amount {
+    /// Whether the amount is a finite number above zero, the only kind a budget can hold.
+    fn is_positive(self) -> bool {
+        matches!(self, Amount::Absolute(v) | Amount::OfFullPrecision(v) if v.is_finite() && v > 0.0)
+    }
+
     /// The amount in the resource's unit, given the full-precision value.
     pub fn resolve(self, full_precision: f64) -> f64 {
         match self {
@@ -86,10 +93,13 @@ impl Amount {
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Limit {
     pub resource: Resource,
+    #[serde(with = "crate::float_text")]
     pub limit: f64,
     /// The lower bound (first budget only).
     pub lower: Option<f64>,
+    #[serde(with = "crate::float_text")]
     pub used: f64,
+    #[serde(with = "crate::float_text")]
     pub full_precision: f64,
 }
 
@@ -118,9 +128,10 @@ impl FromStr for Budget {
                 return Err(format!("'{s}': a {} budget cannot be given in {} units", r.name(), u.name()));
             }
             (Some(r), _) | (None, Some(r)) => r,
-            (None, None) => Resource::Memory,
+            (None, None) if matches!(amount, Amount::OfFullPrecision(_)) => Resource::Memory,
+            (None, None) => return Err(no_unit(s)),
         };
-        if !matches!(amount, Amount::Absolute(v) | Amount::OfFullPrecision(v) if v.is_finite() && v > 0.0) {
+        if !amount.is_positive() {
             return Err(format!("'{s}': a budget must be a positive number"));
         }
         Ok(Budget { resource, amount })
@@ -164,9 +175,21 @@ impl FromStr for Sweep {
         let points: usize = points.trim().parse().map_err(|_| bad())?;
         let (from, from_unit) = parse_amount(from.trim()).ok_or_else(bad)?;
         let (to, to_unit) = parse_amount(to.trim()).ok_or_else(bad)?;
-        let resource = kind.or(from_unit).or(to_unit).unwrap_or(Resource::Memory);
+        let percentages = matches!((from, to), (Amount::OfFullPrecision(_), Amount::OfFullPrecision(_)));
+        let resource = match kind.or(from_unit).or(to_unit) {
+            Some(r) => r,
+            None if percentages => Resource::Memory,
+            None => return Err(no_unit(s)),
+        };
         if [from_unit, to_unit].into_iter().flatten().any(|u| u != resource) {
             return Err(format!("'{s}': both ends must be {} amounts", resource.name()));
+        }
+        // The budgets take `from`'s kind of amount, so a mixed range would read one end wrongly.
+        if matches!(from, Amount::OfFullPrecision(_)) != matches!(to, Amount::OfFullPrecision(_)) {
+            return Err(format!("'{s}': both ends must be percentages, or neither"));
+        }
+        if !(from.is_positive() && to.is_positive()) {
+            return Err(format!("'{s}': both ends must be positive numbers"));
         }
         if !(2..=MAX_SWEEP_POINTS).contains(&points) {
             return Err(format!("'{s}': {points} points is outside a sweep's 2..={MAX_SWEEP_POINTS}"));
@@ -193,6 +216,13 @@ impl Sweep {
             })
             .collect()
     }
+}
+
+/// Why a number with neither a kind nor a unit is refused, and how to write it.
+fn no_unit(s: &str) -> String {
+    format!(
+        "'{s}' has no unit: write avg-bits=4.5 or 4.5bits, memory=4.5MB, bops=4.5e12 or 4.5bops, or a percentage like 30%"
+    )
 }
 
 fn parse_resource(kind: &str) -> Result<Resource, String> {
@@ -255,8 +285,34 @@ mod tests {
             ("4 apples", "is not a budget"),
             ("memory=-1MB", "positive"),
             ("0bits", "positive"),
+            ("4.5", "has no unit"),
+            (" 1000000 ", "has no unit"),
+            ("2e9", "has no unit"),
         ] {
             let message = bad.parse::<Budget>().unwrap_err();
+            assert!(message.contains(reason), "{bad}: {message}");
+        }
+    }
+
+    #[test]
+    fn sweeps_need_a_kind_or_a_unit() {
+        let sweep = |s: &str| s.parse::<Sweep>().unwrap();
+        assert_eq!(sweep("avg-bits=2.5..8:50").resource, Resource::AvgBits);
+        assert_eq!(sweep("1MB..4MB:20").resource, Resource::Memory);
+        assert_eq!(sweep("2..8bits:4").resource, Resource::AvgBits);
+        assert_eq!(sweep("20%..60%:5").resource, Resource::Memory);
+        assert_eq!(sweep("bops=20%..60%:5").resource, Resource::Bops);
+        for bad in ["1..4:5", "2.5..8:50", "20%..4:3"] {
+            let message = bad.parse::<Sweep>().unwrap_err();
+            assert!(message.contains("has no unit") && message.contains("avg-bits=4.5"), "{bad}: {message}");
+        }
+        for (bad, reason) in [
+            ("20%..4MB:3", "percentages, or neither"),
+            ("avg-bits=0..8:3", "positive"),
+            ("bops=10%..inf%:3", "positive"),
+            ("memory=-1MB..1MB:3", "positive"),
+        ] {
+            let message = bad.parse::<Sweep>().unwrap_err();
             assert!(message.contains(reason), "{bad}: {message}");
         }
     }

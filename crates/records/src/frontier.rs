@@ -31,14 +31,22 @@ pub struct FrontierPoint {
     pub plan: String,
     pub resource: Resource,
     /// The budget (ILP) or the amount used (uniform), in the resource's unit.
+    #[serde(with = "crate::float_text")]
     pub budget: f64,
+    #[serde(with = "crate::float_text")]
     pub objective: f64,
+    #[serde(with = "crate::float_text")]
     pub sqnr_db: f64,
+    #[serde(with = "crate::float_text")]
     pub ssim: f64,
     /// The additive image-MSE prediction, dB; NaN in frontiers from before it was recorded.
+    #[serde(with = "crate::float_text")]
     pub psnr_db: f64,
+    #[serde(with = "crate::float_text")]
     pub memory: f64,
+    #[serde(with = "crate::float_text")]
     pub bops: f64,
+    #[serde(with = "crate::float_text")]
     pub avg_bits: f64,
     pub status: String,
 }
@@ -116,4 +124,33 @@ pub fn read_frontier(path: &Path) -> Result<Vec<FrontierPoint>> {
             .collect()
     };
     points().map_err(|e| error(format!("not a bitsearch frontier: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn non_finite_points_round_trip_through_json() {
+        let point = FrontierPoint {
+            kind: PointKind::Ilp,
+            plan: "plan_000.yaml".into(),
+            resource: Resource::Memory,
+            budget: 1e308,
+            objective: f64::NEG_INFINITY,
+            sqnr_db: f64::INFINITY,
+            ssim: 0.5,
+            psnr_db: f64::NAN,
+            memory: 1e6,
+            bops: 2e9,
+            avg_bits: 4.0,
+            status: "optimal".into(),
+        };
+        let json = serde_json::to_string(&point).unwrap();
+        assert!(json.contains(r#""sqnr_db":"inf""#) && json.contains(r#""psnr_db":"NaN""#), "{json}");
+        let back: FrontierPoint = serde_json::from_str(&json).unwrap();
+        // NaN equals nothing, so it is compared apart; every other field exactly.
+        assert!(back.psnr_db.is_nan(), "{json}");
+        assert_eq!(FrontierPoint { psnr_db: 0.0, ..back }, FrontierPoint { psnr_db: 0.0, ..point });
+    }
 }

@@ -13,6 +13,7 @@ mod check;
 pub mod correction;
 mod error;
 pub mod eval;
+pub mod float_text;
 pub mod frontier;
 pub mod fuzzing;
 pub mod manifest;

@@ -1,6 +1,6 @@
 //! A layers × columns heatmap with a colour bar (sensitivity per bit-width or per step group).
 
-use super::{LABELS, ROW, segments};
+use super::{LABELS, ROW, column_width, labelled, segments};
 use crate::error::{ReportError, Result};
 use crate::fonts::FAMILY;
 use plotters::coord::ranged1d::SegmentValue;
@@ -22,11 +22,12 @@ pub struct Heatmap {
     pub range: (f64, f64),
 }
 
+/// Draws `h`; the caller keeps it within [`super::MAX_LAYERS`] and [`super::MAX_COLUMNS`].
 pub fn draw_heatmap(h: &Heatmap, path: &Path) -> Result<()> {
     let error = |e: &dyn std::fmt::Display| ReportError::figure(&h.title, e);
     let (nrows, ncols) = (h.rows.len(), h.columns.len().max(1));
     let height = 120 + ROW * nrows as u32;
-    let width = LABELS + 90 * ncols as u32 + 220;
+    let width = LABELS + column_width(90, ncols) * ncols as u32 + 220;
     let root = BitMapBackend::new(path, (width, height)).into_drawing_area();
     root.fill(&WHITE).map_err(|e| error(&e))?;
     let (main, bar) = root.split_horizontally(width - 120);
@@ -49,7 +50,7 @@ pub fn draw_heatmap(h: &Heatmap, path: &Path) -> Result<()> {
         _ => String::new(),
     };
     let column_label = |v: &SegmentValue<usize>| match v {
-        SegmentValue::CenterOf(i) => h.columns.get(*i).cloned().unwrap_or_default(),
+        SegmentValue::CenterOf(i) if labelled(*i, ncols) => h.columns.get(*i).cloned().unwrap_or_default(),
         _ => String::new(),
     };
     chart

@@ -22,6 +22,38 @@ use plotters::prelude::*;
 const ROW: u32 = 11;
 /// Width of the layer-label column.
 const LABELS: u32 = 200;
+/// Most layers a per-layer figure draws: several times a large UNet's, and at [`ROW`] pixels
+/// each a figure at most ~28,000 pixels tall.
+pub const MAX_LAYERS: usize = 2560;
+/// Most columns (precisions, step groups) a per-layer figure draws. Past 16 the columns narrow
+/// to share the width of 16 and only every few is labelled, so a figure stays under ~1,900
+/// pixels wide.
+pub const MAX_COLUMNS: usize = 64;
+/// Columns drawn at full width; more share their width.
+const WIDE_COLUMNS: u32 = 16;
+
+/// Why a per-layer figure of `layers` rows and `columns` columns (counted as `what`) is too
+/// large to draw, as the end of a sentence; None when it is drawn.
+pub fn oversized(layers: usize, columns: usize, what: &str) -> Option<String> {
+    if layers > MAX_LAYERS {
+        Some(format!("{layers} layers, and figures draw up to {MAX_LAYERS}"))
+    } else if columns > MAX_COLUMNS {
+        Some(format!("{columns} {what}, and figures draw up to {MAX_COLUMNS}"))
+    } else {
+        None
+    }
+}
+
+/// Width in pixels of each of `n` columns that are `full` wide up to [`WIDE_COLUMNS`] of them.
+fn column_width(full: u32, n: usize) -> u32 {
+    full.min(full * WIDE_COLUMNS / n.max(1) as u32)
+}
+
+/// Whether column `i` of `n` gets a label: every column up to [`WIDE_COLUMNS`], else evenly
+/// spaced ones so that labels do not overlap on narrowed columns.
+fn labelled(i: usize, n: usize) -> bool {
+    i.is_multiple_of(n.div_ceil(WIDE_COLUMNS as usize))
+}
 
 /// A colour per bit-width, from hot (few bits) to cold (many), grey for float.
 pub fn bits_color(bits: u32) -> RGBColor {

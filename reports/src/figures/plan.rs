@@ -1,7 +1,7 @@
 //! A plan drawn per layer: a strip of cells coloured by weight bits (one column per step
 //! group) next to a bar of the layer's stored weight size.
 
-use super::{LABELS, ROW, bits_color, bits_label, segments};
+use super::{LABELS, ROW, bits_color, bits_label, column_width, labelled, segments};
 use crate::error::{ReportError, Result};
 use crate::fonts::FAMILY;
 use plotters::coord::ranged1d::SegmentValue;
@@ -16,12 +16,13 @@ pub struct PlanRow {
     pub kilobytes: f64,
 }
 
+/// Draws the plan; the caller keeps it within [`super::MAX_LAYERS`] and [`super::MAX_COLUMNS`].
 pub fn draw_plan(title: &str, rows: &[PlanRow], groups: usize, path: &Path) -> Result<()> {
     let error = |e: &dyn std::fmt::Display| ReportError::figure(title, e);
     let nrows = rows.len();
     let height = 140 + ROW * nrows as u32;
     // Two empty columns to the right of the groups hold the legend.
-    let strip = LABELS + 60 + 50 * (groups as u32 + 2);
+    let strip = LABELS + 60 + column_width(50, groups + 2) * (groups as u32 + 2);
     let width = strip + 420;
     let root = BitMapBackend::new(path, (width, height)).into_drawing_area();
     root.fill(&WHITE).map_err(|e| error(&e))?;
@@ -40,7 +41,7 @@ pub fn draw_plan(title: &str, rows: &[PlanRow], groups: usize, path: &Path) -> R
         _ => String::new(),
     };
     let group_label = |v: &SegmentValue<usize>| match v {
-        SegmentValue::CenterOf(g) if *g < groups => format!("g{g}"),
+        SegmentValue::CenterOf(g) if *g < groups && labelled(*g, groups) => format!("g{g}"),
         _ => String::new(),
     };
     chart

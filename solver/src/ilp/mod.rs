@@ -43,6 +43,13 @@ pub(crate) const TOLERANCE: f64 = 1e-9;
 /// Solves the allocation under `options` with its method. An unreachable budget is an error
 /// naming the smallest feasible one.
 pub fn solve(problem: &Problem, options: &SolveOptions) -> Result<Solved> {
+    // Nothing to choose, and no quantized parameters for an avg-bits row to divide by.
+    if problem.layers.iter().all(|l| l.protected) {
+        return Err(SolverError::Config {
+            field: "protect".into(),
+            message: "every layer of the table is protected: there is nothing to quantize".into(),
+        });
+    }
     if options.method == Method::Greedy && (options.minimise != Minimise::Loss || !problem.ties.is_empty()) {
         return Err(SolverError::Config {
             field: "method".into(),

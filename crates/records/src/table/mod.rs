@@ -47,14 +47,14 @@ pub struct ProbeRow {
     /// Bytes of the quantized weight: codes plus the quantizer's scales.
     pub weight_bytes: u64,
     /// SQNR of the denoiser output over every step, dB (−∞ when non-finite).
-    #[serde(with = "float_text")]
+    #[serde(with = "crate::float_text")]
     pub sqnr_db: f64,
     /// Mean SSIM of the final images (−1 when non-finite).
-    #[serde(with = "float_text")]
+    #[serde(with = "crate::float_text")]
     pub ssim: f64,
-    #[serde(with = "float_text")]
+    #[serde(with = "crate::float_text")]
     pub mse: f64,
-    #[serde(with = "float_text")]
+    #[serde(with = "crate::float_text")]
     pub psnr_db: f64,
     /// NaN or infinite values in the denoiser outputs and final images.
     pub nonfinite: u64,
@@ -230,27 +230,6 @@ pub(crate) mod weight_columns {
     }
 }
 
-/// JSON has no infinities: non-finite floats are written as the strings `inf`, `-inf`, `NaN`.
-mod float_text {
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub fn serialize<S: Serializer>(value: &f64, serializer: S) -> Result<S::Ok, S::Error> {
-        if value.is_finite() { serializer.serialize_f64(*value) } else { serializer.serialize_str(&value.to_string()) }
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<f64, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Repr {
-            Number(f64),
-            Text(String),
-        }
-        match Repr::deserialize(deserializer)? {
-            Repr::Number(v) => Ok(v),
-            Repr::Text(s) => s.parse().map_err(|_| serde::de::Error::custom(format!("'{s}' is not a number"))),
-        }
-    }
-}
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;

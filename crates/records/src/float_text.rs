@@ -1,0 +1,22 @@
+//! JSON has no infinities, and serde_json writes them (and NaN) as `null`, which no `f64` reads
+//! back: `#[serde(with = "float_text")]` writes non-finite floats as the strings `inf`, `-inf`
+//! and `NaN` and finite ones as numbers, and reads either.
+
+use serde::{Deserialize, Deserializer, Serializer};
+
+pub fn serialize<S: Serializer>(value: &f64, serializer: S) -> Result<S::Ok, S::Error> {
+    if value.is_finite() { serializer.serialize_f64(*value) } else { serializer.serialize_str(&value.to_string()) }
+}
+
+pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<f64, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Repr {
+        Number(f64),
+        Text(String),
+    }
+    match Repr::deserialize(deserializer)? {
+        Repr::Number(v) => Ok(v),
+        Repr::Text(s) => s.parse().map_err(|_| serde::de::Error::custom(format!("'{s}' is not a number"))),
+    }
+}
