@@ -1,7 +1,10 @@
-//! `make bench`: `bitsearch serve` under load on loopback: 32 clients × 50 requests each at
-//! once, plan requests over 16 budgets of one registered table (the first of each budget a
-//! solve, the rest cache hits) with a listing every tenth request. Stops by itself; any error
-//! fails the bench. Writes out/bench/serve.md and prints it.
+//! `make bench`: `bitsearch serve` under load on loopback. First 32 clients × 50 requests each
+//! at once, plan requests over 16 budgets of one registered table (the first of each budget a
+//! solve, the rest cache hits) with a listing every tenth request; any error fails the bench.
+//! Then a flood: 2,000 distinct budgets (each a solve) from 512 clients at once against the
+//! default queue, while one more client asks `/health` every 20 ms: how many are refused 503,
+//! the health check's latency, and the server's memory before and after. Writes
+//! out/bench/serve.md and prints it.
 
 mod common;
 
@@ -12,20 +15,14 @@ use std::time::{Duration, Instant};
 const CLIENTS: usize = 32;
 const REQUESTS: usize = 50;
 const BUDGETS: usize = 16;
+const FLOOD_BUDGETS: usize = 2_000;
+const FLOOD_CLIENTS: usize = 512;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let dir = tempfile::tempdir()?;
     let table = dir.path().join("table.parquet");
     bitsearch_fixtures::sensitivity_table(3, 255, &[2, 4, 8], 1).write(&table)?;
-    let mut server = Command::new(env!("CARGO_BIN_EXE_bitsearch"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--data"])
-        .arg(dir.path().join("data"))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()?;
-    let mut line = String::new();
-    BufReader::new(server.stdout.take().ok_or("no stdout")?).read_line(&mut line)?;
-    let url = line.trim().rsplit(' ').next().ok_or("no address")?.to_string();
+    let (mut server, url) = start(&dir.path().join("data"))?;
     let registered: serde_json::Value =
         ureq::post(&format!("{url}/tables")).send_bytes(&std::fs::read(&table)?)?.into_json()?;
     let id = registered["id"].as_str().ok_or("no id")?.to_string();
@@ -74,16 +71,144 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
          requests/s |\n|---:|---:|---:|---:|---:|---:|---:|---:|\n| {} | {errors} | {} | {} | {:.2} | {:.2} | {:.2} | {:.0} |\n",
         std::thread::available_parallelism().map_or(1, |n| n.get()),
         results.len(),
-        counter("bitsearch_solves_total"),
+        counter("bitsearch_solve_seconds_count"),
         counter("bitsearch_plan_cache_hits_total"),
         quantile(0.5),
         quantile(0.99),
         times[times.len() - 1],
         results.len() as f64 / wall.as_secs_f64()
     );
-    common::publish("serve.md", &table)?;
     if errors > 0 {
         return Err(format!("{errors} of {} requests failed", results.len()).into());
     }
+    let flood = flood(&dir.path().join("flood"), &std::fs::read(dir.path().join("table.parquet"))?)?;
+    common::publish("serve.md", &format!("{table}{flood}"))?;
     Ok(())
+}
+
+/// A server on a free loopback port over `data`, default settings: the process and its URL.
+fn start(data: &std::path::Path) -> Result<(std::process::Child, String), Box<dyn std::error::Error>> {
+    let mut server = Command::new(env!("CARGO_BIN_EXE_bitsearch"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--data"])
+        .arg(data)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()?;
+    let mut line = String::new();
+    BufReader::new(server.stdout.take().ok_or("no stdout")?).read_line(&mut line)?;
+    let url = line.trim().rsplit(' ').next().ok_or("no address")?.to_string();
+    Ok((server, url))
+}
+
+/// Resident memory of process `pid`, MB.
+fn rss_mb(pid: u32) -> Result<f64, Box<dyn std::error::Error>> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let kb = status.lines().find_map(|l| l.strip_prefix("VmRSS:")).ok_or("no VmRSS")?;
+    Ok(kb.trim().trim_end_matches("kB").trim().parse::<f64>()? / 1e3)
+}
+
+/// The flood: the markdown section of its row.
+fn flood(data: &std::path::Path, table: &[u8]) -> Result<String, Box<dyn std::error::Error>> {
+    let (mut server, url) = start(data)?;
+    let registered: serde_json::Value = ureq::post(&format!("{url}/tables")).send_bytes(table)?.into_json()?;
+    let id = registered["id"].as_str().ok_or("no id")?.to_string();
+    let plan = move |bits: f64| {
+        serde_json::json!({ "table": id.as_str(), "budgets": [format!("avg-bits={bits:.5}")] }).to_string()
+    };
+    // One solve first, so the memory measured before is a working server's.
+    ureq::post(&format!("{url}/plans")).send_string(&plan(8.0))?;
+    let before = rss_mb(server.id())?;
+    let next = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let health = {
+        let (url, done) = (url.clone(), done.clone());
+        std::thread::spawn(move || {
+            let agent = ureq::AgentBuilder::new().timeout(Duration::from_secs(10)).build();
+            let mut times = Vec::new();
+            while !done.load(std::sync::atomic::Ordering::SeqCst) {
+                let sent = Instant::now();
+                let ok = agent.get(&format!("{url}/health")).call().is_ok();
+                times.push((sent.elapsed().as_secs_f64() * 1e3, ok));
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            times
+        })
+    };
+    let started = Instant::now();
+    let clients: Vec<_> = (0..FLOOD_CLIENTS)
+        .map(|_| {
+            let (url, next, plan) = (url.clone(), next.clone(), plan.clone());
+            std::thread::spawn(move || {
+                let agent = ureq::AgentBuilder::new().timeout(Duration::from_secs(120)).build();
+                let mut statuses = Vec::new();
+                loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    if i >= FLOOD_BUDGETS {
+                        return statuses;
+                    }
+                    let bits = 2.5 + 5.0 * i as f64 / FLOOD_BUDGETS as f64;
+                    let status = match agent.post(&format!("{url}/plans")).send_string(&plan(bits)) {
+                        Ok(r) => r.status(),
+                        Err(ureq::Error::Status(code, _)) => code,
+                        Err(_) => 0,
+                    };
+                    statuses.push(status);
+                }
+            })
+        })
+        .collect();
+    let mut statuses = Vec::new();
+    for client in clients {
+        statuses.extend(client.join().map_err(|_| "a flood client panicked")?);
+    }
+    let wall = started.elapsed();
+    done.store(true, std::sync::atomic::Ordering::SeqCst);
+    let mut health = health.join().map_err(|_| "the health client panicked")?;
+    // Idle threads of the blocking pool leave after 10 s: memory settles within 15.
+    let mut after = rss_mb(server.id())?;
+    let mut settled = 0;
+    while after > before * 1.1 && settled < 15 {
+        std::thread::sleep(Duration::from_secs(1));
+        after = rss_mb(server.id())?;
+        settled += 1;
+    }
+    let metrics = ureq::get(&format!("{url}/metrics")).call()?.into_string()?;
+    server.kill()?;
+    server.wait()?;
+    let gauge = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("bitsearch_solve_queue_depth ")?.trim().parse::<f64>().ok())
+        .ok_or("no queue gauge")?;
+    let count = |code: u16| statuses.iter().filter(|&&s| s == code).count();
+    let others = statuses.len() - count(200) - count(422) - count(503);
+    let failed_health = health.iter().filter(|(_, ok)| !ok).count();
+    health.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let quantile = |q: f64| health[((health.len() - 1) as f64 * q).round() as usize].0;
+    let row = format!(
+        "\n## Flood\n\n{FLOOD_BUDGETS} plan requests, each a distinct avg-bits budget (so each a solve), from \
+         {FLOOD_CLIENTS} clients at once against the default settings (2 workers, a queue of 64); one more client \
+         asks `/health` every 20 ms throughout. Refused requests are answered 503 with `Retry-After` at once. \
+         Memory is the server's resident set after one solve, and after the flood once it is back within 10% of that (checked each second, at most 15 s; `settled s`).\n\n| requests | answered \
+         200 | 422 | refused 503 | other | /health checks (failed) | /health p50 ms | p99 ms | max ms | RSS before \
+         MB | after MB | settled s | queue gauge after | wall s |\n|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n\
+         | {} | {} | {} | {} | {others} | {} ({failed_health}) | {:.2} | {:.2} | {:.2} | {before:.1} | {after:.1} | \
+         {settled} | {gauge} | {:.1} |\n",
+        statuses.len(),
+        count(200),
+        count(422),
+        count(503),
+        health.len(),
+        quantile(0.5),
+        quantile(0.99),
+        health[health.len() - 1].0,
+        wall.as_secs_f64()
+    );
+    if others > 0 || failed_health > 0 || gauge != 0.0 || after > before * 1.1 {
+        let failed = format!(
+            "the flood: {others} unexpected answers, {failed_health} failed health checks, queue gauge {gauge}, \
+             memory {before:.1} MB before and {after:.1} MB after"
+        );
+        return Err(format!("{failed}\n{row}").into());
+    }
+    Ok(row)
 }

@@ -2,7 +2,7 @@
 
 use crate::cli::ServeArgs;
 use anyhow::{Context, bail};
-use bitsearch_serve::{Limits, ServeConfig, serve};
+use bitsearch_serve::{Limits, ServeConfig};
 use std::time::Duration;
 
 pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
@@ -43,8 +43,7 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
         time_limit: args.time_limit,
         limits,
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("the async runtime")?;
-    Ok(runtime.block_on(serve(config))?)
+    Ok(bitsearch_serve::run(config)?)
 }
 
 fn at_least_one(flag: &str, value: usize) -> anyhow::Result<usize> {

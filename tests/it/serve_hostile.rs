@@ -55,6 +55,18 @@ fn closes_within(mut stream: TcpStream, within: Duration) -> bool {
     }
 }
 
+/// Whether `holds` comes true within 10 s.
+fn eventually(holds: impl Fn() -> bool) -> bool {
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(10) {
+        if holds() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    false
+}
+
 fn metric(server: &Server, token: Option<&str>, name: &str) -> f64 {
     let text = server.call("GET", "/metrics", b"", token).1;
     text.lines().find_map(|l| l.strip_prefix(name)?.trim().parse().ok()).unwrap_or(f64::NAN)
@@ -242,7 +254,7 @@ fn hostile_requests_are_refused_with_json_and_the_server_keeps_answering() {
     let started = Instant::now();
     let (status, text) = answer(huge).unwrap();
     refused((status, text), 413, "--max-body-mb 64", "an announced terabyte");
-    assert!(started.elapsed() < Duration::from_secs(2), "413 before the body: {:?}", started.elapsed());
+    assert!(started.elapsed() < Duration::from_secs(5), "413 before the body: {:?}", started.elapsed());
     let mut chunked = raw(&server);
     let head = "POST /plans HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer s3cret\r\nTransfer-Encoding: chunked\r\n\r\n";
     chunked.write_all(format!("{head}{:x}\r\n{}\r\n0\r\n\r\n", 70_000, " ".repeat(70_000)).as_bytes()).unwrap();
@@ -314,8 +326,7 @@ fn abandoned_work_frees_its_worker_and_a_full_queue_answers_503() {
     let mut first = [0u8; 64];
     let _ = stream.read(&mut first).unwrap();
     let waiting = post("/plans", &String::from_utf8(plan_request(&id, "avg-bits=4.25")).unwrap());
-    std::thread::sleep(Duration::from_millis(300));
-    assert_eq!(metric(&server, None, "bitsearch_solve_queue_depth"), 1.0);
+    assert!(eventually(|| metric(&server, None, "bitsearch_solve_queue_depth") == 1.0), "one request waits");
     for bits in ["4.5", "4.75"] {
         let response =
             ureq::post(&format!("{}/plans", server.url)).send_bytes(&plan_request(&id, &format!("avg-bits={bits}")));
@@ -325,12 +336,8 @@ fn abandoned_work_frees_its_worker_and_a_full_queue_answers_503() {
         error_of(&response.into_string().unwrap());
     }
     drop(waiting);
-    std::thread::sleep(Duration::from_millis(300));
-    assert_eq!(
-        metric(&server, None, "bitsearch_solve_queue_depth"),
-        0.0,
-        "a client gone from the line leaves the gauge"
-    );
+    let gauge = || metric(&server, None, "bitsearch_solve_queue_depth");
+    assert!(eventually(|| gauge() == 0.0), "a client gone from the line leaves the gauge: {}", gauge());
     drop(stream);
     server.json("POST", "/plans", &plan_request(&id, "avg-bits=5.5"));
 }
@@ -339,11 +346,13 @@ fn abandoned_work_frees_its_worker_and_a_full_queue_answers_503() {
 fn idle_connections_past_the_cap_wait_for_a_slot_and_health_still_answers() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(&dir.path().join("data"), &["--max-connections", "4", "--header-timeout", "1"]);
-    let idle: Vec<TcpStream> = (0..20).map(|_| raw(&server)).collect();
+    let idle: Vec<TcpStream> = (0..12).map(|_| raw(&server)).collect();
     let started = Instant::now();
-    let agent = ureq::AgentBuilder::new().timeout(Duration::from_secs(10)).build();
+    let agent = ureq::AgentBuilder::new().timeout(Duration::from_secs(20)).build();
     let health = agent.get(&format!("{}/health", server.url)).call().map(|r| r.status());
     assert_eq!(health.ok(), Some(200));
-    assert!(started.elapsed() < Duration::from_secs(8), "{:?}", started.elapsed());
+    // Three rounds of four idle connections, each closed after its second, go first.
+    let waited = started.elapsed();
+    assert!(waited > Duration::from_millis(900) && waited < Duration::from_secs(15), "{waited:?}");
     drop(idle);
 }

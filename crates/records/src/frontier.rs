@@ -152,5 +152,8 @@ mod tests {
         // NaN equals nothing, so it is compared apart; every other field exactly.
         assert!(back.psnr_db.is_nan(), "{json}");
         assert_eq!(FrontierPoint { psnr_db: 0.0, ..back }, FrontierPoint { psnr_db: 0.0, ..point });
+        // What earlier versions stored for a non-finite value still reads.
+        let stored: FrontierPoint = serde_json::from_str(&json.replace(r#""inf""#, "null")).unwrap();
+        assert!(stored.sqnr_db.is_nan());
     }
 }

@@ -18,7 +18,6 @@ use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::{MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
-use tokio::sync::OwnedSemaphorePermit;
 use tokio_stream::StreamExt;
 use tokio_stream::wrappers::ReceiverStream;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
@@ -67,17 +66,12 @@ impl From<SolverError> for ApiError {
     }
 }
 
-/// Runs `f` on the blocking pool: catalogue work (SQLite, hashing, file writes) and solves stay
-/// off the I/O threads. A panic in `f` is this request's failure alone (the panic hook logged
-/// it); the catalogue's lock does not stay poisoned (see [`catalogue`]).
+/// Runs `f` on the blocking pool: catalogue work (SQLite, hashing, file writes) stays off the
+/// I/O threads. A panic in `f` is this request's failure alone; the catalogue's lock does not
+/// stay poisoned (see [`catalogue`]).
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, ApiError> + Send + 'static) -> Result<T, ApiError> {
-    let caught = move || std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
-    match tokio::task::spawn_blocking(caught).await {
-        Ok(Ok(answer)) => answer,
-        Ok(Err(_panic)) => Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "this request could not be answered: its table or request made the solver fail",
-        )),
+    match tokio::task::spawn_blocking(move || errors::caught(f)).await {
+        Ok(answer) => answer,
         Err(e) => Err(ApiError::internal("a worker", e)),
     }
 }
@@ -88,7 +82,7 @@ fn typical_solve(state: &Shared) -> Duration {
 }
 
 /// Waits in the queue for a worker, or is refused 503 when the queue is full.
-async fn worker(state: &Shared) -> Result<OwnedSemaphorePermit, ApiError> {
+async fn worker(state: &Shared) -> Result<work::Worker, ApiError> {
     state.queue.worker(typical_solve(state)).await
 }
 
@@ -124,9 +118,10 @@ async fn read_body(state: &Shared, path: &str, body: Body) -> Result<Bytes, ApiE
     let timeout = state.config.limits.body_timeout;
     match tokio::time::timeout(timeout, axum::body::to_bytes(body, limit)).await {
         Ok(Ok(bytes)) => Ok(bytes),
-        Ok(Err(e)) if is_over_limit(&e) => {
-            Err(ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, limits::over("request body", "the body", flag, limit)))
-        }
+        Ok(Err(e)) if is_over_limit(&e) => Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("request body: more than {limit} bytes, more than this service takes ({flag})"),
+        )),
         Ok(Err(e)) => Err(ApiError::new(StatusCode::BAD_REQUEST, format!("request body: {e}"))),
         Err(_) => Err(ApiError::new(
             StatusCode::REQUEST_TIMEOUT,
@@ -172,7 +167,9 @@ fn count_budgets(state: &Shared, budgets: &[String]) -> Result<(), ApiError> {
 /// hash of its bytes; registering the same bytes again finds it.
 #[utoipa::path(post, path = "/tables",
     request_body(content = Vec<u8>, content_type = "application/octet-stream", description = "the table's Parquet file"),
-    responses((status = 201, body = TableEntry), (status = 400, body = ErrorBody), (status = 413, body = ErrorBody)))]
+    responses((status = 201, body = TableEntry),
+        (status = 400, description = "not a whole, valid table, or past a limit (the message names its flag)", body = ErrorBody),
+        (status = 408, body = ErrorBody), (status = 413, body = ErrorBody)))]
 pub async fn register(State(state): State<Shared>, body: Body) -> Result<Response, ApiError> {
     let body = read_body(&state, "/tables", body).await?;
     let id = bitsearch_types::sha256_hex(&body);
@@ -217,7 +214,8 @@ pub struct ReportAnswer {
 /// they have changed; answers with a redirect to the page, served with its figures under
 /// `/reports/`.
 #[utoipa::path(get, path = "/tables/{id}/report", params(("id" = String, Path, description = "the table's sha256")),
-    responses((status = 303, body = ReportAnswer, headers(("location" = String))), (status = 404, body = ErrorBody)))]
+    responses((status = 303, body = ReportAnswer, headers(("location" = String))), (status = 404, body = ErrorBody),
+        (status = 503, description = "every worker is busy and the queue is full; `Retry-After` says when to come back", body = ErrorBody, headers(("retry-after" = u64)))))]
 pub async fn report(State(state): State<Shared>, UrlPath(id): UrlPath<String>) -> Result<Response, ApiError> {
     let source = with_catalogue(&state, move |c| {
         let table_path = table_path(c, &id)?;
@@ -230,12 +228,10 @@ pub async fn report(State(state): State<Shared>, UrlPath(id): UrlPath<String>) -
     let name = if root.join(source.name()).is_dir() {
         source.name()
     } else {
-        let permit = worker(&state).await?;
-        let name = blocking(move || {
-            let _permit = permit;
-            reports::build(&root, &source).map_err(|e| ApiError::internal("building the report", e))
-        })
-        .await?;
+        let name = worker(&state)
+            .await?
+            .run(move || reports::build(&root, &source).map_err(|e| ApiError::internal("building the report", e)))
+            .await?;
         state.metrics.reports.fetch_add(1, Ordering::Relaxed);
         name
     };
@@ -294,7 +290,9 @@ fn plan_response(id: String, text: String, cached: bool, yaml: bool) -> Result<R
 /// requests are answered from the catalogue.
 #[utoipa::path(post, path = "/plans", params(Format), request_body = PlanRequest,
     responses((status = 200, body = PlanAnswer), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
-        (status = 422, description = "no plan meets the budgets; the message names the smallest feasible budget", body = ErrorBody)))]
+        (status = 408, body = ErrorBody), (status = 413, body = ErrorBody),
+        (status = 422, description = "no plan meets the budgets (the message names the smallest feasible budget), or the table cannot make a program", body = ErrorBody),
+        (status = 503, description = "every worker is busy and the queue is full; `Retry-After` says when to come back", body = ErrorBody, headers(("retry-after" = u64)))))]
 pub async fn plans(
     State(state): State<Shared>,
     Query(format): Query<Format>,
@@ -310,18 +308,18 @@ pub async fn plans(
         state.metrics.cache_hits.fetch_add(1, Ordering::Relaxed);
         return plan_response(id, text, true, yaml);
     }
-    let permit = worker(&state).await?;
+    let worker = worker(&state).await?;
     let shared = state.clone();
     let limit = state.config.time_limit.min(state.config.limits.request_time.as_secs_f64());
     let started = Instant::now();
-    let (id, text) = blocking(move || {
-        let _permit = permit;
-        let plan = plans::answer(&request, &path, limit)?;
-        let text = serde_norway::to_string(&plan).map_err(|e| ApiError::internal("writing the plan", e))?;
-        let id = catalogue(&shared).store(&key, &request.table, &text)?;
-        Ok((id, text))
-    })
-    .await?;
+    let (id, text) = worker
+        .run(move || {
+            let plan = plans::answer(&request, &path, limit)?;
+            let text = serde_norway::to_string(&plan).map_err(|e| ApiError::internal("writing the plan", e))?;
+            let id = catalogue(&shared).store(&key, &request.table, &text)?;
+            Ok((id, text))
+        })
+        .await?;
     state.metrics.solves.observe(started.elapsed());
     plan_response(id, text, false, yaml)
 }
@@ -345,8 +343,9 @@ pub async fn plan(
 /// `?stream=true` sends the frontier as it is solved.
 #[derive(Debug, Deserialize, IntoParams)]
 pub struct Streamed {
-    /// One JSON line per point (`application/x-ndjson`), the last `{"done": …}`; a stream that
-    /// ends without it was cut short.
+    /// One JSON line per point (`application/x-ndjson`), the last `{"done": …}`, or `{"error": …}`
+    /// when the sweep ran past `--request-time-limit`; a stream that ends without either was cut
+    /// short.
     #[serde(default)]
     stream: bool,
 }
@@ -358,7 +357,9 @@ pub struct Streamed {
     responses((status = 200, description = "whole, or with ?stream=true one FrontierEvent per line",
             content((FrontierAnswer = "application/json"), (FrontierEvent = "application/x-ndjson"))),
         (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
-        (status = 422, description = "no budget of the sweep can be met (whole answers only)", body = ErrorBody)))]
+        (status = 408, body = ErrorBody), (status = 413, body = ErrorBody),
+        (status = 422, description = "no budget of the sweep can be met (whole answers only)", body = ErrorBody),
+        (status = 503, description = "every worker is busy and the queue is full (`Retry-After` says when to come back), or a whole sweep ran past `--request-time-limit`", body = ErrorBody, headers(("retry-after" = u64)))))]
 pub async fn frontiers(
     State(state): State<Shared>,
     Query(streamed): Query<Streamed>,
@@ -386,48 +387,20 @@ pub async fn frontiers(
     }
     // Dropped with this handler's future, or with the stream's body: either way the client is gone.
     let (hold, stop) = work::hold(state.config.limits.request_time);
-    let permit = worker(&state).await?;
+    let worker = worker(&state).await?;
     let config = request.config(state.config.time_limit);
-    let (prepared, permit) = blocking(move || Ok((Prepared::new(&config, &path)?, permit))).await?;
+    let prepared = worker.run(move || Ok(Prepared::new(&config, &path)?)).await?;
     let (events, received) = tokio::sync::mpsc::channel(16);
     let shared = state.clone();
     let runtime = tokio::runtime::Handle::current();
     let send_stop = stop.clone();
     // A stream's reader that stops reading holds the sweep only until the request's time is up.
     let send = move |event: FrontierEvent| {
-        !streamed.stream
-            || runtime
-                .block_on(tokio::time::timeout(send_stop.remaining(), events.send(event)))
-                .is_ok_and(|s| s.is_ok())
+        // The timer is made inside the runtime: the solver threads are not its own.
+        let sent = async { tokio::time::timeout(send_stop.remaining(), events.send(event)).await };
+        !streamed.stream || runtime.block_on(sent).is_ok_and(|s| s.is_ok())
     };
-    let solving = blocking(move || {
-        let _permit = permit;
-        let started = Instant::now();
-        let outcome = plans::sweep(&request, &prepared, &stop, |event| {
-            if matches!(event, FrontierEvent::Point(_)) {
-                shared.metrics.solves.observe(started.elapsed());
-            }
-            send(event)
-        })?;
-        let swept = match outcome {
-            Outcome::Swept(swept) => swept,
-            Outcome::Left => return Ok(None),
-            Outcome::OutOfTime { done, of } => {
-                let limit = shared.config.limits.request_time.as_secs_f64();
-                let message = format!(
-                    "the sweep ran past --request-time-limit {limit} s after {done} of its {of} budgets: ask for fewer points"
-                );
-                send(FrontierEvent::Error(message.clone()));
-                return Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, message));
-            }
-        };
-        let text = serde_json::to_string(&swept.answer).map_err(|e| ApiError::internal("writing the frontier", e))?;
-        catalogue(&shared).store_frontier(&key, &request.table, &text, &swept.plans)?;
-        shared.metrics.frontiers.fetch_add(1, Ordering::Relaxed);
-        let a = &swept.answer;
-        send(FrontierEvent::Done { id: a.id.clone(), solved: a.solved, of: a.of, cached: false });
-        Ok(Some(swept.answer))
-    });
+    let solving = async move { worker.run(move || solve_sweep(&shared, &request, &prepared, &stop, send)).await };
     if !streamed.stream {
         let answer = solving.await?;
         drop(hold);
@@ -443,6 +416,43 @@ pub async fn frontiers(
         Ok::<_, std::convert::Infallible>(line_of(&event))
     });
     Ok(ndjson(Body::from_stream(lines)))
+}
+
+/// Solves and stores a sweep, each line handed to `send`: the answer, or None when its client
+/// left first.
+fn solve_sweep(
+    state: &AppState,
+    request: &FrontierRequest,
+    prepared: &Prepared,
+    stop: &work::Stop,
+    send: impl Fn(FrontierEvent) -> bool,
+) -> Result<Option<FrontierAnswer>, ApiError> {
+    let started = Instant::now();
+    let outcome = plans::sweep(request, prepared, stop, |event| {
+        if matches!(event, FrontierEvent::Point(_)) {
+            state.metrics.solves.observe(started.elapsed());
+        }
+        send(event)
+    })?;
+    let swept = match outcome {
+        Outcome::Swept(swept) => swept,
+        Outcome::Left => return Ok(None),
+        Outcome::OutOfTime { done, of } => {
+            let limit = state.config.limits.request_time.as_secs_f64();
+            let message = format!(
+                "the sweep ran past --request-time-limit {limit} s after {done} of its {of} budgets: ask for \
+                 fewer points"
+            );
+            send(FrontierEvent::Error(message.clone()));
+            return Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, message));
+        }
+    };
+    let text = serde_json::to_string(&swept.answer).map_err(|e| ApiError::internal("writing the frontier", e))?;
+    catalogue(state).store_frontier(&request.key(), &request.table, &text, &swept.plans)?;
+    state.metrics.frontiers.fetch_add(1, Ordering::Relaxed);
+    let a = &swept.answer;
+    send(FrontierEvent::Done { id: a.id.clone(), solved: a.solved, of: a.of, cached: false });
+    Ok(Some(swept.answer))
 }
 
 /// A whole frontier, or 422 when none of its budgets could be met.
@@ -486,4 +496,32 @@ pub async fn openapi(State(state): State<Shared>) -> Response {
 #[utoipa::path(get, path = "/health", security(()), responses((status = 200, body = String, content_type = "text/plain")))]
 pub async fn health() -> &'static str {
     "ok\n"
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_panic_is_its_request_s_422_and_never_poisons_the_catalogue() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = crate::ServeConfig {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            data: dir.path().to_path_buf(),
+            token: None,
+            workers: 1,
+            time_limit: 1.0,
+            limits: crate::Limits::DEFAULT,
+        };
+        let state = crate::state(config).unwrap();
+        let failed = blocking(|| -> Result<(), ApiError> { panic!("a decoder's bug") }).await.unwrap_err();
+        assert_eq!(failed.status, StatusCode::UNPROCESSABLE_ENTITY);
+        assert!(!failed.message.contains("decoder's bug"), "the panic's text stays in the log");
+        // A panic with the catalogue locked poisons its mutex; the next request still gets it.
+        let failed = with_catalogue(&state, |_| -> Result<(), ApiError> { panic!("inside the lock") }).await;
+        assert_eq!(failed.unwrap_err().status, StatusCode::UNPROCESSABLE_ENTITY);
+        assert!(state.catalogue.is_poisoned());
+        let tables = with_catalogue(&state, |c| Ok(c.tables()?)).await.unwrap();
+        assert!(tables.is_empty());
+    }
 }

@@ -64,6 +64,9 @@ impl Catalogue {
         let db = Connection::open(data.join("catalogue.sqlite"))?;
         db.pragma_update(None, "journal_mode", "WAL")?;
         db.pragma_update(None, "synchronous", "FULL")?;
+        // 256 KiB of pages: a lookup by key touches few, the system caches the file, and the
+        // service's memory should not grow with what it has stored.
+        db.pragma_update(None, "cache_size", -256)?;
         db.execute_batch(
             "CREATE TABLE IF NOT EXISTS tables (
                 id TEXT PRIMARY KEY, model TEXT NOT NULL, layers INTEGER NOT NULL, rows INTEGER NOT NULL,

@@ -82,16 +82,20 @@ pub async fn heads(State(state): State<Shared>, request: Request, next: Next) ->
     let announced = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
     let (limit, flag) = body_limit(limits, request.uri().path());
     if let Some(length) = announced.filter(|&n| n > limit as u64) {
-        return ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, limits::over("request body", length, flag, limit))
-            .into_response();
+        let message = format!("request body: {length} bytes is more than this service takes ({flag})");
+        return ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, message).into_response();
     }
     next.run(request).await
 }
 
-/// The largest body a route reads and the flag that sets it: tables are uploads, the rest
-/// are small JSON requests.
-pub fn body_limit(limits: &limits::Limits, path: &str) -> (usize, &'static str) {
-    if path == "/tables" { (limits.table_bytes, "--max-body-mb") } else { (limits.request_bytes, "--max-request-kb") }
+/// The largest body a route reads, bytes, and the flag that sets it with its value: tables are
+/// uploads, the rest are small JSON requests.
+pub fn body_limit(limits: &limits::Limits, path: &str) -> (usize, String) {
+    if path == "/tables" {
+        (limits.table_bytes, format!("--max-body-mb {}", limits.table_bytes / 1_000_000))
+    } else {
+        (limits.request_bytes, format!("--max-request-kb {}", limits.request_bytes / 1024))
+    }
 }
 
 /// Rewrites any error answer not already in the JSON form: the text the framework wrote (a
@@ -120,6 +124,16 @@ pub async fn json_errors(request: Request, next: Next) -> Response {
         }
     }
     answer
+}
+
+/// `f`'s answer; a panic in it becomes this request's failure alone (the panic hook logged it).
+pub fn caught<T>(f: impl FnOnce() -> Result<T, ApiError>) -> Result<T, ApiError> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|_panic| {
+        Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "this request could not be answered: its table or request made the solver fail",
+        ))
+    })
 }
 
 /// The answer to a panic in a handler: the panic's text goes to the log (the panic hook

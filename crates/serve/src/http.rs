@@ -56,6 +56,7 @@ pub async fn run(listener: TcpListener, app: Router, limits: &Limits, stop: impl
                 log::debug!("connection: {e}");
             }
             drop(slot);
+            crate::memory::quiet();
         });
     }
     if tokio::time::timeout(DRAIN, graceful.shutdown()).await.is_err() {

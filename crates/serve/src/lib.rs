@@ -10,6 +10,7 @@ mod catalogue;
 mod errors;
 mod http;
 mod limits;
+mod memory;
 mod metrics;
 mod plans;
 mod reports;
@@ -54,6 +55,8 @@ pub enum ServeError {
     Catalogue(#[from] CatalogueError),
     #[error("{0}: {1}")]
     Listen(SocketAddr, std::io::Error),
+    #[error("starting the service's threads: {0}")]
+    Runtime(std::io::Error),
 }
 
 struct AppState {
@@ -71,17 +74,8 @@ type Shared = Arc<AppState>;
 
 /// The service's routes over an opened catalogue, and the OpenAPI document describing them.
 pub fn app(config: ServeConfig) -> Result<(Router, utoipa::openapi::OpenApi), ServeError> {
-    let catalogue = Catalogue::open(&config.data)?;
-    let reports = config.data.join(reports::FOLDER);
-    reports::tidy(&reports).map_err(|e| CatalogueError::File { path: reports.clone(), message: e.to_string() })?;
-    let state = Arc::new(AppState {
-        catalogue: Mutex::new(catalogue),
-        tables: catalogue::tables_folder(&config.data),
-        queue: work::Queue::new(config.workers, config.limits.queue),
-        metrics: metrics::Metrics::default(),
-        openapi: std::sync::OnceLock::new(),
-        config,
-    });
+    let state = state(config)?;
+    let reports = state.config.data.join(reports::FOLDER);
     let guarded = OpenApiRouter::new()
         .routes(routes!(api::register, api::list))
         .routes(routes!(api::table))
@@ -107,8 +101,38 @@ pub fn app(config: ServeConfig) -> Result<(Router, utoipa::openapi::OpenApi), Se
     Ok((router, openapi))
 }
 
+/// The service's state over the catalogue in `config.data`, opened.
+fn state(config: ServeConfig) -> Result<Shared, ServeError> {
+    let catalogue = Catalogue::open(&config.data)?;
+    let reports = config.data.join(reports::FOLDER);
+    reports::tidy(&reports).map_err(|e| CatalogueError::File { path: reports.clone(), message: e.to_string() })?;
+    Ok(Arc::new(AppState {
+        catalogue: Mutex::new(catalogue),
+        tables: catalogue::tables_folder(&config.data),
+        queue: work::Queue::new(config.workers, config.limits.queue).map_err(ServeError::Runtime)?,
+        metrics: metrics::Metrics::default(),
+        openapi: std::sync::OnceLock::new(),
+        config,
+    }))
+}
+
+/// Threads of the blocking pool (solves have threads of their own): catalogue work, one at a
+/// time behind its lock, needs few, and a flood of requests must not start hundreds.
+const CATALOGUE_THREADS: usize = 4;
+
+/// Serves on a runtime of its own until interrupted.
+pub fn run(config: ServeConfig) -> Result<(), ServeError> {
+    memory::configure();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .max_blocking_threads(CATALOGUE_THREADS)
+        .build()
+        .map_err(ServeError::Runtime)?;
+    runtime.block_on(serve(config))
+}
+
 /// Serves until interrupted, printing the address it listens on first (port 0 picks one).
-pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
+async fn serve(config: ServeConfig) -> Result<(), ServeError> {
     let listen = config.listen;
     if !listen.ip().is_loopback() && config.token.is_none() {
         log::warn!("listening on {listen} without --token-file: anyone who reaches it can use the service");
@@ -126,6 +150,7 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
 }
 
 async fn count(State(state): State<Shared>, request: Request, next: Next) -> Response {
+    let _in_flight = memory::request();
     state.metrics.requests.fetch_add(1, Ordering::Relaxed);
     let response = next.run(request).await;
     let counter = match response.status().as_u16() {

@@ -419,4 +419,25 @@ pub(crate) mod tests {
         assert!(message.starts_with(&path.display().to_string()), "{message}");
         assert!(message.contains("not a Parquet file"), "{message}");
     }
+
+    #[test]
+    fn a_reader_s_own_limits_see_the_footer_before_any_row_is_decoded() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("three.parquet");
+        let table = SensitivityTable { meta: meta(Shard::WHOLE), rows: vec![row(0, 1.0), row(1, 2.0), row(2, 3.0)] };
+        table.write(&path).unwrap();
+        let bytes = std::fs::read(&path).unwrap();
+        let mut seen = None;
+        let read = SensitivityTable::from_bytes_within(&bytes, &path, |found| {
+            seen = Some(*found);
+            Ok(())
+        });
+        assert_eq!(read.unwrap(), table);
+        let seen = seen.unwrap();
+        assert_eq!(seen.rows, 3);
+        assert_eq!(seen.meta_bytes, serde_json::to_string(&table.meta).unwrap().len());
+        let refused = SensitivityTable::from_bytes_within(&bytes, &path, |found| Err(format!("{} rows", found.rows)));
+        let message = refused.unwrap_err().to_string();
+        assert!(message.starts_with(&path.display().to_string()) && message.ends_with("3 rows"), "{message}");
+    }
 }
