@@ -175,7 +175,7 @@ lint: check-deps
 CARGO_FUZZ_VERSION := 0.13.2
 CARGO_FUZZ := $(LOCAL)/cargo-fuzz/bin/cargo-fuzz
 FUZZ_SECONDS ?= 60
-FUZZ_TARGETS := onnx table table_sealed plan manifest npy
+FUZZ_TARGETS := onnx table table_sealed plan manifest npy budget
 # cargo-fuzz needs nightly flags (-Zsanitizer, sanitizer coverage); only stable Rust is
 # installed here, and RUSTC_BOOTSTRAP lets it take them.
 FUZZ := RUSTC_BOOTSTRAP=1 $(CARGO_FUZZ)

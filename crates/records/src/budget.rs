@@ -75,9 +75,10 @@ pub enum Amount {
 }
 
 impl Amount {
-    /// Whether the amount is a finite number above zero, the only kind a budget can hold.
+    /// Whether the amount is a finite number above zero, the only kind a budget can hold (a
+    /// subnormal one is refused too: a sweep's points between two of them would round to zero).
     fn is_positive(self) -> bool {
-        matches!(self, Amount::Absolute(v) | Amount::OfFullPrecision(v) if v.is_finite() && v > 0.0)
+        matches!(self, Amount::Absolute(v) | Amount::OfFullPrecision(v) if v.is_normal() && v > 0.0)
     }
 
     /// The amount in the resource's unit, given the full-precision value.
@@ -207,7 +208,10 @@ impl Sweep {
         let (a, b) = (at(self.from), at(self.to));
         (0..self.points)
             .map(|i| {
-                let v = a + (b - a) * i as f64 / (self.points - 1) as f64;
+                // Weighted, not a + (b - a)·t: the last point is `to` exactly, and ends far
+                // apart in size do not cancel to zero.
+                let t = i as f64 / (self.points - 1) as f64;
+                let v = a * (1.0 - t) + b * t;
                 let amount = match self.from {
                     Amount::Absolute(_) => Amount::Absolute(v),
                     Amount::OfFullPrecision(_) => Amount::OfFullPrecision(v),
@@ -323,6 +327,24 @@ mod tests {
         for bad in ["avg-bits=4..8:1000000000", "avg-bits=4..8:10001", "avg-bits=4..8:1"] {
             let message = bad.parse::<Sweep>().unwrap_err();
             assert!(message.contains("is outside a sweep's 2..=10000"), "{bad}: {message}");
+        }
+    }
+
+    #[test]
+    fn a_sweep_between_ends_far_apart_ends_at_its_end() {
+        // Found by the budget fuzz target: 1e91 + (6 − 1e91) is 0.
+        let sweep: Sweep = "1e91B..6:95".parse().unwrap();
+        let budgets = sweep.budgets();
+        assert_eq!(budgets.last().unwrap().amount, Amount::Absolute(6.0));
+        assert!(budgets.iter().all(|b| Amount::is_positive(b.amount)));
+        assert!("5e-324bits".parse::<Budget>().is_err(), "a subnormal budget");
+    }
+
+    #[test]
+    fn the_fuzz_seeds_read_back() {
+        for file in crate::fuzz_seed_files("budget") {
+            let text = std::fs::read_to_string(&file).unwrap();
+            assert!(text.parse::<Budget>().is_ok() || text.parse::<Sweep>().is_ok(), "{}", file.display());
         }
     }
 }

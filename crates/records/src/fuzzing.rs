@@ -44,4 +44,18 @@ mod tests {
         assert!(refused(&bytes).is_none_or(|m| !m.contains("checksum")), "{:?}", refused(&bytes));
         assert!(!super::reseal_parquet(&mut b"PAR1 not a table PAR1".to_vec()));
     }
+
+    /// Crashes the fuzz targets found, kept in `fuzz/regressions/TARGET/`: each is refused with an
+    /// error now (before its fix, this test process aborted).
+    #[test]
+    fn the_fuzz_regressions_are_refused() {
+        let folder = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/regressions/table_sealed");
+        for file in std::fs::read_dir(folder).unwrap() {
+            let path = file.unwrap().path();
+            let mut bytes = std::fs::read(&path).unwrap();
+            super::reseal_parquet(&mut bytes);
+            let refused = SensitivityTable::from_bytes(&bytes, &path).unwrap_err().to_string();
+            assert!(refused.contains("damaged Parquet file") && refused.contains("values"), "{refused}");
+        }
+    }
 }

@@ -185,10 +185,55 @@ fn decode_parquet(
         return Err(error(format!("rows: {} is more than a {what} holds ({MAX_ROWS} at most)", metadata.num_rows)));
     }
     admit(&Footprint { rows: metadata.num_rows, meta_bytes: meta.len() }).map_err(error)?;
+    bitsearch_types::catch_panic(|| check_pages(bytes, &metadata))
+        .map_err(damaged)?
+        .map_err(|e| error(format!("damaged Parquet file ({e})")))?;
     let frame = bitsearch_types::catch_panic(|| reader.finish())
         .map_err(damaged)?
         .map_err(|e| error(format!("cannot read the rows: {e}")))?;
     Ok((meta, frame))
+}
+
+/// Most bytes a page of a record may hold once decompressed, per row of its row group (and
+/// beyond that, 64 KiB): a table's widest value, a layer's name, is far shorter.
+const MAX_PAGE_BYTES_PER_ROW: usize = 4096;
+
+/// Refuses data pages (and column chunks) that claim more values than their row group has rows,
+/// or a decompressed size past [`MAX_PAGE_BYTES_PER_ROW`]: polars reserves what a page header
+/// claims before it reads the page, and the pages' checksum proves nothing against a file
+/// forged with its checksum recomputed (the `table_sealed` fuzz target found a page claiming
+/// 2^61 values, which aborted the process allocating them).
+fn check_pages(
+    bytes: &[u8],
+    metadata: &polars_parquet::parquet::metadata::FileMetadata,
+) -> std::result::Result<(), String> {
+    use polars_parquet::parquet::page::CompressedPage;
+    let file = polars_buffer::Buffer::from(bytes.to_vec());
+    for (g, group) in metadata.row_groups.iter().enumerate() {
+        let rows = group.num_rows();
+        let most_bytes = rows.saturating_mul(MAX_PAGE_BYTES_PER_ROW).saturating_add(64 * 1024);
+        for column in group.parquet_columns() {
+            let name = column.descriptor().path_in_schema.join(".");
+            let at = |message: String| format!("row group {g}, column {name}: {message}");
+            if usize::try_from(column.num_values()).map_or(true, |n| n > rows) {
+                return Err(at(format!("{} values in {rows} rows", column.num_values())));
+            }
+            let cursor = std::io::Cursor::new(file.clone());
+            let pages = polars_parquet::parquet::read::get_page_iterator(column, cursor, Vec::new(), bytes.len())
+                .map_err(|e| at(e.to_string()))?;
+            for page in pages {
+                let CompressedPage::Data(page) = page.map_err(|e| at(e.to_string()))? else { continue };
+                if page.num_values() > rows || page.uncompressed_size() > most_bytes {
+                    return Err(at(format!(
+                        "a page of {} values and {} bytes in {rows} rows",
+                        page.num_values(),
+                        page.uncompressed_size()
+                    )));
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The fuzz targets' committed seeds, `fuzz/seeds/<target>/`: each test module that writes
