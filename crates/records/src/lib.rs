@@ -23,6 +23,7 @@ pub mod run_config;
 mod solver;
 pub mod table;
 pub mod target;
+mod thrift;
 
 pub use budget::{Amount, Budget, Limit, Resource, Sweep};
 pub use correction::{NoiseCorrection, StepNoise};
@@ -162,6 +163,8 @@ fn decode_parquet(
     use polars::prelude::{ParquetReader, SerReader};
     let error = |message: String| RecordError::file(path, message);
     let pages = pages(bytes).ok_or_else(|| error("not a Parquet file".into()))?;
+    let footer = &bytes[4 + pages.len()..bytes.len() - 8];
+    thrift::counts_fit(footer).map_err(|e| error(format!("damaged Parquet file ({e})")))?;
     let mut reader = ParquetReader::new(std::io::Cursor::new(bytes));
     // polars' decoder panics on some damaged bytes instead of returning an error.
     let damaged = |panic: String| error(format!("damaged Parquet file ({panic})"));
@@ -216,7 +219,7 @@ fn check_pages(
             let name = column.descriptor().path_in_schema.join(".");
             let at = |message: String| format!("row group {g}, column {name}: {message}");
             if usize::try_from(column.num_values()).map_or(true, |n| n > rows) {
-                return Err(at(format!("{} values in {rows} rows", column.num_values())));
+                return Err(at(format!("claiming {} values in {rows} rows", column.num_values())));
             }
             let cursor = std::io::Cursor::new(file.clone());
             let pages = polars_parquet::parquet::read::get_page_iterator(column, cursor, Vec::new(), bytes.len())
@@ -225,7 +228,7 @@ fn check_pages(
                 let CompressedPage::Data(page) = page.map_err(|e| at(e.to_string()))? else { continue };
                 if page.num_values() > rows || page.uncompressed_size() > most_bytes {
                     return Err(at(format!(
-                        "a page of {} values and {} bytes in {rows} rows",
+                        "a page claiming {} values and {} bytes in {rows} rows",
                         page.num_values(),
                         page.uncompressed_size()
                     )));
