@@ -22,10 +22,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let dir = tempfile::tempdir()?;
     let table = dir.path().join("table.parquet");
     bitsearch_fixtures::sensitivity_table(3, 255, &[2, 4, 8], 1).write(&table)?;
-    let (mut server, url) = start(&dir.path().join("data"))?;
-    let registered: serde_json::Value =
-        ureq::post(&format!("{url}/tables")).send_bytes(&std::fs::read(&table)?)?.into_json()?;
-    let id = registered["id"].as_str().ok_or("no id")?.to_string();
+    let table = std::fs::read(&table)?;
+    let (mut server, url, id) = start(&dir.path().join("data"), &table)?;
 
     let started = Instant::now();
     let clients: Vec<_> = (0..CLIENTS)
@@ -61,9 +59,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut times: Vec<f64> = results.iter().map(|(t, _)| t.as_secs_f64() * 1e3).collect();
     times.sort_by(f64::total_cmp);
     let quantile = |q: f64| times[((times.len() - 1) as f64 * q).round() as usize];
-    let counter =
-        |name: &str| metrics.lines().find_map(|l| l.strip_prefix(name)?.trim().parse::<f64>().ok()).unwrap_or(f64::NAN);
-    let table = format!(
+    let counter = |name: &str| metric(&metrics, name).unwrap_or(f64::NAN);
+    let load = format!(
         "# Service benchmark\n\n`bitsearch serve` on loopback, default settings (2 solve workers), one registered synthetic \
          table (255 layers × W2/W4/W8); {CLIENTS} clients × {REQUESTS} requests at once: plan requests over {BUDGETS} \
          avg-bits budgets (the first request of each is solved, the rest are cache hits) and a table listing every \
@@ -81,13 +78,17 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     if errors > 0 {
         return Err(format!("{errors} of {} requests failed", results.len()).into());
     }
-    let flood = flood(&dir.path().join("flood"), &std::fs::read(dir.path().join("table.parquet"))?)?;
-    common::publish("serve.md", &format!("{table}{flood}"))?;
+    let flood = flood(&dir.path().join("flood"), &table)?;
+    common::publish("serve.md", &format!("{load}{flood}"))?;
     Ok(())
 }
 
-/// A server on a free loopback port over `data`, default settings: the process and its URL.
-fn start(data: &std::path::Path) -> Result<(std::process::Child, String), Box<dyn std::error::Error>> {
+/// A server on a free loopback port over `data`, default settings, with `table` registered:
+/// the process, its URL and the table's id.
+fn start(
+    data: &std::path::Path,
+    table: &[u8],
+) -> Result<(std::process::Child, String, String), Box<dyn std::error::Error>> {
     let mut server = Command::new(env!("CARGO_BIN_EXE_bitsearch"))
         .args(["serve", "--listen", "127.0.0.1:0", "--data"])
         .arg(data)
@@ -97,7 +98,14 @@ fn start(data: &std::path::Path) -> Result<(std::process::Child, String), Box<dy
     let mut line = String::new();
     BufReader::new(server.stdout.take().ok_or("no stdout")?).read_line(&mut line)?;
     let url = line.trim().rsplit(' ').next().ok_or("no address")?.to_string();
-    Ok((server, url))
+    let registered: serde_json::Value = ureq::post(&format!("{url}/tables")).send_bytes(table)?.into_json()?;
+    let id = registered["id"].as_str().ok_or("no id")?.to_string();
+    Ok((server, url, id))
+}
+
+/// The value of `name` in the Prometheus text `metrics`.
+fn metric(metrics: &str, name: &str) -> Option<f64> {
+    metrics.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
 }
 
 /// Resident memory of process `pid`, MB.
@@ -109,9 +117,7 @@ fn rss_mb(pid: u32) -> Result<f64, Box<dyn std::error::Error>> {
 
 /// The flood: the markdown section of its row.
 fn flood(data: &std::path::Path, table: &[u8]) -> Result<String, Box<dyn std::error::Error>> {
-    let (mut server, url) = start(data)?;
-    let registered: serde_json::Value = ureq::post(&format!("{url}/tables")).send_bytes(table)?.into_json()?;
-    let id = registered["id"].as_str().ok_or("no id")?.to_string();
+    let (mut server, url, id) = start(data, table)?;
     let plan = move |bits: f64| {
         serde_json::json!({ "table": id.as_str(), "budgets": [format!("avg-bits={bits:.5}")] }).to_string()
     };
@@ -175,10 +181,7 @@ fn flood(data: &std::path::Path, table: &[u8]) -> Result<String, Box<dyn std::er
     let metrics = ureq::get(&format!("{url}/metrics")).call()?.into_string()?;
     server.kill()?;
     server.wait()?;
-    let gauge = metrics
-        .lines()
-        .find_map(|l| l.strip_prefix("bitsearch_solve_queue_depth ")?.trim().parse::<f64>().ok())
-        .ok_or("no queue gauge")?;
+    let gauge = metric(&metrics, "bitsearch_solve_queue_depth").ok_or("no queue gauge")?;
     let count = |code: u16| statuses.iter().filter(|&&s| s == code).count();
     let others = statuses.len() - count(200) - count(422) - count(503);
     let failed_health = health.iter().filter(|(_, ok)| !ok).count();

@@ -3,22 +3,25 @@
 #![no_main]
 
 use bitsearch_records::budget::MAX_SWEEP_POINTS;
-use bitsearch_records::{Amount, Budget, Sweep};
+use bitsearch_records::{Budget, Sweep};
 use libfuzzer_sys::fuzz_target;
+
+fn assert_positive(text: &str, budget: Budget) {
+    let v = budget.amount.number();
+    assert!(v.is_finite() && v > 0.0, "{text}: {v}");
+}
 
 fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else { return };
     if let Ok(budget) = text.parse::<Budget>() {
-        let (Amount::Absolute(v) | Amount::OfFullPrecision(v)) = budget.amount;
-        assert!(v.is_finite() && v > 0.0, "{text}: {v}");
+        assert_positive(text, budget);
     }
     if let Ok(sweep) = text.parse::<Sweep>() {
         assert!((2..=MAX_SWEEP_POINTS).contains(&sweep.points), "{text}");
         let budgets = sweep.budgets();
         assert_eq!(budgets.len(), sweep.points, "{text}");
         for budget in budgets {
-            let (Amount::Absolute(v) | Amount::OfFullPrecision(v)) = budget.amount;
-            assert!(v.is_finite() && v > 0.0, "{text}: {v}");
+            assert_positive(text, budget);
         }
     }
 });

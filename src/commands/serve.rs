@@ -17,9 +17,7 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
         }
         None => None,
     };
-    if args.workers == 0 {
-        bail!("--workers: must be at least 1");
-    }
+    let workers = at_least_one("--workers", args.workers)?;
     let limits = Limits {
         table_bytes: at_least_one("--max-body-mb", args.max_body_mb)? * 1_000_000,
         request_bytes: at_least_one("--max-request-kb", args.max_request_kb)? * 1024,
@@ -39,7 +37,7 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
         listen: args.listen,
         data: args.data.clone(),
         token,
-        workers: args.workers,
+        workers,
         time_limit: args.time_limit,
         limits,
     };

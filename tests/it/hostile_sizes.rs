@@ -15,6 +15,11 @@ fn s(path: &Path) -> &str {
     path.to_str().unwrap()
 }
 
+/// `bitsearch sample MODEL --out OUT --device cpu` with `extra` flags.
+fn sample_on_cpu(model: &Path, out: &Path, extra: &[&str]) -> Output {
+    bitsearch(&[&["sample", s(model), "--out", s(out), "--device", "cpu"][..], extra].concat())
+}
+
 /// Runs bitsearch with `args`, killing it if it is still running after 60 s (a hang).
 fn bitsearch_or_kill(args: &[&str]) -> Output {
     let mut child = Command::new(env!("CARGO_BIN_EXE_bitsearch"))
@@ -117,23 +122,11 @@ fn unknown_dimension_names_are_refused_listing_the_models() {
     let name = terrain.file_name().unwrap().to_str().unwrap();
     let expected = [name, "--dim colour", "no symbolic dimension", "batch"];
     assert_clean_failure(&bitsearch(&["inspect", s(&terrain), "--dim", "colour=3"]), &expected);
-    let sample = [
-        "sample",
-        s(&terrain),
-        "--condition",
-        "difficulty=0.5",
-        "--dim",
-        "colour=3",
-        "--out",
-        s(&out),
-        "--device",
-        "cpu",
-    ];
-    assert_clean_failure(&bitsearch(&sample), &expected);
+    let sample = sample_on_cpu(&terrain, &out, &["--condition", "difficulty=0.5", "--dim", "colour=3"]);
+    assert_clean_failure(&sample, &expected);
     // A diffusers folder is sized by height and width alone.
     let shapes = shapes_model();
-    let sample = ["sample", s(&shapes), "--prompt", "a small red circle on the left", "--dim", "colour=3"];
-    let output = bitsearch(&[&sample[..], &["--out", s(&out), "--device", "cpu"][..]].concat());
+    let output = sample_on_cpu(&shapes, &out, &["--prompt", "a small red circle on the left", "--dim", "colour=3"]);
     assert_clean_failure(&output, &["--dim colour", "height and width"]);
     assert!(!out.exists());
 }
@@ -182,8 +175,8 @@ fn npy_files_that_lie_about_their_size_or_hold_nan_are_refused() {
     assert!(!json.exists());
     // The same reader takes sample's latents.
     let out = dir.path().join("out");
-    let sample = ["sample", s(&shapes), "--prompt", "a small red circle on the left", "--latents", s(&lying)];
-    let output = bitsearch(&[&sample[..], &["--out", s(&out), "--device", "cpu"][..]].concat());
+    let latents = ["--prompt", "a small red circle on the left", "--latents", s(&lying)];
+    let output = sample_on_cpu(&shapes, &out, &latents);
     assert_clean_failure(&output, &["lying.npy", "shape: [100000000000"]);
     assert!(!out.exists());
 }
@@ -194,10 +187,7 @@ fn values_that_are_not_finite_are_refused_naming_the_flag() {
     let out = dir.path().join("out");
     let terrain = terrain_model();
     let shapes = shapes_model();
-    let sample = |model: &Path, extra: &[&str]| {
-        let args = ["sample", s(model), "--out", s(&out), "--device", "cpu"];
-        bitsearch(&[&args[..], extra].concat())
-    };
+    let sample = |model: &Path, extra: &[&str]| sample_on_cpu(model, &out, extra);
     for value in ["nan", "inf"] {
         let condition = format!("difficulty={value}");
         assert_clean_failure(&sample(&terrain, &["--condition", &condition]), &["conditions.difficulty", "finite"]);

@@ -78,7 +78,14 @@ impl Amount {
     /// Whether the amount is a finite number above zero, the only kind a budget can hold (a
     /// subnormal one is refused too: a sweep's points between two of them would round to zero).
     fn is_positive(self) -> bool {
-        matches!(self, Amount::Absolute(v) | Amount::OfFullPrecision(v) if v.is_normal() && v > 0.0)
+        self.number().is_normal() && self.number() > 0.0
+    }
+
+    /// The number as written: in the resource's unit, or a fraction.
+    pub fn number(self) -> f64 {
+        match self {
+            Amount::Absolute(v) | Amount::OfFullPrecision(v) => v,
+        }
     }
 
     /// The amount in the resource's unit, given the full-precision value.
@@ -202,10 +209,7 @@ impl FromStr for Sweep {
 impl Sweep {
     /// The budgets, evenly spaced from `from` to `to`.
     pub fn budgets(&self) -> Vec<Budget> {
-        let at = |amount: Amount| match amount {
-            Amount::Absolute(v) | Amount::OfFullPrecision(v) => v,
-        };
-        let (a, b) = (at(self.from), at(self.to));
+        let (a, b) = (self.from.number(), self.to.number());
         (0..self.points)
             .map(|i| {
                 // Weighted, not a + (b - a)·t: the last point is `to` exactly, and ends far

@@ -5,10 +5,9 @@
 /// Writes the sha256 of the pages of `bytes` over the checksum its footer stores, in place (the
 /// footer keeps its length). False when the bytes are not laid out as a record with a checksum.
 pub fn reseal_parquet(bytes: &mut [u8]) -> bool {
-    let Some(pages) = crate::pages(bytes) else { return false };
-    let (footer_start, checksum) = (4 + pages.len(), bitsearch_types::sha256_hex(pages));
-    let footer_end = bytes.len() - 8;
-    let footer = &mut bytes[footer_start..footer_end];
+    let Some((pages, footer)) = crate::parts(bytes) else { return false };
+    let checksum = bitsearch_types::sha256_hex(&bytes[pages]);
+    let footer = &mut bytes[footer];
     let key = crate::PAGES_SHA256_KEY.as_bytes();
     let Some(at) = footer.windows(key.len()).rposition(|w| w == key) else { return false };
     // Thrift compact: the key, then the value's field header (0x18: field 2, binary), its

@@ -76,16 +76,23 @@ fn write_parquet(path: &Path, frame: &mut polars::prelude::DataFrame, key: &str,
     write_file(path, &bytes)
 }
 
-/// The bytes of a Parquet file between its leading magic and its footer: every column chunk.
-/// None when the file is not laid out as Parquet.
-fn pages(bytes: &[u8]) -> Option<&[u8]> {
+/// Where a Parquet file's two parts lie between its magic bytes: the pages (every column
+/// chunk) and the footer (the Thrift-encoded metadata). None when the file is not laid out as
+/// Parquet.
+fn parts(bytes: &[u8]) -> Option<(std::ops::Range<usize>, std::ops::Range<usize>)> {
     const MAGIC: &[u8] = b"PAR1";
     let n = bytes.len();
     if n < 12 || !bytes.starts_with(MAGIC) || !bytes.ends_with(MAGIC) {
         return None;
     }
     let footer = u32::from_le_bytes(bytes[n - 8..n - 4].try_into().ok()?) as usize;
-    bytes.get(4..n.checked_sub(8 + footer)?)
+    let start = (n - 8).checked_sub(footer).filter(|&start| start >= 4)?;
+    Some((4..start, start..n - 8))
+}
+
+/// The pages of a Parquet file (see [`parts`]).
+fn pages(bytes: &[u8]) -> Option<&[u8]> {
+    parts(bytes).map(|(pages, _)| &bytes[pages])
 }
 
 /// Whether `path` is a Parquet file whose footer carries the metadata key `key`: a record
@@ -162,9 +169,9 @@ fn decode_parquet(
 ) -> Result<(String, polars::prelude::DataFrame)> {
     use polars::prelude::{ParquetReader, SerReader};
     let error = |message: String| RecordError::file(path, message);
-    let pages = pages(bytes).ok_or_else(|| error("not a Parquet file".into()))?;
-    let footer = &bytes[4 + pages.len()..bytes.len() - 8];
-    thrift::counts_fit(footer).map_err(|e| error(format!("damaged Parquet file ({e})")))?;
+    let (pages, footer) = parts(bytes).ok_or_else(|| error("not a Parquet file".into()))?;
+    let pages = &bytes[pages];
+    thrift::counts_fit(&bytes[footer]).map_err(|e| error(format!("damaged Parquet file ({e})")))?;
     let mut reader = ParquetReader::new(std::io::Cursor::new(bytes));
     // polars' decoder panics on some damaged bytes instead of returning an error.
     let damaged = |panic: String| error(format!("damaged Parquet file ({panic})"));
@@ -211,7 +218,6 @@ fn check_pages(
     metadata: &polars_parquet::parquet::metadata::FileMetadata,
 ) -> std::result::Result<(), String> {
     use polars_parquet::parquet::page::CompressedPage;
-    let file = polars_buffer::Buffer::from(bytes.to_vec());
     for (g, group) in metadata.row_groups.iter().enumerate() {
         let rows = group.num_rows();
         let most_bytes = rows.saturating_mul(MAX_PAGE_BYTES_PER_ROW).saturating_add(64 * 1024);
@@ -221,9 +227,15 @@ fn check_pages(
             if usize::try_from(column.num_values()).map_or(true, |n| n > rows) {
                 return Err(at(format!("claiming {} values in {rows} rows", column.num_values())));
             }
-            let cursor = std::io::Cursor::new(file.clone());
-            let pages = polars_parquet::parquet::read::get_page_iterator(column, cursor, Vec::new(), bytes.len())
-                .map_err(|e| at(e.to_string()))?;
+            // One column chunk copied at a time (the page reader owns its bytes), not the file.
+            let range = column.byte_range();
+            let chunk = usize::try_from(range.start)
+                .ok()
+                .zip(usize::try_from(range.end).ok())
+                .and_then(|(start, end)| bytes.get(start..end))
+                .ok_or_else(|| at(format!("bytes {range:?} lie outside the file")))?;
+            let cursor = std::io::Cursor::new(polars_buffer::Buffer::from(chunk.to_vec()));
+            let pages = polars_parquet::parquet::read::PageReader::new(cursor, column, Vec::new(), chunk.len());
             for page in pages {
                 let CompressedPage::Data(page) = page.map_err(|e| at(e.to_string()))? else { continue };
                 if page.num_values() > rows || page.uncompressed_size() > most_bytes {

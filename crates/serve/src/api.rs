@@ -114,13 +114,13 @@ fn table_path(catalogue: &catalogue::Catalogue, id: &str) -> Result<PathBuf, Api
 /// The request's body, refused past the route's limit (413) or when it takes longer than
 /// `--body-timeout` to arrive (408).
 async fn read_body(state: &Shared, path: &str, body: Body) -> Result<Bytes, ApiError> {
-    let (limit, flag) = errors::body_limit(&state.config.limits, path);
+    let errors::BodyLimit { bytes: limit, flag, value } = errors::body_limit(&state.config.limits, path);
     let timeout = state.config.limits.body_timeout;
     match tokio::time::timeout(timeout, axum::body::to_bytes(body, limit)).await {
         Ok(Ok(bytes)) => Ok(bytes),
         Ok(Err(e)) if is_over_limit(&e) => Err(ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
-            format!("request body: more than {limit} bytes, more than this service takes ({flag})"),
+            format!("request body: more than {limit} bytes, more than this service takes ({flag} {value})"),
         )),
         Ok(Err(e)) => Err(ApiError::new(StatusCode::BAD_REQUEST, format!("request body: {e}"))),
         Err(_) => Err(ApiError::new(
@@ -151,16 +151,9 @@ async fn parse<T: serde::de::DeserializeOwned>(
     serde_json::from_slice(&bytes).map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("{what}: {e}")))
 }
 
-/// Refuses more budgets than `--max-budgets`.
-fn count_budgets(state: &Shared, budgets: &[String]) -> Result<(), ApiError> {
-    let limit = state.config.limits.budgets;
-    if budgets.len() > limit {
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            limits::over("budgets", budgets.len(), "--max-budgets", limit),
-        ));
-    }
-    Ok(())
+/// A request's count within its limit, or 400 naming the flag.
+fn at_most(what: &str, asked: usize, flag: &str, limit: usize) -> Result<(), ApiError> {
+    limits::at_most(what, asked, flag, limit).map_err(|message| ApiError::new(StatusCode::BAD_REQUEST, message))
 }
 
 /// Registers a sensitivity table (the Parquet file `bitsearch sensitivity` writes) under the
@@ -300,7 +293,7 @@ pub async fn plans(
 ) -> Result<Response, ApiError> {
     let yaml = format.yaml()?;
     let request: PlanRequest = parse(&state, "/plans", body, "plan request").await?;
-    count_budgets(&state, &request.budgets)?;
+    at_most("budgets", request.budgets.len(), "--max-budgets", state.config.limits.budgets)?;
     let key = request.key();
     let (table, lookup) = (request.table.clone(), key.clone());
     let (path, hit) = with_catalogue(&state, move |c| Ok((table_path(c, &table)?, c.cached(&lookup)?))).await?;
@@ -366,15 +359,9 @@ pub async fn frontiers(
     body: Body,
 ) -> Result<Response, ApiError> {
     let request: FrontierRequest = parse(&state, "/frontiers", body, "frontier request").await?;
-    let points = request.sweep()?.points;
-    let most = state.config.limits.sweep_points;
-    if points > most {
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            limits::over("sweep points", points, "--max-sweep-points", most),
-        ));
-    }
-    count_budgets(&state, &request.budgets)?;
+    let limits = &state.config.limits;
+    at_most("sweep points", request.sweep()?.points, "--max-sweep-points", limits.sweep_points)?;
+    at_most("budgets", request.budgets.len(), "--max-budgets", limits.budgets)?;
     let key = request.key();
     let (table, lookup) = (request.table.clone(), key.clone());
     let (path, hit) = with_catalogue(&state, move |c| Ok((table_path(c, &table)?, c.frontier(&lookup)?))).await?;

@@ -197,22 +197,16 @@ impl Upload {
     pub fn check(tables: &Path, id: String, bytes: &[u8], limits: &Limits) -> Result<Self, CatalogueError> {
         let name = Path::new("body");
         let admit = |found: &bitsearch_records::Footprint| {
-            if found.rows > limits.table_rows {
-                return Err(limits::over("rows", found.rows, "--max-table-rows", limits.table_rows));
-            }
-            if found.meta_bytes > limits.table_meta_bytes {
-                let (asked, most) = (found.meta_bytes.div_ceil(1024), limits.table_meta_bytes / 1024);
-                return Err(limits::over("run description (KiB)", asked, "--max-table-meta-kb", most));
-            }
-            Ok(())
+            limits::at_most("rows", found.rows, "--max-table-rows", limits.table_rows)?;
+            // In KiB, as the flag takes it (the limit is a whole number of them).
+            let (asked, most) = (found.meta_bytes.div_ceil(1024), limits.table_meta_bytes / 1024);
+            limits::at_most("run description (KiB)", asked, "--max-table-meta-kb", most)
         };
         let table = bitsearch_records::SensitivityTable::from_bytes_within(bytes, name, admit)
             .map_err(|e| CatalogueError::NotATable(e.to_string()))?;
         let groups = table.meta.step_groups.len();
-        if groups > limits.step_groups {
-            let message = limits::over("step groups", groups, "--max-step-groups", limits.step_groups);
-            return Err(CatalogueError::NotATable(format!("body: {message}")));
-        }
+        limits::at_most("step groups", groups, "--max-step-groups", limits.step_groups)
+            .map_err(|message| CatalogueError::NotATable(format!("body: {message}")))?;
         let missing = table.missing_probes();
         if missing > 0 {
             return Err(CatalogueError::Partial { missing, total: table.meta.probes_total });

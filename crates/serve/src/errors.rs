@@ -80,21 +80,29 @@ pub async fn heads(State(state): State<Shared>, request: Request, next: Next) ->
         return ApiError::new(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, message).into_response();
     }
     let announced = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
-    let (limit, flag) = body_limit(limits, request.uri().path());
-    if let Some(length) = announced.filter(|&n| n > limit as u64) {
-        let message = format!("request body: {length} bytes is more than this service takes ({flag})");
+    let limit = body_limit(limits, request.uri().path());
+    if let Some(length) = announced.filter(|&n| n > limit.bytes as u64) {
+        let BodyLimit { flag, value, .. } = limit;
+        let message = format!("request body: {length} bytes is more than this service takes ({flag} {value})");
         return ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, message).into_response();
     }
     next.run(request).await
 }
 
-/// The largest body a route reads, bytes, and the flag that sets it with its value: tables are
-/// uploads, the rest are small JSON requests.
-pub fn body_limit(limits: &limits::Limits, path: &str) -> (usize, String) {
+/// The largest body a route reads: tables are uploads, the rest are small JSON requests.
+#[derive(Debug, Clone, Copy)]
+pub struct BodyLimit {
+    pub bytes: usize,
+    /// The flag that sets it, and the flag's value (in its own unit).
+    pub flag: &'static str,
+    pub value: usize,
+}
+
+pub fn body_limit(limits: &limits::Limits, path: &str) -> BodyLimit {
     if path == "/tables" {
-        (limits.table_bytes, format!("--max-body-mb {}", limits.table_bytes / 1_000_000))
+        BodyLimit { bytes: limits.table_bytes, flag: "--max-body-mb", value: limits.table_bytes / 1_000_000 }
     } else {
-        (limits.request_bytes, format!("--max-request-kb {}", limits.request_bytes / 1024))
+        BodyLimit { bytes: limits.request_bytes, flag: "--max-request-kb", value: limits.request_bytes / 1024 }
     }
 }
 

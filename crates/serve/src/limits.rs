@@ -58,9 +58,13 @@ impl Default for Limits {
     }
 }
 
-/// The one line a refusal says: what was asked, and the flag that allows more.
-pub fn over(what: &str, asked: impl std::fmt::Display, flag: &str, limit: impl std::fmt::Display) -> String {
-    format!("{what}: {asked} is more than this service takes ({flag} {limit})")
+/// `asked` of `what` against the `limit` that `flag` sets: past it, the one line a refusal
+/// says (what was asked, and the flag that allows more).
+pub fn at_most(what: &str, asked: usize, flag: &str, limit: usize) -> Result<(), String> {
+    if asked > limit {
+        return Err(format!("{what}: {asked} is more than this service takes ({flag} {limit})"));
+    }
+    Ok(())
 }
 
 /// Longest request target (path and query), bytes; longer ones are answered 414.
