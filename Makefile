@@ -147,7 +147,7 @@ check-deps:
 ## applied plans (out/bench/fidelity.md, about 25 minutes), the corrections on and off
 ## (out/bench/corrections.md, about 35 minutes) and the frontier with and without float16,
 ## group sizes and E4M3 (out/bench/frontier.md, about 50 minutes, 12 of them the measured
-## shrinkage searches). The measured results are kept in docs/bench-*.md, one page per table.
+## shrinkage searches), and plans with and without GPTQ rounding (out/bench/gptq.md). The measured results are kept in docs/bench-*.md, one page per table.
 bench: setup models
 	cargo bench --bench runtime
 	cargo bench --bench sensitivity
@@ -158,6 +158,7 @@ bench: setup models
 	scripts/bench-fidelity.sh $(BIN) $(TERRAIN) $(SHAPES) out/bench
 	scripts/bench-corrections.sh $(BIN) $(TERRAIN) $(SHAPES) out/bench
 	scripts/bench-frontier.sh $(BIN) $(TERRAIN) $(SHAPES) out/bench
+	scripts/bench-gptq.sh $(BIN) $(TERRAIN) $(SHAPES) out/bench
 
 ## device-check: the GPU checks in one call (scripts/device-check.sh) with this machine's binary
 device-check: build models

@@ -69,8 +69,10 @@ impl Base {
                 )));
             }
             let (Some(form), Some(name)) = (form, layers[index].weight.as_ref()) else { continue };
-            weights
-                .insert(name.clone(), fake_quantized_weight(float, &layers[index], &config.quantizer.weight, form)?.0);
+            weights.insert(
+                name.clone(),
+                fake_quantized_weight(float, &layers[index], &config.quantizer.weight, form, None)?.0,
+            );
             based.push(BaseLayer::new(p.layer.component, &p.layer.name, form));
         }
         if based.is_empty() {

@@ -54,7 +54,7 @@ impl BiasCorrection<'_> {
             }
             let original = view.initializer(weight).map(tensor_to_f32).transpose()?.unwrap_or_default();
             if let Entry::Vacant(slot) = weights.entry(key) {
-                slot.insert(fake_quantized_weight(self.model, layer, self.scheme, form)?);
+                slot.insert(fake_quantized_weight(self.model, layer, self.scheme, form, None)?);
             }
             let delta = &weights[&key].0 - &original;
             changes.push(WeightChange { layer: layer.name.clone(), weight: weight.to_string(), delta });

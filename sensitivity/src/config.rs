@@ -7,7 +7,7 @@ use crate::error::{Result, SensitivityError};
 use bitsearch_pipeline::PipelineError;
 use bitsearch_pipeline::workload::WorkloadSpec;
 use bitsearch_types::quantizer::{check_bits, check_group_size, check_weight_bits};
-use bitsearch_types::{ACTIVATION_BITS, MetricGroup, QuantizerSpec};
+use bitsearch_types::{ACTIVATION_BITS, MetricGroup, QuantizerSpec, Rounding};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -27,6 +27,9 @@ pub struct SensitivityConfig {
     pub w_groups: Vec<usize>,
     /// Also probe 8-bit float weights (E4M3, per-channel scales) for every weight layer.
     pub fp8: bool,
+    /// How integer codes are rounded, each a further option of every integer form (GPTQ where
+    /// the layer allows it: Gemm, MatMul and ungrouped 2-D Conv; the others round to nearest).
+    pub rounding: Vec<Rounding>,
     /// Bias correction inside each probe: the quantized weight's mean output shift (measured on
     /// the probe items, float input) is taken out of the layer's bias (Conv, Gemm), as
     /// `quantize --bias-correction` does.
@@ -71,6 +74,7 @@ impl Default for SensitivityConfig {
             outlier_split: false,
             w_groups: Vec::new(),
             fp8: false,
+            rounding: vec![Rounding::Nearest],
             bias_correction: false,
             bos_aware: true,
             a_bits: Vec::new(),
@@ -111,6 +115,13 @@ impl SensitivityConfig {
         }
         if self.w_groups.iter().enumerate().any(|(i, g)| self.w_groups[..i].contains(g)) {
             return Err(SensitivityError::config("w_groups", format!("{:?} lists a group size twice", self.w_groups)));
+        }
+        if self.rounding.is_empty() || self.rounding.iter().enumerate().any(|(i, r)| self.rounding[..i].contains(r)) {
+            let listed: Vec<&str> = self.rounding.iter().map(|r| r.as_str()).collect();
+            return Err(SensitivityError::config(
+                "rounding",
+                format!("[{}]: needs at least one rounding, each once", listed.join(", ")),
+            ));
         }
         if self.w_bits.is_empty() {
             return Err(SensitivityError::config("w_bits", "needs at least one bit-width"));

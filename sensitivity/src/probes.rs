@@ -4,7 +4,7 @@
 use crate::config::SensitivityConfig;
 use bitsearch_quant::{SPLIT_BITS, split_channels};
 use bitsearch_records::Shard;
-use bitsearch_types::{Layer, LayerKind, WeightFormat};
+use bitsearch_types::{Layer, LayerKind, Rounding, WeightFormat};
 use std::ops::Range;
 
 /// One measurement: layer `layer` (an index into the run's layers) with its weight in `weight`
@@ -45,9 +45,10 @@ pub fn step_groups(steps: usize, groups: usize) -> Vec<Range<usize>> {
 /// The probes of `selected` layers, windowed. Weight layers run at every `w_bits`, each followed
 /// by its variants: split (with `outlier_split`, where the width allows it and the layer has
 /// channels to move), then each of `w_groups` (integer widths below 8); then E4M3 with `fp8`.
-/// Activation products run only when activation bits are probed. Within a layer the order is
-/// weight form, activation bits, step group.
-pub fn plan(layers: &[Layer], selected: &[usize], config: &SensitivityConfig) -> Vec<Window> {
+/// Each integer form comes in each of the config's roundings, GPTQ only where `gptq[layer]`
+/// (the others take nearest rounding, once). Activation products run only when activation bits
+/// are probed. Within a layer the order is weight form, activation bits, step group.
+pub fn plan(layers: &[Layer], selected: &[usize], gptq: &[bool], config: &SensitivityConfig) -> Vec<Window> {
     let a_bits: Vec<Option<u8>> =
         if config.a_bits.is_empty() { vec![None] } else { config.a_bits.iter().copied().map(Some).collect() };
     let mut index = 0;
@@ -68,14 +69,21 @@ pub fn plan(layers: &[Layer], selected: &[usize], config: &SensitivityConfig) ->
                             bits: w,
                             split: true,
                             group: None,
+                            rounding: Rounding::Nearest,
                         });
                         let groups = config
                             .w_groups
                             .iter()
                             .filter(move |_| matches!(plain, WeightFormat::Int { .. }) && w < 8)
-                            .map(move |&g| WeightFormat::Int { bits: w, split: false, group: Some(g) });
+                            .map(move |&g| WeightFormat::Int {
+                                bits: w,
+                                split: false,
+                                group: Some(g),
+                                rounding: Rounding::Nearest,
+                            });
                         std::iter::once(plain).chain(split).chain(groups)
                     })
+                    .flat_map(|form| rounded(form, &config.rounding, gptq.get(layer).copied().unwrap_or(false)))
                     .chain(config.fp8.then_some(WeightFormat::E4M3))
                     .map(Some)
                     .collect(),
@@ -93,6 +101,17 @@ pub fn plan(layers: &[Layer], selected: &[usize], config: &SensitivityConfig) ->
         windows.push(Window { layers: chunk.to_vec(), probes });
     }
     windows
+}
+
+/// `form` in each of `roundings` it can take: integer forms in all of them (GPTQ only where
+/// `gptq_ok`, nearest once otherwise), any other form once.
+fn rounded(form: WeightFormat, roundings: &[Rounding], gptq_ok: bool) -> Vec<WeightFormat> {
+    let mut forms: Vec<WeightFormat> =
+        roundings.iter().filter(|&&r| r == Rounding::Nearest || gptq_ok).filter_map(|&r| form.rounded(r)).collect();
+    if forms.is_empty() {
+        forms.push(form);
+    }
+    forms
 }
 
 /// The windows a shard computes: whole windows, so that a probe runs on the same session
@@ -135,7 +154,7 @@ mod tests {
         let layers =
             vec![layer("a", LayerKind::Weight), layer("s", LayerKind::ActMatMul), layer("b", LayerKind::Weight)];
         let config = SensitivityConfig { w_bits: vec![4, 8], window: 2, step_groups: 2, ..Default::default() };
-        let windows = plan(&layers, &[0, 2], &config);
+        let windows = plan(&layers, &[0, 2], &[], &config);
         assert_eq!(windows.len(), 1);
         let probes = &windows[0].probes;
         assert_eq!(probes.len(), 8);
@@ -145,7 +164,7 @@ mod tests {
         assert_eq!((probes[4].layer, bits(&probes[4])), (2, Some(4)));
 
         let with_acts = SensitivityConfig { a_bits: vec![8], window: 2, ..config.clone() };
-        let windows = plan(&layers, &[0, 1, 2], &with_acts);
+        let windows = plan(&layers, &[0, 1, 2], &[], &with_acts);
         assert_eq!(windows.iter().map(|w| w.layers.len()).collect::<Vec<_>>(), vec![2, 1]);
         let act_only: Vec<_> = windows.iter().flat_map(|w| &w.probes).filter(|p| p.layer == 1).collect();
         assert_eq!(act_only.len(), 2);
@@ -159,7 +178,8 @@ mod tests {
         let mut narrow = layer("narrow", LayerKind::Weight);
         (narrow.weight_shape, narrow.channel_axis) = (vec![9, 3], Some(0));
         let config = SensitivityConfig { w_bits: vec![2, 4], outlier_split: true, ..Default::default() };
-        let probes: Vec<Probe> = plan(&[wide, narrow], &[0, 1], &config).into_iter().flat_map(|w| w.probes).collect();
+        let probes: Vec<Probe> =
+            plan(&[wide, narrow], &[0, 1], &[], &config).into_iter().flat_map(|w| w.probes).collect();
         let described: Vec<(usize, Option<u8>, bool)> = probes
             .iter()
             .map(|p| (p.layer, p.weight.map(|w| w.bits() as u8), p.weight.is_some_and(|w| w.split())))
@@ -189,7 +209,7 @@ mod tests {
             outlier_split: true,
             ..Default::default()
         };
-        let labels: Vec<String> = plan(&[conv], &[0], &config)
+        let labels: Vec<String> = plan(&[conv], &[0], &[], &config)
             .into_iter()
             .flat_map(|w| w.probes)
             .map(|p| p.weight.map(|w| w.label()).unwrap_or_default())
@@ -198,11 +218,39 @@ mod tests {
     }
 
     #[test]
+    fn each_integer_form_comes_in_each_rounding_where_the_layer_takes_gptq() {
+        let mut conv = layer("conv", LayerKind::Weight);
+        (conv.weight_shape, conv.channel_axis) = (vec![20, 64], Some(0));
+        let config = SensitivityConfig {
+            w_bits: vec![4, 16],
+            w_groups: vec![32],
+            fp8: true,
+            rounding: vec![Rounding::Nearest, Rounding::Gptq],
+            ..Default::default()
+        };
+        let labels = |gptq: &[bool]| -> Vec<String> {
+            plan(&[conv.clone(), conv.clone()], &[0, 1], gptq, &config)
+                .into_iter()
+                .flat_map(|w| w.probes)
+                .filter(|p| p.layer == 0)
+                .map(|p| p.weight.map(|w| w.label()).unwrap_or_default())
+                .collect()
+        };
+        assert_eq!(labels(&[true]), ["w4", "w4-gptq", "w4g32", "w4g32-gptq", "w16", "w8e4m3"]);
+        assert_eq!(labels(&[false]), ["w4", "w4g32", "w16", "w8e4m3"]);
+        // GPTQ alone: a layer without it still gets its integer forms, rounded to nearest.
+        let only = SensitivityConfig { rounding: vec![Rounding::Gptq], ..config.clone() };
+        let probes = plan(&[conv.clone()], &[0], &[false], &only);
+        let forms: Vec<String> = probes[0].probes.iter().map(|p| p.weight.unwrap().to_string()).collect();
+        assert_eq!(forms, ["w4", "w4g32", "f16", "e4m3"]);
+    }
+
+    #[test]
     fn shards_partition_the_windows() {
         let layers: Vec<Layer> = (0..7).map(|i| layer(&format!("l{i}"), LayerKind::Weight)).collect();
         let selected: Vec<usize> = (0..7).collect();
         let config = SensitivityConfig { window: 2, ..Default::default() };
-        let all = plan(&layers, &selected, &config);
+        let all = plan(&layers, &selected, &[], &config);
         let mut joined: Vec<Probe> =
             (0..3).flat_map(|i| shard(all.clone(), Shard { index: i, count: 3 })).flat_map(|w| w.probes).collect();
         joined.sort_by_key(|p| p.index);

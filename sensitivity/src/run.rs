@@ -18,15 +18,16 @@ use crate::selection::{describe_groups, metric_groups, select};
 use crate::summary::{Progress, Summary};
 use crate::weights::{Quantizing, Weights};
 use crate::window::{Pending, WindowBuild, WindowSessions};
-use bitsearch_onnx::Model;
 use bitsearch_onnx::rewrite::{self, FakeQuantPoint};
+use bitsearch_onnx::{GraphView, Model};
 use bitsearch_pipeline::sessions::DenoiserSessions;
+use bitsearch_pipeline::workload::moments::{Wanted, second_moments};
 use bitsearch_pipeline::workload::{self, Workload};
-use bitsearch_quant::{StepRanges, range_key, without_first_row};
+use bitsearch_quant::{StepRanges, Unfold, fake_quantized_weight, range_key, without_first_row};
 use bitsearch_records::table::TABLE_FORMAT;
 use bitsearch_records::{ProbeRow, RunConfig, RunMeta, Shard};
 use bitsearch_runtime::{ActiveDevice, Device, Session, SessionOptions, layers_with_costs};
-use bitsearch_types::{Component, FLOAT_BITS, Layer, MetricGroup, WeightFormat};
+use bitsearch_types::{Component, FLOAT_BITS, Layer, MetricGroup, Rounding, WeightFormat};
 use ndarray::ArrayD;
 use std::collections::{HashMap, HashSet};
 use std::ops::Range;
@@ -52,6 +53,8 @@ pub struct SensitivityRun {
     device: Device,
     config: SensitivityConfig,
     layers: Vec<Layer>,
+    /// How each layer's input unfolds for GPTQ; None where GPTQ does not apply.
+    unfolds: Vec<Option<Unfold>>,
     groups: Vec<MetricGroup>,
     windows: Vec<Window>,
     steps: Vec<Range<usize>>,
@@ -116,7 +119,10 @@ impl SensitivityRun {
             ));
         }
         let steps = step_groups(steps, config.step_groups);
-        let all = plan(&layers, &selected, &config);
+        let view = GraphView::new(denoiser.graph());
+        let unfolds: Vec<Option<Unfold>> = layers.iter().map(|l| Unfold::of(&view, l)).collect();
+        let gptq: Vec<bool> = unfolds.iter().map(Option::is_some).collect();
+        let all = plan(&layers, &selected, &gptq, &config);
         let probes_total = all.iter().map(|w| w.probes.len()).sum();
         let denoiser_file = workload::denoiser_file(model);
         let absolute = model.canonicalize().map_err(|e| SensitivityError::table(model, format!("cannot read: {e}")))?;
@@ -160,6 +166,7 @@ impl SensitivityRun {
             device,
             config,
             layers,
+            unfolds,
             groups,
             windows,
             steps,
@@ -244,6 +251,10 @@ impl SensitivityRun {
         probing.progress.stage(&format!("window {}/{} ({layers} layers)", w + 1, self.windows.len()));
         let window_started = Instant::now();
         let mut weights = Weights::new();
+        let gptq_started = Instant::now();
+        self.round_gptq(probes, &mut weights)?;
+        let gptq = gptq_started.elapsed();
+        probing.summary.phases.gptq += gptq;
         let biases = if self.config.bias_correction {
             let correction = BiasCorrection {
                 model: &self.model,
@@ -271,8 +282,43 @@ impl SensitivityRun {
         let next = self.spawn(upcoming, &probing.cache);
         let (points, ranges, cut) = self.install_window(built, w, &probing.cache)?;
         let setup = window_started.elapsed();
-        probing.summary.phases.sessions += setup - capture;
+        probing.summary.phases.sessions += setup - capture - gptq;
         Ok((Installed { w, weights, quantizing, biases, points, ranges, cut, setup }, next))
+    }
+
+    /// The GPTQ-rounded weights of `probes`, into `weights` before anything else needs them:
+    /// one pass of the float model (whatever the base) measures their layers' input moments on
+    /// the run's items, as `quantize` does on the same items.
+    fn round_gptq(&mut self, probes: &[Probe], weights: &mut Weights) -> Result<()> {
+        let mut jobs: Vec<(usize, WeightFormat)> = probes
+            .iter()
+            .filter_map(|p| Some((p.layer, p.weight?)))
+            .filter(|(_, form)| form.rounding() == Rounding::Gptq)
+            .collect();
+        jobs.dedup();
+        let mut layers: Vec<usize> = jobs.iter().map(|&(layer, _)| layer).collect();
+        layers.dedup();
+        if layers.is_empty() {
+            return Ok(());
+        }
+        let wanted = layers
+            .iter()
+            .map(|&l| {
+                let layer = &self.layers[l];
+                match (&self.unfolds[l], layer.inputs.first()) {
+                    (Some(unfold), Some(input)) => Ok(Wanted { input: input.clone(), unfold: unfold.clone() }),
+                    _ => Err(SensitivityError::config("rounding", format!("layer '{}' takes no GPTQ", layer.name))),
+                }
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let options = self.session_options();
+        let (model, all, scheme) = (&*self.model, &self.layers, &self.config.quantizer.weight);
+        second_moments(self.workload.as_mut(), model, &wanted, &options, |i, moment| {
+            for &(l, form) in jobs.iter().filter(|(l, _)| *l == layers[i]) {
+                weights.insert((l, form), fake_quantized_weight(model, &all[l], scheme, form, Some(moment))?);
+            }
+            Ok::<(), SensitivityError>(())
+        })
     }
 
     /// Measures `probe` in `window`, appends its row to the journal and counts it.

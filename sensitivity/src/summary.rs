@@ -56,6 +56,8 @@ pub struct Summary {
 pub struct Phases {
     /// Passes capturing the values that cross the windows' cuts.
     pub capture: Duration,
+    /// The GPTQ weights: their layers' input moments measured, then the rounding.
+    pub gptq: Duration,
     /// Waits for the window's sessions (built on a thread of their own during the previous
     /// window's probes), activation ranges calibrated, bias shifts measured.
     pub sessions: Duration,
@@ -74,8 +76,9 @@ pub struct Phases {
 
 impl Phases {
     /// Each phase with its name, in the order of a probe.
-    pub fn named(&self) -> [(&'static str, Duration); 7] {
+    pub fn named(&self) -> [(&'static str, Duration); 8] {
         [
+            ("GPTQ moments and rounding", self.gptq),
             ("cut values captured", self.capture),
             ("sessions and calibration", self.sessions),
             ("waits for quantized weights", self.quantize),

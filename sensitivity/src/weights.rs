@@ -33,7 +33,7 @@ impl Quantizing {
         // stops at its next weight.
         let worker = std::thread::spawn(move || {
             for (key, layer) in jobs {
-                if send.send((key, fake_quantized_weight(&model, &layer, &scheme, key.1))).is_err() {
+                if send.send((key, fake_quantized_weight(&model, &layer, &scheme, key.1, None))).is_err() {
                     return;
                 }
             }

@@ -2,7 +2,7 @@
 //! kinds of weight options a solve may leave out ([`Variant`]).
 
 use bitsearch_records::ProbeRow;
-use bitsearch_types::{FLOAT_BITS, WeightFormat};
+use bitsearch_types::{FLOAT_BITS, Rounding, WeightFormat};
 use serde::{Deserialize, Serialize};
 use std::cmp::Ordering;
 use std::fmt;
@@ -19,9 +19,13 @@ pub enum Variant {
     Fp8,
     /// Float16 weights.
     Half,
+    /// GPTQ-rounded integer codes.
+    Gptq,
 }
 
-bitsearch_types::named_enum!(Variant, "weight option", { Split => "split", Groups => "groups", Fp8 => "fp8", Half => "half" });
+bitsearch_types::named_enum!(Variant, "weight option", {
+    Split => "split", Groups => "groups", Fp8 => "fp8", Half => "half", Gptq => "gptq"
+});
 
 impl Variant {
     /// Whether `row` probes an option of this kind.
@@ -31,6 +35,7 @@ impl Variant {
             Variant::Groups => row.weight.group().is_some(),
             Variant::Fp8 => row.weight == WeightFormat::E4M3,
             Variant::Half => row.weight == WeightFormat::F16,
+            Variant::Gptq => row.weight.rounding() == Rounding::Gptq,
         }
     }
 }
@@ -59,16 +64,17 @@ impl Precision {
         self.weight.bits()
     }
 
-    /// Split, grouped or float8: an option beside the plain precision of the same bits.
+    /// Split, grouped, GPTQ-rounded or float8: an option beside the plain precision of the same
+    /// bits.
     pub fn variant(&self) -> bool {
         self.weight.variant()
     }
 
     /// Weight bits, activation bits, then the rest of the weight format: the order options
     /// (and so the program's columns) are listed in.
-    fn key(&self) -> (u32, u32, bool, u32, bool) {
-        let (w_bits, split, group, fp8) = self.weight.columns();
-        (w_bits, self.a_bits, split, group, fp8)
+    fn key(&self) -> (u32, u32, bool, u32, bool, bool) {
+        let (w_bits, split, group, fp8, gptq) = self.weight.columns();
+        (w_bits, self.a_bits, split, group, fp8, gptq)
     }
 }
 
@@ -84,11 +90,11 @@ impl PartialOrd for Precision {
     }
 }
 
-/// `W4A8`, `WFAF`, `W3AF split g64`, `W8AF e4m3`.
+/// `W4A8`, `WFAF`, `W3AF split g64`, `W4AF gptq`, `W8AF e4m3`.
 impl fmt::Display for Precision {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let side = |b: u32| if b == FLOAT_BITS { "F".to_string() } else { b.to_string() };
-        let (w_bits, split, group, fp8) = self.weight.columns();
+        let (w_bits, split, group, fp8, gptq) = self.weight.columns();
         write!(f, "W{}A{}", side(w_bits), side(self.a_bits))?;
         if split {
             write!(f, " split")?;
@@ -98,6 +104,9 @@ impl fmt::Display for Precision {
         }
         if fp8 {
             write!(f, " e4m3")?;
+        }
+        if gptq {
+            write!(f, " gptq")?;
         }
         Ok(())
     }

@@ -403,7 +403,12 @@ fn the_program_takes_an_outlier_split_wherever_it_loses_less_at_the_same_cost() 
         .map(|r| {
             let even = r.layer.name.ends_with(['0', '2', '4', '6', '8']);
             let mut s = r.clone();
-            s.weight = bitsearch_types::WeightFormat::Int { bits: r.weight.bits() as u8, split: true, group: None };
+            s.weight = bitsearch_types::WeightFormat::Int {
+                bits: r.weight.bits() as u8,
+                split: true,
+                group: None,
+                rounding: bitsearch_types::Rounding::Nearest,
+            };
             s.sqnr_db += if even { 3.0 } else { -3.0 };
             s.ssim = if even { 1.0 - (1.0 - r.ssim) / 2.0 } else { 1.0 - (1.0 - r.ssim) * 2.0 };
             s

@@ -69,6 +69,11 @@ pub struct SensitivityArgs {
     /// Also probe 8-bit float weights (E4M3, per-channel scales) for every weight layer.
     #[arg(long)]
     pub fp8: bool,
+    /// How integer codes are rounded, each a probed option: `nearest`, and `gptq` (error
+    /// compensation against each layer's input moments on the run's items; Gemm, MatMul and
+    /// ungrouped 2-D Conv) [default: nearest].
+    #[arg(long, value_delimiter = ',')]
+    pub rounding: Option<Vec<bitsearch_types::Rounding>>,
     /// Quantize the first (BOS) token row of cross-attention K/V inputs like the others, instead
     /// of keeping it in float and out of the range calibration (MixDQ's BOS-aware default).
     #[arg(long)]

@@ -44,6 +44,7 @@ pub fn sensitivity(args: &SensitivityArgs) -> anyhow::Result<SensitivityConfig> 
     c.outlier_split |= args.outlier_split;
     set(&mut c.w_groups, &args.w_groups);
     c.fp8 |= args.fp8;
+    set(&mut c.rounding, &args.rounding);
     c.bos_aware &= !args.no_bos_aware;
     c.bias_correction |= args.bias_correction;
     set(&mut c.a_bits, &args.act_bits);

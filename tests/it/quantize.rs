@@ -4,6 +4,7 @@
 //! the corrections (bias correction, PTQD) are checked in `corrections`.
 
 mod corrections;
+mod gptq;
 
 use crate::common::{
     assert_clean_failure, assert_each_tensor_stored_once, assert_success, bitsearch, four_then_eight_plan, tiny_table,
@@ -267,7 +268,12 @@ fn an_outlier_split_is_probed_solved_and_stored_in_the_plain_widths_space() {
     let plain_path = dir.path().join("plain.yaml");
     plan.write(&plain_path).unwrap();
     for layer in plan.layers.iter_mut().filter(|l| !l.protected && split.contains(&l.layer.name.as_str())) {
-        layer.weights = vec![bitsearch_types::WeightFormat::Int { bits: 3, split: true, group: None }];
+        layer.weights = vec![bitsearch_types::WeightFormat::Int {
+            bits: 3,
+            split: true,
+            group: None,
+            rounding: bitsearch_types::Rounding::Nearest,
+        }];
     }
     let split_path = dir.path().join("plan.yaml");
     plan.write(&split_path).unwrap();
@@ -330,7 +336,7 @@ fn group_sizes_and_float8_are_probed_costed_stored_and_measured_as_simulated() {
     let rows = SensitivityTable::read(&table).unwrap().rows;
     let find = |layer: &bitsearch_types::LayerInfo, bits: u32, group: u32, fp8: bool| {
         rows.iter()
-            .find(|r| &r.layer == layer && r.weight.columns() == (bits, false, group, fp8))
+            .find(|r| &r.layer == layer && r.weight.columns() == (bits, false, group, fp8, false))
             .unwrap_or_else(|| panic!("{}: no W{bits} g{group} fp8={fp8} row", layer.name))
     };
     let mut better = 0;
@@ -362,7 +368,12 @@ fn group_sizes_and_float8_are_probed_costed_stored_and_measured_as_simulated() {
     let mut written = Plan::read(&plan).unwrap();
     for (i, layer) in written.layers.iter_mut().filter(|l| !l.protected).enumerate() {
         if i % 2 == 0 {
-            layer.weights = vec![bitsearch_types::WeightFormat::Int { bits: 3, split: false, group: Some(8) }];
+            layer.weights = vec![bitsearch_types::WeightFormat::Int {
+                bits: 3,
+                split: false,
+                group: Some(8),
+                rounding: bitsearch_types::Rounding::Nearest,
+            }];
         } else {
             layer.weights = vec![bitsearch_types::WeightFormat::E4M3];
         }
@@ -403,7 +414,12 @@ fn two_bit_codes_are_stored_four_per_byte_at_opset_25_and_measure_as_simulated()
     let w2 = uniform("2");
     let mut plan = Plan::read(&w2).unwrap();
     for layer in plan.layers.iter_mut().filter(|l| !l.protected).step_by(2) {
-        layer.weights = vec![bitsearch_types::WeightFormat::Int { bits: 2, split: false, group: Some(8) }];
+        layer.weights = vec![bitsearch_types::WeightFormat::Int {
+            bits: 2,
+            split: false,
+            group: Some(8),
+            rounding: bitsearch_types::Rounding::Nearest,
+        }];
     }
     plan.write(&w2).unwrap();
     let onnx = quantized_as_simulated(&model, &w2, &dir.path().join("two"));

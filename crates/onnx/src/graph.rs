@@ -170,12 +170,17 @@ pub fn declared_elem_type(value: &ValueInfoProto) -> Option<i32> {
 /// Typed attribute access.
 pub trait NodeAttrs {
     fn attr_int(&self, name: &str) -> Option<i64>;
+    fn attr_ints(&self, name: &str) -> Option<&[i64]>;
     fn attr_str(&self, name: &str) -> Option<&str>;
 }
 
 impl NodeAttrs for NodeProto {
     fn attr_int(&self, name: &str) -> Option<i64> {
         self.attribute.iter().find(|a| a.name() == name && a.r#type() == AttributeType::Int).map(|a| a.i())
+    }
+
+    fn attr_ints(&self, name: &str) -> Option<&[i64]> {
+        self.attribute.iter().find(|a| a.name() == name && a.r#type() == AttributeType::Ints).map(|a| a.ints.as_slice())
     }
 
     fn attr_str(&self, name: &str) -> Option<&str> {

@@ -20,6 +20,14 @@ pub enum QuantError {
     NonFinite { index: usize, value: f32 },
     #[error("{format}: float weights have no codes")]
     Unquantized { format: String },
+    #[error("input of shape {shape:?}: expected {expected}")]
+    InputShape { shape: Vec<usize>, expected: String },
+    #[error(
+        "GPTQ needs the second moment of {expected} input features; {features} were measured, or it is not positive definite"
+    )]
+    Hessian { features: usize, expected: usize },
+    #[error("{format}: GPTQ rounding needs the second moment of the layer's input, measured on calibration items")]
+    NoHessian { format: String },
     #[error("activation range [{min}, {max}] is empty or not finite; observe calibration data first")]
     Range { min: f32, max: f32 },
 }

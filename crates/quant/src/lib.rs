@@ -23,6 +23,7 @@ mod activation;
 mod clip;
 mod error;
 mod format;
+mod gptq;
 mod kurtosis;
 mod model;
 mod weight;
@@ -32,6 +33,7 @@ pub use error::QuantError;
 pub use format::{
     E4M3_MAX, E4m3Codec, F16Codec, Fp8Weight, IntCodec, StoredWeight, WeightCodec, round_e4m3, stored_bytes,
 };
+pub use gptq::{Hessian, Pads, Unfold, gptq};
 pub use kurtosis::{SPLIT_BITS, channel_bits, channel_kurtosis, outlier_split_bits, split_channels};
 pub use model::{ApplyError, fake_quantize_weights, fake_quantized_weight, stored_weight};
 pub use weight::{Clipping, Granularity, QuantizedWeight, WeightQuantizer};

@@ -3,7 +3,7 @@
 //! model with every layer's weight fake-quantized at one bit-width (the uniform baseline of a
 //! plan).
 
-use crate::{QuantError, StoredWeight};
+use crate::{Hessian, QuantError, StoredWeight};
 use bitsearch_onnx::{Model, OnnxError, rewrite, tensor_to_f32};
 use bitsearch_types::quantizer::WeightScheme;
 use bitsearch_types::{Layer, WeightFormat};
@@ -26,16 +26,17 @@ pub enum ApplyError {
 }
 
 /// `layer`'s weight stored in `format` by the format's codec ([`StoredWeight::quantize`]), scales
-/// along the layer's output channels.
+/// along the layer's output channels; `hessian`, the second moment of its input, for GPTQ.
 pub fn stored_weight(
     model: &Model,
     layer: &Layer,
     scheme: &WeightScheme,
     format: WeightFormat,
+    hessian: Option<&Hessian>,
 ) -> Result<StoredWeight, ApplyError> {
     format.check().map_err(|message| ApplyError::Form { layer: layer.name.clone(), message })?;
     let values = weight_values(model, layer)?;
-    StoredWeight::quantize(format, scheme, values.view(), layer.channel_axis.unwrap_or(0))
+    StoredWeight::quantize(format, scheme, values.view(), layer.channel_axis.unwrap_or(0), hessian)
         .map_err(|source| ApplyError::Quant { layer: layer.name.clone(), source })
 }
 
@@ -60,8 +61,9 @@ pub fn fake_quantized_weight(
     layer: &Layer,
     scheme: &WeightScheme,
     format: WeightFormat,
+    hessian: Option<&Hessian>,
 ) -> Result<(ArrayD<f32>, u64), ApplyError> {
-    let stored = stored_weight(model, layer, scheme, format)?;
+    let stored = stored_weight(model, layer, scheme, format, hessian)?;
     let bytes = stored.bytes(format);
     Ok((stored.dequantize(), bytes))
 }
@@ -77,7 +79,8 @@ pub fn fake_quantize_weights(
     let mut quantized = HashMap::new();
     for layer in layers {
         if let Some(name) = &layer.weight {
-            quantized.insert(name.clone(), fake_quantized_weight(model, layer, scheme, WeightFormat::int(bits))?.0);
+            quantized
+                .insert(name.clone(), fake_quantized_weight(model, layer, scheme, WeightFormat::int(bits), None)?.0);
         }
     }
     let mut copy = model.clone();
@@ -107,7 +110,8 @@ mod tests {
         }
         assert_eq!(quantize(5, per_channel).bytes(WeightFormat::int(5)), 288 + 8 * 4);
         // Groups of 8: 5 per channel (8, 8, 8, 8, 4).
-        let grouped = WeightFormat::Int { bits: 3, split: false, group: Some(8) };
+        let grouped =
+            WeightFormat::Int { bits: 3, split: false, group: Some(8), rounding: bitsearch_types::Rounding::Nearest };
         let stored = quantize(3, Granularity::PerGroup { axis: 0, group_size: 8 });
         assert_eq!(stored.bytes(grouped), 144 + 8 * 5 * 4);
         let fp8 = StoredWeight::Fp8(Fp8Weight::quantize(w.view(), 0).unwrap());

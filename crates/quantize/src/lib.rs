@@ -22,15 +22,16 @@
 mod bias;
 mod calibrate;
 mod folder;
+mod gptq;
 mod prepared;
 mod ptqd;
 
 use bitsearch_onnx::rewrite::{self, ActivationParams, CodeArray, Dequantize, WeightCodes};
 use bitsearch_onnx::{ExternalData, GraphView, Model, OnnxError, SharedData};
 use bitsearch_pipeline::workload::{self, WorkloadSpec};
-use bitsearch_quant::{ActQuantizer, ApplyError, StoredWeight, range_key, stored_weight};
+use bitsearch_quant::{ActQuantizer, ApplyError, Hessian, StoredWeight, range_key, stored_weight};
 use bitsearch_records::plan::absolute;
-use bitsearch_records::{Corrections, Manifest, ManifestModel, Plan, PlanLayer, Storage};
+use bitsearch_records::{Corrections, Manifest, ManifestModel, Plan, PlanLayer, SensitivityTable, Storage};
 use bitsearch_runtime::SessionOptions;
 use bitsearch_types::{FLOAT_BITS, Layer, LayerKind, WeightFormat};
 use std::collections::HashMap;
@@ -100,7 +101,10 @@ pub struct QuantizeOptions {
 impl QuantizeOptions {
     /// Whether the calibration items are needed for `plan`.
     pub fn needs_calibration(&self, plan: &Plan) -> bool {
-        self.bias_correction || self.ptqd || plan.layers.iter().any(|l| l.a_bits.iter().any(|&a| a != FLOAT_BITS))
+        self.bias_correction
+            || self.ptqd
+            || gptq::used(plan)
+            || plan.layers.iter().any(|l| l.a_bits.iter().any(|&a| a != FLOAT_BITS))
     }
 }
 
@@ -132,6 +136,9 @@ pub fn quantize(model: &Path, plan_path: &Path, out: &Path, options: &QuantizeOp
     let mut ranges = ActivationRanges::default();
     let mut shifts = BiasShifts::default();
     if let Some(workload) = calibration.as_deref_mut() {
+        if gptq::used(&plan) {
+            gptq::round(workload, &fp, &chosen, &plan, &session, &mut codes)?;
+        }
         if chosen.iter().any(|(p, _)| p.a_bits.iter().any(|&a| a != FLOAT_BITS)) {
             ranges = calibrate::calibrate(workload, &fp, &chosen, &plan, &session, |l| {
                 options.bos_aware && keeps_first_row(l)
@@ -242,6 +249,12 @@ pub fn simulate(model: &Path, plan_path: &Path) -> Result<(Vec<Model>, Vec<usize
     let Prepared { plan, fp, chosen, .. } = Prepared::new(model, plan_path)?;
     let configs = configurations(&plan, &chosen);
     let mut codes = Codebook::default();
+    if gptq::used(&plan) {
+        let spec = SensitivityTable::read(&plan.source.sensitivity_table)?.meta.config.generation();
+        let mut workload = calibrate::open(model, &spec, &plan, plan_path)?;
+        let session = SessionOptions { device: spec.device, threads: spec.threads, ..Default::default() };
+        gptq::round(workload.as_mut(), &fp, &chosen, &plan, &session, &mut codes)?;
+    }
     let mut models = Vec::new();
     for (config, _) in &configs {
         let mut values = HashMap::new();
@@ -318,10 +331,17 @@ impl Codebook {
     fn get(&mut self, model: &Model, layer: &Layer, plan: &Plan, form: WeightFormat) -> Result<&StoredWeight> {
         let key = (layer.weight.clone().unwrap_or_default(), form);
         if !self.codes.contains_key(&key) {
-            let q = stored_weight(model, layer, &plan.quantizer.weight, form)?;
+            let q = stored_weight(model, layer, &plan.quantizer.weight, form, None)?;
             self.codes.insert(key.clone(), q);
         }
         Ok(&self.codes[&key])
+    }
+
+    /// Rounds `layer`'s weight in the GPTQ `form` against its input `moment`, for [`Self::get`].
+    fn round(&mut self, model: &Model, layer: &Layer, plan: &Plan, form: WeightFormat, moment: &Hessian) -> Result<()> {
+        let q = stored_weight(model, layer, &plan.quantizer.weight, form, Some(moment))?;
+        self.codes.insert((layer.weight.clone().unwrap_or_default(), form), q);
+        Ok(())
     }
 }
 

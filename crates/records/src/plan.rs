@@ -156,6 +156,8 @@ mod weight_lists {
         w_group: Vec<u32>,
         #[serde(default, skip_serializing_if = "none")]
         w_fp8: Vec<bool>,
+        #[serde(default, skip_serializing_if = "none")]
+        w_gptq: Vec<bool>,
     }
 
     fn none(flags: &[bool]) -> bool {
@@ -173,6 +175,7 @@ mod weight_lists {
             w_split: columns.iter().map(|c| c.1).collect(),
             w_group: columns.iter().map(|c| c.2).collect(),
             w_fp8: columns.iter().map(|c| c.3).collect(),
+            w_gptq: columns.iter().map(|c| c.4).collect(),
         }
         .serialize(serializer)
     }
@@ -181,16 +184,20 @@ mod weight_lists {
     pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<WeightFormat>, D::Error> {
         let lists = Lists::deserialize(deserializer)?;
         let groups = lists.w_bits.len();
-        for (name, len) in
-            [("w_split", lists.w_split.len()), ("w_group", lists.w_group.len()), ("w_fp8", lists.w_fp8.len())]
-        {
+        for (name, len) in [
+            ("w_split", lists.w_split.len()),
+            ("w_group", lists.w_group.len()),
+            ("w_fp8", lists.w_fp8.len()),
+            ("w_gptq", lists.w_gptq.len()),
+        ] {
             if len != 0 && len != groups {
                 return Err(serde::de::Error::custom(format!("{name}: {len} values for {groups} step groups")));
             }
         }
         let at = |g: usize| {
             let flag = |v: &[bool]| v.get(g).copied().unwrap_or(false);
-            (lists.w_bits[g], flag(&lists.w_split), lists.w_group.get(g).copied().unwrap_or(0), flag(&lists.w_fp8))
+            let group = lists.w_group.get(g).copied().unwrap_or(0);
+            (lists.w_bits[g], flag(&lists.w_split), group, flag(&lists.w_fp8), flag(&lists.w_gptq))
         };
         (0..lists.w_bits.len())
             .map(|g| {
@@ -427,7 +434,12 @@ mod tests {
             ..plan(dir.path().join("s.parquet"), dir.path().join("m.onnx"))
         };
         let with_layer = |l: PlanLayer| Plan { layers: vec![l], ..base() };
-        let group = |g| WeightFormat::Int { bits: 4, split: false, group: Some(g) };
+        let group = |g| WeightFormat::Int {
+            bits: 4,
+            split: false,
+            group: Some(g),
+            rounding: bitsearch_types::Rounding::Nearest,
+        };
         let quantizer = |edit: fn(&mut QuantizerSpec)| {
             let mut p = base();
             edit(&mut p.quantizer);
@@ -475,8 +487,30 @@ mod tests {
         let named =
             |name: &str, l: PlanLayer| PlanLayer { layer: LayerInfo { name: name.into(), ..l.layer.clone() }, ..l };
         let layers = vec![
-            named("a", layer(vec![WeightFormat::int(8), WeightFormat::Int { bits: 4, split: true, group: None }])),
-            named("b", layer(vec![WeightFormat::E4M3, WeightFormat::Int { bits: 2, split: false, group: Some(32) }])),
+            named(
+                "a",
+                layer(vec![
+                    WeightFormat::int(8),
+                    WeightFormat::Int {
+                        bits: 4,
+                        split: true,
+                        group: None,
+                        rounding: bitsearch_types::Rounding::Nearest,
+                    },
+                ]),
+            ),
+            named(
+                "b",
+                layer(vec![
+                    WeightFormat::E4M3,
+                    WeightFormat::Int {
+                        bits: 2,
+                        split: false,
+                        group: Some(32),
+                        rounding: bitsearch_types::Rounding::Nearest,
+                    },
+                ]),
+            ),
             PlanLayer { protected: true, weight_bytes: 40, ..named("c", layer(vec![WeightFormat::Float; 2])) },
             PlanLayer { a_bits: vec![8, 32], ..named("d", layer(vec![WeightFormat::int(4); 2])) },
         ];
@@ -514,7 +548,10 @@ mod tests {
         let plain = layer(vec![WeightFormat::int(4), WeightFormat::Float]);
         let text = serde_norway::to_string(&plain).unwrap();
         assert!(text.contains("w_bits:\n- 4\n- 32\na_bits:"), "{text}");
-        let mixed = layer(vec![WeightFormat::E4M3, WeightFormat::Int { bits: 3, split: true, group: Some(64) }]);
+        let mixed = layer(vec![
+            WeightFormat::E4M3,
+            WeightFormat::Int { bits: 3, split: true, group: Some(64), rounding: bitsearch_types::Rounding::Nearest },
+        ]);
         let text = serde_norway::to_string(&mixed).unwrap();
         for list in
             ["w_bits:\n- 8\n- 3\n", "w_split:\n- false\n- true\n", "w_group:\n- 0\n- 64\n", "w_fp8:\n- true\n- false\n"]

@@ -1,8 +1,8 @@
 //! The one description of how a layer's weight is stored: [`WeightFormat`], with one textual
-//! form (`w4`, `w3s`, `w4g64`, `e4m3`, `f16`, `f32`) that parses back, and the facts that belong
+//! form (`w4`, `w3s`, `w4g64`, `w4-gptq`, `e4m3`, `f16`, `f32`) that parses back, and the facts that belong
 //! to a format (its bits, the container its codes take, what it may be combined with).
 
-use crate::quantizer::{FLOAT_BITS, HALF_BITS, WEIGHT_BITS, WeightScheme, check_group_size};
+use crate::quantizer::{FLOAT_BITS, HALF_BITS, Rounding, WEIGHT_BITS, WeightScheme, check_group_size};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::cmp::Ordering;
 use std::fmt;
@@ -16,8 +16,9 @@ pub const FP8_BITS: u8 = 8;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum WeightFormat {
     /// Symmetric integer codes of `bits` (2..=8) with one scale per output channel, or per
-    /// `group` values when set; `split`: MPQ-DM's outlier split at a mean of `bits`.
-    Int { bits: u8, split: bool, group: Option<usize> },
+    /// `group` values when set; `split`: MPQ-DM's outlier split at a mean of `bits`;
+    /// `rounding`: how the codes are chosen under those scales.
+    Int { bits: u8, split: bool, group: Option<usize>, rounding: Rounding },
     /// E4M3 codes with one scale per output channel (ONNX Runtime's float8 DequantizeLinear).
     E4M3,
     /// The values rounded to float16 (MixDQ keeps its most sensitive layers there).
@@ -26,13 +27,23 @@ pub enum WeightFormat {
     Float,
 }
 
-/// The table and plan columns of a format: bits, split, group size (0: none), float8.
-pub type FormatColumns = (u32, bool, u32, bool);
+/// The table and plan columns of a format: bits, split, group size (0: none), float8, GPTQ
+/// rounding.
+pub type FormatColumns = (u32, bool, u32, bool, bool);
 
 impl WeightFormat {
     /// Integer codes at the quantizer's own granularity.
     pub fn int(bits: u8) -> Self {
-        Self::Int { bits, split: false, group: None }
+        Self::Int { bits, split: false, group: None, rounding: Rounding::Nearest }
+    }
+
+    /// This format with its codes chosen by `rounding`; None where the format has no integer
+    /// codes to round.
+    pub fn rounded(self, rounding: Rounding) -> Option<Self> {
+        match self {
+            Self::Int { bits, split, group, .. } => Some(Self::Int { bits, split, group, rounding }),
+            _ => None,
+        }
     }
 
     /// The plain format of a bit-width: [`HALF_BITS`] is float16, [`FLOAT_BITS`] float, any
@@ -59,6 +70,13 @@ impl WeightFormat {
         matches!(self, Self::Int { split: true, .. })
     }
 
+    pub fn rounding(&self) -> Rounding {
+        match self {
+            Self::Int { rounding, .. } => *rounding,
+            _ => Rounding::Nearest,
+        }
+    }
+
     /// Values per scale group, when the format sets its own.
     pub fn group(&self) -> Option<usize> {
         match self {
@@ -67,9 +85,9 @@ impl WeightFormat {
         }
     }
 
-    /// Split, grouped or float8: a format beside the plain one of the same bits.
+    /// Split, grouped, GPTQ-rounded or float8: a format beside the plain one of the same bits.
     pub fn variant(&self) -> bool {
-        self.split() || self.group().is_some() || *self == Self::E4M3
+        self.split() || self.group().is_some() || self.rounding() != Rounding::Nearest || *self == Self::E4M3
     }
 
     /// `base` with this format's group size, if it has one.
@@ -89,7 +107,7 @@ impl WeightFormat {
         }
     }
 
-    /// The format in tensor names: `w3`, `w3s` (split), `w4g64`, `w8e4m3`, `w16`.
+    /// The format in tensor names: `w3`, `w3s` (split), `w4g64`, `w4-gptq`, `w8e4m3`, `w16`.
     pub fn label(&self) -> String {
         match self {
             Self::Int { .. } => self.to_string(),
@@ -115,12 +133,18 @@ impl WeightFormat {
 
     /// The table and plan columns of this format.
     pub fn columns(&self) -> FormatColumns {
-        (self.bits(), self.split(), self.group().map_or(0, |g| g as u32), *self == Self::E4M3)
+        (
+            self.bits(),
+            self.split(),
+            self.group().map_or(0, |g| g as u32),
+            *self == Self::E4M3,
+            self.rounding() == Rounding::Gptq,
+        )
     }
 
     /// The format the table and plan columns describe; the message says what does not fit.
-    pub fn from_columns((bits, split, group, fp8): FormatColumns) -> Result<Self, String> {
-        let plain = !split && group == 0;
+    pub fn from_columns((bits, split, group, fp8, gptq): FormatColumns) -> Result<Self, String> {
+        let plain = !split && group == 0 && !gptq;
         match bits {
             _ if fp8 && bits == u32::from(FP8_BITS) && plain => Ok(Self::E4M3),
             _ if fp8 => {
@@ -129,11 +153,12 @@ impl WeightFormat {
             FLOAT_BITS if plain => Ok(Self::Float),
             b if b == u32::from(HALF_BITS) && plain => Ok(Self::F16),
             b if b == u32::from(HALF_BITS) || b == FLOAT_BITS => {
-                Err(format!("{b}-bit float weights have no split or groups"))
+                Err(format!("{b}-bit float weights have no split, groups or GPTQ rounding"))
             }
             b => {
                 let bits = u8::try_from(b).map_err(|_| format!("{b} bits is not a weight width"))?;
-                Ok(Self::Int { bits, split, group: (group > 0).then_some(group as usize) })
+                let rounding = if gptq { Rounding::Gptq } else { Rounding::Nearest };
+                Ok(Self::Int { bits, split, group: (group > 0).then_some(group as usize), rounding })
             }
         }
     }
@@ -156,9 +181,13 @@ impl PartialOrd for WeightFormat {
 impl fmt::Display for WeightFormat {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::Int { bits, split, group } => {
+            Self::Int { bits, split, group, rounding } => {
                 write!(f, "w{bits}{}", if *split { "s" } else { "" })?;
-                group.map_or(Ok(()), |g| write!(f, "g{g}"))
+                group.map_or(Ok(()), |g| write!(f, "g{g}"))?;
+                match rounding {
+                    Rounding::Nearest => Ok(()),
+                    Rounding::Gptq => write!(f, "-{rounding}"),
+                }
             }
             Self::E4M3 => f.write_str("e4m3"),
             Self::F16 => f.write_str("f16"),
@@ -170,10 +199,13 @@ impl fmt::Display for WeightFormat {
 impl FromStr for WeightFormat {
     type Err = String;
 
-    /// `w<bits>[s][g<group>]`, `e4m3`, `f16` or `f32`.
+    /// `w<bits>[s][g<group>][-gptq]`, `e4m3`, `f16` or `f32`.
     fn from_str(s: &str) -> Result<Self, String> {
-        let error =
-            || format!("'{s}' is not a weight format: expected w<bits>[s][g<size>] (w4, w3s, w4g64), e4m3, f16 or f32");
+        let error = || {
+            format!(
+                "'{s}' is not a weight format: expected w<bits>[s][g<size>][-gptq] (w4, w3s, w4g64, w4-gptq), e4m3, f16 or f32"
+            )
+        };
         match s {
             "e4m3" => return Ok(Self::E4M3),
             "f16" => return Ok(Self::F16),
@@ -181,13 +213,18 @@ impl FromStr for WeightFormat {
             _ => {}
         }
         let rest = s.strip_prefix('w').ok_or_else(error)?;
+        let (rest, rounding) = match rest.split_once('-') {
+            Some((rest, r)) if r == Rounding::Gptq.as_str() => (rest, Rounding::Gptq),
+            Some(_) => return Err(error()),
+            None => (rest, Rounding::Nearest),
+        };
         let (head, group) = match rest.split_once('g') {
             Some((head, g)) => (head, Some(g.parse::<usize>().map_err(|_| error())?)),
             None => (rest, None),
         };
         let (digits, split) = head.strip_suffix('s').map_or((head, false), |d| (d, true));
         let bits = digits.parse::<u8>().map_err(|_| error())?;
-        let format = Self::Int { bits, split, group };
+        let format = Self::Int { bits, split, group, rounding };
         format.check().map(|()| format)
     }
 }
@@ -209,14 +246,14 @@ mod tests {
     use super::*;
 
     fn grouped(bits: u8, group: usize) -> WeightFormat {
-        WeightFormat::Int { bits, split: false, group: Some(group) }
+        WeightFormat::Int { bits, split: false, group: Some(group), rounding: Rounding::Nearest }
     }
 
     #[test]
     fn formats_cost_their_container_and_refuse_impossible_mixes() {
         let containers: Vec<u64> = [2, 3, 4, 5, 8].iter().map(|&b| WeightFormat::int(b).container_bits()).collect();
         assert_eq!(containers, vec![2, 4, 4, 8, 8]);
-        let split2 = WeightFormat::Int { bits: 2, split: true, group: None };
+        let split2 = WeightFormat::Int { bits: 2, split: true, group: None, rounding: Rounding::Nearest };
         assert_eq!(split2.container_bits(), 4);
         assert_eq!((WeightFormat::E4M3.container_bits(), WeightFormat::E4M3.label()), (8, "w8e4m3".to_string()));
         assert_eq!((WeightFormat::F16.container_bits(), WeightFormat::F16.label()), (16, "w16".to_string()));
@@ -231,37 +268,49 @@ mod tests {
         let formats = [
             WeightFormat::int(4),
             grouped(4, 64),
-            WeightFormat::Int { bits: 3, split: true, group: None },
-            WeightFormat::Int { bits: 3, split: true, group: Some(32) },
+            WeightFormat::Int { bits: 3, split: true, group: None, rounding: Rounding::Nearest },
+            WeightFormat::Int { bits: 3, split: true, group: Some(32), rounding: Rounding::Nearest },
+            WeightFormat::Int { bits: 3, split: false, group: Some(64), rounding: Rounding::Gptq },
+            WeightFormat::int(4).rounded(Rounding::Gptq).unwrap(),
             WeightFormat::E4M3,
             WeightFormat::F16,
             WeightFormat::Float,
         ];
         let text: Vec<String> = formats.iter().map(ToString::to_string).collect();
-        assert_eq!(text, ["w4", "w4g64", "w3s", "w3sg32", "e4m3", "f16", "f32"]);
+        assert_eq!(text, ["w4", "w4g64", "w3s", "w3sg32", "w3g64-gptq", "w4-gptq", "e4m3", "f16", "f32"]);
         for (format, text) in formats.iter().zip(&text) {
             assert_eq!(text.parse::<WeightFormat>().as_ref(), Ok(format));
             assert_eq!(serde_json::to_string(format).unwrap(), format!("\"{text}\""));
         }
-        for bad in ["w", "w9", "w4g0", "w4x", "int4", "w4gg"] {
+        assert_eq!(WeightFormat::F16.rounded(Rounding::Gptq), None);
+        for bad in ["w", "w9", "w4g0", "w4x", "int4", "w4gg", "w4-", "w4-hqq", "f16-gptq", "w4-gptq-gptq"] {
             assert!(bad.parse::<WeightFormat>().is_err(), "{bad}");
         }
     }
 
     #[test]
     fn the_columns_round_trip_and_order_like_the_tables() {
-        let mut formats =
-            vec![WeightFormat::Float, WeightFormat::F16, WeightFormat::E4M3, grouped(8, 16), WeightFormat::int(8)];
+        let gptq8 = WeightFormat::int(8).rounded(Rounding::Gptq).unwrap();
+        let mut formats = vec![
+            WeightFormat::Float,
+            WeightFormat::F16,
+            gptq8,
+            WeightFormat::E4M3,
+            grouped(8, 16),
+            WeightFormat::int(8),
+        ];
         for f in &formats {
             assert_eq!(WeightFormat::from_columns(f.columns()), Ok(*f));
         }
         formats.sort();
         assert_eq!(
             formats,
-            [WeightFormat::int(8), WeightFormat::E4M3, grouped(8, 16), WeightFormat::F16, WeightFormat::Float]
+            [WeightFormat::int(8), gptq8, WeightFormat::E4M3, grouped(8, 16), WeightFormat::F16, WeightFormat::Float]
         );
-        assert!(WeightFormat::from_columns((4, false, 0, true)).is_err());
-        assert!(WeightFormat::from_columns((16, true, 0, false)).is_err());
+        assert!(WeightFormat::from_columns((4, false, 0, true, false)).is_err());
+        assert!(WeightFormat::from_columns((16, true, 0, false, false)).is_err());
+        assert!(WeightFormat::from_columns((8, false, 0, true, true)).is_err());
+        assert!(WeightFormat::from_columns((16, false, 0, false, true)).is_err());
         assert_eq!(WeightFormat::of_bits(16), WeightFormat::F16);
     }
 }

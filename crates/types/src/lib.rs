@@ -16,4 +16,4 @@ pub use atomic::{
 pub use format::{FP8_BITS, FormatColumns, WeightFormat};
 pub use layer::{Component, Layer, LayerInfo, LayerKind, LossBasis, MetricGroup, Role, TOKEN_AXIS};
 pub use process::{catch_panic, peak_resident_bytes, quiet_caught_panics};
-pub use quantizer::{ACTIVATION_BITS, FLOAT_BITS, HALF_BITS, QuantizerSpec, WEIGHT_BITS};
+pub use quantizer::{ACTIVATION_BITS, FLOAT_BITS, HALF_BITS, QuantizerSpec, Rounding, WEIGHT_BITS};

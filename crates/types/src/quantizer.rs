@@ -32,6 +32,21 @@ pub enum ClipSearch {
 
 crate::named_enum!(ClipSearch, "clipping", { Minmax => "minmax", Mse => "mse" });
 
+/// How integer codes are chosen once their scales are set.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Rounding {
+    /// Every value to its nearest code.
+    #[default]
+    Nearest,
+    /// GPTQ's error compensation: input columns in order of their energy, each column's
+    /// rounding error carried into the columns not yet rounded through the inverse of the
+    /// layer's input second moment, measured on the calibration items.
+    Gptq,
+}
+
+crate::named_enum!(Rounding, "rounding", { Nearest => "nearest", Gptq => "gptq" });
+
 /// Symmetric weight quantization: one scale per output channel, or per group of `group_size`
 /// consecutive values inside a channel.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -6,6 +6,7 @@
 
 mod denoiser;
 mod diffusers;
+pub mod moments;
 pub mod shift;
 
 pub use bitsearch_types::generation::{Pairing, WorkloadSpec};

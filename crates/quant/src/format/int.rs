@@ -19,7 +19,12 @@ pub struct IntCodec {
 
 impl IntCodec {
     fn format(&self) -> WeightFormat {
-        WeightFormat::Int { bits: self.bits, split: self.split, group: self.scheme.group_size }
+        WeightFormat::Int {
+            bits: self.bits,
+            split: self.split,
+            group: self.scheme.group_size,
+            rounding: bitsearch_types::Rounding::Nearest,
+        }
     }
 }
 

@@ -13,9 +13,9 @@ pub use e4m3::{E4M3_MAX, E4m3Codec, Fp8Weight, round_e4m3};
 pub use f16::F16Codec;
 pub use int::IntCodec;
 
-use crate::{QuantError, QuantizedWeight};
-use bitsearch_types::WeightFormat;
+use crate::{Hessian, QuantError, QuantizedWeight, gptq};
 use bitsearch_types::quantizer::WeightScheme;
+use bitsearch_types::{Rounding, WeightFormat};
 use ndarray::{ArrayD, ArrayViewD};
 
 /// A weight format's arithmetic.
@@ -52,16 +52,23 @@ pub enum StoredWeight {
 
 impl StoredWeight {
     /// `w` (output channels on `axis`) stored in `format` by its codec; integer codes take
-    /// `scheme`'s clipping and granularity, the format's group size first.
+    /// `scheme`'s clipping and granularity, the format's group size first, and GPTQ rounding
+    /// the second moment `hessian` of the layer's input.
     pub fn quantize(
         format: WeightFormat,
         scheme: &WeightScheme,
         w: ArrayViewD<f32>,
         axis: usize,
+        hessian: Option<&Hessian>,
     ) -> Result<Self, QuantError> {
         match format {
-            WeightFormat::Int { bits, split, .. } => {
-                IntCodec { bits, split, scheme: format.scheme(scheme) }.quantize(w, axis).map(Self::Codes)
+            WeightFormat::Int { bits, split, rounding, .. } => {
+                let mut q = IntCodec { bits, split, scheme: format.scheme(scheme) }.quantize(w.view(), axis)?;
+                if rounding == Rounding::Gptq {
+                    let h = hessian.ok_or_else(|| QuantError::NoHessian { format: format.to_string() })?;
+                    gptq(&mut q, w, h)?;
+                }
+                Ok(Self::Codes(q))
             }
             WeightFormat::E4M3 => E4m3Codec.quantize(w, axis).map(Self::Fp8),
             WeightFormat::F16 => F16Codec.quantize(w, axis).map(Self::Half),

@@ -187,6 +187,7 @@ impl SensitivityTable {
             Column::new("w_split".into(), rows.iter().map(|r| r.weight.split()).collect::<Vec<_>>()),
             Column::new("w_group".into(), u32s(|r| r.weight.columns().2)),
             Column::new("w_fp8".into(), rows.iter().map(|r| r.weight == WeightFormat::E4M3).collect::<Vec<_>>()),
+            Column::new("w_gptq".into(), rows.iter().map(|r| r.weight.columns().4).collect::<Vec<_>>()),
             Column::new("a_bits".into(), u32s(|r| r.a_bits)),
             Column::new("step_group".into(), u32s(|r| r.step_group)),
             Column::new("step_first".into(), u32s(|r| r.step_first)),
@@ -202,8 +203,8 @@ impl SensitivityTable {
     }
 }
 
-/// A [`WeightFormat`] as the columns `w_bits`, `w_split`, `w_group`, `w_fp8` (the last three
-/// absent in older records).
+/// A [`WeightFormat`] as the columns `w_bits`, `w_split`, `w_group`, `w_fp8`, `w_gptq` (all but
+/// the first absent in older records).
 pub(crate) mod weight_columns {
     use bitsearch_types::WeightFormat;
     use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -217,16 +218,19 @@ pub(crate) mod weight_columns {
         w_group: u32,
         #[serde(default)]
         w_fp8: bool,
+        #[serde(default)]
+        w_gptq: bool,
     }
 
     pub fn serialize<S: Serializer>(format: &WeightFormat, serializer: S) -> Result<S::Ok, S::Error> {
-        let (w_bits, w_split, w_group, w_fp8) = format.columns();
-        Columns { w_bits, w_split, w_group, w_fp8 }.serialize(serializer)
+        let (w_bits, w_split, w_group, w_fp8, w_gptq) = format.columns();
+        Columns { w_bits, w_split, w_group, w_fp8, w_gptq }.serialize(serializer)
     }
 
     pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<WeightFormat, D::Error> {
         let c = Columns::deserialize(deserializer)?;
-        WeightFormat::from_columns((c.w_bits, c.w_split, c.w_group, c.w_fp8)).map_err(serde::de::Error::custom)
+        WeightFormat::from_columns((c.w_bits, c.w_split, c.w_group, c.w_fp8, c.w_gptq))
+            .map_err(serde::de::Error::custom)
     }
 }
 
@@ -294,7 +298,10 @@ pub(crate) mod tests {
         assert_eq!(SensitivityTable::read(&path).unwrap(), table);
         let json = serde_json::to_string(&table.rows[1]).unwrap();
         assert!(json.contains("\"-inf\""), "{json}");
-        assert!(json.contains(r#""w_bits":4,"w_split":false,"w_group":0,"w_fp8":false,"a_bits":32"#), "{json}");
+        assert!(
+            json.contains(r#""w_bits":4,"w_split":false,"w_group":0,"w_fp8":false,"w_gptq":false,"a_bits":32"#),
+            "{json}"
+        );
         assert_eq!(serde_json::from_str::<ProbeRow>(&json).unwrap(), table.rows[1]);
     }
 
@@ -396,8 +403,8 @@ pub(crate) mod tests {
         SensitivityTable { meta: meta(Shard::WHOLE), rows: plain }.write(&dir.join("three-rows.parquet")).unwrap();
         let formats = [
             WeightFormat::E4M3,
-            WeightFormat::Int { bits: 4, split: true, group: None },
-            WeightFormat::Int { bits: 2, split: false, group: Some(32) },
+            WeightFormat::Int { bits: 4, split: true, group: None, rounding: bitsearch_types::Rounding::Nearest },
+            WeightFormat::Int { bits: 2, split: false, group: Some(32), rounding: bitsearch_types::Rounding::Nearest },
         ];
         let rows = formats.iter().enumerate().map(|(i, &weight)| ProbeRow { weight, ..row(i as u64, 20.0) }).collect();
         SensitivityTable { meta: meta(Shard::WHOLE), rows }.write(&dir.join("formats.parquet")).unwrap();

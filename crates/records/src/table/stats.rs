@@ -98,8 +98,15 @@ mod tests {
     #[test]
     fn split_gains_are_medians_over_the_layers_probed_both_ways() {
         let probe = |layer: &str, w_bits: u8, w_split: bool, sqnr_db: f64| {
-            let mut row =
-                ProbeRow { weight: WeightFormat::Int { bits: w_bits, split: w_split, group: None }, ..row(0, sqnr_db) };
+            let mut row = ProbeRow {
+                weight: WeightFormat::Int {
+                    bits: w_bits,
+                    split: w_split,
+                    group: None,
+                    rounding: bitsearch_types::Rounding::Nearest,
+                },
+                ..row(0, sqnr_db)
+            };
             row.layer.name = layer.into();
             row
         };
