@@ -190,12 +190,19 @@ pub fn basis_metric(basis: LossBasis) -> Metric {
     }
 }
 
-/// The cap at which the additive model predicts a target on the basis's metric exactly (the
-/// first guess when one is given): an SQNR target on the decoupled basis, a PSNR target on the
-/// image basis; None without one.
+/// The cap at which the prediction (through the problem's fit, if any) meets a target on the
+/// basis's metric exactly (the first guess when one is given): an SQNR target on the decoupled
+/// basis, a PSNR target on the image basis; None without one.
 fn first_cap(problem: &Problem, targets: &[Target]) -> Option<f64> {
     let metric = basis_metric(problem.basis);
     let db = targets.iter().filter(|t| t.metric == metric).map(|t| t.value).reduce(f64::max)?;
+    let curves = problem.combination();
+    let curve = match problem.basis {
+        LossBasis::Decoupled => curves.sqnr,
+        LossBasis::Image => curves.psnr,
+    };
+    // The additive dB whose fitted value is the target.
+    let db = curve.map_or(db, |c| c.invert(db));
     // Both losses are noise powers: 10^(−SQNR/10) of the output, or the MSE at that PSNR.
     let loss = match problem.basis {
         LossBasis::Decoupled => 10f64.powf(-db / 10.0),
