@@ -180,13 +180,13 @@ fn monotone(points: &[(f64, f64)]) -> Vec<[f64; 2]> {
     let mut blocks: Vec<(f64, f64, f64)> = Vec::new();
     for (x, y) in sorted {
         blocks.push((x, y, 1.0));
-        while let [.., a, b] = blocks[..] {
+        while let [.., a, b] = &mut blocks[..] {
             let (ax, ay, bx, by) = (a.0 / a.2, a.1 / a.2, b.0 / b.2, b.1 / b.2);
             if by >= ay && bx - ax > 1e-9 * (1.0 + ax.abs()) {
                 break;
             }
+            *a = (a.0 + b.0, a.1 + b.1, a.2 + b.2);
             blocks.pop();
-            *blocks.last_mut().expect("two blocks") = (a.0 + b.0, a.1 + b.1, a.2 + b.2);
         }
     }
     blocks.iter().map(|b| [b.0 / b.2, b.1 / b.2]).collect()
