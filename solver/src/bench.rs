@@ -96,8 +96,8 @@ impl<'a, M: Meter> Bench<'a, M> {
     }
 
     /// `--fit-prediction`: the plan of every budget of `sweep` measured on the bench's items
-    /// (a plan an earlier budget gave, left out), and the lines of how their single-layer losses
-    /// combine. A budget the program cannot meet is left out; fewer than two plans is an error.
+    /// (a plan an earlier budget gave, left out), and the curves of how their single-layer
+    /// losses combine. A budget the program cannot meet is left out; fewer than two plans is an error.
     pub fn fit_prediction(
         &mut self,
         problem: &Problem,

@@ -1,8 +1,9 @@
 //! How single-layer losses combine. The sensitivity table measures each layer alone; a plan's
 //! prediction adds their noise powers, which is optimistic when the layers' errors add up
 //! coherently. `solve --fit-prediction` measures a few plans across the budget range on the
-//! selection items and fits, per metric, the measured value in dB as a line in the additive
-//! prediction in dB (measured noise ≈ a·(Σ singles)^b). `solve --prediction-fit` reads the fit
+//! selection items and fits, per metric, the measured value in dB as a curve of the additive
+//! prediction in dB: a line (measured noise ≈ a·(Σ singles)^b) or monotone knots, whichever
+//! predicts the plans left out one at a time better. `solve --prediction-fit` reads the fit
 //! back, and every predicted column goes through it.
 
 use crate::check::{self, Checked, Invalid, invalid};
