@@ -147,7 +147,9 @@ check-deps:
 ## applied plans (out/bench/fidelity.md, about 25 minutes), the corrections on and off
 ## (out/bench/corrections.md, about 35 minutes) and the frontier with and without float16,
 ## group sizes and E4M3 (out/bench/frontier.md, about 50 minutes, 12 of them the measured
-## shrinkage searches), and plans with and without GPTQ rounding (out/bench/gptq.md). The measured results are kept in docs/bench-*.md, one page per table.
+## shrinkage searches), predicted against measured plans (out/bench/prediction.md) and plans
+## with and without GPTQ rounding (out/bench/gptq.md). The measured results are kept in
+## docs/bench-*.md, one page per table.
 bench: setup models
 	cargo bench --bench runtime
 	cargo bench --bench sensitivity
@@ -158,6 +160,7 @@ bench: setup models
 	scripts/bench-fidelity.sh $(BIN) $(TERRAIN) $(SHAPES) out/bench
 	scripts/bench-corrections.sh $(BIN) $(TERRAIN) $(SHAPES) out/bench
 	scripts/bench-frontier.sh $(BIN) $(TERRAIN) $(SHAPES) out/bench
+	scripts/bench-prediction.sh $(BIN) $(TERRAIN) $(SHAPES) out/bench
 	scripts/bench-gptq.sh $(BIN) $(TERRAIN) $(SHAPES) out/bench
 
 ## device-check: the GPU checks in one call (scripts/device-check.sh) with this machine's binary
@@ -176,7 +179,7 @@ lint: check-deps
 CARGO_FUZZ_VERSION := 0.13.2
 CARGO_FUZZ := $(LOCAL)/cargo-fuzz/bin/cargo-fuzz
 FUZZ_SECONDS ?= 60
-FUZZ_TARGETS := onnx table table_sealed plan manifest npy budget
+FUZZ_TARGETS := onnx table table_sealed plan manifest npy budget prediction_fit
 # cargo-fuzz needs nightly flags (-Zsanitizer, sanitizer coverage); only stable Rust is
 # installed here, and RUSTC_BOOTSTRAP lets it take them.
 FUZZ := RUSTC_BOOTSTRAP=1 $(CARGO_FUZZ)

@@ -3,7 +3,7 @@
 //! plans and tests can check the solver's answers.
 
 use crate::problem::{Precision, Problem};
-use bitsearch_records::Resource;
+use bitsearch_records::{Combination, Resource};
 use bitsearch_types::WeightFormat;
 use bitsearch_types::{FLOAT_BITS, LossBasis, MetricGroup};
 use serde::{Deserialize, Serialize};
@@ -32,7 +32,7 @@ impl Usage {
 }
 
 /// An allocation's cost and predicted loss.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Evaluation {
     pub usage: Usage,
     /// Normalised quality loss plus content weight times normalised content loss, as the
@@ -51,25 +51,26 @@ pub struct Evaluation {
     /// Around a base plan: the changes predicted less noise than none (held at none), so the
     /// plan lies where the linear model around the base says nothing.
     pub beyond_base: bool,
+    /// How the summed losses combine into the predicted metrics (default: additively).
+    pub combination: Combination,
 }
 
 impl Evaluation {
-    /// The denoiser-output SQNR the additive noise model predicts, dB (NaN on the image basis,
-    /// which predicts no SQNR).
+    /// The denoiser-output SQNR the summed noise powers predict through the fit, dB (NaN on
+    /// the image basis, which predicts no SQNR).
     pub fn predicted_sqnr_db(&self) -> f64 {
-        match self.basis {
-            LossBasis::Image => f64::NAN,
-            LossBasis::Decoupled if self.quality_loss > 0.0 => -10.0 * self.quality_loss.log10(),
-            LossBasis::Decoupled => f64::INFINITY,
-        }
+        self.combination.sqnr_db(self.additive_sqnr_db())
     }
 
-    /// The final-image SSIM the additive model predicts (NaN on the image basis).
+    /// The final-image SSIM the summed content losses predict through the fit (NaN on the
+    /// image basis).
     pub fn predicted_ssim(&self) -> f64 {
-        match self.basis {
-            LossBasis::Image => f64::NAN,
-            LossBasis::Decoupled => 1.0 - self.content_loss,
-        }
+        self.combination.ssim(self.additive_ssim())
+    }
+
+    /// The final-image PSNR the summed image MSEs predict through the fit, dB.
+    pub fn predicted_psnr_db(&self) -> f64 {
+        self.combination.psnr_db(self.additive_psnr_db())
     }
 
     /// The headline prediction of the basis, dB: denoiser SQNR (decoupled) or image PSNR (image).
@@ -80,8 +81,25 @@ impl Evaluation {
         }
     }
 
-    /// The final-image PSNR the additive image-MSE model predicts, dB.
-    pub fn predicted_psnr_db(&self) -> f64 {
+    /// The SQNR of the summed noise powers alone, as if the layers' errors were independent.
+    pub fn additive_sqnr_db(&self) -> f64 {
+        match self.basis {
+            LossBasis::Image => f64::NAN,
+            LossBasis::Decoupled if self.quality_loss > 0.0 => -10.0 * self.quality_loss.log10(),
+            LossBasis::Decoupled => f64::INFINITY,
+        }
+    }
+
+    /// The SSIM of the summed content losses alone.
+    pub fn additive_ssim(&self) -> f64 {
+        match self.basis {
+            LossBasis::Image => f64::NAN,
+            LossBasis::Decoupled => 1.0 - self.content_loss,
+        }
+    }
+
+    /// The PSNR of the summed image MSEs alone.
+    pub fn additive_psnr_db(&self) -> f64 {
         bitsearch_metrics::psnr_db(self.image_mse)
     }
 }
@@ -164,6 +182,7 @@ impl Problem {
             image_mse: (image_mse - o.image_mse).max(0.0),
             basis: self.basis,
             beyond_base,
+            combination: self.combination(),
         }
     }
 

@@ -2,14 +2,22 @@
 //! what the target and shrinkage searches measure with. Running the model is the caller's
 //! [`Meter`]: the solver links no runtime.
 
+use crate::allocation::Assignment;
 use crate::error::SolverError;
+use crate::ilp::solve;
 use crate::options::{SolveOptions, Solved};
-use crate::plan::plan;
+use crate::pareto;
+use crate::plan::{plan, sha256};
 use crate::problem::Problem;
 use crate::select::{SHRINK_GRID, Selected, Trial, select};
 use crate::target::{self, Searched};
-use bitsearch_records::{Metric, Plan, RecordError, SensitivityTable, ShrinkSearch, Target, TargetSearch};
+use bitsearch_records::prediction_fit::PREDICTION_FIT_FORMAT;
+use bitsearch_records::{FitPlan, Metric, Plan, PredictionFit, RecordError, SensitivityTable};
+use bitsearch_records::{ShrinkSearch, Sweep, Target, TargetSearch};
 use std::path::Path;
+
+/// Most budgets `--fit-prediction` measures: a fit is a handful of evaluations.
+pub const MAX_FIT_BUDGETS: usize = 8;
 
 /// What measures a plan file on the bench's items.
 pub trait Meter {
@@ -87,6 +95,70 @@ impl<'a, M: Meter> Bench<'a, M> {
         Ok((plan, selected))
     }
 
+    /// `--fit-prediction`: the plan of every budget of `sweep` measured on the bench's items
+    /// (a plan an earlier budget gave, left out), and the curves of how their single-layer
+    /// losses combine. A budget the program cannot meet is left out; fewer than two plans is an error.
+    pub fn fit_prediction(
+        &mut self,
+        problem: &Problem,
+        sweep: &Sweep,
+        options: &SolveOptions,
+    ) -> Result<PredictionFit, M::Error> {
+        if sweep.points > MAX_FIT_BUDGETS {
+            let message = format!("{} budgets: a fit measures at most {MAX_FIT_BUDGETS} plans", sweep.points);
+            return Err(SolverError::Config { field: "sweep".into(), message }.into());
+        }
+        let metric = target::basis_metric(problem.basis);
+        let mut measured: Vec<Assignment> = Vec::new();
+        let mut plans = Vec::new();
+        for (i, budget, options) in pareto::budgets(sweep, options) {
+            let solved = match solve(problem, &options) {
+                Ok(solved) => solved,
+                Err(e) => {
+                    log::warn!("fit point {budget}: {e}; left out");
+                    continue;
+                }
+            };
+            // A plan measured twice would count twice in the fit.
+            if measured.contains(&solved.assignment) {
+                log::info!("fit point {budget}: the plan of an earlier budget; left out");
+                continue;
+            }
+            let m = self.measure(i, (problem, &solved), &options, metric)?.measured;
+            measured.push(solved.assignment.clone());
+            let e = &solved.evaluation;
+            log::info!(
+                "fit point {budget}: {:.3} bits; additive SQNR {:.2} dB, PSNR {:.2} dB; measured SQNR {:.2} dB, PSNR {:.2} dB",
+                e.usage.avg_bits,
+                e.additive_sqnr_db(),
+                e.additive_psnr_db(),
+                m.sqnr_db,
+                m.psnr_db
+            );
+            plans.push(FitPlan {
+                budget: budget.to_string(),
+                avg_bits: e.usage.avg_bits,
+                bytes: e.usage.memory,
+                additive_sqnr_db: e.additive_sqnr_db(),
+                additive_ssim: e.additive_ssim(),
+                additive_psnr_db: e.additive_psnr_db(),
+                measured: m,
+            });
+        }
+        if plans.len() < 2 {
+            let message = format!("{} distinct plans measured; a fit needs two or more", plans.len());
+            return Err(SolverError::Config { field: "sweep".into(), message }.into());
+        }
+        Ok(PredictionFit {
+            bitsearch_prediction_fit: PREDICTION_FIT_FORMAT,
+            sensitivity_sha256: sha256(self.sensitivity)?,
+            loss: problem.basis,
+            items: self.items.clone(),
+            curves: PredictionFit::curves(&plans),
+            plans,
+        })
+    }
+
     /// `--target`: the search for the smallest plan whose measurement meets every target, at
     /// most `max_rounds` measurements (see [`target::search`]).
     pub fn search(
@@ -121,5 +193,80 @@ impl<'a, M: Meter> Bench<'a, M> {
             chosen,
         });
         Ok(Some((plan, solved)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::problem::AppliedFit;
+    use bitsearch_records::Measured;
+    use bitsearch_types::LossBasis;
+
+    /// Layers whose errors add up coherently: a plan measures `A · (Σ singles)^B` noise, in
+    /// the denoiser and in the image alike.
+    const A: f64 = 5.0;
+    const B: f64 = 0.85;
+
+    struct Coherent;
+
+    impl Meter for Coherent {
+        type Error = Box<dyn std::error::Error>;
+
+        fn measure(&mut self, plan: &Path, _: Metric) -> Result<Trial, Self::Error> {
+            let p = Plan::read(plan)?.prediction;
+            let db = |noise: f64| -10.0 * (A * noise.powf(B)).log10();
+            // The image MSE the plan's layers sum to, before any fit.
+            let additive_psnr_db = p.fit.as_ref().map_or(p.psnr_db, |f| f.additive_psnr_db);
+            let psnr_db = bitsearch_metrics::psnr_db(A * bitsearch_metrics::mse_at_psnr_db(additive_psnr_db).powf(B));
+            let measured = Measured { sqnr_db: db(p.quality_loss), ssim: f64::NAN, psnr_db, caption: f64::NAN };
+            Ok(Trial { measured, errors: Vec::new() })
+        }
+    }
+
+    #[test]
+    fn a_fit_on_a_few_budgets_predicts_the_measurement_at_others() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.parquet");
+        let mut table = bitsearch_fixtures::sensitivity_table(7, 24, &[2, 4, 8], 1);
+        // Quality layers only: one metric group, whose fit moves no optimum.
+        table.rows.iter_mut().for_each(|r| r.layer.group = bitsearch_types::MetricGroup::Quality);
+        table.write(&path).unwrap();
+        let mut problem = Problem::from_table(&table, &[], LossBasis::Decoupled).unwrap();
+        let options = SolveOptions::default();
+        let mut bench = Bench::new((&table, &path), Coherent, "test items".into(), vec![Metric::Sqnr]).unwrap();
+        let sweep: Sweep = "avg-bits=2.2..8:5".parse().unwrap();
+        let fit = bench.fit_prediction(&problem, &sweep, &options).unwrap();
+        let line = fit.curves.sqnr.clone().and_then(|c| c.line).expect("an SQNR line");
+        assert!((line.slope - B).abs() < 1e-6 && (line.intercept_db + 10.0 * A.log10()).abs() < 1e-5, "{line:?}");
+        let psnr = fit.curves.psnr.clone().and_then(|c| c.line).expect("a PSNR line");
+        assert!((psnr.slope - B).abs() < 1e-6, "{psnr:?}");
+        assert!(fit.plans.len() >= 2 && fit.curves.ssim.is_none());
+
+        let fit_path = dir.path().join("prediction-fit.yaml");
+        fit.write(&fit_path).unwrap();
+        let before = problem.clone();
+        problem.fit = Some(AppliedFit { curves: fit.curves.clone(), file: fit_path, sha256: "ab".repeat(32) });
+        for bits in ["avg-bits=3.1", "avg-bits=5.5", "avg-bits=7.3"] {
+            let options = SolveOptions { budgets: vec![bits.parse().unwrap()], ..SolveOptions::default() };
+            let solved = crate::solve(&problem, &options).unwrap();
+            // A monotone map of one group's sum leaves the optimum where it was.
+            assert_eq!(solved.assignment, crate::solve(&before, &options).unwrap().assignment, "{bits}");
+            let written = dir.path().join("plan.yaml");
+            plan(&problem, &solved, &options, &table, &path).unwrap().write(&written).unwrap();
+            let measured = Coherent.measure(&written, Metric::Sqnr).unwrap().measured;
+            let e = &solved.evaluation;
+            assert!((e.predicted_sqnr_db() - measured.sqnr_db).abs() < 1e-6, "{bits}: {e:?} vs {measured:?}");
+            assert!((e.predicted_psnr_db() - measured.psnr_db).abs() < 1e-6, "{bits}");
+            assert!(e.additive_sqnr_db() - e.predicted_sqnr_db() > 1.0, "{bits}: the additive sum is optimistic");
+            let recorded = Plan::read(&written).unwrap().prediction;
+            let used = recorded.fit.expect("the plan names its fit");
+            assert_eq!(recorded.sqnr_db, e.predicted_sqnr_db());
+            assert_eq!(used.additive_sqnr_db, e.additive_sqnr_db());
+        }
+
+        let many: Sweep = "avg-bits=2.2..8:9".parse().unwrap();
+        let message = bench.fit_prediction(&before, &many, &options).unwrap_err().to_string();
+        assert!(message.starts_with("sweep: 9 budgets"), "{message}");
     }
 }

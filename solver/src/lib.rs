@@ -33,5 +33,5 @@ pub use error::{Result, SolverError};
 pub use greedy::uniform;
 pub use ilp::{AVG_BITS_WINDOW, RELATIVE_WINDOW, solve};
 pub use options::{Fraction, Method, Minimise, SolveOptions, Solved, Status};
-pub use plan::plan;
-pub use problem::{DEFAULT_PROTECT, INPUT, LayerOptions, MAX_LOSS, OUTPUT, Precision, Problem, Variant};
+pub use plan::{plan, sha256};
+pub use problem::{AppliedFit, DEFAULT_PROTECT, INPUT, LayerOptions, MAX_LOSS, OUTPUT, Precision, Problem, Variant};

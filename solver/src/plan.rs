@@ -3,7 +3,7 @@
 use crate::error::{Result, SolverError};
 use crate::options::{SolveOptions, Solved};
 use crate::problem::{Precision, Problem};
-use bitsearch_records::plan::{PLAN_FORMAT, PlanSummary, Prediction, SolverReport, Source, absolute};
+use bitsearch_records::plan::{FitUsed, PLAN_FORMAT, PlanSummary, Prediction, SolverReport, Source, absolute};
 use bitsearch_records::{Plan, PlanLayer, SensitivityTable};
 use bitsearch_types::{FLOAT_BITS, WeightFormat};
 use std::path::{Path, PathBuf};
@@ -44,10 +44,7 @@ pub fn plan(
         bitsearch_plan: PLAN_FORMAT,
         source: Source {
             sensitivity_table: absolute(table_path),
-            sensitivity_sha256: bitsearch_types::sha256_file(table_path).map_err(|e| SolverError::File {
-                path: table_path.display().to_string(),
-                message: format!("cannot read: {e}"),
-            })?,
+            sensitivity_sha256: sha256(table_path)?,
             model: PathBuf::from(&table.meta.model),
             model_sha256: table.meta.model_sha256.clone(),
         },
@@ -65,6 +62,13 @@ pub fn plan(
             psnr_db: e.predicted_psnr_db(),
             loss: problem.basis,
             shrink: problem.shrunk,
+            fit: problem.fit.as_ref().map(|f| FitUsed {
+                file: absolute(&f.file),
+                sha256: f.sha256.clone(),
+                additive_sqnr_db: e.additive_sqnr_db(),
+                additive_ssim: e.additive_ssim(),
+                additive_psnr_db: e.additive_psnr_db(),
+            }),
         },
         solver: SolverReport {
             name: solved.solver.into(),
@@ -87,4 +91,10 @@ pub fn plan(
         },
         layers,
     })
+}
+
+/// The sha256 of the file at `path` (a sensitivity table, a prediction fit).
+pub fn sha256(path: &Path) -> Result<String> {
+    bitsearch_types::sha256_file(path)
+        .map_err(|e| SolverError::File { path: path.display().to_string(), message: format!("cannot read: {e}") })
 }

@@ -10,9 +10,10 @@ pub use crate::precision::{Precision, Variant};
 
 use crate::error::{Result, SolverError};
 use crate::layer_options::{check_complete, layer_options, metric_group, protected_layers};
-use bitsearch_records::{BasePoint, ProbeRow, SensitivityTable};
+use bitsearch_records::{BasePoint, Combination, ProbeRow, SensitivityTable};
 use bitsearch_types::{LayerInfo, LossBasis, MetricGroup, Role};
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 
 /// Protect-list words for the first and last image-path layers (the model's input and output
 /// convolutions, as found in graph order).
@@ -40,6 +41,17 @@ pub struct Problem {
     pub offset: BaseOffset,
     /// How far the losses have been shrunk toward each layer's size's share ([`Problem::shrink`]).
     pub shrunk: f64,
+    /// How the summed losses combine into predicted metrics (`solve --prediction-fit`); None:
+    /// the additive prediction.
+    pub fit: Option<AppliedFit>,
+}
+
+/// A fit of how single-layer losses combine, read from `file`, as a problem's predictions use it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AppliedFit {
+    pub curves: Combination,
+    pub file: PathBuf,
+    pub sha256: String,
 }
 
 /// A table probed around a base plan (`sensitivity --base`) gives each layer's options the
@@ -105,6 +117,7 @@ impl Problem {
             basis,
             offset: BaseOffset::default(),
             shrunk: 0.0,
+            fit: None,
         };
         if let Some(base) = &table.meta.base {
             problem.offset = problem.base_offset(table, base)?;
@@ -285,6 +298,11 @@ impl Problem {
         runs
     }
 
+    /// The curves the predictions go through (none: additive).
+    pub fn combination(&self) -> Combination {
+        self.fit.as_ref().map_or_else(Combination::default, |f| f.curves.clone())
+    }
+
     pub fn groups(&self) -> usize {
         self.step_groups.len()
     }
@@ -364,6 +382,7 @@ pub(crate) mod tests {
             basis: LossBasis::Decoupled,
             offset: BaseOffset::default(),
             shrunk: 0.0,
+            fit: None,
         }
     }
 

@@ -190,12 +190,19 @@ pub fn basis_metric(basis: LossBasis) -> Metric {
     }
 }
 
-/// The cap at which the additive model predicts a target on the basis's metric exactly (the
-/// first guess when one is given): an SQNR target on the decoupled basis, a PSNR target on the
-/// image basis; None without one.
+/// The cap at which the prediction (through the problem's fit, if any) meets a target on the
+/// basis's metric exactly (the first guess when one is given): an SQNR target on the decoupled
+/// basis, a PSNR target on the image basis; None without one.
 fn first_cap(problem: &Problem, targets: &[Target]) -> Option<f64> {
     let metric = basis_metric(problem.basis);
     let db = targets.iter().filter(|t| t.metric == metric).map(|t| t.value).reduce(f64::max)?;
+    let curves = problem.combination();
+    let curve = match problem.basis {
+        LossBasis::Decoupled => curves.sqnr,
+        LossBasis::Image => curves.psnr,
+    };
+    // The additive dB whose fitted value is the target.
+    let db = curve.map_or(db, |c| c.invert(db));
     // Both losses are noise powers: 10^(−SQNR/10) of the output, or the MSE at that PSNR.
     let loss = match problem.basis {
         LossBasis::Decoupled => 10f64.powf(-db / 10.0),
@@ -226,6 +233,7 @@ mod tests {
     use super::*;
     use crate::error::Result;
     use crate::options::Minimise;
+    use bitsearch_records::Curve;
 
     /// Problem losses are synthetic, and "measuring" a plan applies a known model error: the
     /// search must find the smallest plan the measurement accepts.
@@ -254,6 +262,29 @@ mod tests {
         let searched = search(&problem, &options, &[far], 6, measure).expect("search");
         assert!(searched.chosen.is_none() && !searched.rounds.is_empty());
         assert!(unmet(&searched, &[far]).to_string().contains("best measured plan"));
+    }
+
+    /// With a fit that knows the measured noise is three times the sum, the first cap is
+    /// already the one whose plan measures the target, and the rounds predict what they measure.
+    #[test]
+    fn a_fitted_prediction_puts_the_first_cap_where_the_measurement_meets_the_target() {
+        let mut problem = crate::problem::tests::synthetic(12);
+        let factor_db = 10.0 * 3f64.log10();
+        let points: Vec<(f64, f64)> = [10.0, 20.0, 30.0, 40.0].iter().map(|&x| (x, x - factor_db)).collect();
+        let curves = bitsearch_records::Combination { sqnr: Curve::fit(&points), ..Default::default() };
+        problem.fit = Some(crate::problem::AppliedFit { curves, file: "fit.yaml".into(), sha256: "ab".repeat(32) });
+        let options = SolveOptions { minimise: Minimise::Memory, ..Default::default() };
+        let target: Target = "sqnr=20dB".parse().expect("target");
+        let measure = |_: usize, s: &Solved| -> Result<Measured> {
+            let sqnr_db = s.evaluation.additive_sqnr_db() - factor_db;
+            Ok(Measured { sqnr_db, ssim: f64::NAN, psnr_db: f64::NAN, caption: f64::NAN })
+        };
+        let searched = search(&problem, &options, &[target], 12, measure).expect("search");
+        let first = &searched.rounds[0];
+        let cap = 10f64.powf(-(20.0 + factor_db) / 10.0) / problem.quality_scale;
+        assert!((first.loss_cap - cap).abs() < 1e-9 * cap, "first cap {} vs {cap}", first.loss_cap);
+        assert!(searched.rounds.iter().all(|r| (r.noise_factor - 1.0).abs() < 1e-9), "{:?}", searched.rounds);
+        assert!(first.meets, "{first:?}");
     }
 
     /// On image losses the search steers by the predicted PSNR: its first guess is the cap at

@@ -64,6 +64,7 @@ fn random_problem(rng: &mut ChaCha8Rng, layers: usize, groups: usize) -> Problem
         basis: LossBasis::Decoupled,
         offset: Default::default(),
         shrunk: 0.0,
+        fit: None,
     }
 }
 

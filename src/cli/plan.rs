@@ -108,6 +108,15 @@ pub struct SolveArgs {
     /// in graph order, e.g. attn_q+attn_k+attn_v); repeat for several.
     #[arg(long = "tie")]
     pub ties: Vec<String>,
+    /// Instead of writing plans, measure the plan of each --sweep budget (at most 8) simulated
+    /// in float on the selection items (the sensitivity prompts on fresh seeds,
+    /// --calibration-seeds) and fit how single-layer losses combine; --out is the fit (YAML).
+    #[arg(long, requires = "sweep", conflicts_with_all = ["targets", "uniform", "prediction_fit"])]
+    pub fit_prediction: bool,
+    /// A fit from `--fit-prediction` on this table: every predicted metric (plans, frontier,
+    /// target rounds and the target search's first cap) goes through it.
+    #[arg(long, value_name = "FIT")]
+    pub prediction_fit: Option<PathBuf>,
 }
 
 #[derive(Debug, clap::Args)]

@@ -9,11 +9,13 @@ use crate::exit::Refused;
 use anyhow::{Context, bail};
 use bitsearch_eval::{CALIBRATION_ITEMS, Candidate, EvalOptions, Reference, calibration, fresh};
 use bitsearch_pipeline::workload::WorkloadSpec;
-use bitsearch_records::{Metric, Resource, SensitivityTable, Sweep, Target, write_frontier};
+use bitsearch_records::{
+    Curve, Form, Metric, PredictionFit, RecordError, Resource, SensitivityTable, Sweep, Target, write_frontier,
+};
 use bitsearch_solver::bench::{Bench, Meter};
 use bitsearch_solver::select::{Selected, Trial};
+use bitsearch_solver::{AppliedFit, Problem, SolveOptions, Solved, plan, sha256, solve, uniform};
 use bitsearch_solver::{Fraction, LossBasis, SolverError, pareto, target};
-use bitsearch_solver::{Problem, SolveOptions, Solved, plan, solve, uniform};
 use std::path::Path;
 
 pub fn run(args: &SolveArgs) -> anyhow::Result<()> {
@@ -37,6 +39,9 @@ pub fn run(args: &SolveArgs) -> anyhow::Result<()> {
         log::warn!("{what}: their layers stay in float");
     }
     problem.tie(&config.ties)?;
+    if let Some(path) = &args.prediction_fit {
+        problem.fit = Some(applied_fit(path, &args.sensitivity)?);
+    }
     let search_shrink = match config.shrink {
         Fraction::Fixed(lambda) => {
             problem.shrink(lambda)?;
@@ -58,6 +63,9 @@ pub fn run(args: &SolveArgs) -> anyhow::Result<()> {
     );
     if !problem.ties.is_empty() {
         log::info!("{} ties over {} layers", problem.ties.len(), problem.ties.iter().map(Vec::len).sum::<usize>());
+    }
+    if args.fit_prediction {
+        return fit_prediction(args, &problem, &table, &options, search_shrink);
     }
     if !args.targets.is_empty() {
         return target(args, &problem, &options, &table);
@@ -143,6 +151,79 @@ fn sweep_frontier(
         sweep.points
     ))?;
     Ok(())
+}
+
+/// The fit at `path`, which must have been fitted on the table at `table`.
+fn applied_fit(path: &Path, table: &Path) -> anyhow::Result<AppliedFit> {
+    let fit = PredictionFit::read(path)?;
+    let table_sha256 = sha256(table)?;
+    if fit.sensitivity_sha256 != table_sha256 {
+        let message = format!(
+            "sensitivity_sha256: fitted on another table ({}), not {} ({table_sha256}); fit it on this one with `solve --fit-prediction`",
+            fit.sensitivity_sha256,
+            table.display()
+        );
+        return Err(RecordError::file(path, message).into());
+    }
+    Ok(AppliedFit { curves: fit.curves, file: path.to_path_buf(), sha256: sha256(path)? })
+}
+
+/// `--fit-prediction`: the sweep's plans measured on the selection items, the fit of how their
+/// single-layer losses combine written to `--out`.
+fn fit_prediction(
+    args: &SolveArgs,
+    problem: &Problem,
+    table: &SensitivityTable,
+    options: &SolveOptions,
+    search_shrink: bool,
+) -> anyhow::Result<()> {
+    let sweep = args.sweep.context("--fit-prediction measures the plans of a --sweep")?;
+    if search_shrink {
+        let message = "a fit measures one plan per budget: give --fit-prediction a fixed shrinkage";
+        return Err(SolverError::Config { field: "shrink".into(), message: message.into() }.into());
+    }
+    let mut bench = selection(args, problem, table)?;
+    let fit = bench.fit_prediction(problem, &sweep, options)?;
+    fit.write(&args.out)?;
+    let mut printer = Printer::stdout();
+    printer.line(format_args!(
+        "{}: fitted on {} plans measured on the {}",
+        args.out.display(),
+        fit.plans.len(),
+        fit.items
+    ))?;
+    let curves = &fit.curves;
+    for (name, curve) in [("SQNR", &curves.sqnr), ("PSNR", &curves.psnr), ("1 - SSIM", &curves.ssim)] {
+        printer.line(format_args!("  {name}: {}", curve_words(curve.as_ref())))?;
+    }
+    for p in &fit.plans {
+        printer.line(format_args!(
+            "  {}: {:.3} bits; additive SQNR {:>6.2} dB, PSNR {:>6.2} dB; measured SQNR {:>6.2} dB, SSIM {:.4}, PSNR {:>6.2} dB",
+            p.budget, p.avg_bits, p.additive_sqnr_db, p.additive_psnr_db, p.measured.sqnr_db, p.measured.ssim, p.measured.psnr_db
+        ))?;
+    }
+    Ok(())
+}
+
+/// A fitted curve in words: the form that predicts, the line, the leave-one-out errors.
+fn curve_words(curve: Option<&Curve>) -> String {
+    let Some(c) = curve else { return "no curve (the additive prediction stays)".into() };
+    let line = c.line.map_or("no monotone line".into(), |l| {
+        format!(
+            "measured dB = {:.2} + {:.3} x additive dB (rms residual {:.2} dB)",
+            l.intercept_db, l.slope, l.rms_residual_db
+        )
+    });
+    let form = match c.form {
+        Form::Line => "the line",
+        Form::Knots => "the knots",
+    };
+    format!(
+        "{line}; {} knots; left out one at a time, line {:.2} dB, knots {:.2} dB rms: predicting by {form}",
+        c.knots.len(),
+        c.loo_line_db,
+        c.loo_knots_db
+    )
 }
 
 /// The reference measuring plans simulated in float.

@@ -3,7 +3,7 @@
 //! and a Pareto sweep.
 
 use crate::common::{assert_clean_failure, assert_refused, assert_success, bitsearch, tiny_table, tiny_unet};
-use bitsearch_records::{Plan, SensitivityTable, ShrinkRound, ShrinkSearch};
+use bitsearch_records::{Plan, PredictionFit, SensitivityTable, ShrinkRound, ShrinkSearch};
 use bitsearch_types::Role;
 use std::collections::HashMap;
 use std::path::Path;
@@ -345,6 +345,54 @@ fn a_shrinkage_search_keeps_the_most_shrunk_plan_within_noise_of_the_best_on_fre
 
 /// The chosen round measures within its standard error of the best (SQNR: the tiny UNet's
 /// losses are decoupled), every larger shrinkage does not, and every round's error was read.
+#[test]
+fn a_fit_on_the_selection_items_moves_the_predictions_and_not_the_plans() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, table) = tiny_table(dir.path());
+    let fit_path = dir.path().join("prediction-fit.yaml");
+    let (t, f) = (table.to_str().unwrap(), fit_path.to_str().unwrap());
+    let fit_args = ["solve", "--sensitivity", t, "--fit-prediction", "--calibration-seeds", "7,8", "--out", f];
+    let stdout = assert_success(&bitsearch(&[&fit_args[..], &["--sweep", "avg-bits=2.2..8:4"]].concat()));
+    assert!(stdout.contains("fitted on") && stdout.contains("SQNR: "), "{stdout}");
+    let fit = PredictionFit::read(&fit_path).unwrap();
+    assert!(fit.items.starts_with("selection items: seeds [7, 8]"), "{}", fit.items);
+    assert!(fit.plans.len() >= 2 && fit.curves.sqnr.is_some(), "{fit:?}");
+
+    // With and without the fit: the same plan, the prediction through the fit, the fit named.
+    let (plain, fitted) = (dir.path().join("plain.yaml"), dir.path().join("fitted.yaml"));
+    let solve = ["solve", "--sensitivity", t, "--budget", "4bits", "--out"];
+    assert_success(&bitsearch(&[&solve[..], &[plain.to_str().unwrap()]].concat()));
+    let with_fit = [fitted.to_str().unwrap(), "--prediction-fit", f];
+    let stdout = assert_success(&bitsearch(&[&solve[..], &with_fit].concat()));
+    let (plain, fitted) = (Plan::read(&plain).unwrap(), Plan::read(&fitted).unwrap());
+    assert_eq!(plain.layers, fitted.layers);
+    let used = fitted.prediction.fit.as_ref().expect("the plan names its fit");
+    assert_eq!(used.sha256, bitsearch_types::sha256_file(&fit_path).unwrap());
+    assert_eq!(used.additive_sqnr_db, plain.prediction.sqnr_db);
+    assert_eq!(fitted.prediction.sqnr_db, fit.curves.sqnr_db(plain.prediction.sqnr_db));
+    assert!(stdout.contains(&format!("denoiser SQNR {:.2} dB", fitted.prediction.sqnr_db)), "{stdout}");
+
+    // A fit of another table, a damaged fit, too many budgets, a searched shrinkage: refused.
+    let text = std::fs::read_to_string(&fit_path).unwrap();
+    let other = text.replace(&fit.sensitivity_sha256, &"0".repeat(64));
+    let damaged = text.replacen("    knots:\n    - - ", "    knots:\n    - - .nan\n      - 0.0\n    - - ", 1);
+    for (name, text, expected) in [
+        ("other.yaml", other, "sensitivity_sha256: fitted on another table"),
+        ("damaged.yaml", damaged, "curves.sqnr.knots[0]: is NaN"),
+    ] {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        let args = [&solve[..], &["p.yaml", "--prediction-fit", path.to_str().unwrap()]].concat();
+        assert_clean_failure(&bitsearch(&args), &[name, expected]);
+    }
+    assert_clean_failure(
+        &bitsearch(&[&fit_args[..], &["--sweep", "avg-bits=2.2..8:9"]].concat()),
+        &["sweep: 9 budgets"],
+    );
+    let search = [&fit_args[..], &["--sweep", "avg-bits=2.2..8:4", "--shrink", "search"]].concat();
+    assert_clean_failure(&bitsearch(&search), &["shrink", "fixed shrinkage"]);
+}
+
 fn assert_one_standard_error_rule<'s>(search: &'s ShrinkSearch, what: &str) -> &'s ShrinkRound {
     let best = search.rounds.iter().map(|r| r.measured.sqnr_db).fold(f64::NEG_INFINITY, f64::max);
     let chosen = &search.rounds[search.chosen];

@@ -1,9 +1,10 @@
 //! The records that pass between bitsearch's stages, as plain data any stage can read without
 //! linking ONNX Runtime or HiGHS: the sensitivity table and the description of the run that
-//! measured it (Parquet), budgets and sweeps as users write them, the plan (YAML) and the
-//! Pareto frontier (Parquet or CSV), the manifest of a quantized model and the noise correction
-//! beside it, the evaluation records of the apply stage (Parquet), and the float32 `.npy` arrays
-//! users hand in (images, latents, tensor conditions).
+//! measured it (Parquet), budgets and sweeps as users write them, the plan (YAML), the fit of
+//! how single-layer losses combine (YAML) and the Pareto frontier (Parquet or CSV), the manifest
+//! of a quantized model and the noise correction beside it, the evaluation records of the apply
+//! stage (Parquet), and the float32 `.npy` arrays users hand in (images, latents, tensor
+//! conditions).
 //!
 //! Every file carries a format version; a file from an older bitsearch is refused with a
 //! message naming the command that writes the current format. Files are written atomically.
@@ -19,6 +20,7 @@ pub mod fuzzing;
 pub mod manifest;
 pub mod npy;
 pub mod plan;
+pub mod prediction_fit;
 pub mod run_config;
 mod solver;
 pub mod table;
@@ -32,6 +34,7 @@ pub use eval::{Cost, EVAL_FORMAT, EvalRecord, EvalRun, read_evals, write_evals};
 pub use frontier::{FrontierPoint, PointKind, read_frontier, write_frontier};
 pub use manifest::{Corrections, MANIFEST_FILE, Manifest, ManifestModel, Storage};
 pub use plan::{Plan, PlanLayer};
+pub use prediction_fit::{Combination, Curve, FitPlan, Form, Line, PredictionFit};
 pub use run_config::RunConfig;
 pub use table::{
     BaseLayer, BasePoint, Monotonicity, ProbeRow, RunMeta, SensitivityTable, Shard, ShardSpec, SplitGain, merge,

@@ -76,6 +76,25 @@ pub struct Prediction {
     /// table's own losses).
     #[serde(default, skip_serializing_if = "is_zero", with = "crate::float_text")]
     pub shrink: f64,
+    /// With `solve --prediction-fit`: the fit the predicted metrics above went through, and
+    /// what the single-layer losses alone predicted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fit: Option<FitUsed>,
+}
+
+/// The fit of how single-layer losses combine that a plan's prediction used.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FitUsed {
+    pub file: PathBuf,
+    pub sha256: String,
+    /// The additive predictions, before the fit (NaN where the basis makes none).
+    #[serde(with = "crate::float_text")]
+    pub additive_sqnr_db: f64,
+    #[serde(with = "crate::float_text")]
+    pub additive_ssim: f64,
+    #[serde(with = "crate::float_text")]
+    pub additive_psnr_db: f64,
 }
 
 fn is_zero(value: &f64) -> bool {
@@ -272,6 +291,12 @@ impl Plan {
         if !self.prediction.ssim.is_nan() {
             check::within("prediction.ssim", self.prediction.ssim, f64::NEG_INFINITY, 1.0)?;
         }
+        if let Some(fit) = &self.prediction.fit {
+            check::sha256("prediction.fit.sha256", &fit.sha256)?;
+            if !fit.additive_ssim.is_nan() {
+                check::within("prediction.fit.additive_ssim", fit.additive_ssim, f64::NEG_INFINITY, 1.0)?;
+            }
+        }
         check::distinct("layers", &self.layers, |l| l.layer.id())?;
         for (i, layer) in self.layers.iter().enumerate() {
             layer.validate(self.step_groups.len()).map_err(|e| e.under(&format!("layers[{i}]")))?;
@@ -358,6 +383,7 @@ mod tests {
                 psnr_db: 40.0,
                 loss: LossBasis::Decoupled,
                 shrink: 0.0,
+                fit: None,
             },
             solver: SolverReport {
                 name: "test".into(),
@@ -445,6 +471,19 @@ mod tests {
             edit(&mut p.quantizer);
             p
         };
+        let fitted = |edit: fn(&mut FitUsed)| {
+            let mut fit = FitUsed {
+                file: dir.path().join("prediction-fit.yaml"),
+                sha256: "ab".repeat(32),
+                additive_sqnr_db: 30.0,
+                additive_ssim: 0.99,
+                additive_psnr_db: 40.0,
+            };
+            edit(&mut fit);
+            let mut p = base();
+            p.prediction.fit = Some(fit);
+            p
+        };
         let cases: Vec<(Plan, &str)> = vec![
             (Plan { step_groups: vec![[0, 1_000_000_000_000]], ..base() }, "steps: 1000000000001 is outside"),
             (Plan { step_groups: vec![[0, usize::MAX]], ..base() }, "steps"),
@@ -466,6 +505,8 @@ mod tests {
             (quantizer(|q| q.weight.group_size = Some(1_000_000_000)), "quantizer.weight.group_size"),
             (quantizer(|q| q.weight.clip_grid = 1_000_000_000), "quantizer.weight.clip_grid: 1000000000 is outside"),
             (Plan { summary: PlanSummary { avg_bits: 1.58e13, ..base().summary }, ..base() }, "summary.avg_bits"),
+            (fitted(|f| f.sha256 = "x".into()), "prediction.fit.sha256"),
+            (fitted(|f| f.additive_ssim = 2.0), "prediction.fit.additive_ssim"),
         ];
         for (bad, expected) in cases {
             bad.write(&path).unwrap();
