@@ -22,10 +22,10 @@ pub enum QuantError {
     Unquantized { format: String },
     #[error("input of shape {shape:?}: expected {expected}")]
     InputShape { shape: Vec<usize>, expected: String },
-    #[error(
-        "GPTQ needs the second moment of {expected} input features; {features} were measured, or it is not positive definite"
-    )]
+    #[error("GPTQ needs the second moment of {expected} input features; {features} were measured")]
     Hessian { features: usize, expected: usize },
+    #[error("the damped second moment of the layer's input is not positive definite (non-finite inputs?)")]
+    Indefinite,
     #[error("{format}: GPTQ rounding needs the second moment of the layer's input, measured on calibration items")]
     NoHessian { format: String },
     #[error("activation range [{min}, {max}] is empty or not finite; observe calibration data first")]

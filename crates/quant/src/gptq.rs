@@ -49,6 +49,10 @@ impl Unfold {
     /// How `layer`'s input unfolds, or None where GPTQ is not defined for it here: grouped,
     /// transposed or non-2-D convolutions, Gemm with a transposed input, batched MatMul weights.
     pub fn of(view: &GraphView<'_>, layer: &Layer) -> Option<Self> {
+        Self::of_node(view, layer).filter(|unfold| unfold.features() > 0)
+    }
+
+    fn of_node(view: &GraphView<'_>, layer: &Layer) -> Option<Self> {
         let node = (0..view.nodes().len()).find(|&i| view.node_name(i) == layer.name).map(|i| view.node(i))?;
         let ints = |name: &str, default: [usize; 2]| -> Option<[usize; 2]> {
             match node.attr_ints(name) {
@@ -59,7 +63,7 @@ impl Unfold {
         };
         match (node.op_type(), layer.weight_shape.as_slice()) {
             ("Conv", &[_, channels, kh, kw]) => {
-                if node.attr_int("group").unwrap_or(1) != 1 {
+                if node.attr_int("group").unwrap_or(1) != 1 || kh == 0 || kw == 0 {
                     return None;
                 }
                 let pads = match node.attr_str("auto_pad").unwrap_or("NOTSET") {
@@ -255,7 +259,7 @@ pub fn gptq(q: &mut QuantizedWeight, w: ArrayViewD<f32>, h: &Hessian) -> Result<
     let mut order: Vec<usize> = (0..n).collect();
     order.sort_by(|&a, &b| moment[(b, b)].total_cmp(&moment[(a, a)]).then(a.cmp(&b)));
     let damped = Mat::from_fn(n, n, |i, j| moment[(order[i], order[j])] + if i == j { damping } else { 0.0 });
-    let upper = inverse_factor(damped).ok_or(QuantError::Hessian { features: n, expected: n })?;
+    let upper = inverse_factor(damped).ok_or(QuantError::Indefinite)?;
 
     let mut work = Mat::from_fn(m, n, |r, i| weight[(r, order[i])]);
     let mut codes = Mat::<f64>::zeros(m, n);

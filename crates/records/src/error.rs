@@ -50,3 +50,30 @@ pub(crate) fn check_format(
 }
 
 pub type Result<T, E = RecordError> = std::result::Result<T, E>;
+
+/// How a YAML record names itself and numbers its format.
+pub(crate) struct YamlFormat {
+    /// What the text is not, when it does not decode ("bitsearch plan").
+    pub noun: &'static str,
+    /// The record in format messages ("plan").
+    pub what: &'static str,
+    /// The top-level field holding the format number.
+    pub field: &'static str,
+    pub expected: u32,
+    /// The command that writes the current format.
+    pub rerun: &'static str,
+}
+
+/// Decodes the YAML `text` of the file at `path` as a `T` once its format number is the one this
+/// bitsearch reads; the record's own checks are the caller's.
+pub(crate) fn decode_yaml<T: serde::de::DeserializeOwned>(text: &str, path: &Path, format: &YamlFormat) -> Result<T> {
+    let error = |message: String| RecordError::file(path, message);
+    let value: serde_norway::Value =
+        serde_norway::from_str(text).map_err(|e| error(format!("not a {}: {e}", format.noun)))?;
+    let found = value
+        .get(format.field)
+        .and_then(serde_norway::Value::as_u64)
+        .ok_or_else(|| error(format!("not a {}: no '{}' format field", format.noun, format.field)))?;
+    check_format(path, format.what, found, format.expected, format.rerun)?;
+    serde_norway::from_value(value).map_err(|e| error(format!("not a {}: {e}", format.noun)))
+}

@@ -7,7 +7,7 @@
 
 use crate::budget::Limit;
 use crate::check::{self, Checked, invalid};
-use crate::error::{RecordError, Result, check_format};
+use crate::error::{RecordError, Result, YamlFormat, decode_yaml};
 use bitsearch_types::{LayerInfo, LossBasis, QuantizerSpec, WeightFormat};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -252,16 +252,14 @@ impl Plan {
     /// Decodes and checks the YAML text of the plan file at `path`, as [`Plan::read`] does
     /// (the path names it in errors and anchors its source paths).
     pub fn from_yaml(text: &str, path: &Path) -> Result<Self> {
-        let error = |message: String| RecordError::file(path, message);
-        let value: serde_norway::Value =
-            serde_norway::from_str(text).map_err(|e| error(format!("not a bitsearch plan: {e}")))?;
-        let found = value
-            .get("bitsearch_plan")
-            .and_then(serde_norway::Value::as_u64)
-            .ok_or_else(|| error("not a bitsearch plan: no 'bitsearch_plan' format field".into()))?;
-        check_format(path, "plan", found, PLAN_FORMAT, "bitsearch solve")?;
-        let mut plan: Plan =
-            serde_norway::from_value(value).map_err(|e| error(format!("not a bitsearch plan: {e}")))?;
+        let format = YamlFormat {
+            noun: "bitsearch plan",
+            what: "plan",
+            field: "bitsearch_plan",
+            expected: PLAN_FORMAT,
+            rerun: "bitsearch solve",
+        };
+        let mut plan: Plan = decode_yaml(text, path, &format)?;
         plan.validate().map_err(|e| e.at(path))?;
         let dir = absolute(path.parent().unwrap_or(Path::new("")));
         plan.source.sensitivity_table = dir.join(&plan.source.sensitivity_table);

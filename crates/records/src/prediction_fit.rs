@@ -7,7 +7,7 @@
 //! back, and every predicted column goes through it.
 
 use crate::check::{self, Checked, Invalid, invalid};
-use crate::error::{RecordError, Result, check_format};
+use crate::error::{RecordError, Result, YamlFormat, decode_yaml};
 use crate::target::Measured;
 use bitsearch_types::LossBasis;
 use serde::{Deserialize, Serialize};
@@ -333,12 +333,14 @@ impl PredictionFit {
 
     /// Decodes and checks the YAML text of the fit file at `path` (which names it in errors).
     pub fn from_yaml(text: &str, path: &Path) -> Result<Self> {
-        let error = |message: String| RecordError::file(path, message);
-        let value: serde_norway::Value =
-            serde_norway::from_str(text).map_err(|e| error(format!("not a prediction fit: {e}")))?;
-        let found = value.get("bitsearch_prediction_fit").and_then(serde_norway::Value::as_u64).unwrap_or(0);
-        check_format(path, "prediction fit", found, PREDICTION_FIT_FORMAT, "bitsearch solve --fit-prediction")?;
-        let fit: Self = serde_norway::from_value(value).map_err(|e| error(format!("not a prediction fit: {e}")))?;
+        let format = YamlFormat {
+            noun: "prediction fit",
+            what: "prediction fit",
+            field: "bitsearch_prediction_fit",
+            expected: PREDICTION_FIT_FORMAT,
+            rerun: "bitsearch solve --fit-prediction",
+        };
+        let fit: Self = decode_yaml(text, path, &format)?;
         fit.validate().map_err(|e| e.at(path))?;
         Ok(fit)
     }

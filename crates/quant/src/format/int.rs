@@ -3,7 +3,7 @@
 
 use super::{WeightCodec, stored_bytes};
 use crate::{QuantError, QuantizedWeight, SPLIT_BITS, WeightQuantizer, outlier_split_bits};
-use bitsearch_types::WeightFormat;
+use bitsearch_types::{Rounding, WeightFormat};
 use bitsearch_types::quantizer::WeightScheme;
 use ndarray::{ArrayD, ArrayViewD};
 
@@ -23,7 +23,7 @@ impl IntCodec {
             bits: self.bits,
             split: self.split,
             group: self.scheme.group_size,
-            rounding: bitsearch_types::Rounding::Nearest,
+            rounding: Rounding::Nearest,
         }
     }
 }
