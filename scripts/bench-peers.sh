@@ -21,12 +21,20 @@ mkdir -p "$T" "$S"
 
 # Peers of MODEL into DIR/peers, then bitsearch's uniform W4/W8 plans and its ILP plan at each
 # peer's layer bytes, all quantized: MODEL DIR TABLE. Fills `candidates` (peers first) and writes
-# DIR/pairs.tsv: per peer its layer bytes and the bitsearch folder measured at them. Plans whose
+# DIR/pairs.tsv: per peer its layer bytes and the bitsearch plan measured at them. Plans whose
 # weights come out the same (budgets above what the table's widths can fill) are measured once.
+# "4.05 bits, 5.40 MB of 41.86 MB": a plan's mean bits (as its eval row names it), its layer
+# bytes and those of full precision.
+plan_summary() {
+    awk '/^summary:/ { s = 1 } s && /^  avg_bits:/ { b = $2 } s && /^  bytes:/ { m = $2 }
+        s && /^  float_bytes:/ { f = $2 } END { printf "%.2f bits, %.2f MB of %.2f MB", b, m / 1e6, f / 1e6 }' "$1"
+}
+
 candidates=()
 peers_and_plans() {
     local model=$1 dir=$2 table=$3
-    "$PY" scripts/peers.py "$model" "$dir/peers"
+    # Made once, like the sensitivity tables: delete DIR/peers to make them again.
+    [[ -f $dir/peers/peers.tsv ]] || "$PY" scripts/peers.py "$model" "$dir/peers"
     local plans=()
     for bits in 4 8; do
         "$BIN" solve --sensitivity "$table" --uniform "$bits" --out "$dir/uniform-$bits.yaml" -q
@@ -37,12 +45,25 @@ peers_and_plans() {
     printf 'peer\tlayer_bytes\tquantized_share\tbitsearch\n' > "$dir/pairs.tsv"
     while read -r name path share bytes; do
         candidates+=("$path")
-        "$BIN" solve --sensitivity "$table" --budget "memory=${bytes}B" --out "$dir/ilp-$name.yaml" -q
+        # The peers quantize every layer; bitsearch keeps the input, output and embedding layers in
+        # float unless that alone takes more than the peer's bytes, and then protects nothing.
+        local protected=""
+        if ! "$BIN" solve --sensitivity "$table" --budget "memory=${bytes}B" --out "$dir/ilp-$name.yaml" -q \
+            2> "$dir/ilp-$name.err"; then
+            protected=", nothing kept in float"
+            if ! "$BIN" solve --sensitivity "$table" --budget "memory=${bytes}B" --protect '' \
+                --out "$dir/ilp-$name.yaml" -q 2> "$dir/ilp-$name.err"; then
+                printf '%s\t%s\t%s\t%s\n' "$name" "$bytes" "$share" "none: $(tail -n 1 "$dir/ilp-$name.err")" \
+                    >> "$dir/pairs.tsv"
+                continue
+            fi
+        fi
         "$BIN" quantize "$model" --plan "$dir/ilp-$name.yaml" --out "$dir/q-ilp-$name" --overwrite -q
-        local weights
-        weights=$(cat "$dir/q-ilp-$name"/weights.bin "$dir/q-ilp-$name"/unet/weights.bin 2>/dev/null | sha256sum)
+        local weights="$dir/q-ilp-$name/weights.bin"
+        [[ -f $weights ]] || weights="$dir/q-ilp-$name/unet/weights.bin"
+        weights=$(sha256sum < "$weights")
         if [[ -z ${by_weights[$weights]:-} ]]; then
-            by_weights[$weights]="$dir/q-ilp-$name"
+            by_weights[$weights]="ILP $(plan_summary "$dir/ilp-$name.yaml")$protected"
             plans+=("$dir/q-ilp-$name")
         fi
         printf '%s\t%s\t%s\t%s\n' "$name" "$bytes" "$share" "${by_weights[$weights]}" >> "$dir/pairs.tsv"
@@ -80,6 +101,10 @@ failures() {
     for dir in "$T" "$S"; do
         echo
         echo "## $(basename "$dir")"
+        echo
+        for bits in 4 8; do
+            echo "- bitsearch uniform W$bits: $(plan_summary "$dir/uniform-$bits.yaml") (full precision)"
+        done
         echo
         echo "| peer | layer bytes | share of layer bytes it quantizes | bitsearch plan at these bytes |"
         echo "|---|---:|---:|---|"
