@@ -127,7 +127,7 @@ $(PEERS_VENV)/.installed: scripts/peers-requirements.txt
 
 ## bench-peers: those quantizers' models beside bitsearch's uniform plans and its plans at each
 ## peer's bytes, all measured by eval on held-out items (out/bench/peers.md, kept in
-## docs/bench-peers.md; about 25 minutes on 2 cores)
+## docs/bench-peers.md; about 50 minutes on 2 cores shared with other jobs)
 bench-peers: build models peers
 	scripts/bench-peers.sh $(BIN) $(TERRAIN) $(SHAPES) out/bench $(PEERS_VENV)/bin/python
 
@@ -162,10 +162,10 @@ check-deps:
 ## bench: timing tables under out/bench/ (speed claims live here, not in tests; the scaling
 ## table about 20 minutes, most of it the 1000-layer run), the fidelity-and-cost table of
 ## applied plans (out/bench/fidelity.md, about 25 minutes), the corrections on and off
-## (out/bench/corrections.md, about 35 minutes) and the frontier with and without float16,
+## (out/bench/corrections.md, about 35 minutes), the frontier with and without float16,
 ## group sizes and E4M3 (out/bench/frontier.md, about 50 minutes, 12 of them the measured
 ## shrinkage searches) and ONNX Runtime's own quantizers beside bitsearch's plans at their bytes
-## (out/bench/peers.md, about 25 minutes; installs the peers venv). The measured results are kept
+## (out/bench/peers.md, about 50 minutes; installs the peers venv). The measured results are kept
 ## in docs/bench-*.md, one page per table.
 bench: setup models peers
 	cargo bench --bench runtime

@@ -9,7 +9,8 @@ interface, so `bitsearch eval` measures it like any other candidate. Writes unde
 
 - one `.onnx` file per peer (a denoiser) or one folder per peer (a pipeline);
 - `peers.tsv`: per peer its path (empty when it could not be made), the share of the layer
-  weight bytes it quantizes, the seconds it took and a note (why it was not made, if not).
+  weight bytes it quantizes, its layer bytes (what `solve --budget memory=` counts), the
+  seconds it took and a note (why it was not made, if not).
 
 Peers: MatMulNBits at 4 bits with round-to-nearest, HQQ and GPTQ weights (block 32 and 128),
 and quantize_static's QDQ models (per-channel int8 or int4 weights with uint8 or uint16
@@ -260,7 +261,10 @@ def main():
             except Exception as e:  # a peer that fails is recorded, the others still run
                 traceback.print_exc()
                 note = f"failed: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
-                shutil.rmtree(target, ignore_errors=True) if pipeline else file.unlink(missing_ok=True)
+                if pipeline:
+                    shutil.rmtree(target, ignore_errors=True)
+                else:
+                    file.unlink(missing_ok=True)
         seconds = time.time() - started
         print(f"{name}: {path or note} ({seconds:.1f} s)", flush=True)
         rows.append(f"{name}\t{path}\t{share:.4f}\t{layer_bytes}\t{seconds:.1f}\t{note}")
