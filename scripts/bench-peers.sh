@@ -110,10 +110,8 @@ failures() {
         echo "|---|---:|---:|---|"
         awk -F'\t' 'NR > 1 { printf "| %s | %d | %.1f%% | %s |\n", $1, $2, 100 * $3, $4 }' "$dir/pairs.tsv"
         echo
-        echo "Not made:"
-        echo
-        failures "$dir"
-        echo
+        missing=$(failures "$dir")
+        [[ -z $missing ]] || printf 'Not made:\n\n%s\n\n' "$missing"
         cat "$dir/eval.md"
     done
 } > "$OUT/peers.md"
