@@ -22,11 +22,12 @@ SHAPES := models/shapes-t2i
 TRAIN_VENV := $(LOCAL)/train-venv
 SHAPES_WORK := $(LOCAL)/shapes-train
 CLIENT_VENV := $(LOCAL)/client-venv
+PEERS_VENV := .venv-peers
 
 BIN := target/release/bitsearch
 DEMO_OUT := out/demo
 
-.PHONY: setup system-packages models models-large bench-large build demo python-check report-check client-check test check-deps bench device-check lint proto train-shapes shapes-accuracy fuzz
+.PHONY: setup system-packages models models-large bench-large build demo python-check report-check client-check test check-deps bench peers bench-peers device-check lint proto train-shapes shapes-accuracy fuzz
 
 ## setup: cmake and libclang (apt, for HiGHS) and ONNX Runtime from its PyPI wheel into .local/
 ## (GPU=1 for onnxruntime-gpu)
@@ -114,6 +115,22 @@ $(CLIENT_VENV)/.installed: scripts/client-requirements.txt
 	$(CLIENT_VENV)/bin/pip install --quiet -r $<
 	touch $@
 
+## peers: ONNX Runtime's own quantizers (MatMulNBits RTN, HQQ and GPTQ; quantize_static QDQ) in a
+## project-local venv, .venv-peers/, from PyPI at the version bitsearch runs (about 5.5 GB, most of
+## it torch, which HQQ needs); never part of test or demo
+peers: $(PEERS_VENV)/.installed
+
+$(PEERS_VENV)/.installed: scripts/peers-requirements.txt
+	$(PY) -m venv $(PEERS_VENV)
+	$(PEERS_VENV)/bin/pip install --quiet -r $<
+	touch $@
+
+## bench-peers: those quantizers' models beside bitsearch's uniform plans and its plans at each
+## peer's bytes, all measured by eval on held-out items (out/bench/peers.md, kept in
+## docs/bench-peers.md; about 50 minutes on 2 cores shared with other jobs)
+bench-peers: build models peers
+	scripts/bench-peers.sh $(BIN) $(TERRAIN) $(SHAPES) out/bench $(PEERS_VENV)/bin/python
+
 ## models-large: the real-size zoo under models/large/, built here with random weights from the
 ## published configurations (no hub weights exist on these machines): LARGE names the folders
 ## (default sd15-f32 pixart-f32 sdxl-f16, 13.3 GB; sdxl-f32 adds 13.7 GB). SD 1.5 and SDXL are
@@ -145,12 +162,13 @@ check-deps:
 ## bench: timing tables under out/bench/ (speed claims live here, not in tests; the scaling
 ## table about 20 minutes, most of it the 1000-layer run), the fidelity-and-cost table of
 ## applied plans (out/bench/fidelity.md, about 25 minutes), the corrections on and off
-## (out/bench/corrections.md, about 35 minutes) and the frontier with and without float16,
+## (out/bench/corrections.md, about 35 minutes), the frontier with and without float16,
 ## group sizes and E4M3 (out/bench/frontier.md, about 50 minutes, 12 of them the measured
-## shrinkage searches), predicted against measured plans (out/bench/prediction.md) and plans
-## with and without GPTQ rounding (out/bench/gptq.md). The measured results are kept in
-## docs/bench-*.md, one page per table.
-bench: setup models
+## shrinkage searches), predicted against measured plans (out/bench/prediction.md), plans
+## with and without GPTQ rounding (out/bench/gptq.md) and ONNX Runtime's own quantizers beside
+## bitsearch's plans at their bytes (out/bench/peers.md, about 50 minutes; installs the peers
+## venv). The measured results are kept in docs/bench-*.md, one page per table.
+bench: setup models peers
 	cargo bench --bench runtime
 	cargo bench --bench sensitivity
 	cargo bench --bench solver
@@ -162,6 +180,7 @@ bench: setup models
 	scripts/bench-frontier.sh $(BIN) $(TERRAIN) $(SHAPES) out/bench
 	scripts/bench-prediction.sh $(BIN) $(TERRAIN) $(SHAPES) out/bench
 	scripts/bench-gptq.sh $(BIN) $(TERRAIN) $(SHAPES) out/bench
+	scripts/bench-peers.sh $(BIN) $(TERRAIN) $(SHAPES) out/bench $(PEERS_VENV)/bin/python
 
 ## device-check: the GPU checks in one call (scripts/device-check.sh) with this machine's binary
 device-check: build models
