@@ -3,8 +3,8 @@
 
 use super::{WeightCodec, stored_bytes};
 use crate::{QuantError, QuantizedWeight, SPLIT_BITS, WeightQuantizer, outlier_split_bits};
-use bitsearch_types::{Rounding, WeightFormat};
 use bitsearch_types::quantizer::WeightScheme;
+use bitsearch_types::{Rounding, WeightFormat};
 use ndarray::{ArrayD, ArrayViewD};
 
 /// The codec of [`WeightFormat::Int`]: codes in their container
