@@ -77,3 +77,14 @@ pub(crate) fn decode_yaml<T: serde::de::DeserializeOwned>(text: &str, path: &Pat
     check_format(path, format.what, found, format.expected, format.rerun)?;
     serde_norway::from_value(value).map_err(|e| error(format!("not a {}: {e}", format.noun)))
 }
+
+/// The text of the record file at `path`.
+pub(crate) fn read_text(path: &Path) -> Result<String> {
+    std::fs::read_to_string(path).map_err(|e| RecordError::file(path, format!("cannot read: {e}")))
+}
+
+/// Writes `record` as YAML to `path`, atomically.
+pub(crate) fn write_yaml<T: serde::Serialize>(path: &Path, record: &T) -> Result<()> {
+    let yaml = serde_norway::to_string(record).map_err(|e| RecordError::file(path, e.to_string()))?;
+    crate::write_file(path, yaml.as_bytes())
+}

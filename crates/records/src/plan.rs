@@ -7,7 +7,7 @@
 
 use crate::budget::Limit;
 use crate::check::{self, Checked, invalid};
-use crate::error::{RecordError, Result, YamlFormat, decode_yaml};
+use crate::error::{Result, YamlFormat, decode_yaml, read_text, write_yaml};
 use bitsearch_types::{LayerInfo, LossBasis, QuantizerSpec, WeightFormat};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -15,6 +15,14 @@ use std::path::{Path, PathBuf};
 /// Format version written in every plan. 1: the quantizer as loose fields, layers without
 /// their component, paths as typed on the command line.
 pub const PLAN_FORMAT: u32 = 2;
+
+const PLAN_YAML: YamlFormat = YamlFormat {
+    noun: "bitsearch plan",
+    what: "plan",
+    field: "bitsearch_plan",
+    expected: PLAN_FORMAT,
+    rerun: "bitsearch solve",
+};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -239,27 +247,18 @@ impl Plan {
         let mut stored = self.clone();
         stored.source.sensitivity_table = stored_path(&self.source.sensitivity_table, &dir);
         stored.source.model = stored_path(&self.source.model, &dir);
-        let yaml = serde_norway::to_string(&stored).map_err(|e| RecordError::file(path, e.to_string()))?;
-        crate::write_file(path, yaml.as_bytes())
+        write_yaml(path, &stored)
     }
 
     /// Reads a plan; its source paths come back joined to the plan's folder.
     pub fn read(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|e| RecordError::file(path, format!("cannot read: {e}")))?;
-        Self::from_yaml(&text, path)
+        Self::from_yaml(&read_text(path)?, path)
     }
 
     /// Decodes and checks the YAML text of the plan file at `path`, as [`Plan::read`] does
     /// (the path names it in errors and anchors its source paths).
     pub fn from_yaml(text: &str, path: &Path) -> Result<Self> {
-        let format = YamlFormat {
-            noun: "bitsearch plan",
-            what: "plan",
-            field: "bitsearch_plan",
-            expected: PLAN_FORMAT,
-            rerun: "bitsearch solve",
-        };
-        let mut plan: Plan = decode_yaml(text, path, &format)?;
+        let mut plan: Plan = decode_yaml(text, path, &PLAN_YAML)?;
         plan.validate().map_err(|e| e.at(path))?;
         let dir = absolute(path.parent().unwrap_or(Path::new("")));
         plan.source.sensitivity_table = dir.join(&plan.source.sensitivity_table);

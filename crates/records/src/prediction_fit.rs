@@ -7,13 +7,21 @@
 //! back, and every predicted column goes through it.
 
 use crate::check::{self, Checked, Invalid, invalid};
-use crate::error::{RecordError, Result, YamlFormat, decode_yaml};
+use crate::error::{Result, YamlFormat, decode_yaml, read_text, write_yaml};
 use crate::target::Measured;
 use bitsearch_types::LossBasis;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
 pub const PREDICTION_FIT_FORMAT: u32 = 1;
+
+const FIT_YAML: YamlFormat = YamlFormat {
+    noun: "prediction fit",
+    what: "prediction fit",
+    field: "bitsearch_prediction_fit",
+    expected: PREDICTION_FIT_FORMAT,
+    rerun: "bitsearch solve --fit-prediction",
+};
 /// Most plans a fit may list: the fit is meant to rest on a handful.
 pub const MAX_FIT_PLANS: usize = 64;
 /// The slopes a fit may have. Below the lower end one dB of prediction says nothing of the
@@ -322,25 +330,16 @@ impl PredictionFit {
     }
 
     pub fn write(&self, path: &Path) -> Result<()> {
-        let yaml = serde_norway::to_string(self).map_err(|e| RecordError::file(path, e.to_string()))?;
-        crate::write_file(path, yaml.as_bytes())
+        write_yaml(path, self)
     }
 
     pub fn read(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|e| RecordError::file(path, format!("cannot read: {e}")))?;
-        Self::from_yaml(&text, path)
+        Self::from_yaml(&read_text(path)?, path)
     }
 
     /// Decodes and checks the YAML text of the fit file at `path` (which names it in errors).
     pub fn from_yaml(text: &str, path: &Path) -> Result<Self> {
-        let format = YamlFormat {
-            noun: "prediction fit",
-            what: "prediction fit",
-            field: "bitsearch_prediction_fit",
-            expected: PREDICTION_FIT_FORMAT,
-            rerun: "bitsearch solve --fit-prediction",
-        };
-        let fit: Self = decode_yaml(text, path, &format)?;
+        let fit: Self = decode_yaml(text, path, &FIT_YAML)?;
         fit.validate().map_err(|e| e.at(path))?;
         Ok(fit)
     }
