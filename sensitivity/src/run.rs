@@ -23,7 +23,7 @@ use bitsearch_onnx::{GraphView, Model};
 use bitsearch_pipeline::sessions::DenoiserSessions;
 use bitsearch_pipeline::workload::moments::{Wanted, second_moments};
 use bitsearch_pipeline::workload::{self, Workload};
-use bitsearch_quant::{StepRanges, Unfold, fake_quantized_weight, range_key, without_first_row};
+use bitsearch_quant::{StepRanges, fake_quantized_weight, range_key, without_first_row};
 use bitsearch_records::table::TABLE_FORMAT;
 use bitsearch_records::{ProbeRow, RunConfig, RunMeta, Shard};
 use bitsearch_runtime::{ActiveDevice, Device, Session, SessionOptions, layers_with_costs};
@@ -53,8 +53,8 @@ pub struct SensitivityRun {
     device: Device,
     config: SensitivityConfig,
     layers: Vec<Layer>,
-    /// How each layer's input unfolds for GPTQ; None where GPTQ does not apply.
-    unfolds: Vec<Option<Unfold>>,
+    /// The input moment each layer's GPTQ needs; None where GPTQ does not apply.
+    moments: Vec<Option<Wanted>>,
     groups: Vec<MetricGroup>,
     windows: Vec<Window>,
     steps: Vec<Range<usize>>,
@@ -120,8 +120,8 @@ impl SensitivityRun {
         }
         let steps = step_groups(steps, config.step_groups);
         let view = GraphView::new(denoiser.graph());
-        let unfolds: Vec<Option<Unfold>> = layers.iter().map(|l| Unfold::of(&view, l)).collect();
-        let gptq: Vec<bool> = unfolds.iter().map(Option::is_some).collect();
+        let moments: Vec<Option<Wanted>> = layers.iter().map(|l| Wanted::of(&view, l)).collect();
+        let gptq: Vec<bool> = moments.iter().map(Option::is_some).collect();
         let all = plan(&layers, &selected, &gptq, &config);
         let probes_total = all.iter().map(|w| w.probes.len()).sum();
         let denoiser_file = workload::denoiser_file(model);
@@ -166,7 +166,7 @@ impl SensitivityRun {
             device,
             config,
             layers,
-            unfolds,
+            moments,
             groups,
             windows,
             steps,
@@ -304,11 +304,9 @@ impl SensitivityRun {
         let wanted = layers
             .iter()
             .map(|&l| {
-                let layer = &self.layers[l];
-                match (&self.unfolds[l], layer.inputs.first()) {
-                    (Some(unfold), Some(input)) => Ok(Wanted { input: input.clone(), unfold: unfold.clone() }),
-                    _ => Err(SensitivityError::config("rounding", format!("layer '{}' takes no GPTQ", layer.name))),
-                }
+                self.moments[l].clone().ok_or_else(|| {
+                    SensitivityError::config("rounding", format!("layer '{}' takes no GPTQ", self.layers[l].name))
+                })
             })
             .collect::<Result<Vec<_>>>()?;
         let options = self.session_options();

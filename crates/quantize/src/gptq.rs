@@ -6,7 +6,6 @@ use crate::{Codebook, QuantizeError, Result};
 use bitsearch_onnx::{GraphView, Model};
 use bitsearch_pipeline::workload::Workload;
 use bitsearch_pipeline::workload::moments::{Wanted, second_moments};
-use bitsearch_quant::Unfold;
 use bitsearch_records::{Plan, PlanLayer};
 use bitsearch_runtime::SessionOptions;
 use bitsearch_types::{Layer, Rounding, WeightFormat};
@@ -31,17 +30,18 @@ pub(crate) fn round(
     for (p, layer) in chosen {
         let mut forms: Vec<WeightFormat> =
             p.weights.iter().copied().filter(|w| w.rounding() == Rounding::Gptq).collect();
+        forms.sort_unstable();
         forms.dedup();
         if forms.is_empty() {
             continue;
         }
-        let (Some(unfold), Some(input)) = (Unfold::of(&view, layer), layer.inputs.first()) else {
+        let Some(moment) = Wanted::of(&view, layer) else {
             return Err(QuantizeError::Layer {
                 layer: layer.name.clone(),
                 message: format!("{} has no GPTQ rounding here: only Gemm, MatMul and ungrouped 2-D Conv", forms[0]),
             });
         };
-        wanted.push(Wanted { input: input.clone(), unfold });
+        wanted.push(moment);
         layers.push((layer, forms));
     }
     log::info!("GPTQ: measuring the input moments of {} layer(s) on {} item(s)", layers.len(), workload.items().len());

@@ -5,9 +5,10 @@
 
 use super::{Workload, observe};
 use crate::PipelineError;
-use bitsearch_onnx::Model;
+use bitsearch_onnx::{GraphView, Model};
 use bitsearch_quant::{Hessian, Unfold};
 use bitsearch_runtime::SessionOptions;
+use bitsearch_types::Layer;
 
 /// Bytes the moments of one pass may take together (a 1280-channel 3×3 Conv's alone is 1.1 GB).
 pub const PASS_BYTES: u64 = 2 << 30;
@@ -17,6 +18,13 @@ pub const PASS_BYTES: u64 = 2 << 30;
 pub struct Wanted {
     pub input: String,
     pub unfold: Unfold,
+}
+
+impl Wanted {
+    /// The moment GPTQ needs for `layer` of the graph `view`; None where GPTQ does not apply.
+    pub fn of(view: &GraphView<'_>, layer: &Layer) -> Option<Self> {
+        Some(Self { input: layer.inputs.first()?.clone(), unfold: Unfold::of(view, layer)? })
+    }
 }
 
 /// Runs `workload` on `model` once per pass; after each pass, `each` gets every entry of
