@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The GPTQ table of `make bench`: plans at 3 and 4 mean bits solved with and without GPTQ
-# rounding among the table's options (`--without gptq`), beside uniform W3 and W4, applied as
+# The GPTQ and low-rank table of `make bench`: plans at 3 and 4 mean bits solved with GPTQ
+# rounding and a rank-8 float16 branch among the table's options (`all`), without the branch
+# (`--without rank`), without either (`--without gptq,rank`), beside uniform plans, applied as
 # low-bit models and measured by `bitsearch eval` on held-out items (seeds 1000.., shapes-t2i's
 # held-out prompts), never on the sensitivity items. Also keeps each sensitivity run's phase
 # table, where GPTQ's share of the run is printed.
@@ -22,10 +23,12 @@ plans() {
     local model=$1 dir=$2 table=$3
     applied=()
     for bits in 3 4; do
-        "$BIN" solve --sensitivity "$table" --budget "avg-bits=$bits" --out "$dir/gptq-$bits.yaml" -q
-        "$BIN" solve --sensitivity "$table" --budget "avg-bits=$bits" --without gptq --out "$dir/nearest-$bits.yaml" -q
+        "$BIN" solve --sensitivity "$table" --budget "avg-bits=$bits" --out "$dir/all-$bits.yaml" -q
+        "$BIN" solve --sensitivity "$table" --budget "avg-bits=$bits" --without rank --out "$dir/gptq-$bits.yaml" -q
+        "$BIN" solve --sensitivity "$table" --budget "avg-bits=$bits" --without gptq,rank \
+            --out "$dir/nearest-$bits.yaml" -q
         "$BIN" solve --sensitivity "$table" --uniform "$bits" --out "$dir/uniform-$bits.yaml" -q
-        for kind in gptq nearest uniform; do
+        for kind in all gptq nearest uniform; do
             "$BIN" quantize "$model" --plan "$dir/$kind-$bits.yaml" --out "$dir/q-$kind-$bits" --overwrite -q
             applied+=("$dir/q-$kind-$bits")
         done
@@ -33,8 +36,8 @@ plans() {
 }
 
 # --- terrain: four calibration seeds, one step -------------------------------------------------
-"$BIN" sensitivity "$TERRAIN" --condition difficulty=0.5 --seeds 0,1,2,3 --w-bits 3,4,8 \
-    --rounding nearest,gptq --out "$T/s.parquet" --resume | tee "$T/sensitivity.log"
+"$BIN" sensitivity "$TERRAIN" --condition difficulty=0.5 --seeds 0,1,2,3 --w-bits 2,3,4,8 \
+    --rounding nearest,gptq --ranks 8 --out "$T/s.parquet" --resume | tee "$T/sensitivity.log"
 plans "$TERRAIN" "$T" "$T/s.parquet"
 "$BIN" eval "$TERRAIN" "${applied[@]}" --sensitivity "$T/s.parquet" --batch 4 --repeats 1 \
     --out "$T/eval.parquet" --markdown "$T/eval.md"
@@ -44,19 +47,20 @@ mapfile -t prompts < "$SHAPES/calibration_prompts.txt"
 prompt_args=()
 for p in "${prompts[@]}"; do prompt_args+=(--prompt "$p"); done
 "$BIN" sensitivity "$SHAPES" "${prompt_args[@]}" --steps 20 --guidance 4 --w-bits 2,3,4,8 \
-    --rounding nearest,gptq --out "$S/s.parquet" --resume | tee "$S/sensitivity.log"
+    --rounding nearest,gptq --ranks 8 --out "$S/s.parquet" --resume | tee "$S/sensitivity.log"
 plans "$SHAPES" "$S" "$S/s.parquet"
 "$BIN" eval "$SHAPES" "${applied[@]}" --sensitivity "$S/s.parquet" --num-seeds 8 --batch 16 --repeats 1 \
     --out "$S/eval.parquet" --markdown "$S/eval.md"
 
 {
-    echo "# GPTQ rounding as a per-layer option"
+    echo "# GPTQ rounding and a low-rank branch as per-layer options"
     echo
     echo "Every number is measured by \`bitsearch eval\` on ONNX Runtime's CPU provider on held-out items."
-    echo "\`gptq-B\`: the ILP at B mean bits with GPTQ-rounded codes among the options; \`nearest-B\`: the same"
-    echo "table and budget without them (\`--without gptq\`); \`uniform-B\`: every layer at B bits, nearest."
+    echo "\`all-B\`: the ILP at B mean bits with GPTQ-rounded codes and rank-8 branches among the options;"
+    echo "\`gptq-B\`: without the branches (\`--without rank\`); \`nearest-B\`: without either"
+    echo "(\`--without gptq,rank\`); \`uniform-B\`: every layer at B bits, nearest."
     echo
-    echo "## Terrain UNet (one step; W3/W4/W8 × nearest/GPTQ table on 4 calibration seeds)"
+    echo "## Terrain UNet (one step; W2/W3/W4/W8 × nearest/GPTQ × rank 0/8 table on 4 calibration seeds)"
     echo
     cat "$T/eval.md"
     echo

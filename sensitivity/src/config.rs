@@ -7,7 +7,7 @@ use crate::error::{Result, SensitivityError};
 use bitsearch_pipeline::PipelineError;
 use bitsearch_pipeline::workload::WorkloadSpec;
 use bitsearch_types::quantizer::{check_bits, check_group_size, check_weight_bits};
-use bitsearch_types::{ACTIVATION_BITS, MetricGroup, QuantizerSpec, Rounding};
+use bitsearch_types::{ACTIVATION_BITS, MetricGroup, QuantizerSpec, Rounding, check_rank};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -30,6 +30,11 @@ pub struct SensitivityConfig {
     /// How integer codes are rounded, each a further option of every integer form (GPTQ where
     /// the layer allows it: Gemm, MatMul and ungrouped 2-D Conv; the others round to nearest).
     pub rounding: Vec<Rounding>,
+    /// Ranks of SVDQuant's low-rank float16 branch, each a further option of every integer form
+    /// below 8 bits whose codes then carry the residual (where the layer allows it, as for GPTQ,
+    /// and the branch is at most a quarter of the weight's values); its bytes and MACs are
+    /// counted by the budgets.
+    pub ranks: Vec<u16>,
     /// Bias correction inside each probe: the quantized weight's mean output shift (measured on
     /// the probe items, float input) is taken out of the layer's bias (Conv, Gemm), as
     /// `quantize --bias-correction` does.
@@ -75,6 +80,7 @@ impl Default for SensitivityConfig {
             w_groups: Vec::new(),
             fp8: false,
             rounding: vec![Rounding::Nearest],
+            ranks: Vec::new(),
             bias_correction: false,
             bos_aware: true,
             a_bits: Vec::new(),
@@ -122,6 +128,12 @@ impl SensitivityConfig {
                 "rounding",
                 format!("[{}]: needs at least one rounding, each once", listed.join(", ")),
             ));
+        }
+        if let Some(message) = self.ranks.iter().find_map(|&r| check_rank(r).err()) {
+            return Err(SensitivityError::config("ranks", message));
+        }
+        if self.ranks.iter().enumerate().any(|(i, r)| self.ranks[..i].contains(r)) {
+            return Err(SensitivityError::config("ranks", format!("{:?} lists a rank twice", self.ranks)));
         }
         if self.w_bits.is_empty() {
             return Err(SensitivityError::config("w_bits", "needs at least one bit-width"));

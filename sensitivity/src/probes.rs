@@ -45,10 +45,12 @@ pub fn step_groups(steps: usize, groups: usize) -> Vec<Range<usize>> {
 /// The probes of `selected` layers, windowed. Weight layers run at every `w_bits`, each followed
 /// by its variants: split (with `outlier_split`, where the width allows it and the layer has
 /// channels to move), then each of `w_groups` (integer widths below 8); then E4M3 with `fp8`.
-/// Each integer form comes in each of the config's roundings, GPTQ only where `gptq[layer]`
-/// (the others take nearest rounding, once). Activation products run only when activation bits
-/// are probed. Within a layer the order is weight form, activation bits, step group.
-pub fn plan(layers: &[Layer], selected: &[usize], gptq: &[bool], config: &SensitivityConfig) -> Vec<Window> {
+/// Each integer form below 8 bits comes plain and with a low-rank branch of each of the config's
+/// ranks that fits the layer, and each integer form in each of the config's roundings; GPTQ and
+/// branches only where `unfolds[layer]` (the others take nearest rounding, once). Activation
+/// products run only when activation bits are probed. Within a layer the order is weight form,
+/// activation bits, step group.
+pub fn plan(layers: &[Layer], selected: &[usize], unfolds: &[bool], config: &SensitivityConfig) -> Vec<Window> {
     let a_bits: Vec<Option<u8>> =
         if config.a_bits.is_empty() { vec![None] } else { config.a_bits.iter().copied().map(Some).collect() };
     let mut index = 0;
@@ -59,6 +61,13 @@ pub fn plan(layers: &[Layer], selected: &[usize], gptq: &[bool], config: &Sensit
             let l = &layers[layer];
             let channels = l.channel_axis.and_then(|axis| l.weight_shape.get(axis)).copied().unwrap_or(0);
             let splits = config.outlier_split && split_channels(channels) > 0;
+            let unfolds = unfolds.get(layer).copied().unwrap_or(false);
+            let inputs = l.params / (channels as u64).max(1);
+            let ranked = move |form: WeightFormat| {
+                let ranks = config.ranks.iter().filter(move |_| unfolds && form.bits() < 8);
+                let branched = ranks.filter_map(move |&r| form.with_rank(Some(r)));
+                std::iter::once(form).chain(branched.filter(move |f| f.fits(channels as u64, inputs)))
+            };
             let weights: Vec<Option<WeightFormat>> = match l.kind {
                 LayerKind::Weight => config
                     .w_bits
@@ -70,6 +79,7 @@ pub fn plan(layers: &[Layer], selected: &[usize], gptq: &[bool], config: &Sensit
                             split: true,
                             group: None,
                             rounding: Rounding::Nearest,
+                            rank: None,
                         });
                         let groups = config
                             .w_groups
@@ -80,10 +90,12 @@ pub fn plan(layers: &[Layer], selected: &[usize], gptq: &[bool], config: &Sensit
                                 split: false,
                                 group: Some(g),
                                 rounding: Rounding::Nearest,
+                                rank: None,
                             });
                         std::iter::once(plain).chain(split).chain(groups)
                     })
-                    .flat_map(|form| rounded(form, &config.rounding, gptq.get(layer).copied().unwrap_or(false)))
+                    .flat_map(ranked)
+                    .flat_map(|form| rounded(form, &config.rounding, unfolds))
                     .chain(config.fp8.then_some(WeightFormat::E4M3))
                     .map(Some)
                     .collect(),

@@ -121,8 +121,8 @@ impl SensitivityRun {
         let steps = step_groups(steps, config.step_groups);
         let view = GraphView::new(denoiser.graph());
         let moments: Vec<Option<Wanted>> = layers.iter().map(|l| Wanted::of(&view, l)).collect();
-        let gptq: Vec<bool> = moments.iter().map(Option::is_some).collect();
-        let all = plan(&layers, &selected, &gptq, &config);
+        let unfolds: Vec<bool> = moments.iter().map(Option::is_some).collect();
+        let all = plan(&layers, &selected, &unfolds, &config);
         let probes_total = all.iter().map(|w| w.probes.len()).sum();
         let denoiser_file = workload::denoiser_file(model);
         let absolute = model.canonicalize().map_err(|e| SensitivityError::table(model, format!("cannot read: {e}")))?;

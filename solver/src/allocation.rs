@@ -112,9 +112,11 @@ impl Problem {
         let layer = &self.layers[l];
         let p = layer.options[o];
         match resource {
-            Resource::Bops => layer.macs() as f64 * f64::from(p.w_bits() * p.a_bits) * self.steps_per_group[g] as f64,
+            Resource::Bops => {
+                layer.macs() as f64 * layer.value_bits(o) * f64::from(p.a_bits) * self.steps_per_group[g] as f64
+            }
             Resource::Memory => layer.bytes[o] as f64,
-            Resource::AvgBits => layer.layer.params as f64 * f64::from(p.w_bits()),
+            Resource::AvgBits => layer.layer.params as f64 * layer.value_bits(o),
         }
     }
 
@@ -157,9 +159,10 @@ impl Problem {
                 if !stored.contains(&p.weight) {
                     stored.push(p.weight);
                     memory += layer.bytes[o] as f64;
-                    bits += layer.layer.params as f64 * f64::from(p.w_bits());
+                    bits += layer.layer.params as f64 * layer.value_bits(o);
                 }
-                bops += layer.macs() as f64 * f64::from(p.w_bits() * p.a_bits) * self.steps_per_group[g] as f64;
+                bops +=
+                    layer.macs() as f64 * layer.value_bits(o) * f64::from(p.a_bits) * self.steps_per_group[g] as f64;
                 match self.group(l) {
                     MetricGroup::Quality => quality_loss += layer.loss[o][g],
                     MetricGroup::Content => content_loss += layer.loss[o][g],

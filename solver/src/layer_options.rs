@@ -5,7 +5,7 @@ use crate::error::{Result, SolverError};
 use crate::precision::Precision;
 use crate::problem::{INPUT, OUTPUT};
 use bitsearch_records::ProbeRow;
-use bitsearch_types::{LayerInfo, LossBasis, MetricGroup, Role};
+use bitsearch_types::{HALF_BITS, LayerInfo, LossBasis, MetricGroup, Role};
 use std::collections::BTreeMap;
 
 /// Bytes per parameter of a float32 weight.
@@ -49,6 +49,15 @@ impl LayerOptions {
     /// MACs of one forward, 0 where the table does not know them.
     pub fn macs(&self) -> u64 {
         self.layer.macs.unwrap_or(0)
+    }
+
+    /// Bits per weight value at option `o`: the codes' width, plus the float16 values of a
+    /// low-rank branch spread over the weight's (the branch runs beside the layer, so it costs
+    /// MACs in the same proportion).
+    pub fn value_bits(&self, o: usize) -> f64 {
+        let p = &self.options[o];
+        let branch = self.layer.branch_values(&p.weight) as f64 / self.layer.params.max(1) as f64;
+        f64::from(p.w_bits()) + f64::from(HALF_BITS) * branch
     }
 }
 

@@ -21,10 +21,12 @@ pub enum Variant {
     Half,
     /// GPTQ-rounded integer codes.
     Gptq,
+    /// Low-rank float16 branches beside the codes.
+    Rank,
 }
 
 bitsearch_types::named_enum!(Variant, "weight option", {
-    Split => "split", Groups => "groups", Fp8 => "fp8", Half => "half", Gptq => "gptq"
+    Split => "split", Groups => "groups", Fp8 => "fp8", Half => "half", Gptq => "gptq", Rank => "rank"
 });
 
 impl Variant {
@@ -36,6 +38,7 @@ impl Variant {
             Variant::Fp8 => row.weight == WeightFormat::E4M3,
             Variant::Half => row.weight == WeightFormat::F16,
             Variant::Gptq => row.weight.rounding() == Rounding::Gptq,
+            Variant::Rank => row.weight.rank().is_some(),
         }
     }
 }
@@ -64,17 +67,17 @@ impl Precision {
         self.weight.bits()
     }
 
-    /// Split, grouped, GPTQ-rounded or float8: an option beside the plain precision of the same
-    /// bits.
+    /// Split, grouped, GPTQ-rounded, branched or float8: an option beside the plain precision
+    /// of the same bits.
     pub fn variant(&self) -> bool {
         self.weight.variant()
     }
 
     /// Weight bits, activation bits, then the rest of the weight format: the order options
     /// (and so the program's columns) are listed in.
-    fn key(&self) -> (u32, u32, bool, u32, bool, bool) {
-        let (w_bits, split, group, fp8, gptq) = self.weight.columns();
-        (w_bits, self.a_bits, split, group, fp8, gptq)
+    fn key(&self) -> (u32, u32, bool, u32, bool, bool, u32) {
+        let (w_bits, split, group, fp8, gptq, rank) = self.weight.columns();
+        (w_bits, self.a_bits, split, group, fp8, gptq, rank)
     }
 }
 
@@ -90,17 +93,20 @@ impl PartialOrd for Precision {
     }
 }
 
-/// `W4A8`, `WFAF`, `W3AF split g64`, `W4AF gptq`, `W8AF e4m3`.
+/// `W4A8`, `WFAF`, `W3AF split g64`, `W4AF r16 gptq`, `W8AF e4m3`.
 impl fmt::Display for Precision {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let side = |b: u32| if b == FLOAT_BITS { "F".to_string() } else { b.to_string() };
-        let (w_bits, split, group, fp8, gptq) = self.weight.columns();
+        let (w_bits, split, group, fp8, gptq, rank) = self.weight.columns();
         write!(f, "W{}A{}", side(w_bits), side(self.a_bits))?;
         if split {
             write!(f, " split")?;
         }
         if group > 0 {
             write!(f, " g{group}")?;
+        }
+        if rank > 0 {
+            write!(f, " r{rank}")?;
         }
         if fp8 {
             write!(f, " e4m3")?;

@@ -361,6 +361,7 @@ pub(crate) mod tests {
                         group: MetricGroup::Quality,
                         params,
                         macs: Some(params * 4),
+                        outputs: None,
                     },
                     protected: false,
                     options: BITS.iter().map(|&w_bits| Precision::plain(w_bits, FLOAT_BITS)).collect(),

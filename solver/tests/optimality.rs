@@ -9,7 +9,7 @@ use bitsearch_records::{Amount, Budget, Resource};
 use bitsearch_solver::{
     LayerOptions, LossBasis, Method, Minimise, Precision, Problem, SolveOptions, SolverError, Status, solve, uniform,
 };
-use bitsearch_types::{Component, LayerInfo, MetricGroup, Role};
+use bitsearch_types::{Component, LayerInfo, MetricGroup, Role, WeightFormat};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -31,6 +31,7 @@ fn random_problem(rng: &mut ChaCha8Rng, layers: usize, groups: usize) -> Problem
                     group: if rng.random_bool(0.3) { MetricGroup::Content } else { MetricGroup::Quality },
                     params,
                     macs: Some(params * rng.random_range(1..=16)),
+                    outputs: None,
                 },
                 protected: false,
                 options: BITS.iter().map(|&w| Precision::plain(w, 32)).collect(),
@@ -409,6 +410,7 @@ fn the_program_takes_an_outlier_split_wherever_it_loses_less_at_the_same_cost() 
                 split: true,
                 group: None,
                 rounding: bitsearch_types::Rounding::Nearest,
+                rank: None,
             };
             s.sqnr_db += if even { 3.0 } else { -3.0 };
             s.ssim = if even { 1.0 - (1.0 - r.ssim) / 2.0 } else { 1.0 - (1.0 - r.ssim) * 2.0 };
@@ -450,4 +452,68 @@ fn the_program_takes_an_outlier_split_wherever_it_loses_less_at_the_same_cost() 
     assert!(
         problem.layers.iter().zip(&uniform.assignment).all(|(l, c)| c[0].is_none_or(|o| !l.options[o].weight.split()))
     );
+}
+
+#[test]
+fn the_program_takes_a_low_rank_branch_only_where_it_wins_for_its_bits() {
+    // Two 256×256 layers at W3, W3 with a rank-8 branch (8·512 float16 values: one more bit per
+    // value, so as dear as W4), W4 and W8. The branch removes most of layer 0's error and little
+    // of layer 1's.
+    let w3r8 = WeightFormat::int(3).with_rank(Some(8)).unwrap();
+    let formats = [WeightFormat::int(3), w3r8, WeightFormat::int(4), WeightFormat::int(8)];
+    let layer = |i: usize, losses: [f64; 4]| {
+        let info = LayerInfo {
+            component: Component::Unet,
+            name: format!("l{i}"),
+            op: "Conv".into(),
+            role: Role::Conv,
+            group: MetricGroup::Quality,
+            params: 256 * 256,
+            macs: Some(256 * 256 * 64),
+            outputs: Some(256),
+        };
+        let bytes = formats
+            .iter()
+            .map(|f| (info.params * f.container_bits()).div_ceil(8) + 256 * 4 + 2 * info.branch_values(f))
+            .collect();
+        LayerOptions {
+            layer: info,
+            protected: false,
+            options: formats.iter().map(|&weight| Precision { weight, a_bits: 32 }).collect(),
+            bytes,
+            loss: losses.iter().map(|&l| vec![l]).collect(),
+            metric: vec![vec![0.0]; 4],
+            image_mse: vec![vec![0.0]; 4],
+        }
+    };
+    let problem = Problem {
+        layers: vec![layer(0, [1.0, 0.05, 0.5, 0.01]), layer(1, [1.0, 0.9, 0.2, 0.01])],
+        step_groups: vec![[0, 0]],
+        steps_per_group: vec![1],
+        quality_scale: 2.0,
+        content_scale: 1.0,
+        ties: Vec::new(),
+        basis: LossBasis::Decoupled,
+        offset: Default::default(),
+        shrunk: 0.0,
+        fit: None,
+    };
+    assert_eq!(problem.layers[0].value_bits(1), 4.0);
+    let usage = |a: &[[usize; 1]; 2]| problem.evaluate(&a.iter().map(|&[o]| vec![Some(o)]).collect(), 1.0).usage;
+    // In bits and BOPs the branch costs what W4 costs; in bytes W3 takes W4's int4 container, so
+    // the branch costs its own bytes on top.
+    assert_eq!(usage(&[[1], [2]]).avg_bits, usage(&[[2], [2]]).avg_bits);
+    assert_eq!(usage(&[[1], [2]]).bops, usage(&[[2], [2]]).bops);
+    assert_eq!(usage(&[[1], [2]]).memory, usage(&[[2], [2]]).memory + 2.0 * 8.0 * 512.0);
+    for resource in [Resource::AvgBits, Resource::Bops, Resource::Memory] {
+        let limit = usage(&[[1], [2]]).get(resource) * 1.0001;
+        let solved = solve(&problem, &options(Budget { resource, amount: Amount::Absolute(limit) }, 0.0)).unwrap();
+        let chosen: Vec<WeightFormat> = (0..2).map(|l| formats[solved.assignment[l][0].unwrap()]).collect();
+        assert_eq!(chosen, [w3r8, WeightFormat::int(4)], "under {resource:?}");
+        assert!(solved.evaluation.usage.get(resource) <= limit);
+    }
+    // Without room for the branch's bits, layer 0 goes back to plain codes.
+    let budget = Budget { resource: Resource::AvgBits, amount: Amount::Absolute(3.0) };
+    let solved = solve(&problem, &options(budget, 0.0)).unwrap();
+    assert!(solved.assignment.iter().all(|a| formats[a[0].unwrap()] == WeightFormat::int(3)));
 }

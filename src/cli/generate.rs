@@ -74,6 +74,11 @@ pub struct SensitivityArgs {
     /// ungrouped 2-D Conv) [default: nearest].
     #[arg(long, value_delimiter = ',')]
     pub rounding: Option<Vec<bitsearch_types::Rounding>>,
+    /// Also probe a low-rank float16 branch of these ranks beside each integer form below 8
+    /// bits, e.g. 8,16 (SVDQuant: the codes carry the weight less its leading singular
+    /// directions; Gemm, MatMul and ungrouped Conv; the branch's bytes and MACs are counted).
+    #[arg(long, value_delimiter = ',')]
+    pub ranks: Option<Vec<u16>>,
     /// Quantize the first (BOS) token row of cross-attention K/V inputs like the others, instead
     /// of keeping it in float and out of the range calibration (MixDQ's BOS-aware default).
     #[arg(long)]

@@ -45,6 +45,7 @@ pub fn sensitivity(args: &SensitivityArgs) -> anyhow::Result<SensitivityConfig> 
     set(&mut c.w_groups, &args.w_groups);
     c.fp8 |= args.fp8;
     set(&mut c.rounding, &args.rounding);
+    set(&mut c.ranks, &args.ranks);
     c.bos_aware &= !args.no_bos_aware;
     c.bias_correction |= args.bias_correction;
     set(&mut c.a_bits, &args.act_bits);

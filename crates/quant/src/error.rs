@@ -28,6 +28,8 @@ pub enum QuantError {
     Indefinite,
     #[error("{format}: GPTQ rounding needs the second moment of the layer's input, measured on calibration items")]
     NoHessian { format: String },
+    #[error("the singular value decomposition of the weight did not converge (non-finite values?)")]
+    Svd,
     #[error("activation range [{min}, {max}] is empty or not finite; observe calibration data first")]
     Range { min: f32, max: f32 },
 }

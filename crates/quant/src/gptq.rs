@@ -303,7 +303,7 @@ pub fn gptq(q: &mut QuantizedWeight, w: ArrayViewD<f32>, h: &Hessian) -> Result<
 }
 
 /// The weight as an `[output channels, values per channel]` matrix.
-fn rows_of<T>(w: ArrayViewD<T>, axis: Axis, m: usize, n: usize, value: impl Fn(&T) -> f64) -> Mat<f64> {
+pub(crate) fn rows_of<T>(w: ArrayViewD<T>, axis: Axis, m: usize, n: usize, value: impl Fn(&T) -> f64) -> Mat<f64> {
     let mut out = Mat::zeros(m, n);
     for (r, channel) in w.axis_iter(axis).enumerate() {
         for (j, v) in channel.iter().enumerate() {

@@ -31,7 +31,7 @@ mod weight;
 pub use activation::{ActQuantizer, ActRange, StepRanges, range_key, without_first_row};
 pub use error::QuantError;
 pub use format::{
-    E4M3_MAX, E4m3Codec, F16Codec, Fp8Weight, IntCodec, StoredWeight, WeightCodec, round_e4m3, stored_bytes,
+    E4M3_MAX, E4m3Codec, F16Codec, Fp8Weight, IntCodec, LowRank, StoredWeight, WeightCodec, round_e4m3, stored_bytes,
 };
 pub use gptq::{Hessian, Pads, Unfold, gptq};
 pub use kurtosis::{SPLIT_BITS, channel_bits, channel_kurtosis, outlier_split_bits, split_channels};

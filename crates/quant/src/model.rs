@@ -110,8 +110,13 @@ mod tests {
         }
         assert_eq!(quantize(5, per_channel).bytes(WeightFormat::int(5)), 288 + 8 * 4);
         // Groups of 8: 5 per channel (8, 8, 8, 8, 4).
-        let grouped =
-            WeightFormat::Int { bits: 3, split: false, group: Some(8), rounding: bitsearch_types::Rounding::Nearest };
+        let grouped = WeightFormat::Int {
+            bits: 3,
+            split: false,
+            group: Some(8),
+            rounding: bitsearch_types::Rounding::Nearest,
+            rank: None,
+        };
         let stored = quantize(3, Granularity::PerGroup { axis: 0, group_size: 8 });
         assert_eq!(stored.bytes(grouped), 144 + 8 * 5 * 4);
         let fp8 = StoredWeight::Fp8(Fp8Weight::quantize(w.view(), 0).unwrap());

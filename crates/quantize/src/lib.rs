@@ -377,18 +377,28 @@ fn build(inputs: &Inputs<'_>, config: &Config, groups: &[usize], codebook: &mut 
             let weight = layer.weight.clone().unwrap_or_default();
             let prefix = format!("{weight}/{}", width.label());
             let group_size = width.scheme(&plan.quantizer.weight).group_size;
-            if activations && (!matches!(width, WeightFormat::Int { .. }) || group_size.is_some()) {
+            if activations
+                && (!matches!(width, WeightFormat::Int { .. }) || group_size.is_some() || width.rank().is_some())
+            {
                 return Err(layer_error(format!(
-                    "8-bit activations need integer weights with per-channel scales, not {width}"
+                    "8-bit activations need integer weights with per-channel scales and no branch, not {width}"
                 )));
             }
-            let stored = match codebook.get(fp, layer, plan, width)? {
+            let axis = layer.channel_axis.unwrap_or(0);
+            let entry = codebook.get(fp, layer, plan, width)?;
+            // The branch goes in while the layer still reads its float weight, whatever stores
+            // the codes after it.
+            if let StoredWeight::Branched(branch, _) = entry {
+                let factors = (&branch.left, &branch.right);
+                rewrite::add_low_rank_branch(&mut model, &layer.name, &weight, axis, &prefix, factors)?;
+            }
+            let stored = match entry {
                 StoredWeight::Half(values) => {
                     rewrite::store_half(&mut model, &weight, &prefix, values)?;
                     None
                 }
                 StoredWeight::Fp8(q) => Some((CodeArray::E4m3(&q.codes), &q.scales)),
-                StoredWeight::Codes(q) => {
+                StoredWeight::Codes(q) | StoredWeight::Branched(_, q) => {
                     // Integer kernels take int8 weights only: narrower codes go in an int8 container.
                     let codes = match (activations, width.container_bits()) {
                         (false, 2) => CodeArray::Int2(&q.codes),
@@ -404,7 +414,7 @@ fn build(inputs: &Inputs<'_>, config: &Config, groups: &[usize], codebook: &mut 
                 }
                 continue;
             };
-            let w = WeightCodes { codes, scales, axis: layer.channel_axis.unwrap_or(0), group_size };
+            let w = WeightCodes { codes, scales, axis, group_size };
             let as_nbits = storage == Storage::MatMulNBits
                 && !activations
                 && rewrite::store_matmul_nbits(&mut model, &layer.name, &weight, &prefix, w)?;

@@ -95,13 +95,29 @@ pub(crate) fn layer(layer: &LayerInfo) -> Checked {
     if layer.macs.is_some_and(|m| m > MAX_PARAMS << 20) {
         return Err(invalid("macs", format!("{} is past any layer's work", layer.macs.unwrap_or_default())));
     }
+    if let Some(outputs) = layer.outputs
+        && (outputs == 0 || !layer.params.is_multiple_of(outputs))
+    {
+        return Err(invalid("outputs", format!("{outputs} output channels do not divide {} weights", layer.params)));
+    }
     Ok(())
 }
 
-/// A weight format bitsearch can store, and the bytes a layer of `params` values takes in it:
-/// at least one byte, at most the codes plus one float32 scale per value.
-pub(crate) fn weight(field: &str, format: &WeightFormat, params: u64, bytes: Option<u64>) -> Checked {
+/// A weight format bitsearch can store on `layer` (a low-rank branch only where its output
+/// channels are known and the branch fits), and the bytes the layer takes in it: at least one
+/// byte, at most the codes plus one float32 scale per value.
+pub(crate) fn weight(field: &str, format: &WeightFormat, layer: &LayerInfo, bytes: Option<u64>) -> Checked {
     format.check().map_err(|m| invalid(field, m))?;
+    let params = layer.params;
+    if format.rank().is_some() {
+        let fits = layer.outputs.is_some_and(|o| format.fits(o, params / o));
+        if !fits {
+            return Err(invalid(
+                field,
+                format!("{format}: the branch needs the layer's output channels and at most a quarter of its values"),
+            ));
+        }
+    }
     if let Some(bytes) = bytes {
         let most = params.saturating_mul(8);
         if bytes == 0 || bytes > most {

@@ -185,6 +185,8 @@ mod weight_lists {
         w_fp8: Vec<bool>,
         #[serde(default, skip_serializing_if = "none")]
         w_gptq: Vec<bool>,
+        #[serde(default, skip_serializing_if = "all_zero")]
+        w_rank: Vec<u32>,
     }
 
     fn none(flags: &[bool]) -> bool {
@@ -203,6 +205,7 @@ mod weight_lists {
             w_group: columns.iter().map(|c| c.2).collect(),
             w_fp8: columns.iter().map(|c| c.3).collect(),
             w_gptq: columns.iter().map(|c| c.4).collect(),
+            w_rank: columns.iter().map(|c| c.5).collect(),
         }
         .serialize(serializer)
     }
@@ -216,6 +219,7 @@ mod weight_lists {
             ("w_group", lists.w_group.len()),
             ("w_fp8", lists.w_fp8.len()),
             ("w_gptq", lists.w_gptq.len()),
+            ("w_rank", lists.w_rank.len()),
         ] {
             if len != 0 && len != groups {
                 return Err(serde::de::Error::custom(format!("{name}: {len} values for {groups} step groups")));
@@ -223,8 +227,9 @@ mod weight_lists {
         }
         let at = |g: usize| {
             let flag = |v: &[bool]| v.get(g).copied().unwrap_or(false);
-            let group = lists.w_group.get(g).copied().unwrap_or(0);
-            (lists.w_bits[g], flag(&lists.w_split), group, flag(&lists.w_fp8), flag(&lists.w_gptq))
+            let number = |v: &[u32]| v.get(g).copied().unwrap_or(0);
+            let (group, rank) = (number(&lists.w_group), number(&lists.w_rank));
+            (lists.w_bits[g], flag(&lists.w_split), group, flag(&lists.w_fp8), flag(&lists.w_gptq), rank)
         };
         (0..lists.w_bits.len())
             .map(|g| {
@@ -311,7 +316,7 @@ impl PlanLayer {
             }
         }
         for (g, weight) in self.weights.iter().enumerate() {
-            check::weight(&format!("w_bits[{g}]"), weight, self.layer.params, None)?;
+            check::weight(&format!("w_bits[{g}]"), weight, &self.layer, None)?;
         }
         // Each stored form at most its codes and a float32 scale per value (8 bytes a weight).
         let quantized = self.weights.iter().any(|w| *w != WeightFormat::Float);
@@ -462,6 +467,7 @@ mod tests {
             split: false,
             group: Some(g),
             rounding: bitsearch_types::Rounding::Nearest,
+            rank: None,
         };
         let quantizer = |edit: fn(&mut QuantizerSpec)| {
             let mut p = base();
@@ -524,31 +530,10 @@ mod tests {
         one.write(&dir.join("one-layer.yaml")).unwrap();
         let named =
             |name: &str, l: PlanLayer| PlanLayer { layer: LayerInfo { name: name.into(), ..l.layer.clone() }, ..l };
+        let format = |text: &str| text.parse::<WeightFormat>().unwrap();
         let layers = vec![
-            named(
-                "a",
-                layer(vec![
-                    WeightFormat::int(8),
-                    WeightFormat::Int {
-                        bits: 4,
-                        split: true,
-                        group: None,
-                        rounding: bitsearch_types::Rounding::Nearest,
-                    },
-                ]),
-            ),
-            named(
-                "b",
-                layer(vec![
-                    WeightFormat::E4M3,
-                    WeightFormat::Int {
-                        bits: 2,
-                        split: false,
-                        group: Some(32),
-                        rounding: bitsearch_types::Rounding::Nearest,
-                    },
-                ]),
-            ),
+            named("a", layer(vec![WeightFormat::int(8), format("w4s")])),
+            named("b", layer(vec![WeightFormat::E4M3, format("w2g32")])),
             PlanLayer { protected: true, weight_bytes: 40, ..named("c", layer(vec![WeightFormat::Float; 2])) },
             PlanLayer { a_bits: vec![8, 32], ..named("d", layer(vec![WeightFormat::int(4); 2])) },
         ];
@@ -573,6 +558,7 @@ mod tests {
                 group: bitsearch_types::MetricGroup::Quality,
                 params: 10,
                 macs: None,
+                outputs: None,
             },
             protected: false,
             a_bits: vec![32; weights.len()],
@@ -588,7 +574,13 @@ mod tests {
         assert!(text.contains("w_bits:\n- 4\n- 32\na_bits:"), "{text}");
         let mixed = layer(vec![
             WeightFormat::E4M3,
-            WeightFormat::Int { bits: 3, split: true, group: Some(64), rounding: bitsearch_types::Rounding::Nearest },
+            WeightFormat::Int {
+                bits: 3,
+                split: true,
+                group: Some(64),
+                rounding: bitsearch_types::Rounding::Nearest,
+                rank: None,
+            },
         ]);
         let text = serde_norway::to_string(&mixed).unwrap();
         for list in

@@ -1,5 +1,6 @@
 //! One quantizable point of a denoiser graph and the role the graph gave it.
 
+use crate::WeightFormat;
 use serde::{Deserialize, Serialize};
 
 /// Whether a layer multiplies by a stored weight or multiplies two activations.
@@ -150,6 +151,10 @@ pub struct LayerInfo {
     pub params: u64,
     /// Multiply-accumulates of one forward at batch 1; None where unknown.
     pub macs: Option<u64>,
+    /// Output channels of the weight, each of `params / outputs` values; None where unknown (an
+    /// older record, an activation product).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outputs: Option<u64>,
 }
 
 impl LayerInfo {
@@ -161,6 +166,12 @@ impl LayerInfo {
     /// Whether `key` names this layer: its name alone or its `component/name` id.
     pub fn is_named(&self, key: &str) -> bool {
         names(self.component, &self.name, key)
+    }
+
+    /// Float16 values the low-rank branch of `format` adds to this layer (0 where it keeps none,
+    /// or the layer's output channels are unknown).
+    pub fn branch_values(&self, format: &WeightFormat) -> u64 {
+        self.outputs.filter(|&o| o > 0).map_or(0, |o| format.branch_values(o, self.params / o))
     }
 }
 
@@ -209,6 +220,7 @@ impl Layer {
             group,
             params: self.params,
             macs: self.macs,
+            outputs: self.channel_axis.and_then(|a| self.weight_shape.get(a)).map(|&o| o as u64),
         }
     }
 }
@@ -239,6 +251,7 @@ mod tests {
             group: MetricGroup::Content,
             params: 8,
             macs: None,
+            outputs: None,
         };
         assert_eq!(info.id(), "text_encoder/mlp/fc1");
         assert!(info.is_named("mlp/fc1") && info.is_named("text_encoder/mlp/fc1"));

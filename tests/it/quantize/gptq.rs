@@ -1,9 +1,9 @@
 //! GPTQ rounding end to end on the tiny UNet: probed beside nearest rounding at the same bytes,
 //! better on the items it was measured on, and written as the very codes its probe measured.
 
-use super::{quantize, s};
+use super::{s, written_alone_measures_its_probe};
 use crate::common::{assert_success, bitsearch, tiny_unet};
-use bitsearch_records::{Plan, SensitivityTable, read_evals};
+use bitsearch_records::SensitivityTable;
 use bitsearch_types::{Rounding, WeightFormat};
 
 #[test]
@@ -21,33 +21,11 @@ fn gptq_costs_what_nearest_does_wins_on_its_items_and_the_written_model_measures
     for row in &gptq {
         let nearest = rows.iter().find(|r| r.layer == row.layer && r.weight == WeightFormat::int(3)).unwrap();
         assert_eq!(row.weight_bytes, nearest.weight_bytes, "{}: same codes container, same scales", row.layer.name);
-        gains.push((row.sqnr_db - nearest.sqnr_db, row));
+        gains.push((row.sqnr_db - nearest.sqnr_db, *row));
     }
     let better = gains.iter().filter(|(gain, _)| *gain > 0.0).count();
     assert!(better * 4 >= gains.len() * 3, "GPTQ beats nearest on {better} of {} layers", gains.len());
 
-    // One layer at its GPTQ form, the rest in float: the written model measures, on the items
-    // the probe ran, what the probe measured.
-    let plan_path = dir.path().join("one.yaml");
-    assert_success(&bitsearch(&["solve", "--sensitivity", s(&table), "--uniform", "3", "--out", s(&plan_path)]));
-    let mut plan = Plan::read(&plan_path).unwrap();
-    let open = |name: &str| plan.layers.iter().any(|l| l.layer.name == name && !l.protected);
-    let (_, probe) = gains.iter().filter(|(_, r)| open(&r.layer.name)).max_by(|a, b| a.0.total_cmp(&b.0)).unwrap();
-    for layer in &mut plan.layers {
-        let form = if layer.layer.name == probe.layer.name { probe.weight } else { WeightFormat::Float };
-        layer.weights = vec![form];
-    }
-    plan.write(&plan_path).unwrap();
-    let out = dir.path().join("q");
-    assert_success(&quantize(&model, &plan_path, &out, &[]));
-    let record = dir.path().join("eval.parquet");
-    let args = ["eval", s(&model), s(&out), "--out", s(&record), "--seeds", "0", "--steps", "2", "--repeats", "0"];
-    assert_success(&bitsearch(&[&args[..], &["--device", "cpu"]].concat()));
-    let measured = read_evals(&record).unwrap().1[0].sqnr_db;
-    assert!(
-        (measured - probe.sqnr_db).abs() < 0.05,
-        "{}: the written model measures {measured} dB, its probe {} dB",
-        probe.layer.name,
-        probe.sqnr_db
-    );
+    // One layer at its GPTQ form, the rest in float: the written model measures its probe.
+    written_alone_measures_its_probe(&model, &table, &gains, dir.path());
 }

@@ -1,11 +1,12 @@
 //! Every edit bitsearch makes to a graph, in one place: initializers exposed as inputs that a
 //! run may override, extra outputs, initializers replaced by new values, switchable fake
-//! quantizers in front of layers, (in [`lowbit`], [`nbits`], [`half`] and [`qdq`]) the low-bit
-//! storage of a quantized model, (in [`correct`]) the graphs and bias edits of quantization
+//! quantizers in front of layers, (in [`lowbit`], [`nbits`], [`half`], [`branch`] and [`qdq`]) the
+//! low-bit storage of a quantized model, (in [`correct`]) the graphs and bias edits of quantization
 //! corrections, and (in [`cut`]) the part of a graph below some layers, fed what crosses into
 //! it. Each returns an edited copy or edits the given model; none changes what the unedited
 //! parts compute.
 
+mod branch;
 mod correct;
 mod cut;
 mod half;
@@ -13,6 +14,7 @@ mod lowbit;
 mod nbits;
 mod qdq;
 
+pub use branch::add_low_rank_branch;
 pub use correct::{
     SideBySide, TOKEN_AXIS, add_to_bias, quantize_input_keeping_first_row, side_by_side, weight_delta_branch,
 };

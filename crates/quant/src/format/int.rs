@@ -24,6 +24,7 @@ impl IntCodec {
             split: self.split,
             group: self.scheme.group_size,
             rounding: Rounding::Nearest,
+            rank: None,
         }
     }
 }

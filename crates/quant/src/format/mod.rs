@@ -6,12 +6,14 @@
 mod e4m3;
 mod f16;
 mod int;
+mod low_rank;
 #[cfg(test)]
 mod tests;
 
 pub use e4m3::{E4M3_MAX, E4m3Codec, Fp8Weight, round_e4m3};
 pub use f16::F16Codec;
 pub use int::IntCodec;
+pub use low_rank::LowRank;
 
 use crate::{Hessian, QuantError, QuantizedWeight, gptq};
 use bitsearch_types::quantizer::WeightScheme;
@@ -44,6 +46,8 @@ pub fn stored_bytes(values: usize, bits: u64, scales: usize) -> u64 {
 pub enum StoredWeight {
     /// Integer codes and scales.
     Codes(QuantizedWeight),
+    /// A float16 low-rank branch, and the integer codes of what it leaves.
+    Branched(LowRank, QuantizedWeight),
     /// E4M3 codes and per-channel scales.
     Fp8(Fp8Weight),
     /// The values rounded to float16 (held here as the f32 they stand for).
@@ -53,7 +57,8 @@ pub enum StoredWeight {
 impl StoredWeight {
     /// `w` (output channels on `axis`) stored in `format` by its codec; integer codes take
     /// `scheme`'s clipping and granularity, the format's group size first, and GPTQ rounding
-    /// the second moment `hessian` of the layer's input.
+    /// the second moment `hessian` of the layer's input; a low-rank branch is taken out of `w`
+    /// before its codes.
     pub fn quantize(
         format: WeightFormat,
         scheme: &WeightScheme,
@@ -62,13 +67,19 @@ impl StoredWeight {
         hessian: Option<&Hessian>,
     ) -> Result<Self, QuantError> {
         match format {
-            WeightFormat::Int { bits, split, rounding, .. } => {
+            WeightFormat::Int { bits, split, rounding, rank, .. } => {
+                let branch = rank.map(|r| LowRank::of(w.view(), axis, usize::from(r))).transpose()?;
+                let residual = branch.as_ref().map(|b| &w - &b.product(w.shape(), axis));
+                let w = residual.as_ref().map_or(w, |r| r.view());
                 let mut q = IntCodec { bits, split, scheme: format.scheme(scheme) }.quantize(w.view(), axis)?;
                 if rounding == Rounding::Gptq {
                     let h = hessian.ok_or_else(|| QuantError::NoHessian { format: format.to_string() })?;
                     gptq(&mut q, w, h)?;
                 }
-                Ok(Self::Codes(q))
+                Ok(match branch {
+                    Some(branch) => Self::Branched(branch, q),
+                    None => Self::Codes(q),
+                })
             }
             WeightFormat::E4M3 => E4m3Codec.quantize(w, axis).map(Self::Fp8),
             WeightFormat::F16 => F16Codec.quantize(w, axis).map(Self::Half),
@@ -80,16 +91,23 @@ impl StoredWeight {
     pub fn dequantize(&self) -> ArrayD<f32> {
         match self {
             Self::Codes(q) => q.dequantize(),
+            Self::Branched(branch, q) => {
+                let residual = q.dequantize();
+                branch.product(residual.shape(), q.granularity.axis()) + residual
+            }
             Self::Fp8(q) => E4m3Codec.dequantize(q),
             Self::Half(values) => F16Codec.dequantize(values),
         }
     }
 
     /// Bytes of the stored tensors in `format`: the codes in their container
-    /// ([`WeightFormat::container_bits`]), plus an f32 per scale.
+    /// ([`WeightFormat::container_bits`]), plus an f32 per scale and the branch's float16 factors.
     pub fn bytes(&self, format: WeightFormat) -> u64 {
         match self {
             Self::Codes(q) => stored_bytes(q.codes.len(), format.container_bits(), q.scales.len()),
+            Self::Branched(branch, q) => {
+                branch.bytes() + stored_bytes(q.codes.len(), format.container_bits(), q.scales.len())
+            }
             Self::Fp8(q) => E4m3Codec.stored_bytes(q),
             Self::Half(values) => F16Codec.stored_bytes(values),
         }

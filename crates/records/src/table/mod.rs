@@ -71,7 +71,7 @@ impl ProbeRow {
         if bytes.is_none() && self.weight_bytes != 0 {
             return Err(invalid("weight_bytes", "a layer left in float stores no quantized weight (0)"));
         }
-        check::weight("w_bits", &self.weight, self.layer.params, bytes)?;
+        check::weight("w_bits", &self.weight, &self.layer, bytes)?;
         check::activation_bits("a_bits", self.a_bits)?;
         let group = meta.step_groups.get(self.step_group as usize).ok_or_else(|| {
             invalid(
@@ -183,11 +183,13 @@ impl SensitivityTable {
             Column::new("group".into(), text(|r| r.layer.group.as_str())),
             Column::new("params".into(), u64s(|r| r.layer.params)),
             Column::new("macs".into(), rows.iter().map(|r| r.layer.macs).collect::<Vec<_>>()),
+            Column::new("outputs".into(), rows.iter().map(|r| r.layer.outputs).collect::<Vec<_>>()),
             Column::new("w_bits".into(), u32s(|r| r.weight.bits())),
             Column::new("w_split".into(), rows.iter().map(|r| r.weight.split()).collect::<Vec<_>>()),
             Column::new("w_group".into(), u32s(|r| r.weight.columns().2)),
             Column::new("w_fp8".into(), rows.iter().map(|r| r.weight == WeightFormat::E4M3).collect::<Vec<_>>()),
             Column::new("w_gptq".into(), rows.iter().map(|r| r.weight.columns().4).collect::<Vec<_>>()),
+            Column::new("w_rank".into(), u32s(|r| r.weight.columns().5)),
             Column::new("a_bits".into(), u32s(|r| r.a_bits)),
             Column::new("step_group".into(), u32s(|r| r.step_group)),
             Column::new("step_first".into(), u32s(|r| r.step_first)),
@@ -203,8 +205,8 @@ impl SensitivityTable {
     }
 }
 
-/// A [`WeightFormat`] as the columns `w_bits`, `w_split`, `w_group`, `w_fp8`, `w_gptq` (all but
-/// the first absent in older records).
+/// A [`WeightFormat`] as the columns `w_bits`, `w_split`, `w_group`, `w_fp8`, `w_gptq`, `w_rank`
+/// (all but the first absent in older records).
 pub(crate) mod weight_columns {
     use bitsearch_types::WeightFormat;
     use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -220,16 +222,18 @@ pub(crate) mod weight_columns {
         w_fp8: bool,
         #[serde(default)]
         w_gptq: bool,
+        #[serde(default)]
+        w_rank: u32,
     }
 
     pub fn serialize<S: Serializer>(format: &WeightFormat, serializer: S) -> Result<S::Ok, S::Error> {
-        let (w_bits, w_split, w_group, w_fp8, w_gptq) = format.columns();
-        Columns { w_bits, w_split, w_group, w_fp8, w_gptq }.serialize(serializer)
+        let (w_bits, w_split, w_group, w_fp8, w_gptq, w_rank) = format.columns();
+        Columns { w_bits, w_split, w_group, w_fp8, w_gptq, w_rank }.serialize(serializer)
     }
 
     pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<WeightFormat, D::Error> {
         let c = Columns::deserialize(deserializer)?;
-        WeightFormat::from_columns((c.w_bits, c.w_split, c.w_group, c.w_fp8, c.w_gptq))
+        WeightFormat::from_columns((c.w_bits, c.w_split, c.w_group, c.w_fp8, c.w_gptq, c.w_rank))
             .map_err(serde::de::Error::custom)
     }
 }
@@ -250,6 +254,7 @@ pub(crate) mod tests {
                 group: MetricGroup::Quality,
                 params: 100,
                 macs: if probe.is_multiple_of(2) { Some(1000) } else { None },
+                outputs: if probe.is_multiple_of(2) { Some(10) } else { None },
             },
             weight: WeightFormat::int(4),
             a_bits: 32,
@@ -299,7 +304,9 @@ pub(crate) mod tests {
         let json = serde_json::to_string(&table.rows[1]).unwrap();
         assert!(json.contains("\"-inf\""), "{json}");
         assert!(
-            json.contains(r#""w_bits":4,"w_split":false,"w_group":0,"w_fp8":false,"w_gptq":false,"a_bits":32"#),
+            json.contains(
+                r#""w_bits":4,"w_split":false,"w_group":0,"w_fp8":false,"w_gptq":false,"w_rank":0,"a_bits":32"#
+            ),
             "{json}"
         );
         assert_eq!(serde_json::from_str::<ProbeRow>(&json).unwrap(), table.rows[1]);
@@ -343,6 +350,7 @@ pub(crate) mod tests {
         std::fs::write(&flipped, &bytes).unwrap();
         assert!(refused(&flipped).contains("the pages do not match their checksum"), "{}", refused(&flipped));
 
+        let ranked = |r| WeightFormat::int(4).with_rank(Some(r)).unwrap();
         let cases: Vec<(ProbeRow, &str)> = vec![
             (ProbeRow { weight: WeightFormat::int(9), ..row(0, 1.0) }, "rows[0].w_bits: w9"),
             (ProbeRow { ssim: 99.0, ..row(0, 1.0) }, "rows[0].ssim: 99 is outside [-1, 1]"),
@@ -357,6 +365,11 @@ pub(crate) mod tests {
             (ProbeRow { a_bits: 1, ..row(0, 1.0) }, "rows[0].a_bits"),
             (ProbeRow { step_group: 3, ..row(0, 1.0) }, "rows[0].step_group"),
             (ProbeRow { probe: 7, ..row(0, 1.0) }, "rows[0].probe: 7 is past the run's 3 probes"),
+            (ProbeRow { layer: LayerInfo { outputs: Some(0), ..row(0, 1.0).layer }, ..row(0, 1.0) }, "rows[0].outputs"),
+            (ProbeRow { layer: LayerInfo { outputs: Some(7), ..row(0, 1.0).layer }, ..row(0, 1.0) }, "rows[0].outputs"),
+            // A branch needs the layer's output channels, and must stay small beside the weight.
+            (ProbeRow { weight: ranked(1), ..row(1, 1.0) }, "rows[0].w_bits: w4r1: the branch needs"),
+            (ProbeRow { weight: ranked(4), ..row(0, 1.0) }, "rows[0].w_bits: w4r4: the branch needs"),
         ];
         for (bad, expected) in cases {
             write(vec![bad]);
@@ -401,11 +414,8 @@ pub(crate) mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let plain = vec![row(0, 12.5), row(1, f64::NEG_INFINITY), row(2, f64::INFINITY)];
         SensitivityTable { meta: meta(Shard::WHOLE), rows: plain }.write(&dir.join("three-rows.parquet")).unwrap();
-        let formats = [
-            WeightFormat::E4M3,
-            WeightFormat::Int { bits: 4, split: true, group: None, rounding: bitsearch_types::Rounding::Nearest },
-            WeightFormat::Int { bits: 2, split: false, group: Some(32), rounding: bitsearch_types::Rounding::Nearest },
-        ];
+        let format = |text: &str| text.parse::<WeightFormat>().unwrap();
+        let formats = [WeightFormat::E4M3, format("w4s"), format("w2g32")];
         let rows = formats.iter().enumerate().map(|(i, &weight)| ProbeRow { weight, ..row(i as u64, 20.0) }).collect();
         SensitivityTable { meta: meta(Shard::WHOLE), rows }.write(&dir.join("formats.parquet")).unwrap();
     }

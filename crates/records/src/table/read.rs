@@ -31,7 +31,9 @@ pub(super) fn rows_of(frame: &DataFrame) -> PolarsResult<Vec<ProbeRow>> {
         }
     };
     let (w_split, w_fp8, w_gptq) = (bools("w_split")?, bools("w_fp8")?, bools("w_gptq")?);
-    let w_group = if frame.column("w_group").is_ok() { u32s("w_group")? } else { vec![0; frame.height()] };
+    let numbers = |name: &str| if frame.column(name).is_ok() { u32s(name) } else { Ok(vec![0; frame.height()]) };
+    let (w_group, w_rank) = (numbers("w_group")?, numbers("w_rank")?);
+    let outputs = if frame.column("outputs").is_ok() { u64s("outputs")? } else { vec![None; frame.height()] };
     let (step_group, step_first, step_last) = (u32s("step_group")?, u32s("step_first")?, u32s("step_last")?);
     let (sqnr_db, ssim, mse, psnr_db) = (f64s("sqnr_db")?, f64s("ssim")?, f64s("mse")?, f64s("psnr_db")?);
     (0..frame.height())
@@ -48,8 +50,9 @@ pub(super) fn rows_of(frame: &DataFrame) -> PolarsResult<Vec<ProbeRow>> {
                     group: group[i].parse::<MetricGroup>().map_err(|e| parsed("group", i, &group[i], e))?,
                     params: params[i].unwrap_or_default(),
                     macs: macs[i],
+                    outputs: outputs[i],
                 },
-                weight: WeightFormat::from_columns((w_bits[i], w_split[i], w_group[i], w_fp8[i], w_gptq[i]))
+                weight: WeightFormat::from_columns((w_bits[i], w_split[i], w_group[i], w_fp8[i], w_gptq[i], w_rank[i]))
                     .map_err(|e| parsed("w_bits", i, &w_bits[i].to_string(), e))?,
                 a_bits: a_bits[i],
                 step_group: step_group[i],

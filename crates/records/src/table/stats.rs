@@ -104,6 +104,7 @@ mod tests {
                     split: w_split,
                     group: None,
                     rounding: bitsearch_types::Rounding::Nearest,
+                    rank: None,
                 },
                 ..row(0, sqnr_db)
             };
