@@ -219,6 +219,9 @@ mod tests {
         let clipping = message("quantizer:\n  weight:\n    clipping: best");
         assert!(clipping.contains("clipping"), "{clipping}");
         assert!(message("quantizer:\n  weight:\n    clip_grid: 0").starts_with("quantizer.weight.clip_grid:"));
+        assert!(message("ranks: [3]").starts_with("ranks: rank 3 is not a power of two"), "{}", message("ranks: [3]"));
+        assert!(message("ranks: [8, 8]").starts_with("ranks: [8, 8] lists a rank twice"));
+        assert!(message("ranks: [1024]").starts_with("ranks:") && message("ranks: [-1]").contains("ranks"));
         // A base plan is one configuration of weights over all steps.
         assert!(message("base: u4.yaml\nstep_groups: 2\ngeneration:\n  steps: 4").starts_with("step_groups: a base"));
         assert!(message("base: u4.yaml\na_bits: [8]").starts_with("a_bits: a base plan probes weights only"));

@@ -258,6 +258,25 @@ mod tests {
     }
 
     #[test]
+    fn a_branch_is_probed_below_8_bits_where_the_layer_takes_one_and_it_fits() {
+        let mut conv = layer("conv", LayerKind::Weight);
+        (conv.weight_shape, conv.channel_axis, conv.params) = (vec![20, 64], Some(0), 1280);
+        // Rank 2 keeps 2·84 values (at most a quarter of 1280); rank 4 would keep 336.
+        let config = SensitivityConfig {
+            w_bits: vec![4, 8],
+            ranks: vec![2, 4],
+            rounding: vec![Rounding::Nearest, Rounding::Gptq],
+            ..Default::default()
+        };
+        let labels = |unfolds: bool| -> Vec<String> {
+            let windows = plan(&[conv.clone()], &[0], &[unfolds], &config);
+            windows[0].probes.iter().map(|p| p.weight.unwrap().to_string()).collect()
+        };
+        assert_eq!(labels(true), ["w4", "w4-gptq", "w4r2", "w4r2-gptq", "w8", "w8-gptq"]);
+        assert_eq!(labels(false), ["w4", "w8"]);
+    }
+
+    #[test]
     fn shards_partition_the_windows() {
         let layers: Vec<Layer> = (0..7).map(|i| layer(&format!("l{i}"), LayerKind::Weight)).collect();
         let selected: Vec<usize> = (0..7).collect();

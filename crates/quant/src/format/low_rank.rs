@@ -100,4 +100,23 @@ mod tests {
         assert!(LowRank::of(ArrayD::from_elem(IxDyn(&[2, 2]), f32::NAN).view(), 0, 1).is_err());
         assert!(LowRank::of(w.view(), 4, 1).is_err());
     }
+
+    #[test]
+    fn codes_beside_a_branch_lose_far_less_where_a_few_directions_carry_the_range() {
+        // One large rank-1 direction over small noise: plain codes spend their range on it.
+        use crate::StoredWeight;
+        use bitsearch_types::WeightFormat;
+        use bitsearch_types::quantizer::WeightScheme;
+        let mut rng = StdRng::seed_from_u64(9);
+        let mut uniform = |shape, range: f32| Array2::from_shape_simple_fn(shape, || rng.random_range(-range..range));
+        let w = (uniform((32, 1), 4.0).dot(&uniform((1, 64), 4.0)) + uniform((32, 64), 0.1)).into_dyn();
+        let (w3, w3r1) = (WeightFormat::int(3), WeightFormat::int(3).with_rank(Some(1)).unwrap());
+        let stored = |format| StoredWeight::quantize(format, &WeightScheme::default(), w.view(), 0, None).unwrap();
+        let (plain, branched) = (stored(w3), stored(w3r1));
+        let (plain_error, branched_error) = (frobenius(&plain.dequantize(), &w), frobenius(&branched.dequantize(), &w));
+        assert!(branched_error * 5.0 < plain_error, "{branched_error} against {plain_error}");
+        let StoredWeight::Branched(branch, _) = &branched else { panic!("no branch") };
+        assert_eq!(branched.bytes(w3r1), plain.bytes(w3) + branch.bytes());
+        assert_eq!(branch.bytes(), 2 * (32 + 64));
+    }
 }
