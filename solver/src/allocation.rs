@@ -158,11 +158,10 @@ impl Problem {
                 let p = layer.options[o];
                 if !stored.contains(&p.weight) {
                     stored.push(p.weight);
-                    memory += layer.bytes[o] as f64;
-                    bits += layer.layer.params as f64 * layer.value_bits(o);
+                    memory += self.coefficient(Resource::Memory, l, o, g);
+                    bits += self.coefficient(Resource::AvgBits, l, o, g);
                 }
-                bops +=
-                    layer.macs() as f64 * layer.value_bits(o) * f64::from(p.a_bits) * self.steps_per_group[g] as f64;
+                bops += self.coefficient(Resource::Bops, l, o, g);
                 match self.group(l) {
                     MetricGroup::Quality => quality_loss += layer.loss[o][g],
                     MetricGroup::Content => content_loss += layer.loss[o][g],

@@ -325,11 +325,16 @@ impl Codebook {
     /// Lets the codes of `layer` in `form` go: on a model of gigabytes they would double what
     /// the written tensors hold.
     fn release(&mut self, layer: &Layer, form: WeightFormat) {
-        self.codes.remove(&(layer.weight.clone().unwrap_or_default(), form));
+        self.codes.remove(&Self::key(layer, form));
+    }
+
+    /// Codes are kept per weight initializer, which layers sharing it share.
+    fn key(layer: &Layer, form: WeightFormat) -> (String, WeightFormat) {
+        (layer.weight.clone().unwrap_or_default(), form)
     }
 
     fn get(&mut self, model: &Model, layer: &Layer, plan: &Plan, form: WeightFormat) -> Result<&StoredWeight> {
-        let key = (layer.weight.clone().unwrap_or_default(), form);
+        let key = Self::key(layer, form);
         if !self.codes.contains_key(&key) {
             let q = stored_weight(model, layer, &plan.quantizer.weight, form, None)?;
             self.codes.insert(key.clone(), q);
@@ -340,7 +345,7 @@ impl Codebook {
     /// Rounds `layer`'s weight in the GPTQ `form` against its input `moment`, for [`Self::get`].
     fn round(&mut self, model: &Model, layer: &Layer, plan: &Plan, form: WeightFormat, moment: &Hessian) -> Result<()> {
         let q = stored_weight(model, layer, &plan.quantizer.weight, form, Some(moment))?;
-        self.codes.insert((layer.weight.clone().unwrap_or_default(), form), q);
+        self.codes.insert(Self::key(layer, form), q);
         Ok(())
     }
 }
@@ -389,7 +394,7 @@ fn build(inputs: &Inputs<'_>, config: &Config, groups: &[usize], codebook: &mut 
             // The branch goes in while the layer still reads its float weight, whatever stores
             // the codes after it.
             if let StoredWeight::Branched(branch, _) = entry {
-                let factors = (&branch.left, &branch.right);
+                let factors = (&branch.left, &branch.right_in_layout(&layer.weight_shape, axis));
                 rewrite::add_low_rank_branch(&mut model, &layer.name, &weight, axis, &prefix, factors)?;
             }
             let stored = match entry {

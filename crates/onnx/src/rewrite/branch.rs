@@ -9,19 +9,20 @@ use crate::error::{OnnxError, Result};
 use crate::graph::GraphView;
 use crate::model::Model;
 use crate::tensor::{DataType, tensor_from_f32};
-use ndarray::{Array2, ArrayD, Axis, IxDyn};
+use ndarray::{Array2, ArrayD, IxDyn};
 
-/// Adds the branch `left · right` (`left`: `[outputs, rank]`, `right`: `[rank, values per
-/// output channel]` in the order of the weight's other axes) beside layer `node_name`, whose
-/// weight initializer `weight` has its output channels on `axis`. Conv (ungrouped), Gemm and
-/// MatMul with the weight as second input take one; any other layer is refused.
+/// Adds the branch `left · right` beside layer `node_name`, whose weight initializer `weight`
+/// has its output channels on `axis`: `left` is `[outputs, rank]`, `down` is `right` laid out
+/// as the layer's weight with `rank` output channels on `axis` (the down projection's kernel).
+/// Conv (ungrouped), Gemm and MatMul with the weight as second input take one; any other layer
+/// is refused.
 pub fn add_low_rank_branch(
     model: &mut Model,
     node_name: &str,
     weight: &str,
     axis: usize,
     prefix: &str,
-    (left, right): (&Array2<f32>, &Array2<f32>),
+    (left, down_weight): (&Array2<f32>, &ArrayD<f32>),
 ) -> Result<()> {
     let position = node_index(model, node_name)?;
     let node = model.graph().node[position].clone();
@@ -34,8 +35,13 @@ pub fn add_low_rank_branch(
         .map(|&d| d.max(0) as usize)
         .collect();
     let (outputs, rank) = left.dim();
-    if shape.get(axis) != Some(&outputs) || right.nrows() != rank || right.ncols() * outputs != shape.iter().product() {
-        return Err(refuse(&format!("factors {:?}·{:?} do not make its weight {shape:?}", left.dim(), right.dim())));
+    let mut down_shape = shape.clone();
+    if let Some(d) = down_shape.get_mut(axis) {
+        *d = rank;
+    }
+    if shape.get(axis) != Some(&outputs) || down_weight.shape() != down_shape {
+        let factors = format!("{:?}·{:?}", left.dim(), down_weight.shape());
+        return Err(refuse(&format!("factors {factors} do not make its weight {shape:?} on axis {axis}")));
     }
     let op = node.op_type();
     let group = node.attribute.iter().find(|a| a.name() == "group").map_or(1, |a| a.i());
@@ -51,13 +57,6 @@ pub fn add_low_rank_branch(
         return Err(refuse("it has more than one output"));
     };
 
-    // `right` in the weight's layout, `rank` channels on `axis`.
-    let mut down_shape = shape.clone();
-    down_shape[axis] = rank;
-    let mut down_weight = ArrayD::<f32>::zeros(IxDyn(&down_shape));
-    for (k, mut channel) in down_weight.axis_iter_mut(Axis(axis)).enumerate() {
-        channel.iter_mut().zip(right.row(k)).for_each(|(dst, &v)| *dst = v);
-    }
     // `left` as a 1×1 Conv kernel `[outputs, rank, 1, …]` or a MatMul operand `[rank, outputs]`.
     let up_weight = if conv {
         let mut dims = vec![outputs, rank];
@@ -90,7 +89,7 @@ pub fn add_low_rank_branch(
     graph.node[position].output = vec![main];
     graph.node.splice(position + 1..position + 1, [down, up, add]);
     graph.node.splice(0..0, [cast("right"), cast("left")]);
-    graph.initializer.push(tensor_from_f32(&name("right/half"), &down_weight, DataType::F16));
+    graph.initializer.push(tensor_from_f32(&name("right/half"), down_weight, DataType::F16));
     graph.initializer.push(tensor_from_f32(&name("left/half"), &up_weight, DataType::F16));
     Ok(())
 }
@@ -110,8 +109,9 @@ mod tests {
         g.output(&y, DataType::F32, &[Dim::Fixed(2), Dim::Fixed(2)]);
         let mut model = g.build();
         let node = "mm";
-        // W is [in 3, out 2]: channels on axis 1; L·R = [[1, 0, 2], [0, 0, 0]] per output.
-        let (left, right) = (array![[1.0f32], [0.0]], array![[1.0f32, 0.0, 2.0]]);
+        // W is [in 3, out 2]: channels on axis 1; L·R = [[1, 0, 2], [0, 0, 0]] per output, R
+        // laid out as a [3, 1] weight.
+        let (left, right) = (array![[1.0f32], [0.0]], array![[1.0f32], [0.0], [2.0]].into_dyn());
         assert!(add_low_rank_branch(&mut model, node, "w", 0, "p", (&left, &right)).is_err());
         add_low_rank_branch(&mut model, node, "w", 1, "p", (&left, &right)).unwrap();
         let ops: Vec<&str> = model.graph().node.iter().map(|n| n.op_type()).collect();

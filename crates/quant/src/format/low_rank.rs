@@ -5,7 +5,7 @@
 use crate::QuantError;
 use crate::gptq::rows_of;
 use faer::Mat;
-use ndarray::{Array2, ArrayD, ArrayViewD, Axis};
+use ndarray::{Array2, ArrayD, ArrayView2, ArrayViewD, Axis};
 
 /// The factors of a low-rank branch, each value a float16 (held as the f32 it stands for).
 #[derive(Debug, Clone, PartialEq)]
@@ -48,18 +48,31 @@ impl LowRank {
 
     /// `L·R` in the shape and layout of the weight (output channels on `axis`).
     pub fn product(&self, shape: &[usize], axis: usize) -> ArrayD<f32> {
-        let product = self.left.dot(&self.right);
-        let mut out = ArrayD::zeros(shape);
-        for (r, mut channel) in out.axis_iter_mut(Axis(axis)).enumerate() {
-            channel.iter_mut().zip(product.row(r)).for_each(|(dst, &v)| *dst = v);
-        }
-        out
+        in_layout(self.left.dot(&self.right).view(), shape, axis)
+    }
+
+    /// `R` laid out as the weight of `shape` with `rank` output channels on `axis`: the kernel
+    /// of the branch's down projection.
+    pub fn right_in_layout(&self, shape: &[usize], axis: usize) -> ArrayD<f32> {
+        let mut shape = shape.to_vec();
+        shape[axis] = self.rank();
+        in_layout(self.right.view(), &shape, axis)
     }
 
     /// Bytes of the two float16 factors.
     pub fn bytes(&self) -> u64 {
         2 * (self.left.len() + self.right.len()) as u64
     }
+}
+
+/// `matrix`, one row per index of `axis`, as an array of `shape` whose other axes take each
+/// row's values in order (the inverse of [`rows_of`]).
+fn in_layout(matrix: ArrayView2<f32>, shape: &[usize], axis: usize) -> ArrayD<f32> {
+    let mut out = ArrayD::zeros(shape);
+    for (r, mut channel) in out.axis_iter_mut(Axis(axis)).enumerate() {
+        channel.iter_mut().zip(matrix.row(r)).for_each(|(dst, &v)| *dst = v);
+    }
+    out
 }
 
 #[cfg(test)]
@@ -82,6 +95,8 @@ mod tests {
         let branch = LowRank::of(matmul.view(), 1, 2).unwrap();
         assert_eq!((branch.left.dim(), branch.right.dim(), branch.bytes()), ((9, 2), (2, 12), 2 * (18 + 24)));
         assert!(frobenius(&branch.product(&[12, 9], 1), &matmul) < 1e-2);
+        // The down projection's kernel: R as a [12, 2] MatMul weight.
+        assert_eq!(branch.right_in_layout(&[12, 9], 1), branch.right.t().into_dyn());
         let conv = a.t().dot(&a).into_shape_with_order(IxDyn(&[2, 2, 1, 1])).unwrap();
         let branch = LowRank::of(conv.view(), 0, 8).unwrap();
         assert_eq!(branch.rank(), 2);

@@ -103,11 +103,10 @@ impl StoredWeight {
     /// Bytes of the stored tensors in `format`: the codes in their container
     /// ([`WeightFormat::container_bits`]), plus an f32 per scale and the branch's float16 factors.
     pub fn bytes(&self, format: WeightFormat) -> u64 {
+        let codes = |q: &QuantizedWeight| stored_bytes(q.codes.len(), format.container_bits(), q.scales.len());
         match self {
-            Self::Codes(q) => stored_bytes(q.codes.len(), format.container_bits(), q.scales.len()),
-            Self::Branched(branch, q) => {
-                branch.bytes() + stored_bytes(q.codes.len(), format.container_bits(), q.scales.len())
-            }
+            Self::Codes(q) => codes(q),
+            Self::Branched(branch, q) => branch.bytes() + codes(q),
             Self::Fp8(q) => E4m3Codec.stored_bytes(q),
             Self::Half(values) => F16Codec.stored_bytes(values),
         }
