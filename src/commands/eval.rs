@@ -2,6 +2,7 @@
 //! Parquet record and a table with measured numbers beside the plan's predictions.
 
 use super::quantize::sensitivity_generation;
+use super::read_prompts;
 use crate::cli::printer::{Align, Column, Printer, Table};
 use crate::cli::{EvalArgs, MemoryArgs, paths, settings};
 use anyhow::Context;
@@ -135,16 +136,6 @@ fn sensitivity_table(candidates: &[Candidate]) -> anyhow::Result<PathBuf> {
     anyhow::bail!("no candidate comes from a plan: name the sensitivity table whose items to avoid with --sensitivity")
 }
 
-fn read_prompts(path: &Path) -> anyhow::Result<Vec<String>> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("{}: cannot read", path.display()))?;
-    let prompts: Vec<String> =
-        text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).map(String::from).collect();
-    if prompts.is_empty() {
-        anyhow::bail!("{}: no prompts (one per line)", path.display());
-    }
-    Ok(prompts)
-}
-
 /// The measured table: one row per candidate, measured beside predicted.
 fn table(records: &[EvalRecord]) -> Table {
     const HEADER: [&str; 13] = [
@@ -170,9 +161,16 @@ fn table(records: &[EvalRecord]) -> Table {
     let mut table = Table::new(columns, "  ");
     // Predictions a plan's loss basis does not make (or a candidate without a plan) print as "-".
     let predicted = |v: f64| if v.is_nan() { "-".into() } else { format!("{v:.2}") };
+    // Candidates that describe alike (two plans at one budget) are told apart by file name.
+    let label = |r: &EvalRecord| match Path::new(&r.candidate).file_name() {
+        Some(name) if records.iter().filter(|o| o.label == r.label).count() > 1 => {
+            format!("{} {}", r.label, name.to_string_lossy())
+        }
+        _ => r.label.clone(),
+    };
     for r in records {
         table.push(vec![
-            r.label.clone(),
+            label(r),
             format!("{:.2}", r.avg_bits),
             predicted(r.predicted_sqnr_db),
             format!("{:.2}", r.sqnr_db),
@@ -216,5 +214,44 @@ struct Log;
 impl Progress for Log {
     fn stage(&mut self, message: &str) {
         log::info!("{message}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bitsearch_records::Cost;
+
+    fn record(label: &str, candidate: &str) -> EvalRecord {
+        let cost = Cost { file_bytes: 1000, session_bytes: 2000, start_seconds: 0.5, call_ms: 10.0, image_ms: 20.0 };
+        EvalRecord {
+            label: label.into(),
+            candidate: candidate.into(),
+            kind: "ilp".into(),
+            avg_bits: 4.0,
+            predicted_sqnr_db: f64::NAN,
+            predicted_ssim: f64::NAN,
+            predicted_psnr_db: 40.0,
+            sqnr_db: 20.0,
+            ssim: 0.99,
+            psnr_db: 38.0,
+            mse: 1e-4,
+            nonfinite: 0,
+            caption: 0.99,
+            reference_caption: 0.98,
+            cost,
+            reference_cost: cost,
+        }
+    }
+
+    #[test]
+    fn candidates_that_describe_alike_are_told_apart_by_file_name() {
+        let plan = "ilp 4.00 bits (lowbit)";
+        let records = [record(plan, "out/q-all-4"), record(plan, "out/q-gptq-4"), record("uniform 4.00 bits", "out/u")];
+        let markdown = table(&records).markdown();
+        for label in [format!("{plan} q-all-4"), format!("{plan} q-gptq-4"), "uniform 4.00 bits".into()] {
+            assert!(markdown.contains(&format!("| {label} |")), "{markdown}");
+        }
+        assert!(!markdown.contains("| uniform 4.00 bits u |"), "{markdown}");
     }
 }

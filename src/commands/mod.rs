@@ -12,6 +12,8 @@ mod serve;
 mod solve;
 
 use crate::cli::{Args, Command};
+use anyhow::Context;
+use std::path::Path;
 
 pub fn run(args: Args) -> anyhow::Result<()> {
     match args.command {
@@ -27,4 +29,15 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         Command::Align(a) => align::run(&a),
         Command::Serve(a) => serve::run(&a),
     }
+}
+
+/// A prompts file: one per line, blank lines and `#` comments skipped.
+fn read_prompts(path: &Path) -> anyhow::Result<Vec<String>> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("{}: cannot read", path.display()))?;
+    let prompts: Vec<String> =
+        text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).map(String::from).collect();
+    if prompts.is_empty() {
+        anyhow::bail!("{}: no prompts (one per line)", path.display());
+    }
+    Ok(prompts)
 }

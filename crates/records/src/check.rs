@@ -48,6 +48,11 @@ pub(crate) fn within(field: &str, value: f64, low: f64, high: f64) -> Checked {
     }
 }
 
+/// NaN (a value not measured or not predicted), or one inside `[low, high]`.
+pub(crate) fn unmeasured_or(field: &str, value: f64, low: f64, high: f64) -> Checked {
+    if value.is_nan() { Ok(()) } else { within(field, value, low, high) }
+}
+
 /// A finite value of at least 0.
 pub(crate) fn non_negative(field: &str, value: f64) -> Checked {
     within(field, value, 0.0, f64::MAX)

@@ -75,9 +75,7 @@ pub struct EvalRecord {
 impl EvalRecord {
     /// Metrics inside their ranges (NaN where a value was not measured), costs non-negative.
     fn validate(&self) -> Checked {
-        let unmeasured_or = |field: &str, value: f64, low: f64, high: f64| {
-            if value.is_nan() { Ok(()) } else { check::within(field, value, low, high) }
-        };
+        let unmeasured_or = check::unmeasured_or;
         unmeasured_or("avg_bits", self.avg_bits, 0.0, f64::from(bitsearch_types::FLOAT_BITS))?;
         unmeasured_or("ssim", self.ssim, -1.0, 1.0)?;
         unmeasured_or("predicted_ssim", self.predicted_ssim, f64::NEG_INFINITY, 1.0)?;

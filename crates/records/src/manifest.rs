@@ -241,7 +241,8 @@ impl Manifest {
             check::file_name("corrections.noise_correction", noise)?;
         }
         check::within("avg_bits", self.avg_bits, 0.0, f64::from(bitsearch_types::FLOAT_BITS))?;
-        check::within("predicted_ssim", self.predicted_ssim, f64::NEG_INFINITY, 1.0)?;
+        // A plan solved on image losses predicts no SSIM (NaN).
+        check::unmeasured_or("predicted_ssim", self.predicted_ssim, f64::NEG_INFINITY, 1.0)?;
         for name in self.listed_files() {
             let sha = self.files.get(name).ok_or_else(|| invalid("files", format!("has no sha256 of '{name}'")))?;
             check::sha256(&format!("files.{name}"), sha)?;
@@ -375,6 +376,17 @@ mod tests {
         assert!(message.contains("rerun `bitsearch quantize`"), "{message}");
     }
 
+    /// A regression: a plan solved on image losses predicts neither SQNR nor SSIM, and the folder
+    /// `quantize` wrote from it was refused by `eval`.
+    #[test]
+    fn a_manifest_without_predicted_sqnr_or_ssim_reads_back() {
+        let dir = tempfile::tempdir().unwrap();
+        Manifest { predicted_sqnr_db: f64::NAN, predicted_ssim: f64::NAN, ..manifest() }.write(dir.path()).unwrap();
+        let read = Manifest::find(dir.path()).unwrap().unwrap();
+        assert!(read.predicted_sqnr_db.is_nan() && read.predicted_ssim.is_nan());
+        assert_eq!(read.predicted_psnr_db, 33.0);
+    }
+
     #[test]
     fn a_manifest_with_fields_out_of_range_names_the_field() {
         let dir = tempfile::tempdir().unwrap();
@@ -385,6 +397,7 @@ mod tests {
             (Manifest { step_groups: vec![[0, 1], [5, 2], [4, 5]], ..manifest() }, "step_groups[1]"),
             (Manifest { weights: "../../elsewhere.bin".into(), ..manifest() }, "weights: '../../elsewhere.bin'"),
             (Manifest { avg_bits: f64::NAN, ..manifest() }, "avg_bits"),
+            (Manifest { predicted_ssim: 1.5, ..manifest() }, "predicted_ssim: 1.5 is outside"),
             (
                 Manifest { models: vec![manifest().models[0].clone(); 2], ..manifest() },
                 "models[1]: 'model.onnx' is listed twice",
