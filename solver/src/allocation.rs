@@ -5,7 +5,7 @@
 use crate::problem::{Precision, Problem};
 use bitsearch_records::{Combination, Resource};
 use bitsearch_types::WeightFormat;
-use bitsearch_types::{FLOAT_BITS, LossBasis, MetricGroup};
+use bitsearch_types::{FLOAT_BITS, LossBasis, MetricGroup, Rounding};
 use serde::{Deserialize, Serialize};
 
 /// `assignment[layer][step_group]`: the index of the option taken, None for protected layers.
@@ -189,7 +189,8 @@ impl Problem {
     }
 
     /// Every quantized layer at `w_bits` weights, plain (activation-only layers and the activation
-    /// side at the fewest activation bits offered), if every layer offers it.
+    /// side at the fewest activation bits offered), if every layer offers it. Codes are rounded
+    /// to nearest where the layer offers that, else by GPTQ (a table probed with GPTQ alone).
     pub fn uniform(&self, w_bits: u32) -> Option<Assignment> {
         self.layers
             .iter()
@@ -198,12 +199,15 @@ impl Problem {
                     return Some(vec![None; self.groups()]);
                 }
                 let wanted = if layer.layer.params > 0 { w_bits } else { FLOAT_BITS };
+                let plain = |p: Precision| !p.weight.rounded(Rounding::Nearest).unwrap_or(p.weight).variant();
                 let option = (0..layer.options.len())
                     .filter(|&o| {
                         let p = layer.options[o];
-                        p.w_bits() == wanted && !p.variant() && layer.loss[o].iter().all(|l| l.is_finite())
+                        p.w_bits() == wanted && plain(p) && layer.loss[o].iter().all(|l| l.is_finite())
                     })
-                    .min_by_key(|&o| layer.options[o].a_bits)?;
+                    .min_by_key(|&o| {
+                        (layer.options[o].a_bits, layer.options[o].weight.rounding() != Rounding::Nearest)
+                    })?;
                 Some(vec![Some(option); self.groups()])
             })
             .collect()

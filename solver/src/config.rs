@@ -66,10 +66,14 @@ impl SolveConfig {
     }
 
     /// The loss basis: as set, else `image` when a target bounds the image's PSNR (the image
-    /// MSE predicts it, the denoiser's SQNR does not), else `decoupled`.
-    pub fn basis(&self, targets: &[Target]) -> LossBasis {
+    /// MSE predicts it, the denoiser's SQNR does not) or the table's items were decoded into
+    /// images (on shapes-t2i, plans on decoupled losses measured below uniform ones held out:
+    /// docs/shapes-t2i.md) unless a content share splits the budget between the decoupled
+    /// groups, else `decoupled`.
+    pub fn basis(&self, targets: &[Target], decoded_images: bool) -> LossBasis {
         let psnr = targets.iter().any(|t| t.metric == Metric::Psnr);
-        self.loss.unwrap_or(if psnr { LossBasis::Image } else { LossBasis::Decoupled })
+        let image = psnr || (decoded_images && self.content_share.is_none());
+        self.loss.unwrap_or(if image { LossBasis::Image } else { LossBasis::Decoupled })
     }
 
     /// Checks the values and turns them into solver options.
@@ -117,14 +121,19 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_psnr_target_solves_on_image_losses_unless_told_otherwise() {
+    fn a_psnr_target_or_a_pipeline_table_solves_on_image_losses_unless_told_otherwise() {
         let psnr: Vec<Target> = vec!["sqnr=20dB".parse().unwrap(), "psnr=30dB".parse().unwrap()];
         let sqnr: Vec<Target> = vec!["sqnr=20dB".parse().unwrap()];
         let unset = SolveConfig::default();
-        assert_eq!(unset.basis(&[]), LossBasis::Decoupled);
-        assert_eq!(unset.basis(&sqnr), LossBasis::Decoupled);
-        assert_eq!(unset.basis(&psnr), LossBasis::Image);
+        assert_eq!(unset.basis(&[], false), LossBasis::Decoupled);
+        assert_eq!(unset.basis(&sqnr, false), LossBasis::Decoupled);
+        assert_eq!(unset.basis(&psnr, false), LossBasis::Image);
+        assert_eq!(unset.basis(&[], true), LossBasis::Image);
+        assert_eq!(unset.basis(&sqnr, true), LossBasis::Image);
+        let shared = SolveConfig { content_share: Some(Fraction::Fixed(0.3)), ..SolveConfig::default() };
+        assert_eq!(shared.basis(&[], true), LossBasis::Decoupled);
         let set = SolveConfig { loss: Some(LossBasis::Decoupled), ..SolveConfig::default() };
-        assert_eq!(set.basis(&psnr), LossBasis::Decoupled);
+        assert_eq!(set.basis(&psnr, false), LossBasis::Decoupled);
+        assert_eq!(set.basis(&[], true), LossBasis::Decoupled);
     }
 }

@@ -395,6 +395,25 @@ fn a_uniform_plan_puts_every_layer_at_one_width() {
 }
 
 #[test]
+fn a_uniform_plan_rounds_to_nearest_unless_the_table_probed_gptq_alone() {
+    let nearest = bitsearch_fixtures::sensitivity_table(3, 8, &[3, 4, 8], 1);
+    let mut gptq = nearest.clone();
+    for row in &mut gptq.rows {
+        row.weight = row.weight.rounded(bitsearch_types::Rounding::Gptq).unwrap();
+    }
+    let mut both = nearest.clone();
+    both.rows.extend(gptq.rows.iter().cloned());
+    for (table, expected) in [(&gptq, bitsearch_types::Rounding::Gptq), (&both, bitsearch_types::Rounding::Nearest)] {
+        let problem = Problem::from_table(table, &[], LossBasis::Decoupled).unwrap();
+        let solved = uniform(&problem, 4, 1.0).unwrap();
+        for (layer, chosen) in problem.layers.iter().zip(&solved.assignment) {
+            let p = layer.options[chosen[0].expect("every layer quantized")];
+            assert_eq!((p.w_bits(), p.weight.rounding()), (4, expected), "{}", layer.layer.name);
+        }
+    }
+}
+
+#[test]
 fn the_program_takes_an_outlier_split_wherever_it_loses_less_at_the_same_cost() {
     // Split rows beside the W2 and W3 ones: better than plain on even layers, worse on odd ones.
     let mut table = bitsearch_fixtures::sensitivity_table(3, 24, &[2, 3, 4, 8], 1);

@@ -58,7 +58,7 @@ pub struct SolveArgs {
     pub without: Vec<bitsearch_solver::Variant>,
     /// What the losses measure: decoupled (MixDQ: denoiser SQNR for quality layers, image SSIM
     /// for content layers) or image (the final image's MSE for every layer, predicting PSNR)
-    /// [default: image with a --target psnr=…, else decoupled].
+    /// [default: image on a pipeline folder's table or with a --target psnr=…, else decoupled].
     #[arg(long)]
     pub loss: Option<bitsearch_solver::LossBasis>,
     /// Instead of solving, the uniform plan: every unprotected layer at B weight bits.
@@ -104,13 +104,18 @@ pub struct SolveArgs {
     /// seeds the sensitivity run did not use].
     #[arg(long, value_delimiter = ',')]
     pub calibration_seeds: Option<Vec<u64>>,
+    /// Prompts, one per line, that a shrinkage search and --fit-prediction measure on instead
+    /// of the sensitivity prompts: drawn as the deployment's are, none of them held out
+    /// (pipeline tables only).
+    #[arg(long, value_name = "FILE")]
+    pub selection_prompts: Option<PathBuf>,
     /// Layers that must take one precision: NAME+NAME+… or ROLE+ROLE+… (each run of those roles
     /// in graph order, e.g. attn_q+attn_k+attn_v); repeat for several.
     #[arg(long = "tie")]
     pub ties: Vec<String>,
     /// Instead of writing plans, measure the plan of each --sweep budget (at most 8) simulated
-    /// in float on the selection items (the sensitivity prompts on fresh seeds,
-    /// --calibration-seeds) and fit how single-layer losses combine; --out is the fit (YAML).
+    /// in float on the selection items (the sensitivity prompts or --selection-prompts on fresh
+    /// seeds, --calibration-seeds) and fit how single-layer losses combine; --out is the fit (YAML).
     #[arg(long, requires = "sweep", conflicts_with_all = ["targets", "uniform", "prediction_fit"])]
     pub fit_prediction: bool,
     /// A fit from `--fit-prediction` on this table: every predicted metric (plans, frontier,

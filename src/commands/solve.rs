@@ -3,6 +3,7 @@
 //! the plan next to the uniform bit-widths.
 
 use super::quantize::sensitivity_generation;
+use super::read_prompts;
 use crate::cli::printer::Printer;
 use crate::cli::{SolveArgs, paths, settings};
 use crate::exit::Refused;
@@ -19,13 +20,16 @@ use bitsearch_solver::{Fraction, LossBasis, SolverError, pareto, target};
 use std::path::Path;
 
 pub fn run(args: &SolveArgs) -> anyhow::Result<()> {
-    let inputs = std::iter::once(args.sensitivity.as_path()).chain(args.config.as_deref());
+    let inputs = [Some(args.sensitivity.as_path()), args.config.as_deref(), args.selection_prompts.as_deref()]
+        .into_iter()
+        .flatten();
     paths::keep_apart(&[("--out", &args.out)], inputs)?;
     let (config, options) = settings::solve(args)?;
     let mut table = SensitivityTable::read(&args.sensitivity)?;
     let missing = table.missing_probes();
     table.rows.retain(|r| !args.without.iter().any(|v| v.matches(r)));
-    let mut problem = Problem::from_table(&table, &config.protect, config.basis(&args.targets))?;
+    let mut problem =
+        Problem::from_table(&table, &config.protect, config.basis(&args.targets, table.meta.decodes_images()))?;
     // Checked after the table's own holes, which name their layer: what is left are whole layers.
     if missing > 0 {
         let what = format!(
@@ -53,6 +57,10 @@ pub fn run(args: &SolveArgs) -> anyhow::Result<()> {
         let message =
             "a search compares plans under a --budget or a --sweep: give --target and --uniform a fixed shrinkage";
         return Err(SolverError::Config { field: "shrink".into(), message: message.into() }.into());
+    }
+    if args.selection_prompts.is_some() && !(search_shrink || args.fit_prediction) {
+        let message = "only a shrinkage search (--shrink search) and --fit-prediction measure on selection items";
+        return Err(SolverError::Config { field: "selection_prompts".into(), message: message.into() }.into());
     }
     let protected = problem.layers.iter().filter(|l| l.protected).count();
     log::info!(
@@ -253,15 +261,23 @@ fn bench<'a>(
         .context("a scratch folder for the rounds' plans")
 }
 
-/// The bench of `--shrink search`: the sensitivity prompts on fresh seeds, measuring the metric
-/// the problem's losses predict.
+/// The bench of `--shrink search` and `--fit-prediction`: the sensitivity prompts (or
+/// `--selection-prompts`) on fresh seeds, measuring the metric the problem's losses predict.
 fn selection<'a>(
     args: &'a SolveArgs,
     problem: &Problem,
     table: &'a SensitivityTable,
 ) -> anyhow::Result<Bench<'a, Simulated>> {
     let base = sensitivity_generation(&args.sensitivity)?;
-    let (spec, items) = fresh(&base, args.calibration_seeds.clone(), CALIBRATION_ITEMS);
+    let prompts = match &args.selection_prompts {
+        Some(_) if base.prompts.is_empty() => {
+            let message = "the table's items have no prompts (a denoiser file's table): nothing to replace";
+            return Err(SolverError::Config { field: "selection_prompts".into(), message: message.into() }.into());
+        }
+        Some(path) => Some(read_prompts(path)?),
+        None => None,
+    };
+    let (spec, items) = fresh(&base, args.calibration_seeds.clone(), CALIBRATION_ITEMS, prompts);
     let metric = target::basis_metric(problem.basis);
     log::info!("shrink search: measuring {metric} of plans simulated in float on the {items}");
     bench(args, table, spec, items, vec![metric])

@@ -305,3 +305,83 @@ fn a_step_aware_plan_runs_as_two_models_over_one_weight_file() {
     assert!((0.0..=1.0).contains(&quantized.caption) && (0.0..=1.0).contains(&quantized.reference_caption));
     assert!(quantized.cost.file_bytes < quantized.reference_cost.file_bytes);
 }
+
+/// A pipeline's table solves on image losses by default. The prediction fit can measure on
+/// selection prompts of its own. And the folder quantized from an image-loss plan, which
+/// predicts no SQNR or SSIM, evaluates (a regression: its manifest was refused).
+#[test]
+fn a_pipeline_table_fits_on_selection_prompts_and_its_image_loss_plan_evaluates() {
+    let model = shapes_model();
+    let dir = tempfile::tempdir().unwrap();
+    let path = |name: &str| dir.path().join(name).to_str().unwrap().to_string();
+    let m = model.to_str().unwrap();
+    let (table, selection_file, plan_file) = (path("s.parquet"), path("selection.txt"), path("plan.yaml"));
+    let sensitivity_prompt = "a small green circle at the bottom";
+    assert_success(&bitsearch(&[
+        "sensitivity",
+        m,
+        "--out",
+        &table,
+        "--w-bits",
+        "4,8",
+        "--steps",
+        "2",
+        "--guidance",
+        "4",
+        "--layers",
+        "cross_attn_k,cross_attn_v",
+        "--prompt",
+        sensitivity_prompt,
+        "--device",
+        "cpu",
+    ]));
+    let selection = [sensitivity_prompt, "a large blue circle on the right", "a small red square at the top"];
+    std::fs::write(&selection_file, selection.join("\n")).unwrap();
+    let fit = [
+        "solve",
+        "--sensitivity",
+        &table,
+        "--sweep",
+        "avg-bits=4..8:2",
+        "--fit-prediction",
+        "--selection-prompts",
+        &selection_file,
+        "--calibration-seeds",
+        "5",
+        "--out",
+        &path("fit.yaml"),
+    ];
+    assert_success(&bitsearch(&fit));
+    let fit = bitsearch_records::PredictionFit::read(Path::new(&path("fit.yaml"))).unwrap();
+    let words =
+        "seeds [5] (sensitivity: [0]), 3 item(s); 3 selection prompts (1 of them among the 1 sensitivity prompts)";
+    assert!(fit.items.ends_with(words), "{}", fit.items);
+    // Selection prompts are measured on only by a fit or a shrinkage search.
+    let plain = ["solve", "--sensitivity", &table, "--budget", "avg-bits=6", "--out", &plan_file];
+    let refused = [&plain[..], &["--selection-prompts", &selection_file]].concat();
+    assert_clean_failure(&bitsearch(&refused), &["selection_prompts", "--fit-prediction"]);
+
+    assert_success(&bitsearch(&plain));
+    let plan = bitsearch_records::Plan::read(Path::new(&plan_file)).unwrap();
+    assert_eq!(plan.prediction.loss, bitsearch_types::LossBasis::Image);
+    assert!(plan.prediction.sqnr_db.is_nan() && plan.prediction.ssim.is_nan() && plan.prediction.psnr_db.is_finite());
+    assert_success(&bitsearch(&["quantize", m, "--plan", &plan_file, "--out", &path("q"), "--device", "cpu"]));
+    std::fs::write(path("held-out.txt"), "a large red triangle on the left").unwrap();
+    assert_success(&bitsearch(&[
+        "eval",
+        m,
+        &path("q"),
+        "--prompts",
+        &path("held-out.txt"),
+        "--num-seeds",
+        "1",
+        "--repeats",
+        "0",
+        "--out",
+        &path("eval.parquet"),
+        "--device",
+        "cpu",
+    ]));
+    let (_, records) = bitsearch_records::read_evals(Path::new(&path("eval.parquet"))).unwrap();
+    assert!(records[0].predicted_ssim.is_nan() && records[0].psnr_db.is_finite(), "{records:?}");
+}

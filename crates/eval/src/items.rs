@@ -22,13 +22,7 @@ pub fn held_out(
         if shared_seeds.is_empty() { ")".into() } else { format!("; {shared_seeds:?} shared: NOT held out)") }.as_str(),
     );
     if let Some(prompts) = prompts {
-        let shared = prompts.iter().filter(|p| base.prompts.contains(p)).count();
-        words.push(format!(
-            "{} held-out prompts ({shared} of them among the {} sensitivity prompts)",
-            prompts.len(),
-            base.prompts.len()
-        ));
-        spec.prompts = prompts;
+        words.push(replace_prompts(&mut spec, base, prompts, "held-out"));
     } else if !spec.prompts.is_empty() {
         words.push(format!("the {} sensitivity prompts", spec.prompts.len()));
     }
@@ -64,26 +58,44 @@ pub fn calibration(base: &WorkloadSpec, seeds: Option<Vec<u64>>, min_items: usiz
     (spec, words)
 }
 
-/// The items a shrinkage search measures on: every prompt (or condition set) of the sensitivity
-/// run `base` with each of `seeds`, else with the smallest seeds it did not use, at least two
-/// and enough for `min_items` items, below [`HELD_OUT_SEED`]. A plan chosen by how well it
-/// measures on the table's own items would be rewarded for trusting the table's noise. Returns
-/// the spec and a sentence saying what they are.
-pub fn fresh(base: &WorkloadSpec, seeds: Option<Vec<u64>>, min_items: usize) -> (WorkloadSpec, String) {
-    let per_seed = base.sets().max(1);
+/// The items a shrinkage search or a prediction fit measures on: every prompt (or condition set)
+/// of the sensitivity run `base`, or every one of `prompts` when given (prompts drawn as the
+/// deployment's are, none of them held out), with each of `seeds`, else with the smallest seeds
+/// the run did not use, at least two and enough for `min_items` items, below [`HELD_OUT_SEED`].
+/// A plan chosen by how well it measures on the table's own items would be rewarded for
+/// trusting the table's noise. Returns the spec and a sentence saying what they are.
+pub fn fresh(
+    base: &WorkloadSpec,
+    seeds: Option<Vec<u64>>,
+    min_items: usize,
+    prompts: Option<Vec<String>>,
+) -> (WorkloadSpec, String) {
+    let mut spec = base.clone();
+    let mut words = Vec::new();
+    if let Some(prompts) = prompts {
+        words.push(replace_prompts(&mut spec, base, prompts, "selection"));
+    }
+    let per_seed = spec.sets().max(1);
     let seeds = seeds.unwrap_or_else(|| {
         let used = base.item_seeds();
         let wanted = min_items.div_ceil(per_seed).max(2);
         (0..HELD_OUT_SEED).filter(|s| !used.contains(s)).take(wanted).collect()
     });
-    let mut spec = base.clone();
     spec.pair_every_with(seeds);
-    let words = describe_items("selection", &spec, base);
-    (spec, words)
+    words.insert(0, describe_items("selection", &spec, base));
+    (spec, words.join("; "))
+}
+
+/// Puts `prompts` in place of `spec`'s, saying how many of them the sensitivity run `base` used.
+fn replace_prompts(spec: &mut WorkloadSpec, base: &WorkloadSpec, prompts: Vec<String>, what: &str) -> String {
+    let shared = prompts.iter().filter(|p| base.prompts.contains(p)).count();
+    let (n, sensitivity) = (prompts.len(), base.prompts.len());
+    spec.prompts = prompts;
+    format!("{n} {what} prompts ({shared} of them among the {sensitivity} sensitivity prompts)")
 }
 
 fn describe_items(what: &str, spec: &WorkloadSpec, base: &WorkloadSpec) -> String {
-    let items = spec.pairs(base.sets()).map_or(0, |p| p.len());
+    let items = spec.pairs(spec.sets()).map_or(0, |p| p.len());
     format!("{what} items: seeds {} (sensitivity: {}), {items} item(s)", spec.describe_seeds(), base.describe_seeds())
 }
 
@@ -123,13 +135,22 @@ mod tests {
 
     #[test]
     fn selection_items_take_seeds_the_sensitivity_run_never_used() {
-        let (spec, words) = fresh(&zipped(), None, 8);
+        let (spec, words) = fresh(&zipped(), None, 8, None);
         let used = zipped().item_seeds();
         assert_eq!(spec.pairing, Pairing::Every);
         assert!(spec.seeds.len() >= 2 && spec.seeds.iter().all(|s| !used.contains(s) && *s < HELD_OUT_SEED));
         assert!(words.starts_with("selection items") && words.ends_with(&format!("{} item(s)", spec.seeds.len() * 4)));
         assert_eq!(spec.seeds.len() * zipped().sets(), 8);
-        let (spec, _) = fresh(&zipped(), Some(vec![7]), 8);
+        let (spec, _) = fresh(&zipped(), Some(vec![7]), 8, None);
         assert_eq!(spec.seeds, vec![7]);
+        // Prompts of their own: the same unused seeds, as many as those prompts need.
+        let prompts = vec!["prompt 0".to_string(), "another".into(), "a third".into()];
+        let (spec, words) = fresh(&zipped(), None, 8, Some(prompts.clone()));
+        assert_eq!((spec.prompts.clone(), spec.seeds.len()), (prompts, 3));
+        assert!(spec.seeds.iter().all(|s| !used.contains(s)));
+        assert!(
+            words.contains("9 item(s); 3 selection prompts (1 of them among the 4 sensitivity prompts)"),
+            "{words}"
+        );
     }
 }

@@ -124,7 +124,7 @@ impl Prepared {
         // the server's fault.
         let table = SensitivityTable::read(path)
             .map_err(|e| SolverError::File { path: path.display().to_string(), message: e.to_string() })?;
-        let mut problem = Problem::from_table(&table, &config.protect, config.basis(&[]))?;
+        let mut problem = Problem::from_table(&table, &config.protect, config.basis(&[], table.meta.decodes_images()))?;
         problem.tie(&config.ties)?;
         if let Fraction::Fixed(lambda) = config.shrink {
             problem.shrink(lambda)?;

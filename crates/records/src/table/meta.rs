@@ -96,6 +96,12 @@ impl BasePoint {
 }
 
 impl RunMeta {
+    /// Whether the items ended as decoded images (a pipeline folder, through its VAE decoder)
+    /// rather than as the denoiser's own output.
+    pub fn decodes_images(&self) -> bool {
+        self.pipeline == "diffusers"
+    }
+
     /// Reads the JSON run description of the table (or journal) at `path`; a description
     /// from an older format is refused with the command that writes the current one.
     pub fn from_json(path: &Path, json: &str) -> Result<Self> {
