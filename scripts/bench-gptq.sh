@@ -17,17 +17,19 @@ T="$W/terrain"
 S="$W/shapes"
 mkdir -p "$T" "$S"
 
-# Plans from TABLE into DIR, each applied to MODEL; the quantized folders into `applied`.
+# Plans from TABLE into DIR, each applied to MODEL; the quantized folders into `applied`. The
+# caller sets the array solve_flags.
 applied=()
 plans() {
     local model=$1 dir=$2 table=$3
     applied=()
     for bits in 3 4; do
-        "$BIN" solve --sensitivity "$table" --budget "avg-bits=$bits" --out "$dir/all-$bits.yaml" -q
-        "$BIN" solve --sensitivity "$table" --budget "avg-bits=$bits" --without rank --out "$dir/gptq-$bits.yaml" -q
-        "$BIN" solve --sensitivity "$table" --budget "avg-bits=$bits" --without gptq,rank \
+        "$BIN" solve --sensitivity "$table" "${solve_flags[@]}" --budget "avg-bits=$bits" --out "$dir/all-$bits.yaml" -q
+        "$BIN" solve --sensitivity "$table" "${solve_flags[@]}" --budget "avg-bits=$bits" --without rank \
+            --out "$dir/gptq-$bits.yaml" -q
+        "$BIN" solve --sensitivity "$table" "${solve_flags[@]}" --budget "avg-bits=$bits" --without gptq,rank \
             --out "$dir/nearest-$bits.yaml" -q
-        "$BIN" solve --sensitivity "$table" --uniform "$bits" --out "$dir/uniform-$bits.yaml" -q
+        "$BIN" solve --sensitivity "$table" "${solve_flags[@]}" --uniform "$bits" --out "$dir/uniform-$bits.yaml" -q
         for kind in all gptq nearest uniform; do
             "$BIN" quantize "$model" --plan "$dir/$kind-$bits.yaml" --out "$dir/q-$kind-$bits" --overwrite -q
             applied+=("$dir/q-$kind-$bits")
@@ -38,16 +40,20 @@ plans() {
 # --- terrain: four calibration seeds, one step -------------------------------------------------
 "$BIN" sensitivity "$TERRAIN" --condition difficulty=0.5 --seeds 0,1,2,3 --w-bits 2,3,4,8 \
     --rounding nearest,gptq --ranks 8 --out "$T/s.parquet" --resume | tee "$T/sensitivity.log"
+solve_flags=()
 plans "$TERRAIN" "$T" "$T/s.parquet"
 "$BIN" eval "$TERRAIN" "${applied[@]}" --sensitivity "$T/s.parquet" --batch 4 --repeats 1 \
     --out "$T/eval.parquet" --markdown "$T/eval.md"
 
-# --- shapes-t2i: the calibration prompts, DDIM 20, guidance 4 -------------------------------
+# --- shapes-t2i: the calibration prompts each on a seed of its own, DDIM 20, guidance 4, image
+# losses (the frontier bench's settings) ---------------------------------------------------
 mapfile -t prompts < "$SHAPES/calibration_prompts.txt"
 prompt_args=()
 for p in "${prompts[@]}"; do prompt_args+=(--prompt "$p"); done
-"$BIN" sensitivity "$SHAPES" "${prompt_args[@]}" --steps 20 --guidance 4 --w-bits 2,3,4,8 \
-    --rounding nearest,gptq --ranks 8 --out "$S/s.parquet" --resume | tee "$S/sensitivity.log"
+"$BIN" sensitivity "$SHAPES" "${prompt_args[@]}" --seeds 0 --pairing zip --steps 20 --guidance 4 \
+    --w-bits 2,3,4,8 --rounding nearest,gptq --ranks 8 --batch 16 --out "$S/s.parquet" --resume |
+    tee "$S/sensitivity.log"
+solve_flags=(--loss image)
 plans "$SHAPES" "$S" "$S/s.parquet"
 "$BIN" eval "$SHAPES" "${applied[@]}" --sensitivity "$S/s.parquet" --num-seeds 8 --batch 16 --repeats 1 \
     --out "$S/eval.parquet" --markdown "$S/eval.md"
@@ -66,7 +72,7 @@ plans "$SHAPES" "$S" "$S/s.parquet"
     echo
     grep -E "^probing time" "$T/sensitivity.log" || true
     echo
-    echo "## shapes-t2i (DDIM 20 steps, guidance 4; table on the 16 calibration prompts; 56 held-out prompts × 8 seeds)"
+    echo "## shapes-t2i (DDIM 20 steps, guidance 4; table on the 16 calibration prompts, image losses; 56 held-out prompts × 8 seeds)"
     echo
     cat "$S/eval.md"
     echo
