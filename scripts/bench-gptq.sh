@@ -4,7 +4,8 @@
 # (`--without rank`), without either (`--without gptq,rank`), beside uniform plans, applied as
 # low-bit models and measured by `bitsearch eval` on held-out items (seeds 1000.., shapes-t2i's
 # held-out prompts), never on the sensitivity items. Also keeps each sensitivity run's phase
-# table, where GPTQ's share of the run is printed.
+# table, where GPTQ's share of the run is printed, and checks a prediction fitted on each
+# table against a sweep measured held out (scripts/fit-and-sweep.sh).
 #
 #   scripts/bench-gptq.sh BIN TERRAIN_MODEL SHAPES_FOLDER OUT_DIR
 set -euo pipefail
@@ -16,6 +17,9 @@ W="$OUT/gptq"
 T="$W/terrain"
 S="$W/shapes"
 mkdir -p "$T" "$S"
+
+# shellcheck source=scripts/fit-and-sweep.sh
+source "$(dirname "$0")/fit-and-sweep.sh"
 
 # Plans from TABLE into DIR, each applied to MODEL; the quantized folders into `applied`. The
 # caller sets the array solve_flags.
@@ -44,6 +48,10 @@ solve_flags=()
 plans "$TERRAIN" "$T" "$T/s.parquet"
 "$BIN" eval "$TERRAIN" "${applied[@]}" --sensitivity "$T/s.parquet" --batch 4 --repeats 1 \
     --out "$T/eval.parquet" --markdown "$T/eval.md"
+mkdir -p "$T/prediction"
+fit_flags=()
+eval_flags=(--batch 4)
+fit_and_sweep "$TERRAIN" "$T/s.parquet" "$T/prediction"
 
 # --- shapes-t2i: the calibration prompts each on a seed of its own, DDIM 20, guidance 4, image
 # losses (the frontier bench's settings) ---------------------------------------------------
@@ -57,6 +65,12 @@ solve_flags=(--loss image)
 plans "$SHAPES" "$S" "$S/s.parquet"
 "$BIN" eval "$SHAPES" "${applied[@]}" --sensitivity "$S/s.parquet" --num-seeds 8 --batch 16 --repeats 1 \
     --out "$S/eval.parquet" --markdown "$S/eval.md"
+# The fit measures on prompts drawn as the held-out ones are (none of them held out): the
+# calibration prompts draw only objects training drew, and cannot show that gap.
+mkdir -p "$S/prediction"
+fit_flags=(--selection-prompts "$SHAPES/calibration_prompts_deploy.txt" --calibration-seeds 16)
+eval_flags=(--num-seeds 8 --batch 16)
+fit_and_sweep "$SHAPES" "$S/s.parquet" "$S/prediction"
 
 {
     echo "# GPTQ rounding and a low-rank branch as per-layer options"
@@ -72,10 +86,18 @@ plans "$SHAPES" "$S" "$S/s.parquet"
     echo
     grep -E "^probing time" "$T/sensitivity.log" || true
     echo
+    echo "Fitted prediction ($FIT measured on the selection items; $SWEEP held out):"
+    echo
+    python3 scripts/prediction-table.py "$T/prediction" SQNR PSNR
+    echo
     echo "## shapes-t2i (DDIM 20 steps, guidance 4; table on the 16 calibration prompts, image losses; 56 held-out prompts × 8 seeds)"
     echo
     cat "$S/eval.md"
     echo
     grep -E "^probing time" "$S/sensitivity.log" || true
+    echo
+    echo "Fitted prediction ($FIT measured on calibration_prompts_deploy.txt, seed 16; $SWEEP held out):"
+    echo
+    python3 scripts/prediction-table.py "$S/prediction" PSNR
 } > "$OUT/gptq.md"
 echo "wrote $OUT/gptq.md"

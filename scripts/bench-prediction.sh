@@ -19,26 +19,9 @@ W="$OUT/prediction"
 T="$W/terrain"
 S="$W/shapes"
 mkdir -p "$T" "$S"
-# The fit's budgets span the range from near the smallest plan (every layer at 2 bits) to
-# every layer at 8; the evaluated sweep's budgets lie between them, none shared.
-FIT=avg-bits=2.1..8:8
-SWEEP=avg-bits=2.5..7.5:7
-
-# Fit, sweep twice and evaluate: MODEL TABLE DIR, with the arrays solve_flags and eval_flags set
-# by the caller.
-fit_and_sweep() {
-    local model=$1 table=$2 dir=$3
-    rm -rf "$dir/additive" "$dir/fitted"
-    "$BIN" solve --sensitivity "$table" --sweep "$FIT" --fit-prediction "${solve_flags[@]}" \
-        --out "$dir/prediction-fit.yaml" | tee "$dir/fit.txt"
-    "$BIN" solve --sensitivity "$table" --sweep "$SWEEP" "${solve_flags[@]}" --out "$dir/additive" -q
-    "$BIN" solve --sensitivity "$table" --sweep "$SWEEP" "${solve_flags[@]}" \
-        --prediction-fit "$dir/prediction-fit.yaml" --out "$dir/fitted" -q
-    local plans=()
-    for plan in "$dir/fitted"/plan_*.yaml; do plans+=(--simulate "$plan"); done
-    "$BIN" eval "$model" "${plans[@]}" "${eval_flags[@]}" --repeats 1 --out "$dir/eval.parquet" \
-        --markdown "$dir/eval.md"
-}
+# shellcheck source=scripts/fit-and-sweep.sh
+source "$(dirname "$0")/fit-and-sweep.sh"
+fit_flags=()
 
 "$BIN" sensitivity "$TERRAIN" --condition difficulty=0.5 --w-bits 2,4,8 --out "$T/s.parquet" --resume
 solve_flags=()
