@@ -13,6 +13,7 @@ mod solve;
 
 use crate::cli::{Args, Command};
 use anyhow::Context;
+use bitsearch_pipeline::workload::prompt_lines;
 use std::path::Path;
 
 pub fn run(args: Args) -> anyhow::Result<()> {
@@ -34,10 +35,5 @@ pub fn run(args: Args) -> anyhow::Result<()> {
 /// A prompts file: one per line, blank lines and `#` comments skipped.
 fn read_prompts(path: &Path) -> anyhow::Result<Vec<String>> {
     let text = std::fs::read_to_string(path).with_context(|| format!("{}: cannot read", path.display()))?;
-    let prompts: Vec<String> =
-        text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).map(String::from).collect();
-    if prompts.is_empty() {
-        anyhow::bail!("{}: no prompts (one per line)", path.display());
-    }
-    Ok(prompts)
+    prompt_lines(&text).map_err(|message| anyhow::anyhow!("{}: {message}", path.display()))
 }

@@ -279,7 +279,7 @@ fn selection<'a>(
     };
     let (spec, items) = fresh(&base, args.calibration_seeds.clone(), CALIBRATION_ITEMS, prompts);
     let metric = target::basis_metric(problem.basis);
-    log::info!("shrink search: measuring {metric} of plans simulated in float on the {items}");
+    log::info!("selection: measuring {metric} of plans simulated in float on the {items}");
     bench(args, table, spec, items, vec![metric])
 }
 

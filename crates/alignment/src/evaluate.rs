@@ -6,6 +6,7 @@ use crate::classifier::AttributeClassifier;
 use crate::error::AlignmentError;
 use crate::score::Scorer;
 use bitsearch_pipeline::diffusers::{DiffusersPipeline, GenerateRequest};
+use bitsearch_pipeline::workload::prompt_lines;
 use ndarray::{ArrayD, ArrayViewD, Axis};
 use std::path::Path;
 
@@ -22,11 +23,7 @@ impl PromptSet {
     pub fn read(path: &Path, classifier: &AttributeClassifier) -> Result<Self, AlignmentError> {
         let text =
             std::fs::read_to_string(path).map_err(|e| AlignmentError::file(path, format!("cannot read: {e}")))?;
-        let prompts: Vec<String> =
-            text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).map(String::from).collect();
-        if prompts.is_empty() {
-            return Err(AlignmentError::file(path, "no prompts (one per line)"));
-        }
+        let prompts = prompt_lines(&text).map_err(|message| AlignmentError::file(path, message))?;
         let objects = prompts.iter().map(|p| parse_prompt(p, classifier.schema())).collect::<Result<_, _>>()?;
         Ok(Self { prompts, objects })
     }

@@ -71,10 +71,7 @@ pub fn fresh(
     prompts: Option<Vec<String>>,
 ) -> (WorkloadSpec, String) {
     let mut spec = base.clone();
-    let mut words = Vec::new();
-    if let Some(prompts) = prompts {
-        words.push(replace_prompts(&mut spec, base, prompts, "selection"));
-    }
+    let replaced = prompts.map(|prompts| replace_prompts(&mut spec, base, prompts, "selection"));
     let per_seed = spec.sets().max(1);
     let seeds = seeds.unwrap_or_else(|| {
         let used = base.item_seeds();
@@ -82,8 +79,11 @@ pub fn fresh(
         (0..HELD_OUT_SEED).filter(|s| !used.contains(s)).take(wanted).collect()
     });
     spec.pair_every_with(seeds);
-    words.insert(0, describe_items("selection", &spec, base));
-    (spec, words.join("; "))
+    let mut words = describe_items("selection", &spec, base);
+    if let Some(replaced) = replaced {
+        words = format!("{words}; {replaced}");
+    }
+    (spec, words)
 }
 
 /// Puts `prompts` in place of `spec`'s, saying how many of them the sensitivity run `base` used.

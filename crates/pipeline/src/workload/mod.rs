@@ -9,7 +9,7 @@ mod diffusers;
 pub mod moments;
 pub mod shift;
 
-pub use bitsearch_types::generation::{Pairing, WorkloadSpec};
+pub use bitsearch_types::generation::{Pairing, WorkloadSpec, prompt_lines};
 pub use denoiser::DenoiserWorkload;
 pub use diffusers::{DiffusersWorkload, image_size};
 
