@@ -50,13 +50,21 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<()> {
     let mut out = Printer::stdout();
     out.line(format_args!("evaluation items: {held}"))?;
     let options = EvalOptions { spec, repeats: args.repeats, held_out: held };
-    let mut evaluation = evaluate(&args.reference, &candidates, &options, &mut Log)?;
-    // Memory is measured in a fresh process per model: within one, freed sessions' memory is reused.
+    // Memory is measured in a fresh process per model (within one, freed sessions' memory is
+    // reused), and first: a failure there costs seconds, not the evaluation's minutes.
     let reference_bytes = child_memory(&args.reference, &options.spec)?;
-    for (record, candidate) in evaluation.records.iter_mut().zip(&candidates) {
+    let candidate_bytes = candidates
+        .iter()
+        .map(|c| match c {
+            Candidate::Model(path) => child_memory(path, &options.spec).map(Some),
+            Candidate::Simulated(_) => Ok(None),
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let mut evaluation = evaluate(&args.reference, &candidates, &options, &mut Log)?;
+    for (record, bytes) in evaluation.records.iter_mut().zip(candidate_bytes) {
         record.reference_cost.session_bytes = reference_bytes;
-        if let Candidate::Model(path) = candidate {
-            record.cost.session_bytes = child_memory(path, &options.spec)?;
+        if let Some(bytes) = bytes {
+            record.cost.session_bytes = bytes;
         }
     }
     if let Some(dir) = args.out.parent().filter(|d| !d.as_os_str().is_empty()) {
@@ -101,7 +109,7 @@ pub fn memory(args: &MemoryArgs) -> anyhow::Result<()> {
 }
 
 /// The resident memory opening `model` adds, measured by this binary in a child process (which
-/// skips the files' sha256 check: `evaluate` opened the model, and checked them, before).
+/// skips the files' sha256 check: `evaluate` checks them, and a child that fails only ends the run).
 fn child_memory(model: &Path, spec: &WorkloadSpec) -> anyhow::Result<u64> {
     let exe = std::env::current_exe().context("the bitsearch binary")?;
     let output = std::process::Command::new(exe)

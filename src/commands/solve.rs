@@ -11,7 +11,7 @@ use anyhow::{Context, bail};
 use bitsearch_eval::{CALIBRATION_ITEMS, Candidate, EvalOptions, Reference, calibration, fresh};
 use bitsearch_pipeline::workload::WorkloadSpec;
 use bitsearch_records::{
-    Curve, Form, Metric, PredictionFit, RecordError, Resource, SensitivityTable, Sweep, Target, write_frontier,
+    Curve, Metric, PredictionFit, RecordError, Resource, SensitivityTable, Sweep, Target, write_frontier,
 };
 use bitsearch_solver::bench::{Bench, Meter};
 use bitsearch_solver::select::{Selected, Trial};
@@ -213,24 +213,25 @@ fn fit_prediction(
     Ok(())
 }
 
-/// A fitted curve in words: the form that predicts, the line, the leave-one-out errors.
+/// A fitted curve in words: the form that predicts, its lines, the leave-one-out errors.
 fn curve_words(curve: Option<&Curve>) -> String {
     let Some(c) = curve else { return "no curve (the additive prediction stays)".into() };
+    let scale = c.scale.map_or("no scale".into(), |l| {
+        format!("scale: measured dB = additive dB {:+.2} (rms residual {:.2} dB)", l.intercept_db, l.rms_residual_db)
+    });
     let line = c.line.map_or("no monotone line".into(), |l| {
         format!(
-            "measured dB = {:.2} + {:.3} x additive dB (rms residual {:.2} dB)",
+            "line: measured dB = {:.2} + {:.3} x additive dB (rms residual {:.2} dB)",
             l.intercept_db, l.slope, l.rms_residual_db
         )
     });
-    let form = match c.form {
-        Form::Line => "the line",
-        Form::Knots => "the knots",
-    };
     format!(
-        "{line}; {} knots; left out one at a time, line {:.2} dB, knots {:.2} dB rms: predicting by {form}",
+        "{scale}; {line}; {} knots; left out one at a time, scale {:.2} dB, line {:.2} dB, knots {:.2} dB rms: predicting by the {}",
         c.knots.len(),
+        c.loo_scale_db,
         c.loo_line_db,
-        c.loo_knots_db
+        c.loo_knots_db,
+        c.form.name()
     )
 }
 

@@ -2,8 +2,8 @@
 //! prediction adds their noise powers, which is optimistic when the layers' errors add up
 //! coherently. `solve --fit-prediction` measures a few plans across the budget range on the
 //! selection items and fits, per metric, the measured value in dB as a curve of the additive
-//! prediction in dB: a line (measured noise ≈ a·(Σ singles)^b) or monotone knots, whichever
-//! predicts the plans left out one at a time better. `solve --prediction-fit` reads the fit
+//! prediction in dB: a scale (measured noise ≈ a·Σ singles), a line (≈ a·(Σ singles)^b) or
+//! monotone knots, whichever predicts the plans left out one at a time best. `solve --prediction-fit` reads the fit
 //! back, and every predicted column goes through it.
 
 use crate::check::{self, Checked, Invalid, invalid};
@@ -61,6 +61,18 @@ impl Line {
         line.check().is_ok().then_some(line)
     }
 
+    /// The least-squares line of slope one (measured noise a fixed multiple of the summed
+    /// singles); None without a finite point.
+    pub fn fit_scale(points: &[(f64, f64)]) -> Option<Self> {
+        let gaps: Vec<f64> =
+            points.iter().filter(|(x, y)| x.is_finite() && y.is_finite()).map(|(x, y)| y - x).collect();
+        let n = gaps.len() as f64;
+        let intercept_db = gaps.iter().sum::<f64>() / n;
+        let rms_residual_db = (gaps.iter().map(|g| (g - intercept_db).powi(2)).sum::<f64>() / n).sqrt();
+        let line = Self { intercept_db, slope: 1.0, rms_residual_db };
+        (!gaps.is_empty() && line.check().is_ok()).then_some(line)
+    }
+
     pub fn apply(&self, additive_db: f64) -> f64 {
         self.intercept_db + self.slope * additive_db
     }
@@ -81,16 +93,30 @@ impl Line {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Form {
+    Scale,
     Line,
     Knots,
+}
+
+impl Form {
+    pub fn name(self) -> &'static str {
+        match self {
+            Form::Scale => "scale",
+            Form::Line => "line",
+            Form::Knots => "knots",
+        }
+    }
 }
 
 /// How one metric's summed single-layer losses map to its measurement, in dB.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Curve {
-    /// The form that predicts: the one with the smaller leave-one-out error on the fitted plans.
+    /// The form that predicts: the one with the smallest leave-one-out error on the fitted plans.
     pub form: Form,
+    /// The least-squares line of slope one (absent in fits made before it was offered).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scale: Option<Line>,
     /// The least-squares line; absent when the data give no monotone one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub line: Option<Line>,
@@ -100,8 +126,14 @@ pub struct Curve {
     pub knots: Vec<[f64; 2]>,
     /// Root mean square leave-one-out error of each form on the fitted plans that lie between
     /// others, dB (NaN where no plan does, or a line cannot be fitted without one).
+    #[serde(default = "not_measured")]
+    pub loo_scale_db: f64,
     pub loo_line_db: f64,
     pub loo_knots_db: f64,
+}
+
+fn not_measured() -> f64 {
+    f64::NAN
 }
 
 impl Curve {
@@ -115,49 +147,74 @@ impl Curve {
         }
         // Left out one at a time, each plan inside the others' range (the fit is for budgets
         // between the fitted ones, not beyond them).
-        let (mut line_sq, mut knots_sq, mut n) = (0.0, 0.0, 0.0);
+        let (mut scale_sq, mut line_sq, mut knots_sq, mut n) = (0.0, 0.0, 0.0, 0.0);
         for (i, &(x, y)) in finite.iter().enumerate() {
             let others: Vec<(f64, f64)> = finite.iter().enumerate().filter(|(j, _)| *j != i).map(|(_, p)| *p).collect();
             let inside = others.iter().any(|o| o.0 < x) && others.iter().any(|o| o.0 > x);
             if inside {
-                line_sq += Line::fit(&others).map_or(f64::NAN, |l| (l.apply(x) - y).powi(2));
+                let miss = |line: Option<Line>| line.map_or(f64::NAN, |l| (l.apply(x) - y).powi(2));
+                scale_sq += miss(Line::fit_scale(&others));
+                line_sq += miss(Line::fit(&others));
                 knots_sq += (through(&monotone(&others), x) - y).powi(2);
                 n += 1.0;
             }
         }
-        let (loo_line_db, loo_knots_db) = ((line_sq / n).sqrt(), (knots_sq / n).sqrt());
-        let line = Line::fit(&finite);
-        // A line wins within a hundredth of a dB (it is the simpler form) and when nothing could
-        // be left out; NaN (a line unfitted on some subset) never wins.
-        let line_wins = loo_line_db <= loo_knots_db + 0.01 || (loo_line_db.is_nan() && loo_knots_db.is_nan());
-        let form = if line.is_some() && line_wins { Form::Line } else { Form::Knots };
-        Some(Self { form, line, knots, loo_line_db, loo_knots_db })
+        let rms = |sq: f64| (sq / n).sqrt();
+        let (loo_scale_db, loo_line_db, loo_knots_db) = (rms(scale_sq), rms(line_sq), rms(knots_sq));
+        let (scale, line) = (Line::fit_scale(&finite), Line::fit(&finite));
+        // The simplest form within a hundredth of a dB of the best wins; NaN (a form unfitted on
+        // some subset) never does. When nothing could be left out, the line (through two plans).
+        let best =
+            [loo_scale_db, loo_line_db, loo_knots_db].into_iter().filter(|e| !e.is_nan()).fold(f64::INFINITY, f64::min);
+        let form = if best.is_infinite() {
+            if line.is_some() { Form::Line } else { Form::Knots }
+        } else if scale.is_some() && loo_scale_db <= best + 0.01 {
+            Form::Scale
+        } else if line.is_some() && loo_line_db <= best + 0.01 {
+            Form::Line
+        } else {
+            Form::Knots
+        };
+        Some(Self { form, scale, line, knots, loo_scale_db, loo_line_db, loo_knots_db })
+    }
+
+    /// The line of the predicting form, if it is one.
+    fn line(&self) -> Option<&Line> {
+        match self.form {
+            Form::Scale => self.scale.as_ref(),
+            Form::Line => self.line.as_ref(),
+            Form::Knots => None,
+        }
     }
 
     pub fn apply(&self, additive_db: f64) -> f64 {
-        match (self.form, &self.line) {
-            (Form::Line, Some(line)) => line.apply(additive_db),
-            _ => through(&self.knots, additive_db),
-        }
+        self.line().map_or_else(|| through(&self.knots, additive_db), |line| line.apply(additive_db))
     }
 
     /// The additive prediction whose fitted value is `db`.
     pub fn invert(&self, db: f64) -> f64 {
-        match (self.form, &self.line) {
-            (Form::Line, Some(line)) => line.invert(db),
-            _ => {
+        self.line().map_or_else(
+            || {
                 // A flat stretch has no inverse: its knots pool into one.
                 let swapped: Vec<(f64, f64)> = self.knots.iter().map(|&[x, y]| (y, x)).collect();
                 through(&monotone(&swapped), db)
-            }
-        }
+            },
+            |line| line.invert(db),
+        )
     }
 
     fn check(&self) -> Checked {
+        if let Some(scale) = &self.scale {
+            scale.check().map_err(|e| e.under("scale"))?;
+            if scale.slope != 1.0 {
+                return Err(invalid("scale.slope", format!("{} is not 1", scale.slope)));
+            }
+        }
         if let Some(line) = &self.line {
             line.check().map_err(|e| e.under("line"))?;
-        } else if self.form == Form::Line {
-            return Err(invalid("form", "'line' without a line"));
+        }
+        if self.form != Form::Knots && self.line().is_none() {
+            return Err(invalid("form", format!("'{}' without its line", self.form.name())));
         }
         if !(2..=MAX_FIT_PLANS).contains(&self.knots.len()) {
             return Err(invalid("knots", format!("{} knots is outside 2..={MAX_FIT_PLANS}", self.knots.len())));
@@ -171,7 +228,12 @@ impl Curve {
                 return Err(invalid(format!("knots[{}]", i + 1), "knots must rise in both additive and measured dB"));
             }
         }
-        for (name, v) in [("loo_line_db", self.loo_line_db), ("loo_knots_db", self.loo_knots_db)] {
+        let loo = [
+            ("loo_scale_db", self.loo_scale_db),
+            ("loo_line_db", self.loo_line_db),
+            ("loo_knots_db", self.loo_knots_db),
+        ];
+        for (name, v) in loo {
             if !v.is_nan() {
                 check::within(name, v, 0.0, MAX_INTERCEPT_DB)?;
             }
@@ -414,6 +476,24 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn a_fixed_multiple_of_the_summed_noise_is_fitted_as_a_scale() {
+        // Twice the summed noise (3.01 dB below the sum), measured with ±0.4 dB of item noise: the
+        // line bends to the noise, the one-parameter scale predicts the plans left out better.
+        let mut plans = plans(2.0, 1.0);
+        for (i, p) in plans.iter_mut().enumerate() {
+            p.measured.sqnr_db += if i % 2 == 0 { 0.4 } else { -0.4 };
+        }
+        let curve = PredictionFit::curves(&plans).sqnr.expect("a curve");
+        assert_eq!(curve.form, Form::Scale, "{curve:?}");
+        assert!(curve.loo_scale_db < curve.loo_line_db && curve.loo_scale_db < curve.loo_knots_db, "{curve:?}");
+        let scale = curve.scale.expect("a scale");
+        assert!((scale.intercept_db + 10.0 * 2f64.log10() - 0.08).abs() < 1e-9, "{scale:?}");
+        assert!((curve.apply(25.0) - (25.0 + scale.intercept_db)).abs() < 1e-12);
+        assert!((curve.invert(curve.apply(25.0)) - 25.0).abs() < 1e-9);
+        assert!(Line::fit_scale(&[(f64::NAN, 1.0)]).is_none());
+    }
+
+    #[test]
     fn a_bent_curve_is_followed_through_its_knots() {
         // Measured flat at the top, steep in the middle, as terrain's plans measure; one point
         // falls against the trend and is pooled with its neighbour.
@@ -452,6 +532,12 @@ pub(crate) mod tests {
         }
         bent.curves = PredictionFit::curves(&bent.plans);
         bent.write(&dir.join("knots.yaml")).unwrap();
+        let mut scaled = fit(2.0, 1.0);
+        for (i, p) in scaled.plans.iter_mut().enumerate() {
+            p.measured.sqnr_db += if i % 2 == 0 { 0.4 } else { -0.4 };
+        }
+        scaled.curves = PredictionFit::curves(&scaled.plans);
+        scaled.write(&dir.join("scale.yaml")).unwrap();
     }
 
     #[test]
@@ -486,6 +572,13 @@ pub(crate) mod tests {
         let mut bad = good.clone();
         bad.curves.sqnr.as_mut().unwrap().line = None;
         assert!(refused(bad).contains("curves.sqnr.form"));
+        let mut bad = good.clone();
+        bad.curves.sqnr.as_mut().unwrap().scale.as_mut().unwrap().slope = 0.9;
+        assert!(refused(bad).contains("curves.sqnr.scale.slope: 0.9 is not 1"));
+        let mut bad = good.clone();
+        let sqnr = bad.curves.sqnr.as_mut().unwrap();
+        (sqnr.form, sqnr.scale) = (Form::Scale, None);
+        assert!(refused(bad).contains("curves.sqnr.form: 'scale' without its line"));
         let mut bad = good.clone();
         bad.curves.sqnr.as_mut().unwrap().knots[0][0] = f64::NAN;
         assert!(refused(bad).contains("curves.sqnr.knots[0]"));
