@@ -83,6 +83,13 @@ pub fn evaluate(
     options: &EvalOptions,
     progress: &mut dyn Progress,
 ) -> Result<Evaluation> {
+    // Every candidate's records are read before the reference's minutes of work.
+    for candidate in candidates {
+        describe(candidate)?;
+        if let Candidate::Simulated(plan) = candidate {
+            bitsearch_quantize::check_simulation(plan)?;
+        }
+    }
     progress.stage(&format!("reference {}", reference.display()));
     let mut fp = Reference::open(reference, options)?;
     let mut records = Vec::new();

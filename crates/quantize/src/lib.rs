@@ -242,6 +242,17 @@ fn refuse_out(model: &Path, out: &Path, overwrite: bool) -> Result<()> {
     Ok(())
 }
 
+/// Reads what simulating the plan at `plan_path` needs besides the model: the plan, and for
+/// GPTQ layers the sensitivity table whose items their moments come from. A check to run
+/// before long work.
+pub fn check_simulation(plan_path: &Path) -> Result<()> {
+    let plan = Plan::read(plan_path)?;
+    if gptq::used(&plan) {
+        SensitivityTable::read(&plan.source.sensitivity_table)?;
+    }
+    Ok(())
+}
+
 /// The plan at `plan_path` simulated in float: for each distinct step-group configuration, a copy
 /// of `model`'s denoiser whose quantized weights hold the dequantized codes `quantize` stores
 /// (activations stay float), and the index of the copy that runs each denoising step.

@@ -28,4 +28,16 @@ fn gptq_costs_what_nearest_does_wins_on_its_items_and_the_written_model_measures
 
     // One layer at its GPTQ form, the rest in float: the written model measures its probe.
     written_alone_measures_its_probe(&model, &table, &gains, dir.path());
+
+    // Its simulation needs the table its moments come from: without it, eval refuses before
+    // running the reference (a regression: it used to fail after the reference's minutes).
+    let (plan, moved) = (dir.path().join("one.yaml"), dir.path().join("moved.parquet"));
+    std::fs::rename(&table, &moved).unwrap();
+    let record = dir.path().join("refused.parquet");
+    let args = ["eval", s(&model), "--simulate", s(&plan), "--sensitivity", s(&moved)];
+    let output =
+        bitsearch(&[&args[..], &["--out", s(&record), "--seeds", "0", "--steps", "2", "--device", "cpu"]].concat());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("g.parquet") && !stderr.contains("reference"), "{stderr}");
 }
