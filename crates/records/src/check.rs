@@ -53,6 +53,11 @@ pub(crate) fn unmeasured_or(field: &str, value: f64, low: f64, high: f64) -> Che
     if value.is_nan() { Ok(()) } else { within(field, value, low, high) }
 }
 
+/// A prediction in dB: NaN (none made), +∞ (no noise at all), or a value of at least −1000 dB.
+pub(crate) fn predicted_db(field: &str, value: f64) -> Checked {
+    unmeasured_or(field, value, -1000.0, f64::INFINITY)
+}
+
 /// A finite value of at least 0.
 pub(crate) fn non_negative(field: &str, value: f64) -> Checked {
     within(field, value, 0.0, f64::MAX)

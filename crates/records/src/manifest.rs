@@ -243,6 +243,8 @@ impl Manifest {
         check::within("avg_bits", self.avg_bits, 0.0, f64::from(bitsearch_types::FLOAT_BITS))?;
         // A plan solved on image losses predicts no SSIM (NaN).
         check::unmeasured_or("predicted_ssim", self.predicted_ssim, f64::NEG_INFINITY, 1.0)?;
+        check::predicted_db("predicted_sqnr_db", self.predicted_sqnr_db)?;
+        check::predicted_db("predicted_psnr_db", self.predicted_psnr_db)?;
         for name in self.listed_files() {
             let sha = self.files.get(name).ok_or_else(|| invalid("files", format!("has no sha256 of '{name}'")))?;
             check::sha256(&format!("files.{name}"), sha)?;
@@ -398,6 +400,8 @@ mod tests {
             (Manifest { weights: "../../elsewhere.bin".into(), ..manifest() }, "weights: '../../elsewhere.bin'"),
             (Manifest { avg_bits: f64::NAN, ..manifest() }, "avg_bits"),
             (Manifest { predicted_ssim: 1.5, ..manifest() }, "predicted_ssim: 1.5 is outside"),
+            (Manifest { predicted_sqnr_db: f64::NEG_INFINITY, ..manifest() }, "predicted_sqnr_db: -inf is outside"),
+            (Manifest { predicted_psnr_db: -1e300, ..manifest() }, "predicted_psnr_db"),
             (
                 Manifest { models: vec![manifest().models[0].clone(); 2], ..manifest() },
                 "models[1]: 'model.onnx' is listed twice",

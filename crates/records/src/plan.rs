@@ -290,14 +290,15 @@ impl Plan {
         }
         check::within("summary.avg_bits", summary.avg_bits, 0.0, f64::from(bitsearch_types::FLOAT_BITS))?;
         // Plans solved on image losses predict no SSIM (NaN).
-        if !self.prediction.ssim.is_nan() {
-            check::within("prediction.ssim", self.prediction.ssim, f64::NEG_INFINITY, 1.0)?;
-        }
-        if let Some(fit) = &self.prediction.fit {
+        let p = &self.prediction;
+        check::unmeasured_or("prediction.ssim", p.ssim, f64::NEG_INFINITY, 1.0)?;
+        check::predicted_db("prediction.sqnr_db", p.sqnr_db)?;
+        check::predicted_db("prediction.psnr_db", p.psnr_db)?;
+        if let Some(fit) = &p.fit {
             check::sha256("prediction.fit.sha256", &fit.sha256)?;
-            if !fit.additive_ssim.is_nan() {
-                check::within("prediction.fit.additive_ssim", fit.additive_ssim, f64::NEG_INFINITY, 1.0)?;
-            }
+            check::unmeasured_or("prediction.fit.additive_ssim", fit.additive_ssim, f64::NEG_INFINITY, 1.0)?;
+            check::predicted_db("prediction.fit.additive_sqnr_db", fit.additive_sqnr_db)?;
+            check::predicted_db("prediction.fit.additive_psnr_db", fit.additive_psnr_db)?;
         }
         check::distinct("layers", &self.layers, |l| l.layer.id())?;
         for (i, layer) in self.layers.iter().enumerate() {
@@ -487,6 +488,11 @@ mod tests {
             p.prediction.fit = Some(fit);
             p
         };
+        let predicting = |edit: fn(&mut Prediction)| {
+            let mut p = base();
+            edit(&mut p.prediction);
+            p
+        };
         let cases: Vec<(Plan, &str)> = vec![
             (Plan { step_groups: vec![[0, 1_000_000_000_000]], ..base() }, "steps: 1000000000001 is outside"),
             (Plan { step_groups: vec![[0, usize::MAX]], ..base() }, "steps"),
@@ -510,6 +516,10 @@ mod tests {
             (Plan { summary: PlanSummary { avg_bits: 1.58e13, ..base().summary }, ..base() }, "summary.avg_bits"),
             (fitted(|f| f.sha256 = "x".into()), "prediction.fit.sha256"),
             (fitted(|f| f.additive_ssim = 2.0), "prediction.fit.additive_ssim"),
+            (fitted(|f| f.additive_psnr_db = f64::NEG_INFINITY), "prediction.fit.additive_psnr_db: -inf is outside"),
+            (fitted(|f| f.additive_sqnr_db = -1e300), "prediction.fit.additive_sqnr_db"),
+            (predicting(|p| p.sqnr_db = -5000.0), "prediction.sqnr_db: -5000 is outside"),
+            (predicting(|p| p.psnr_db = f64::NEG_INFINITY), "prediction.psnr_db"),
         ];
         for (bad, expected) in cases {
             bad.write(&path).unwrap();
