@@ -49,10 +49,11 @@ plans "$TERRAIN" "$T" "$T/s.parquet"
 "$BIN" eval "$TERRAIN" "${applied[@]}" --sensitivity "$T/s.parquet" --batch 4 --repeats 1 \
     --out "$T/eval.parquet" --markdown "$T/eval.md"
 mkdir -p "$T/prediction"
-# 64 seeds on each side: at low bits a few items dominate the pooled SQNR, and two sets of 16
-# seeds disagree by several dB.
-fit_flags=(--calibration-seeds "$(seq -s, 4 67)")
-eval_flags=(--batch 4 --num-seeds 64)
+# Seeds on each side (64 unless TERRAIN_PREDICTION_SEEDS says): at low bits a few items dominate
+# the pooled SQNR, and two sets of 16 seeds disagree by several dB.
+seeds=${TERRAIN_PREDICTION_SEEDS:-64}
+fit_flags=(--calibration-seeds "$(seq -s, 4 $((seeds + 3)))")
+eval_flags=(--batch 4 --num-seeds "$seeds")
 fit_and_sweep "$TERRAIN" "$T/s.parquet" "$T/prediction"
 
 # --- shapes-t2i: the calibration prompts each on a seed of its own, DDIM 20, guidance 4, image
