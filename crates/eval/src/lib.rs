@@ -85,9 +85,11 @@ pub fn evaluate(
 ) -> Result<Evaluation> {
     // Every candidate's records are read before the reference's minutes of work.
     for candidate in candidates {
-        describe(candidate)?;
-        if let Candidate::Simulated(plan) = candidate {
-            bitsearch_quantize::check_simulation(plan)?;
+        match candidate {
+            Candidate::Simulated(plan) => bitsearch_quantize::check_simulation(plan)?,
+            Candidate::Model(_) => {
+                describe(candidate)?;
+            }
         }
     }
     progress.stage(&format!("reference {}", reference.display()));

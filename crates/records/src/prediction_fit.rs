@@ -3,8 +3,8 @@
 //! coherently. `solve --fit-prediction` measures a few plans across the budget range on the
 //! selection items and fits, per metric, the measured value in dB as a curve of the additive
 //! prediction in dB: a scale (measured noise ≈ a·Σ singles), a line (≈ a·(Σ singles)^b) or
-//! monotone knots, whichever predicts the plans left out one at a time best. `solve --prediction-fit` reads the fit
-//! back, and every predicted column goes through it.
+//! monotone knots, whichever predicts the plans left out one at a time best.
+//! `solve --prediction-fit` reads the fit back, and every predicted column goes through it.
 
 use crate::check::{self, Checked, Invalid, invalid};
 use crate::error::{Result, YamlFormat, decode_yaml, read_text, write_yaml};
@@ -436,6 +436,16 @@ pub(crate) mod tests {
             .collect()
     }
 
+    /// Plans measuring twice their summed noise (3.01 dB below the sum) with ±0.4 dB of item
+    /// noise, alternating.
+    fn scaled_plans() -> Vec<FitPlan> {
+        let mut plans = plans(2.0, 1.0);
+        for (i, p) in plans.iter_mut().enumerate() {
+            p.measured.sqnr_db += if i % 2 == 0 { 0.4 } else { -0.4 };
+        }
+        plans
+    }
+
     pub(crate) fn fit(a: f64, b: f64) -> PredictionFit {
         let plans = plans(a, b);
         PredictionFit {
@@ -477,13 +487,9 @@ pub(crate) mod tests {
 
     #[test]
     fn a_fixed_multiple_of_the_summed_noise_is_fitted_as_a_scale() {
-        // Twice the summed noise (3.01 dB below the sum), measured with ±0.4 dB of item noise: the
-        // line bends to the noise, the one-parameter scale predicts the plans left out better.
-        let mut plans = plans(2.0, 1.0);
-        for (i, p) in plans.iter_mut().enumerate() {
-            p.measured.sqnr_db += if i % 2 == 0 { 0.4 } else { -0.4 };
-        }
-        let curve = PredictionFit::curves(&plans).sqnr.expect("a curve");
+        // The line bends to the item noise; the one-parameter scale predicts the plans left out
+        // better.
+        let curve = PredictionFit::curves(&scaled_plans()).sqnr.expect("a curve");
         assert_eq!(curve.form, Form::Scale, "{curve:?}");
         assert!(curve.loo_scale_db < curve.loo_line_db && curve.loo_scale_db < curve.loo_knots_db, "{curve:?}");
         let scale = curve.scale.expect("a scale");
@@ -533,9 +539,7 @@ pub(crate) mod tests {
         bent.curves = PredictionFit::curves(&bent.plans);
         bent.write(&dir.join("knots.yaml")).unwrap();
         let mut scaled = fit(2.0, 1.0);
-        for (i, p) in scaled.plans.iter_mut().enumerate() {
-            p.measured.sqnr_db += if i % 2 == 0 { 0.4 } else { -0.4 };
-        }
+        scaled.plans = scaled_plans();
         scaled.curves = PredictionFit::curves(&scaled.plans);
         scaled.write(&dir.join("scale.yaml")).unwrap();
     }
